@@ -1,0 +1,92 @@
+# libmm — `make` builds the libraries, examples and tests; `make test` runs the tests.
+# Outputs sit beside their sources: lib/libmm.so*, lib/libmm.a, examples/mm-*, tests/test_*.
+# `make SANITIZE=1 test` builds with AddressSanitizer + UndefinedBehaviorSanitizer
+# (run `make clean` when switching).
+
+ABI_VERSION := 1
+VERSION     := 0.1.0
+PREFIX      ?= /usr/local
+LIBDIR      ?= $(PREFIX)/lib
+INCLUDEDIR  ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+
+CC      ?= cc
+CXX     ?= c++
+CFLAGS  ?= -O2 -g
+WARN    := -Wall -Wextra -Wpedantic -Werror
+
+# OpenBLAS through pkg-config, falling back to the plain library name.
+BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+DEP_CFLAGS  := $(BLAS_CFLAGS) $(shell pkg-config --cflags libpng libjpeg 2>/dev/null)
+DEP_LIBS    := $(BLAS_LIBS) $(shell pkg-config --libs libpng libjpeg 2>/dev/null || echo -lpng -ljpeg) -lm -lpthread
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS  := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
+
+ifeq ($(SANITIZE),1)
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+endif
+
+LIB_CFLAGS := -std=c11 $(WARN) -fPIC -fvisibility=hidden -D_GNU_SOURCE -DMM_BUILDING -Iinclude $(DEP_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
+APP_CFLAGS := -std=c11 $(WARN) -D_GNU_SOURCE -Iinclude $(SAN_FLAGS) $(CFLAGS)
+TEST_CFLAGS := -std=c11 $(WARN) -D_GNU_SOURCE -Iinclude -Ilib $(DEP_CFLAGS) $(CHECK_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
+
+LIB_SRC   := $(sort $(wildcard lib/*.c))
+LIB_OBJ   := $(LIB_SRC:.c=.o)
+LIB_HDR   := include/mm.h $(wildcard lib/*.h)
+SONAME    := libmm.so.$(ABI_VERSION)
+SHARED    := lib/libmm.so.$(VERSION)
+STATIC    := lib/libmm.a
+
+EXAMPLES  := $(patsubst %.c,%,$(wildcard examples/mm-*.c))
+# Check suites: each tests/test_*.c is one binary linked statically, so it can reach internals.
+SUITES    := $(patsubst %.c,%,$(wildcard tests/test_*.c))
+# Other test programs built from tests/*.c (conformance runners etc.).
+TOOLS     := $(patsubst %.c,%,$(filter-out tests/test_%.c,$(wildcard tests/*.c)))
+
+.PHONY: all test install uninstall clean
+all: $(SHARED) lib/$(SONAME) lib/libmm.so $(STATIC) $(EXAMPLES) $(SUITES) $(TOOLS)
+
+lib/%.o: lib/%.c $(LIB_HDR) Makefile
+	$(CC) $(LIB_CFLAGS) -c $< -o $@
+
+$(SHARED): $(LIB_OBJ) lib/libmm.map
+	$(CC) -shared -o $@ $(LIB_OBJ) -Wl,-soname,$(SONAME) -Wl,--version-script=lib/libmm.map \
+	    -Wl,--no-undefined $(SAN_FLAGS) $(DEP_LIBS)
+
+lib/$(SONAME) lib/libmm.so: $(SHARED)
+	ln -sf libmm.so.$(VERSION) $@
+
+$(STATIC): $(LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $(LIB_OBJ)
+
+# Examples link against the shared object, as a user's program would.
+examples/%: examples/%.c include/mm.h lib/libmm.so lib/$(SONAME)
+	$(CC) $(APP_CFLAGS) $< -o $@ -Llib -lmm -Wl,-rpath,'$$ORIGIN/../lib' -lm
+
+tests/test_%: tests/test_%.c tests/testutil.h $(STATIC)
+	$(CC) $(TEST_CFLAGS) $< -o $@ $(STATIC) $(CHECK_LIBS) $(DEP_LIBS)
+
+$(TOOLS): %: %.c $(STATIC)
+	$(CC) $(TEST_CFLAGS) $< -o $@ $(STATIC) $(DEP_LIBS)
+
+test: all
+	@tests/run_all.sh
+
+install: all
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 include/mm.h $(DESTDIR)$(INCLUDEDIR)/mm.h
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
+	ln -sf libmm.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libmm.so
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
+	sed -e 's|@prefix@|$(PREFIX)|' -e 's|@libdir@|$(LIBDIR)|' -e 's|@includedir@|$(INCLUDEDIR)|' \
+	    -e 's|@version@|$(VERSION)|' pkgconfig/libmm.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/libmm.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/mm.h $(DESTDIR)$(LIBDIR)/libmm.so* $(DESTDIR)$(LIBDIR)/libmm.a \
+	    $(DESTDIR)$(PKGCONFIGDIR)/libmm.pc
+
+clean:
+	rm -f lib/*.o lib/libmm.so* $(STATIC) $(EXAMPLES) $(SUITES) $(TOOLS)

@@ -1,0 +1,157 @@
+/*
+ * libmm — run multimodal language models (image + text in, text out) and CLIP.
+ *
+ * The whole public API. Conventions that hold for every function below:
+ *  - Handles are opaque; no struct layout is part of the ABI.
+ *  - Every fallible call returns mm_status; MM_OK is 0. Constructors return their object
+ *    through an `out` pointer that is set to NULL on failure.
+ *  - On failure, mm_last_error() on the same thread describes the problem (file, offset, key,
+ *    expected vs found).
+ *  - Every *_free accepts NULL. Inputs are copied before a call returns, so the caller may
+ *    release them afterwards. Memory the library returns is owned by the library: never free() it.
+ *  - Thread safety is stated per function. "Any thread" means the call may run concurrently with
+ *    any other call.
+ *  - The library never writes to stdout or stderr; see mm_set_log().
+ *
+ * Numbers given to enum constants below are part of the ABI and are never reused or renumbered.
+ */
+#ifndef MM_H
+#define MM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MM_VERSION_MAJOR 0
+#define MM_VERSION_MINOR 1
+#define MM_VERSION_PATCH 0
+/* MAJOR*10000 + MINOR*100 + PATCH, comparable with mm_version_number(). */
+#define MM_VERSION_NUMBER (MM_VERSION_MAJOR * 10000 + MM_VERSION_MINOR * 100 + MM_VERSION_PATCH)
+/* Equals the soname major (libmm.so.1); bumped only if the ABI ever breaks. */
+#define MM_ABI_VERSION 1
+
+#if defined(_WIN32) && !defined(MM_STATIC)
+#  ifdef MM_BUILDING
+#    define MM_API __declspec(dllexport)
+#  else
+#    define MM_API __declspec(dllimport)
+#  endif
+#elif defined(__GNUC__)
+#  define MM_API __attribute__((visibility("default")))
+#else
+#  define MM_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Status, errors, logging, version
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum mm_status {
+    MM_OK              = 0,
+    MM_ERR_ARG         = 1,  /* invalid argument: NULL handle, bad size, out-of-range value */
+    MM_ERR_NOMEM       = 2,  /* an allocation failed */
+    MM_ERR_IO          = 3,  /* a file could not be opened, read or mapped */
+    MM_ERR_FORMAT      = 4,  /* malformed or hostile input data (model file, image, text) */
+    MM_ERR_UNSUPPORTED = 5,  /* well-formed but not supported: unknown option key, tensor type */
+    MM_ERR_CTX_FULL    = 6,  /* the input would not fit in the session's context */
+    MM_ERR_CANCELLED   = 7,  /* stopped by mm_session_cancel() */
+    MM_ERR_STATE       = 8,  /* call not valid in the object's current state */
+    MM_ERR_LIMIT       = 9   /* input exceeds a configured limit (image size, pixel budget) */
+} mm_status;
+
+/* Static English name of a status, e.g. "invalid argument". Never NULL. Any thread. */
+MM_API const char *mm_status_str(mm_status status);
+
+/* Detail of the last failure on the calling thread ("" if none yet). Valid until the next
+ * failing libmm call on this thread. Successful calls leave it unchanged. Any thread. */
+MM_API const char *mm_last_error(void);
+
+typedef enum mm_log_level {
+    MM_LOG_DEBUG = 0,
+    MM_LOG_INFO  = 1,
+    MM_LOG_WARN  = 2,
+    MM_LOG_ERROR = 3
+} mm_log_level;
+
+/* Receives one complete message (no trailing newline). Called on the thread inside the libmm
+ * call that logs, possibly from several threads at once. */
+typedef void (*mm_log_fn)(void *user, mm_log_level level, const char *message);
+
+/* Route messages at or above min_level to fn; fn == NULL silences the library (the default).
+ * Set it before other threads use the library: swapping it while they log is not synchronised. */
+MM_API void mm_set_log(mm_log_fn fn, void *user, mm_log_level min_level);
+
+/* Runtime version as MM_VERSION_NUMBER, and as "MAJOR.MINOR.PATCH" (static). Any thread. */
+MM_API unsigned mm_version_number(void);
+MM_API const char *mm_version_string(void);
+/* MM_ABI_VERSION of the library actually loaded; bindings refuse a value they were not made
+ * for. Any thread. */
+MM_API int mm_abi_version(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Options: a bag of typed values under numbered keys (the zstd/curl pattern)
+ *
+ * One mm_options may be passed to any call that takes options; each call reads the keys that
+ * concern it and ignores the rest. Keys absent from the bag take the documented default.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct mm_options mm_options;
+
+typedef enum mm_opt_type {
+    MM_OPT_TYPE_INT    = 1,
+    MM_OPT_TYPE_FLOAT  = 2,
+    MM_OPT_TYPE_STRING = 3
+} mm_opt_type;
+
+/* Keys. 100s: loading and threads; 200s: sessions and generation; 300s: images. */
+typedef enum mm_opt {
+    MM_OPT_N_THREADS       = 100, /* int, worker threads for compute; default 0 = all cores */
+    MM_OPT_USE_MMAP        = 101, /* int 0/1, map model files instead of reading them; default 1 */
+    MM_OPT_N_CTX           = 200, /* int, context length in tokens; default 0 = model's trained */
+    MM_OPT_MAX_TOKENS      = 201, /* int, tokens one generate call may produce; default 256 */
+    MM_OPT_SEED            = 202, /* int, sampler seed; default 0 */
+    MM_OPT_TEMPERATURE     = 203, /* float >= 0, 0 = greedy; default 0 */
+    MM_OPT_TOP_K           = 204, /* int >= 0, 0 = off; default 0 */
+    MM_OPT_TOP_P           = 205, /* float in (0,1], 1 = off; default 1 */
+    MM_OPT_MIN_P           = 206, /* float in [0,1), 0 = off; default 0 */
+    MM_OPT_REPEAT_PENALTY  = 207, /* float > 0, 1 = off; default 1 */
+    MM_OPT_REPEAT_LAST_N   = 208, /* int >= 0, tokens the penalty looks back on; default 64 */
+    MM_OPT_CHAT_TEMPLATE   = 209, /* string: "llava", "chatml", "llama2", "raw"; default: model's */
+    MM_OPT_IMAGE_MAX_SIDE  = 300, /* int, largest width or height accepted; default 16384 */
+    MM_OPT_IMAGE_MAX_PIXELS= 301  /* int, largest width*height accepted; default 64 Mi pixels */
+} mm_opt;
+
+/* Create an empty bag. Free with mm_options_free(). Any thread. */
+MM_API mm_status mm_options_create(mm_options **out);
+/* Deep copy (strings included). */
+MM_API mm_status mm_options_copy(const mm_options *src, mm_options **out);
+MM_API void mm_options_free(mm_options *options);
+
+/* Set a key. MM_ERR_UNSUPPORTED for an unknown key, MM_ERR_ARG for a value of the wrong type or
+ * out of the key's range (the bag is then unchanged). Strings are copied. A bag is not
+ * synchronised: one thread writes it at a time; reading it from several threads is fine. */
+MM_API mm_status mm_options_set_int(mm_options *options, mm_opt key, int64_t value);
+MM_API mm_status mm_options_set_float(mm_options *options, mm_opt key, double value);
+MM_API mm_status mm_options_set_string(mm_options *options, mm_opt key, const char *value);
+/* Remove a key so it reverts to its default. */
+MM_API mm_status mm_options_unset(mm_options *options, mm_opt key);
+
+/* Read a key: the value set, or the key's default when unset. options may be NULL (all defaults).
+ * A string result stays valid until the key is next set or the bag is freed; for an unset
+ * string key whose default depends on the model, *value is NULL. */
+MM_API mm_status mm_options_get_int(const mm_options *options, mm_opt key, int64_t *value);
+MM_API mm_status mm_options_get_float(const mm_options *options, mm_opt key, double *value);
+MM_API mm_status mm_options_get_string(const mm_options *options, mm_opt key, const char **value);
+
+/* Static name of a key ("n_threads") and its value type; NULL / MM_ERR_UNSUPPORTED if unknown. */
+MM_API const char *mm_option_name(mm_opt key);
+MM_API mm_status mm_option_type(mm_opt key, mm_opt_type *type);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MM_H */

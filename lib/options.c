@@ -1,0 +1,275 @@
+/* The options bag: a small array of (key, value) pairs checked against a table of known keys. */
+#include "options.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "status.h"
+
+typedef struct {
+    mm_opt key;
+    const char *name;
+    mm_opt_type type;
+    double min, max;     /* inclusive range for int and float values */
+    double default_value;
+} opt_spec;
+
+#define INT_MAX_OPT 2147483647.0
+
+static const opt_spec opt_specs[] = {
+    {MM_OPT_N_THREADS, "n_threads", MM_OPT_TYPE_INT, 0, 1024, 0},
+    {MM_OPT_USE_MMAP, "use_mmap", MM_OPT_TYPE_INT, 0, 1, 1},
+    {MM_OPT_N_CTX, "n_ctx", MM_OPT_TYPE_INT, 0, 1 << 24, 0},
+    {MM_OPT_MAX_TOKENS, "max_tokens", MM_OPT_TYPE_INT, 0, INT_MAX_OPT, 256},
+    {MM_OPT_SEED, "seed", MM_OPT_TYPE_INT, 0, 18446744073709551615.0, 0},
+    {MM_OPT_TEMPERATURE, "temperature", MM_OPT_TYPE_FLOAT, 0, 1e6, 0},
+    {MM_OPT_TOP_K, "top_k", MM_OPT_TYPE_INT, 0, INT_MAX_OPT, 0},
+    {MM_OPT_TOP_P, "top_p", MM_OPT_TYPE_FLOAT, 1e-9, 1, 1},
+    {MM_OPT_MIN_P, "min_p", MM_OPT_TYPE_FLOAT, 0, 0.999999, 0},
+    {MM_OPT_REPEAT_PENALTY, "repeat_penalty", MM_OPT_TYPE_FLOAT, 1e-6, 1e6, 1},
+    {MM_OPT_REPEAT_LAST_N, "repeat_last_n", MM_OPT_TYPE_INT, 0, INT_MAX_OPT, 64},
+    {MM_OPT_CHAT_TEMPLATE, "chat_template", MM_OPT_TYPE_STRING, 0, 0, 0},
+    {MM_OPT_IMAGE_MAX_SIDE, "image_max_side", MM_OPT_TYPE_INT, 1, 1 << 20, 16384},
+    {MM_OPT_IMAGE_MAX_PIXELS, "image_max_pixels", MM_OPT_TYPE_INT, 1, 1099511627776.0, 64 << 20},
+};
+
+typedef struct {
+    mm_opt key;
+    int64_t i;
+    double f;
+    char *s;
+} opt_value;
+
+struct mm_options {
+    opt_value *values;
+    size_t n_values, cap_values;
+};
+
+static const opt_spec *spec_find(mm_opt key)
+{
+    for (size_t i = 0; i < sizeof opt_specs / sizeof opt_specs[0]; i++)
+        if (opt_specs[i].key == key)
+            return &opt_specs[i];
+    return NULL;
+}
+
+static const opt_value *value_find(const mm_options *o, mm_opt key)
+{
+    for (size_t i = 0; o && i < o->n_values; i++)
+        if (o->values[i].key == key)
+            return &o->values[i];
+    return NULL;
+}
+
+mm_status mm_options_create(mm_options **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_options_create: out is NULL");
+    *out = mmi_calloc(1, sizeof **out);
+    if (!*out)
+        return mmi_fail(MM_ERR_NOMEM, "mm_options_create: out of memory");
+    return MM_OK;
+}
+
+void mm_options_free(mm_options *o)
+{
+    if (!o)
+        return;
+    for (size_t i = 0; i < o->n_values; i++)
+        mmi_free(o->values[i].s);
+    mmi_free(o->values);
+    mmi_free(o);
+}
+
+mm_status mm_options_copy(const mm_options *src, mm_options **out)
+{
+    if (!src || !out)
+        return mmi_fail(MM_ERR_ARG, "mm_options_copy: %s is NULL", src ? "out" : "src");
+    *out = NULL;
+    mm_options *o;
+    MMI_TRY(mm_options_create(&o));
+    for (size_t i = 0; i < src->n_values; i++) {
+        const opt_value *v = &src->values[i];
+        const opt_spec *spec = spec_find(v->key);
+        mm_status st = spec->type == MM_OPT_TYPE_STRING ? mm_options_set_string(o, v->key, v->s)
+                     : spec->type == MM_OPT_TYPE_INT    ? mm_options_set_int(o, v->key, v->i)
+                                                        : mm_options_set_float(o, v->key, v->f);
+        if (st != MM_OK) {
+            mm_options_free(o);
+            return st;
+        }
+    }
+    *out = o;
+    return MM_OK;
+}
+
+/* Find or append the slot for key; NULL on allocation failure. */
+static opt_value *value_slot(mm_options *o, mm_opt key)
+{
+    opt_value *v = (opt_value *)value_find(o, key);
+    if (v)
+        return v;
+    if (o->n_values == o->cap_values) {
+        size_t cap = o->cap_values ? 2 * o->cap_values : 8;
+        opt_value *values = mmi_realloc(o->values, cap * sizeof *values);
+        if (!values)
+            return NULL;
+        o->values = values;
+        o->cap_values = cap;
+    }
+    v = &o->values[o->n_values++];
+    memset(v, 0, sizeof *v);
+    v->key = key;
+    return v;
+}
+
+static mm_status check_key(const mm_options *o, mm_opt key, mm_opt_type type, const char *fn,
+                           const opt_spec **spec)
+{
+    if (!o)
+        return mmi_fail(MM_ERR_ARG, "%s: options is NULL", fn);
+    *spec = spec_find(key);
+    if (!*spec)
+        return mmi_fail(MM_ERR_UNSUPPORTED, "%s: unknown option key %d", fn, (int)key);
+    if ((*spec)->type != type)
+        return mmi_fail(MM_ERR_ARG, "%s: option '%s' does not take this type", fn, (*spec)->name);
+    return MM_OK;
+}
+
+mm_status mm_options_set_int(mm_options *o, mm_opt key, int64_t value)
+{
+    const opt_spec *spec;
+    MMI_TRY(check_key(o, key, MM_OPT_TYPE_INT, "mm_options_set_int", &spec));
+    if ((double)value < spec->min || (double)value > spec->max)
+        return mmi_fail(MM_ERR_ARG, "option '%s': value %lld outside [%.0f, %.0f]", spec->name,
+                        (long long)value, spec->min, spec->max);
+    opt_value *v = value_slot(o, key);
+    if (!v)
+        return mmi_fail(MM_ERR_NOMEM, "option '%s': out of memory", spec->name);
+    v->i = value;
+    return MM_OK;
+}
+
+mm_status mm_options_set_float(mm_options *o, mm_opt key, double value)
+{
+    const opt_spec *spec;
+    MMI_TRY(check_key(o, key, MM_OPT_TYPE_FLOAT, "mm_options_set_float", &spec));
+    if (!isfinite(value) || value < spec->min || value > spec->max)
+        return mmi_fail(MM_ERR_ARG, "option '%s': value %g outside [%g, %g]", spec->name, value,
+                        spec->min, spec->max);
+    opt_value *v = value_slot(o, key);
+    if (!v)
+        return mmi_fail(MM_ERR_NOMEM, "option '%s': out of memory", spec->name);
+    v->f = value;
+    return MM_OK;
+}
+
+mm_status mm_options_set_string(mm_options *o, mm_opt key, const char *value)
+{
+    const opt_spec *spec;
+    MMI_TRY(check_key(o, key, MM_OPT_TYPE_STRING, "mm_options_set_string", &spec));
+    if (!value)
+        return mmi_fail(MM_ERR_ARG, "option '%s': value is NULL", spec->name);
+    char *copy = mmi_strdup(value);
+    opt_value *v = copy ? value_slot(o, key) : NULL;
+    if (!v) {
+        mmi_free(copy);
+        return mmi_fail(MM_ERR_NOMEM, "option '%s': out of memory", spec->name);
+    }
+    mmi_free(v->s);
+    v->s = copy;
+    return MM_OK;
+}
+
+mm_status mm_options_unset(mm_options *o, mm_opt key)
+{
+    if (!o)
+        return mmi_fail(MM_ERR_ARG, "mm_options_unset: options is NULL");
+    if (!spec_find(key))
+        return mmi_fail(MM_ERR_UNSUPPORTED, "mm_options_unset: unknown option key %d", (int)key);
+    opt_value *v = (opt_value *)value_find(o, key);
+    if (v) {
+        mmi_free(v->s);
+        *v = o->values[--o->n_values];
+    }
+    return MM_OK;
+}
+
+static mm_status check_get(mm_opt key, mm_opt_type type, const void *value, const char *fn,
+                           const opt_spec **spec)
+{
+    if (!value)
+        return mmi_fail(MM_ERR_ARG, "%s: value is NULL", fn);
+    *spec = spec_find(key);
+    if (!*spec)
+        return mmi_fail(MM_ERR_UNSUPPORTED, "%s: unknown option key %d", fn, (int)key);
+    if ((*spec)->type != type)
+        return mmi_fail(MM_ERR_ARG, "%s: option '%s' has another type", fn, (*spec)->name);
+    return MM_OK;
+}
+
+mm_status mm_options_get_int(const mm_options *o, mm_opt key, int64_t *value)
+{
+    const opt_spec *spec;
+    MMI_TRY(check_get(key, MM_OPT_TYPE_INT, value, "mm_options_get_int", &spec));
+    const opt_value *v = value_find(o, key);
+    *value = v ? v->i : (int64_t)spec->default_value;
+    return MM_OK;
+}
+
+mm_status mm_options_get_float(const mm_options *o, mm_opt key, double *value)
+{
+    const opt_spec *spec;
+    MMI_TRY(check_get(key, MM_OPT_TYPE_FLOAT, value, "mm_options_get_float", &spec));
+    const opt_value *v = value_find(o, key);
+    *value = v ? v->f : spec->default_value;
+    return MM_OK;
+}
+
+mm_status mm_options_get_string(const mm_options *o, mm_opt key, const char **value)
+{
+    const opt_spec *spec;
+    MMI_TRY(check_get(key, MM_OPT_TYPE_STRING, value, "mm_options_get_string", &spec));
+    const opt_value *v = value_find(o, key);
+    *value = v ? v->s : NULL;
+    return MM_OK;
+}
+
+const char *mm_option_name(mm_opt key)
+{
+    const opt_spec *spec = spec_find(key);
+    return spec ? spec->name : NULL;
+}
+
+mm_status mm_option_type(mm_opt key, mm_opt_type *type)
+{
+    const opt_spec *spec = spec_find(key);
+    if (!type)
+        return mmi_fail(MM_ERR_ARG, "mm_option_type: type is NULL");
+    if (!spec)
+        return mmi_fail(MM_ERR_UNSUPPORTED, "mm_option_type: unknown option key %d", (int)key);
+    *type = spec->type;
+    return MM_OK;
+}
+
+int64_t mmi_opt_int(const mm_options *o, mm_opt key)
+{
+    int64_t v = 0;
+    mm_options_get_int(o, key, &v);
+    return v;
+}
+
+double mmi_opt_float(const mm_options *o, mm_opt key)
+{
+    double v = 0;
+    mm_options_get_float(o, key, &v);
+    return v;
+}
+
+const char *mmi_opt_string(const mm_options *o, mm_opt key)
+{
+    const char *v = NULL;
+    mm_options_get_string(o, key, &v);
+    return v;
+}

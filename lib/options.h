@@ -1,0 +1,12 @@
+/* Reading option values inside the library. Values in a bag were range-checked when set, so
+ * these never fail: an unset key (or a NULL bag) yields the key's default. */
+#ifndef MMI_OPTIONS_H
+#define MMI_OPTIONS_H
+
+#include "mm.h"
+
+int64_t mmi_opt_int(const mm_options *options, mm_opt key);
+double mmi_opt_float(const mm_options *options, mm_opt key);
+const char *mmi_opt_string(const mm_options *options, mm_opt key); /* NULL if unset, no default */
+
+#endif

@@ -1,0 +1,28 @@
+/* Internal error reporting and logging. Library code reports every failure through mmi_fail()
+ * so that mm_last_error() always names the problem, and logs only through mmi_log(). */
+#ifndef MMI_STATUS_H
+#define MMI_STATUS_H
+
+#include "mm.h"
+
+#if defined(__GNUC__)
+#  define MMI_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#  define MMI_PRINTF(f, a)
+#endif
+
+/* Record a formatted message as this thread's last error and return st. */
+mm_status mmi_fail(mm_status st, const char *fmt, ...) MMI_PRINTF(2, 3);
+
+/* Send a message to the user's log callback, if any accepts this level. */
+void mmi_log(mm_log_level level, const char *fmt, ...) MMI_PRINTF(2, 3);
+
+/* Propagate a failure: the callee has already set the message. */
+#define MMI_TRY(expr)                          \
+    do {                                       \
+        mm_status mmi_try_st_ = (expr);        \
+        if (mmi_try_st_ != MM_OK)              \
+            return mmi_try_st_;                \
+    } while (0)
+
+#endif

@@ -1,0 +1,43 @@
+/* Helpers shared by the Check suites. */
+#ifndef MM_TESTUTIL_H
+#define MM_TESTUTIL_H
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Directory of the shared test vectors: $MM_SHARED_DIR, else ../shared beside the project. */
+static inline const char *test_shared_dir(void)
+{
+    const char *dir = getenv("MM_SHARED_DIR");
+    return dir ? dir : "../shared";
+}
+
+/* Path under the shared directory, in a static buffer (one at a time). */
+static inline const char *test_shared_path(const char *relative)
+{
+    static char path[4096];
+    snprintf(path, sizeof path, "%s/%s", test_shared_dir(), relative);
+    return path;
+}
+
+/* Run one suite with the usual runner; returns the process exit code. */
+static inline int test_run_suite(Suite *suite)
+{
+    SRunner *runner = srunner_create(suite);
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+#define ck_assert_status(expr, expected)                                                        \
+    do {                                                                                        \
+        mm_status st_ = (expr);                                                                 \
+        ck_assert_msg(st_ == (expected), "%s returned %d (%s), expected %d; last error: %s",   \
+                      #expr, (int)st_, mm_status_str(st_), (int)(expected), mm_last_error());   \
+    } while (0)
+
+#define ck_assert_ok(expr) ck_assert_status(expr, MM_OK)
+
+#endif
