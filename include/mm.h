@@ -150,6 +150,33 @@ MM_API mm_status mm_options_get_string(const mm_options *options, mm_opt key, co
 MM_API const char *mm_option_name(mm_opt key);
 MM_API mm_status mm_option_type(mm_opt key, mm_opt_type *type);
 
+/* ---------------------------------------------------------------------------------------------
+ * Models
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct mm_model mm_model;
+
+/* Load a model from GGUF files laid out as llama.cpp lays them out: `path` is a language model
+ * (general.architecture "llama", ...) or a CLIP file (architecture "clip"); `mmproj_path` is the
+ * vision file that goes with a language model, or NULL. Reads MM_OPT_USE_MMAP from options
+ * (NULL for defaults). Errors: MM_ERR_IO (cannot read), MM_ERR_FORMAT (malformed file, message
+ * names the file, key or tensor and offset), MM_ERR_UNSUPPORTED (architecture or tensor type).
+ * A model is immutable after load and may be used by any number of threads and sessions at
+ * once. */
+MM_API mm_status mm_model_load(const char *path, const char *mmproj_path,
+                               const mm_options *options, mm_model **out);
+/* Release the caller's reference. Sessions created on the model keep their own reference, so
+ * the model may be freed before them. Accepts NULL. */
+MM_API void mm_model_free(mm_model *model);
+
+/* ---- section: images (image.c, preprocess.c) ---- */
+
+/* ---- section: vision encoding and CLIP (vit.c, connector.c, clip.c) ---- */
+
+/* ---- section: tokenizer (tokenizer.c) ---- */
+
+/* ---- section: sessions and generation (session.c, decoder.c, sampler.c, chat.c) ---- */
+
 #ifdef __cplusplus
 }
 #endif

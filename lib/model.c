@@ -1,0 +1,89 @@
+/* Opening the model files and handing each to the towers it holds, by its metadata. */
+#include "model.h"
+
+#include <string.h>
+
+#include "alloc.h"
+#include "clip.h"
+#include "decoder.h"
+#include "options.h"
+#include "status.h"
+#include "tokenizer.h"
+#include "vit.h"
+
+/* Read the towers one file holds. A `clip` file holds a vision encoder and/or a CLIP text
+ * encoder; any other architecture is a language model for the decoder. */
+static mm_status load_file(mm_model *m, const mmi_gguf *g)
+{
+    const char *arch;
+    MMI_TRY(mmi_gguf_get_string(g, "general.architecture", &arch, NULL));
+    if (strcmp(arch, "clip") == 0) {
+        int has_vision, has_text;
+        MMI_TRY(mmi_gguf_get_bool_or(g, "clip.has_vision_encoder", 1, &has_vision));
+        MMI_TRY(mmi_gguf_get_bool_or(g, "clip.has_text_encoder", 0, &has_text));
+        if (has_vision) {
+            if (m->vision)
+                return mmi_fail(MM_ERR_FORMAT, "%s: a second vision encoder", mmi_gguf_path(g));
+            MMI_TRY(mmi_vision_load(g, &m->vision));
+        }
+        if (has_text)
+            MMI_TRY(mmi_clip_text_load(g, &m->clip_text));
+    } else {
+        if (m->decoder)
+            return mmi_fail(MM_ERR_FORMAT, "%s: a second language model", mmi_gguf_path(g));
+        MMI_TRY(mmi_decoder_load(g, &m->decoder));
+    }
+    if (!m->tokenizer && mmi_gguf_has(g, "tokenizer.ggml.model"))
+        MMI_TRY(mmi_tokenizer_load(g, &m->tokenizer));
+    return MM_OK;
+}
+
+static void model_free(mm_model *m)
+{
+    mmi_vision_free(m->vision);
+    mmi_clip_text_free(m->clip_text);
+    mmi_tokenizer_free(m->tokenizer);
+    mmi_decoder_free(m->decoder);
+    for (int i = 0; i < 2; i++)
+        mmi_gguf_close(m->files[i]);
+    mmi_free(m);
+}
+
+mm_status mmi_model_load(const char *path, const char *mmproj_path, const mm_options *options,
+                         mm_model **out)
+{
+    mm_model *m = mmi_calloc(1, sizeof *m);
+    if (!m)
+        return mmi_fail(MM_ERR_NOMEM, "loading %s: out of memory", path);
+    atomic_init(&m->refs, 1);
+    const char *paths[2] = {path, mmproj_path};
+    int use_mmap = (int)mmi_opt_int(options, MM_OPT_USE_MMAP);
+    mm_status st = MM_OK;
+    for (int i = 0; i < 2 && st == MM_OK; i++) {
+        if (!paths[i])
+            continue;
+        st = mmi_gguf_open(paths[i], use_mmap, &m->files[i]);
+        if (st == MM_OK)
+            st = load_file(m, m->files[i]);
+    }
+    if (st == MM_OK && !m->vision && !m->decoder && !m->clip_text)
+        st = mmi_fail(MM_ERR_FORMAT, "%s: no vision encoder, text encoder or language model",
+                      path);
+    if (st != MM_OK) {
+        model_free(m);
+        return st;
+    }
+    *out = m;
+    return MM_OK;
+}
+
+void mmi_model_retain(mm_model *m)
+{
+    atomic_fetch_add(&m->refs, 1);
+}
+
+void mmi_model_release(mm_model *m)
+{
+    if (m && atomic_fetch_sub(&m->refs, 1) == 1)
+        model_free(m);
+}

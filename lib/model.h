@@ -1,0 +1,30 @@
+/* A loaded model: the GGUF files and the towers read from them. Immutable after load, so any
+ * number of sessions on any threads may share it; sessions hold a reference. */
+#ifndef MMI_MODEL_H
+#define MMI_MODEL_H
+
+#include <stdatomic.h>
+
+#include "gguf.h"
+#include "mm.h"
+
+typedef struct mmi_vision mmi_vision;       /* vit.h: preprocess config, ViT, connector */
+typedef struct mmi_clip_text mmi_clip_text; /* clip.h: CLIP text tower and projections */
+typedef struct mmi_tokenizer mmi_tokenizer; /* tokenizer.h */
+typedef struct mmi_decoder mmi_decoder;     /* decoder.h: the language model */
+
+struct mm_model {
+    mmi_gguf *files[2];        /* the text/CLIP file and the optional mmproj file */
+    mmi_vision *vision;        /* NULL when no file holds a vision encoder */
+    mmi_clip_text *clip_text;  /* NULL unless a CLIP file holds a text encoder */
+    mmi_tokenizer *tokenizer;  /* NULL when no file holds tokenizer.ggml.* keys */
+    mmi_decoder *decoder;      /* NULL for a CLIP-only model */
+    atomic_int refs;
+};
+
+mm_status mmi_model_load(const char *path, const char *mmproj_path, const mm_options *options,
+                         mm_model **out);
+void mmi_model_retain(mm_model *m);
+void mmi_model_release(mm_model *m);
+
+#endif

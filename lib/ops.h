@@ -1,0 +1,64 @@
+/* Numerical kernels on f32 row-major matrices. ops.c is the only file that includes cblas.h.
+ *
+ * Conventions: a matrix "x[n][k]" has n rows of k contiguous floats. Weights are stored as in
+ * GGUF/HF: W[out][in] (ggml ne = [in, out]), so a linear layer is y = x · Wᵀ + b. */
+#ifndef MMI_OPS_H
+#define MMI_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gguf.h"
+
+/* A weight matrix as the loaders hand it to the kernels: f32 data used in place (mapped file)
+ * or converted once at load (f16/bf16/quantized files). */
+typedef struct {
+    const float *data; /* [n_out][n_in] */
+    int n_in, n_out;
+} mmi_matrix;
+
+/* y[n][out] = x[n][in] · Wᵀ (+ bias[out] if bias != NULL). n > 1 goes through cblas_sgemm,
+ * n == 1 through cblas_sgemv. */
+void mmi_linear(float *y, const float *x, int n, const mmi_matrix *w, const float *bias);
+/* C[m][n] = alpha · A[m][k] · B[n][k]ᵀ + beta · C, with leading dimensions lda, ldb, ldc. */
+void mmi_gemm_nt(int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                 int ldb, float beta, float *c, int ldc);
+/* C[m][n] = alpha · A[m][k] · B[k][n] + beta · C. */
+void mmi_gemm_nn(int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                 int ldb, float beta, float *c, int ldc);
+
+/* Row-wise normalisation of x[n][d] in place (out may equal x). */
+void mmi_layernorm(float *out, const float *x, int n, int d, const float *weight,
+                   const float *bias, float eps);
+void mmi_rmsnorm(float *out, const float *x, int n, int d, const float *weight, float eps);
+
+/* Element-wise activations in place on n values. */
+void mmi_gelu(float *x, size_t n);       /* exact, erf */
+void mmi_gelu_tanh(float *x, size_t n);  /* tanh approximation */
+void mmi_quick_gelu(float *x, size_t n); /* x · sigmoid(1.702 x) */
+void mmi_silu(float *x, size_t n);
+void mmi_relu(float *x, size_t n);
+/* gate[i] = silu(gate[i]) * up[i] (SwiGLU). */
+void mmi_swiglu(float *gate, const float *up, size_t n);
+void mmi_add(float *x, const float *y, size_t n); /* x += y */
+
+/* Softmax of each row of x[n][d] in place, numerically stable. */
+void mmi_softmax(float *x, int n, int d);
+
+/* RoPE in place on x[n_tokens][n_heads][head_dim] at positions pos[t], rotating the first
+ * n_rot dims of each head. `neox` = 0: adjacent pairs (2i, 2i+1) — llama.cpp's ordering for
+ * the llama architecture (Q/K weights permuted at conversion); neox = 1: pairs (i, i+n_rot/2) —
+ * HF's rotate_half. theta_i = pos · base^(-2i/n_rot). */
+void mmi_rope(float *x, int n_tokens, int n_heads, int head_dim, int n_rot, const int32_t *pos,
+              float base, int neox);
+
+/* Multi-head attention with grouped KV heads.
+ *   q[n_q][n_head*head_dim], k and v: [n_kv][n_kv_head*head_dim] with row strides kv_stride
+ *   (floats), out[n_q][n_head*head_dim]. Query head h uses KV head h / (n_head/n_kv_head).
+ *   causal != 0: query i (at absolute position q_pos0 + i) sees keys 0 .. q_pos0 + i.
+ *   scratch: at least n_q * n_kv floats per call. Score scale is 1/sqrt(head_dim). */
+void mmi_attention(float *out, const float *q, const float *k, const float *v, int n_q, int n_kv,
+                   int n_head, int n_kv_head, int head_dim, int kv_stride, int causal,
+                   int q_pos0, float *scratch);
+
+#endif
