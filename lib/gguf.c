@@ -476,8 +476,8 @@ static mm_status parse_tensor_info(cursor *c, mmi_tensor *t, size_t *name_at, ui
                         (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
                         (unsigned long long)t->ne[2], (unsigned long long)t->ne[3], bad);
     if (n_bytes > c->g->size)
-        return mmi_fail(MM_ERR_FORMAT, "%s: tensor '%s': %llu bytes of data cannot fit in the %zu-byte file",
-                        c->g->path, name, (unsigned long long)n_bytes, c->g->size);
+        return mmi_fail(MM_ERR_FORMAT, "%s: tensor '%s' at byte offset %zu: %llu bytes of data cannot fit in the %zu-byte file",
+                        c->g->path, name, start, (unsigned long long)n_bytes, c->g->size);
     t->n_bytes = (size_t)n_bytes;
     MMI_TRY(read_uint(c, 8, "tensor data offset", offset));
     if (*offset % c->g->alignment)
