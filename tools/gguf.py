@@ -56,6 +56,9 @@ _VT = {"u8": 0, "i8": 1, "u16": 2, "i16": 3, "u32": 4, "i32": 5, "f32": 6, "bool
 _VT_NAME = {v: k for k, v in _VT.items()}
 _SCALAR_FMT = {"u8": "<B", "i8": "<b", "u16": "<H", "i16": "<h", "u32": "<I", "i32": "<i",
                "f32": "<f", "bool": "<?", "u64": "<Q", "i64": "<q", "f64": "<d"}
+_INT_RANGE = {t: (-(1 << (b - 1)), (1 << (b - 1)) - 1) if t[0] == "i" else (0, (1 << b) - 1)
+              for t, b in (("u8", 8), ("i8", 8), ("u16", 16), ("i16", 16), ("u32", 32),
+                           ("i32", 32), ("u64", 64), ("i64", 64))}
 _SCALAR_NP = {"u8": "<u1", "i8": "<i1", "u16": "<u2", "i16": "<i2", "u32": "<u4",
               "i32": "<i4", "f32": "<f4", "bool": "<u1", "u64": "<u8", "i64": "<i8",
               "f64": "<f8"}
@@ -139,6 +142,16 @@ def dequantize_q4_0(buf, n):
 # ------------------------------------------------------------------------------------------
 # writer
 
+_ENCODERS = {
+    "f32": lambda a: np.ascontiguousarray(a, dtype="<f4").tobytes(),
+    "f16": lambda a: np.ascontiguousarray(a, dtype="<f4").astype("<f2").tobytes(),
+    "bf16": lambda a: f32_to_bf16_bits(np.asarray(a, dtype=np.float32)).tobytes(),
+    "q8_0": quantize_q8_0,
+    "q4_0": quantize_q4_0,
+}
+for _t in ("i8", "i16", "i32", "i64", "f64"):
+    _ENCODERS[_t] = (lambda npt: lambda a: np.ascontiguousarray(a, dtype=npt).tobytes())(_PLAIN_NP[_t])
+
 def _infer_type(v, in_array=False):
     if isinstance(v, (bool, np.bool_)):
         return "bool"
@@ -188,9 +201,13 @@ def _pack_value(v, t):
         sub = t[1:-1]
         head = struct.pack("<IQ", _VT["array"] if sub.startswith("[") else _VT[sub], len(v))
         if sub in _SCALAR_NP:
-            arr = np.asarray(v)
-            if sub == "bool":
-                arr = arr.astype(bool)
+            if sub in _INT_RANGE:
+                lo, hi = _INT_RANGE[sub]
+                bad = [x for x in v if not lo <= int(x) <= hi]
+                if bad:
+                    raise GGUFError("array value %r does not fit type %s" % (bad[0], sub))
+                return head + np.array([int(x) for x in v], dtype=_SCALAR_NP[sub]).tobytes()
+            arr = np.asarray(v, dtype=bool if sub == "bool" else np.float64)
             return head + arr.astype(_SCALAR_NP[sub]).tobytes()
         return head + b"".join(_pack_value(e, sub) for e in v)
     if t == "bool":
@@ -211,7 +228,7 @@ class GGUFWriter:
     def __init__(self, path, arch=None):
         self.path = path
         self.kv = {}                 # key -> (type name, value), in insertion order
-        self.tensors = []            # (name, ne, ggml type name, data bytes)
+        self.tensors = []            # (name, ne, ggml type id, byte size, producer of bytes)
         self._names = set()
         if arch is not None:
             self.add("general.architecture", arch, type="str")
@@ -224,36 +241,49 @@ class GGUFWriter:
         _pack_value(value, t)   # fail now on values that do not fit
         self.kv[key] = (t, value)
 
-    def add_tensor(self, name, array, dtype="f32"):
-        a = np.asarray(array)
-        if a.ndim == 0:
-            a = a.reshape(1)
-        if a.ndim > MAX_DIMS:
-            raise GGUFError("tensor %s has %d dims (at most %d)" % (name, a.ndim, MAX_DIMS))
-        if dtype == "f32":
-            data = np.ascontiguousarray(a, dtype="<f4").tobytes()
-        elif dtype == "f16":
-            data = np.ascontiguousarray(a, dtype="<f4").astype("<f2").tobytes()
-        elif dtype == "bf16":
-            data = f32_to_bf16_bits(np.asarray(a, dtype=np.float32)).tobytes()
-        elif dtype in ("q8_0", "q4_0"):
-            if a.shape[-1] % 32:
-                raise GGUFError("tensor %s: %s needs ne[0] %% 32 == 0, got %d"
-                                % (name, dtype, a.shape[-1]))
-            data = (quantize_q8_0 if dtype == "q8_0" else quantize_q4_0)(a)
-        elif dtype in _PLAIN_NP:
-            data = np.ascontiguousarray(a, dtype=_PLAIN_NP[dtype]).tobytes()
+    def add_tensor(self, name, array, dtype="f32", shape=None):
+        """array: a numpy array in HF/row-major shape, or a zero-argument function returning
+        one (then `shape` is required and the data are produced only in write(), which keeps
+        one tensor in memory at a time)."""
+        if callable(array):
+            if shape is None:
+                raise GGUFError("tensor %s: a lazy tensor needs shape=" % name)
+            get = array
         else:
+            a = np.asarray(array)
+            shape = a.shape
+            get = lambda: a
+        shape = tuple(int(d) for d in shape) or (1,)
+        if len(shape) > MAX_DIMS:
+            raise GGUFError("tensor %s has %d dims (at most %d)" % (name, len(shape), MAX_DIMS))
+        if dtype not in _ENCODERS:
             raise GGUFError("tensor %s: cannot write type %r" % (name, dtype))
-        self.add_tensor_raw(name, list(reversed(a.shape)), dtype, data)
+        if dtype in ("q8_0", "q4_0") and shape[-1] % 32:
+            raise GGUFError("tensor %s: %s needs ne[0] %% 32 == 0, got %d"
+                            % (name, dtype, shape[-1]))
+
+        def produce():
+            a = np.asarray(get())
+            if a.size != int(np.prod(shape)):
+                raise GGUFError("tensor %s: got %s, declared %s" % (name, a.shape, shape))
+            return _ENCODERS[dtype](a)
+        self._add(name, list(reversed(shape)), dtype, produce)
 
     def add_tensor_raw(self, name, ne, ggml_type, data):
-        """ne in ggml order; ggml_type a name from GGML_TYPES or a numeric id."""
+        """Bytes exactly as given; ne in ggml order; ggml_type a GGML_TYPES name or an id."""
+        data = bytes(data)
+        self._add(name, list(ne), ggml_type, lambda: data, len(data))
+
+    def _add(self, name, ne, ggml_type, produce, nbytes=None):
         if name in self._names:
             raise GGUFError("duplicate tensor name %r" % name)
         self._names.add(name)
-        tid = ggml_type if isinstance(ggml_type, int) else GGML_TYPES[ggml_type][0]
-        self.tensors.append((name, [int(n) for n in ne], tid, bytes(data)))
+        if isinstance(ggml_type, int):
+            tid = ggml_type
+        else:
+            tid, blk, bsize = GGML_TYPES[ggml_type]
+            nbytes = int(np.prod(ne)) // blk * bsize
+        self.tensors.append((name, [int(n) for n in ne], tid, nbytes, produce))
 
     def alignment(self):
         t, v = self.kv.get("general.alignment", ("u32", DEFAULT_ALIGNMENT))
@@ -268,10 +298,10 @@ class GGUFWriter:
         for key, (t, v) in self.kv.items():
             out += [_pack_str(key), struct.pack("<I", _type_code(t)), _pack_value(v, t)]
         offset = 0
-        for name, ne, tid, data in self.tensors:
+        for name, ne, tid, nbytes, _ in self.tensors:
             out += [_pack_str(name), struct.pack("<I", len(ne)),
                     struct.pack("<%dQ" % len(ne), *ne), struct.pack("<IQ", tid, offset)]
-            offset += -(-len(data) // align) * align
+            offset += -(-nbytes // align) * align
         head = b"".join(out)
         if not self.tensors:        # llama.cpp writes no padding when there is no data
             return head
@@ -281,9 +311,12 @@ class GGUFWriter:
         align = self.alignment()
         with open(self.path, "wb") as f:
             f.write(self.header_bytes())
-            for _, _, _, data in self.tensors:
+            for name, _, _, nbytes, produce in self.tensors:
+                data = produce()
+                if len(data) != nbytes:
+                    raise GGUFError("tensor %s: %d bytes, expected %d" % (name, len(data), nbytes))
                 f.write(data)
-                f.write(b"\0" * (-len(data) % align))
+                f.write(b"\0" * (-nbytes % align))
 
 
 # ------------------------------------------------------------------------------------------
