@@ -142,9 +142,14 @@ def dequantize_q4_0(buf, n):
 # ------------------------------------------------------------------------------------------
 # writer
 
+def _to_f16(a):
+    with np.errstate(over="ignore"):        # beyond +-65504 becomes inf, as in C
+        return np.ascontiguousarray(a, dtype="<f4").astype("<f2")
+
+
 _ENCODERS = {
     "f32": lambda a: np.ascontiguousarray(a, dtype="<f4").tobytes(),
-    "f16": lambda a: np.ascontiguousarray(a, dtype="<f4").astype("<f2").tobytes(),
+    "f16": lambda a: _to_f16(a).tobytes(),
     "bf16": lambda a: f32_to_bf16_bits(np.asarray(a, dtype=np.float32)).tobytes(),
     "q8_0": quantize_q8_0,
     "q4_0": quantize_q4_0,
