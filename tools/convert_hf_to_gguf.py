@@ -539,6 +539,43 @@ def write_siglip_head(out, ck, prefix, D):
 # tokenizer
 
 TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER, TOKEN_UNUSED, TOKEN_BYTE = 1, 2, 3, 4, 5, 6
+SPECIAL_KEYS = (("bos_token", "bos_token_id"), ("eos_token", "eos_token_id"),
+                ("unk_token", "unknown_token_id"), ("pad_token", "padding_token_id"))
+
+
+class Vocab:
+    """A tokenizer being assembled: token texts, types, scores (llama) or merges (BPE)."""
+
+    def __init__(self, model, pre, tokens, types, scores=None, merges=None):
+        self.model, self.pre = model, pre
+        self.tokens, self.types, self.scores, self.merges = tokens, types, scores, merges
+        self.special = {}                    # tokenizer.ggml.<x>_token_id -> id
+        self.add_bos = self.add_eos = None
+
+    def set_token(self, i, text, typ):
+        while len(self.tokens) <= i:         # ids beyond the base vocabulary
+            self.tokens.append("[PAD%d]" % len(self.tokens))
+            self.types.append(TOKEN_UNUSED)
+            if self.scores is not None:
+                self.scores.append(0.0)
+        self.tokens[i], self.types[i] = text, typ
+        if self.scores is not None and typ in (TOKEN_CONTROL, TOKEN_USER):
+            self.scores[i] = -1000.0         # never chosen by score-driven merging
+
+    def keys(self):
+        kv = {"tokenizer.ggml.model": ("str", self.model), "tokenizer.ggml.pre": ("str", self.pre),
+              "tokenizer.ggml.tokens": ("[str]", self.tokens)}
+        if self.scores is not None:
+            kv["tokenizer.ggml.scores"] = ("[f32]", self.scores)
+        kv["tokenizer.ggml.token_type"] = ("[i32]", self.types)
+        if self.merges is not None:
+            kv["tokenizer.ggml.merges"] = ("[str]", self.merges)
+        for key, i in self.special.items():
+            kv["tokenizer.ggml." + key] = ("u32", i)
+        for key, v in (("add_bos_token", self.add_bos), ("add_eos_token", self.add_eos)):
+            if v is not None:
+                kv["tokenizer.ggml." + key] = ("bool", bool(v))
+        return kv
 
 
 def _protobuf_fields(buf):
@@ -560,62 +597,66 @@ def _protobuf_fields(buf):
     while i < len(buf):
         key = varint()
         field, wt = key >> 3, key & 7
+        size = {0: 0, 1: 8, 2: None, 5: 4}.get(wt, -1)
+        if size == -1:
+            raise ConvertError("tokenizer.model: unsupported protobuf wire type %d" % wt)
         if wt == 0:
             yield field, wt, varint()
-        elif wt == 1:
-            yield field, wt, buf[i:i + 8]
-            i += 8
-        elif wt == 2:
-            n = varint()
-            yield field, wt, buf[i:i + n]
-            i += n
-        elif wt == 5:
-            yield field, wt, buf[i:i + 4]
-            i += 4
-        else:
-            raise ConvertError("tokenizer.model: unsupported protobuf wire type %d" % wt)
+            continue
+        if size is None:
+            size = varint()
+        if i + size > len(buf):
+            raise ConvertError("tokenizer.model: truncated protobuf")
+        yield field, wt, buf[i:i + size]
+        i += size
 
 
 def read_sentencepiece(path):
-    """SentencePiece ModelProto -> tokenizer.ggml.* (pieces: field 1 {1 piece, 2 score, 3 type};
-    trainer_spec: field 2 {40 unk_id, 41 bos_id, 42 eos_id, 43 pad_id})."""
+    """SentencePiece ModelProto: pieces are field 1 {1 piece, 2 score, 3 type}; trainer_spec is
+    field 2 {40 unk_id, 41 bos_id, 42 eos_id, 43 pad_id}. Piece types equal GGUF token types."""
     with open(path, "rb") as f:
         buf = f.read()
     tokens, scores, types = [], [], []
-    special = {"unk": 0, "bos": 1, "eos": 2, "pad": -1}
+    ids = {"unknown_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "padding_token_id": -1}
+    spec_field = {40: "unknown_token_id", 41: "bos_token_id", 42: "eos_token_id",
+                  43: "padding_token_id"}
     for field, wt, v in _protobuf_fields(buf):
         if field == 1 and wt == 2:
             piece, score, typ = "", 0.0, TOKEN_NORMAL
             for f2, w2, v2 in _protobuf_fields(v):
-                if f2 == 1:
+                if f2 == 1 and w2 == 2:
                     piece = v2.decode("utf-8", "surrogateescape")
                 elif f2 == 2 and w2 == 5:
                     score = struct.unpack("<f", v2)[0]
-                elif f2 == 3:
+                elif f2 == 3 and w2 == 0:
                     typ = v2
             tokens.append(piece)
             scores.append(score)
             types.append(typ)
         elif field == 2 and wt == 2:
             for f2, w2, v2 in _protobuf_fields(v):
-                if w2 == 0 and f2 in (40, 41, 42, 43):
-                    val = v2 - (1 << 64) if v2 >= 1 << 63 else v2
-                    special[{40: "unk", 41: "bos", 42: "eos", 43: "pad"}[f2]] = val
+                if w2 == 0 and f2 in spec_field:
+                    ids[spec_field[f2]] = v2 - (1 << 64) if v2 >= 1 << 63 else v2
     if not tokens:
         raise ConvertError("%s: no pieces" % path)
-    kv = {"tokenizer.ggml.model": ("str", "llama"), "tokenizer.ggml.pre": ("str", "default"),
-          "tokenizer.ggml.tokens": ("[str]", tokens), "tokenizer.ggml.scores": ("[f32]", scores),
-          "tokenizer.ggml.token_type": ("[i32]", types)}
-    for name, key in (("bos", "bos_token_id"), ("eos", "eos_token_id"),
-                      ("unk", "unknown_token_id"), ("pad", "padding_token_id")):
-        if 0 <= special[name] < len(tokens):
-            kv["tokenizer.ggml." + key] = ("u32", special[name])
-    return kv
+    vocab = Vocab("llama", "default", tokens, types, scores=scores)
+    vocab.special = {k: i for k, i in ids.items() if 0 <= i < len(tokens)}
+    vocab.add_bos, vocab.add_eos = True, False
+    return vocab
 
 
-def _special_token_text(tc, name):
-    v = tc.get(name)
-    return v.get("content") if isinstance(v, dict) else v
+def _template_adds(tj):
+    """(add_bos, add_eos) from tokenizer.json's post-processor, None where it says nothing."""
+    pp = tj.get("post_processor") or {}
+    procs = pp.get("processors", [pp]) if pp.get("type") == "Sequence" else [pp]
+    for p in procs:
+        if p.get("type") in ("RobertaProcessing", "BertProcessing"):
+            return True, True
+        if p.get("type") == "TemplateProcessing":
+            single = p.get("single", [])
+            first, last = (single[0], single[-1]) if single else ({}, {})
+            return "SpecialToken" in first, "SpecialToken" in last
+    return None, None
 
 
 def read_tokenizer_json(folder):
@@ -623,103 +664,116 @@ def read_tokenizer_json(folder):
         tj = json.load(f)
     model = tj.get("model") or {}
     if model.get("type") != "BPE":
-        raise ConvertError("tokenizer.json: model type %r is not supported (BPE only); "
-                           "use --vocab FILE.gguf" % model.get("type"))
-    vocab = dict(model["vocab"])
-    added = {t["content"]: t for t in tj.get("added_tokens", [])}
-    for text, t in added.items():
-        vocab[text] = t["id"]
-    n = max(vocab.values()) + 1
-    tokens = ["[PAD%d]" % i for i in range(n)]
-    types = [TOKEN_UNUSED] * n
-    for text, i in vocab.items():
-        tokens[i] = text
-        types[i] = TOKEN_NORMAL
+        raise ConvertError("tokenizer.json: model type %r is not supported (BPE only); use "
+                           "--vocab FILE.gguf or --no-tokenizer" % model.get("type"))
+    base = model["vocab"]
+    n = max(base.values()) + 1
+    tokens, types = ["[PAD%d]" % i for i in range(n)], [TOKEN_UNUSED] * n
+    for text, i in base.items():
+        tokens[i], types[i] = text, TOKEN_NORMAL
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
-    pre = json.dumps(tj.get("pre_tokenizer"))
+    pre = tj.get("pre_tokenizer") or {}
+    pre_text = json.dumps(pre)
+    suffix = model.get("end_of_word_suffix") or ""
     if model.get("byte_fallback"):
-        kind = "llama"
-    elif '"ByteLevel"' in pre and model.get("end_of_word_suffix") in (None, ""):
-        kind = "gpt2"
-        pt = tj.get("pre_tokenizer") or {}
-        if pt.get("type") != "ByteLevel" or not pt.get("use_regex", True):
-            raise ConvertError("tokenizer.json: a byte-level BPE with a pre-tokenizer other "
-                               "than GPT-2's is not supported; use --vocab FILE.gguf")
-    else:
-        raise ConvertError("tokenizer.json: this BPE flavour (pre-tokenizer %s, "
-                           "end_of_word_suffix %r) is not supported; use --vocab FILE.gguf"
-                           % (pre[:80], model.get("end_of_word_suffix")))
-    if kind == "llama":
-        for i, text in enumerate(tokens):
-            if re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", text):
-                types[i] = TOKEN_BYTE
-    unk = model.get("unk_token")
-    if unk in vocab:
-        types[vocab[unk]] = TOKEN_UNKNOWN
-    for text, t in added.items():
-        types[t["id"]] = TOKEN_CONTROL if t.get("special") else TOKEN_USER
-    kv = {"tokenizer.ggml.model": ("str", kind),
-          "tokenizer.ggml.pre": ("str", "default" if kind == "llama" else "gpt-2"),
-          "tokenizer.ggml.tokens": ("[str]", tokens),
-          "tokenizer.ggml.token_type": ("[i32]", types)}
-    if kind == "llama":
         # SentencePiece merges the pair whose result scores highest; tokenizer.json lists the
         # merges in that order, so a token's score is minus the rank of its first merge.
         scores = [0.0] * n
-        seen = set()
-        for rank, m in enumerate(merges):
-            text = m.replace(" ", "", 1)
-            if text in vocab and text not in seen:
-                seen.add(text)
-                scores[vocab[text]] = -float(rank)
-        kv["tokenizer.ggml.scores"] = ("[f32]", scores)
+        for rank in reversed(range(len(merges))):
+            text = merges[rank].replace(" ", "", 1)
+            if text in base:
+                scores[base[text]] = float(-rank)
+        vocab = Vocab("llama", "default", tokens, types, scores=scores)
+        for i, text in enumerate(tokens):
+            if re.fullmatch(r"<0x[0-9A-F]{2}>", text):
+                vocab.types[i] = TOKEN_BYTE
+    elif pre.get("type") == "ByteLevel" and pre.get("use_regex", True) and not suffix:
+        vocab = Vocab("gpt2", "gpt-2", tokens, types, merges=merges)
+    elif suffix == "</w>" and '"ByteLevel"' in pre_text and "Lowercase" in json.dumps(tj.get("normalizer")):
+        vocab = Vocab("clip", "clip", tokens, types, merges=merges)     # docs §8
     else:
-        kv["tokenizer.ggml.merges"] = ("[str]", merges)
+        raise ConvertError("tokenizer.json: this BPE flavour (pre-tokenizer %s..., "
+                           "end_of_word_suffix %r) is not supported; use --vocab FILE.gguf or "
+                           "--no-tokenizer" % (pre_text[:60], suffix))
+    unk = model.get("unk_token")
+    if unk in base:
+        vocab.types[base[unk]] = TOKEN_UNKNOWN
+    vocab.add_bos, vocab.add_eos = _template_adds(tj)
+    if vocab.model == "llama" and vocab.add_bos is None:
+        vocab.add_bos = True
+    return vocab, tj.get("added_tokens", [])
 
+
+def add_special_tokens(vocab, folder, added):
+    """Added tokens (tokenizer.json's list, tokenizer_config's added_tokens_decoder,
+    added_tokens.json) and the special ids named in tokenizer_config.json."""
     tc = {}
-    tc_path = os.path.join(folder, "tokenizer_config.json")
-    if os.path.exists(tc_path):
-        with open(tc_path, encoding="utf-8") as f:
+    path = os.path.join(folder, "tokenizer_config.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
             tc = json.load(f)
-    for name, key in (("bos_token", "bos_token_id"), ("eos_token", "eos_token_id"),
-                      ("unk_token", "unknown_token_id"), ("pad_token", "padding_token_id")):
-        text = _special_token_text(tc, name)
-        if text in vocab:
-            kv["tokenizer.ggml." + key] = ("u32", vocab[text])
-    add_bos = tc.get("add_bos_token", kind == "llama")
-    kv["tokenizer.ggml.add_bos_token"] = ("bool", bool(add_bos))
-    kv["tokenizer.ggml.add_eos_token"] = ("bool", bool(tc.get("add_eos_token", False)))
-    return kv
+    entries = [(t["id"], t["content"], t.get("special", False)) for t in added]
+    entries += [(int(i), t["content"], t.get("special", False))
+                for i, t in (tc.get("added_tokens_decoder") or {}).items()]
+    path = os.path.join(folder, "added_tokens.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            entries += [(i, text, False) for text, i in json.load(f).items()]
+    for i, text, special in entries:
+        if i < len(vocab.tokens) and vocab.tokens[i] == text and vocab.types[i] != TOKEN_NORMAL:
+            continue        # already typed (SentencePiece control / unknown / byte pieces)
+        vocab.set_token(i, text, TOKEN_CONTROL if special else TOKEN_USER)
+    ids = {text: i for i, text in enumerate(vocab.tokens)}
+    for name, key in SPECIAL_KEYS:
+        v = tc.get(name)
+        text = v.get("content") if isinstance(v, dict) else v
+        if text in ids:
+            vocab.special[key] = ids[text]
+    for key, attr in (("add_bos_token", "add_bos"), ("add_eos_token", "add_eos")):
+        if key in tc:
+            setattr(vocab, attr, bool(tc[key]))
 
 
-def read_vocab_gguf(path):
-    r = GGUFReader(path)
-    kv = {k: (r.types[k], v) for k, v in r.kv.items() if k.startswith("tokenizer.ggml.")}
-    if "tokenizer.ggml.tokens" not in kv:
-        raise ConvertError("%s has no tokenizer.ggml.tokens" % path)
-    return kv
+def tokenizer_keys(folder, args, n_vocab):
+    """tokenizer.ggml.* as {key: (type, value)}, or None when there is no tokenizer."""
+    if args.no_tokenizer:
+        warn("--no-tokenizer: no tokenizer.ggml.* keys; libmm will accept token ids only")
+        return None
+    if args.vocab:
+        r = GGUFReader(args.vocab)
+        kv = {k: (r.types[k], v) for k, v in r.kv.items() if k.startswith("tokenizer.ggml.")}
+        if "tokenizer.ggml.tokens" not in kv:
+            raise ConvertError("%s has no tokenizer.ggml.tokens" % args.vocab)
+        n = len(kv["tokenizer.ggml.tokens"][1])
+        if n != n_vocab:
+            warn("--vocab has %d tokens but the model's embedding has %d rows" % (n, n_vocab))
+        return kv
+    sp = os.path.join(folder, "tokenizer.model")
+    tj = os.path.join(folder, "tokenizer.json")
+    if os.path.exists(sp):
+        vocab = read_sentencepiece(sp)
+        added = []
+        if os.path.exists(tj):
+            with open(tj, encoding="utf-8") as f:
+                added = json.load(f).get("added_tokens", [])
+    elif os.path.exists(tj):
+        vocab, added = read_tokenizer_json(folder)
+    else:
+        warn("no tokenizer.json / tokenizer.model and no --vocab: no tokenizer.ggml.* keys "
+             "are written; libmm will accept token ids only")
+        return None
+    add_special_tokens(vocab, folder, added)
+    if len(vocab.tokens) > n_vocab:
+        raise ConvertError("the tokenizer has %d tokens but the model's embedding only %d rows"
+                           % (len(vocab.tokens), n_vocab))
+    if len(vocab.tokens) < n_vocab:     # embedding rows past the tokenizer: unused ids
+        vocab.set_token(n_vocab - 1, "[PAD%d]" % (n_vocab - 1), TOKEN_UNUSED)
+    return vocab.keys()
 
 
-def tokenizer_keys(folder, vocab_path):
-    """tokenizer.ggml.* as {key: (type, value)}, or None when the checkpoint has none."""
-    if vocab_path:
-        return read_vocab_gguf(vocab_path)
-    if os.path.exists(os.path.join(folder, "tokenizer.model")):
-        return read_sentencepiece(os.path.join(folder, "tokenizer.model"))
-    if os.path.exists(os.path.join(folder, "tokenizer.json")):
-        return read_tokenizer_json(folder)
-    warn("no tokenizer.json / tokenizer.model and no --vocab: the text model gets no "
-         "tokenizer.ggml.* keys; libmm will accept token ids only")
-    return None
-
-
-def add_tokenizer(out, tok, n_vocab):
-    if tok is None:
-        return
-    n = len(tok["tokenizer.ggml.tokens"][1])
-    if n != n_vocab:
-        warn("the tokenizer has %d tokens but the model's embedding has %d rows" % (n, n_vocab))
-    for key, (t, v) in tok.items():
+def add_tokenizer(out, folder, args, n_vocab):
+    tok = tokenizer_keys(folder, args, n_vocab)
+    for key, (t, v) in (tok or {}).items():
         out.add(key, v, type=t)
 
 
@@ -730,7 +784,7 @@ def convert_llama(folder, cfg, ck, args):
     tc = Config(cfg, cfg.get("model_type", "llama"))
     out = Output(os.path.join(args.outdir, "model.gguf"), "llama", args.outtype, "llama")
     write_llama(out, tc, ck, "model.", "lm_head.weight")
-    add_tokenizer(out, tokenizer_keys(folder, args.vocab), ck.shape("model.embed_tokens.weight")[0])
+    add_tokenizer(out, folder, args, ck.shape("model.embed_tokens.weight")[0])
     return [out]
 
 
@@ -770,8 +824,7 @@ def convert_llava(folder, cfg, ck, args):
 
     text = Output(os.path.join(args.outdir, "model.gguf"), "llama", args.outtype, "llava text")
     write_llama(text, tc, ck, "language_model.model.", "language_model.lm_head.weight")
-    V = ck.shape("language_model.model.embed_tokens.weight")[0]
-    add_tokenizer(text, tokenizer_keys(folder, args.vocab), V)
+    add_tokenizer(text, folder, args, ck.shape("language_model.model.embed_tokens.weight")[0])
 
     mm = Output(os.path.join(args.outdir, "mmproj.gguf"), "clip", args.outtype, "llava mmproj")
     mm.add("clip.has_text_encoder", False)
@@ -844,8 +897,7 @@ def convert_clip(folder, cfg, ck, args):
         linear(out, ck, b + "ffn_down", p + "mlp.fc2")
     norm(out, ck, "t.post_ln", t + "final_layer_norm")
     out.tensor("t.proj.weight", ck.lazy("text_projection.weight"))
-    tok = tokenizer_keys(folder, args.vocab)
-    add_tokenizer(out, tok, ck.shape(t + "embeddings.token_embedding.weight")[0])
+    add_tokenizer(out, folder, args, ck.shape(t + "embeddings.token_embedding.weight")[0])
     return [out]
 
 
@@ -916,8 +968,7 @@ def convert_blip2(folder, cfg, ck, args):
 
     text = Output(os.path.join(args.outdir, "model.gguf"), "opt", args.outtype, "blip-2 text")
     write_opt(text, tc, ck, "language_model.model.decoder.", "language_model.lm_head.weight")
-    add_tokenizer(text, tokenizer_keys(folder, args.vocab),
-                  ck.shape("language_model.model.decoder.embed_tokens.weight")[0])
+    add_tokenizer(text, folder, args, ck.shape("language_model.model.decoder.embed_tokens.weight")[0])
 
     mm = Output(os.path.join(args.outdir, "mmproj.gguf"), "clip", args.outtype, "blip-2 mmproj")
     mm.add("clip.has_text_encoder", False)
@@ -994,9 +1045,10 @@ MODEL_TYPES = {"llama": "LlamaForCausalLM", "llava": "LlavaForConditionalGenerat
                "blip-2": "Blip2ForConditionalGeneration"}
 
 
-def convert(folder, outdir, outtype="f32", vocab=None):
+def convert(folder, outdir, outtype="f32", vocab=None, no_tokenizer=False):
     """Convert one checkpoint folder; returns the paths written."""
-    args = argparse.Namespace(outdir=outdir, outtype=outtype, vocab=vocab)
+    args = argparse.Namespace(outdir=outdir, outtype=outtype, vocab=vocab,
+                              no_tokenizer=no_tokenizer)
     with open(os.path.join(folder, "config.json")) as f:
         cfg = json.load(f)
     arch = (cfg.get("architectures") or [None])[0]
@@ -1027,9 +1079,11 @@ def main(argv=None):
     ap.add_argument("--vocab", metavar="FILE.gguf",
                     help="copy the tokenizer.ggml.* keys from this GGUF instead of reading "
                          "tokenizer.json / tokenizer.model")
+    ap.add_argument("--no-tokenizer", action="store_true",
+                    help="write no tokenizer.ggml.* keys (libmm then takes token ids only)")
     a = ap.parse_args(argv)
     try:
-        for p in convert(a.model_dir, a.outdir, a.outtype, a.vocab):
+        for p in convert(a.model_dir, a.outdir, a.outtype, a.vocab, a.no_tokenizer):
             print(p)
     except (ConvertError, OSError, ValueError, KeyError) as e:
         print("convert_hf_to_gguf: error: %s" % e, file=sys.stderr)

@@ -14,6 +14,7 @@ Run: /usr/bin/python3 tests/python/test_gguf_py.py   (MM_SHARED=DIR overrides ..
 import io
 import json
 import os
+import shutil
 import struct
 import sys
 import tempfile
@@ -762,6 +763,7 @@ class TestSynthetic(unittest.TestCase):
         self.dir.cleanup()
 
     def refused(self, pattern):
+        shutil.rmtree(self.out, ignore_errors=True)
         with self.assertRaises(conv.ConvertError) as cm:
             convert_quiet(self.src, self.out)
         self.assertRegex(str(cm.exception), pattern)
@@ -832,9 +834,20 @@ class TestSynthetic(unittest.TestCase):
         paths, err = convert_quiet(self.src, self.out)
         kv = gguf.GGUFReader(paths[0]).kv
         self.assertEqual(kv["tokenizer.ggml.model"], "llama")
-        self.assertEqual(kv["tokenizer.ggml.tokens"], [p[0] for p in pieces])
-        self.assertEqual(kv["tokenizer.ggml.scores"], [p[1] for p in pieces])
-        self.assertEqual(kv["tokenizer.ggml.token_type"], [p[2] for p in pieces])
+        pad = ["[PAD%d]" % i for i in range(6, 10)]      # up to the 10 embedding rows
+        self.assertEqual(kv["tokenizer.ggml.tokens"], [p[0] for p in pieces] + pad)
+        self.assertEqual(kv["tokenizer.ggml.scores"], [p[1] for p in pieces] + [0.0] * 4)
+        self.assertEqual(kv["tokenizer.ggml.token_type"], [p[2] for p in pieces] + [5] * 4)
+        self.assertTrue(kv["tokenizer.ggml.add_bos_token"])
+        # added tokens from tokenizer.json go past the pieces (LLaVA's <image>)
+        with open(os.path.join(self.src, "tokenizer.json"), "w") as f:
+            json.dump({"added_tokens": [{"id": 7, "content": "<image>", "special": True},
+                                        {"id": 1, "content": "<s>", "special": True}]}, f)
+        paths, err = convert_quiet(self.src, self.out)
+        kv = gguf.GGUFReader(paths[0]).kv
+        self.assertEqual(kv["tokenizer.ggml.tokens"][6:], ["[PAD6]", "<image>", "[PAD8]", "[PAD9]"])
+        self.assertEqual(kv["tokenizer.ggml.token_type"][:8], [2, 3, 3, 6, 1, 1, 5, 3])
+        self.assertEqual(kv["tokenizer.ggml.scores"][7], -1000.0)
         self.assertEqual((kv["tokenizer.ggml.bos_token_id"], kv["tokenizer.ggml.eos_token_id"],
                           kv["tokenizer.ggml.unknown_token_id"]), (1, 2, 0))
         self.assertNotIn("tokenizer.ggml.padding_token_id", kv)
@@ -855,8 +868,8 @@ class TestSynthetic(unittest.TestCase):
         paths, _ = convert_quiet(self.src, self.out)
         kv = gguf.GGUFReader(paths[0]).kv
         self.assertEqual(kv["tokenizer.ggml.model"], "llama")
-        self.assertEqual(kv["tokenizer.ggml.token_type"], [2, 3, 3, 6, 1, 1, 1, 1, 1])
-        self.assertEqual(kv["tokenizer.ggml.scores"], [0, 0, 0, 0, 0, 0, 0, -1, 0])
+        self.assertEqual(kv["tokenizer.ggml.token_type"], [2, 3, 3, 6, 1, 1, 1, 1, 1, 5])
+        self.assertEqual(kv["tokenizer.ggml.scores"], [0, -1000, -1000, 0, 0, 0, 0, -1, 0, 0])
         self.assertEqual((kv["tokenizer.ggml.bos_token_id"], kv["tokenizer.ggml.eos_token_id"],
                           kv["tokenizer.ggml.add_bos_token"]), (1, 2, True))
 
@@ -872,8 +885,35 @@ class TestSynthetic(unittest.TestCase):
         kv = gguf.GGUFReader(paths[0]).kv
         self.assertEqual((kv["tokenizer.ggml.model"], kv["tokenizer.ggml.pre"]), ("gpt2", "gpt-2"))
         self.assertEqual(kv["tokenizer.ggml.merges"], ["a b"])
-        self.assertEqual(kv["tokenizer.ggml.token_type"], [1, 1, 1, 3])
-        self.assertFalse(kv["tokenizer.ggml.add_bos_token"])
+        self.assertEqual(kv["tokenizer.ggml.token_type"], [1, 1, 1, 3] + [5] * 6)
+        self.assertNotIn("tokenizer.ggml.add_bos_token", kv)
+
+        clip = {"model": {"type": "BPE", "vocab": {"a</w>": 0, "<|endoftext|>": 1},
+                          "merges": [], "end_of_word_suffix": "</w>"},
+                "normalizer": {"type": "Sequence", "normalizers": [{"type": "Lowercase"}]},
+                "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+                    {"type": "Split"}, {"type": "ByteLevel", "use_regex": False}]},
+                "post_processor": {"type": "RobertaProcessing"}}
+        with open(os.path.join(self.src, "tokenizer.json"), "w") as f:
+            json.dump(clip, f)
+        paths, _ = convert_quiet(self.src, self.out)
+        kv = gguf.GGUFReader(paths[0]).kv
+        self.assertEqual(kv["tokenizer.ggml.model"], "clip")
+        self.assertTrue(kv["tokenizer.ggml.add_bos_token"] and kv["tokenizer.ggml.add_eos_token"])
+
+        clip["model"]["end_of_word_suffix"] = "@@"
+        with open(os.path.join(self.src, "tokenizer.json"), "w") as f:
+            json.dump(clip, f)
+        self.refused("BPE flavour .* use --vocab FILE.gguf or --no-tokenizer")
+        paths, err = convert_quiet(self.src, self.out, no_tokenizer=True)
+        self.assertIn("--no-tokenizer", err)
+        self.assertFalse(any(k.startswith("tokenizer.") for k in gguf.GGUFReader(paths[0]).kv))
+
+        big = {"model": {"type": "BPE", "vocab": {"t%d" % i: i for i in range(11)}, "merges": []},
+               "pre_tokenizer": {"type": "ByteLevel"}}
+        with open(os.path.join(self.src, "tokenizer.json"), "w") as f:
+            json.dump(big, f)
+        self.refused("11 tokens but the model's embedding only 10 rows")
 
 
 if __name__ == "__main__":
