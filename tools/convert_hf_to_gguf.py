@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Convert a Hugging Face checkpoint folder to libmm / llama.cpp GGUF files.
 
-    convert_hf_to_gguf.py MODEL_DIR -o OUTDIR [--outtype f32|f16|bf16] [--vocab FILE.gguf]
+    convert_hf_to_gguf.py MODEL_DIR -o OUTDIR [--outtype f32|f16|bf16]
+                          [--vocab FILE.gguf | --no-tokenizer]
 
 MODEL_DIR holds config.json and *.safetensors (one file or shards). Written files:
 
@@ -50,7 +51,7 @@ _ST_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<
 
 
 def read_safetensors_header(path):
-    """-> (dict name -> (numpy dtype str, shape, absolute begin, end), file size)."""
+    """-> {name: (safetensors dtype, shape, absolute begin, absolute end)}, bounds-checked."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         head = f.read(8)
@@ -314,12 +315,6 @@ def permute_rope_rows(w, n_head):
     return (w.reshape(n_head, 2, hd // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape))
 
 
-def unpermute_rope_rows(w, n_head):
-    rows = w.shape[0]
-    hd = rows // n_head
-    return (w.reshape(n_head, hd // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape))
-
-
 def write_llama(out, cfg, ck, prefix, lm_head):
     """cfg: Config of kind llama/mistral; prefix: of `embed_tokens` etc.; lm_head: its name."""
     cfg.require("hidden_act", ["silu"])
@@ -335,6 +330,11 @@ def write_llama(out, cfg, ck, prefix, lm_head):
                            % (H, Hkv))
     if hd % 2:
         raise ConvertError("head_dim %d is odd: RoPE needs an even head size" % hd)
+    for hf, rows in (("q_proj", H * hd), ("k_proj", Hkv * hd)):
+        shape = ck.shape("%slayers.0.self_attn.%s.weight" % (prefix, hf))
+        if shape[0] != rows:
+            raise ConvertError("%s has %d rows, the config implies %d (heads x head_dim)"
+                               % (hf, shape[0], rows))
     V = ck.shape(prefix + "embed_tokens.weight")[0]
     a = "llama."
     out.add(a + "vocab_size", V)

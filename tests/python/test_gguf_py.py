@@ -372,7 +372,7 @@ class TestRopePermutation(unittest.TestCase):
             for i in range(hd // 2):
                 for t in range(2):
                     np.testing.assert_array_equal(p[h * hd + 2 * i + t], w[h * hd + t * hd // 2 + i])
-        np.testing.assert_array_equal(conv.unpermute_rope_rows(p, n), w)
+        np.testing.assert_array_equal(unpermute(p, n), w)
 
 
 # ------------------------------------------------------------------------------------------
