@@ -37,12 +37,15 @@ Reading
 
     Malformed files raise GGUFError (a ValueError) naming the problem and the byte offset.
 
+Dump a file: python3 tools/gguf.py FILE.gguf
+
 Strings are UTF-8; bytes that are not valid UTF-8 round-trip through 'surrogateescape'.
 Only little-endian files are supported (as llama.cpp writes them).
 """
 
 import mmap
 import struct
+import sys
 
 import numpy as np
 
@@ -459,3 +462,20 @@ class GGUFReader:
         if tname == "q4_0":
             return dequantize_q4_0(raw, n).reshape(shape)
         return np.frombuffer(raw, np.uint8)     # other quantized types: raw blocks
+
+
+def _dump(path):
+    """`python3 tools/gguf.py FILE.gguf`: print the keys and tensor table."""
+    r = GGUFReader(path)
+    print("GGUF v%d, %d keys, %d tensors" % (r.version, len(r.kv), len(r.tensors)))
+    for k, v in r.kv.items():
+        if isinstance(v, list) and len(v) > 8:
+            v = "%s ... (%d values)" % (v[:8], len(v))
+        print("  %-50s %-8s %s" % (k, r.types[k], v))
+    for name in r.tensors:
+        print("  %-50s %-5s ne=%s" % (name, r.tensor_types[name], r.tensor_ne[name]))
+
+
+if __name__ == "__main__":
+    for p in sys.argv[1:]:
+        _dump(p)
