@@ -8,6 +8,9 @@ tests/check_gguf_interop.sh after `make` has built tests/gguf_tool.
 2. `gguf_tool copy` (C reader -> C writer) must reproduce each file byte for byte, which checks
    the writer's layout (header, strings, tensor infos, offsets, padding) against Python's.
 3. The same for the llama.cpp vocab files in ../shared/vectors/tokenizer.
+4. `gguf_tool halve` rounds 200k f32 values (random bit patterns over the whole range, plus
+   every rounding edge) to f16 and bf16 with the C writer; the bits must equal numpy's
+   float16 cast and torch's bfloat16 cast (NaNs: must stay NaN).
 """
 import os
 import struct
@@ -127,6 +130,47 @@ def check(path, directory):
     return problems
 
 
+def check_rounding(directory):
+    rng = np.random.default_rng(99)
+    bits = rng.integers(0, 2**32, 200000, dtype=np.uint64).astype(np.uint32)
+    # Dense coverage of f16's subnormal/normal/overflow range: exponents 2^-27 .. 2^17.
+    bits[:100000] = ((rng.integers(100, 145, 100000) << 23) | rng.integers(0, 2**23, 100000)
+                     | (rng.integers(0, 2, 100000) << 31)).astype(np.uint32)
+    # Ties and near-ties for both roundings.
+    base = rng.integers(0, 2**32, 2000, dtype=np.uint64).astype(np.uint32)
+    bits[100000:102000] = (base & ~np.uint32(0x1fff)) | 0x1000
+    bits[102000:104000] = (base & ~np.uint32(0xffff)) | 0x8000
+    values = bits.view(np.float32)
+    src, out = os.path.join(directory, "f32.gguf"), os.path.join(directory, "halved.gguf")
+    w = GGUFWriter(src)
+    w.add_tensor("x", values, "f32")
+    w.write()
+    run = subprocess.run([TOOL, "halve", src, out], capture_output=True)
+    if run.returncode != 0:
+        return ["gguf_tool halve failed: %s" % run.stderr.decode()]
+    raw = open(out, "rb").read()
+    r = GGUFReader(out)
+    problems = []
+    nan = np.isnan(values)
+    import torch
+    with np.errstate(over="ignore"):
+        want = {"x.f16": values.astype("<f2").view("<u2"),
+                "x.bf16": torch.from_numpy(values.copy()).to(torch.bfloat16).view(torch.int16)
+                .numpy().view("<u2")}
+    for name, expect in want.items():
+        start = r.tensor_offsets[name]
+        got = np.frombuffer(raw[start:start + 2 * len(values)], "<u2")
+        exp_mask = 0x7c00 if name == "x.f16" else 0x7f80
+        got_nan = ((got & exp_mask) == exp_mask) & ((got & (0x7fff & ~exp_mask)) != 0)
+        bad = np.flatnonzero(np.where(nan, ~got_nan, got != expect))
+        print("%-60s %d values: %d differ" % ("f32 -> " + name[2:] + " rounding", len(values), len(bad)))
+        if len(bad):
+            i = bad[0]
+            problems.append("%s: f32 0x%08x -> 0x%04x, expected 0x%04x (%d values differ)"
+                            % (name, bits[i], got[i], expect[i], len(bad)))
+    return problems
+
+
 def main():
     vocab_dir = os.path.join(SHARED, "vectors", "tokenizer")
     vocab = sorted(os.path.join(vocab_dir, n) for n in os.listdir(vocab_dir) if n.endswith(".gguf")) \
@@ -138,6 +182,7 @@ def main():
         problems = []
         for path in write_samples(directory) + vocab:
             problems += check(path, directory)
+        problems += check_rounding(directory)
     for p in problems:
         print(p)
     return 1 if problems else 0

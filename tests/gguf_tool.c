@@ -2,7 +2,9 @@
  * with the independent Python implementation in tools/gguf.py.
  *   gguf_tool dump FILE      every key (through the typed getters) and every tensor (converted
  *                            to f32 by mmi_tensor_to_f32), one line each, floats as bit patterns
- *   gguf_tool copy IN OUT    read IN and write it again with the writer, same order */
+ *   gguf_tool copy IN OUT    read IN and write it again with the writer, same order
+ *   gguf_tool halve IN OUT   write each F32 tensor of IN as NAME.f16 and NAME.bf16 (the
+ *                            writer's f32 -> f16 / bf16 rounding) */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,12 +197,43 @@ static int copy(const char *in, const char *out)
     return st == MM_OK ? 0 : fail(out);
 }
 
+static int halve(const char *in, const char *out)
+{
+    mmi_gguf *g;
+    mmi_gguf_writer *w;
+    if (mmi_gguf_open(in, 1, &g) != MM_OK)
+        return fail(in);
+    if (mmi_gguf_writer_create(&w) != MM_OK) {
+        mmi_gguf_close(g);
+        return fail("writer");
+    }
+    mm_status st = MM_OK;
+    for (uint64_t i = 0; i < mmi_gguf_n_tensors(g) && st == MM_OK; i++) {
+        const mmi_tensor *t = mmi_gguf_tensor(g, i);
+        if (t->type != MMI_TENSOR_F32)
+            continue;
+        char name[256];
+        snprintf(name, sizeof name, "%s.f16", t->name);
+        st = mmi_gguf_writer_add_tensor(w, name, MMI_TENSOR_F16, t->n_dims, t->ne, t->data);
+        snprintf(name, sizeof name, "%s.bf16", t->name);
+        if (st == MM_OK)
+            st = mmi_gguf_writer_add_tensor(w, name, MMI_TENSOR_BF16, t->n_dims, t->ne, t->data);
+    }
+    if (st == MM_OK)
+        st = mmi_gguf_writer_write_file(w, out);
+    mmi_gguf_writer_free(w);
+    mmi_gguf_close(g);
+    return st == MM_OK ? 0 : fail(out);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "dump") == 0)
         return dump(argv[2]);
     if (argc == 4 && strcmp(argv[1], "copy") == 0)
         return copy(argv[2], argv[3]);
-    fprintf(stderr, "usage: gguf_tool dump FILE | gguf_tool copy IN OUT\n");
+    if (argc == 4 && strcmp(argv[1], "halve") == 0)
+        return halve(argv[2], argv[3]);
+    fprintf(stderr, "usage: gguf_tool dump FILE | gguf_tool copy|halve IN OUT\n");
     return 2;
 }
