@@ -87,7 +87,7 @@ typedef struct {
 /* Allocates the output buffer once (MM_ERR_NOMEM); push never allocates. */
 mm_status mmi_detok_stream_init(mmi_detok_stream *s, const mmi_tokenizer *tok, unsigned flags);
 void mmi_detok_stream_free(mmi_detok_stream *s);
-/* Feed one id; *text/*len receive the newly completed text (valid until the next call; len
+/* Feed one id; *text and *len receive the newly completed text (valid until the next call; len
  * may be 0). MM_ERR_ARG for an id out of range (the stream is unchanged). */
 mm_status mmi_detok_stream_push(mmi_detok_stream *s, int32_t id, const char **text, size_t *len);
 /* End of input: a held incomplete character comes out as U+FFFD. Resets the stream to its
