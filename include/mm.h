@@ -200,7 +200,7 @@ typedef enum mm_detokenize_flags {
  * a mask of mm_tokenize_flags. Errors: MM_ERR_ARG (NULL model/n_ids, text NULL with a non-zero
  * length, ids NULL with capacity > 0, capacity too small), MM_ERR_STATE (model has no
  * tokenizer), MM_ERR_FORMAT (text is not valid UTF-8; the message gives the byte offset: text
- * is never silently altered), MM_ERR_NOMEM. */
+ * is never silently altered), MM_ERR_LIMIT (text over 256 MiB), MM_ERR_NOMEM. */
 MM_API mm_status mm_tokenize(const mm_model *model, const char *text, size_t text_len,
                              unsigned flags, int32_t *ids, size_t capacity, size_t *n_ids);
 
