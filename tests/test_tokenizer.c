@@ -769,6 +769,75 @@ START_TEST(shared_vocab_specials)
 }
 END_TEST
 
+/* Random text (ASCII, Latin, CJK, emoji, whitespace) round-trips through encode and a
+ * streaming decode; random id sequences always decode to valid UTF-8. */
+static uint32_t next_random(uint64_t *state)
+{
+    *state = *state * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(*state >> 33);
+}
+
+START_TEST(random_round_trips)
+{
+    static const char *const names[] = {"ggml-vocab-llama-spm.gguf", "ggml-vocab-gpt-2.gguf"};
+    static const uint32_t ranges[][2] = {{0x20, 0x7E}, {0x09, 0x0D}, {0xA0, 0x17F},
+                                         {0x400, 0x4FF}, {0x4E00, 0x4FFF}, {0x1F600, 0x1F64F},
+                                         {0x2000, 0x206F}};
+    uint64_t rng = 12345;
+    for (int v = 0; v < 2; v++) {
+        mmi_gguf *g;
+        mmi_tokenizer *tok = shared_vocab(names[v], &g);
+        mmi_detok_stream s;
+        ck_assert_ok(mmi_detok_stream_init(&s, tok, 0));
+        for (int round = 0; round < 300; round++) {
+            char text[400], out[2048];
+            size_t len = 0, n = 0;
+            for (int c = (int)(next_random(&rng) % 60); c > 0; c--) {
+                const uint32_t *r = ranges[next_random(&rng) % 7];
+                uint32_t cp = r[0] + next_random(&rng) % (r[1] - r[0] + 1);
+                len += mmi_utf8_encode(cp, text + len);
+            }
+            mmi_tokens ids = {0};
+            ck_assert_ok(mmi_tokenize(tok, text, len, 0, &ids));
+            for (size_t k = 0; k <= ids.n; k++) {
+                const char *piece;
+                size_t plen;
+                if (k < ids.n)
+                    ck_assert_ok(mmi_detok_stream_push(&s, ids.ids[k], &piece, &plen));
+                else
+                    mmi_detok_stream_finish(&s, &piece, &plen);
+                ck_assert_uint_lt(n + plen, sizeof out);
+                memcpy(out + n, piece, plen);
+                n += plen;
+            }
+            ck_assert_msg(n == len && memcmp(out, text, n) == 0, "%s: \"%.*s\" came back as "
+                          "\"%.*s\"", names[v], (int)len, text, (int)n, out);
+            mmi_tokens_free(&ids);
+            /* Any ids at all: the output is valid UTF-8. */
+            n = 0;
+            for (int k = 0; k <= 40; k++) {
+                const char *piece;
+                size_t plen;
+                if (k < 40)
+                    ck_assert_ok(mmi_detok_stream_push(
+                        &s, (int32_t)(next_random(&rng) % (uint32_t)mmi_tokenizer_n_vocab(tok)),
+                        &piece, &plen));
+                else
+                    mmi_detok_stream_finish(&s, &piece, &plen);
+                if (n + plen < sizeof out) {
+                    memcpy(out + n, piece, plen);
+                    n += plen;
+                }
+            }
+            ck_assert_uint_eq(mmi_utf8_check(out, n), n);
+        }
+        mmi_detok_stream_free(&s);
+        mmi_tokenizer_free(tok);
+        mmi_gguf_close(g);
+    }
+}
+END_TEST
+
 typedef struct {
     const mmi_tokenizer *tok;
     const char *text;
@@ -831,6 +900,7 @@ int main(void)
     tcase_add_test(tc, public_api_conventions);
     tcase_add_test(tc, shared_vocabs_round_trip);
     tcase_add_test(tc, shared_vocab_specials);
+    tcase_add_test(tc, random_round_trips);
     tcase_add_test(tc, concurrent_use_of_one_tokenizer);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
