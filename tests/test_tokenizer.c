@@ -424,6 +424,9 @@ START_TEST(bpe_loader_refuses_what_it_cannot_do)
     ck_assert_int_eq(load_status(&v.spec), MM_ERR_UNSUPPORTED);
     ck_assert_ptr_nonnull(strstr(mm_last_error(), "some-future-regex"));
     make_bpe(&v, "gpt-2");
+    v.spec.model = "clip"; /* a clip vocabulary with another pattern */
+    ck_assert_int_eq(load_status(&v.spec), MM_ERR_UNSUPPORTED);
+    make_bpe(&v, "gpt-2");
     v.spec.model = "bert";
     ck_assert_int_eq(load_status(&v.spec), MM_ERR_UNSUPPORTED);
     make_bpe(&v, "gpt-2");
@@ -448,6 +451,66 @@ START_TEST(bpe_loader_refuses_what_it_cannot_do)
     make_spm(&s, -1.0f, -1.0f);
     s.spec.n_types = SPM_N - 1; /* one type short of the token count */
     ck_assert_int_eq(load_status(&s.spec), MM_ERR_FORMAT);
+}
+END_TEST
+
+/* ---- CLIP ---- */
+
+/* CLIP style vocabulary: ids 0-255 the byte characters (id == byte), 256-511 the same followed
+ * by "</w>" (id == 256 + byte), then merged tokens. Ranks: 0 "c a", 1 "ca t</w>", 2 "t h",
+ * 3 "th e</w>". */
+enum { C_CA = 512, C_CAT, C_TH, C_THE, C_SOT, C_EOT, CLIP_N };
+static const char *const clip_merges[] = {"c a", "ca t</w>", "t h", "th e</w>"};
+
+typedef struct {
+    const char *tokens[CLIP_N];
+    char chars[512][8];
+    int32_t types[CLIP_N];
+    vocab_spec spec;
+} clip_vocab;
+
+static mmi_tokenizer *clip_tokenizer(void)
+{
+    static clip_vocab v; /* the tokenizer copies what it needs */
+    bpe_vocab b;
+    make_bpe(&b, NULL);
+    for (int i = 0; i < 256; i++) {
+        snprintf(v.chars[i], sizeof v.chars[i], "%s", b.chars[i]);
+        snprintf(v.chars[256 + i], sizeof v.chars[256 + i], "%s</w>", b.chars[i]);
+        v.tokens[i] = v.chars[i];
+        v.tokens[256 + i] = v.chars[256 + i];
+    }
+    static const char *const merged[] = {"ca", "cat</w>", "th", "the</w>", "<|startoftext|>",
+                                         "<|endoftext|>"};
+    for (int i = C_CA; i < CLIP_N; i++)
+        v.tokens[i] = merged[i - C_CA];
+    for (int i = 0; i < CLIP_N; i++)
+        v.types[i] = i >= C_SOT ? MMI_TOKEN_CONTROL : MMI_TOKEN_NORMAL;
+    v.spec = (vocab_spec){"clip", "clip", v.tokens, NULL, v.types, CLIP_N, 0, clip_merges,
+                          sizeof clip_merges / sizeof clip_merges[0], 0};
+    return load_vocab(&v.spec);
+}
+
+START_TEST(clip_normalizes_splits_and_marks_word_ends)
+{
+    mmi_tokenizer *tok = clip_tokenizer();
+    /* Lowercased; words "the", "cat", "'s", "1", "2" (digits one at a time); spaces dropped. */
+    EXPECT(tok, "  The\tCAT's 12 ", 0, C_THE, C_CAT, '\'', 256 + 's', 256 + '1', 256 + '2');
+    /* NFC: e + U+0301 becomes é (C3 A9) inside the word; without NFC the accent would be a
+     * word of its own. */
+    EXPECT(tok, "Cafe\xCC\x81", 0, C_CA, 'f', 0xC3, 256 + 0xA9);
+    EXPECT(tok, "caf\xC3\xA9", 0, C_CA, 'f', 0xC3, 256 + 0xA9);
+    /* Lowercase beyond ASCII: ÄÖ -> äö (C3 A4 C3 B6); İ -> i + U+0307 (a mark: its own word). */
+    EXPECT(tok, "\xC3\x84\xC3\x96", 0, 0xC3, 0xA4, 0xC3, 256 + 0xB6);
+    EXPECT(tok, "\xC4\xB0", 0, 256 + 'i', 0xCC, 256 + 0x87);
+    /* The special texts are words of the pattern; as tokens only when parsed. */
+    EXPECT(tok, "<|endoftext|>x", MM_TOKENIZE_PARSE_SPECIAL, C_EOT, 256 + 'x');
+    EXPECT(tok, "a<|endoftext|>", 0, 256 + 'a', '<', '|', 'e', 'n', 'd', 'o', 'f', 't', 'e', 'x',
+           't', '|', 256 + '>');
+    /* "</w>" decodes as the space after a word. */
+    const int32_t ids[] = {C_THE, C_CAT, '\'', 256 + 's'};
+    expect_decode(tok, ids, 4, 0, "the cat 's ");
+    mmi_tokenizer_free(tok);
 }
 END_TEST
 
@@ -498,6 +561,7 @@ START_TEST(pretokenizers_split_as_their_regex)
     expect_split(MMI_PRE_LLAMA3, "(hello) \"x\"!!\n\ny", "(hello|)| \"|x|\"!!\n\n|y");
     expect_split(MMI_PRE_LLAMA3, "a \n \n  b\t", "a| \n \n| | b|\t");
     expect_split(MMI_PRE_QWEN2, "x12345 y", "x|1|2|3|4|5| y");
+    expect_split(MMI_PRE_CLIP, "a<|endoftext|>'s'x 12!? b", "a|<|endoftext|>|'s|'|x| |1|2|!?| |b");
 }
 END_TEST
 
@@ -894,6 +958,7 @@ int main(void)
     tcase_add_test(tc, invalid_utf8_is_refused);
     tcase_add_test(tc, bpe_merges_by_rank);
     tcase_add_test(tc, bpe_loader_refuses_what_it_cannot_do);
+    tcase_add_test(tc, clip_normalizes_splits_and_marks_word_ends);
     tcase_add_test(tc, pretokenizers_split_as_their_regex);
     tcase_add_test(tc, long_input_is_not_quadratic);
     tcase_add_test(tc, allocation_failures_are_reported);
