@@ -565,6 +565,76 @@ START_TEST(pretokenizers_split_as_their_regex)
 }
 END_TEST
 
+/* ---- Unicode tables: values from the Unicode standard ---- */
+
+static void expect_nfc(const uint32_t *in, size_t n, const uint32_t *want, size_t n_want)
+{
+    uint32_t buf[32];
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        m += mmi_unicode_decompose(in[i], buf + m);
+    m = mmi_unicode_compose(buf, m);
+    ck_assert_uint_eq(m, n_want);
+    for (size_t i = 0; i < m; i++)
+        ck_assert_uint_eq(buf[i], want[i]);
+}
+
+#define NFC(in, ...)                                                                          \
+    do {                                                                                      \
+        const uint32_t in_[] = in, want_[] = {__VA_ARGS__};                                   \
+        expect_nfc(in_, sizeof in_ / sizeof in_[0], want_, sizeof want_ / sizeof want_[0]);   \
+    } while (0)
+#define CPS(...) {__VA_ARGS__}
+
+START_TEST(unicode_classes_nfc_and_lowercase)
+{
+    ck_assert_int_eq(mmi_unicode_class('a'), MMI_UC_LETTER);
+    ck_assert_int_eq(mmi_unicode_class(0x4E00), MMI_UC_LETTER);   /* CJK ideograph, Lo */
+    ck_assert_int_eq(mmi_unicode_class(0x02B0), MMI_UC_LETTER);   /* modifier letter, Lm */
+    ck_assert_int_eq(mmi_unicode_class(0x0663), MMI_UC_NUMBER);   /* Arabic-Indic three, Nd */
+    ck_assert_int_eq(mmi_unicode_class(0x2163), MMI_UC_NUMBER);   /* Roman numeral four, Nl */
+    ck_assert_int_eq(mmi_unicode_class(0x00BD), MMI_UC_NUMBER);   /* one half, No */
+    ck_assert_int_eq(mmi_unicode_class(0x3000), MMI_UC_SPACE);
+    ck_assert_int_eq(mmi_unicode_class(0x0085), MMI_UC_SPACE);
+    ck_assert_int_eq(mmi_unicode_class(0x200B), MMI_UC_OTHER);    /* zero width space, Cf */
+    ck_assert_int_eq(mmi_unicode_class(0x0301), MMI_UC_OTHER);    /* combining acute, Mn */
+    ck_assert_int_eq(mmi_unicode_class(0x1F600), MMI_UC_OTHER);   /* emoji, So */
+    ck_assert_int_eq(mmi_unicode_class(0x10FFFF), MMI_UC_OTHER);
+
+    NFC(CPS('A', 0x030A), 0x00C5);                 /* A + ring above */
+    NFC(CPS(0x212B), 0x00C5);                      /* Angstrom sign: a singleton */
+    NFC(CPS(0x1100, 0x1161, 0x11A8), 0xAC01);      /* Hangul L V T */
+    NFC(CPS(0xAC01), 0xAC01);
+    NFC(CPS('A', 0x0307, 0x0323), 0x1EA0, 0x0307); /* reordered: dot below (220) first */
+    NFC(CPS('a', 0x0301, 0x0301), 0x00E1, 0x0301); /* the second accent is blocked */
+    NFC(CPS(0x0958), 0x0915, 0x093C);              /* excluded from composition */
+    NFC(CPS(0x1E0B, 0x0323), 0x1E0D, 0x0307);      /* d dot above + dot below */
+
+    uint32_t low[2];
+    ck_assert_uint_eq(mmi_unicode_lower('A', low), 1);
+    ck_assert_uint_eq(low[0], 'a');
+    ck_assert_uint_eq(mmi_unicode_lower(0x00C4, low), 1);
+    ck_assert_uint_eq(low[0], 0x00E4);
+    ck_assert_uint_eq(mmi_unicode_lower(0x03A3, low), 1); /* Σ -> σ, one character alone */
+    ck_assert_uint_eq(low[0], 0x03C3);
+    ck_assert_uint_eq(mmi_unicode_lower(0x0102, low), 1); /* Latin Extended-A pairs */
+    ck_assert_uint_eq(low[0], 0x0103);
+    ck_assert_uint_eq(mmi_unicode_lower(0x0103, low), 1);
+    ck_assert_uint_eq(low[0], 0x0103);
+    ck_assert_uint_eq(mmi_unicode_lower(0x1E9E, low), 1); /* capital sharp s */
+    ck_assert_uint_eq(low[0], 0x00DF);
+    ck_assert_uint_eq(mmi_unicode_lower(0x2160, low), 1); /* Roman numeral one */
+    ck_assert_uint_eq(low[0], 0x2170);
+    ck_assert_uint_eq(mmi_unicode_lower(0x13A0, low), 1); /* Cherokee */
+    ck_assert_uint_eq(low[0], 0xAB70);
+    ck_assert_uint_eq(mmi_unicode_lower(0x0130, low), 2);
+    ck_assert_uint_eq(low[0], 'i');
+    ck_assert_uint_eq(low[1], 0x0307);
+    ck_assert_uint_eq(mmi_unicode_lower('1', low), 1);
+    ck_assert_uint_eq(low[0], '1');
+}
+END_TEST
+
 /* ---- size, time, faults ---- */
 
 static double seconds(void)
@@ -960,6 +1030,7 @@ int main(void)
     tcase_add_test(tc, bpe_loader_refuses_what_it_cannot_do);
     tcase_add_test(tc, clip_normalizes_splits_and_marks_word_ends);
     tcase_add_test(tc, pretokenizers_split_as_their_regex);
+    tcase_add_test(tc, unicode_classes_nfc_and_lowercase);
     tcase_add_test(tc, long_input_is_not_quadratic);
     tcase_add_test(tc, allocation_failures_are_reported);
     tcase_add_test(tc, public_api_conventions);
