@@ -251,9 +251,9 @@ static mm_status load_merges(mmi_tokenizer *tok, const mmi_gguf *g)
     mmi_gguf_type elem;
     uint64_t n;
     MMI_TRY(mmi_gguf_get_array_info(g, key, &elem, &n));
-    if (elem != MMI_GGUF_STRING || n > MAX_VOCAB * 4)
+    if (elem != MMI_GGUF_STRING || n > MAX_VOCAB)
         return mmi_fail(MM_ERR_FORMAT, "%s: %s must be a string array of at most %llu entries",
-                        mmi_gguf_path(g), key, (unsigned long long)(MAX_VOCAB * 4));
+                        mmi_gguf_path(g), key, (unsigned long long)MAX_VOCAB);
     size_t size = table_size((size_t)n);
     tok->merges = mmi_calloc(size, sizeof *tok->merges);
     if (!tok->merges)
