@@ -1088,6 +1088,8 @@ static mm_status split_specials(const mmi_tokenizer *tok, const char *text, size
     int32_t first;
     f->n = 0;
     MMI_TRY(add_fragment(f, (fragment){0, (uint32_t)len, -1, -1}, &first));
+    if (!parse_special && !tok->has_user_defined)
+        return MM_OK;
     for (size_t s = 0; s < tok->n_specials; s++) {
         int32_t id = tok->specials[s];
         if (!parse_special && tok->type[id] != MMI_TOKEN_USER_DEFINED)

@@ -58,7 +58,7 @@ int mmi_tokenizer_adds_bos(const mmi_tokenizer *tok);
 int mmi_tokenizer_adds_eos(const mmi_tokenizer *tok);
 /* True for every token that ends generation (eos, eot, eom). */
 int mmi_token_is_eog(const mmi_tokenizer *tok, int32_t id);
-/* Type of a token; 0 for an id out of range. */
+/* Type of a token; 0 for an id out of range (or an entry of undefined type). */
 mmi_token_type mmi_token_get_type(const mmi_tokenizer *tok, int32_t id);
 /* The vocabulary entry as stored (e.g. "▁Hello", "<0x0A>", "<|im_end|>"); NULL out of range. */
 const char *mmi_token_text(const mmi_tokenizer *tok, int32_t id, size_t *len);

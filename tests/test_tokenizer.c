@@ -28,6 +28,7 @@ typedef struct {
     const char *const *merges;  /* gpt2 */
     size_t n_merges;
     int add_eos;                /* 1: write add_eos_token = true */
+    int32_t bos_plus_one;       /* 0: no bos_token_id key */
 } vocab_spec;
 
 /* Write the spec as GGUF in memory and open it; the caller closes it. */
@@ -51,6 +52,9 @@ static mmi_gguf *write_vocab(const vocab_spec *v)
                                                       v->n_merges));
     if (v->add_eos)
         ck_assert_ok(mmi_gguf_writer_add_bool(w, "tokenizer.ggml.add_eos_token", 1));
+    if (v->bos_plus_one)
+        ck_assert_ok(mmi_gguf_writer_add_int(w, "tokenizer.ggml.bos_token_id", MMI_GGUF_UINT32,
+                                             v->bos_plus_one - 1));
     void *data;
     size_t size;
     ck_assert_ok(mmi_gguf_writer_write_memory(w, &data, &size));
@@ -125,7 +129,7 @@ static void make_spm(spm_vocab *v, float score_ab, float score_bc)
     v->scores[ID(P_SAB)] = -0.5f;
     v->scores[ID(P_AA)] = -1.0f;
     v->scores[ID(P_AAAA)] = -0.5f;
-    v->spec = (vocab_spec){"llama", NULL, v->tokens, v->scores, v->types, SPM_N, 0, NULL, 0, 0};
+    v->spec = (vocab_spec){"llama", NULL, v->tokens, v->scores, v->types, SPM_N, 0, NULL, 0, 0, 0};
 }
 
 static mmi_tokenizer *spm_tokenizer(float score_ab, float score_bc)
@@ -342,7 +346,7 @@ END_TEST
 /* GPT-2 style vocabulary: ids 0-255 are the byte characters in byte order (so id == byte),
  * then merged tokens. Ranks: 0 "h e", 1 "Ġ t", 2 "Ġt he", 3 "t he", 4 "r e", 5 "a a",
  * 6 "aa aa". */
-enum { B_HE = 256, B_GT, B_GTHE, B_THE, B_RE, B_AA, B_AAAA, B_EOT, B_USER, BPE_N };
+enum { B_HE = 256, B_GT, B_GTHE, B_THE, B_RE, B_AA, B_AAAA, B_EOT, B_USER, B_XYZ, BPE_N };
 static const char *const bpe_merges[] = {"h e", "\xC4\xA0 t", "\xC4\xA0t he", "t he", "r e",
                                          "a a", "aa aa"};
 
@@ -370,7 +374,7 @@ static void make_bpe(bpe_vocab *v, const char *pre)
         v->types[b] = MMI_TOKEN_NORMAL;
     }
     static const char *const merged[] = {"he", "\xC4\xA0t", "\xC4\xA0the", "the", "re", "aa",
-                                         "aaaa", "<|im_end|>", "<tool>"};
+                                         "aaaa", "<|im_end|>", "<tool>", "xyz"};
     for (int i = B_HE; i < BPE_N; i++) {
         v->tokens[i] = merged[i - B_HE];
         v->types[i] = MMI_TOKEN_NORMAL;
@@ -378,7 +382,7 @@ static void make_bpe(bpe_vocab *v, const char *pre)
     v->types[B_EOT] = MMI_TOKEN_CONTROL;
     v->types[B_USER] = MMI_TOKEN_USER_DEFINED;
     v->spec = (vocab_spec){"gpt2", pre, v->tokens, NULL, v->types, BPE_N, 0, bpe_merges,
-                           sizeof bpe_merges / sizeof bpe_merges[0], 0};
+                           sizeof bpe_merges / sizeof bpe_merges[0], 0, 0};
 }
 
 START_TEST(bpe_merges_by_rank)
@@ -409,6 +413,17 @@ START_TEST(bpe_merges_by_rank)
     size_t len;
     ck_assert(memcmp(mmi_token_piece(tok, ' ', &len), " ", 1) == 0);
     ck_assert_uint_eq(len, 1);
+    /* "xyz" is an entry no merge produces. */
+    EXPECT(tok, "xyz", 0, 'x', 'y', 'z');
+    mmi_tokenizer_free(tok);
+
+    /* LLaMA 3 style: a word that is an entry is taken whole, and BOS is added. */
+    make_bpe(&v, "llama-bpe");
+    ck_assert_int_eq(load_status(&v.spec), MM_ERR_FORMAT); /* adds BOS but names none */
+    v.spec.bos_plus_one = B_EOT + 1;
+    tok = load_vocab(&v.spec);
+    EXPECT(tok, "xyz the", MM_TOKENIZE_ADD_SPECIAL, B_EOT, B_XYZ, B_GTHE);
+    EXPECT(tok, "12345", 0, '1', '2', '3', '4', '5'); /* \p{N}{1,3}: "123" "45", no merges */
     mmi_tokenizer_free(tok);
 }
 END_TEST
@@ -487,7 +502,7 @@ static mmi_tokenizer *clip_tokenizer(void)
     for (int i = 0; i < CLIP_N; i++)
         v.types[i] = i >= C_SOT ? MMI_TOKEN_CONTROL : MMI_TOKEN_NORMAL;
     v.spec = (vocab_spec){"clip", "clip", v.tokens, NULL, v.types, CLIP_N, 0, clip_merges,
-                          sizeof clip_merges / sizeof clip_merges[0], 0};
+                          sizeof clip_merges / sizeof clip_merges[0], 0, 0};
     return load_vocab(&v.spec);
 }
 
