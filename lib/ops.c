@@ -4,6 +4,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <string.h>
 
 void mmi_gemm_nt(int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                  int ldb, float beta, float *c, int ldc)
@@ -124,6 +125,37 @@ void mmi_add(float *x, const float *y, size_t n)
         x[i] += y[i];
 }
 
+static const char *const act_names[] = {
+    [MMI_ACT_GELU] = "gelu", [MMI_ACT_GELU_TANH] = "gelu_tanh",
+    [MMI_ACT_QUICK_GELU] = "quick_gelu", [MMI_ACT_RELU] = "relu", [MMI_ACT_SILU] = "silu",
+};
+
+int mmi_act_from_name(const char *name, mmi_act *out)
+{
+    for (size_t i = 0; i < sizeof act_names / sizeof act_names[0]; i++)
+        if (strcmp(name, act_names[i]) == 0) {
+            *out = (mmi_act)i;
+            return 1;
+        }
+    return 0;
+}
+
+const char *mmi_act_name(mmi_act act)
+{
+    return act_names[act];
+}
+
+void mmi_activate(mmi_act act, float *x, size_t n)
+{
+    switch (act) {
+    case MMI_ACT_GELU: mmi_gelu(x, n); break;
+    case MMI_ACT_GELU_TANH: mmi_gelu_tanh(x, n); break;
+    case MMI_ACT_QUICK_GELU: mmi_quick_gelu(x, n); break;
+    case MMI_ACT_RELU: mmi_relu(x, n); break;
+    case MMI_ACT_SILU: mmi_silu(x, n); break;
+    }
+}
+
 void mmi_softmax(float *x, int n, int d)
 {
     for (int i = 0; i < n; i++) {
@@ -167,7 +199,16 @@ void mmi_attention(float *out, const float *q, const float *k, const float *v, i
                    int n_head, int n_kv_head, int head_dim, int kv_stride, int causal,
                    int q_pos0, float *scratch)
 {
-    int q_stride = n_head * head_dim;
+    int stride = n_head * head_dim;
+    mmi_attention_strided(out, stride, q, stride, k, v, kv_stride, n_q, n_kv, n_head, n_kv_head,
+                          head_dim, causal, q_pos0, scratch);
+}
+
+void mmi_attention_strided(float *out, int out_stride, const float *q, int q_stride,
+                           const float *k, const float *v, int kv_stride, int n_q, int n_kv,
+                           int n_head, int n_kv_head, int head_dim, int causal, int q_pos0,
+                           float *scratch)
+{
     int group = n_head / n_kv_head;
     float scale = 1.0f / sqrtf((float)head_dim);
     /* With a causal mask no query sees past q_pos0 + n_q - 1: keys beyond may be unwritten
@@ -191,6 +232,6 @@ void mmi_attention(float *out, const float *q, const float *k, const float *v, i
         }
         /* out_h[n_q][head_dim] = P · V_h */
         mmi_gemm_nn(n_q, head_dim, n_kv, 1.0f, scratch, n_kv, vh, kv_stride, 0.0f,
-                    out + (size_t)h * head_dim, q_stride);
+                    out + (size_t)h * head_dim, out_stride);
     }
 }

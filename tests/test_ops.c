@@ -250,6 +250,53 @@ START_TEST(attention_matches_definition)
 }
 END_TEST
 
+START_TEST(activation_by_name)
+{
+    const char *names[] = {"gelu", "gelu_tanh", "quick_gelu", "relu", "silu"};
+    /* Each activation at x = 1 and x = -2 (values as in the `activations` test). */
+    const double at_1[] = {0.8413447460685429, 0.8411919906082768, 0.8457957659328212, 1,
+                           0.7310585786300049};
+    const double at_m2[] = {-0.04550026389635842, -0.04540230591222, -0.06434137685579186, 0,
+                            -0.2384058440442351};
+    for (int i = 0; i < 5; i++) {
+        mmi_act act;
+        ck_assert_int_eq(mmi_act_from_name(names[i], &act), 1);
+        ck_assert_str_eq(mmi_act_name(act), names[i]);
+        float x[2] = {1, -2};
+        mmi_activate(act, x, 2);
+        ck_near(x[0], at_1[i], 1e-6);
+        ck_near(x[1], at_m2[i], 1e-6);
+    }
+    mmi_act act;
+    ck_assert_int_eq(mmi_act_from_name("gelu_new", &act), 0);
+    ck_assert_int_eq(mmi_act_from_name("", &act), 0);
+}
+END_TEST
+
+START_TEST(attention_strided_fused_rows)
+{
+    /* Q, K and V interleaved in rows of a fused [n][3·D] buffer, output into rows of width
+     * D + 2: equals the definition on the same numbers. 2 heads, head_dim 3, 4 tokens. */
+    enum { N = 4, H = 2, HD = 3, D = H * HD, OUT_STRIDE = D + 2 };
+    float qkv[N * 3 * D], out[N * OUT_STRIDE], scratch[N * N];
+    double want[N * D];
+    for (int i = 0; i < N * 3 * D; i++)
+        qkv[i] = (float)sin(0.7 * i + 0.3);
+    for (int i = 0; i < N * OUT_STRIDE; i++)
+        out[i] = 777.0f;
+    mmi_attention_strided(out, OUT_STRIDE, qkv, 3 * D, qkv + D, qkv + 2 * D, 3 * D, N, N, H, H,
+                          HD, 0, 0, scratch);
+    float q[N * D];
+    for (int i = 0; i < N; i++)
+        memcpy(q + i * D, qkv + i * 3 * D, sizeof(float) * D);
+    attention_reference(want, q, qkv + D, qkv + 2 * D, N, N, H, H, HD, 3 * D, 0, 0);
+    for (int i = 0; i < N; i++) {
+        ck_all_near(out + i * OUT_STRIDE, want + i * D, D, 1e-5);
+        ck_assert_float_eq(out[i * OUT_STRIDE + D], 777.0f); /* gaps untouched */
+    }
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
     Suite *s = suite_create("ops");
@@ -263,6 +310,8 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, rope_pairs_and_positions);
     tcase_add_test(tc, attention_hand_values);
     tcase_add_test(tc, attention_matches_definition);
+    tcase_add_test(tc, activation_by_name);
+    tcase_add_test(tc, attention_strided_fused_rows);
     suite_add_tcase(s, tc);
     return s;
 }
