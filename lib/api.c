@@ -163,6 +163,17 @@ mm_status mm_clip_text_embedding_tokens(const mm_model *model, const int32_t *id
     return mmi_clip_text_embed(model->clip_text, ids, (int)n_ids, out, 1);
 }
 
+mm_status mm_clip_text_embedding(const mm_model *model, const char *text, float *out, size_t n)
+{
+    MMI_TRY(check_clip("mm_clip_text_embedding", model, out, n));
+    if (!text)
+        return mmi_fail(MM_ERR_ARG, "mm_clip_text_embedding: text is NULL");
+    if (!model->tokenizer)
+        return mmi_fail(MM_ERR_UNSUPPORTED, "mm_clip_text_embedding: the model file carries no "
+                        "usable tokenizer; pass token ids to mm_clip_text_embedding_tokens");
+    return mmi_clip_text_embed_string(model->clip_text, model->tokenizer, text, out, 1);
+}
+
 float mm_clip_similarity(const float *a, const float *b, size_t n)
 {
     if (!a || !b)

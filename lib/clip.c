@@ -6,6 +6,7 @@
 
 #include "alloc.h"
 #include "status.h"
+#include "tokenizer.h"
 
 static mm_status load_clip_text(mmi_clip_text *c, const mmi_gguf *g)
 {
@@ -159,6 +160,22 @@ mm_status mmi_clip_text_embed(const mmi_clip_text *c, const int32_t *ids, int n,
             mmi_l2_normalize(out, c->n_proj);
     }
     mmi_free(hidden);
+    return st;
+}
+
+mm_status mmi_clip_text_embed_string(const mmi_clip_text *c, const mmi_tokenizer *tok,
+                                     const char *text, float *out, int normalize)
+{
+    mmi_tokens t = {0};
+    MMI_TRY(mmi_tokenize(tok, text, strlen(text), MM_TOKENIZE_ADD_SPECIAL, &t));
+    size_t n = t.n;
+    if (n > (size_t)c->n_ctx) {
+        n = (size_t)c->n_ctx;
+        if (mmi_tokenizer_adds_eos(tok))
+            t.ids[n - 1] = mmi_token_eos(tok);
+    }
+    mm_status st = mmi_clip_text_embed(c, t.ids, (int)n, out, normalize);
+    mmi_tokens_free(&t);
     return st;
 }
 

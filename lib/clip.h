@@ -35,6 +35,10 @@ mm_status mmi_clip_text_hidden(const mmi_clip_text *c, const int32_t *ids, int n
 /* Projected text embedding out[Pj]; L2-normalised when normalize != 0. */
 mm_status mmi_clip_text_embed(const mmi_clip_text *c, const int32_t *ids, int n, float *out,
                               int normalize);
+/* The same for text through the tokenizer (start/end tokens added). Text longer than the
+ * context is cut to Ct tokens whose last is the end token, as HF's truncation leaves it. */
+mm_status mmi_clip_text_embed_string(const mmi_clip_text *c, const mmi_tokenizer *tok,
+                                     const char *text, float *out, int normalize);
 /* Projected image embedding out[Pj] from the tower's pooled output. */
 mm_status mmi_clip_image_embed(const mmi_clip_text *c, const mmi_vision *v, const float *chw,
                                int width, int height, float *out, int normalize);
