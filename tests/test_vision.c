@@ -64,12 +64,44 @@ START_TEST(patchify_hand_case)
 }
 END_TEST
 
+START_TEST(patchify_resizes_positions_as_torch)
+{
+    /* Trained grid 3×3 (torch case 0's source table), input grid 5 rows × 4 columns: the
+     * patch rows get torch's resized table, row-major over the grid; the class row keeps
+     * position row 0. Zero filters isolate the positions. P = 1, D = 2. */
+    ck_assert_int_eq(bicubic_case0[0], 3);
+    ck_assert_int_eq(bicubic_case0[2], 2);
+    float pos[2 + 18];
+    pos[0] = 0.5f;
+    pos[1] = -0.5f;
+    memcpy(pos + 2, bicubic_src0, sizeof bicubic_src0);
+    const float zero_w[2 * 3] = {0};
+    const float class_embd[2] = {1, 2};
+    mmi_patch_embed pe = {.patch_size = 1, .n_embd = 2, .pos_grid = 3,
+                          .weight = {zero_w, 3, 2}, .class_embd = class_embd, .pos = pos};
+    int H = bicubic_case0[3], W = bicubic_case0[4];
+    float chw[3 * 5 * 4];
+    for (int i = 0; i < 3 * H * W; i++)
+        chw[i] = (float)i;
+    float x[2 * 21], scratch[256];
+    ck_assert_int_eq(mmi_patch_tokens(&pe, W, H), 21);
+    ck_assert_uint_le(mmi_patch_scratch_floats(&pe, W, H), 256);
+    mmi_patchify(&pe, chw, W, H, x, scratch);
+    ck_assert_float_eq_tol(x[0], 1.5f, 1e-6f);
+    ck_assert_float_eq_tol(x[1], 1.5f, 1e-6f);
+    for (int i = 0; i < 40; i++)
+        ck_assert_msg(fabsf(x[2 + i] - bicubic_dst0[i]) <= 2e-6f, "[%d] %.9g vs torch %.9g", i,
+                      (double)x[2 + i], (double)bicubic_dst0[i]);
+}
+END_TEST
+
 static Suite *vision_suite(void)
 {
     Suite *s = suite_create("vision");
     TCase *tc = tcase_create("stages");
     tcase_add_test(tc, bicubic_matches_torch);
     tcase_add_test(tc, patchify_hand_case);
+    tcase_add_test(tc, patchify_resizes_positions_as_torch);
     suite_add_tcase(s, tc);
     return s;
 }
