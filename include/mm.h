@@ -194,6 +194,58 @@ MM_API void mm_model_free(mm_model *model);
 
 /* ---- section: tokenizer (tokenizer.c) ---- */
 
+/* The model's tokenizer (from the tokenizer.ggml.* keys of the language model or CLIP file):
+ * SentencePiece-style BPE ("llama") or byte-level BPE ("gpt2"), as llama.cpp runs them.
+ * The model is read-only, so every function here may be called from any thread at once.
+ * Size convention for the calls that fill a caller's buffer: *n_out (or *len) always receives
+ * the size the full result needs; when that exceeds `capacity`, the call returns MM_ERR_ARG,
+ * and the buffer's contents are unspecified. Call once with capacity 0 (buffer may be NULL)
+ * to learn the size. */
+
+typedef enum mm_tokenize_flags {
+    MM_TOKENIZE_ADD_SPECIAL   = 1, /* add BOS/EOS as the model file asks (add_bos_token...) */
+    MM_TOKENIZE_PARSE_SPECIAL = 2  /* control tokens written in the text ("<|im_end|>") become
+                                      those tokens; without it they are tokenized as text */
+} mm_tokenize_flags;
+
+typedef enum mm_detokenize_flags {
+    MM_DETOKENIZE_RENDER_SPECIAL     = 1, /* write control tokens' text ("</s>"); else skipped */
+    MM_DETOKENIZE_KEEP_LEADING_SPACE = 2  /* keep the space a "llama" vocabulary puts before the
+                                             first word; by default it is removed, so that
+                                             detokenize(tokenize(s)) == s */
+} mm_detokenize_flags;
+
+/* Encode text[0..text_len) (UTF-8; pass strlen(text) for a C string) into token ids. flags:
+ * a mask of mm_tokenize_flags. Errors: MM_ERR_ARG (NULL model/n_ids, text NULL with a non-zero
+ * length, ids NULL with capacity > 0, capacity too small), MM_ERR_STATE (model has no
+ * tokenizer), MM_ERR_FORMAT (text is not valid UTF-8; the message gives the byte offset: text
+ * is never silently altered), MM_ERR_LIMIT (text over 256 MiB), MM_ERR_NOMEM. */
+MM_API mm_status mm_tokenize(const mm_model *model, const char *text, size_t text_len,
+                             unsigned flags, int32_t *ids, size_t capacity, size_t *n_ids);
+
+/* Decode ids into UTF-8 text, NUL-terminated: `capacity` must be at least *text_len + 1.
+ * Bytes that do not form valid UTF-8 (a character cut off at the end, stray byte tokens) come
+ * out as U+FFFD, so the result is always valid UTF-8. flags: a mask of mm_detokenize_flags.
+ * Errors: MM_ERR_ARG (NULL arguments, an id out of range, capacity too small), MM_ERR_STATE
+ * (no tokenizer). */
+MM_API mm_status mm_detokenize(const mm_model *model, const int32_t *ids, size_t n_ids,
+                               unsigned flags, char *text, size_t capacity, size_t *text_len);
+
+/* The raw bytes one token stands for (not NUL-terminated; may be part of a UTF-8 character,
+ * e.g. a <0xE2> byte token): the building block for streaming. Control tokens give their text
+ * (e.g. "</s>"). Errors: MM_ERR_ARG (NULL, id out of range, capacity too small),
+ * MM_ERR_STATE (no tokenizer). */
+MM_API mm_status mm_token_to_piece(const mm_model *model, int32_t id, char *buf,
+                                   size_t capacity, size_t *len);
+
+/* Vocabulary size; 0 if the model has no tokenizer. */
+MM_API int32_t mm_n_vocab(const mm_model *model);
+/* Begin/end-of-sequence ids; -1 if the vocabulary has none or the model has no tokenizer. */
+MM_API int32_t mm_token_bos(const mm_model *model);
+MM_API int32_t mm_token_eos(const mm_model *model);
+/* Non-zero if generating `id` ends a turn (EOS, or an end-of-turn token like <|im_end|>). */
+MM_API int mm_token_is_eog(const mm_model *model, int32_t id);
+
 /* ---- section: sessions and generation (session.c, decoder.c, sampler.c, chat.c) ---- */
 
 #ifdef __cplusplus

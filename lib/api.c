@@ -1,8 +1,11 @@
 /* Exported entry points for the library's handles: argument checks, then the stage that does
  * the work. (Status and log functions live in status.c, the options bag in options.c.) */
+#include <string.h>
+
 #include "mm.h"
 #include "model.h"
 #include "status.h"
+#include "tokenizer.h"
 
 unsigned mm_version_number(void)
 {
@@ -45,5 +48,136 @@ void mm_model_free(mm_model *model)
 /* ---- vision encoding and CLIP ---- */
 
 /* ---- tokenizer ---- */
+
+/* The model's tokenizer, or NULL with MM_ERR_ARG / MM_ERR_STATE reported. */
+static const mmi_tokenizer *model_tokenizer(const mm_model *model, const char *fn, mm_status *st)
+{
+    if (!model) {
+        *st = mmi_fail(MM_ERR_ARG, "%s: model is NULL", fn);
+        return NULL;
+    }
+    if (!model->tokenizer) {
+        *st = mmi_fail(MM_ERR_STATE, "%s: the model files hold no tokenizer", fn);
+        return NULL;
+    }
+    return model->tokenizer;
+}
+
+mm_status mm_tokenize(const mm_model *model, const char *text, size_t text_len, unsigned flags,
+                      int32_t *ids, size_t capacity, size_t *n_ids)
+{
+    if (!n_ids)
+        return mmi_fail(MM_ERR_ARG, "mm_tokenize: n_ids is NULL");
+    *n_ids = 0;
+    mm_status st;
+    const mmi_tokenizer *tok = model_tokenizer(model, "mm_tokenize", &st);
+    if (!tok)
+        return st;
+    if ((!text && text_len) || (!ids && capacity))
+        return mmi_fail(MM_ERR_ARG, "mm_tokenize: %s is NULL", !text && text_len ? "text" : "ids");
+    if (flags & ~(unsigned)(MM_TOKENIZE_ADD_SPECIAL | MM_TOKENIZE_PARSE_SPECIAL))
+        return mmi_fail(MM_ERR_ARG, "mm_tokenize: unknown flags 0x%x", flags);
+    mmi_tokens out = {0};
+    st = mmi_tokenize(tok, text ? text : "", text_len, flags, &out);
+    if (st == MM_OK) {
+        *n_ids = out.n;
+        if (out.n > capacity)
+            st = mmi_fail(MM_ERR_ARG, "mm_tokenize: %zu ids do not fit in a capacity of %zu",
+                          out.n, capacity);
+        else if (out.n)
+            memcpy(ids, out.ids, out.n * sizeof *ids);
+    }
+    mmi_tokens_free(&out);
+    return st;
+}
+
+mm_status mm_detokenize(const mm_model *model, const int32_t *ids, size_t n_ids, unsigned flags,
+                        char *text, size_t capacity, size_t *text_len)
+{
+    if (!text_len)
+        return mmi_fail(MM_ERR_ARG, "mm_detokenize: text_len is NULL");
+    *text_len = 0;
+    mm_status st;
+    const mmi_tokenizer *tok = model_tokenizer(model, "mm_detokenize", &st);
+    if (!tok)
+        return st;
+    if ((!ids && n_ids) || (!text && capacity))
+        return mmi_fail(MM_ERR_ARG, "mm_detokenize: %s is NULL", !ids && n_ids ? "ids" : "text");
+    if (flags & ~(unsigned)(MM_DETOKENIZE_RENDER_SPECIAL | MM_DETOKENIZE_KEEP_LEADING_SPACE))
+        return mmi_fail(MM_ERR_ARG, "mm_detokenize: unknown flags 0x%x", flags);
+    mmi_detok_stream stream;
+    MMI_TRY(mmi_detok_stream_init(&stream, tok, flags));
+    /* Write what fits and count the rest, so the caller learns the size needed. */
+    size_t n = 0;
+    for (size_t i = 0; i <= n_ids; i++) {
+        const char *piece;
+        size_t len;
+        if (i < n_ids) {
+            st = mmi_detok_stream_push(&stream, ids[i], &piece, &len);
+            if (st != MM_OK)
+                break;
+        } else {
+            mmi_detok_stream_finish(&stream, &piece, &len);
+        }
+        if (n + len < capacity)
+            memcpy(text + n, piece, len);
+        n += len;
+    }
+    mmi_detok_stream_free(&stream);
+    if (st != MM_OK)
+        return st;
+    *text_len = n;
+    if (n >= capacity)
+        return mmi_fail(MM_ERR_ARG, "mm_detokenize: %zu bytes and the NUL do not fit in a "
+                        "capacity of %zu", n, capacity);
+    text[n] = '\0';
+    return MM_OK;
+}
+
+mm_status mm_token_to_piece(const mm_model *model, int32_t id, char *buf, size_t capacity,
+                            size_t *len)
+{
+    if (!len)
+        return mmi_fail(MM_ERR_ARG, "mm_token_to_piece: len is NULL");
+    *len = 0;
+    mm_status st;
+    const mmi_tokenizer *tok = model_tokenizer(model, "mm_token_to_piece", &st);
+    if (!tok)
+        return st;
+    if (!buf && capacity)
+        return mmi_fail(MM_ERR_ARG, "mm_token_to_piece: buf is NULL");
+    if (id < 0 || id >= mmi_tokenizer_n_vocab(tok))
+        return mmi_fail(MM_ERR_ARG, "mm_token_to_piece: id %d is outside the vocabulary (%d "
+                        "tokens)", (int)id, (int)mmi_tokenizer_n_vocab(tok));
+    size_t n;
+    const char *piece = mmi_token_piece(tok, id, &n);
+    *len = n;
+    if (n > capacity)
+        return mmi_fail(MM_ERR_ARG, "mm_token_to_piece: %zu bytes do not fit in a capacity of "
+                        "%zu", n, capacity);
+    if (n)
+        memcpy(buf, piece, n);
+    return MM_OK;
+}
+
+int32_t mm_n_vocab(const mm_model *model)
+{
+    return model && model->tokenizer ? mmi_tokenizer_n_vocab(model->tokenizer) : 0;
+}
+
+int32_t mm_token_bos(const mm_model *model)
+{
+    return model && model->tokenizer ? mmi_token_bos(model->tokenizer) : -1;
+}
+
+int32_t mm_token_eos(const mm_model *model)
+{
+    return model && model->tokenizer ? mmi_token_eos(model->tokenizer) : -1;
+}
+
+int mm_token_is_eog(const mm_model *model, int32_t id)
+{
+    return model && model->tokenizer ? mmi_token_is_eog(model->tokenizer, id) : 0;
+}
 
 /* ---- sessions and generation ---- */
