@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "mm.h"
 
@@ -136,6 +137,36 @@ public:
         ptr_.reset(m);
     }
     mm_model *get() const noexcept { return ptr_.get(); }
+
+    // Token ids of UTF-8 text; flags: mm_tokenize_flags.
+    std::vector<std::int32_t> tokenize(std::string_view text,
+                                       unsigned flags = MM_TOKENIZE_ADD_SPECIAL) const
+    {
+        std::vector<std::int32_t> ids(text.size() + 8);
+        std::size_t n = 0;
+        mm_status st = mm_tokenize(get(), text.data(), text.size(), flags, ids.data(), ids.size(), &n);
+        if (st == MM_ERR_ARG && n > ids.size()) { // the first guess was too small
+            ids.resize(n);
+            st = mm_tokenize(get(), text.data(), text.size(), flags, ids.data(), ids.size(), &n);
+        }
+        check(st);
+        ids.resize(n);
+        return ids;
+    }
+
+    std::string detokenize(const std::vector<std::int32_t> &ids, unsigned flags = 0) const
+    {
+        std::string text(8 * ids.size() + 16, '\0');
+        std::size_t n = 0;
+        mm_status st = mm_detokenize(get(), ids.data(), ids.size(), flags, text.data(), text.size(), &n);
+        if (st == MM_ERR_ARG && n >= text.size()) {
+            text.resize(n + 1);
+            st = mm_detokenize(get(), ids.data(), ids.size(), flags, text.data(), text.size(), &n);
+        }
+        check(st);
+        text.resize(n);
+        return text;
+    }
 
 private:
     std::unique_ptr<mm_model, deleter<mm_model, mm_model_free>> ptr_;

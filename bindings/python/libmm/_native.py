@@ -104,6 +104,16 @@ PROTOTYPES = {
     "mm_options_set_progress": (status_t, [c_void_p, PROGRESS_FN, c_void_p]),
     "mm_model_load": (status_t, [c_char_p, c_char_p, c_void_p, POINTER(c_void_p)]),
     "mm_model_free": (None, [c_void_p]),
+    "mm_tokenize": (status_t, [c_void_p, c_char_p, c_size_t, ctypes.c_uint,
+                               POINTER(ctypes.c_int32), c_size_t, POINTER(c_size_t)]),
+    "mm_detokenize": (status_t, [c_void_p, POINTER(ctypes.c_int32), c_size_t, ctypes.c_uint,
+                                 c_char_p, c_size_t, POINTER(c_size_t)]),
+    "mm_token_to_piece": (status_t, [c_void_p, ctypes.c_int32, c_char_p, c_size_t,
+                                     POINTER(c_size_t)]),
+    "mm_n_vocab": (ctypes.c_int32, [c_void_p]),
+    "mm_token_bos": (ctypes.c_int32, [c_void_p]),
+    "mm_token_eos": (ctypes.c_int32, [c_void_p]),
+    "mm_token_is_eog": (c_int, [c_void_p, ctypes.c_int32]),
 }
 
 missing = set()
@@ -135,6 +145,22 @@ def call(name, *args):
     except ctypes.ArgumentError as e:  # e.g. a closed object passed as a handle
         raise ValueError("%s: %s" % (name, e)) from None
     if st != Status.OK:
+        raise MMError(st, last_error(), name)
+
+
+def call_sized(name, make_buffer, capacity, *args):
+    """Call a function that fills a caller buffer and reports the size it needs in its last
+    argument (the mm.h convention: MM_ERR_ARG when the buffer is too small): grow and retry.
+    make_buffer(capacity) -> ctypes buffer; returns (buffer, size)."""
+    fn = need(name)
+    while True:
+        buf, n = make_buffer(capacity), c_size_t()
+        st = fn(*args, buf, capacity, byref(n))
+        if st == Status.OK:
+            return buf, n.value
+        if st == Status.ERR_ARG and n.value >= capacity:
+            capacity = n.value + 1  # room for a NUL where the function writes one
+            continue
         raise MMError(st, last_error(), name)
 
 
