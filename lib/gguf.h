@@ -61,6 +61,11 @@ mm_status mmi_gguf_get_bool_or(const mmi_gguf *g, const char *key, int def, int 
 /* String: NUL-terminated copy owned by g; *len excludes the NUL (len may be NULL). */
 mm_status mmi_gguf_get_string(const mmi_gguf *g, const char *key, const char **out, size_t *len);
 
+/* The value's bytes exactly as stored in the file (for an array: element type, count and
+ * elements), checked at open time; owned by g. For values no typed getter covers (nested arrays). */
+mm_status mmi_gguf_get_raw(const mmi_gguf *g, const char *key, mmi_gguf_type *type,
+                           const void **data, size_t *size);
+
 /* Arrays. Count of elements, and the element type (MMI_GGUF_ARRAY for nested arrays). */
 mm_status mmi_gguf_get_array_info(const mmi_gguf *g, const char *key, mmi_gguf_type *elem_type,
                                   uint64_t *count);
@@ -84,6 +89,12 @@ mm_status mmi_gguf_get_tensor(const mmi_gguf *g, const char *name, uint32_t n_di
 mm_status mmi_tensor_to_f32(const mmi_tensor *t, uint64_t first, uint64_t n_elements, float *dst);
 const char *mmi_tensor_type_name(mmi_tensor_type type);
 
+/* IEEE half and bfloat16 conversions (round to nearest even; subnormals, inf and nan kept). */
+float mmi_f16_to_f32(uint16_t h);
+uint16_t mmi_f32_to_f16(float f);
+float mmi_bf16_to_f32(uint16_t h);
+uint16_t mmi_f32_to_bf16(float f);
+
 /* Writer: collect metadata and tensors, then write a GGUF v3 file (or buffer). Values and
  * tensor data are copied when added. */
 typedef struct mmi_gguf_writer mmi_gguf_writer;
@@ -102,6 +113,15 @@ mm_status mmi_gguf_writer_add_string_array(mmi_gguf_writer *w, const char *key,
 /* Tensor from f32 values, stored as `type` (F32, F16 or BF16), shape ne[0..n_dims-1]. */
 mm_status mmi_gguf_writer_add_tensor(mmi_gguf_writer *w, const char *name, mmi_tensor_type type,
                                      uint32_t n_dims, const uint64_t *ne, const float *values);
+/* A value given as its bytes in the file format (as mmi_gguf_get_raw returns them), checked
+ * with the reader's rules: the way to write nested arrays. */
+mm_status mmi_gguf_writer_add_raw(mmi_gguf_writer *w, const char *key, mmi_gguf_type type,
+                                  const void *data, size_t size);
+/* Tensor data already encoded as `type` (any supported type, e.g. Q8_0 blocks); n_bytes must
+ * match the shape. */
+mm_status mmi_gguf_writer_add_tensor_raw(mmi_gguf_writer *w, const char *name,
+                                         mmi_tensor_type type, uint32_t n_dims,
+                                         const uint64_t *ne, const void *data, size_t n_bytes);
 mm_status mmi_gguf_writer_write_file(const mmi_gguf_writer *w, const char *path);
 /* Serialise into a buffer allocated with mmi_malloc; the caller frees it with mmi_free. */
 mm_status mmi_gguf_writer_write_memory(const mmi_gguf_writer *w, void **data, size_t *size);
