@@ -190,6 +190,55 @@ MM_API void mm_model_free(mm_model *model);
 
 /* ---- section: images (image.c, preprocess.c) ---- */
 
+/* A decoded picture held as 8-bit RGB. Immutable once created: any number of threads may read
+ * it and pass it to encoding calls at once. Free with mm_image_free(). */
+typedef struct mm_image mm_image;
+
+/* Layout of caller pixels given to mm_image_from_pixels(); 8 bits per sample. */
+typedef enum mm_pixel_format {
+    MM_PIXEL_RGB8  = 1,  /* R, G, B */
+    MM_PIXEL_RGBA8 = 2,  /* R, G, B, A; alpha is dropped (not composited) */
+    MM_PIXEL_BGR8  = 3   /* B, G, R (OpenCV order) */
+} mm_pixel_format;
+
+/* Decode a PNG or JPEG image from a file (the format is sniffed from the magic bytes, not the
+ * name). The result is what PIL's Image.open(...).convert('RGB') gives, so models see the pixels
+ * their reference pipelines saw:
+ *  - alpha (RGBA, grey+alpha, transparent palette entries) is dropped, not composited: the stored
+ *    colour of a transparent pixel is kept, as PIL's convert('RGB') does;
+ *  - 16-bit samples keep their high byte; 1/2/4-bit grey is scaled to 0..255; no gamma or
+ *    colour-profile correction;
+ *  - JPEG EXIF orientation is applied (the image comes out upright), which PIL's plain decode
+ *    does not do; Adobe CMYK/YCCK JPEGs are converted to RGB.
+ * Reads MM_OPT_IMAGE_MAX_SIDE and MM_OPT_IMAGE_MAX_PIXELS from options (NULL for defaults): a
+ * larger declared size fails with MM_ERR_LIMIT before pixel memory is allocated.
+ * Errors: MM_ERR_ARG (NULL path or out), MM_ERR_IO (cannot open or read), MM_ERR_FORMAT (not PNG
+ * or JPEG, corrupt or truncated data; the message names the problem), MM_ERR_LIMIT,
+ * MM_ERR_NOMEM. Any thread. */
+MM_API mm_status mm_image_load_file(const char *path, const mm_options *options, mm_image **out);
+
+/* Same as mm_image_load_file(), from `size` bytes at `data` (copied as needed; the caller keeps
+ * ownership). */
+MM_API mm_status mm_image_load_memory(const void *data, size_t size, const mm_options *options,
+                                      mm_image **out);
+
+/* Copy caller pixels: `height` rows of `width` pixels, row y starting at pixels + y * stride
+ * (stride >= width * bytes per pixel). Errors: MM_ERR_ARG (NULL pointer, width or height <= 0,
+ * stride too small, unknown format), MM_ERR_NOMEM. No size limit is applied beyond that. Any
+ * thread. */
+MM_API mm_status mm_image_from_pixels(const uint8_t *pixels, int width, int height, size_t stride,
+                                      mm_pixel_format format, mm_image **out);
+
+/* Size in pixels; 0 for NULL. Any thread. */
+MM_API int mm_image_width(const mm_image *image);
+MM_API int mm_image_height(const mm_image *image);
+/* The RGB8 pixels, rows packed (3 * width bytes per row, top row first), owned by the image and
+ * valid until mm_image_free(); NULL for NULL. Any thread. */
+MM_API const uint8_t *mm_image_pixels(const mm_image *image);
+
+/* Release an image. Accepts NULL. */
+MM_API void mm_image_free(mm_image *image);
+
 /* ---- section: vision encoding and CLIP (vit.c, connector.c, clip.c) ---- */
 
 /* ---- section: tokenizer (tokenizer.c) ---- */

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "mm.h"
+#include "image.h"
 #include "model.h"
 #include "status.h"
 #include "tokenizer.h"
@@ -44,6 +45,58 @@ void mm_model_free(mm_model *model)
 }
 
 /* ---- images ---- */
+
+mm_status mm_image_load_file(const char *path, const mm_options *options, mm_image **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_image_load_file: out is NULL");
+    *out = NULL;
+    if (!path)
+        return mmi_fail(MM_ERR_ARG, "mm_image_load_file: path is NULL");
+    return mmi_image_load_file(path, options, out);
+}
+
+mm_status mm_image_load_memory(const void *data, size_t size, const mm_options *options,
+                               mm_image **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_image_load_memory: out is NULL");
+    *out = NULL;
+    if (!data)
+        return mmi_fail(MM_ERR_ARG, "mm_image_load_memory: data is NULL");
+    return mmi_image_load_memory(data, size, options, out);
+}
+
+mm_status mm_image_from_pixels(const uint8_t *pixels, int width, int height, size_t stride,
+                               mm_pixel_format format, mm_image **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_image_from_pixels: out is NULL");
+    *out = NULL;
+    if (!pixels)
+        return mmi_fail(MM_ERR_ARG, "mm_image_from_pixels: pixels is NULL");
+    return mmi_image_from_pixels(pixels, width, height, stride, format, out);
+}
+
+int mm_image_width(const mm_image *image)
+{
+    return image ? image->width : 0;
+}
+
+int mm_image_height(const mm_image *image)
+{
+    return image ? image->height : 0;
+}
+
+const uint8_t *mm_image_pixels(const mm_image *image)
+{
+    return image ? image->pixels : NULL;
+}
+
+void mm_image_free(mm_image *image)
+{
+    mmi_image_free(image);
+}
 
 /* ---- vision encoding and CLIP ---- */
 
