@@ -241,6 +241,68 @@ MM_API void mm_image_free(mm_image *image);
 
 /* ---- section: vision encoding and CLIP (vit.c, connector.c, clip.c) ---- */
 
+typedef struct mm_image mm_image; /* the images section above describes it */
+
+/* Image embeddings: n_tokens rows of n_embd floats, row-major, owned by the handle. For a model
+ * with a projector (LLaVA) they are the rows that take the image's place in the language
+ * model's input; for a vision-only file without one (CLIP, SigLIP) they are the tower's last
+ * hidden state as HF's vision model returns it (SigLIP: after post_layernorm; CLIP: before it,
+ * class token first). An mm_embeddings is immutable: any thread may read it; free it once. */
+typedef struct mm_embeddings mm_embeddings;
+
+/* Preprocess `image` as the model file says (resize, crop, normalise) and run the vision
+ * encoder and projector. Reads no option yet (options may be NULL). Errors: MM_ERR_ARG (NULL
+ * argument, model without a vision encoder), MM_ERR_NOMEM. The model is only read: any number
+ * of threads may encode with one model at once. */
+MM_API mm_status mm_image_encode(const mm_model *model, const mm_image *image,
+                                 const mm_options *options, mm_embeddings **out);
+/* The same for a caller who preprocesses: planar_chw holds 3 planes (R, G, B) of height rows
+ * of width floats, already normalised as the model expects. Any size from one patch up is
+ * taken: the patch grid is floor(height/patch) × floor(width/patch) and position embeddings are
+ * resized bicubically when it differs from the trained grid (as HF's interpolate_pos_encoding).
+ * MM_ERR_LIMIT when the grid exceeds 16384 patches. The pixels are only read during the call. */
+MM_API mm_status mm_image_encode_pixels(const mm_model *model, const float *planar_chw,
+                                        int width, int height, const mm_options *options,
+                                        mm_embeddings **out);
+/* Getters; NULL gives 0 / NULL. data holds n_tokens * n_embd floats valid until
+ * mm_embeddings_free. */
+MM_API size_t mm_embeddings_n_tokens(const mm_embeddings *embeddings);
+MM_API size_t mm_embeddings_n_embd(const mm_embeddings *embeddings);
+MM_API const float *mm_embeddings_data(const mm_embeddings *embeddings);
+MM_API void mm_embeddings_free(mm_embeddings *embeddings);
+
+/* CLIP (a `clip` file holding both towers). Embeddings are unit-length vectors in the joint
+ * space, so their dot product is the cosine similarity. All functions only read the model:
+ * any thread. They fail with MM_ERR_ARG for NULL arguments, a model that is not a CLIP dual
+ * encoder, or an output of the wrong size (n must equal mm_clip_embedding_size). */
+
+/* Size of the joint embedding space; 0 for a model that is not a CLIP dual encoder or NULL. */
+MM_API size_t mm_clip_embedding_size(const mm_model *model);
+/* The factor applied to cosines before the softmax: exp(learned logit_scale). */
+MM_API mm_status mm_clip_logit_scale(const mm_model *model, float *scale);
+MM_API mm_status mm_clip_image_embedding(const mm_model *model, const mm_image *image,
+                                         float *out, size_t n);
+/* From normalised planar pixels, as mm_image_encode_pixels takes them. */
+MM_API mm_status mm_clip_image_embedding_pixels(const mm_model *model, const float *planar_chw,
+                                                int width, int height, float *out, size_t n);
+/* Text through the model's own tokenizer (start and end tokens added; text longer than the
+ * model's context is cut to fit, keeping the end token, as HF's truncation does).
+ * MM_ERR_UNSUPPORTED when the file carries no tokenizer: use the _tokens variant. */
+MM_API mm_status mm_clip_text_embedding(const mm_model *model, const char *text, float *out,
+                                        size_t n);
+/* Token ids as given (include the start and end tokens yourself). The pooled position is the
+ * first end-of-text id (or, for the legacy configuration, the largest id), as HF does.
+ * MM_ERR_ARG for an id outside the vocabulary or more ids than the context holds. */
+MM_API mm_status mm_clip_text_embedding_tokens(const mm_model *model, const int32_t *ids,
+                                               size_t n_ids, float *out, size_t n);
+/* Cosine similarity of a[n] and b[n] (0 when either is all zeros). Any thread. */
+MM_API float mm_clip_similarity(const float *a, const float *b, size_t n);
+/* Zero-shot classification: probs[i] = softmax over labels of logit_scale · cos(image,
+ * label i). probs has n_labels entries and sums to 1. Labels are encoded as given (add a
+ * prompt such as "a photo of a ..." yourself). */
+MM_API mm_status mm_clip_classify(const mm_model *model, const mm_image *image,
+                                  const char *const *labels, size_t n_labels, float *probs);
+
 /* ---- section: tokenizer (tokenizer.c) ---- */
 
 /* The model's tokenizer (from the tokenizer.ggml.* keys of the language model or CLIP file):
