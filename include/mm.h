@@ -359,6 +359,138 @@ MM_API int mm_token_is_eog(const mm_model *model, int32_t id);
 
 /* ---- section: sessions and generation (session.c, decoder.c, sampler.c, chat.c) ---- */
 
+/* A session is one conversation with a model's language model: the positions evaluated so far
+ * (its KV cache, sized at creation), the chat state and the sampler. Input is evaluated as it
+ * is added, so a later turn reuses everything before it; nothing is re-encoded.
+ *
+ * Threads: a session is used by one thread at a time (different sessions on one model may run
+ * on different threads at once); mm_session_cancel() alone may be called from any thread.
+ * Memory: everything a session needs for its context is allocated by mm_session_create();
+ * adding input and generating allocate only per call (tokenizing a text), never per token.
+ * Atomicity: every mm_session_add_* call is all-or-nothing. It first checks that its input
+ * fits (MM_ERR_CTX_FULL, with the positions needed and free in the message, before any work);
+ * if it then fails or is cancelled, the conversation is left as it was before the call.
+ * BOS: when the vocabulary asks for it (tokenizer.ggml.add_bos_token), the session puts BOS
+ * first in a conversation begun with text, a message or embeddings (not with token ids). */
+typedef struct mm_session mm_session;
+
+/* Create a session on a model with a language model. Keeps its own reference to the model (the
+ * caller may free the model first). Reads from options (NULL for defaults): MM_OPT_N_CTX
+ * (positions; 0 = the model's context_length), MM_OPT_CHAT_TEMPLATE, and the generation keys
+ * as mm_session_set_options(). The KV cache takes 2 x layers x n_ctx x kv_width floats.
+ * Errors: MM_ERR_ARG (NULL model/out, unknown template name), MM_ERR_STATE (the model has no
+ * language model), MM_ERR_NOMEM (the message gives the size). */
+MM_API mm_status mm_session_create(mm_model *model, const mm_options *options,
+                                   mm_session **out);
+/* Free a session (releases its model reference). Accepts NULL. */
+MM_API void mm_session_free(mm_session *session);
+
+/* Replace the generation settings: MM_OPT_MAX_TOKENS, MM_OPT_TEMPERATURE, MM_OPT_TOP_K,
+ * MM_OPT_TOP_P, MM_OPT_MIN_P, MM_OPT_REPEAT_PENALTY, MM_OPT_REPEAT_LAST_N, MM_OPT_SEED; keys
+ * absent from the bag take their defaults (greedy, 256 tokens). Restarts the random sequence
+ * from the seed, so the same seed, settings and input give the same tokens. Sampling follows
+ * llama.cpp: repetition penalty over the last repeat_last_n tokens of the conversation (prompt
+ * included), then top-k, top-p, min-p, temperature, draw. */
+MM_API mm_status mm_session_set_options(mm_session *session, const mm_options *options);
+
+/* Append text as it is, tokenized (text[0..len), UTF-8). flags: 0 or MM_TOKENIZE_PARSE_SPECIAL
+ * (control-token text such as "<|im_end|>" becomes that token). Errors: MM_ERR_ARG,
+ * MM_ERR_STATE (model without tokenizer), MM_ERR_FORMAT (invalid UTF-8), MM_ERR_CTX_FULL,
+ * MM_ERR_CANCELLED, MM_ERR_NOMEM. */
+MM_API mm_status mm_session_add_text(mm_session *session, const char *text, size_t len,
+                                     unsigned flags);
+
+/* Append a chat message: text[0..len) wrapped in the session's chat template for role
+ * "system", "user" or "assistant". Templates (MM_OPT_CHAT_TEMPLATE, else the model file's
+ * tokenizer.chat_template when it is one of these, else "llava" for a model with a vision
+ * encoder and "raw" otherwise):
+ *   "llava"  (alias "vicuna"; LLaVA-1.5)  USER: <image>\n{text} ASSISTANT:  ... answer</s>
+ *   "chatml"  <|im_start|>{role}\n{text}<|im_end|>\n ... <|im_start|>assistant\n
+ *   "llama2"  [INST] <<SYS>>\n{system}\n<</SYS>>\n\n{text} [/INST] answer </s><s>[INST] ...
+ *   "raw"     the text alone.
+ * A user message ends with the template's answer prompt ("ASSISTANT:"), so mm_session_generate
+ * next produces the answer; the next message first closes that answer (with </s>, <|im_end|>,
+ * ... unless generation already ended on it). An assistant message added while an answer is
+ * open becomes that answer. The rendered text is tokenized with control tokens parsed, as
+ * llama.cpp does: "</s>" written in a message is the end-of-sequence token. Errors as
+ * mm_session_add_text, and MM_ERR_ARG for an unknown role. */
+MM_API mm_status mm_session_add_message(mm_session *session, const char *role, const char *text,
+                                        size_t len);
+
+/* Append token ids (each < the model's vocabulary size, else MM_ERR_ARG). Works without a
+ * tokenizer. No BOS is added. Errors: MM_ERR_ARG, MM_ERR_CTX_FULL, MM_ERR_CANCELLED. */
+MM_API mm_status mm_session_add_tokens(mm_session *session, const int32_t *ids, size_t n_ids);
+
+/* Append precomputed input embeddings (e.g. image embeddings from the vision tower):
+ * n_rows rows of n_embd floats, row-major; n_embd must equal the language model's embedding
+ * width (MM_ERR_ARG otherwise, naming both). Each row takes one position. */
+MM_API mm_status mm_session_add_embeddings(mm_session *session, const float *embd,
+                                           size_t n_rows, size_t n_embd);
+
+/* Stop strings: generation ends when the text it produces contains one; the text before it is
+ * delivered, the stop string and anything after it are not. Text that might be the start of
+ * a stop string is held back until that is decided. The string is copied. Errors: MM_ERR_ARG
+ * (NULL or empty), MM_ERR_NOMEM. Clear removes them all. */
+MM_API mm_status mm_session_add_stop_string(mm_session *session, const char *stop);
+MM_API void mm_session_clear_stop_strings(mm_session *session);
+
+/* Receives each piece of generated text (UTF-8, whole characters, not NUL-terminated); a
+ * non-zero return stops generation (mm_session_stop_reason() then says MM_STOP_CALLBACK). */
+typedef int (*mm_piece_fn)(void *user, const char *piece, size_t len);
+
+/* Why the last generation ended. */
+typedef enum mm_stop_reason {
+    MM_STOP_NONE       = 0, /* none ended yet, or it ended with an error */
+    MM_STOP_EOG        = 1, /* the model produced an end-of-generation token */
+    MM_STOP_MAX_TOKENS = 2, /* MM_OPT_MAX_TOKENS tokens were produced */
+    MM_STOP_STRING     = 3, /* a stop string appeared */
+    MM_STOP_CALLBACK   = 4  /* the callback returned non-zero */
+} mm_stop_reason;
+
+/* Generate up to MM_OPT_MAX_TOKENS tokens, streaming their text to fn (may be NULL). options:
+ * NULL keeps the session's settings; otherwise as mm_session_set_options(), and they stay in
+ * force afterwards. Ends at an end-of-generation token of the vocabulary, a stop string, the
+ * token budget or the callback (MM_OK for all four), or with MM_ERR_CANCELLED, or
+ * MM_ERR_CTX_FULL when the context fills. Every generated token stays in the conversation;
+ * the last one enters the KV cache with the next input or generation. Without a tokenizer no
+ * text is produced and only the budget ends generation. Errors also: MM_ERR_STATE (nothing
+ * added yet). */
+MM_API mm_status mm_session_generate(mm_session *session, const mm_options *options,
+                                     mm_piece_fn fn, void *user);
+
+/* Pull-style generation for bindings: each call produces one token. MM_OK with *piece != NULL:
+ * *token is the new token and *piece, *len its text (len may be 0, e.g. half a character, or
+ * text held back for a stop string); valid until the next call on the session. MM_OK with
+ * *piece == NULL (and *token -1): the generation has ended; see mm_session_stop_reason(). The
+ * next call after the end starts a new generation that continues the conversation. Settings
+ * as given to mm_session_set_options(). Errors as mm_session_generate(). */
+MM_API mm_status mm_session_next(mm_session *session, int32_t *token, const char **piece,
+                                  size_t *len);
+
+MM_API mm_stop_reason mm_session_stop_reason(const mm_session *session);
+
+/* The logits of the last evaluated position: *n_vocab floats, valid until the next call that
+ * adds input, generates or resets. Errors: MM_ERR_ARG, MM_ERR_STATE (nothing evaluated). */
+MM_API mm_status mm_session_logits(const mm_session *session, const float **logits,
+                                   size_t *n_vocab);
+
+/* Context size in positions, and positions in use (0 for NULL). */
+MM_API int mm_session_n_ctx(const mm_session *session);
+MM_API int mm_session_n_past(const mm_session *session);
+/* Name of the chat template in use ("llava", "chatml", "llama2", "raw"); NULL for NULL. */
+MM_API const char *mm_session_chat_template(const mm_session *session);
+
+/* Stop the call in progress on this session as soon as possible (between two layers of the
+ * model): it returns MM_ERR_CANCELLED and the session stays usable, as it was before that call
+ * (for generation: with the tokens produced so far). The one session function that may be
+ * called from any thread, at any time; a cancel that arrives while no call is running is
+ * dropped when the next call begins. Accepts NULL. */
+MM_API void mm_session_cancel(mm_session *session);
+
+/* Forget the conversation (positions, chat state); settings and stop strings stay.
+ * Accepts NULL. */
+MM_API void mm_session_reset(mm_session *session);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,6 +8,7 @@
 #include "mm.h"
 #include "image.h"
 #include "model.h"
+#include "session.h"
 #include "status.h"
 #include "tokenizer.h"
 #include "vit.h"
@@ -374,3 +375,137 @@ int mm_token_is_eog(const mm_model *model, int32_t id)
 }
 
 /* ---- sessions and generation ---- */
+
+#define CHECK_SESSION(s, fn)                                                 \
+    do {                                                                     \
+        if (!(s))                                                            \
+            return mmi_fail(MM_ERR_ARG, fn ": session is NULL");             \
+    } while (0)
+
+mm_status mm_session_create(mm_model *model, const mm_options *options, mm_session **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_session_create: out is NULL");
+    *out = NULL;
+    if (!model)
+        return mmi_fail(MM_ERR_ARG, "mm_session_create: model is NULL");
+    return mmi_session_create(model, options, out);
+}
+
+void mm_session_free(mm_session *session)
+{
+    mmi_session_free(session);
+}
+
+mm_status mm_session_set_options(mm_session *session, const mm_options *options)
+{
+    CHECK_SESSION(session, "mm_session_set_options");
+    return mmi_session_set_options(session, options);
+}
+
+mm_status mm_session_add_text(mm_session *session, const char *text, size_t len, unsigned flags)
+{
+    CHECK_SESSION(session, "mm_session_add_text");
+    if (!text && len > 0)
+        return mmi_fail(MM_ERR_ARG, "mm_session_add_text: text is NULL");
+    return mmi_session_add_text(session, text ? text : "", len, flags);
+}
+
+mm_status mm_session_add_message(mm_session *session, const char *role, const char *text,
+                                 size_t len)
+{
+    CHECK_SESSION(session, "mm_session_add_message");
+    mmi_chat_role r;
+    if (!role || !mmi_chat_role_from_name(role, &r))
+        return mmi_fail(MM_ERR_ARG, "mm_session_add_message: role '%s' is not system, user or "
+                        "assistant", role ? role : "(null)");
+    if (!text && len > 0)
+        return mmi_fail(MM_ERR_ARG, "mm_session_add_message: text is NULL");
+    return mmi_session_add_message(session, r, text ? text : "", len, NULL, 0);
+}
+
+mm_status mm_session_add_tokens(mm_session *session, const int32_t *ids, size_t n_ids)
+{
+    CHECK_SESSION(session, "mm_session_add_tokens");
+    if (!ids && n_ids > 0)
+        return mmi_fail(MM_ERR_ARG, "mm_session_add_tokens: ids is NULL");
+    return mmi_session_add_tokens(session, ids, n_ids);
+}
+
+mm_status mm_session_add_embeddings(mm_session *session, const float *embd, size_t n_rows,
+                                    size_t n_embd)
+{
+    CHECK_SESSION(session, "mm_session_add_embeddings");
+    if (!embd && n_rows > 0)
+        return mmi_fail(MM_ERR_ARG, "mm_session_add_embeddings: embd is NULL");
+    return mmi_session_add_embeddings(session, embd, n_rows, n_embd);
+}
+
+mm_status mm_session_add_stop_string(mm_session *session, const char *stop)
+{
+    CHECK_SESSION(session, "mm_session_add_stop_string");
+    if (!stop)
+        return mmi_fail(MM_ERR_ARG, "mm_session_add_stop_string: stop is NULL");
+    return mmi_session_add_stop_string(session, stop);
+}
+
+void mm_session_clear_stop_strings(mm_session *session)
+{
+    if (session)
+        mmi_session_clear_stop_strings(session);
+}
+
+mm_status mm_session_generate(mm_session *session, const mm_options *options, mm_piece_fn fn,
+                              void *user)
+{
+    CHECK_SESSION(session, "mm_session_generate");
+    return mmi_session_generate(session, options, fn, user);
+}
+
+mm_status mm_session_next(mm_session *session, int32_t *token, const char **piece, size_t *len)
+{
+    CHECK_SESSION(session, "mm_session_next");
+    if (!token || !piece || !len)
+        return mmi_fail(MM_ERR_ARG, "mm_session_next: token, piece and len must not be NULL");
+    return mmi_session_next(session, token, piece, len);
+}
+
+mm_stop_reason mm_session_stop_reason(const mm_session *session)
+{
+    return session ? mmi_session_stop_reason(session) : MM_STOP_NONE;
+}
+
+mm_status mm_session_logits(const mm_session *session, const float **logits, size_t *n_vocab)
+{
+    CHECK_SESSION(session, "mm_session_logits");
+    if (!logits || !n_vocab)
+        return mmi_fail(MM_ERR_ARG, "mm_session_logits: logits and n_vocab must not be NULL");
+    return mmi_session_logits(session, logits, n_vocab);
+}
+
+int mm_session_n_ctx(const mm_session *session)
+{
+    return session ? mmi_session_n_ctx(session) : 0;
+}
+
+int mm_session_n_past(const mm_session *session)
+{
+    return session ? mmi_session_n_past(session) : 0;
+}
+
+const char *mm_session_chat_template(const mm_session *session)
+{
+    return session ? mmi_session_template_name(session) : NULL;
+}
+
+void mm_session_cancel(mm_session *session)
+{
+    if (session)
+        mmi_session_cancel(session);
+}
+
+void mm_session_reset(mm_session *session)
+{
+    if (session)
+        mmi_session_reset(session);
+}
