@@ -150,6 +150,24 @@ MM_API mm_status mm_options_get_string(const mm_options *options, mm_opt key, co
 MM_API const char *mm_option_name(mm_opt key);
 MM_API mm_status mm_option_type(mm_opt key, mm_opt_type *type);
 
+/* Progress of long operations, reported through a callback kept in the options bag (a function
+ * pointer cannot go through the typed setters). A call given these options calls
+ * fn(user, stage, done, total) on its own thread as work completes: done grows from 0 to total,
+ * the last call has done == total, and the unit depends on the stage. Return 0 to go on; any
+ * other value stops the operation, which then fails with MM_ERR_CANCELLED and leaves nothing
+ * half-made (a load frees what it read; a session stays usable). */
+typedef enum mm_progress_stage {
+    MM_PROGRESS_MODEL_LOAD   = 1, /* mm_model_load: unit = tensors read */
+    MM_PROGRESS_IMAGE_ENCODE = 2, /* encoding an image: unit = vision encoder blocks */
+    MM_PROGRESS_PREFILL      = 3  /* evaluating a prompt: unit = tokens */
+} mm_progress_stage;
+
+typedef int (*mm_progress_fn)(void *user, mm_progress_stage stage, uint64_t done, uint64_t total);
+
+/* Set the callback (fn == NULL removes it); mm_options_copy copies it with `user`, which the
+ * library never dereferences. MM_ERR_ARG if options is NULL. Thread rules as for the setters. */
+MM_API mm_status mm_options_set_progress(mm_options *options, mm_progress_fn fn, void *user);
+
 /* ---------------------------------------------------------------------------------------------
  * Models
  * ------------------------------------------------------------------------------------------- */
@@ -158,8 +176,9 @@ typedef struct mm_model mm_model;
 
 /* Load a model from GGUF files laid out as llama.cpp lays them out: `path` is a language model
  * (general.architecture "llama", ...) or a CLIP file (architecture "clip"); `mmproj_path` is the
- * vision file that goes with a language model, or NULL. Reads MM_OPT_USE_MMAP from options
- * (NULL for defaults). Errors: MM_ERR_IO (cannot read), MM_ERR_FORMAT (malformed file, message
+ * vision file that goes with a language model, or NULL. Reads MM_OPT_USE_MMAP and the progress
+ * callback (MM_PROGRESS_MODEL_LOAD; stopping it gives MM_ERR_CANCELLED) from options (NULL for
+ * defaults). Errors: MM_ERR_IO (cannot read), MM_ERR_FORMAT (malformed file, message
  * names the file, key or tensor and offset), MM_ERR_UNSUPPORTED (architecture or tensor type).
  * A model is immutable after load and may be used by any number of threads and sessions at
  * once. */
@@ -222,9 +241,255 @@ MM_API void mm_image_free(mm_image *image);
 
 /* ---- section: vision encoding and CLIP (vit.c, connector.c, clip.c) ---- */
 
+/* Image embeddings: n_tokens rows of n_embd floats, row-major, owned by the handle. For a model
+ * with a projector (LLaVA) they are the rows that take the image's place in the language
+ * model's input; for a vision-only file without one (CLIP, SigLIP) they are the tower's last
+ * hidden state as HF's vision model returns it (SigLIP: after post_layernorm; CLIP: before it,
+ * class token first). An mm_embeddings is immutable: any thread may read it; free it once. */
+typedef struct mm_embeddings mm_embeddings;
+
+/* Preprocess `image` as the model file says (resize, crop, normalise) and run the vision
+ * encoder and projector. Reads no option yet (options may be NULL). Errors: MM_ERR_ARG (NULL
+ * argument, model without a vision encoder), MM_ERR_NOMEM. The model is only read: any number
+ * of threads may encode with one model at once. */
+MM_API mm_status mm_image_encode(const mm_model *model, const mm_image *image,
+                                 const mm_options *options, mm_embeddings **out);
+/* The same for a caller who preprocesses: planar_chw holds 3 planes (R, G, B) of height rows
+ * of width floats, already normalised as the model expects. Any size from one patch up is
+ * taken: the patch grid is floor(height/patch) × floor(width/patch) and position embeddings are
+ * resized bicubically when it differs from the trained grid (as HF's interpolate_pos_encoding).
+ * MM_ERR_LIMIT when the grid exceeds 16384 patches. The pixels are only read during the call. */
+MM_API mm_status mm_image_encode_pixels(const mm_model *model, const float *planar_chw,
+                                        int width, int height, const mm_options *options,
+                                        mm_embeddings **out);
+/* Getters; NULL gives 0 / NULL. data holds n_tokens * n_embd floats valid until
+ * mm_embeddings_free. */
+MM_API size_t mm_embeddings_n_tokens(const mm_embeddings *embeddings);
+MM_API size_t mm_embeddings_n_embd(const mm_embeddings *embeddings);
+MM_API const float *mm_embeddings_data(const mm_embeddings *embeddings);
+MM_API void mm_embeddings_free(mm_embeddings *embeddings);
+
+/* CLIP (a `clip` file holding both towers). Embeddings are unit-length vectors in the joint
+ * space, so their dot product is the cosine similarity. All functions only read the model:
+ * any thread. They fail with MM_ERR_ARG for NULL arguments, a model that is not a CLIP dual
+ * encoder, or an output of the wrong size (n must equal mm_clip_embedding_size). */
+
+/* Size of the joint embedding space; 0 for a model that is not a CLIP dual encoder or NULL. */
+MM_API size_t mm_clip_embedding_size(const mm_model *model);
+/* The factor applied to cosines before the softmax: exp(learned logit_scale). */
+MM_API mm_status mm_clip_logit_scale(const mm_model *model, float *scale);
+MM_API mm_status mm_clip_image_embedding(const mm_model *model, const mm_image *image,
+                                         float *out, size_t n);
+/* From normalised planar pixels, as mm_image_encode_pixels takes them. */
+MM_API mm_status mm_clip_image_embedding_pixels(const mm_model *model, const float *planar_chw,
+                                                int width, int height, float *out, size_t n);
+/* Text through the model's own tokenizer (start and end tokens added; text longer than the
+ * model's context is cut to fit, keeping the end token, as HF's truncation does).
+ * MM_ERR_UNSUPPORTED when the file carries no tokenizer: use the _tokens variant. */
+MM_API mm_status mm_clip_text_embedding(const mm_model *model, const char *text, float *out,
+                                        size_t n);
+/* Token ids as given (include the start and end tokens yourself). The pooled position is the
+ * first end-of-text id (or, for the legacy configuration, the largest id), as HF does.
+ * MM_ERR_ARG for an id outside the vocabulary or more ids than the context holds. */
+MM_API mm_status mm_clip_text_embedding_tokens(const mm_model *model, const int32_t *ids,
+                                               size_t n_ids, float *out, size_t n);
+/* Cosine similarity of a[n] and b[n] (0 when either is all zeros). Any thread. */
+MM_API float mm_clip_similarity(const float *a, const float *b, size_t n);
+/* Zero-shot classification: probs[i] = softmax over labels of logit_scale · cos(image,
+ * label i). probs has n_labels entries and sums to 1. Labels are encoded as given (add a
+ * prompt such as "a photo of a ..." yourself). */
+MM_API mm_status mm_clip_classify(const mm_model *model, const mm_image *image,
+                                  const char *const *labels, size_t n_labels, float *probs);
+
 /* ---- section: tokenizer (tokenizer.c) ---- */
 
+/* The model's tokenizer (from the tokenizer.ggml.* keys of the language model or CLIP file):
+ * SentencePiece-style BPE ("llama") or byte-level BPE ("gpt2"), as llama.cpp runs them, or
+ * CLIP's lowercasing BPE ("clip"). A file naming a tokenizer or pre-tokenizer libmm does not
+ * implement is refused at load (MM_ERR_UNSUPPORTED) rather than tokenized differently.
+ * The model is read-only, so every function here may be called from any thread at once.
+ * Size convention for the calls that fill a caller's buffer: *n_out (or *len) always receives
+ * the size the full result needs; when that exceeds `capacity`, the call returns MM_ERR_ARG,
+ * and the buffer's contents are unspecified. Call once with capacity 0 (buffer may be NULL)
+ * to learn the size. */
+
+typedef enum mm_tokenize_flags {
+    MM_TOKENIZE_ADD_SPECIAL   = 1, /* add BOS/EOS as the model file asks (add_bos_token...) */
+    MM_TOKENIZE_PARSE_SPECIAL = 2  /* control tokens written in the text ("<|im_end|>") become
+                                      those tokens; without it they are tokenized as text */
+} mm_tokenize_flags;
+
+typedef enum mm_detokenize_flags {
+    MM_DETOKENIZE_RENDER_SPECIAL     = 1, /* write control tokens' text ("</s>"); else skipped */
+    MM_DETOKENIZE_KEEP_LEADING_SPACE = 2  /* keep the space a "llama" vocabulary puts before the
+                                             first word; by default it is removed, so that
+                                             detokenize(tokenize(s)) == s */
+} mm_detokenize_flags;
+
+/* Encode text[0..text_len) (UTF-8; pass strlen(text) for a C string) into token ids. flags:
+ * a mask of mm_tokenize_flags. Errors: MM_ERR_ARG (NULL model/n_ids, text NULL with a non-zero
+ * length, ids NULL with capacity > 0, capacity too small), MM_ERR_STATE (model has no
+ * tokenizer), MM_ERR_FORMAT (text is not valid UTF-8; the message gives the byte offset: text
+ * is never silently altered), MM_ERR_LIMIT (text over 256 MiB), MM_ERR_NOMEM. */
+MM_API mm_status mm_tokenize(const mm_model *model, const char *text, size_t text_len,
+                             unsigned flags, int32_t *ids, size_t capacity, size_t *n_ids);
+
+/* Decode ids into UTF-8 text, NUL-terminated: `capacity` must be at least *text_len + 1.
+ * Bytes that do not form valid UTF-8 (a character cut off at the end, stray byte tokens) come
+ * out as U+FFFD, so the result is always valid UTF-8. flags: a mask of mm_detokenize_flags.
+ * Errors: MM_ERR_ARG (NULL arguments, an id out of range, capacity too small), MM_ERR_STATE
+ * (no tokenizer). */
+MM_API mm_status mm_detokenize(const mm_model *model, const int32_t *ids, size_t n_ids,
+                               unsigned flags, char *text, size_t capacity, size_t *text_len);
+
+/* The raw bytes one token stands for (not NUL-terminated; may be part of a UTF-8 character,
+ * e.g. a <0xE2> byte token): the building block for streaming. Control tokens give their text
+ * (e.g. "</s>"). Errors: MM_ERR_ARG (NULL, id out of range, capacity too small),
+ * MM_ERR_STATE (no tokenizer). */
+MM_API mm_status mm_token_to_piece(const mm_model *model, int32_t id, char *buf,
+                                   size_t capacity, size_t *len);
+
+/* Vocabulary size; 0 if the model has no tokenizer. */
+MM_API int32_t mm_n_vocab(const mm_model *model);
+/* Begin/end-of-sequence ids; -1 if the vocabulary has none or the model has no tokenizer. */
+MM_API int32_t mm_token_bos(const mm_model *model);
+MM_API int32_t mm_token_eos(const mm_model *model);
+/* Non-zero if generating `id` ends a turn (EOS, or an end-of-turn token like <|im_end|>). */
+MM_API int mm_token_is_eog(const mm_model *model, int32_t id);
+
 /* ---- section: sessions and generation (session.c, decoder.c, sampler.c, chat.c) ---- */
+
+/* A session is one conversation with a model's language model: the positions evaluated so far
+ * (its KV cache, sized at creation), the chat state and the sampler. Input is evaluated as it
+ * is added, so a later turn reuses everything before it; nothing is re-encoded.
+ *
+ * Threads: a session is used by one thread at a time (different sessions on one model may run
+ * on different threads at once); mm_session_cancel() alone may be called from any thread.
+ * Memory: everything a session needs for its context is allocated by mm_session_create();
+ * adding input and generating allocate only per call (tokenizing a text), never per token.
+ * Atomicity: every mm_session_add_* call is all-or-nothing. It first checks that its input
+ * fits (MM_ERR_CTX_FULL, with the positions needed and free in the message, before any work);
+ * if it then fails or is cancelled, the conversation is left as it was before the call.
+ * BOS: when the vocabulary asks for it (tokenizer.ggml.add_bos_token), the session puts BOS
+ * first in a conversation begun with text, a message or embeddings (not with token ids). */
+typedef struct mm_session mm_session;
+
+/* Create a session on a model with a language model. Keeps its own reference to the model (the
+ * caller may free the model first). Reads from options (NULL for defaults): MM_OPT_N_CTX
+ * (positions; 0 = the model's context_length), MM_OPT_CHAT_TEMPLATE, and the generation keys
+ * as mm_session_set_options(). The KV cache takes 2 x layers x n_ctx x kv_width floats.
+ * Errors: MM_ERR_ARG (NULL model/out, unknown template name), MM_ERR_STATE (the model has no
+ * language model), MM_ERR_NOMEM (the message gives the size). */
+MM_API mm_status mm_session_create(mm_model *model, const mm_options *options,
+                                   mm_session **out);
+/* Free a session (releases its model reference). Accepts NULL. */
+MM_API void mm_session_free(mm_session *session);
+
+/* Replace the generation settings: MM_OPT_MAX_TOKENS, MM_OPT_TEMPERATURE, MM_OPT_TOP_K,
+ * MM_OPT_TOP_P, MM_OPT_MIN_P, MM_OPT_REPEAT_PENALTY, MM_OPT_REPEAT_LAST_N, MM_OPT_SEED; keys
+ * absent from the bag take their defaults (greedy, 256 tokens). Restarts the random sequence
+ * from the seed, so the same seed, settings and input give the same tokens. Sampling follows
+ * llama.cpp: repetition penalty over the last repeat_last_n tokens of the conversation (prompt
+ * included), then top-k, top-p, min-p, temperature, draw. */
+MM_API mm_status mm_session_set_options(mm_session *session, const mm_options *options);
+
+/* Append text as it is, tokenized (text[0..len), UTF-8). flags: 0 or MM_TOKENIZE_PARSE_SPECIAL
+ * (control-token text such as "<|im_end|>" becomes that token). Errors: MM_ERR_ARG,
+ * MM_ERR_STATE (model without tokenizer), MM_ERR_FORMAT (invalid UTF-8), MM_ERR_CTX_FULL,
+ * MM_ERR_CANCELLED, MM_ERR_NOMEM. */
+MM_API mm_status mm_session_add_text(mm_session *session, const char *text, size_t len,
+                                     unsigned flags);
+
+/* Append a chat message: text[0..len) wrapped in the session's chat template for role
+ * "system", "user" or "assistant". Templates (MM_OPT_CHAT_TEMPLATE, else the model file's
+ * tokenizer.chat_template when it is one of these, else "llava" for a model with a vision
+ * encoder and "raw" otherwise):
+ *   "llava"  (alias "vicuna"; LLaVA-1.5)  USER: <image>\n{text} ASSISTANT:  ... answer</s>
+ *   "chatml"  <|im_start|>{role}\n{text}<|im_end|>\n ... <|im_start|>assistant\n
+ *   "llama2"  [INST] <<SYS>>\n{system}\n<</SYS>>\n\n{text} [/INST] answer </s><s>[INST] ...
+ *   "raw"     the text alone.
+ * A user message ends with the template's answer prompt ("ASSISTANT:"), so mm_session_generate
+ * next produces the answer; the next message first closes that answer (with </s>, <|im_end|>,
+ * ... unless generation already ended on it). An assistant message added while an answer is
+ * open becomes that answer. The rendered text is tokenized with control tokens parsed, as
+ * llama.cpp does: "</s>" written in a message is the end-of-sequence token. Errors as
+ * mm_session_add_text, and MM_ERR_ARG for an unknown role. */
+MM_API mm_status mm_session_add_message(mm_session *session, const char *role, const char *text,
+                                        size_t len);
+
+/* Append token ids (each < the model's vocabulary size, else MM_ERR_ARG). Works without a
+ * tokenizer. No BOS is added. Errors: MM_ERR_ARG, MM_ERR_CTX_FULL, MM_ERR_CANCELLED. */
+MM_API mm_status mm_session_add_tokens(mm_session *session, const int32_t *ids, size_t n_ids);
+
+/* Append precomputed input embeddings (e.g. image embeddings from the vision tower):
+ * n_rows rows of n_embd floats, row-major; n_embd must equal the language model's embedding
+ * width (MM_ERR_ARG otherwise, naming both). Each row takes one position. */
+MM_API mm_status mm_session_add_embeddings(mm_session *session, const float *embd,
+                                           size_t n_rows, size_t n_embd);
+
+/* Stop strings: generation ends when the text it produces contains one; the text before it is
+ * delivered, the stop string and anything after it are not. Text that might be the start of
+ * a stop string is held back until that is decided. The string is copied. Errors: MM_ERR_ARG
+ * (NULL or empty), MM_ERR_NOMEM. Clear removes them all. */
+MM_API mm_status mm_session_add_stop_string(mm_session *session, const char *stop);
+MM_API void mm_session_clear_stop_strings(mm_session *session);
+
+/* Receives each piece of generated text (UTF-8, whole characters, not NUL-terminated); a
+ * non-zero return stops generation (mm_session_stop_reason() then says MM_STOP_CALLBACK). */
+typedef int (*mm_piece_fn)(void *user, const char *piece, size_t len);
+
+/* Why the last generation ended. */
+typedef enum mm_stop_reason {
+    MM_STOP_NONE       = 0, /* none ended yet, or it ended with an error */
+    MM_STOP_EOG        = 1, /* the model produced an end-of-generation token */
+    MM_STOP_MAX_TOKENS = 2, /* MM_OPT_MAX_TOKENS tokens were produced */
+    MM_STOP_STRING     = 3, /* a stop string appeared */
+    MM_STOP_CALLBACK   = 4  /* the callback returned non-zero */
+} mm_stop_reason;
+
+/* Generate up to MM_OPT_MAX_TOKENS tokens, streaming their text to fn (may be NULL). options:
+ * NULL keeps the session's settings; otherwise as mm_session_set_options(), and they stay in
+ * force afterwards. Ends at an end-of-generation token of the vocabulary, a stop string, the
+ * token budget or the callback (MM_OK for all four), or with MM_ERR_CANCELLED, or
+ * MM_ERR_CTX_FULL when the context fills. Every generated token stays in the conversation;
+ * the last one enters the KV cache with the next input or generation. Without a tokenizer no
+ * text is produced and only the budget ends generation. Errors also: MM_ERR_STATE (nothing
+ * added yet). */
+MM_API mm_status mm_session_generate(mm_session *session, const mm_options *options,
+                                     mm_piece_fn fn, void *user);
+
+/* Pull-style generation for bindings: each call produces one token. MM_OK with *piece != NULL:
+ * *token is the new token and *piece, *len its text (len may be 0, e.g. half a character, or
+ * text held back for a stop string); valid until the next call on the session. MM_OK with
+ * *piece == NULL (and *token -1): the generation has ended; see mm_session_stop_reason(). The
+ * next call after the end starts a new generation that continues the conversation. Settings
+ * as given to mm_session_set_options(). Errors as mm_session_generate(). */
+MM_API mm_status mm_session_next(mm_session *session, int32_t *token, const char **piece,
+                                  size_t *len);
+
+MM_API mm_stop_reason mm_session_stop_reason(const mm_session *session);
+
+/* The logits of the last evaluated position: *n_vocab floats, valid until the next call that
+ * adds input, generates or resets. Errors: MM_ERR_ARG, MM_ERR_STATE (nothing evaluated). */
+MM_API mm_status mm_session_logits(const mm_session *session, const float **logits,
+                                   size_t *n_vocab);
+
+/* Context size in positions, and positions in use (0 for NULL). */
+MM_API int mm_session_n_ctx(const mm_session *session);
+MM_API int mm_session_n_past(const mm_session *session);
+/* Name of the chat template in use ("llava", "chatml", "llama2", "raw"); NULL for NULL. */
+MM_API const char *mm_session_chat_template(const mm_session *session);
+
+/* Stop the call in progress on this session as soon as possible (between two layers of the
+ * model): it returns MM_ERR_CANCELLED and the session stays usable, as it was before that call
+ * (for generation: with the tokens produced so far). The one session function that may be
+ * called from any thread, at any time; a cancel that arrives while no call is running is
+ * dropped when the next call begins. Accepts NULL. */
+MM_API void mm_session_cancel(mm_session *session);
+
+/* Forget the conversation (positions, chat state); settings and stop strings stay.
+ * Accepts NULL. */
+MM_API void mm_session_reset(mm_session *session);
 
 #ifdef __cplusplus
 }

@@ -1,9 +1,17 @@
 /* Exported entry points for the library's handles: argument checks, then the stage that does
  * the work. (Status and log functions live in status.c, the options bag in options.c.) */
+#include <math.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "clip.h"
 #include "mm.h"
 #include "image.h"
 #include "model.h"
+#include "session.h"
 #include "status.h"
+#include "tokenizer.h"
+#include "vit.h"
 
 unsigned mm_version_number(void)
 {
@@ -97,6 +105,407 @@ void mm_image_free(mm_image *image)
 
 /* ---- vision encoding and CLIP ---- */
 
+struct mm_embeddings {
+    size_t n_tokens, n_embd;
+    float data[]; /* n_tokens * n_embd */
+};
+
+static mm_status check_pixels(const char *fn, const float *planar_chw, int width, int height)
+{
+    if (!planar_chw)
+        return mmi_fail(MM_ERR_ARG, "%s: planar_chw is NULL", fn);
+    if (width < 1 || height < 1)
+        return mmi_fail(MM_ERR_ARG, "%s: image size %dx%d", fn, width, height);
+    return MM_OK;
+}
+
+mm_status mm_image_encode_pixels(const mm_model *model, const float *planar_chw, int width,
+                                 int height, const mm_options *options, mm_embeddings **out)
+{
+    (void)options;
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_image_encode_pixels: out is NULL");
+    *out = NULL;
+    if (!model)
+        return mmi_fail(MM_ERR_ARG, "mm_image_encode_pixels: model is NULL");
+    if (!model->vision)
+        return mmi_fail(MM_ERR_ARG, "mm_image_encode_pixels: the model has no vision encoder");
+    MMI_TRY(check_pixels("mm_image_encode_pixels", planar_chw, width, height));
+    int n_tokens, n_embd;
+    MMI_TRY(mmi_vision_output_shape(model->vision, width, height, &n_tokens, &n_embd));
+    size_t n = (size_t)n_tokens * (size_t)n_embd;
+    mm_embeddings *e = mmi_malloc(sizeof *e + n * sizeof(float));
+    if (!e)
+        return mmi_fail(MM_ERR_NOMEM, "out of memory for %d image embeddings of %d floats",
+                        n_tokens, n_embd);
+    e->n_tokens = (size_t)n_tokens;
+    e->n_embd = (size_t)n_embd;
+    mm_status st = mmi_vision_encode(model->vision, planar_chw, width, height, e->data, NULL);
+    if (st != MM_OK) {
+        mmi_free(e);
+        return st;
+    }
+    *out = e;
+    return MM_OK;
+}
+
+size_t mm_embeddings_n_tokens(const mm_embeddings *embeddings)
+{
+    return embeddings ? embeddings->n_tokens : 0;
+}
+
+size_t mm_embeddings_n_embd(const mm_embeddings *embeddings)
+{
+    return embeddings ? embeddings->n_embd : 0;
+}
+
+const float *mm_embeddings_data(const mm_embeddings *embeddings)
+{
+    return embeddings ? embeddings->data : NULL;
+}
+
+void mm_embeddings_free(mm_embeddings *embeddings)
+{
+    mmi_free(embeddings);
+}
+
+size_t mm_clip_embedding_size(const mm_model *model)
+{
+    return model && model->clip_text && model->vision ? (size_t)model->clip_text->n_proj : 0;
+}
+
+/* The CLIP parts of a model, and an output buffer of the joint space's size. */
+static mm_status check_clip(const char *fn, const mm_model *model, const float *out, size_t n)
+{
+    if (!model)
+        return mmi_fail(MM_ERR_ARG, "%s: model is NULL", fn);
+    if (!mm_clip_embedding_size(model))
+        return mmi_fail(MM_ERR_ARG, "%s: the model is not a CLIP dual encoder", fn);
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "%s: output is NULL", fn);
+    if (n != mm_clip_embedding_size(model))
+        return mmi_fail(MM_ERR_ARG, "%s: output holds %zu floats, the embedding has %zu", fn, n,
+                        mm_clip_embedding_size(model));
+    return MM_OK;
+}
+
+mm_status mm_clip_logit_scale(const mm_model *model, float *scale)
+{
+    MMI_TRY(check_clip("mm_clip_logit_scale", model, scale, mm_clip_embedding_size(model)));
+    *scale = expf(model->clip_text->logit_scale);
+    return MM_OK;
+}
+
+mm_status mm_clip_image_embedding_pixels(const mm_model *model, const float *planar_chw,
+                                         int width, int height, float *out, size_t n)
+{
+    MMI_TRY(check_clip("mm_clip_image_embedding_pixels", model, out, n));
+    MMI_TRY(check_pixels("mm_clip_image_embedding_pixels", planar_chw, width, height));
+    return mmi_clip_image_embed(model->clip_text, model->vision, planar_chw, width, height, out,
+                                1);
+}
+
+mm_status mm_clip_text_embedding_tokens(const mm_model *model, const int32_t *ids, size_t n_ids,
+                                        float *out, size_t n)
+{
+    MMI_TRY(check_clip("mm_clip_text_embedding_tokens", model, out, n));
+    if (!ids)
+        return mmi_fail(MM_ERR_ARG, "mm_clip_text_embedding_tokens: ids is NULL");
+    if (n_ids < 1 || n_ids > (size_t)model->clip_text->n_ctx)
+        return mmi_fail(MM_ERR_ARG, "mm_clip_text_embedding_tokens: %zu ids, the model takes 1 "
+                        "to %d", n_ids, model->clip_text->n_ctx);
+    return mmi_clip_text_embed(model->clip_text, ids, (int)n_ids, out, 1);
+}
+
+mm_status mm_clip_text_embedding(const mm_model *model, const char *text, float *out, size_t n)
+{
+    MMI_TRY(check_clip("mm_clip_text_embedding", model, out, n));
+    if (!text)
+        return mmi_fail(MM_ERR_ARG, "mm_clip_text_embedding: text is NULL");
+    if (!model->tokenizer)
+        return mmi_fail(MM_ERR_UNSUPPORTED, "mm_clip_text_embedding: the model file carries no "
+                        "usable tokenizer; pass token ids to mm_clip_text_embedding_tokens");
+    return mmi_clip_text_embed_string(model->clip_text, model->tokenizer, text, out, 1);
+}
+
+float mm_clip_similarity(const float *a, const float *b, size_t n)
+{
+    if (!a || !b)
+        return 0.0f;
+    double ab = 0.0, aa = 0.0, bb = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        ab += (double)a[i] * b[i];
+        aa += (double)a[i] * a[i];
+        bb += (double)b[i] * b[i];
+    }
+    return aa > 0.0 && bb > 0.0 ? (float)(ab / sqrt(aa * bb)) : 0.0f;
+}
+
 /* ---- tokenizer ---- */
 
+/* The model's tokenizer, or NULL with MM_ERR_ARG / MM_ERR_STATE reported. */
+static const mmi_tokenizer *model_tokenizer(const mm_model *model, const char *fn, mm_status *st)
+{
+    if (!model) {
+        *st = mmi_fail(MM_ERR_ARG, "%s: model is NULL", fn);
+        return NULL;
+    }
+    if (!model->tokenizer) {
+        *st = mmi_fail(MM_ERR_STATE, "%s: the model files hold no tokenizer", fn);
+        return NULL;
+    }
+    return model->tokenizer;
+}
+
+mm_status mm_tokenize(const mm_model *model, const char *text, size_t text_len, unsigned flags,
+                      int32_t *ids, size_t capacity, size_t *n_ids)
+{
+    if (!n_ids)
+        return mmi_fail(MM_ERR_ARG, "mm_tokenize: n_ids is NULL");
+    *n_ids = 0;
+    mm_status st;
+    const mmi_tokenizer *tok = model_tokenizer(model, "mm_tokenize", &st);
+    if (!tok)
+        return st;
+    if ((!text && text_len) || (!ids && capacity))
+        return mmi_fail(MM_ERR_ARG, "mm_tokenize: %s is NULL", !text && text_len ? "text" : "ids");
+    if (flags & ~(unsigned)(MM_TOKENIZE_ADD_SPECIAL | MM_TOKENIZE_PARSE_SPECIAL))
+        return mmi_fail(MM_ERR_ARG, "mm_tokenize: unknown flags 0x%x", flags);
+    mmi_tokens out = {0};
+    st = mmi_tokenize(tok, text ? text : "", text_len, flags, &out);
+    if (st == MM_OK) {
+        *n_ids = out.n;
+        if (out.n > capacity)
+            st = mmi_fail(MM_ERR_ARG, "mm_tokenize: %zu ids do not fit in a capacity of %zu",
+                          out.n, capacity);
+        else if (out.n)
+            memcpy(ids, out.ids, out.n * sizeof *ids);
+    }
+    mmi_tokens_free(&out);
+    return st;
+}
+
+mm_status mm_detokenize(const mm_model *model, const int32_t *ids, size_t n_ids, unsigned flags,
+                        char *text, size_t capacity, size_t *text_len)
+{
+    if (!text_len)
+        return mmi_fail(MM_ERR_ARG, "mm_detokenize: text_len is NULL");
+    *text_len = 0;
+    mm_status st;
+    const mmi_tokenizer *tok = model_tokenizer(model, "mm_detokenize", &st);
+    if (!tok)
+        return st;
+    if ((!ids && n_ids) || (!text && capacity))
+        return mmi_fail(MM_ERR_ARG, "mm_detokenize: %s is NULL", !ids && n_ids ? "ids" : "text");
+    if (flags & ~(unsigned)(MM_DETOKENIZE_RENDER_SPECIAL | MM_DETOKENIZE_KEEP_LEADING_SPACE))
+        return mmi_fail(MM_ERR_ARG, "mm_detokenize: unknown flags 0x%x", flags);
+    mmi_detok_stream stream;
+    MMI_TRY(mmi_detok_stream_init(&stream, tok, flags));
+    /* Write what fits and count the rest, so the caller learns the size needed. */
+    size_t n = 0;
+    for (size_t i = 0; i <= n_ids; i++) {
+        const char *piece;
+        size_t len;
+        if (i < n_ids) {
+            st = mmi_detok_stream_push(&stream, ids[i], &piece, &len);
+            if (st != MM_OK)
+                break;
+        } else {
+            mmi_detok_stream_finish(&stream, &piece, &len);
+        }
+        if (n + len < capacity)
+            memcpy(text + n, piece, len);
+        n += len;
+    }
+    mmi_detok_stream_free(&stream);
+    if (st != MM_OK)
+        return st;
+    *text_len = n;
+    if (n >= capacity)
+        return mmi_fail(MM_ERR_ARG, "mm_detokenize: %zu bytes and the NUL do not fit in a "
+                        "capacity of %zu", n, capacity);
+    text[n] = '\0';
+    return MM_OK;
+}
+
+mm_status mm_token_to_piece(const mm_model *model, int32_t id, char *buf, size_t capacity,
+                            size_t *len)
+{
+    if (!len)
+        return mmi_fail(MM_ERR_ARG, "mm_token_to_piece: len is NULL");
+    *len = 0;
+    mm_status st;
+    const mmi_tokenizer *tok = model_tokenizer(model, "mm_token_to_piece", &st);
+    if (!tok)
+        return st;
+    if (!buf && capacity)
+        return mmi_fail(MM_ERR_ARG, "mm_token_to_piece: buf is NULL");
+    if (id < 0 || id >= mmi_tokenizer_n_vocab(tok))
+        return mmi_fail(MM_ERR_ARG, "mm_token_to_piece: id %d is outside the vocabulary (%d "
+                        "tokens)", (int)id, (int)mmi_tokenizer_n_vocab(tok));
+    size_t n;
+    const char *piece = mmi_token_piece(tok, id, &n);
+    *len = n;
+    if (n > capacity)
+        return mmi_fail(MM_ERR_ARG, "mm_token_to_piece: %zu bytes do not fit in a capacity of "
+                        "%zu", n, capacity);
+    if (n)
+        memcpy(buf, piece, n);
+    return MM_OK;
+}
+
+int32_t mm_n_vocab(const mm_model *model)
+{
+    return model && model->tokenizer ? mmi_tokenizer_n_vocab(model->tokenizer) : 0;
+}
+
+int32_t mm_token_bos(const mm_model *model)
+{
+    return model && model->tokenizer ? mmi_token_bos(model->tokenizer) : -1;
+}
+
+int32_t mm_token_eos(const mm_model *model)
+{
+    return model && model->tokenizer ? mmi_token_eos(model->tokenizer) : -1;
+}
+
+int mm_token_is_eog(const mm_model *model, int32_t id)
+{
+    return model && model->tokenizer ? mmi_token_is_eog(model->tokenizer, id) : 0;
+}
+
 /* ---- sessions and generation ---- */
+
+#define CHECK_SESSION(s, fn)                                                 \
+    do {                                                                     \
+        if (!(s))                                                            \
+            return mmi_fail(MM_ERR_ARG, fn ": session is NULL");             \
+    } while (0)
+
+mm_status mm_session_create(mm_model *model, const mm_options *options, mm_session **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_session_create: out is NULL");
+    *out = NULL;
+    if (!model)
+        return mmi_fail(MM_ERR_ARG, "mm_session_create: model is NULL");
+    return mmi_session_create(model, options, out);
+}
+
+void mm_session_free(mm_session *session)
+{
+    mmi_session_free(session);
+}
+
+mm_status mm_session_set_options(mm_session *session, const mm_options *options)
+{
+    CHECK_SESSION(session, "mm_session_set_options");
+    return mmi_session_set_options(session, options);
+}
+
+mm_status mm_session_add_text(mm_session *session, const char *text, size_t len, unsigned flags)
+{
+    CHECK_SESSION(session, "mm_session_add_text");
+    if (!text && len > 0)
+        return mmi_fail(MM_ERR_ARG, "mm_session_add_text: text is NULL");
+    return mmi_session_add_text(session, text ? text : "", len, flags);
+}
+
+mm_status mm_session_add_message(mm_session *session, const char *role, const char *text,
+                                 size_t len)
+{
+    CHECK_SESSION(session, "mm_session_add_message");
+    mmi_chat_role r;
+    if (!role || !mmi_chat_role_from_name(role, &r))
+        return mmi_fail(MM_ERR_ARG, "mm_session_add_message: role '%s' is not system, user or "
+                        "assistant", role ? role : "(null)");
+    if (!text && len > 0)
+        return mmi_fail(MM_ERR_ARG, "mm_session_add_message: text is NULL");
+    return mmi_session_add_message(session, r, text ? text : "", len, NULL, 0);
+}
+
+mm_status mm_session_add_tokens(mm_session *session, const int32_t *ids, size_t n_ids)
+{
+    CHECK_SESSION(session, "mm_session_add_tokens");
+    if (!ids && n_ids > 0)
+        return mmi_fail(MM_ERR_ARG, "mm_session_add_tokens: ids is NULL");
+    return mmi_session_add_tokens(session, ids, n_ids);
+}
+
+mm_status mm_session_add_embeddings(mm_session *session, const float *embd, size_t n_rows,
+                                    size_t n_embd)
+{
+    CHECK_SESSION(session, "mm_session_add_embeddings");
+    if (!embd && n_rows > 0)
+        return mmi_fail(MM_ERR_ARG, "mm_session_add_embeddings: embd is NULL");
+    return mmi_session_add_embeddings(session, embd, n_rows, n_embd);
+}
+
+mm_status mm_session_add_stop_string(mm_session *session, const char *stop)
+{
+    CHECK_SESSION(session, "mm_session_add_stop_string");
+    if (!stop)
+        return mmi_fail(MM_ERR_ARG, "mm_session_add_stop_string: stop is NULL");
+    return mmi_session_add_stop_string(session, stop);
+}
+
+void mm_session_clear_stop_strings(mm_session *session)
+{
+    if (session)
+        mmi_session_clear_stop_strings(session);
+}
+
+mm_status mm_session_generate(mm_session *session, const mm_options *options, mm_piece_fn fn,
+                              void *user)
+{
+    CHECK_SESSION(session, "mm_session_generate");
+    return mmi_session_generate(session, options, fn, user);
+}
+
+mm_status mm_session_next(mm_session *session, int32_t *token, const char **piece, size_t *len)
+{
+    CHECK_SESSION(session, "mm_session_next");
+    if (!token || !piece || !len)
+        return mmi_fail(MM_ERR_ARG, "mm_session_next: token, piece and len must not be NULL");
+    return mmi_session_next(session, token, piece, len);
+}
+
+mm_stop_reason mm_session_stop_reason(const mm_session *session)
+{
+    return session ? mmi_session_stop_reason(session) : MM_STOP_NONE;
+}
+
+mm_status mm_session_logits(const mm_session *session, const float **logits, size_t *n_vocab)
+{
+    CHECK_SESSION(session, "mm_session_logits");
+    if (!logits || !n_vocab)
+        return mmi_fail(MM_ERR_ARG, "mm_session_logits: logits and n_vocab must not be NULL");
+    return mmi_session_logits(session, logits, n_vocab);
+}
+
+int mm_session_n_ctx(const mm_session *session)
+{
+    return session ? mmi_session_n_ctx(session) : 0;
+}
+
+int mm_session_n_past(const mm_session *session)
+{
+    return session ? mmi_session_n_past(session) : 0;
+}
+
+const char *mm_session_chat_template(const mm_session *session)
+{
+    return session ? mmi_session_template_name(session) : NULL;
+}
+
+void mm_session_cancel(mm_session *session)
+{
+    if (session)
+        mmi_session_cancel(session);
+}
+
+void mm_session_reset(mm_session *session)
+{
+    if (session)
+        mmi_session_reset(session);
+}

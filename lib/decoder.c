@@ -1,15 +1,305 @@
-/* PLACEHOLDER until the language model lands: refuses every file. */
+/* LLaMA-style decoder (see decoder.h): load from GGUF, run prefill chunks and single tokens. */
 #include "decoder.h"
 
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
 #include "status.h"
+
+/* ---- loading ---- */
+
+/* Largest accepted dimension: keeps every product of two dimensions inside size_t arithmetic
+ * and every single dimension inside int. */
+#define MAX_DIM (1 << 24)
+
+static mm_status get_dim(const mmi_gguf *g, const char *arch, const char *key, int required,
+                         int64_t def, int *out)
+{
+    char name[96];
+    snprintf(name, sizeof name, "%s.%s", arch, key);
+    int64_t v;
+    if (required)
+        MMI_TRY(mmi_gguf_get_int(g, name, &v));
+    else
+        MMI_TRY(mmi_gguf_get_int_or(g, name, def, &v));
+    if (v < 1 || v > MAX_DIM)
+        return mmi_fail(MM_ERR_FORMAT, "%s: %s = %lld is outside [1, %d]", mmi_gguf_path(g), name,
+                        (long long)v, MAX_DIM);
+    *out = (int)v;
+    return MM_OK;
+}
+
+static mm_status get_positive_float(const mmi_gguf *g, const char *arch, const char *key,
+                                    int required, double def, float *out)
+{
+    char name[96];
+    snprintf(name, sizeof name, "%s.%s", arch, key);
+    double v;
+    if (required)
+        MMI_TRY(mmi_gguf_get_float(g, name, &v));
+    else
+        MMI_TRY(mmi_gguf_get_float_or(g, name, def, &v));
+    if (!(v > 0 && v < 1e30))
+        return mmi_fail(MM_ERR_FORMAT, "%s: %s = %g must be positive", mmi_gguf_path(g), name, v);
+    *out = (float)v;
+    return MM_OK;
+}
+
+static mm_status load_config(const mmi_gguf *g, mmi_decoder_config *c)
+{
+    const char *path = mmi_gguf_path(g), *arch;
+    MMI_TRY(mmi_gguf_get_string(g, "general.architecture", &arch, NULL));
+    if (strcmp(arch, "llama") != 0)
+        return mmi_fail(MM_ERR_UNSUPPORTED, "%s: language model architecture '%s' is not "
+                        "supported (llama only)", path, arch);
+    c->arch = MMI_DECODER_LLAMA;
+    MMI_TRY(get_dim(g, arch, "embedding_length", 1, 0, &c->n_embd));
+    MMI_TRY(get_dim(g, arch, "block_count", 1, 0, &c->n_layer));
+    MMI_TRY(get_dim(g, arch, "feed_forward_length", 1, 0, &c->n_ff));
+    MMI_TRY(get_dim(g, arch, "attention.head_count", 1, 0, &c->n_head));
+    MMI_TRY(get_dim(g, arch, "attention.head_count_kv", 0, c->n_head, &c->n_head_kv));
+    MMI_TRY(get_dim(g, arch, "attention.key_length", 0, c->n_embd / c->n_head, &c->head_dim));
+    MMI_TRY(get_dim(g, arch, "rope.dimension_count", 0, c->head_dim, &c->n_rot));
+    MMI_TRY(get_dim(g, arch, "context_length", 1, 0, &c->n_ctx_train));
+    MMI_TRY(get_positive_float(g, arch, "attention.layer_norm_rms_epsilon", 1, 0, &c->norm_eps));
+    MMI_TRY(get_positive_float(g, arch, "rope.freq_base", 0, 10000.0, &c->rope_base));
+    if (c->n_head % c->n_head_kv != 0)
+        return mmi_fail(MM_ERR_FORMAT, "%s: %d attention heads are not a multiple of %d KV heads",
+                        path, c->n_head, c->n_head_kv);
+    if ((int64_t)c->n_head * c->head_dim > MAX_DIM)
+        return mmi_fail(MM_ERR_FORMAT, "%s: %d heads x head size %d is too large", path,
+                        c->n_head, c->head_dim);
+    if (c->n_rot % 2 != 0 || c->n_rot > c->head_dim)
+        return mmi_fail(MM_ERR_FORMAT, "%s: rope.dimension_count %d must be even and at most "
+                        "the head size %d", path, c->n_rot, c->head_dim);
+    /* The value length, when given, must equal the key length: one head size serves both. */
+    int value_length;
+    MMI_TRY(get_dim(g, arch, "attention.value_length", 0, c->head_dim, &value_length));
+    if (value_length != c->head_dim)
+        return mmi_fail(MM_ERR_UNSUPPORTED, "%s: attention.value_length %d differs from "
+                        "key_length %d", path, value_length, c->head_dim);
+    /* Linear RoPE scaling (the default type when only a factor is given) needs fractional
+     * positions, which the kernels do not take. */
+    char key[96];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+    const char *scaling = "linear";
+    if (mmi_gguf_has(g, key))
+        MMI_TRY(mmi_gguf_get_string(g, key, &scaling, NULL));
+    double factor;
+    snprintf(key, sizeof key, "%s.rope.scaling.factor", arch);
+    MMI_TRY(mmi_gguf_get_float_or(g, key, 1.0, &factor));
+    if (strcmp(scaling, "none") != 0 && factor != 1.0)
+        return mmi_fail(MM_ERR_UNSUPPORTED, "%s: RoPE scaling '%s' with factor %g is not "
+                        "supported", path, scaling, factor);
+    /* The vocabulary size: the key when present, else the embedding's rows. */
+    const mmi_tensor *embd = mmi_gguf_find_tensor(g, "token_embd.weight");
+    if (!embd)
+        return mmi_fail(MM_ERR_FORMAT, "%s: tensor token_embd.weight is missing", path);
+    MMI_TRY(get_dim(g, arch, "vocab_size", 0, embd->n_dims == 2 ? (int64_t)embd->ne[1] : 0,
+                    &c->n_vocab));
+    return MM_OK;
+}
+
+static mm_status load_layer(mmi_weights *w, const mmi_decoder_config *c, int i,
+                            mmi_decoder_layer *l)
+{
+    int e = c->n_embd, eq = c->n_head * c->head_dim, ekv = c->n_head_kv * c->head_dim;
+    MMI_TRY(mmi_weights_vector(w, 1, &l->attn_norm, e, "blk.%d.attn_norm.weight", i));
+    MMI_TRY(mmi_weights_matrix(w, 1, &l->wq, e, eq, "blk.%d.attn_q.weight", i));
+    MMI_TRY(mmi_weights_matrix(w, 1, &l->wk, e, ekv, "blk.%d.attn_k.weight", i));
+    MMI_TRY(mmi_weights_matrix(w, 1, &l->wv, e, ekv, "blk.%d.attn_v.weight", i));
+    MMI_TRY(mmi_weights_matrix(w, 1, &l->wo, eq, e, "blk.%d.attn_output.weight", i));
+    MMI_TRY(mmi_weights_vector(w, 0, &l->bq, eq, "blk.%d.attn_q.bias", i));
+    MMI_TRY(mmi_weights_vector(w, 0, &l->bk, ekv, "blk.%d.attn_k.bias", i));
+    MMI_TRY(mmi_weights_vector(w, 0, &l->bv, ekv, "blk.%d.attn_v.bias", i));
+    MMI_TRY(mmi_weights_vector(w, 0, &l->bo, e, "blk.%d.attn_output.bias", i));
+    MMI_TRY(mmi_weights_vector(w, 1, &l->ffn_norm, e, "blk.%d.ffn_norm.weight", i));
+    MMI_TRY(mmi_weights_matrix(w, 1, &l->ffn_gate, e, c->n_ff, "blk.%d.ffn_gate.weight", i));
+    MMI_TRY(mmi_weights_matrix(w, 1, &l->ffn_up, e, c->n_ff, "blk.%d.ffn_up.weight", i));
+    MMI_TRY(mmi_weights_matrix(w, 1, &l->ffn_down, c->n_ff, e, "blk.%d.ffn_down.weight", i));
+    MMI_TRY(mmi_weights_vector(w, 0, &l->b_gate, c->n_ff, "blk.%d.ffn_gate.bias", i));
+    MMI_TRY(mmi_weights_vector(w, 0, &l->b_up, c->n_ff, "blk.%d.ffn_up.bias", i));
+    MMI_TRY(mmi_weights_vector(w, 0, &l->b_down, e, "blk.%d.ffn_down.bias", i));
+    return MM_OK;
+}
+
+static mm_status load_weights(mmi_decoder *d)
+{
+    const mmi_decoder_config *c = &d->config;
+    mmi_decoder_weights *w = &d->weights;
+    const uint64_t embd_ne[2] = {(uint64_t)c->n_embd, (uint64_t)c->n_vocab};
+    MMI_TRY(mmi_weights_get(&d->store, 1, &w->token_embd, 2, embd_ne, "token_embd.weight"));
+    w->layers = mmi_calloc((size_t)c->n_layer, sizeof *w->layers);
+    if (!w->layers)
+        return mmi_fail(MM_ERR_NOMEM, "%s: out of memory for %d layers",
+                        mmi_gguf_path(d->store.file), c->n_layer);
+    for (int i = 0; i < c->n_layer; i++)
+        MMI_TRY(load_layer(&d->store, c, i, &w->layers[i]));
+    MMI_TRY(mmi_weights_vector(&d->store, 1, &w->output_norm, c->n_embd, "output_norm.weight"));
+    MMI_TRY(mmi_weights_matrix(&d->store, 0, &w->output, c->n_embd, c->n_vocab,
+                               "output.weight"));
+    if (!w->output.data)
+        w->output.data = w->token_embd; /* tied embeddings */
+    return MM_OK;
+}
 
 mm_status mmi_decoder_load(const mmi_gguf *g, mmi_decoder **out)
 {
     *out = NULL;
-    return mmi_fail(MM_ERR_UNSUPPORTED, "%s: language model not implemented yet", mmi_gguf_path(g));
+    mmi_decoder *d = mmi_calloc(1, sizeof *d);
+    if (!d)
+        return mmi_fail(MM_ERR_NOMEM, "%s: out of memory", mmi_gguf_path(g));
+    mmi_weights_init(&d->store, g);
+    mm_status st = load_config(g, &d->config);
+    if (st == MM_OK)
+        st = load_weights(d);
+    if (st != MM_OK) {
+        mmi_decoder_free(d);
+        return st;
+    }
+    *out = d;
+    return MM_OK;
 }
 
-void mmi_decoder_free(mmi_decoder *x)
+void mmi_decoder_free(mmi_decoder *d)
 {
-    (void)x;
+    if (!d)
+        return;
+    mmi_free(d->weights.layers);
+    mmi_weights_free(&d->store);
+    mmi_free(d);
+}
+
+/* ---- run state ---- */
+
+mm_status mmi_decoder_state_init(mmi_decoder_state *s, const mmi_decoder *d, int n_ctx,
+                                 int n_batch)
+{
+    const mmi_decoder_config *c = &d->config;
+    memset(s, 0, sizeof *s);
+    if (n_ctx < 1 || n_ctx > MAX_DIM)
+        return mmi_fail(MM_ERR_ARG, "context of %d positions is outside [1, %d]", n_ctx, MAX_DIM);
+    n_batch = n_batch < 1 ? 1 : n_batch > n_ctx ? n_ctx : n_batch;
+    s->n_ctx = n_ctx;
+    s->n_batch = n_batch;
+    size_t b = (size_t)n_batch, eq = (size_t)c->n_head * c->head_dim;
+    size_t cache = (size_t)c->n_layer * n_ctx * ((size_t)c->n_head_kv * c->head_dim);
+    struct {
+        float **p;
+        size_t n;
+        const char *what;
+    } bufs[] = {
+        {&s->x, b * c->n_embd, "activations"},   {&s->xn, b * c->n_embd, "activations"},
+        {&s->q, b * eq, "queries"},               {&s->att, b * eq, "attention output"},
+        {&s->gate, b * c->n_ff, "feed-forward"},  {&s->up, b * c->n_ff, "feed-forward"},
+        {&s->scores, b * n_ctx, "attention scores"}, {&s->logits, (size_t)c->n_vocab, "logits"},
+        {&s->k_cache, cache, "KV cache"},         {&s->v_cache, cache, "KV cache"},
+    };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        *bufs[i].p = mmi_array(bufs[i].n, sizeof(float));
+        if (!*bufs[i].p) {
+            mm_status st = mmi_fail(MM_ERR_NOMEM, "out of memory allocating the %s (%zu floats "
+                                    "for %d positions)", bufs[i].what, bufs[i].n, n_ctx);
+            mmi_decoder_state_free(s);
+            return st;
+        }
+    }
+    s->pos = mmi_array(b, sizeof *s->pos);
+    if (!s->pos) {
+        mmi_decoder_state_free(s);
+        return mmi_fail(MM_ERR_NOMEM, "out of memory allocating positions");
+    }
+    memset(s->logits, 0, (size_t)c->n_vocab * sizeof *s->logits);
+    return MM_OK;
+}
+
+void mmi_decoder_state_free(mmi_decoder_state *s)
+{
+    float *bufs[] = {s->x, s->xn, s->q, s->att, s->gate, s->up, s->scores, s->logits,
+                     s->k_cache, s->v_cache};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        mmi_free(bufs[i]);
+    mmi_free(s->pos);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- evaluation ---- */
+
+static int cancelled(const atomic_int *cancel)
+{
+    return cancel && atomic_load(cancel);
+}
+
+/* One block on the n rows in s->x at positions past .. past+n-1. */
+static void run_layer(const mmi_decoder *d, mmi_decoder_state *s, int il, int past, int n)
+{
+    const mmi_decoder_config *c = &d->config;
+    const mmi_decoder_layer *l = &d->weights.layers[il];
+    size_t ekv = (size_t)c->n_head_kv * c->head_dim;
+    float *k = s->k_cache + ((size_t)il * s->n_ctx + past) * ekv;
+    float *v = s->v_cache + ((size_t)il * s->n_ctx + past) * ekv;
+
+    /* Attention: the new keys and values go straight into the cache rows. */
+    mmi_rmsnorm(s->xn, s->x, n, c->n_embd, l->attn_norm, c->norm_eps);
+    mmi_linear(s->q, s->xn, n, &l->wq, l->bq);
+    mmi_linear(k, s->xn, n, &l->wk, l->bk);
+    mmi_linear(v, s->xn, n, &l->wv, l->bv);
+    mmi_rope(s->q, n, c->n_head, c->head_dim, c->n_rot, s->pos, c->rope_base, 0);
+    mmi_rope(k, n, c->n_head_kv, c->head_dim, c->n_rot, s->pos, c->rope_base, 0);
+    const float *k0 = s->k_cache + (size_t)il * s->n_ctx * ekv;
+    const float *v0 = s->v_cache + (size_t)il * s->n_ctx * ekv;
+    mmi_attention(s->att, s->q, k0, v0, n, past + n, c->n_head, c->n_head_kv, c->head_dim,
+                  (int)ekv, 1, past, s->scores);
+    mmi_linear(s->xn, s->att, n, &l->wo, l->bo);
+    mmi_add(s->x, s->xn, (size_t)n * c->n_embd);
+
+    /* Feed-forward: down(silu(gate(h)) * up(h)). */
+    mmi_rmsnorm(s->xn, s->x, n, c->n_embd, l->ffn_norm, c->norm_eps);
+    mmi_linear(s->gate, s->xn, n, &l->ffn_gate, l->b_gate);
+    mmi_linear(s->up, s->xn, n, &l->ffn_up, l->b_up);
+    mmi_swiglu(s->gate, s->up, (size_t)n * c->n_ff);
+    mmi_linear(s->xn, s->gate, n, &l->ffn_down, l->b_down);
+    mmi_add(s->x, s->xn, (size_t)n * c->n_embd);
+}
+
+mm_status mmi_decoder_eval(const mmi_decoder *d, mmi_decoder_state *s, const int32_t *tokens,
+                           const float *embd, int n, float *all_logits, const atomic_int *cancel)
+{
+    const mmi_decoder_config *c = &d->config;
+    const mmi_decoder_weights *w = &d->weights;
+    if (n < 1 || (!tokens && !embd))
+        return mmi_fail(MM_ERR_ARG, "decoder: no input rows");
+    if (n > s->n_ctx - s->n_past)
+        return mmi_fail(MM_ERR_CTX_FULL, "decoder: %d positions do not fit: %d of %d in use", n,
+                        s->n_past, s->n_ctx);
+    size_t e = (size_t)c->n_embd;
+    int past = s->n_past; /* committed only when every chunk has run */
+    for (int done = 0; done < n;) {
+        int rows = n - done < s->n_batch ? n - done : s->n_batch;
+        for (int i = 0; i < rows; i++) {
+            const float *src = tokens ? w->token_embd + (size_t)tokens[done + i] * e
+                                      : embd + (size_t)(done + i) * e;
+            memcpy(s->x + (size_t)i * e, src, e * sizeof(float));
+            s->pos[i] = past + i;
+        }
+        for (int il = 0; il < c->n_layer; il++) {
+            if (cancelled(cancel))
+                return mmi_fail(MM_ERR_CANCELLED, "decoder: cancelled at layer %d", il);
+            run_layer(d, s, il, past, rows);
+        }
+        if (all_logits) {
+            mmi_rmsnorm(s->xn, s->x, rows, c->n_embd, w->output_norm, c->norm_eps);
+            mmi_linear(all_logits + (size_t)done * c->n_vocab, s->xn, rows, &w->output, NULL);
+        }
+        past += rows;
+        done += rows;
+        if (done == n) {
+            mmi_rmsnorm(s->xn, s->x + (size_t)(rows - 1) * e, 1, c->n_embd, w->output_norm,
+                        c->norm_eps);
+            mmi_linear(s->logits, s->xn, 1, &w->output, NULL);
+        }
+    }
+    s->n_past = past;
+    return MM_OK;
 }

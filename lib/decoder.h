@@ -1,10 +1,103 @@
-/* PLACEHOLDER interface, to be replaced by the helper that owns lib/decoder.c. */
+/* The language model: a decoder-only transformer read from a text-model GGUF
+ * (docs/model-format.md §1). Today the `llama` architecture: token embeddings, pre-RMSNorm
+ * blocks, RoPE on adjacent pairs (llama.cpp's ordering; Q/K rows are stored permuted), grouped-
+ * or multi-query attention, SwiGLU feed-forward, tied or separate output head.
+ *
+ * Three things kept apart, as llama2.c does:
+ *  - mmi_decoder_config: hyperparameters read from `<arch>.*` keys;
+ *  - mmi_decoder_weights: f32 views of the tensors (in the mapped file, or converted once);
+ *  - mmi_decoder_state: activations, KV cache and logits of one conversation, allocated once
+ *    when the state is created; evaluation never allocates.
+ * A loaded mmi_decoder is read-only, so many states (sessions) on many threads may share it. */
 #ifndef MMI_DECODER_H
 #define MMI_DECODER_H
 
-#include "model.h"
+#include <stdatomic.h>
+#include <stdint.h>
 
+#include "model.h"
+#include "ops.h"
+#include "weights.h"
+
+typedef enum {
+    MMI_DECODER_LLAMA /* general.architecture = "llama" */
+} mmi_decoder_arch;
+
+typedef struct {
+    mmi_decoder_arch arch;
+    int n_vocab;     /* V: rows of token_embd and of the output head */
+    int n_embd;      /* E: residual width */
+    int n_layer;     /* L */
+    int n_ff;        /* F: feed-forward width */
+    int n_head;      /* H query heads */
+    int n_head_kv;   /* H_kv key/value heads; H is a multiple of it */
+    int head_dim;    /* hd; query width H*hd, key/value width H_kv*hd */
+    int n_rot;       /* leading dims of each head that RoPE rotates (even, <= hd) */
+    int n_ctx_train; /* context the model was trained for (the default KV cache size) */
+    float norm_eps;  /* RMSNorm epsilon */
+    float rope_base; /* theta_i = pos * base^(-2i/n_rot) */
+} mmi_decoder_config;
+
+typedef struct {
+    const float *attn_norm;         /* [E] */
+    mmi_matrix wq, wk, wv, wo;      /* [E -> H*hd], [E -> H_kv*hd] x2, [H*hd -> E] */
+    const float *bq, *bk, *bv, *bo; /* optional biases of the same output widths, or NULL */
+    const float *ffn_norm;          /* [E] */
+    mmi_matrix ffn_gate, ffn_up;    /* [E -> F] */
+    mmi_matrix ffn_down;            /* [F -> E] */
+    const float *b_gate, *b_up, *b_down; /* optional, or NULL */
+} mmi_decoder_layer;
+
+typedef struct {
+    const float *token_embd;   /* [V][E] */
+    mmi_decoder_layer *layers; /* [L] */
+    const float *output_norm;  /* [E] */
+    mmi_matrix output;         /* [E -> V]; token_embd itself when the embeddings are tied */
+} mmi_decoder_weights;
+
+struct mmi_decoder {
+    mmi_decoder_config config;
+    mmi_decoder_weights weights;
+    mmi_weights store; /* owns tensors converted to f32 at load */
+};
+
+/* Read the config and weights of a text-model file. MM_ERR_UNSUPPORTED for an architecture
+ * other than llama (or RoPE scaling), MM_ERR_FORMAT naming the key or tensor for anything
+ * missing, inconsistent or out of range. */
 mm_status mmi_decoder_load(const mmi_gguf *g, mmi_decoder **out);
-void mmi_decoder_free(mmi_decoder *x);
+void mmi_decoder_free(mmi_decoder *d);
+
+/* The run state of one sequence. Rows 0 .. n_past-1 of the KV cache hold the keys and values
+ * of every position evaluated so far. */
+typedef struct {
+    int n_ctx;        /* KV cache rows: the most positions the sequence may hold */
+    int n_batch;      /* the most rows one forward pass takes; longer inputs run in chunks */
+    int n_past;       /* positions in the cache */
+    float *x;         /* [n_batch][E] residual stream */
+    float *xn;        /* [n_batch][E] normed input of a sublayer, then its output */
+    float *q;         /* [n_batch][H*hd] queries */
+    float *att;       /* [n_batch][H*hd] attention output before wo */
+    float *gate, *up; /* [n_batch][F] */
+    float *scores;    /* [n_batch][n_ctx] attention scratch */
+    int32_t *pos;     /* [n_batch] positions of the rows in flight */
+    float *k_cache;   /* [L][n_ctx][H_kv*hd], keys already rotated */
+    float *v_cache;   /* [L][n_ctx][H_kv*hd] */
+    float *logits;    /* [V] of the last evaluated position */
+} mmi_decoder_state;
+
+/* Allocate a state for n_ctx positions (1 .. 2^24) evaluated n_batch rows at a time
+ * (clamped to 1 .. n_ctx). MM_ERR_NOMEM names the size that failed. */
+mm_status mmi_decoder_state_init(mmi_decoder_state *s, const mmi_decoder *d, int n_ctx,
+                                 int n_batch);
+void mmi_decoder_state_free(mmi_decoder_state *s);
+
+/* Append n rows at positions n_past .. n_past+n-1 and run them through the model; afterwards
+ * s->logits holds the last row's logits and n_past has grown by n. Each row is tokens[i] (ids
+ * checked by the caller to be < V) when tokens != NULL, else embd[i][0..E) (e.g. an image
+ * embedding). all_logits, if not NULL, receives [n][V] logits of every row.
+ * cancel (may be NULL) is read between layers: MM_ERR_CANCELLED. On any failure the sequence
+ * is as before the call (n_past and logits unchanged). MM_ERR_CTX_FULL if n_past + n > n_ctx. */
+mm_status mmi_decoder_eval(const mmi_decoder *d, mmi_decoder_state *s, const int32_t *tokens,
+                           const float *embd, int n, float *all_logits, const atomic_int *cancel);
 
 #endif

@@ -33,8 +33,15 @@ static mm_status load_file(mm_model *m, const mmi_gguf *g)
             return mmi_fail(MM_ERR_FORMAT, "%s: a second language model", mmi_gguf_path(g));
         MMI_TRY(mmi_decoder_load(g, &m->decoder));
     }
-    if (!m->tokenizer && mmi_gguf_has(g, "tokenizer.ggml.model"))
-        MMI_TRY(mmi_tokenizer_load(g, &m->tokenizer));
+    if (!m->tokenizer && mmi_gguf_has(g, "tokenizer.ggml.model")) {
+        mm_status st = mmi_tokenizer_load(g, &m->tokenizer);
+        /* A CLIP model stays usable from token ids when its tokenizer kind is unknown. */
+        if (st == MM_ERR_UNSUPPORTED && !m->decoder) {
+            mmi_log(MM_LOG_WARN, "%s; text must be given as token ids", mm_last_error());
+            return MM_OK;
+        }
+        MMI_TRY(st);
+    }
     return MM_OK;
 }
 
@@ -59,13 +66,22 @@ mm_status mmi_model_load(const char *path, const char *mmproj_path, const mm_opt
     const char *paths[2] = {path, mmproj_path};
     int use_mmap = (int)mmi_opt_int(options, MM_OPT_USE_MMAP);
     mm_status st = MM_OK;
-    for (int i = 0; i < 2 && st == MM_OK; i++) {
-        if (!paths[i])
-            continue;
-        st = mmi_gguf_open(paths[i], use_mmap, &m->files[i]);
-        if (st == MM_OK)
+    /* Open both files first so that progress can count every tensor, then read the towers. */
+    uint64_t total = 0, done = 0;
+    for (int i = 0; i < 2 && st == MM_OK; i++)
+        if (paths[i]) {
+            st = mmi_gguf_open(paths[i], use_mmap, &m->files[i]);
+            total += st == MM_OK ? mmi_gguf_n_tensors(m->files[i]) : 0;
+        }
+    if (st == MM_OK)
+        st = mmi_progress(options, MM_PROGRESS_MODEL_LOAD, 0, total);
+    for (int i = 0; i < 2 && st == MM_OK; i++)
+        if (m->files[i]) {
             st = load_file(m, m->files[i]);
-    }
+            done += mmi_gguf_n_tensors(m->files[i]);
+            if (st == MM_OK)
+                st = mmi_progress(options, MM_PROGRESS_MODEL_LOAD, done, total);
+        }
     if (st == MM_OK && !m->vision && !m->decoder && !m->clip_text)
         st = mmi_fail(MM_ERR_FORMAT, "%s: no vision encoder, text encoder or language model",
                       path);

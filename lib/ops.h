@@ -42,6 +42,19 @@ void mmi_relu(float *x, size_t n);
 void mmi_swiglu(float *gate, const float *up, size_t n);
 void mmi_add(float *x, const float *y, size_t n); /* x += y */
 
+/* An activation chosen by a model file (`*.hidden_act` names of docs/model-format.md). */
+typedef enum {
+    MMI_ACT_GELU,       /* "gelu" */
+    MMI_ACT_GELU_TANH,  /* "gelu_tanh" */
+    MMI_ACT_QUICK_GELU, /* "quick_gelu" */
+    MMI_ACT_RELU,       /* "relu" */
+    MMI_ACT_SILU        /* "silu" */
+} mmi_act;
+/* The activation a name stands for; 0 if the name is unknown. */
+int mmi_act_from_name(const char *name, mmi_act *out);
+const char *mmi_act_name(mmi_act act);
+void mmi_activate(mmi_act act, float *x, size_t n);
+
 /* Softmax of each row of x[n][d] in place, numerically stable. */
 void mmi_softmax(float *x, int n, int d);
 
@@ -60,5 +73,10 @@ void mmi_rope(float *x, int n_tokens, int n_heads, int head_dim, int n_rot, cons
 void mmi_attention(float *out, const float *q, const float *k, const float *v, int n_q, int n_kv,
                    int n_head, int n_kv_head, int head_dim, int kv_stride, int causal,
                    int q_pos0, float *scratch);
+/* The same with explicit row strides (floats) for q and out, e.g. q inside a fused QKV row. */
+void mmi_attention_strided(float *out, int out_stride, const float *q, int q_stride,
+                           const float *k, const float *v, int kv_stride, int n_q, int n_kv,
+                           int n_head, int n_kv_head, int head_dim, int causal, int q_pos0,
+                           float *scratch);
 
 #endif

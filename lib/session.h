@@ -1,0 +1,50 @@
+/* Sessions: one conversation on a model — its KV cache, chat state, sampler and generation
+ * loop. The exported mm_session_* functions in api.c check their arguments and call these.
+ * A session is used by one thread at a time; mmi_session_cancel may come from any thread. */
+#ifndef MMI_SESSION_H
+#define MMI_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chat.h"
+#include "mm.h"
+
+mm_status mmi_session_create(mm_model *model, const mm_options *options, mm_session **out);
+void mmi_session_free(mm_session *s);
+mm_status mmi_session_set_options(mm_session *s, const mm_options *options);
+
+mm_status mmi_session_add_text(mm_session *s, const char *text, size_t len, unsigned flags);
+mm_status mmi_session_add_tokens(mm_session *s, const int32_t *ids, size_t n);
+mm_status mmi_session_add_embeddings(mm_session *s, const float *embd, size_t n_rows,
+                                     size_t n_embd);
+
+/* Image embeddings already computed: n_rows rows of the model's embedding width. */
+typedef struct {
+    const float *embd;
+    size_t n_rows;
+} mmi_media;
+
+/* A chat message: the template's text for `role` around text[0..len), with media[i] at the
+ * i-th MMI_IMAGE_MARKER (or, when the text has no marker, each at the start followed by the
+ * template's image_suffix). */
+mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char *text, size_t len,
+                                  const mmi_media *media, size_t n_media);
+
+mm_status mmi_session_add_stop_string(mm_session *s, const char *stop);
+void mmi_session_clear_stop_strings(mm_session *s);
+
+mm_status mmi_session_next(mm_session *s, int32_t *token, const char **piece, size_t *len);
+mm_status mmi_session_generate(mm_session *s, const mm_options *options, mm_piece_fn fn,
+                               void *user);
+mm_stop_reason mmi_session_stop_reason(const mm_session *s);
+
+mm_status mmi_session_logits(const mm_session *s, const float **logits, size_t *n_vocab);
+int mmi_session_n_ctx(const mm_session *s);
+int mmi_session_n_past(const mm_session *s);
+const char *mmi_session_template_name(const mm_session *s);
+
+void mmi_session_cancel(mm_session *s);
+void mmi_session_reset(mm_session *s);
+
+#endif

@@ -1,0 +1,103 @@
+/* Tensor lookup with shape checks and one-time conversion to f32 (see weights.h). */
+#include "weights.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "alloc.h"
+
+void mmi_weights_init(mmi_weights *w, const mmi_gguf *file)
+{
+    *w = (mmi_weights){.file = file};
+}
+
+void mmi_weights_free(mmi_weights *w)
+{
+    for (size_t i = 0; i < w->n_owned; i++)
+        mmi_free(w->owned[i]);
+    mmi_free(w->owned);
+    *w = (mmi_weights){0};
+}
+
+static mm_status get_v(mmi_weights *w, int required, const float **out, uint32_t n_dims,
+                       const uint64_t *ne, const char *fmt, va_list ap)
+{
+    char name[128];
+    *out = NULL;
+    vsnprintf(name, sizeof name, fmt, ap);
+    if (!required && !mmi_gguf_find_tensor(w->file, name))
+        return MM_OK;
+    const mmi_tensor *t;
+    MMI_TRY(mmi_gguf_get_tensor(w->file, name, n_dims, ne, &t));
+    /* F32 data is used where it lies when it is aligned for float access. */
+    if (t->type == MMI_TENSOR_F32 && (uintptr_t)t->data % sizeof(float) == 0) {
+        *out = t->data;
+        return MM_OK;
+    }
+    if (w->n_owned == w->cap_owned) {
+        size_t cap = w->cap_owned ? 2 * w->cap_owned : 16;
+        float **grown = mmi_realloc(w->owned, cap * sizeof *grown);
+        if (!grown)
+            return mmi_fail(MM_ERR_NOMEM, "%s: out of memory loading %s", mmi_gguf_path(w->file),
+                            name);
+        w->owned = grown;
+        w->cap_owned = cap;
+    }
+    float *data = mmi_array(t->n_elements, sizeof(float));
+    if (!data)
+        return mmi_fail(MM_ERR_NOMEM, "%s: out of memory converting %s (%llu values)",
+                        mmi_gguf_path(w->file), name, (unsigned long long)t->n_elements);
+    mm_status st = mmi_tensor_to_f32(t, 0, t->n_elements, data);
+    if (st != MM_OK) {
+        mmi_free(data);
+        return st;
+    }
+    w->owned[w->n_owned++] = data;
+    *out = data;
+    return MM_OK;
+}
+
+mm_status mmi_weights_get(mmi_weights *w, int required, const float **out, uint32_t n_dims,
+                          const uint64_t *ne, const char *name, ...)
+{
+    va_list ap;
+    va_start(ap, name);
+    mm_status st = get_v(w, required, out, n_dims, ne, name, ap);
+    va_end(ap);
+    return st;
+}
+
+mm_status mmi_weights_matrix(mmi_weights *w, int required, mmi_matrix *out, int n_in, int n_out,
+                             const char *name, ...)
+{
+    const uint64_t ne[2] = {(uint64_t)n_in, (uint64_t)n_out};
+    va_list ap;
+    va_start(ap, name);
+    mm_status st = get_v(w, required, &out->data, 2, ne, name, ap);
+    va_end(ap);
+    out->n_in = n_in;
+    out->n_out = n_out;
+    return st;
+}
+
+mm_status mmi_weights_vector(mmi_weights *w, int required, const float **out, int n,
+                             const char *name, ...)
+{
+    const uint64_t ne[1] = {(uint64_t)n};
+    va_list ap;
+    va_start(ap, name);
+    mm_status st = get_v(w, required, out, 1, ne, name, ap);
+    va_end(ap);
+    return st;
+}
+
+mm_status mmi_weights_dim(const mmi_gguf *g, const char *key, int max, int *out)
+{
+    int64_t v;
+    MMI_TRY(mmi_gguf_get_int(g, key, &v));
+    if (v < 1 || v > max)
+        return mmi_fail(MM_ERR_FORMAT, "%s: %s = %lld is out of range [1, %d]", mmi_gguf_path(g),
+                        key, (long long)v, max);
+    *out = (int)v;
+    return MM_OK;
+}

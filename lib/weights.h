@@ -1,0 +1,36 @@
+/* Weight lookup for the tower loaders: find a tensor by name, check its shape, and hand back
+ * f32 data — the mapped file's own bytes for F32 tensors, a buffer converted once at load for
+ * F16/BF16/quantized ones (owned by the mmi_weights and freed with it). */
+#ifndef MMI_WEIGHTS_H
+#define MMI_WEIGHTS_H
+
+#include "gguf.h"
+#include "ops.h"
+#include "status.h"
+
+typedef struct {
+    const mmi_gguf *file;
+    float **owned; /* converted buffers */
+    size_t n_owned, cap_owned;
+} mmi_weights;
+
+void mmi_weights_init(mmi_weights *w, const mmi_gguf *file);
+void mmi_weights_free(mmi_weights *w);
+
+/* Tensor `name` (printf format) of shape ne[0..n_dims-1] as f32. required = 0: an absent tensor
+ * gives *out = NULL and MM_OK; a present one of another shape is still an error. */
+mm_status mmi_weights_get(mmi_weights *w, int required, const float **out, uint32_t n_dims,
+                          const uint64_t *ne, const char *name, ...) MMI_PRINTF(6, 7);
+
+/* A [n_in, n_out] (ggml order) matrix; optional: data NULL when absent. */
+mm_status mmi_weights_matrix(mmi_weights *w, int required, mmi_matrix *out, int n_in, int n_out,
+                             const char *name, ...) MMI_PRINTF(6, 7);
+/* A vector of n floats. */
+mm_status mmi_weights_vector(mmi_weights *w, int required, const float **out, int n,
+                             const char *name, ...) MMI_PRINTF(5, 6);
+
+/* A size read from metadata key `key`: an integer in [1, max], else MM_ERR_FORMAT naming the
+ * key, its value and the file. */
+mm_status mmi_weights_dim(const mmi_gguf *g, const char *key, int max, int *out);
+
+#endif

@@ -1,0 +1,322 @@
+/* Kernels of lib/ops.c against values worked out by hand (or from the closed-form definition
+ * with Python's math module, quoted in the comments). */
+#include <math.h>
+#include <string.h>
+
+#include "ops.h"
+#include "testutil.h"
+
+#define ck_near(a, b, tol) ck_assert_msg(fabs((double)(a) - (double)(b)) <= (tol), \
+                                         "%s = %.9g, expected %.9g", #a, (double)(a), (double)(b))
+
+static void ck_all_near(const float *got, const double *want, int n, double tol)
+{
+    for (int i = 0; i < n; i++)
+        ck_assert_msg(fabs(got[i] - want[i]) <= tol, "[%d] = %.9g, expected %.9g", i,
+                      (double)got[i], want[i]);
+}
+
+START_TEST(linear_with_and_without_bias)
+{
+    /* W[3][2] rows (1,0) (0,1) (1,1): y = (x0, x1, x0+x1) + bias. */
+    const float w_data[6] = {1, 0, 0, 1, 1, 1};
+    const mmi_matrix w = {w_data, 2, 3};
+    const float bias[3] = {0.5f, -1, 2};
+    const float x[4] = {1, 2, 3, 4};
+    float y[6];
+    mmi_linear(y, x, 2, &w, bias); /* sgemm path */
+    ck_all_near(y, (const double[]){1.5, 1, 5, 3.5, 3, 9}, 6, 0);
+    mmi_linear(y, x, 2, &w, NULL);
+    ck_all_near(y, (const double[]){1, 2, 3, 3, 4, 7}, 6, 0);
+    for (int i = 0; i < 6; i++)
+        y[i] = 1e30f; /* the result must not depend on what y held */
+    mmi_linear(y, x + 2, 1, &w, bias); /* sgemv path */
+    ck_all_near(y, (const double[]){3.5, 3, 9}, 3, 0);
+    ck_assert_float_eq(y[3], 1e30f); /* nothing written past n_out */
+}
+END_TEST
+
+START_TEST(gemm_nt_and_nn_with_strides)
+{
+    /* A = [[1,2,3],[4,5,6]], B = [[1,0,1],[0,1,0]]: A·Bᵀ = [[4,2],[10,5]];
+     * 2·A·Bᵀ + 1·C with C = 1 gives [[9,5],[21,11]]. Rows padded to stride 4 / ldc 3. */
+    const float a[8] = {1, 2, 3, -7, 4, 5, 6, -7};
+    const float b[8] = {1, 0, 1, -7, 0, 1, 0, -7};
+    float c[6] = {1, 1, -9, 1, 1, -9};
+    mmi_gemm_nt(2, 2, 3, 2.0f, a, 4, b, 4, 1.0f, c, 3);
+    ck_all_near(c, (const double[]){9, 5, -9, 21, 11, -9}, 6, 0);
+
+    /* [[1,2],[3,4]] · [[1,0,2],[0,1,3]] = [[1,2,8],[3,4,18]] */
+    const float p[4] = {1, 2, 3, 4};
+    const float q[6] = {1, 0, 2, 0, 1, 3};
+    float r[6] = {99, 99, 99, 99, 99, 99};
+    mmi_gemm_nn(2, 3, 2, 1.0f, p, 2, q, 3, 0.0f, r, 3);
+    ck_all_near(r, (const double[]){1, 2, 8, 3, 4, 18}, 6, 0);
+}
+END_TEST
+
+START_TEST(layernorm_rows)
+{
+    /* Row (1,2,3,4): mean 2.5, var 1.25, (x-2.5)/sqrt(1.25) = ±1.3416408, ±0.4472136; then
+     * weight (1,2,0.5,-1), bias (0,1,0,0.5). Row (1,-1) with eps 3: /sqrt(1+3) = ±0.5. */
+    const float x[4] = {1, 2, 3, 4};
+    const float w[4] = {1, 2, 0.5f, -1}, b[4] = {0, 1, 0, 0.5f};
+    float out[4];
+    mmi_layernorm(out, x, 1, 4, w, b, 0.0f);
+    ck_all_near(out, (const double[]){-1.3416408, 0.1055728, 0.2236068, -0.8416408}, 4, 1e-6);
+    /* Two rows at once, in place, eps taken inside the square root. */
+    float y[4] = {1, -1, 5, 3};
+    mmi_layernorm(y, y, 2, 2, NULL, NULL, 3.0f);
+    ck_all_near(y, (const double[]){0.5, -0.5, 0.5, -0.5}, 4, 1e-7);
+}
+END_TEST
+
+START_TEST(rmsnorm_rows)
+{
+    /* (3,4): mean square 12.5, rms 3.5355339; weight (2,-1). (1,1,1,1) with eps 3: /2. */
+    const float x[2] = {3, 4}, w[2] = {2, -1};
+    float out[2];
+    mmi_rmsnorm(out, x, 1, 2, w, 0.0f);
+    ck_all_near(out, (const double[]){1.6970563, -1.1313708}, 2, 1e-6);
+    float y[4] = {1, 1, 1, 1};
+    mmi_rmsnorm(y, y, 1, 4, NULL, 3.0f);
+    ck_all_near(y, (const double[]){0.5, 0.5, 0.5, 0.5}, 4, 1e-7);
+}
+END_TEST
+
+START_TEST(activations)
+{
+    /* gelu(x) = x·Φ(x): Φ(1) = 0.8413447460685429, Φ(2) = 0.9772498680518208. */
+    float g[4] = {0, 1, -1, 2};
+    mmi_gelu(g, 4);
+    ck_all_near(g, (const double[]){0, 0.8413447460685429, -0.15865525393145707,
+                                    1.9544997361036416}, 4, 1e-6);
+    /* 0.5·x·(1 + tanh(sqrt(2/π)(x + 0.044715x³))) at 1, -0.5, 3. */
+    float t[3] = {1, -0.5f, 3};
+    mmi_gelu_tanh(t, 3);
+    ck_all_near(t, (const double[]){0.8411919906082768, -0.15428599017485606,
+                                    2.996362607918227}, 3, 1e-6);
+    /* x·σ(1.702x) at 1 and -2. */
+    float q[2] = {1, -2};
+    mmi_quick_gelu(q, 2);
+    ck_all_near(q, (const double[]){0.8457957659328212, -0.06434137685579186}, 2, 1e-6);
+    /* silu(x) = x·σ(x): σ(1) = 0.7310585786, σ(-2) = 0.1192029220. */
+    float s[3] = {1, -2, 0};
+    mmi_silu(s, 3);
+    ck_all_near(s, (const double[]){0.7310585786300049, -0.2384058440442351, 0}, 3, 1e-6);
+    float r[3] = {-1.5f, 0, 2.5f};
+    mmi_relu(r, 3);
+    ck_all_near(r, (const double[]){0, 0, 2.5}, 3, 0);
+    float gate[2] = {1, -2};
+    const float up[2] = {2, 3};
+    mmi_swiglu(gate, up, 2);
+    ck_all_near(gate, (const double[]){1.4621171572600098, -0.7152175321327053}, 2, 1e-6);
+    float a[3] = {1, 2, 3};
+    mmi_add(a, (const float[]){0.5f, -2, 10}, 3);
+    ck_all_near(a, (const double[]){1.5, 0, 13}, 3, 0);
+    /* Saturation: no NaN or inf from the exponentials at large |x|. */
+    float big[4] = {-100, 100, -1e4f, 1e4f};
+    mmi_quick_gelu(big, 4);
+    ck_all_near(big, (const double[]){0, 100, 0, 1e4}, 4, 1e-6);
+}
+END_TEST
+
+START_TEST(softmax_rows_and_stability)
+{
+    /* e^(0,1,2)/sum: 0.09003057, 0.24472847, 0.66524096. Second row: huge equal values. */
+    float x[6] = {1, 2, 3, 1000, 1000, -1e30f};
+    mmi_softmax(x, 2, 3);
+    ck_all_near(x, (const double[]){0.09003057317, 0.24472847105, 0.66524095577, 0.5, 0.5, 0},
+                6, 1e-7);
+}
+END_TEST
+
+START_TEST(rope_pairs_and_positions)
+{
+    /* head_dim 4, n_rot 4, base 10000: θ_0 = pos, θ_1 = pos·10000^(-1/2) = pos/100. */
+    const int32_t pos[2] = {1, 0};
+    float x[8] = {1, 0, 0, 1, 1, 2, 3, 4};
+    mmi_rope(x, 2, 1, 4, 4, pos, 10000.0f, 0);
+    /* Adjacent pairs (0,1), (2,3) at pos 1: (cos 1, sin 1), (-sin .01, cos .01); pos 0 unchanged. */
+    ck_all_near(x, (const double[]){cos(1.0), sin(1.0), -sin(0.01), cos(0.01), 1, 2, 3, 4}, 8,
+                1e-6);
+    /* NeoX pairs (0,2), (1,3). */
+    float y[4] = {1, 0, 0, 1};
+    mmi_rope(y, 1, 1, 4, 4, pos, 10000.0f, 1);
+    ck_all_near(y, (const double[]){cos(1.0), -sin(0.01), sin(1.0), cos(0.01)}, 4, 1e-6);
+    /* Partial rotation: n_rot 2 of head_dim 4 leaves dims 2,3 alone; 2 heads rotate alike.
+     * θ_0 = pos = 3 for both heads. */
+    const int32_t p3 = 3;
+    float z[8] = {1, 0, 7, 8, 0, 1, 5, 6};
+    mmi_rope(z, 1, 2, 4, 2, &p3, 10000.0f, 1);
+    ck_all_near(z, (const double[]){cos(3.0), sin(3.0), 7, 8, -sin(3.0), cos(3.0), 5, 6}, 8,
+                1e-6);
+    /* Large positions keep their phase: θ = 100000 rad. */
+    const int32_t pbig = 100000;
+    float w[2] = {1, 0};
+    mmi_rope(w, 1, 1, 2, 2, &pbig, 10000.0f, 0);
+    ck_all_near(w, (const double[]){cos(100000.0), sin(100000.0)}, 2, 1e-5);
+}
+END_TEST
+
+START_TEST(attention_hand_values)
+{
+    /* 4 query heads on 2 KV heads, head_dim 4 (score scale 1/2), KV rows padded to stride 10.
+     * Query head h = (2·ln r_h, 0, 0, 0); keys of every KV head: k0 = 0, k1 = (1,0,0,0), so the
+     * scores are (0, ln r_h) and the weights (1, r_h)/(1 + r_h). */
+    const double r[4] = {1, 3, 0.25, 9};
+    float q[2][16] = {{0}};
+    for (int h = 0; h < 4; h++)
+        q[0][h * 4] = q[1][h * 4] = (float)(2 * log(r[h]));
+    float k[2][10] = {{0}}, v[2][10];
+    k[1][0] = k[1][4] = 1;
+    for (int j = 0; j < 10; j++) {
+        v[0][j] = (float)j;        /* v0 of KV head g, dim d: 4g + d */
+        v[1][j] = (float)(10 * j); /* v1: 10·(4g + d) */
+    }
+    k[0][8] = k[0][9] = k[1][8] = k[1][9] = NAN; /* padding is never read */
+    v[0][8] = v[0][9] = v[1][8] = v[1][9] = NAN;
+    float out[2][16], scratch[4];
+    mmi_attention(&out[0][0], &q[0][0], &k[0][0], &v[0][0], 2, 2, 4, 2, 4, 10, 0, 0, scratch);
+    for (int i = 0; i < 2; i++)
+        for (int h = 0; h < 4; h++)
+            for (int d = 0; d < 4; d++) {
+                double base = 4 * (h / 2) + d;
+                double want = (base + r[h] * 10 * base) / (1 + r[h]);
+                ck_near(out[i][h * 4 + d], want, 1e-4);
+            }
+    /* Causal from position 0: query 0 sees only k0 (gets v0), query 1 sees both. */
+    mmi_attention(&out[0][0], &q[0][0], &k[0][0], &v[0][0], 2, 2, 4, 2, 4, 10, 1, 0, scratch);
+    for (int h = 0; h < 4; h++)
+        for (int d = 0; d < 4; d++) {
+            double base = 4 * (h / 2) + d;
+            ck_near(out[0][h * 4 + d], base, 1e-5);
+            ck_near(out[1][h * 4 + d], (base + r[h] * 10 * base) / (1 + r[h]), 1e-4);
+        }
+}
+END_TEST
+
+/* Straight from the definition, in double, one score at a time. */
+static void attention_reference(double *out, const float *q, const float *k, const float *v,
+                                int n_q, int n_kv, int n_head, int n_kv_head, int hd, int kv_stride,
+                                int causal, int q_pos0)
+{
+    for (int i = 0; i < n_q; i++)
+        for (int h = 0; h < n_head; h++) {
+            int g = h / (n_head / n_kv_head);
+            int last = causal ? q_pos0 + i : n_kv - 1;
+            double s[64], max = -INFINITY, sum = 0;
+            for (int j = 0; j <= last; j++) {
+                s[j] = 0;
+                for (int d = 0; d < hd; d++)
+                    s[j] += (double)q[(i * n_head + h) * hd + d] * k[j * kv_stride + g * hd + d];
+                s[j] /= sqrt(hd);
+                max = s[j] > max ? s[j] : max;
+            }
+            for (int j = 0; j <= last; j++)
+                sum += s[j] = exp(s[j] - max);
+            for (int d = 0; d < hd; d++) {
+                double acc = 0;
+                for (int j = 0; j <= last; j++)
+                    acc += s[j] / sum * v[j * kv_stride + g * hd + d];
+                out[(i * n_head + h) * hd + d] = acc;
+            }
+        }
+}
+
+START_TEST(attention_matches_definition)
+{
+    /* 3 new queries at positions 5..7 over an 8-entry cache that has 12 rows, the last 4 NaN
+     * (unwritten); then the same data without a mask. 6 heads on 3 KV heads, head_dim 5. */
+    enum { NQ = 3, NKV = 12, NH = 6, NKVH = 3, HD = 5, STRIDE = NKVH * HD };
+    float q[NQ * NH * HD], k[NKV * STRIDE], v[NKV * STRIDE], out[NQ * NH * HD];
+    float scratch[NQ * NKV];
+    double want[NQ * NH * HD];
+    unsigned seed = 12345;
+    for (int i = 0; i < NQ * NH * HD; i++)
+        q[i] = (float)((seed = seed * 1103515245u + 12345u) >> 16 & 0x7fff) / 8192.0f - 2.0f;
+    for (int i = 0; i < NKV * STRIDE; i++) {
+        k[i] = (float)((seed = seed * 1103515245u + 12345u) >> 16 & 0x7fff) / 8192.0f - 2.0f;
+        v[i] = (float)((seed = seed * 1103515245u + 12345u) >> 16 & 0x7fff) / 8192.0f - 2.0f;
+        if (i >= 8 * STRIDE)
+            k[i] = v[i] = NAN;
+    }
+    mmi_attention(out, q, k, v, NQ, NKV, NH, NKVH, HD, STRIDE, 1, 5, scratch);
+    attention_reference(want, q, k, v, NQ, NKV, NH, NKVH, HD, STRIDE, 1, 5);
+    ck_all_near(out, want, NQ * NH * HD, 1e-5);
+    mmi_attention(out, q, k, v, NQ, 8, NH, NKVH, HD, STRIDE, 0, 0, scratch);
+    attention_reference(want, q, k, v, NQ, 8, NH, NKVH, HD, STRIDE, 0, 0);
+    ck_all_near(out, want, NQ * NH * HD, 1e-5);
+}
+END_TEST
+
+START_TEST(activation_by_name)
+{
+    const char *names[] = {"gelu", "gelu_tanh", "quick_gelu", "relu", "silu"};
+    /* Each activation at x = 1 and x = -2 (values as in the `activations` test). */
+    const double at_1[] = {0.8413447460685429, 0.8411919906082768, 0.8457957659328212, 1,
+                           0.7310585786300049};
+    const double at_m2[] = {-0.04550026389635842, -0.04540230591222, -0.06434137685579186, 0,
+                            -0.2384058440442351};
+    for (int i = 0; i < 5; i++) {
+        mmi_act act;
+        ck_assert_int_eq(mmi_act_from_name(names[i], &act), 1);
+        ck_assert_str_eq(mmi_act_name(act), names[i]);
+        float x[2] = {1, -2};
+        mmi_activate(act, x, 2);
+        ck_near(x[0], at_1[i], 1e-6);
+        ck_near(x[1], at_m2[i], 1e-6);
+    }
+    mmi_act act;
+    ck_assert_int_eq(mmi_act_from_name("gelu_new", &act), 0);
+    ck_assert_int_eq(mmi_act_from_name("", &act), 0);
+}
+END_TEST
+
+START_TEST(attention_strided_fused_rows)
+{
+    /* Q, K and V interleaved in rows of a fused [n][3·D] buffer, output into rows of width
+     * D + 2: equals the definition on the same numbers. 2 heads, head_dim 3, 4 tokens. */
+    enum { N = 4, H = 2, HD = 3, D = H * HD, OUT_STRIDE = D + 2 };
+    float qkv[N * 3 * D], out[N * OUT_STRIDE], scratch[N * N];
+    double want[N * D];
+    for (int i = 0; i < N * 3 * D; i++)
+        qkv[i] = (float)sin(0.7 * i + 0.3);
+    for (int i = 0; i < N * OUT_STRIDE; i++)
+        out[i] = 777.0f;
+    mmi_attention_strided(out, OUT_STRIDE, qkv, 3 * D, qkv + D, qkv + 2 * D, 3 * D, N, N, H, H,
+                          HD, 0, 0, scratch);
+    float q[N * D];
+    for (int i = 0; i < N; i++)
+        memcpy(q + i * D, qkv + i * 3 * D, sizeof(float) * D);
+    attention_reference(want, q, qkv + D, qkv + 2 * D, N, N, H, H, HD, 3 * D, 0, 0);
+    for (int i = 0; i < N; i++) {
+        ck_all_near(out + i * OUT_STRIDE, want + i * D, D, 1e-5);
+        ck_assert_float_eq(out[i * OUT_STRIDE + D], 777.0f); /* gaps untouched */
+    }
+}
+END_TEST
+
+static Suite *ops_suite(void)
+{
+    Suite *s = suite_create("ops");
+    TCase *tc = tcase_create("kernels");
+    tcase_add_test(tc, linear_with_and_without_bias);
+    tcase_add_test(tc, gemm_nt_and_nn_with_strides);
+    tcase_add_test(tc, layernorm_rows);
+    tcase_add_test(tc, rmsnorm_rows);
+    tcase_add_test(tc, activations);
+    tcase_add_test(tc, softmax_rows_and_stability);
+    tcase_add_test(tc, rope_pairs_and_positions);
+    tcase_add_test(tc, attention_hand_values);
+    tcase_add_test(tc, attention_matches_definition);
+    tcase_add_test(tc, activation_by_name);
+    tcase_add_test(tc, attention_strided_fused_rows);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return test_run_suite(ops_suite());
+}

@@ -1,0 +1,11 @@
+#!/bin/sh
+# Installs what building and testing libmm needs on Debian 12 (run as root or with sudo).
+set -e
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+$SUDO apt-get update
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends \
+    build-essential pkg-config binutils \
+    libopenblas-dev libpng-dev libjpeg62-turbo-dev check \
+    meson ninja-build \
+    python3 python3-numpy python3-torch python3-pil
