@@ -171,7 +171,116 @@ MM_API void mm_model_free(mm_model *model);
 
 /* ---- section: images (image.c, preprocess.c) ---- */
 
+/* A decoded picture held as 8-bit RGB. Immutable once created: any number of threads may read
+ * it and pass it to encoding calls at once. Free with mm_image_free(). */
+typedef struct mm_image mm_image;
+
+/* Layout of caller pixels given to mm_image_from_pixels(); 8 bits per sample. */
+typedef enum mm_pixel_format {
+    MM_PIXEL_RGB8  = 1,  /* R, G, B */
+    MM_PIXEL_RGBA8 = 2,  /* R, G, B, A; alpha is dropped (not composited) */
+    MM_PIXEL_BGR8  = 3   /* B, G, R (OpenCV order) */
+} mm_pixel_format;
+
+/* Decode a PNG or JPEG image from a file (the format is sniffed from the magic bytes, not the
+ * name). The result is what PIL's Image.open(...).convert('RGB') gives, so models see the pixels
+ * their reference pipelines saw:
+ *  - alpha (RGBA, grey+alpha, transparent palette entries) is dropped, not composited: the stored
+ *    colour of a transparent pixel is kept, as PIL's convert('RGB') does;
+ *  - 16-bit samples keep their high byte; 1/2/4-bit grey is scaled to 0..255; no gamma or
+ *    colour-profile correction;
+ *  - JPEG EXIF orientation is applied (the image comes out upright), which PIL's plain decode
+ *    does not do; Adobe CMYK/YCCK JPEGs are converted to RGB.
+ * Reads MM_OPT_IMAGE_MAX_SIDE and MM_OPT_IMAGE_MAX_PIXELS from options (NULL for defaults): a
+ * larger declared size fails with MM_ERR_LIMIT before pixel memory is allocated.
+ * Errors: MM_ERR_ARG (NULL path or out), MM_ERR_IO (cannot open or read), MM_ERR_FORMAT (not PNG
+ * or JPEG, corrupt or truncated data; the message names the problem), MM_ERR_LIMIT,
+ * MM_ERR_NOMEM. Any thread. */
+MM_API mm_status mm_image_load_file(const char *path, const mm_options *options, mm_image **out);
+
+/* Same as mm_image_load_file(), from `size` bytes at `data` (copied as needed; the caller keeps
+ * ownership). */
+MM_API mm_status mm_image_load_memory(const void *data, size_t size, const mm_options *options,
+                                      mm_image **out);
+
+/* Copy caller pixels: `height` rows of `width` pixels, row y starting at pixels + y * stride
+ * (stride >= width * bytes per pixel). Errors: MM_ERR_ARG (NULL pointer, width or height <= 0,
+ * stride too small, unknown format), MM_ERR_NOMEM. No size limit is applied beyond that. Any
+ * thread. */
+MM_API mm_status mm_image_from_pixels(const uint8_t *pixels, int width, int height, size_t stride,
+                                      mm_pixel_format format, mm_image **out);
+
+/* Size in pixels; 0 for NULL. Any thread. */
+MM_API int mm_image_width(const mm_image *image);
+MM_API int mm_image_height(const mm_image *image);
+/* The RGB8 pixels, rows packed (3 * width bytes per row, top row first), owned by the image and
+ * valid until mm_image_free(); NULL for NULL. Any thread. */
+MM_API const uint8_t *mm_image_pixels(const mm_image *image);
+
+/* Release an image. Accepts NULL. */
+MM_API void mm_image_free(mm_image *image);
+
 /* ---- section: vision encoding and CLIP (vit.c, connector.c, clip.c) ---- */
+
+/* Image embeddings: n_tokens rows of n_embd floats, row-major, owned by the handle. For a model
+ * with a projector (LLaVA) they are the rows that take the image's place in the language
+ * model's input; for a vision-only file without one (CLIP, SigLIP) they are the tower's last
+ * hidden state as HF's vision model returns it (SigLIP: after post_layernorm; CLIP: before it,
+ * class token first). An mm_embeddings is immutable: any thread may read it; free it once. */
+typedef struct mm_embeddings mm_embeddings;
+
+/* Preprocess `image` as the model file says (resize, crop, normalise) and run the vision
+ * encoder and projector. Reads no option yet (options may be NULL). Errors: MM_ERR_ARG (NULL
+ * argument, model without a vision encoder), MM_ERR_NOMEM. The model is only read: any number
+ * of threads may encode with one model at once. */
+MM_API mm_status mm_image_encode(const mm_model *model, const mm_image *image,
+                                 const mm_options *options, mm_embeddings **out);
+/* The same for a caller who preprocesses: planar_chw holds 3 planes (R, G, B) of height rows
+ * of width floats, already normalised as the model expects. Any size from one patch up is
+ * taken: the patch grid is floor(height/patch) × floor(width/patch) and position embeddings are
+ * resized bicubically when it differs from the trained grid (as HF's interpolate_pos_encoding).
+ * MM_ERR_LIMIT when the grid exceeds 16384 patches. The pixels are only read during the call. */
+MM_API mm_status mm_image_encode_pixels(const mm_model *model, const float *planar_chw,
+                                        int width, int height, const mm_options *options,
+                                        mm_embeddings **out);
+/* Getters; NULL gives 0 / NULL. data holds n_tokens * n_embd floats valid until
+ * mm_embeddings_free. */
+MM_API size_t mm_embeddings_n_tokens(const mm_embeddings *embeddings);
+MM_API size_t mm_embeddings_n_embd(const mm_embeddings *embeddings);
+MM_API const float *mm_embeddings_data(const mm_embeddings *embeddings);
+MM_API void mm_embeddings_free(mm_embeddings *embeddings);
+
+/* CLIP (a `clip` file holding both towers). Embeddings are unit-length vectors in the joint
+ * space, so their dot product is the cosine similarity. All functions only read the model:
+ * any thread. They fail with MM_ERR_ARG for NULL arguments, a model that is not a CLIP dual
+ * encoder, or an output of the wrong size (n must equal mm_clip_embedding_size). */
+
+/* Size of the joint embedding space; 0 for a model that is not a CLIP dual encoder or NULL. */
+MM_API size_t mm_clip_embedding_size(const mm_model *model);
+/* The factor applied to cosines before the softmax: exp(learned logit_scale). */
+MM_API mm_status mm_clip_logit_scale(const mm_model *model, float *scale);
+MM_API mm_status mm_clip_image_embedding(const mm_model *model, const mm_image *image,
+                                         float *out, size_t n);
+/* From normalised planar pixels, as mm_image_encode_pixels takes them. */
+MM_API mm_status mm_clip_image_embedding_pixels(const mm_model *model, const float *planar_chw,
+                                                int width, int height, float *out, size_t n);
+/* Text through the model's own tokenizer (start and end tokens added; text longer than the
+ * model's context is cut to fit, keeping the end token, as HF's truncation does).
+ * MM_ERR_UNSUPPORTED when the file carries no tokenizer: use the _tokens variant. */
+MM_API mm_status mm_clip_text_embedding(const mm_model *model, const char *text, float *out,
+                                        size_t n);
+/* Token ids as given (include the start and end tokens yourself). The pooled position is the
+ * first end-of-text id (or, for the legacy configuration, the largest id), as HF does.
+ * MM_ERR_ARG for an id outside the vocabulary or more ids than the context holds. */
+MM_API mm_status mm_clip_text_embedding_tokens(const mm_model *model, const int32_t *ids,
+                                               size_t n_ids, float *out, size_t n);
+/* Cosine similarity of a[n] and b[n] (0 when either is all zeros). Any thread. */
+MM_API float mm_clip_similarity(const float *a, const float *b, size_t n);
+/* Zero-shot classification: probs[i] = softmax over labels of logit_scale · cos(image,
+ * label i). probs has n_labels entries and sums to 1. Labels are encoded as given (add a
+ * prompt such as "a photo of a ..." yourself). */
+MM_API mm_status mm_clip_classify(const mm_model *model, const mm_image *image,
+                                  const char *const *labels, size_t n_labels, float *probs);
 
 /* ---- section: tokenizer (tokenizer.c) ---- */
 

@@ -1,12 +1,17 @@
 /* Exported entry points for the library's handles: argument checks, then the stage that does
  * the work. (Status and log functions live in status.c, the options bag in options.c.) */
+#include <math.h>
 #include <string.h>
 
+#include "alloc.h"
+#include "clip.h"
 #include "mm.h"
+#include "image.h"
 #include "model.h"
 #include "session.h"
 #include "status.h"
 #include "tokenizer.h"
+#include "vit.h"
 
 unsigned mm_version_number(void)
 {
@@ -46,7 +51,195 @@ void mm_model_free(mm_model *model)
 
 /* ---- images ---- */
 
+mm_status mm_image_load_file(const char *path, const mm_options *options, mm_image **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_image_load_file: out is NULL");
+    *out = NULL;
+    if (!path)
+        return mmi_fail(MM_ERR_ARG, "mm_image_load_file: path is NULL");
+    return mmi_image_load_file(path, options, out);
+}
+
+mm_status mm_image_load_memory(const void *data, size_t size, const mm_options *options,
+                               mm_image **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_image_load_memory: out is NULL");
+    *out = NULL;
+    if (!data)
+        return mmi_fail(MM_ERR_ARG, "mm_image_load_memory: data is NULL");
+    return mmi_image_load_memory(data, size, options, out);
+}
+
+mm_status mm_image_from_pixels(const uint8_t *pixels, int width, int height, size_t stride,
+                               mm_pixel_format format, mm_image **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_image_from_pixels: out is NULL");
+    *out = NULL;
+    if (!pixels)
+        return mmi_fail(MM_ERR_ARG, "mm_image_from_pixels: pixels is NULL");
+    return mmi_image_from_pixels(pixels, width, height, stride, format, out);
+}
+
+int mm_image_width(const mm_image *image)
+{
+    return image ? image->width : 0;
+}
+
+int mm_image_height(const mm_image *image)
+{
+    return image ? image->height : 0;
+}
+
+const uint8_t *mm_image_pixels(const mm_image *image)
+{
+    return image ? image->pixels : NULL;
+}
+
+void mm_image_free(mm_image *image)
+{
+    mmi_image_free(image);
+}
+
 /* ---- vision encoding and CLIP ---- */
+
+struct mm_embeddings {
+    size_t n_tokens, n_embd;
+    float data[]; /* n_tokens * n_embd */
+};
+
+static mm_status check_pixels(const char *fn, const float *planar_chw, int width, int height)
+{
+    if (!planar_chw)
+        return mmi_fail(MM_ERR_ARG, "%s: planar_chw is NULL", fn);
+    if (width < 1 || height < 1)
+        return mmi_fail(MM_ERR_ARG, "%s: image size %dx%d", fn, width, height);
+    return MM_OK;
+}
+
+mm_status mm_image_encode_pixels(const mm_model *model, const float *planar_chw, int width,
+                                 int height, const mm_options *options, mm_embeddings **out)
+{
+    (void)options;
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_image_encode_pixels: out is NULL");
+    *out = NULL;
+    if (!model)
+        return mmi_fail(MM_ERR_ARG, "mm_image_encode_pixels: model is NULL");
+    if (!model->vision)
+        return mmi_fail(MM_ERR_ARG, "mm_image_encode_pixels: the model has no vision encoder");
+    MMI_TRY(check_pixels("mm_image_encode_pixels", planar_chw, width, height));
+    int n_tokens, n_embd;
+    MMI_TRY(mmi_vision_output_shape(model->vision, width, height, &n_tokens, &n_embd));
+    size_t n = (size_t)n_tokens * (size_t)n_embd;
+    mm_embeddings *e = mmi_malloc(sizeof *e + n * sizeof(float));
+    if (!e)
+        return mmi_fail(MM_ERR_NOMEM, "out of memory for %d image embeddings of %d floats",
+                        n_tokens, n_embd);
+    e->n_tokens = (size_t)n_tokens;
+    e->n_embd = (size_t)n_embd;
+    mm_status st = mmi_vision_encode(model->vision, planar_chw, width, height, e->data, NULL);
+    if (st != MM_OK) {
+        mmi_free(e);
+        return st;
+    }
+    *out = e;
+    return MM_OK;
+}
+
+size_t mm_embeddings_n_tokens(const mm_embeddings *embeddings)
+{
+    return embeddings ? embeddings->n_tokens : 0;
+}
+
+size_t mm_embeddings_n_embd(const mm_embeddings *embeddings)
+{
+    return embeddings ? embeddings->n_embd : 0;
+}
+
+const float *mm_embeddings_data(const mm_embeddings *embeddings)
+{
+    return embeddings ? embeddings->data : NULL;
+}
+
+void mm_embeddings_free(mm_embeddings *embeddings)
+{
+    mmi_free(embeddings);
+}
+
+size_t mm_clip_embedding_size(const mm_model *model)
+{
+    return model && model->clip_text && model->vision ? (size_t)model->clip_text->n_proj : 0;
+}
+
+/* The CLIP parts of a model, and an output buffer of the joint space's size. */
+static mm_status check_clip(const char *fn, const mm_model *model, const float *out, size_t n)
+{
+    if (!model)
+        return mmi_fail(MM_ERR_ARG, "%s: model is NULL", fn);
+    if (!mm_clip_embedding_size(model))
+        return mmi_fail(MM_ERR_ARG, "%s: the model is not a CLIP dual encoder", fn);
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "%s: output is NULL", fn);
+    if (n != mm_clip_embedding_size(model))
+        return mmi_fail(MM_ERR_ARG, "%s: output holds %zu floats, the embedding has %zu", fn, n,
+                        mm_clip_embedding_size(model));
+    return MM_OK;
+}
+
+mm_status mm_clip_logit_scale(const mm_model *model, float *scale)
+{
+    MMI_TRY(check_clip("mm_clip_logit_scale", model, scale, mm_clip_embedding_size(model)));
+    *scale = expf(model->clip_text->logit_scale);
+    return MM_OK;
+}
+
+mm_status mm_clip_image_embedding_pixels(const mm_model *model, const float *planar_chw,
+                                         int width, int height, float *out, size_t n)
+{
+    MMI_TRY(check_clip("mm_clip_image_embedding_pixels", model, out, n));
+    MMI_TRY(check_pixels("mm_clip_image_embedding_pixels", planar_chw, width, height));
+    return mmi_clip_image_embed(model->clip_text, model->vision, planar_chw, width, height, out,
+                                1);
+}
+
+mm_status mm_clip_text_embedding_tokens(const mm_model *model, const int32_t *ids, size_t n_ids,
+                                        float *out, size_t n)
+{
+    MMI_TRY(check_clip("mm_clip_text_embedding_tokens", model, out, n));
+    if (!ids)
+        return mmi_fail(MM_ERR_ARG, "mm_clip_text_embedding_tokens: ids is NULL");
+    if (n_ids < 1 || n_ids > (size_t)model->clip_text->n_ctx)
+        return mmi_fail(MM_ERR_ARG, "mm_clip_text_embedding_tokens: %zu ids, the model takes 1 "
+                        "to %d", n_ids, model->clip_text->n_ctx);
+    return mmi_clip_text_embed(model->clip_text, ids, (int)n_ids, out, 1);
+}
+
+mm_status mm_clip_text_embedding(const mm_model *model, const char *text, float *out, size_t n)
+{
+    MMI_TRY(check_clip("mm_clip_text_embedding", model, out, n));
+    if (!text)
+        return mmi_fail(MM_ERR_ARG, "mm_clip_text_embedding: text is NULL");
+    if (!model->tokenizer)
+        return mmi_fail(MM_ERR_UNSUPPORTED, "mm_clip_text_embedding: the model file carries no "
+                        "usable tokenizer; pass token ids to mm_clip_text_embedding_tokens");
+    return mmi_clip_text_embed_string(model->clip_text, model->tokenizer, text, out, 1);
+}
+
+float mm_clip_similarity(const float *a, const float *b, size_t n)
+{
+    if (!a || !b)
+        return 0.0f;
+    double ab = 0.0, aa = 0.0, bb = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        ab += (double)a[i] * b[i];
+        aa += (double)a[i] * a[i];
+        bb += (double)b[i] * b[i];
+    }
+    return aa > 0.0 && bb > 0.0 ? (float)(ab / sqrt(aa * bb)) : 0.0f;
+}
 
 /* ---- tokenizer ---- */
 

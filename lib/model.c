@@ -33,8 +33,15 @@ static mm_status load_file(mm_model *m, const mmi_gguf *g)
             return mmi_fail(MM_ERR_FORMAT, "%s: a second language model", mmi_gguf_path(g));
         MMI_TRY(mmi_decoder_load(g, &m->decoder));
     }
-    if (!m->tokenizer && mmi_gguf_has(g, "tokenizer.ggml.model"))
-        MMI_TRY(mmi_tokenizer_load(g, &m->tokenizer));
+    if (!m->tokenizer && mmi_gguf_has(g, "tokenizer.ggml.model")) {
+        mm_status st = mmi_tokenizer_load(g, &m->tokenizer);
+        /* A CLIP model stays usable from token ids when its tokenizer kind is unknown. */
+        if (st == MM_ERR_UNSUPPORTED && !m->decoder) {
+            mmi_log(MM_LOG_WARN, "%s; text must be given as token ids", mm_last_error());
+            return MM_OK;
+        }
+        MMI_TRY(st);
+    }
     return MM_OK;
 }
 

@@ -1,0 +1,85 @@
+/* Projectors from vision features to language-model embeddings (see connector.h). */
+#include "connector.h"
+
+#include <string.h>
+
+#include "status.h"
+
+mm_status mmi_connector_load(mmi_connector *c, const mmi_gguf *g, mmi_weights *w, int n_in)
+{
+    const char *path = mmi_gguf_path(g);
+    *c = (mmi_connector){.kind = MMI_CONNECTOR_NONE, .n_in = n_in, .n_out = n_in};
+    int has_projector;
+    MMI_TRY(mmi_gguf_get_bool_or(g, "clip.has_llava_projector", 0, &has_projector));
+    const char *type = "mlp";
+    if (mmi_gguf_has(g, "clip.projector_type"))
+        MMI_TRY(mmi_gguf_get_string(g, "clip.projector_type", &type, NULL));
+    else if (!has_projector)
+        return MM_OK;
+    if (strcmp(type, "mlp") == 0)
+        c->kind = MMI_CONNECTOR_MLP;
+    else if (strcmp(type, "linear") == 0)
+        c->kind = MMI_CONNECTOR_LINEAR;
+    else
+        return mmi_fail(MM_ERR_UNSUPPORTED, "%s: projector type '%s' is not supported", path,
+                        type);
+
+    /* The output width is the language model's: read it off mm.0 itself. */
+    const mmi_tensor *t = mmi_gguf_find_tensor(g, "mm.0.weight");
+    if (!t)
+        return mmi_fail(MM_ERR_FORMAT, "%s: projector '%s' without tensor mm.0.weight", path, type);
+    if (t->n_dims != 2 || t->ne[0] != (uint64_t)n_in || t->ne[1] < 1 || t->ne[1] > (1u << 20))
+        return mmi_fail(MM_ERR_FORMAT,
+                        "%s: mm.0.weight has shape [%llu, %llu], expected [%d, E] for %d-wide "
+                        "vision features", path, (unsigned long long)t->ne[0],
+                        (unsigned long long)t->ne[1], n_in, n_in);
+    c->n_out = (int)t->ne[1];
+    MMI_TRY(mmi_weights_matrix(w, 1, &c->mm0, n_in, c->n_out, "mm.0.weight"));
+    MMI_TRY(mmi_weights_vector(w, 0, &c->mm0_b, c->n_out, "mm.0.bias"));
+    if (c->kind == MMI_CONNECTOR_MLP) {
+        c->act = MMI_ACT_GELU;
+        if (mmi_gguf_has(g, "clip.vision.projector.hidden_act")) {
+            const char *act;
+            MMI_TRY(mmi_gguf_get_string(g, "clip.vision.projector.hidden_act", &act, NULL));
+            if (!mmi_act_from_name(act, &c->act))
+                return mmi_fail(MM_ERR_UNSUPPORTED, "%s: projector activation '%s' is unknown",
+                                path, act);
+        }
+        MMI_TRY(mmi_weights_matrix(w, 1, &c->mm2, c->n_out, c->n_out, "mm.2.weight"));
+        MMI_TRY(mmi_weights_vector(w, 0, &c->mm2_b, c->n_out, "mm.2.bias"));
+    }
+    return MM_OK;
+}
+
+int mmi_connector_n_tokens(const mmi_connector *c, int n)
+{
+    (void)c;
+    return n;
+}
+
+int mmi_connector_n_embd(const mmi_connector *c)
+{
+    return c->n_out;
+}
+
+size_t mmi_connector_scratch_floats(const mmi_connector *c, int n)
+{
+    return c->kind == MMI_CONNECTOR_MLP ? (size_t)n * c->n_out : 0;
+}
+
+void mmi_connector_run(const mmi_connector *c, const float *x, int n, float *out, float *scratch)
+{
+    switch (c->kind) {
+    case MMI_CONNECTOR_NONE:
+        memcpy(out, x, sizeof(float) * (size_t)n * c->n_in);
+        break;
+    case MMI_CONNECTOR_LINEAR:
+        mmi_linear(out, x, n, &c->mm0, c->mm0_b);
+        break;
+    case MMI_CONNECTOR_MLP:
+        mmi_linear(scratch, x, n, &c->mm0, c->mm0_b);
+        mmi_activate(c->act, scratch, (size_t)n * c->n_out);
+        mmi_linear(out, scratch, n, &c->mm2, c->mm2_b);
+        break;
+    }
+}

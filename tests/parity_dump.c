@@ -1,0 +1,403 @@
+/* parity_dump: run libmm on an HF parity case and write what it computes (tests/hf_parity).
+ *
+ *   tests/parity_dump MODEL_CLASS GGUF_DIR IO.safetensors OUT.safetensors
+ *   tests/parity_dump --has MODEL_CLASS      exit 0 if the class is implemented, else 3
+ *
+ * GGUF_DIR holds the converter's output (model.gguf, and mmproj.gguf for a pair); each class
+ * function loads the files it needs. Inputs are
+ * read from the case's io.safetensors; outputs are written under the case's tensor names, with
+ * the names of the inputs used listed in the file's __metadata__ ("inputs"). One function per
+ * model class: add yours to `classes` below. Sizes and settings come from the files only. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clip.h"
+#include "mm.h"
+#include "model.h"
+#include "safetensors.h"
+#include "vit.h"
+
+#define NOT_IMPLEMENTED 3
+#define MAX_OUTPUTS 64
+
+/* ---- outputs, written as one safetensors file ---- */
+
+typedef struct {
+    char name[64];
+    const char *dtype; /* "F32" or "I64" */
+    int ndim;
+    int64_t shape[4];
+    void *data;
+    size_t bytes;
+} dump_tensor;
+
+typedef struct {
+    const char *gguf_dir;
+    st_file io;
+    mm_model *model;
+    dump_tensor out[MAX_OUTPUTS];
+    int n_out;
+    char inputs[512];
+} dump;
+
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "parity_dump: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(1);
+}
+
+static void check(mm_status st, const char *what)
+{
+    if (st != MM_OK)
+        die("%s: %s: %s", what, mm_status_str(st), mm_last_error());
+}
+
+/* Load GGUF_DIR/<file> (+ GGUF_DIR/<mmproj> when given) as d->model. */
+static void load_model(dump *d, const char *file, const char *mmproj)
+{
+    char path[4096], mmproj_path[4096];
+    snprintf(path, sizeof path, "%s/%s", d->gguf_dir, file);
+    snprintf(mmproj_path, sizeof mmproj_path, "%s/%s", d->gguf_dir, mmproj ? mmproj : "");
+    check(mm_model_load(path, mmproj ? mmproj_path : NULL, NULL, &d->model), path);
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        die("out of memory (%zu bytes)", n);
+    return p;
+}
+
+/* Record a float output of the given shape (copied). */
+static void put_f32(dump *d, const char *name, const float *data, int ndim, ...)
+{
+    if (d->n_out == MAX_OUTPUTS)
+        die("too many outputs");
+    dump_tensor *t = &d->out[d->n_out++];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->dtype = "F32";
+    t->ndim = ndim;
+    size_t count = 1;
+    va_list ap;
+    va_start(ap, ndim);
+    for (int i = 0; i < ndim; i++)
+        count *= (size_t)(t->shape[i] = va_arg(ap, int64_t));
+    va_end(ap);
+    t->bytes = count * sizeof(float);
+    t->data = xmalloc(t->bytes);
+    memcpy(t->data, data, t->bytes);
+}
+
+static void write_outputs(const dump *d, const char *path)
+{
+    char header[16384];
+    size_t len = (size_t)snprintf(header, sizeof header, "{\"__metadata__\":{\"inputs\":\"%s\"}",
+                                  d->inputs);
+    size_t offset = 0;
+    for (int i = 0; i < d->n_out; i++) {
+        const dump_tensor *t = &d->out[i];
+        len += (size_t)snprintf(header + len, sizeof header - len,
+                                ",\"%s\":{\"dtype\":\"%s\",\"shape\":[", t->name, t->dtype);
+        for (int k = 0; k < t->ndim; k++)
+            len += (size_t)snprintf(header + len, sizeof header - len, "%s%lld", k ? "," : "",
+                                    (long long)t->shape[k]);
+        len += (size_t)snprintf(header + len, sizeof header - len,
+                                "],\"data_offsets\":[%zu,%zu]}", offset, offset + t->bytes);
+        offset += t->bytes;
+        if (len >= sizeof header - 8)
+            die("safetensors header too long");
+    }
+    header[len++] = '}';
+    while (len % 8)
+        header[len++] = ' ';
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        die("cannot write %s", path);
+    unsigned char n[8];
+    for (int i = 0; i < 8; i++)
+        n[i] = (unsigned char)((uint64_t)len >> (8 * i));
+    fwrite(n, 1, 8, f);
+    fwrite(header, 1, len, f);
+    for (int i = 0; i < d->n_out; i++)
+        fwrite(d->out[i].data, 1, d->out[i].bytes, f);
+    if (fclose(f) != 0)
+        die("cannot write %s", path);
+}
+
+/* ---- inputs ---- */
+
+static void note_input(dump *d, const char *name)
+{
+    size_t len = strlen(d->inputs);
+    snprintf(d->inputs + len, sizeof d->inputs - len, "%s%s", len ? "," : "", name);
+}
+
+/* A float input with exactly ndim dimensions. */
+static float *input_f32(dump *d, const char *name, int ndim, int64_t shape[ST_MAX_DIMS])
+{
+    int got;
+    float *x = st_read_f32(&d->io, name, shape, &got, NULL);
+    if (!x)
+        die("%s", d->io.error);
+    if (got != ndim)
+        die("input %s has %d dimensions, expected %d", name, got, ndim);
+    note_input(d, name);
+    return x;
+}
+
+/* Token ids [B][T] (int64 in the file) as int32. */
+static int32_t *input_ids(dump *d, const char *name, int64_t shape[ST_MAX_DIMS])
+{
+    st_dtype type;
+    int ndim;
+    size_t bytes;
+    unsigned char *raw = st_read_raw(&d->io, name, &type, shape, &ndim, &bytes);
+    if (!raw)
+        die("%s", d->io.error);
+    if (type != ST_I64 || ndim != 2)
+        die("input %s: expected 2-D int64 token ids", name);
+    size_t n = bytes / 8;
+    int32_t *ids = xmalloc(n * sizeof *ids);
+    for (size_t i = 0; i < n; i++) {
+        int64_t v;
+        memcpy(&v, raw + 8 * i, 8);
+        if (v < INT32_MIN || v > INT32_MAX)
+            die("input %s: id %lld out of range", name, (long long)v);
+        ids[i] = (int32_t)v;
+    }
+    free(raw);
+    note_input(d, name);
+    return ids;
+}
+
+/* pixel_values [B][3][H][W]: images are planar already. */
+static float *input_pixels(dump *d, int *batch, int *height, int *width)
+{
+    int64_t shape[ST_MAX_DIMS];
+    float *px = input_f32(d, "pixel_values", 4, shape);
+    if (shape[1] != 3)
+        die("pixel_values has %lld channels", (long long)shape[1]);
+    *batch = (int)shape[0];
+    *height = (int)shape[2];
+    *width = (int)shape[3];
+    return px;
+}
+
+/* ---- vision tower outputs shared by several classes ---- */
+
+/* hidden_states[layer] for each image of the batch: [B][N][D]. */
+static void put_hidden_state(dump *d, const char *name, const float *px, int B, int H, int W,
+                             int layer, int post_ln)
+{
+    const mmi_vision *v = d->model->vision;
+    int n, D = v->enc.n_embd;
+    check(mmi_vision_tower_tokens(v, W, H, &n), "tower tokens");
+    float *all = xmalloc((size_t)B * n * D * sizeof(float));
+    for (int b = 0; b < B; b++) {
+        float *x = all + (size_t)b * n * D;
+        check(mmi_vision_hidden_states(v, px + (size_t)b * 3 * H * W, W, H, &layer, 1, x, NULL),
+              name);
+        if (post_ln)
+            check(mmi_vision_post_ln(v, x, n), name);
+    }
+    put_f32(d, name, all, 3, (int64_t)B, (int64_t)n, (int64_t)D);
+    free(all);
+}
+
+/* The tower's pooled vector per image: [B][D]. */
+static void put_pooled(dump *d, const char *name, const float *px, int B, int H, int W)
+{
+    const mmi_vision *v = d->model->vision;
+    int D = v->enc.n_embd;
+    float *all = xmalloc((size_t)B * D * sizeof(float));
+    for (int b = 0; b < B; b++)
+        check(mmi_vision_pooled(v, px + (size_t)b * 3 * H * W, W, H, all + (size_t)b * D, NULL),
+              name);
+    put_f32(d, name, all, 2, (int64_t)B, (int64_t)D);
+    free(all);
+}
+
+/* mm_image_encode_pixels per image, rows of all images stacked: [B·n_tokens][n_embd]. With
+ * batch_dim, shaped [B][n_tokens][n_embd] instead. */
+static void put_encoded(dump *d, const char *name, const float *px, int B, int H, int W,
+                        int batch_dim)
+{
+    float *all = NULL;
+    size_t n_tokens = 0, n_embd = 0;
+    for (int b = 0; b < B; b++) {
+        mm_embeddings *e;
+        check(mm_image_encode_pixels(d->model, px + (size_t)b * 3 * H * W, W, H, NULL, &e),
+              "mm_image_encode_pixels");
+        n_tokens = mm_embeddings_n_tokens(e);
+        n_embd = mm_embeddings_n_embd(e);
+        if (!all)
+            all = xmalloc((size_t)B * n_tokens * n_embd * sizeof(float));
+        memcpy(all + (size_t)b * n_tokens * n_embd, mm_embeddings_data(e),
+               n_tokens * n_embd * sizeof(float));
+        mm_embeddings_free(e);
+    }
+    if (batch_dim)
+        put_f32(d, name, all, 3, (int64_t)B, (int64_t)n_tokens, (int64_t)n_embd);
+    else
+        put_f32(d, name, all, 2, (int64_t)B * (int64_t)n_tokens, (int64_t)n_embd);
+    free(all);
+}
+
+/* ---- one function per model class ---- */
+
+/* transformers.CLIPModel: both towers, projections, logits. */
+static void dump_clip(dump *d)
+{
+    load_model(d, "model.gguf", NULL);
+    const mmi_vision *v = d->model->vision;
+    const mmi_clip_text *c = d->model->clip_text;
+    if (!v || !c)
+        die("the CLIP file lacks a tower");
+    int B, H, W;
+    float *px = input_pixels(d, &B, &H, &W);
+    put_hidden_state(d, "vision_last_hidden_state", px, B, H, W, v->enc.n_layer, 0);
+    put_pooled(d, "vision_pooled", px, B, H, W);
+
+    int P = c->n_proj, Dt = c->enc.n_embd;
+    float *image_proj = xmalloc((size_t)B * P * sizeof(float));
+    float *image_embeds = xmalloc((size_t)B * P * sizeof(float));
+    for (int b = 0; b < B; b++) {
+        const float *img = px + (size_t)b * 3 * H * W;
+        check(mmi_clip_image_embed(c, v, img, W, H, image_proj + (size_t)b * P, 0), "image_proj");
+        check(mm_clip_image_embedding_pixels(d->model, img, W, H, image_embeds + (size_t)b * P,
+                                             (size_t)P), "mm_clip_image_embedding_pixels");
+    }
+    put_f32(d, "image_proj", image_proj, 2, (int64_t)B, (int64_t)P);
+    put_f32(d, "image_embeds", image_embeds, 2, (int64_t)B, (int64_t)P);
+
+    int64_t shape[ST_MAX_DIMS];
+    int32_t *ids = input_ids(d, "input_ids", shape);
+    int Bt = (int)shape[0], T = (int)shape[1];
+    float *hidden = xmalloc((size_t)Bt * T * Dt * sizeof(float));
+    float *pooled = xmalloc((size_t)Bt * Dt * sizeof(float));
+    float *text_proj = xmalloc((size_t)Bt * P * sizeof(float));
+    float *text_embeds = xmalloc((size_t)Bt * P * sizeof(float));
+    for (int b = 0; b < Bt; b++) {
+        const int32_t *row = ids + (size_t)b * T;
+        float *h = hidden + (size_t)b * T * Dt;
+        check(mmi_clip_text_hidden(c, row, T, h), "text_last_hidden_state");
+        memcpy(pooled + (size_t)b * Dt, h + (size_t)mmi_clip_text_pool_index(c, row, T) * Dt,
+               (size_t)Dt * sizeof(float));
+        check(mmi_clip_text_embed(c, row, T, text_proj + (size_t)b * P, 0), "text_proj");
+        check(mm_clip_text_embedding_tokens(d->model, row, (size_t)T,
+                                            text_embeds + (size_t)b * P, (size_t)P),
+              "mm_clip_text_embedding_tokens");
+    }
+    put_f32(d, "text_last_hidden_state", hidden, 3, (int64_t)Bt, (int64_t)T, (int64_t)Dt);
+    put_f32(d, "text_pooled", pooled, 2, (int64_t)Bt, (int64_t)Dt);
+    put_f32(d, "text_proj", text_proj, 2, (int64_t)Bt, (int64_t)P);
+    put_f32(d, "text_embeds", text_embeds, 2, (int64_t)Bt, (int64_t)P);
+
+    float scale;
+    check(mm_clip_logit_scale(d->model, &scale), "mm_clip_logit_scale");
+    float *per_image = xmalloc((size_t)B * Bt * sizeof(float));
+    float *per_text = xmalloc((size_t)B * Bt * sizeof(float));
+    for (int i = 0; i < B; i++)
+        for (int t = 0; t < Bt; t++) {
+            float s = scale * mm_clip_similarity(image_embeds + (size_t)i * P,
+                                                 text_embeds + (size_t)t * P, (size_t)P);
+            per_image[i * Bt + t] = per_text[t * B + i] = s;
+        }
+    put_f32(d, "logits_per_image", per_image, 2, (int64_t)B, (int64_t)Bt);
+    put_f32(d, "logits_per_text", per_text, 2, (int64_t)Bt, (int64_t)B);
+    free(per_image);
+    free(per_text);
+    free(hidden);
+    free(pooled);
+    free(text_proj);
+    free(text_embeds);
+    free(ids);
+    free(image_proj);
+    free(image_embeds);
+    free(px);
+}
+
+/* transformers.SiglipVisionModel: post-normalised last state (through the public encoder,
+ * which returns it for a tower without projector) and the pooling head. */
+static void dump_siglip_vision(dump *d)
+{
+    load_model(d, "model.gguf", NULL);
+    if (!d->model->vision)
+        die("the file has no vision tower");
+    int B, H, W;
+    float *px = input_pixels(d, &B, &H, &W);
+    put_encoded(d, "last_hidden_state", px, B, H, W, 1);
+    put_pooled(d, "pooler_output", px, B, H, W);
+    free(px);
+}
+
+/* transformers.LlavaForConditionalGeneration, vision half: embeddings, the feature layer, the
+ * projected image features, from the vision file alone. (The language-model half belongs to
+ * the decoder.) */
+static void dump_llava(dump *d)
+{
+    load_model(d, "mmproj.gguf", NULL);
+    const mmi_vision *v = d->model->vision;
+    if (!v)
+        die("the LLaVA pair has no vision file");
+    int B, H, W;
+    float *px = input_pixels(d, &B, &H, &W);
+    put_hidden_state(d, "vision_embeddings", px, B, H, W, 0, 0);
+    if (v->n_feature_layers == 1)
+        put_hidden_state(d, "vision_hidden_states", px, B, H, W, v->feature_layers[0], 0);
+    put_encoded(d, "image_features", px, B, H, W, 0);
+    free(px);
+}
+
+static const struct {
+    const char *model_class;
+    void (*run)(dump *d);
+} classes[] = {
+    {"transformers.CLIPModel", dump_clip},
+    {"transformers.SiglipVisionModel", dump_siglip_vision},
+    {"transformers.LlavaForConditionalGeneration", dump_llava},
+};
+
+static int find_class(const char *name)
+{
+    for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++)
+        if (strcmp(classes[i].model_class, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--has") == 0)
+        return find_class(argv[2]) >= 0 ? 0 : NOT_IMPLEMENTED;
+    if (argc != 5) {
+        fprintf(stderr, "usage: %s MODEL_CLASS GGUF_DIR IO.safetensors OUT.safetensors\n"
+                        "       %s --has MODEL_CLASS\n", argv[0], argv[0]);
+        return 2;
+    }
+    int cls = find_class(argv[1]);
+    if (cls < 0) {
+        fprintf(stderr, "parity_dump: model class %s not implemented\n", argv[1]);
+        return NOT_IMPLEMENTED;
+    }
+    static dump d;
+    d.gguf_dir = argv[2];
+    if (st_load(&d.io, argv[3]) != 0)
+        die("%s", d.io.error);
+    classes[cls].run(&d);
+    write_outputs(&d, argv[4]);
+    for (int i = 0; i < d.n_out; i++)
+        free(d.out[i].data);
+    st_free(&d.io);
+    mm_model_free(d.model);
+    return 0;
+}
