@@ -285,7 +285,9 @@ MM_API mm_status mm_clip_classify(const mm_model *model, const mm_image *image,
 /* ---- section: tokenizer (tokenizer.c) ---- */
 
 /* The model's tokenizer (from the tokenizer.ggml.* keys of the language model or CLIP file):
- * SentencePiece-style BPE ("llama") or byte-level BPE ("gpt2"), as llama.cpp runs them.
+ * SentencePiece-style BPE ("llama") or byte-level BPE ("gpt2"), as llama.cpp runs them, or
+ * CLIP's lowercasing BPE ("clip"). A file naming a tokenizer or pre-tokenizer libmm does not
+ * implement is refused at load (MM_ERR_UNSUPPORTED) rather than tokenized differently.
  * The model is read-only, so every function here may be called from any thread at once.
  * Size convention for the calls that fill a caller's buffer: *n_out (or *len) always receives
  * the size the full result needs; when that exceeds `capacity`, the call returns MM_ERR_ARG,
