@@ -662,6 +662,11 @@ int mmi_session_n_past(const mm_session *s)
     return s->state.n_past;
 }
 
+int mmi_session_n_embd(const mm_session *s)
+{
+    return s->dec->config.n_embd;
+}
+
 const char *mmi_session_template_name(const mm_session *s)
 {
     return s->tmpl->name;

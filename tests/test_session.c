@@ -151,6 +151,11 @@ START_TEST(misuse_is_refused)
     ck_assert_status(mm_session_add_message(s, "user", "hi", 2), MM_ERR_STATE);
     ck_assert_status(mm_session_add_message(s, "robot", "hi", 2), MM_ERR_ARG);
     ck_assert_status(mm_session_add_message(s, NULL, "hi", 2), MM_ERR_ARG);
+    ck_assert_status(mm_session_add_message_embeddings(NULL, "user", "hi", 2, NULL, 0),
+                     MM_ERR_ARG);
+    ck_assert_status(mm_session_add_message_embeddings(s, "user", "hi", 2, NULL, 1), MM_ERR_ARG);
+    const mm_embeddings *none[1] = {NULL};
+    ck_assert_status(mm_session_add_message_embeddings(s, "user", "hi", 2, none, 1), MM_ERR_ARG);
     ck_assert_status(mm_session_add_tokens(s, NULL, 3), MM_ERR_ARG);
     const int32_t bad[2] = {3, 50};
     ck_assert_status(mm_session_add_tokens(s, bad, 2), MM_ERR_ARG);
