@@ -14,6 +14,7 @@
 #include "connector.h"
 #include "model.h"
 #include "patchify.h"
+#include "preprocess.h"
 #include "weights.h"
 
 /* One pre-LN block: x += out(attn(ln1(x))); x += fc2(act(fc1(ln2(x)))). */
@@ -62,6 +63,7 @@ typedef struct {
 
 struct mmi_vision {
     /* config */
+    mmi_preprocess_config preprocess; /* image -> normalized pixels, from clip.vision.* keys */
     int image_size;            /* S: trained input side */
     int n_feature_layers;      /* hidden_states concatenated for the connector */
     int feature_layers[MMI_MAX_FEATURE_LAYERS];
@@ -103,8 +105,12 @@ mm_status mmi_vision_output_shape(const mmi_vision *v, int width, int height, in
 /* The image embeddings out[n_tokens][n_embd]: with a projector, the projected feature tokens
  * (what replaces the image in the language model's input); without one, the tower's last
  * hidden state as HF's vision model returns it (post_ln applied only for towers without a class
- * token, i.e. SigLIP). */
+ * token, i.e. SigLIP). A Q-Former or resampler reads that last state too: post_ln applied,
+ * class token kept. */
 mm_status mmi_vision_encode(const mmi_vision *v, const float *chw, int width, int height,
                             float *out, const atomic_int *cancel);
+
+/* Preprocess an image as the file says (one view of the whole image) into views. */
+mm_status mmi_vision_preprocess(const mmi_vision *v, const mm_image *image, mmi_views *views);
 
 #endif
