@@ -667,10 +667,11 @@ static mm_status step(mm_session *s, int32_t *token, const char **piece, size_t 
     *token = t;
 
     int eog = s->tok && mmi_token_is_eog(s->tok, t);
-    if (s->tok && !eog) {
+    /* An id past the tokenizer's list (padding rows of the embedding) gives no text. */
+    if (s->tok && !eog && t < mmi_tokenizer_n_vocab(s->tok)) {
         const char *text;
         size_t n;
-        mmi_detok_stream_push(&s->detok, t, &text, &n); /* t < V: cannot fail */
+        mmi_detok_stream_push(&s->detok, t, &text, &n); /* in range: cannot fail */
         hold_text(s, text, n);
     }
     int last = eog || g->n_generated >= s->max_tokens;
