@@ -487,6 +487,8 @@ MM_API mm_status mm_session_generate(mm_session *session, const mm_options *opti
 MM_API mm_status mm_session_next(mm_session *session, int32_t *token, const char **piece,
                                   size_t *len);
 
+/* Why the last generation on the session ended (MM_STOP_NONE for NULL, while one runs, or
+ * when it ended with an error). */
 MM_API mm_stop_reason mm_session_stop_reason(const mm_session *session);
 
 /* The logits of the last evaluated position: *n_vocab floats, valid until the next call that
