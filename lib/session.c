@@ -18,6 +18,7 @@
 #include "sampler.h"
 #include "status.h"
 #include "tokenizer.h"
+#include "vit.h"
 
 /* Rows one forward pass takes; longer inputs run in chunks of this many. */
 #define SESSION_BATCH 512
@@ -48,7 +49,8 @@ struct mm_session {
 
     /* chat state */
     int answer_open;          /* a user message opened the model's answer; not closed yet */
-    int system_open;          /* llama-2: the system text waits inside its [INST] */
+    char *held_system;        /* system_in_user templates: the system text waiting for the
+                                 user message it goes into; NULL if none */
     int n_user_messages;
 
     char **stops;
@@ -151,6 +153,7 @@ void mmi_session_free(mm_session *s)
         return;
     mmi_session_clear_stop_strings(s);
     mmi_free(s->stops);
+    mmi_free(s->held_system);
     mmi_free(s->gen.held);
     mmi_free(s->gen.emit);
     if (s->tok)
@@ -177,10 +180,11 @@ static int cancel_requested(mm_session *s)
     return atomic_load(&s->cancel) != 0;
 }
 
-/* The pending token, then every part, as one all-or-nothing addition. */
-static mm_status eval_parts(mm_session *s, const part *parts, size_t n_parts, const char *what)
+/* MM_OK when the pending token and every part fit in the context and every id is valid. */
+static mm_status check_parts(const mm_session *s, const part *parts, size_t n_parts,
+                             const char *what)
 {
-    mmi_decoder_state *ds = &s->state;
+    const mmi_decoder_state *ds = &s->state;
     int n_vocab = s->dec->config.n_vocab;
     size_t need = s->pending >= 0;
     for (size_t i = 0; i < n_parts; i++) {
@@ -194,6 +198,15 @@ static mm_status eval_parts(mm_session *s, const part *parts, size_t n_parts, co
     if (need > free_rows)
         return mmi_fail(MM_ERR_CTX_FULL, "%s needs %zu positions but only %zu of the context's "
                         "%d are free (%d in use)", what, need, free_rows, ds->n_ctx, ds->n_past);
+    return MM_OK;
+}
+
+/* The pending token, then every part, as one all-or-nothing addition. */
+static mm_status eval_parts(mm_session *s, const part *parts, size_t n_parts, const char *what)
+{
+    mmi_decoder_state *ds = &s->state;
+    int n_vocab = s->dec->config.n_vocab;
+    MMI_TRY(check_parts(s, parts, n_parts, what));
     if (cancel_requested(s))
         return mmi_fail(MM_ERR_CANCELLED, "%s: cancelled", what);
 
@@ -222,6 +235,15 @@ static mm_status eval_parts(mm_session *s, const part *parts, size_t n_parts, co
     return MM_OK;
 }
 
+/* With a system message held for the next user message, nothing else may come first. */
+static mm_status check_no_held_system(const mm_session *s, const char *fn)
+{
+    if (s->held_system)
+        return mmi_fail(MM_ERR_STATE, "%s: the %s template puts the system message inside the "
+                        "next user message: add that first", fn, s->tmpl->name);
+    return MM_OK;
+}
+
 /* BOS goes first in a sequence the library starts from text, when the vocabulary wants it. */
 static int wants_bos(const mm_session *s)
 {
@@ -232,6 +254,7 @@ static int wants_bos(const mm_session *s)
 mm_status mmi_session_add_tokens(mm_session *s, const int32_t *ids, size_t n)
 {
     atomic_store(&s->cancel, 0);
+    MMI_TRY(check_no_held_system(s, "mm_session_add_tokens"));
     part p = {ids, NULL, n};
     return eval_parts(s, &p, 1, "mm_session_add_tokens");
 }
@@ -240,6 +263,7 @@ mm_status mmi_session_add_embeddings(mm_session *s, const float *embd, size_t n_
                                      size_t n_embd)
 {
     atomic_store(&s->cancel, 0);
+    MMI_TRY(check_no_held_system(s, "mm_session_add_embeddings"));
     if (n_embd != (size_t)s->dec->config.n_embd)
         return mmi_fail(MM_ERR_ARG, "mm_session_add_embeddings: rows of %zu values, the model "
                         "takes %d", n_embd, s->dec->config.n_embd);
@@ -260,6 +284,7 @@ mm_status mmi_session_add_text(mm_session *s, const char *text, size_t len, unsi
 {
     atomic_store(&s->cancel, 0);
     MMI_TRY(need_tokenizer(s, "mm_session_add_text"));
+    MMI_TRY(check_no_held_system(s, "mm_session_add_text"));
     if (flags & ~(unsigned)MM_TOKENIZE_PARSE_SPECIAL)
         return mmi_fail(MM_ERR_ARG, "mm_session_add_text: flags 0x%x (only "
                         "MM_TOKENIZE_PARSE_SPECIAL applies)", flags);
@@ -332,8 +357,13 @@ static void render_message(const mm_session *s, mmi_chat_role role, const char *
     }
     if (role == MMI_ROLE_USER && s->n_user_messages > 0)
         sb_str(b, t->turn_start);
-    if (!continues_answer && !(role == MMI_ROLE_USER && s->system_open))
+    if (role == MMI_ROLE_USER && s->held_system) {
+        sb_str(b, t->prefix[MMI_ROLE_SYSTEM]);
+        sb_str(b, s->held_system);
+        sb_str(b, t->suffix[MMI_ROLE_SYSTEM]);
+    } else if (!continues_answer) {
         sb_str(b, t->prefix[role]);
+    }
     if (n_media > 0 && count_markers(text, len) == 0)
         for (size_t i = 0; i < n_media; i++) {
             sb_str(b, MMI_IMAGE_MARKER);
@@ -350,17 +380,31 @@ static void render_message(const mm_session *s, mmi_chat_role role, const char *
 }
 
 mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char *text, size_t len,
-                                  const mmi_media *media, size_t n_media)
+                                  const mmi_media *media, size_t n_media,
+                                  mmi_media_encoder encode, void *user)
 {
     static const char fn[] = "mm_session_add_message";
     atomic_store(&s->cancel, 0);
     MMI_TRY(need_tokenizer(s, fn));
+    if (role != MMI_ROLE_USER)
+        MMI_TRY(check_no_held_system(s, fn));
+    if (role == MMI_ROLE_SYSTEM && s->tmpl->system_in_user) {
+        if (n_media > 0)
+            return mmi_fail(MM_ERR_UNSUPPORTED, "%s: images in a %s system message", fn,
+                            s->tmpl->name);
+        s->held_system = mmi_malloc(len + 1);
+        if (!s->held_system)
+            return mmi_fail(MM_ERR_NOMEM, "%s: out of memory", fn);
+        memcpy(s->held_system, text, len);
+        s->held_system[len] = '\0';
+        return MM_OK;
+    }
     size_t markers = count_markers(text, len);
     if (markers > 0 && markers != n_media)
         return mmi_fail(MM_ERR_ARG, "%s: the text has %zu %s markers for %zu images", fn, markers,
                         MMI_IMAGE_MARKER, n_media);
     for (size_t i = 0; i < n_media; i++)
-        if (!media[i].embd || media[i].n_rows == 0)
+        if ((!media[i].embd && !encode) || media[i].n_rows == 0)
             return mmi_fail(MM_ERR_ARG, "%s: image %zu has no embeddings", fn, i);
 
     strbuf b = {0};
@@ -368,8 +412,9 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
     mmi_tokens ids = {0};
     part *parts = mmi_array(2 * n_media + 2, sizeof *parts);
     size_t *ends = mmi_array(n_media + 1, sizeof *ends); /* token count after each stretch */
+    float **encoded = mmi_calloc(n_media + 1, sizeof *encoded);
     mm_status st = MM_OK;
-    if (b.failed || !parts || !ends)
+    if (b.failed || !parts || !ends || !encoded)
         st = mmi_fail(MM_ERR_NOMEM, "%s: out of memory", fn);
     if (st == MM_OK && wants_bos(s) && (st = mmi_tokens_reserve(&ids, 1)) == MM_OK)
         ids.ids[ids.n++] = mmi_token_bos(s->tok);
@@ -383,16 +428,33 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
         ends[i] = ids.n;
         p = stop + m;
     }
-    if (st == MM_OK) {
-        size_t n_parts = 0, start = 0;
-        for (size_t i = 0; i <= n_media; i++) {
-            parts[n_parts++] = (part){ids.ids + start, NULL, ends[i] - start};
-            start = ends[i];
-            if (i < n_media)
-                parts[n_parts++] = (part){NULL, media[i].embd, media[i].n_rows};
-        }
-        st = eval_parts(s, parts, n_parts, fn);
+    size_t n_parts = 0, start = 0;
+    for (size_t i = 0; i <= n_media && st == MM_OK; i++) {
+        parts[n_parts++] = (part){ids.ids + start, NULL, ends[i] - start};
+        start = ends[i];
+        if (i < n_media)
+            parts[n_parts++] = (part){NULL, media[i].embd, media[i].n_rows};
     }
+    /* Images to encode are encoded once the whole message is known to fit. */
+    if (st == MM_OK)
+        st = check_parts(s, parts, n_parts, fn);
+    size_t n_embd = (size_t)s->dec->config.n_embd;
+    for (size_t i = 0; i < n_media && st == MM_OK; i++) {
+        if (media[i].embd)
+            continue;
+        encoded[i] = mmi_array(media[i].n_rows * n_embd, sizeof(float));
+        if (!encoded[i])
+            st = mmi_fail(MM_ERR_NOMEM, "%s: out of memory for %zu image rows", fn,
+                          media[i].n_rows);
+        else
+            st = encode(user, i, encoded[i], &s->cancel);
+        parts[2 * i + 1].embd = encoded[i];
+    }
+    if (st == MM_OK)
+        st = eval_parts(s, parts, n_parts, fn);
+    for (size_t i = 0; encoded && i < n_media; i++)
+        mmi_free(encoded[i]);
+    mmi_free(encoded);
     mmi_free(b.p);
     mmi_free(parts);
     mmi_free(ends);
@@ -400,9 +462,66 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
     if (st != MM_OK)
         return st;
     s->answer_open = role == MMI_ROLE_USER;
-    s->system_open = role == MMI_ROLE_SYSTEM && s->tmpl->system_opens_user;
     s->n_user_messages += role == MMI_ROLE_USER;
+    if (role == MMI_ROLE_USER) {
+        mmi_free(s->held_system);
+        s->held_system = NULL;
+    }
     return MM_OK;
+}
+
+/* ---- images ---- */
+
+typedef struct {
+    const mmi_vision *vision;
+    const mm_image *const *images;
+    int side; /* the view side the rows were counted for */
+} image_source;
+
+/* Preprocess image i as the vision file says and run the tower and projector into out. */
+static mm_status encode_image(void *user, size_t i, float *out, const atomic_int *cancel)
+{
+    const image_source *src = user;
+    mmi_views views;
+    MMI_TRY(mmi_vision_preprocess(src->vision, src->images[i], &views));
+    mm_status st = MM_OK;
+    if (views.n_views != 1 || views.size != src->side)
+        st = mmi_fail(MM_ERR_UNSUPPORTED, "image %zu: preprocessing gave %d views of side %d, "
+                      "expected one of %d", i, views.n_views, views.size, src->side);
+    if (st == MM_OK)
+        st = mmi_vision_encode(src->vision, views.pixels, views.size, views.size, out, cancel);
+    mmi_views_free(&views);
+    return st;
+}
+
+mm_status mmi_session_add_message_images(mm_session *s, mmi_chat_role role, const char *text,
+                                         size_t len, const mm_image *const *images,
+                                         size_t n_images)
+{
+    static const char fn[] = "mm_session_add_message_images";
+    const mmi_vision *v = s->model->vision;
+    if (n_images > 0 && !v)
+        return mmi_fail(MM_ERR_STATE, "%s: the model has no vision encoder (load an mmproj "
+                        "file with it)", fn);
+    mmi_media *media = mmi_calloc(n_images + 1, sizeof *media);
+    if (!media)
+        return mmi_fail(MM_ERR_NOMEM, "%s: out of memory", fn);
+    /* Every image becomes one view of the trained side (a GGUF file's crop size is its image
+     * size), so the cost is known before any preprocessing; encode_image checks it. */
+    int side = v ? v->preprocess.image_size : 0, n_tokens = 0, n_embd = 0;
+    mm_status st = MM_OK;
+    if (n_images > 0)
+        st = mmi_vision_output_shape(v, side, side, &n_tokens, &n_embd);
+    if (st == MM_OK && n_images > 0 && n_embd != s->dec->config.n_embd)
+        st = mmi_fail(MM_ERR_FORMAT, "%s: the vision file projects to %d values, the language "
+                      "model takes %d", fn, n_embd, s->dec->config.n_embd);
+    for (size_t i = 0; i < n_images && st == MM_OK; i++)
+        media[i].n_rows = (size_t)n_tokens;
+    image_source src = {v, images, side};
+    if (st == MM_OK)
+        st = mmi_session_add_message(s, role, text, len, media, n_images, encode_image, &src);
+    mmi_free(media);
+    return st;
 }
 
 /* ---- stop strings ---- */
@@ -513,6 +632,7 @@ static mm_status step(mm_session *s, int32_t *token, const char **piece, size_t 
     *piece = NULL;
     *len = 0;
     if (!g->active) {
+        MMI_TRY(check_no_held_system(s, "generation"));
         if (ds->n_past == 0 && s->pending < 0)
             return mmi_fail(MM_ERR_STATE, "generation: nothing to continue: add input first");
         begin_generation(s);
@@ -547,10 +667,11 @@ static mm_status step(mm_session *s, int32_t *token, const char **piece, size_t 
     *token = t;
 
     int eog = s->tok && mmi_token_is_eog(s->tok, t);
-    if (s->tok && !eog) {
+    /* An id past the tokenizer's list (padding rows of the embedding) gives no text. */
+    if (s->tok && !eog && t < mmi_tokenizer_n_vocab(s->tok)) {
         const char *text;
         size_t n;
-        mmi_detok_stream_push(&s->detok, t, &text, &n); /* t < V: cannot fail */
+        mmi_detok_stream_push(&s->detok, t, &text, &n); /* in range: cannot fail */
         hold_text(s, text, n);
     }
     int last = eog || g->n_generated >= s->max_tokens;
@@ -626,9 +747,19 @@ int mmi_session_n_past(const mm_session *s)
     return s->state.n_past;
 }
 
+int mmi_session_n_embd(const mm_session *s)
+{
+    return s->dec->config.n_embd;
+}
+
 const char *mmi_session_template_name(const mm_session *s)
 {
     return s->tmpl->name;
+}
+
+const int32_t *mmi_session_history(const mm_session *s)
+{
+    return s->history;
 }
 
 void mmi_session_cancel(mm_session *s)
@@ -641,7 +772,8 @@ void mmi_session_reset(mm_session *s)
     s->state.n_past = 0;
     s->pending = -1;
     s->answer_open = 0;
-    s->system_open = 0;
+    mmi_free(s->held_system);
+    s->held_system = NULL;
     s->n_user_messages = 0;
     s->gen.active = 0;
     s->stop_reason = MM_STOP_NONE;
