@@ -17,7 +17,8 @@ IMAGES = os.path.join(ROOT, "tests", "data", "images")
 def pil_rgb(path):
     with warnings.catch_warnings():  # PIL's advice about palette transparency
         warnings.simplefilter("ignore")
-        return np.asarray(PILImage.open(path).convert("RGB"))
+        with PILImage.open(path) as im:
+            return np.asarray(im.convert("RGB"))
 
 
 class TestDecode(unittest.TestCase):
@@ -57,7 +58,8 @@ class TestDecode(unittest.TestCase):
         with self.assertRaises(libmm.MMError) as cm:
             libmm.Image.from_bytes(b"")
         self.assertIn(cm.exception.status, (libmm.Status.ERR_FORMAT, libmm.Status.ERR_ARG))
-        w, h = PILImage.open(os.path.join(IMAGES, "rgb8.png")).size
+        with PILImage.open(os.path.join(IMAGES, "rgb8.png")) as im:
+            w, h = im.size
         with self.assertRaises(libmm.MMError) as cm:
             libmm.Image.open(os.path.join(IMAGES, "rgb8.png"),
                              options={"image_max_side": max(w, h) - 1})
