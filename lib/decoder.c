@@ -79,10 +79,11 @@ static mm_status load_config(const mmi_gguf *g, mmi_decoder_config *c)
     if (value_length != c->head_dim)
         return mmi_fail(MM_ERR_UNSUPPORTED, "%s: attention.value_length %d differs from "
                         "key_length %d", path, value_length, c->head_dim);
-    /* Linear RoPE scaling needs fractional positions, which the kernels do not take. */
+    /* Linear RoPE scaling (the default type when only a factor is given) needs fractional
+     * positions, which the kernels do not take. */
     char key[96];
     snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
-    const char *scaling = "none";
+    const char *scaling = "linear";
     if (mmi_gguf_has(g, key))
         MMI_TRY(mmi_gguf_get_string(g, key, &scaling, NULL));
     double factor;

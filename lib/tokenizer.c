@@ -251,9 +251,9 @@ static mm_status load_merges(mmi_tokenizer *tok, const mmi_gguf *g)
     mmi_gguf_type elem;
     uint64_t n;
     MMI_TRY(mmi_gguf_get_array_info(g, key, &elem, &n));
-    if (elem != MMI_GGUF_STRING || n > MAX_VOCAB * 4)
+    if (elem != MMI_GGUF_STRING || n > MAX_VOCAB)
         return mmi_fail(MM_ERR_FORMAT, "%s: %s must be a string array of at most %llu entries",
-                        mmi_gguf_path(g), key, (unsigned long long)(MAX_VOCAB * 4));
+                        mmi_gguf_path(g), key, (unsigned long long)MAX_VOCAB);
     size_t size = table_size((size_t)n);
     tok->merges = mmi_calloc(size, sizeof *tok->merges);
     if (!tok->merges)
@@ -1088,6 +1088,8 @@ static mm_status split_specials(const mmi_tokenizer *tok, const char *text, size
     int32_t first;
     f->n = 0;
     MMI_TRY(add_fragment(f, (fragment){0, (uint32_t)len, -1, -1}, &first));
+    if (!parse_special && !tok->has_user_defined)
+        return MM_OK;
     for (size_t s = 0; s < tok->n_specials; s++) {
         int32_t id = tok->specials[s];
         if (!parse_special && tok->type[id] != MMI_TOKEN_USER_DEFINED)

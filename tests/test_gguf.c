@@ -531,6 +531,558 @@ START_TEST(open_reports_io_errors)
 }
 END_TEST
 
+/* ---------------------------------------------------------------------------------------------
+ * Broken files. A small builder writes GGUF bytes by hand so each field can be made hostile.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    uint8_t data[16384];
+    size_t size;
+} builder;
+
+static void b_bytes(builder *b, const void *p, size_t n)
+{
+    ck_assert_uint_le(b->size + n, sizeof b->data);
+    memcpy(b->data + b->size, p, n);
+    b->size += n;
+}
+
+static void b_le(builder *b, uint64_t v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint8_t byte = (uint8_t)(v >> (8 * i));
+        b_bytes(b, &byte, 1);
+    }
+}
+
+static void b_str(builder *b, const char *s)
+{
+    b_le(b, strlen(s), 8);
+    b_bytes(b, s, strlen(s));
+}
+
+static void b_header(builder *b, uint32_t version, uint64_t n_tensors, uint64_t n_kv)
+{
+    b->size = 0;
+    b_bytes(b, "GGUF", 4);
+    b_le(b, version, 4);
+    b_le(b, n_tensors, 8);
+    b_le(b, n_kv, 8);
+}
+
+static void b_kv_u32(builder *b, const char *key, uint32_t v)
+{
+    b_str(b, key);
+    b_le(b, MMI_GGUF_UINT32, 4);
+    b_le(b, v, 4);
+}
+
+/* Tensor info with up to 4 dims. */
+static void b_tensor(builder *b, const char *name, uint32_t n_dims, const uint64_t *ne,
+                     uint32_t type, uint64_t offset)
+{
+    b_str(b, name);
+    b_le(b, n_dims, 4);
+    for (uint32_t d = 0; d < n_dims; d++)
+        b_le(b, ne[d], 8);
+    b_le(b, type, 4);
+    b_le(b, offset, 8);
+}
+
+static void b_pad(builder *b, size_t alignment)
+{
+    while (b->size % alignment)
+        b_le(b, 0, 1);
+}
+
+/* Open the built bytes; expect `status` and a message containing each of the given texts. */
+static void expect_failure(const builder *b, mm_status status, const char *text1, const char *text2)
+{
+    mmi_gguf *g = (mmi_gguf *)1;
+    ck_assert_status(mmi_gguf_open_memory(b->data, b->size, &g), status);
+    ck_assert_ptr_null(g);
+    ck_assert_message_has("<memory>");
+    if (text1)
+        ck_assert_message_has(text1);
+    if (text2)
+        ck_assert_message_has(text2);
+}
+
+static void expect_ok(const builder *b)
+{
+    mmi_gguf *g;
+    ck_assert_ok(mmi_gguf_open_memory(b->data, b->size, &g));
+    mmi_gguf_close(g);
+}
+
+START_TEST(bad_magic_and_versions)
+{
+    builder b;
+    b_header(&b, 3, 0, 0);
+    expect_ok(&b);
+    b.data[0] = 'g';
+    expect_failure(&b, MM_ERR_FORMAT, "magic", "offset 0");
+    b_header(&b, 2, 0, 0); /* v2 has the same layout as v3 for little-endian files */
+    expect_ok(&b);
+    b_header(&b, 0, 0, 0);
+    expect_failure(&b, MM_ERR_FORMAT, "version 0", "offset 4");
+    b_header(&b, 4, 0, 0);
+    expect_failure(&b, MM_ERR_FORMAT, "version 4", NULL);
+    b_header(&b, 1, 0, 0);
+    expect_failure(&b, MM_ERR_UNSUPPORTED, "version 1", NULL);
+    b_header(&b, 0x03000000, 0, 0); /* version 3 written big-endian */
+    expect_failure(&b, MM_ERR_UNSUPPORTED, "big-endian", NULL);
+    b.size = 3;
+    expect_failure(&b, MM_ERR_FORMAT, "magic", NULL);
+    b.size = 0;
+    expect_failure(&b, MM_ERR_FORMAT, "magic", NULL);
+}
+END_TEST
+
+START_TEST(huge_counts_and_lengths)
+{
+    builder b;
+    b_header(&b, 3, 0, (uint64_t)1 << 63);
+    b_kv_u32(&b, "a", 1);
+    expect_failure(&b, MM_ERR_FORMAT, "metadata count 9223372036854775808", "offset 16");
+    b_header(&b, 3, UINT64_MAX, 1);
+    b_kv_u32(&b, "a", 1);
+    expect_failure(&b, MM_ERR_FORMAT, "tensor count 18446744073709551615", "offset 8");
+    b_header(&b, 3, 0, 1000); /* modest but more than the bytes can hold */
+    b_kv_u32(&b, "a", 1);
+    expect_failure(&b, MM_ERR_FORMAT, "metadata count 1000", NULL);
+
+    /* Key length 2^63. */
+    b_header(&b, 3, 0, 1);
+    b_le(&b, (uint64_t)1 << 63, 8);
+    b_bytes(&b, "abcdefghijklmnopqrstuvwxyz", 26);
+    expect_failure(&b, MM_ERR_FORMAT, "key of metadata entry 0", "offset 24");
+    /* String value length 2^63 and 2^64 - 1. */
+    for (int k = 0; k < 2; k++) {
+        b_header(&b, 3, 0, 1);
+        b_str(&b, "s.key");
+        b_le(&b, MMI_GGUF_STRING, 4);
+        b_le(&b, k ? UINT64_MAX : (uint64_t)1 << 63, 8);
+        b_bytes(&b, "xyz", 3);
+        expect_failure(&b, MM_ERR_FORMAT, "string value", "offset 41");
+    }
+    /* Array lengths 2^63 of u8, of u32 (count * 4 overflows 64 bits), of strings, of arrays. */
+    static const uint32_t elem_types[] = {MMI_GGUF_UINT8, MMI_GGUF_UINT32, MMI_GGUF_STRING,
+                                          MMI_GGUF_ARRAY};
+    for (size_t k = 0; k < 4; k++) {
+        b_header(&b, 3, 0, 1);
+        b_str(&b, "tokenizer.ggml.tokens");
+        b_le(&b, MMI_GGUF_ARRAY, 4);
+        b_le(&b, elem_types[k], 4);
+        b_le(&b, (uint64_t)1 << 63, 8);
+        b_le(&b, 0, 8);
+        expect_failure(&b, MM_ERR_FORMAT, "'tokenizer.ggml.tokens'", "array length 9223372036854775808");
+    }
+    /* A string item inside an array claiming 2^63 bytes. */
+    b_header(&b, 3, 0, 1);
+    b_str(&b, "a.str");
+    b_le(&b, MMI_GGUF_ARRAY, 4);
+    b_le(&b, MMI_GGUF_STRING, 4);
+    b_le(&b, 2, 8);
+    b_str(&b, "ok");
+    b_le(&b, (uint64_t)1 << 63, 8);
+    expect_failure(&b, MM_ERR_FORMAT, "string value", "length 9223372036854775808");
+    /* Tensor name length 2^63. */
+    b_header(&b, 3, 1, 0);
+    b_le(&b, (uint64_t)1 << 63, 8);
+    b_bytes(&b, "0123456789012345678901234567890123456789", 40);
+    expect_failure(&b, MM_ERR_FORMAT, "name of tensor 0", "offset 24");
+}
+END_TEST
+
+START_TEST(bad_values)
+{
+    builder b;
+    b_header(&b, 3, 0, 1);
+    b_str(&b, "x.key");
+    b_le(&b, 13, 4); /* value types end at 12 */
+    b_le(&b, 0, 8);
+    expect_failure(&b, MM_ERR_FORMAT, "'x.key'", "unknown value type 13");
+    b_header(&b, 3, 0, 1);
+    b_str(&b, "x.arr");
+    b_le(&b, MMI_GGUF_ARRAY, 4);
+    b_le(&b, 99, 4);
+    b_le(&b, 1, 8);
+    b_le(&b, 0, 8);
+    expect_failure(&b, MM_ERR_FORMAT, "'x.arr'", "unknown array element type 99");
+    b_header(&b, 3, 0, 1);
+    b_str(&b, "x.bool");
+    b_le(&b, MMI_GGUF_BOOL, 4);
+    b_le(&b, 2, 1);
+    expect_failure(&b, MM_ERR_FORMAT, "'x.bool'", "bool value 2");
+    b_header(&b, 3, 0, 1);
+    b_str(&b, "");
+    b_le(&b, MMI_GGUF_UINT8, 4);
+    b_le(&b, 0, 8);
+    expect_failure(&b, MM_ERR_FORMAT, "key of metadata entry 0", "empty");
+    b_header(&b, 3, 0, 1);
+    b_le(&b, 3, 8);
+    b_bytes(&b, "a\0b", 3);
+    b_le(&b, MMI_GGUF_UINT8, 4);
+    b_le(&b, 0, 1);
+    expect_failure(&b, MM_ERR_FORMAT, "key of metadata entry 0", "NUL");
+    /* Arrays nested 9 deep (8 is the limit). */
+    b_header(&b, 3, 0, 1);
+    b_str(&b, "x.deep");
+    b_le(&b, MMI_GGUF_ARRAY, 4);
+    for (int d = 0; d < 9; d++) {
+        b_le(&b, MMI_GGUF_ARRAY, 4);
+        b_le(&b, 1, 8);
+    }
+    b_le(&b, MMI_GGUF_UINT8, 4);
+    b_le(&b, 0, 8);
+    expect_failure(&b, MM_ERR_FORMAT, "'x.deep'", "nested deeper");
+    /* 8 deep is fine. */
+    b_header(&b, 3, 0, 1);
+    b_str(&b, "x.deep");
+    b_le(&b, MMI_GGUF_ARRAY, 4);
+    for (int d = 0; d < 7; d++) {
+        b_le(&b, MMI_GGUF_ARRAY, 4);
+        b_le(&b, 1, 8);
+    }
+    b_le(&b, MMI_GGUF_UINT8, 4);
+    b_le(&b, 0, 8);
+    expect_ok(&b);
+    /* Duplicate keys. */
+    b_header(&b, 3, 0, 3);
+    b_kv_u32(&b, "llama.block_count", 1);
+    b_kv_u32(&b, "other", 1);
+    b_kv_u32(&b, "llama.block_count", 2);
+    expect_failure(&b, MM_ERR_FORMAT, "duplicate key 'llama.block_count'", "offset");
+}
+END_TEST
+
+START_TEST(bad_alignment)
+{
+    static const struct { uint32_t value; int ok; } cases[] = {
+        {0, 0}, {3, 0}, {4, 0}, {48, 0}, {1u << 31, 0}, {0xffffffffu, 0}, {8, 1}, {64, 1}, {4096, 1},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        builder b;
+        b_header(&b, 3, 1, 1);
+        b_kv_u32(&b, "general.alignment", cases[k].value);
+        const uint64_t ne[1] = {2};
+        b_tensor(&b, "t", 1, ne, MMI_TENSOR_F32, 0);
+        b_pad(&b, cases[k].ok ? cases[k].value : 8);
+        b_le(&b, 0, 8);
+        if (cases[k].ok) {
+            expect_ok(&b);
+        } else {
+            char value[32];
+            snprintf(value, sizeof value, "%u is not a power of two", cases[k].value);
+            expect_failure(&b, MM_ERR_FORMAT, "'general.alignment'", value);
+        }
+    }
+    builder b;
+    b_header(&b, 3, 0, 1);
+    b_str(&b, "general.alignment");
+    b_le(&b, MMI_GGUF_STRING, 4);
+    b_str(&b, "32");
+    expect_failure(&b, MM_ERR_FORMAT, "'general.alignment'", "string");
+}
+END_TEST
+
+/* A file with one or two tensor infos and `data_size` bytes of data after the header. */
+static void b_tensor_file(builder *b, uint32_t n_dims, const uint64_t *ne, uint32_t type,
+                          uint64_t offset, size_t data_size)
+{
+    b_header(b, 3, 1, 0);
+    b_tensor(b, "blk.0.attn_q.weight", n_dims, ne, type, offset);
+    b_pad(b, 32);
+    for (size_t i = 0; i < data_size; i++)
+        b_le(b, 0, 1);
+}
+
+START_TEST(bad_tensor_infos)
+{
+    builder b;
+    const uint64_t ok[2] = {4, 2};
+    b_tensor_file(&b, 2, ok, MMI_TENSOR_F32, 0, 32);
+    expect_ok(&b);
+    b_tensor_file(&b, 2, ok, MMI_TENSOR_F32, 0, 31);
+    expect_failure(&b, MM_ERR_FORMAT, "'blk.0.attn_q.weight'", "outside");
+    b_tensor_file(&b, 2, ok, MMI_TENSOR_F32, 32, 32); /* data past the end */
+    expect_failure(&b, MM_ERR_FORMAT, "'blk.0.attn_q.weight'", "offset 32");
+    b_tensor_file(&b, 2, ok, MMI_TENSOR_F32, UINT64_MAX - 31, 32); /* offset + size overflows */
+    expect_failure(&b, MM_ERR_FORMAT, "'blk.0.attn_q.weight'", "offset 18446744073709551584");
+    b_tensor_file(&b, 2, ok, MMI_TENSOR_F32, 4, 64); /* misaligned */
+    expect_failure(&b, MM_ERR_FORMAT, "'blk.0.attn_q.weight'", "offset 4 is not a multiple of the alignment 32");
+    b_tensor_file(&b, 2, ok, MMI_TENSOR_F32, 0, 0); /* data section missing */
+    expect_failure(&b, MM_ERR_FORMAT, "offset", NULL);
+
+    const uint64_t zero[2] = {4, 0};
+    b_tensor_file(&b, 2, zero, MMI_TENSOR_F32, 0, 32);
+    expect_failure(&b, MM_ERR_FORMAT, "'blk.0.attn_q.weight'", "zero");
+    const uint64_t huge[3] = {1ull << 32, 1ull << 32, 1ull << 32};
+    b_tensor_file(&b, 3, huge, MMI_TENSOR_F32, 0, 32);
+    expect_failure(&b, MM_ERR_FORMAT, "'blk.0.attn_q.weight'", "overflows");
+    const uint64_t big[2] = {1ull << 40, 1ull << 20}; /* fits in 64 bits, not in the file */
+    b_tensor_file(&b, 2, big, MMI_TENSOR_F16, 0, 32);
+    expect_failure(&b, MM_ERR_FORMAT, "'blk.0.attn_q.weight'", "cannot fit");
+    const uint64_t negative[1] = {(uint64_t)1 << 63};
+    b_tensor_file(&b, 1, negative, MMI_TENSOR_F32, 0, 32);
+    expect_failure(&b, MM_ERR_FORMAT, "'blk.0.attn_q.weight'", "overflows");
+    const uint64_t five[5] = {1, 1, 1, 1, 1};
+    b_tensor_file(&b, 5, five, MMI_TENSOR_F32, 0, 32);
+    expect_failure(&b, MM_ERR_FORMAT, "'blk.0.attn_q.weight'", "5 dimensions");
+    b_tensor_file(&b, 0, five, MMI_TENSOR_F32, 0, 32);
+    expect_failure(&b, MM_ERR_FORMAT, "'blk.0.attn_q.weight'", "0 dimensions");
+    const uint64_t row33[1] = {33};
+    b_tensor_file(&b, 1, row33, MMI_TENSOR_Q8_0, 0, 128);
+    expect_failure(&b, MM_ERR_FORMAT, "'blk.0.attn_q.weight'", "not a multiple of the block size");
+    const uint64_t row32[1] = {32};
+    b_tensor_file(&b, 1, row32, MMI_TENSOR_Q8_0, 0, 34);
+    expect_ok(&b);
+    b_tensor_file(&b, 1, row32, 12, 0, 144);
+    expect_failure(&b, MM_ERR_UNSUPPORTED, "unsupported tensor type Q4_K (12) in tensor 'blk.0.attn_q.weight'", NULL);
+    b_tensor_file(&b, 1, row32, 1000, 0, 144);
+    expect_failure(&b, MM_ERR_UNSUPPORTED, "unsupported tensor type", "'blk.0.attn_q.weight'");
+
+    /* Two tensors: duplicate names, overlapping data. */
+    const uint64_t ne[1] = {8};
+    b_header(&b, 3, 2, 0);
+    b_tensor(&b, "a", 1, ne, MMI_TENSOR_F32, 0);
+    b_tensor(&b, "a", 1, ne, MMI_TENSOR_F32, 32);
+    b_pad(&b, 32);
+    b_le(&b, 0, 8); b_le(&b, 0, 8); b_le(&b, 0, 8); b_le(&b, 0, 8);
+    b_le(&b, 0, 8); b_le(&b, 0, 8); b_le(&b, 0, 8); b_le(&b, 0, 8);
+    expect_failure(&b, MM_ERR_FORMAT, "duplicate tensor name 'a'", NULL);
+    const uint64_t ne12[1] = {12};
+    b_header(&b, 3, 2, 0);
+    b_tensor(&b, "first", 1, ne12, MMI_TENSOR_F32, 0); /* 48 bytes: runs into the next */
+    b_tensor(&b, "second", 1, ne, MMI_TENSOR_F32, 32);
+    b_pad(&b, 32);
+    for (int k = 0; k < 8; k++)
+        b_le(&b, 0, 8);
+    expect_failure(&b, MM_ERR_FORMAT, "'first' and 'second' overlap", NULL);
+}
+END_TEST
+
+/* A valid file whose last tensor ends exactly at the end of the file (no trailing padding). */
+static void *tight_file(size_t *size)
+{
+    mmi_gguf_writer *w = make_writer();
+    const uint64_t ne[1] = {8};
+    const float last[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    ck_assert_ok(mmi_gguf_writer_add_tensor(w, "w.last", MMI_TENSOR_F32, 1, ne, last));
+    void *data;
+    ck_assert_ok(mmi_gguf_writer_write_memory(w, &data, size));
+    mmi_gguf_writer_free(w);
+    return data;
+}
+
+START_TEST(truncated_at_every_byte)
+{
+    size_t size;
+    uint8_t *data = tight_file(&size);
+    mmi_gguf *g;
+    ck_assert_ok(mmi_gguf_open_memory(data, size, &g));
+    mmi_gguf_close(g);
+    for (size_t n = 0; n < size; n++) {
+        g = (mmi_gguf *)1;
+        mm_status st = mmi_gguf_open_memory(data, n, &g);
+        ck_assert_msg(st == MM_ERR_FORMAT, "truncated to %zu of %zu bytes: status %d (%s)", n, size,
+                      (int)st, mm_last_error());
+        ck_assert_ptr_null(g);
+        ck_assert_msg(strstr(mm_last_error(), "offset"), "truncated to %zu: \"%s\" gives no offset",
+                      n, mm_last_error());
+    }
+    mmi_free(data);
+}
+END_TEST
+
+/* Every header byte set to 0x00, 0xff and flipped, then 3000 random multi-byte corruptions:
+ * whatever the status, no crash or out-of-bounds access (run under ASan/valgrind), and any
+ * failure carries a message. */
+START_TEST(corrupted_bytes_never_crash)
+{
+    size_t size;
+    uint8_t *data = tight_file(&size);
+    uint8_t *copy = mmi_malloc(size);
+    int failures = 0;
+    uint64_t seed = 0x9e3779b97f4a7c15ull;
+    for (size_t round = 0; round < 3 * size + 3000; round++) {
+        memcpy(copy, data, size);
+        if (round < 3 * size) {
+            size_t at = round / 3;
+            copy[at] = round % 3 == 0 ? 0x00 : round % 3 == 1 ? 0xff : (uint8_t)(copy[at] ^ 0x80);
+        } else {
+            for (int k = 0; k < 4; k++) {
+                seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                copy[(seed >> 33) % size] = (uint8_t)(seed >> 20);
+            }
+        }
+        mmi_gguf *g;
+        mm_status st = mmi_gguf_open_memory(copy, size, &g);
+        if (st == MM_OK) {
+            /* Whatever parsed must be usable: read every tensor. */
+            for (uint64_t i = 0; i < mmi_gguf_n_tensors(g); i++) {
+                const mmi_tensor *t = mmi_gguf_tensor(g, i);
+                float *out = mmi_array((size_t)t->n_elements, sizeof *out);
+                ck_assert_ok(mmi_tensor_to_f32(t, 0, t->n_elements, out));
+                mmi_free(out);
+            }
+            mmi_gguf_close(g);
+        } else {
+            ck_assert_msg(st == MM_ERR_FORMAT || st == MM_ERR_UNSUPPORTED, "status %d", (int)st);
+            ck_assert(strlen(mm_last_error()) > 0);
+            failures++;
+        }
+    }
+    ck_assert_int_gt(failures, 0);
+    mmi_free(copy);
+    mmi_free(data);
+}
+END_TEST
+
+/* Every allocation of open and of the writer made to fail in turn: MM_ERR_NOMEM, no leak. */
+START_TEST(allocation_failures)
+{
+    size_t size;
+    uint8_t *data = tight_file(&size);
+    const char *path = temp_path("alloc.gguf");
+    mmi_gguf_writer *w = make_writer();
+    ck_assert_ok(mmi_gguf_writer_write_file(w, path));
+    mmi_gguf_writer_free(w);
+    for (int mode = 0; mode < 3; mode++) {
+        for (long n = 1;; n++) {
+            mmi_alloc_fail_at(n);
+            mmi_gguf *g = NULL;
+            mm_status st = mode == 0 ? mmi_gguf_open_memory(data, size, &g)
+                                     : mmi_gguf_open(path, mode == 2, &g);
+            long used = mmi_alloc_fail_at(0);
+            if (st == MM_OK) {
+                check_metadata(g);
+                mmi_gguf_close(g);
+                ck_assert_int_lt(used, n);
+                break;
+            }
+            ck_assert_msg(st == MM_ERR_NOMEM, "mode %d, failing allocation %ld: %s", mode, n,
+                          mm_last_error());
+            ck_assert_ptr_null(g);
+        }
+    }
+    unlink(path);
+    /* The writer: each call either succeeds or reports NOMEM and leaves the writer usable. */
+    for (long n = 1; n < 200; n++) {
+        mmi_gguf_writer *wr;
+        mmi_alloc_fail_at(n);
+        mm_status st = mmi_gguf_writer_create(&wr);
+        if (st != MM_OK) {
+            mmi_alloc_fail_at(0);
+            ck_assert_int_eq(st, MM_ERR_NOMEM);
+            continue;
+        }
+        const char *items[2] = {"a", "b"};
+        const uint64_t ne[1] = {4};
+        const float v[4] = {1, 2, 3, 4};
+        mm_status sts[5] = {
+            mmi_gguf_writer_add_int(wr, "k.int", MMI_GGUF_INT32, 5),
+            mmi_gguf_writer_add_string_array(wr, "k.items", items, 2),
+            mmi_gguf_writer_add_tensor(wr, "t.f16", MMI_TENSOR_F16, 1, ne, v),
+            mmi_gguf_writer_add_tensor(wr, "t.f32", MMI_TENSOR_F32, 1, ne, v),
+            MM_OK,
+        };
+        void *out = NULL;
+        size_t out_size;
+        sts[4] = mmi_gguf_writer_write_memory(wr, &out, &out_size);
+        mmi_alloc_fail_at(0);
+        for (int k = 0; k < 5; k++)
+            ck_assert(sts[k] == MM_OK || sts[k] == MM_ERR_NOMEM);
+        if (sts[4] == MM_OK) {
+            mmi_gguf *g;
+            ck_assert_ok(mmi_gguf_open_memory(out, out_size, &g));
+            ck_assert_uint_eq(mmi_gguf_n_tensors(g), (sts[2] == MM_OK) + (sts[3] == MM_OK));
+            ck_assert_int_eq(mmi_gguf_has(g, "k.int"), sts[0] == MM_OK);
+            ck_assert_int_eq(mmi_gguf_has(g, "k.items"), sts[1] == MM_OK);
+            mmi_gguf_close(g);
+        }
+        mmi_free(out);
+        mmi_gguf_writer_free(wr);
+    }
+    mmi_free(data);
+}
+END_TEST
+
+START_TEST(writer_rejects_bad_input)
+{
+    mmi_gguf_writer *w;
+    ck_assert_ok(mmi_gguf_writer_create(&w));
+    ck_assert_ok(mmi_gguf_writer_add_int(w, "k", MMI_GGUF_UINT8, 255));
+    ck_assert_status(mmi_gguf_writer_add_int(w, "k", MMI_GGUF_UINT8, 1), MM_ERR_ARG);
+    ck_assert_message_has("duplicate key 'k'");
+    ck_assert_status(mmi_gguf_writer_add_int(w, "k2", MMI_GGUF_UINT8, 256), MM_ERR_ARG);
+    ck_assert_status(mmi_gguf_writer_add_int(w, "k2", MMI_GGUF_INT8, -129), MM_ERR_ARG);
+    ck_assert_status(mmi_gguf_writer_add_int(w, "k2", MMI_GGUF_UINT64, -1), MM_ERR_ARG);
+    ck_assert_status(mmi_gguf_writer_add_int(w, "k2", MMI_GGUF_FLOAT32, 1), MM_ERR_ARG);
+    ck_assert_status(mmi_gguf_writer_add_float(w, "k2", MMI_GGUF_INT32, 1), MM_ERR_ARG);
+    ck_assert_status(mmi_gguf_writer_add_int(w, "general.alignment", MMI_GGUF_UINT32, 64), MM_ERR_ARG);
+    ck_assert_status(mmi_gguf_writer_add_int(w, "", MMI_GGUF_UINT32, 64), MM_ERR_ARG);
+    ck_assert_status(mmi_gguf_writer_add_string(w, "k2", NULL), MM_ERR_ARG);
+    ck_assert_status(mmi_gguf_writer_add_array(w, "k2", MMI_GGUF_STRING, "x", 1), MM_ERR_ARG);
+    const uint8_t two = 2;
+    ck_assert_status(mmi_gguf_writer_add_array(w, "k2", MMI_GGUF_BOOL, &two, 1), MM_ERR_ARG);
+    const uint8_t raw[3] = {1, 2, 3};
+    ck_assert_status(mmi_gguf_writer_add_raw(w, "k2", MMI_GGUF_UINT16, raw, 3), MM_ERR_ARG);
+    ck_assert_status(mmi_gguf_writer_add_raw(w, "k2", MMI_GGUF_STRING, raw, 3), MM_ERR_FORMAT);
+    ck_assert_status(mmi_gguf_writer_set_alignment(w, 12), MM_ERR_ARG);
+    ck_assert_status(mmi_gguf_writer_set_alignment(w, 4), MM_ERR_ARG);
+    const uint64_t ne[2] = {4, 2}, ne33[1] = {33};
+    const float v[8] = {0};
+    ck_assert_ok(mmi_gguf_writer_add_tensor(w, "t", MMI_TENSOR_F32, 2, ne, v));
+    ck_assert_status(mmi_gguf_writer_add_tensor(w, "t", MMI_TENSOR_F32, 2, ne, v), MM_ERR_ARG);
+    ck_assert_message_has("duplicate tensor name 't'");
+    ck_assert_status(mmi_gguf_writer_add_tensor(w, "q", MMI_TENSOR_Q8_0, 2, ne, v), MM_ERR_ARG);
+    ck_assert_status(mmi_gguf_writer_add_tensor(w, "u", MMI_TENSOR_F32, 5, ne, v), MM_ERR_ARG);
+    ck_assert_status(mmi_gguf_writer_add_tensor_raw(w, "r", MMI_TENSOR_F32, 2, ne, v, 31), MM_ERR_ARG);
+    ck_assert_status(mmi_gguf_writer_add_tensor_raw(w, "r", MMI_TENSOR_Q8_0, 1, ne33, v, 34), MM_ERR_ARG);
+    /* Nothing that failed was written. */
+    void *data;
+    size_t size;
+    ck_assert_ok(mmi_gguf_writer_write_memory(w, &data, &size));
+    mmi_gguf *g;
+    ck_assert_ok(mmi_gguf_open_memory(data, size, &g));
+    ck_assert(mmi_gguf_has(g, "k") && !mmi_gguf_has(g, "k2"));
+    ck_assert_uint_eq(mmi_gguf_n_tensors(g), 1);
+    mmi_gguf_close(g);
+    mmi_free(data);
+    mmi_gguf_writer_free(w);
+}
+END_TEST
+
+START_TEST(custom_alignment_round_trip)
+{
+    mmi_gguf_writer *w;
+    ck_assert_ok(mmi_gguf_writer_create(&w));
+    ck_assert_ok(mmi_gguf_writer_set_alignment(w, 64));
+    const uint64_t ne[1] = {3};
+    const float v[3] = {1, 2, 3};
+    ck_assert_ok(mmi_gguf_writer_add_tensor(w, "a", MMI_TENSOR_F32, 1, ne, v));
+    ck_assert_ok(mmi_gguf_writer_add_tensor(w, "b", MMI_TENSOR_F32, 1, ne, v));
+    const char *path = temp_path("align64.gguf");
+    ck_assert_ok(mmi_gguf_writer_write_file(w, path));
+    mmi_gguf_writer_free(w);
+    for (int use_mmap = 0; use_mmap <= 1; use_mmap++) {
+        mmi_gguf *g;
+        int64_t alignment;
+        ck_assert_ok(mmi_gguf_open(path, use_mmap, &g));
+        ck_assert_ok(mmi_gguf_get_int(g, "general.alignment", &alignment));
+        ck_assert_int_eq(alignment, 64);
+        const mmi_tensor *a = mmi_gguf_find_tensor(g, "a"), *b = mmi_gguf_find_tensor(g, "b");
+        ck_assert_uint_eq((uintptr_t)a->data % 64, 0);
+        ck_assert_int_eq((const uint8_t *)b->data - (const uint8_t *)a->data, 64);
+        ck_assert(memcmp(b->data, v, sizeof v) == 0);
+        mmi_gguf_close(g);
+    }
+    unlink(path);
+}
+END_TEST
+
 static Suite *gguf_suite(void)
 {
     Suite *s = suite_create("gguf");
@@ -544,6 +1096,19 @@ static Suite *gguf_suite(void)
     tcase_add_test(tc, round_trip_file_mmap_and_read);
     tcase_add_test(tc, reads_llama_cpp_vocab_files);
     tcase_add_test(tc, open_reports_io_errors);
+    tcase_add_test(tc, writer_rejects_bad_input);
+    tcase_add_test(tc, custom_alignment_round_trip);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("broken_files");
+    tcase_set_timeout(tc, 120); /* slow under valgrind */
+    tcase_add_test(tc, bad_magic_and_versions);
+    tcase_add_test(tc, huge_counts_and_lengths);
+    tcase_add_test(tc, bad_values);
+    tcase_add_test(tc, bad_alignment);
+    tcase_add_test(tc, bad_tensor_infos);
+    tcase_add_test(tc, truncated_at_every_byte);
+    tcase_add_test(tc, corrupted_bytes_never_crash);
+    tcase_add_test(tc, allocation_failures);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -418,6 +418,49 @@ START_TEST(load_survives_allocation_failures)
 }
 END_TEST
 
+START_TEST(linear_projector)
+{
+    /* projector_type linear: one Linear (mm.0) and nothing else, whatever else the file has. */
+    tiny_cfg c = llava_cfg;
+    c.projector = "linear";
+    mmi_gguf *g = tiny_file(&c);
+    mmi_vision *v;
+    ck_assert_ok(mmi_vision_load(g, &v));
+    ck_assert_int_eq(v->connector.kind, MMI_CONNECTOR_LINEAR);
+    float chw[3 * 8 * 8], states[5 * 8], out[4 * 6];
+    for (int i = 0; i < 3 * 64; i++)
+        chw[i] = cosf(0.11f * i);
+    int layer = 2;
+    ck_assert_ok(mmi_vision_hidden_states(v, chw, 8, 8, &layer, 1, states, NULL));
+    ck_assert_ok(mmi_vision_encode(v, chw, 8, 8, out, NULL));
+    const mmi_connector *k = &v->connector;
+    for (int t = 0; t < 4; t++)
+        for (int o = 0; o < 6; o++) {
+            double acc = k->mm0_b[o];
+            for (int i = 0; i < 8; i++)
+                acc += (double)k->mm0.data[o * 8 + i] * states[(t + 1) * 8 + i];
+            ck_assert_float_eq_tol(out[t * 6 + o], acc, 1e-5);
+        }
+    mmi_vision_free(v);
+    mmi_gguf_close(g);
+}
+END_TEST
+
+START_TEST(text_pooling_rules)
+{
+    /* HF: the first eos (98) — or position 0 when there is none; legacy configs: the first
+     * position of the largest id. */
+    mmi_clip_text c = {.eos_id = 98};
+    const int32_t two_eos[6] = {97, 5, 98, 7, 98, 0}, no_eos[3] = {97, 5, 6};
+    const int32_t legacy[5] = {1, 40, 3, 40, 2};
+    ck_assert_int_eq(mmi_clip_text_pool_index(&c, two_eos, 6), 2);
+    ck_assert_int_eq(mmi_clip_text_pool_index(&c, no_eos, 3), 0);
+    c.pool_argmax = 1;
+    ck_assert_int_eq(mmi_clip_text_pool_index(&c, legacy, 5), 1);
+    ck_assert_int_eq(mmi_clip_text_pool_index(&c, two_eos, 6), 2);
+}
+END_TEST
+
 START_TEST(public_api_checks)
 {
     tiny_cfg c = llava_cfg;
@@ -503,6 +546,8 @@ static Suite *vision_suite(void)
     tcase_add_test(files, feature_layers_and_class_token);
     tcase_add_test(files, encode_other_sizes_and_limits);
     tcase_add_test(files, load_survives_allocation_failures);
+    tcase_add_test(files, linear_projector);
+    tcase_add_test(files, text_pooling_rules);
     tcase_add_test(files, public_api_checks);
     suite_add_tcase(s, files);
     suite_add_tcase(s, tc);

@@ -1,0 +1,295 @@
+/* The language model (lib/decoder.c) on tiny random models written here with the GGUF writer:
+ * the KV cache reproduces a full recompute, chunked prefill equals one pass, embedding rows
+ * equal token rows, cancellation and overflow leave the state as it was, and malformed files
+ * are refused with a message naming the key or tensor. Agreement with HF transformers itself
+ * is checked by the parity runner (tests/hf_parity, cases llama and llava). */
+#include <math.h>
+#include <string.h>
+
+#include "decoder.h"
+#include "model.h"
+#include "testutil.h"
+#include "tiny_llama.h"
+
+#define ck_assert_message_has(text)                                                             \
+    ck_assert_msg(strstr(mm_last_error(), (text)) != NULL, "error \"%s\" lacks \"%s\"",         \
+                  mm_last_error(), (text))
+
+/* Largest |a - b| / max(1, |b|) over n values. */
+static double max_rel_err(const float *a, const float *b, size_t n)
+{
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]) / fmax(1.0, fabs((double)b[i]));
+        worst = d > worst ? d : worst;
+    }
+    return worst;
+}
+
+static mm_model *load(const tiny_llama *c)
+{
+    mm_model *m = NULL;
+    ck_assert_ok(tiny_llama_load(c, &m));
+    ck_assert_ptr_nonnull(m->decoder);
+    return m;
+}
+
+static void fill_prompt(int32_t *ids, int n, int n_vocab)
+{
+    for (int i = 0; i < n; i++)
+        ids[i] = (int32_t)((i * 7 + 3) % n_vocab);
+}
+
+/* Logits of every position from one pass, from a prefill then one token at a time, and from
+ * chunks of 5 rows must agree: the cache holds exactly what a recompute would. */
+static void check_cache_equals_recompute(const tiny_llama *c)
+{
+    mm_model *m = load(c);
+    const mmi_decoder *d = m->decoder;
+    enum { N = 20, PREFILL = 12 };
+    int v = d->config.n_vocab;
+    int32_t ids[N];
+    fill_prompt(ids, N, v);
+    float *full = malloc(sizeof(float) * N * v), *chunked = malloc(sizeof(float) * N * v);
+
+    mmi_decoder_state s;
+    ck_assert_ok(mmi_decoder_state_init(&s, d, 32, 64));
+    ck_assert_ok(mmi_decoder_eval(d, &s, ids, NULL, N, full, NULL));
+    ck_assert_int_eq(s.n_past, N);
+    /* the last row's logits are kept (sgemv there, sgemm for all rows: rounding differs) */
+    ck_assert_msg(max_rel_err(s.logits, full + (N - 1) * v, (size_t)v) <= 1e-6, "last row");
+    mmi_decoder_state_free(&s);
+
+    ck_assert_ok(mmi_decoder_state_init(&s, d, 32, 64));
+    ck_assert_ok(mmi_decoder_eval(d, &s, ids, NULL, PREFILL, NULL, NULL));
+    double worst = max_rel_err(s.logits, full + (PREFILL - 1) * v, (size_t)v);
+    for (int i = PREFILL; i < N; i++) {
+        ck_assert_ok(mmi_decoder_eval(d, &s, ids + i, NULL, 1, NULL, NULL));
+        worst = fmax(worst, max_rel_err(s.logits, full + (size_t)i * v, (size_t)v));
+    }
+    ck_assert_msg(worst <= 1e-5, "decode vs full recompute: max rel err %g", worst);
+    mmi_decoder_state_free(&s);
+
+    ck_assert_ok(mmi_decoder_state_init(&s, d, 32, 5));
+    ck_assert_int_eq(s.n_batch, 5);
+    ck_assert_ok(mmi_decoder_eval(d, &s, ids, NULL, N, chunked, NULL));
+    worst = max_rel_err(chunked, full, (size_t)N * v);
+    ck_assert_msg(worst <= 1e-5, "chunked prefill vs one pass: max rel err %g", worst);
+    mmi_decoder_state_free(&s);
+    free(full);
+    free(chunked);
+    mm_model_free(m);
+}
+
+START_TEST(cache_equals_recompute_gqa)
+{
+    check_cache_equals_recompute(&tiny_llama_default);
+}
+END_TEST
+
+START_TEST(cache_equals_recompute_mqa_tied_biases)
+{
+    tiny_llama c = tiny_llama_default;
+    c.n_head_kv = 1;
+    c.tied = 1;
+    c.with_biases = 1;
+    c.rope_base = 500000.0f;
+    check_cache_equals_recompute(&c);
+}
+END_TEST
+
+START_TEST(embedding_rows_equal_token_rows)
+{
+    mm_model *m = load(&tiny_llama_default);
+    const mmi_decoder *d = m->decoder;
+    int e = d->config.n_embd, v = d->config.n_vocab;
+    int32_t ids[6];
+    fill_prompt(ids, 6, v);
+    float rows[6 * 32];
+    for (int i = 0; i < 6; i++)
+        memcpy(rows + i * e, d->weights.token_embd + (size_t)ids[i] * e, sizeof(float) * e);
+    mmi_decoder_state a, b;
+    ck_assert_ok(mmi_decoder_state_init(&a, d, 16, 16));
+    ck_assert_ok(mmi_decoder_state_init(&b, d, 16, 16));
+    /* Same chunking on both sides, so the same GEMM shapes: results must be bit-identical. */
+    ck_assert_ok(mmi_decoder_eval(d, &a, ids, NULL, 2, NULL, NULL));
+    ck_assert_ok(mmi_decoder_eval(d, &a, ids + 2, NULL, 4, NULL, NULL));
+    ck_assert_ok(mmi_decoder_eval(d, &b, ids, NULL, 2, NULL, NULL));
+    ck_assert_ok(mmi_decoder_eval(d, &b, NULL, rows + 2 * e, 4, NULL, NULL));
+    ck_assert_mem_eq(a.logits, b.logits, sizeof(float) * v);
+    mmi_decoder_state_free(&a);
+    mmi_decoder_state_free(&b);
+    mm_model_free(m);
+}
+END_TEST
+
+/* A tied head is the embedding matrix: a file with output.weight = token_embd gives the same
+ * logits as one without output.weight. */
+static float *saved_embd;
+
+static void copy_embd_to_output(const char *name, float *v, size_t n, void *user)
+{
+    (void)user;
+    if (strcmp(name, "token_embd.weight") == 0)
+        memcpy(saved_embd, v, n * sizeof *v);
+    if (strcmp(name, "output.weight") == 0)
+        memcpy(v, saved_embd, n * sizeof *v);
+}
+
+START_TEST(tied_head_is_the_embedding)
+{
+    tiny_llama c = tiny_llama_default;
+    saved_embd = malloc(sizeof(float) * c.n_vocab * c.n_embd);
+    c.hook = copy_embd_to_output;
+    mm_model *untied = load(&c);
+    c.tied = 1;
+    mm_model *tied = load(&c);
+    ck_assert_ptr_eq(tied->decoder->weights.output.data, tied->decoder->weights.token_embd);
+    int32_t ids[4] = {1, 5, 9, 2};
+    mmi_decoder_state a, b;
+    ck_assert_ok(mmi_decoder_state_init(&a, untied->decoder, 8, 8));
+    ck_assert_ok(mmi_decoder_state_init(&b, tied->decoder, 8, 8));
+    ck_assert_ok(mmi_decoder_eval(untied->decoder, &a, ids, NULL, 4, NULL, NULL));
+    ck_assert_ok(mmi_decoder_eval(tied->decoder, &b, ids, NULL, 4, NULL, NULL));
+    ck_assert_mem_eq(a.logits, b.logits, sizeof(float) * c.n_vocab);
+    mmi_decoder_state_free(&a);
+    mmi_decoder_state_free(&b);
+    mm_model_free(untied);
+    mm_model_free(tied);
+    free(saved_embd);
+}
+END_TEST
+
+START_TEST(overflow_and_cancel_leave_state_unchanged)
+{
+    mm_model *m = load(&tiny_llama_default);
+    const mmi_decoder *d = m->decoder;
+    int v = d->config.n_vocab;
+    int32_t ids[12];
+    fill_prompt(ids, 12, v);
+    mmi_decoder_state s;
+    ck_assert_ok(mmi_decoder_state_init(&s, d, 10, 4));
+    ck_assert_ok(mmi_decoder_eval(d, &s, ids, NULL, 6, NULL, NULL));
+    float *before = malloc(sizeof(float) * v);
+    memcpy(before, s.logits, sizeof(float) * v);
+
+    ck_assert_status(mmi_decoder_eval(d, &s, ids, NULL, 5, NULL, NULL), MM_ERR_CTX_FULL);
+    ck_assert_message_has("6 of 10");
+    ck_assert_int_eq(s.n_past, 6);
+
+    atomic_int cancel;
+    atomic_init(&cancel, 1);
+    ck_assert_status(mmi_decoder_eval(d, &s, ids + 6, NULL, 4, NULL, &cancel), MM_ERR_CANCELLED);
+    ck_assert_int_eq(s.n_past, 6);
+    ck_assert_mem_eq(s.logits, before, sizeof(float) * v);
+
+    /* The same input afterwards gives what an uninterrupted run gives. */
+    ck_assert_ok(mmi_decoder_eval(d, &s, ids + 6, NULL, 4, NULL, NULL));
+    mmi_decoder_state ref;
+    ck_assert_ok(mmi_decoder_state_init(&ref, d, 10, 10));
+    ck_assert_ok(mmi_decoder_eval(d, &ref, ids, NULL, 10, NULL, NULL));
+    ck_assert_msg(max_rel_err(s.logits, ref.logits, (size_t)v) <= 1e-5, "after cancel");
+    ck_assert_status(mmi_decoder_state_init(&ref, d, 0, 1), MM_ERR_ARG);
+    mmi_decoder_state_free(&ref);
+    mmi_decoder_state_free(&s);
+    free(before);
+    mm_model_free(m);
+}
+END_TEST
+
+/* ---- malformed files ---- */
+
+static void check_refused(tiny_llama c, mm_status expected, const char *message_part)
+{
+    mm_model *m = NULL;
+    ck_assert_status(tiny_llama_load(&c, &m), expected);
+    ck_assert_ptr_null(m);
+    ck_assert_message_has(message_part);
+}
+
+START_TEST(malformed_files_are_refused)
+{
+    tiny_llama c = tiny_llama_default;
+    c.arch = "falcon";
+    check_refused(c, MM_ERR_UNSUPPORTED, "falcon");
+
+    c = tiny_llama_default;
+    c.set_key = "llama.attention.head_count_kv";
+    c.set_value = 3;
+    check_refused(c, MM_ERR_FORMAT, "not a multiple of 3 KV heads");
+
+    c.set_key = "llama.block_count";
+    c.set_value = 4000000000;
+    check_refused(c, MM_ERR_FORMAT, "llama.block_count");
+
+    c.set_key = "llama.context_length";
+    c.set_value = 0;
+    check_refused(c, MM_ERR_FORMAT, "llama.context_length");
+
+    c.set_key = "llama.rope.dimension_count";
+    c.set_value = 7;
+    check_refused(c, MM_ERR_FORMAT, "rope.dimension_count 7");
+
+    c.set_key = "llama.embedding_length"; /* the tensors no longer have this width */
+    c.set_value = 30;
+    check_refused(c, MM_ERR_FORMAT, "token_embd.weight");
+
+    c.set_key = "llama.block_count"; /* more blocks declared than stored */
+    c.set_value = 3;
+    check_refused(c, MM_ERR_FORMAT, "blk.2.attn_norm.weight");
+
+    c = tiny_llama_default;
+    c.set_float_key = "llama.rope.scaling.factor";
+    c.set_float_value = 4;
+    check_refused(c, MM_ERR_UNSUPPORTED, "RoPE scaling");
+
+    c = tiny_llama_default;
+    c.drop_tensor = "blk.1.ffn_down.weight";
+    check_refused(c, MM_ERR_FORMAT, "blk.1.ffn_down.weight");
+    c.drop_tensor = "token_embd.weight";
+    check_refused(c, MM_ERR_FORMAT, "token_embd.weight");
+}
+END_TEST
+
+/* Every allocation of load and state creation may fail: each failure is reported, nothing
+ * leaks (checked under ASan), and the next attempt succeeds. */
+START_TEST(allocation_failures_are_reported)
+{
+    const char *path = tiny_temp_path("alloc.gguf");
+    ck_assert_ok(tiny_llama_write(&tiny_llama_default, path));
+    for (long n = 1;; n++) {
+        mm_model *m = NULL;
+        mmi_alloc_fail_at(n);
+        mm_status st = mm_model_load(path, NULL, NULL, &m);
+        mmi_decoder_state s;
+        if (st == MM_OK)
+            st = mmi_decoder_state_init(&s, m->decoder, 16, 4);
+        long used = mmi_alloc_fail_at(0);
+        if (st == MM_OK) {
+            mmi_decoder_state_free(&s);
+            mm_model_free(m);
+            ck_assert_int_lt(used, n); /* no allocation was made to fail */
+            break;
+        }
+        ck_assert_int_eq(st, MM_ERR_NOMEM);
+        mm_model_free(m);
+    }
+    unlink(path);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("decoder");
+    TCase *tc = tcase_create("decoder");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, cache_equals_recompute_gqa);
+    tcase_add_test(tc, cache_equals_recompute_mqa_tied_biases);
+    tcase_add_test(tc, embedding_rows_equal_token_rows);
+    tcase_add_test(tc, tied_head_is_the_embedding);
+    tcase_add_test(tc, overflow_and_cancel_leave_state_unchanged);
+    tcase_add_test(tc, malformed_files_are_refused);
+    tcase_add_test(tc, allocation_failures_are_reported);
+    suite_add_tcase(s, tc);
+    return test_run_suite(s);
+}

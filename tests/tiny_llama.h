@@ -1,0 +1,216 @@
+/* Tiny random-weight `llama` text models written with libmm's own GGUF writer, for the decoder
+ * and session suites. Weights are f32 from a fixed-seed generator; a hook may overwrite any
+ * tensor; the tokenizer keys may be copied from a vocabulary GGUF (../shared/vectors/tokenizer). */
+#ifndef MM_TINY_LLAMA_H
+#define MM_TINY_LLAMA_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "gguf.h"
+#include "mm.h"
+#include "status.h"
+
+typedef struct {
+    int n_vocab;           /* ignored when vocab_path is given: the vocabulary's size */
+    int n_embd, n_layer, n_ff, n_head, n_head_kv, head_dim, n_ctx;
+    float rope_base;
+    int tied;              /* no output.weight: the head is token_embd */
+    int with_biases;       /* q/k/v/o and feed-forward biases */
+    const char *vocab_path;
+    const char *chat_template; /* tokenizer.chat_template, or NULL */
+    uint32_t seed;
+    const char *arch;          /* general.architecture; NULL: "llama" */
+    const char *set_key;       /* an integer key written with set_value instead (added if new) */
+    int64_t set_value;
+    const char *set_float_key; /* a float key added with set_float_value */
+    double set_float_value;
+    const char *drop_tensor;   /* a tensor left out */
+    /* Called for every tensor after it is filled: may change the n values. */
+    void (*hook)(const char *name, float *values, size_t n, void *user);
+    void *hook_user;
+} tiny_llama;
+
+static const tiny_llama tiny_llama_default = {
+    .n_vocab = 50, .n_embd = 32, .n_layer = 2, .n_ff = 48, .n_head = 4, .n_head_kv = 2,
+    .head_dim = 8, .n_ctx = 64, .rope_base = 10000.0f, .seed = 1,
+};
+
+static float tiny_random(uint32_t *state)
+{
+    *state = *state * 1664525u + 1013904223u;
+    return (float)(*state >> 8) / 16777216.0f - 0.5f; /* uniform in [-0.5, 0.5) */
+}
+
+/* A file name for this test process under $TMPDIR. */
+static const char *tiny_temp_path(const char *name)
+{
+    static char path[512];
+    const char *dir = getenv("TMPDIR");
+    snprintf(path, sizeof path, "%s/mm_%ld_%s", dir ? dir : "/tmp", (long)getpid(), name);
+    return path;
+}
+
+static mm_status tiny_add_tensor(mmi_gguf_writer *w, const tiny_llama *c, uint32_t *rng,
+                                 const char *name, int n_in, int n_out, float center,
+                                 float scale)
+{
+    size_t n = (size_t)n_in * (n_out ? n_out : 1);
+    if (c->drop_tensor && strcmp(name, c->drop_tensor) == 0)
+        return MM_OK;
+    float *v = malloc(n * sizeof *v);
+    if (!v)
+        return MM_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++)
+        v[i] = center + scale * tiny_random(rng);
+    if (c->hook)
+        c->hook(name, v, n, c->hook_user);
+    const uint64_t ne[2] = {(uint64_t)n_in, (uint64_t)n_out};
+    mm_status st = mmi_gguf_writer_add_tensor(w, name, MMI_TENSOR_F32, n_out ? 2 : 1, ne, v);
+    free(v);
+    return st;
+}
+
+static mm_status tiny_copy_vocab(mmi_gguf_writer *w, const char *path, int *n_vocab)
+{
+    mmi_gguf *g;
+    MMI_TRY(mmi_gguf_open(path, 1, &g));
+    mmi_gguf_type type;
+    uint64_t n = 0;
+    mm_status st = mmi_gguf_get_array_info(g, "tokenizer.ggml.tokens", &type, &n);
+    const char **tokens = calloc(n + 1, sizeof *tokens);
+    float *scores = malloc((n + 1) * sizeof *scores);
+    int64_t *types64 = malloc((n + 1) * sizeof *types64);
+    int32_t *types = malloc((n + 1) * sizeof *types);
+    if (st == MM_OK && (!tokens || !scores || !types64 || !types))
+        st = MM_ERR_NOMEM;
+    for (uint64_t i = 0; i < n && st == MM_OK; i++)
+        st = mmi_gguf_get_array_string(g, "tokenizer.ggml.tokens", i, &tokens[i], NULL);
+    if (st == MM_OK)
+        st = mmi_gguf_get_float_array(g, "tokenizer.ggml.scores", scores, n);
+    if (st == MM_OK)
+        st = mmi_gguf_get_int_array(g, "tokenizer.ggml.token_type", types64, n);
+    for (uint64_t i = 0; i < n && st == MM_OK; i++)
+        types[i] = (int32_t)types64[i];
+    const char *model = NULL;
+    if (st == MM_OK)
+        st = mmi_gguf_get_string(g, "tokenizer.ggml.model", &model, NULL);
+    if (st == MM_OK)
+        st = mmi_gguf_writer_add_string(w, "tokenizer.ggml.model", model);
+    if (st == MM_OK)
+        st = mmi_gguf_writer_add_string_array(w, "tokenizer.ggml.tokens", tokens, n);
+    if (st == MM_OK)
+        st = mmi_gguf_writer_add_array(w, "tokenizer.ggml.scores", MMI_GGUF_FLOAT32, scores, n);
+    if (st == MM_OK)
+        st = mmi_gguf_writer_add_array(w, "tokenizer.ggml.token_type", MMI_GGUF_INT32, types, n);
+    static const char *const ids[] = {"tokenizer.ggml.bos_token_id",
+                                      "tokenizer.ggml.eos_token_id",
+                                      "tokenizer.ggml.unknown_token_id"};
+    for (size_t i = 0; i < 3 && st == MM_OK; i++) {
+        int64_t v;
+        if (mmi_gguf_has(g, ids[i]) && (st = mmi_gguf_get_int(g, ids[i], &v)) == MM_OK)
+            st = mmi_gguf_writer_add_int(w, ids[i], MMI_GGUF_UINT32, v);
+    }
+    int add_bos = 0;
+    if (st == MM_OK)
+        st = mmi_gguf_get_bool_or(g, "tokenizer.ggml.add_bos_token", 0, &add_bos);
+    if (st == MM_OK)
+        st = mmi_gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", add_bos);
+    *n_vocab = (int)n;
+    free(tokens);
+    free(scores);
+    free(types64);
+    free(types);
+    mmi_gguf_close(g);
+    return st;
+}
+
+/* Write the model to path. */
+static mm_status tiny_llama_write(const tiny_llama *c, const char *path)
+{
+    mmi_gguf_writer *w;
+    MMI_TRY(mmi_gguf_writer_create(&w));
+    uint32_t rng = c->seed;
+    int n_vocab = c->n_vocab;
+    mm_status st = MM_OK;
+    if (c->vocab_path)
+        st = tiny_copy_vocab(w, c->vocab_path, &n_vocab);
+    if (st == MM_OK && c->chat_template)
+        st = mmi_gguf_writer_add_string(w, "tokenizer.chat_template", c->chat_template);
+    struct { const char *key; int64_t v; } dims[] = {
+        {"llama.vocab_size", n_vocab},          {"llama.context_length", c->n_ctx},
+        {"llama.embedding_length", c->n_embd},  {"llama.block_count", c->n_layer},
+        {"llama.feed_forward_length", c->n_ff}, {"llama.attention.head_count", c->n_head},
+        {"llama.attention.head_count_kv", c->n_head_kv},
+        {"llama.attention.key_length", c->head_dim},
+        {"llama.rope.dimension_count", c->head_dim},
+    };
+    if (st == MM_OK)
+        st = mmi_gguf_writer_add_string(w, "general.architecture", c->arch ? c->arch : "llama");
+    int set = 0;
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0] && st == MM_OK; i++) {
+        int64_t v = dims[i].v;
+        if (c->set_key && strcmp(c->set_key, dims[i].key) == 0) {
+            v = c->set_value;
+            set = 1;
+        }
+        st = mmi_gguf_writer_add_int(w, dims[i].key, MMI_GGUF_INT64, v);
+    }
+    if (st == MM_OK && c->set_key && !set)
+        st = mmi_gguf_writer_add_int(w, c->set_key, MMI_GGUF_INT64, c->set_value);
+    if (st == MM_OK)
+        st = mmi_gguf_writer_add_float(w, "llama.attention.layer_norm_rms_epsilon",
+                                       MMI_GGUF_FLOAT32, 1e-5);
+    if (st == MM_OK)
+        st = mmi_gguf_writer_add_float(w, "llama.rope.freq_base", MMI_GGUF_FLOAT32, c->rope_base);
+    if (st == MM_OK && c->set_float_key)
+        st = mmi_gguf_writer_add_float(w, c->set_float_key, MMI_GGUF_FLOAT32, c->set_float_value);
+
+    int e = c->n_embd, eq = c->n_head * c->head_dim, ekv = c->n_head_kv * c->head_dim;
+    if (st == MM_OK)
+        st = tiny_add_tensor(w, c, &rng, "token_embd.weight", e, n_vocab, 0, 2);
+    for (int l = 0; l < c->n_layer && st == MM_OK; l++) {
+        struct { const char *name; int n_in, n_out; float center, scale; int bias; } t[] = {
+            {"attn_norm.weight", e, 0, 1, 0.2f, 0},  {"attn_q.weight", e, eq, 0, 0.6f, 0},
+            {"attn_k.weight", e, ekv, 0, 0.6f, 0},   {"attn_v.weight", e, ekv, 0, 0.6f, 0},
+            {"attn_output.weight", eq, e, 0, 0.4f, 0}, {"ffn_norm.weight", e, 0, 1, 0.2f, 0},
+            {"ffn_gate.weight", e, c->n_ff, 0, 0.6f, 0}, {"ffn_up.weight", e, c->n_ff, 0, 0.6f, 0},
+            {"ffn_down.weight", c->n_ff, e, 0, 0.4f, 0},
+            {"attn_q.bias", eq, 0, 0, 0.2f, 1},      {"attn_k.bias", ekv, 0, 0, 0.2f, 1},
+            {"attn_v.bias", ekv, 0, 0, 0.2f, 1},     {"attn_output.bias", e, 0, 0, 0.2f, 1},
+            {"ffn_gate.bias", c->n_ff, 0, 0, 0.2f, 1}, {"ffn_up.bias", c->n_ff, 0, 0, 0.2f, 1},
+            {"ffn_down.bias", e, 0, 0, 0.2f, 1},
+        };
+        for (size_t i = 0; i < sizeof t / sizeof t[0] && st == MM_OK; i++) {
+            if (t[i].bias && !c->with_biases)
+                continue;
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.%s", l, t[i].name);
+            st = tiny_add_tensor(w, c, &rng, name, t[i].n_in, t[i].n_out, t[i].center,
+                                 t[i].scale);
+        }
+    }
+    if (st == MM_OK)
+        st = tiny_add_tensor(w, c, &rng, "output_norm.weight", e, 0, 1, 0.2f);
+    if (st == MM_OK && !c->tied)
+        st = tiny_add_tensor(w, c, &rng, "output.weight", e, n_vocab, 0, 1);
+    if (st == MM_OK)
+        st = mmi_gguf_writer_write_file(w, path);
+    mmi_gguf_writer_free(w);
+    return st;
+}
+
+/* Write the model to a temporary file and load it; the file is removed at once. */
+static mm_status tiny_llama_load(const tiny_llama *c, mm_model **out)
+{
+    const char *path = tiny_temp_path("tiny.gguf");
+    MMI_TRY(tiny_llama_write(c, path));
+    mm_status st = mm_model_load(path, NULL, NULL, out);
+    unlink(path);
+    return st;
+}
+
+#endif
