@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "chatjson.h"
 #include "clip.h"
 #include "mm.h"
 #include "image.h"
@@ -542,4 +543,19 @@ void mm_session_reset(mm_session *session)
 {
     if (session)
         mmi_session_reset(session);
+}
+
+/* ---- conversations as JSON ---- */
+
+mm_status mm_session_add_messages_json(mm_session *session, const char *json, size_t len,
+                                       const mm_options *options)
+{
+    CHECK_SESSION(session, "mm_session_add_messages_json");
+    if (!json && len > 0)
+        return mmi_fail(MM_ERR_ARG, "mm_session_add_messages_json: json is NULL");
+    mmi_chat chat;
+    MMI_TRY(mmi_chat_parse(json ? json : "", len, &chat));
+    mm_status st = mmi_chat_add_to_session(session, &chat, options);
+    mmi_chat_free(&chat);
+    return st;
 }
