@@ -49,11 +49,21 @@ class Session(_native.Handle):
         data = text.encode("utf-8")
         call("mm_session_add_text", self, data, len(data), 2 if parse_special else 0)
 
-    def add_message(self, role, text):
+    def add_message(self, role, text, images=()):
         """Append a chat message ("system", "user" or "assistant") in the session's template;
-        a user message ends with the answer prompt, so generate() answers it."""
+        a user message ends with the answer prompt, so generate() answers it. images: Image or
+        Embeddings objects (an Image is encoded with the session's model), placed at the
+        "<image>" markers of the text, or at its start (each followed by a newline) when it has
+        none."""
         data = text.encode("utf-8")
-        call("mm_session_add_message", self, role.encode(), data, len(data))
+        if not images:
+            call("mm_session_add_message", self, role.encode(), data, len(data))
+            return
+        encoded = [im if isinstance(im, Embeddings) else self.model.encode_image(im)
+                   for im in images]
+        handles = (ctypes.c_void_p * len(encoded))(*[e._as_parameter_.value for e in encoded])
+        call("mm_session_add_message_embeddings", self, role.encode(), data, len(data), handles,
+             len(encoded))
 
     def add_messages(self, messages, options=None):
         """Append a conversation in the OpenAI or Anthropic chat shape: a list of
