@@ -16,6 +16,16 @@ mm_status mmi_connector_load(mmi_connector *c, const mmi_gguf *g, mmi_weights *w
         MMI_TRY(mmi_gguf_get_string(g, "clip.projector_type", &type, NULL));
     else if (!has_projector)
         return MM_OK;
+    if (strcmp(type, "qformer") == 0) {
+        c->kind = MMI_CONNECTOR_QFORMER;
+        MMI_TRY(mmi_qformer_load(&c->qformer, g, w, n_in));
+        c->n_out = c->qformer.cfg.n_out;
+        return MM_OK;
+    }
+    if (strcmp(type, "perceiver") == 0) {
+        c->kind = MMI_CONNECTOR_PERCEIVER;
+        return mmi_resampler_load(&c->resampler, g, w, n_in); /* n_out = n_in */
+    }
     if (strcmp(type, "mlp") == 0)
         c->kind = MMI_CONNECTOR_MLP;
     else if (strcmp(type, "linear") == 0)
@@ -51,10 +61,24 @@ mm_status mmi_connector_load(mmi_connector *c, const mmi_gguf *g, mmi_weights *w
     return MM_OK;
 }
 
+void mmi_connector_free(mmi_connector *c)
+{
+    mmi_qformer_free(&c->qformer);
+    mmi_resampler_free(&c->resampler);
+}
+
+int mmi_connector_reads_last_state(const mmi_connector *c)
+{
+    return c->kind == MMI_CONNECTOR_QFORMER || c->kind == MMI_CONNECTOR_PERCEIVER;
+}
+
 int mmi_connector_n_tokens(const mmi_connector *c, int n)
 {
-    (void)c;
-    return n;
+    switch (c->kind) {
+    case MMI_CONNECTOR_QFORMER: return c->qformer.cfg.n_query;
+    case MMI_CONNECTOR_PERCEIVER: return c->resampler.cfg.n_latent;
+    default: return n;
+    }
 }
 
 int mmi_connector_n_embd(const mmi_connector *c)
@@ -64,7 +88,12 @@ int mmi_connector_n_embd(const mmi_connector *c)
 
 size_t mmi_connector_scratch_floats(const mmi_connector *c, int n)
 {
-    return c->kind == MMI_CONNECTOR_MLP ? (size_t)n * c->n_out : 0;
+    switch (c->kind) {
+    case MMI_CONNECTOR_MLP: return (size_t)n * c->n_out;
+    case MMI_CONNECTOR_QFORMER: return mmi_qformer_scratch_floats(&c->qformer, n);
+    case MMI_CONNECTOR_PERCEIVER: return mmi_resampler_scratch_floats(&c->resampler, n);
+    default: return 0;
+    }
 }
 
 void mmi_connector_run(const mmi_connector *c, const float *x, int n, float *out, float *scratch)
@@ -80,6 +109,12 @@ void mmi_connector_run(const mmi_connector *c, const float *x, int n, float *out
         mmi_linear(scratch, x, n, &c->mm0, c->mm0_b);
         mmi_activate(c->act, scratch, (size_t)n * c->n_out);
         mmi_linear(out, scratch, n, &c->mm2, c->mm2_b);
+        break;
+    case MMI_CONNECTOR_QFORMER:
+        mmi_qformer_run(&c->qformer, x, n, out, scratch);
+        break;
+    case MMI_CONNECTOR_PERCEIVER:
+        mmi_resampler_run(&c->resampler, x, n, out, scratch);
         break;
     }
 }

@@ -1,6 +1,6 @@
 /* The projector from vision features into the language model's embedding space
- * (docs/model-format.md §3 "LLaVA projector"): `linear` (mm.0) or `mlp` (mm.0 -> act -> mm.2).
- * The Q-Former and Perceiver kinds dispatch from here too once they land. */
+ * (docs/model-format.md §3 "LLaVA projector"): `linear` (mm.0) or `mlp` (mm.0 -> act -> mm.2);
+ * the `qformer` (qformer.h) and `perceiver` (resampler.h) kinds dispatch from here. */
 #ifndef MMI_CONNECTOR_H
 #define MMI_CONNECTOR_H
 
@@ -8,12 +8,16 @@
 
 #include "gguf.h"
 #include "ops.h"
+#include "qformer.h"
+#include "resampler.h"
 #include "weights.h"
 
 typedef enum {
     MMI_CONNECTOR_NONE,   /* the file has no projector: features are the output */
     MMI_CONNECTOR_LINEAR,
-    MMI_CONNECTOR_MLP
+    MMI_CONNECTOR_MLP,
+    MMI_CONNECTOR_QFORMER,  /* BLIP-2: Nq tokens out */
+    MMI_CONNECTOR_PERCEIVER /* Idefics2 / Flamingo resampler: Nl tokens out */
 } mmi_connector_kind;
 
 typedef struct {
@@ -22,12 +26,19 @@ typedef struct {
     mmi_act act;         /* between mm.0 and mm.2 */
     mmi_matrix mm0, mm2; /* [n_in -> n_out], [n_out -> n_out] */
     const float *mm0_b, *mm2_b;
+    mmi_qformer qformer;     /* MMI_CONNECTOR_QFORMER */
+    mmi_resampler resampler; /* MMI_CONNECTOR_PERCEIVER */
 } mmi_connector;
 
 /* Read clip.projector_type (absent with clip.has_llava_projector = true: `mlp`, as llama.cpp
  * assumes) and the mm.* tensors for features of width n_in. MM_ERR_UNSUPPORTED names an
- * unknown projector type. */
+ * unknown projector type. Free with mmi_connector_free (also after a failed load). */
 mm_status mmi_connector_load(mmi_connector *c, const mmi_gguf *g, mmi_weights *w, int n_in);
+void mmi_connector_free(mmi_connector *c);
+
+/* Whether the connector reads the tower's output as HF's vision model returns it
+ * (last_hidden_state: post_ln applied, class token kept) rather than LLaVA-style features. */
+int mmi_connector_reads_last_state(const mmi_connector *c);
 
 /* Tokens out for n feature tokens in, and the width of each. */
 int mmi_connector_n_tokens(const mmi_connector *c, int n);

@@ -251,7 +251,8 @@ static mm_status load_vision(mmi_vision *v, const mmi_gguf *g)
 
     MMI_TRY(mmi_connector_load(&v->connector, g, w, D * v->n_feature_layers));
     v->drop_class = 0;
-    if (v->connector.kind != MMI_CONNECTOR_NONE && pe->class_embd) {
+    if (v->connector.kind != MMI_CONNECTOR_NONE && pe->class_embd &&
+        !mmi_connector_reads_last_state(&v->connector)) {
         const char *select = "default";
         if (mmi_gguf_has(g, "clip.vision.feature_select"))
             MMI_TRY(mmi_gguf_get_string(g, "clip.vision.feature_select", &select, NULL));
@@ -286,6 +287,7 @@ void mmi_vision_free(mmi_vision *v)
     if (!v)
         return;
     mmi_encoder_free(&v->enc);
+    mmi_connector_free(&v->connector);
     mmi_weights_free(&v->weights);
     mmi_free(v);
 }
@@ -454,7 +456,12 @@ mm_status mmi_vision_encode(const mmi_vision *v, const float *chw, int width, in
     float *feat = state + tower, *conn_scratch = feat + features;
     mm_status st = run_tower(v, chw, width, height, n, v->feature_layers, k, feat, state, cancel);
     if (st == MM_OK) {
-        if (v->connector.kind == MMI_CONNECTOR_NONE && !v->patch.class_embd && v->post_ln_w)
+        /* HF's last_hidden_state is post-normalised: the output of a SigLIP tower, and the
+         * input of the Q-Former and the resampler. */
+        int last_state = v->connector.kind == MMI_CONNECTOR_NONE
+                             ? !v->patch.class_embd
+                             : mmi_connector_reads_last_state(&v->connector);
+        if (last_state && v->post_ln_w)
             mmi_vision_post_ln(v, feat, n);
         mmi_connector_run(&v->connector, feat + (size_t)v->drop_class * D * k, n_feat, out,
                           conn_scratch);

@@ -103,7 +103,8 @@ mm_status mmi_vision_output_shape(const mmi_vision *v, int width, int height, in
 /* The image embeddings out[n_tokens][n_embd]: with a projector, the projected feature tokens
  * (what replaces the image in the language model's input); without one, the tower's last
  * hidden state as HF's vision model returns it (post_ln applied only for towers without a class
- * token, i.e. SigLIP). */
+ * token, i.e. SigLIP). A Q-Former or resampler reads that last state too: post_ln applied,
+ * class token kept. */
 mm_status mmi_vision_encode(const mmi_vision *v, const float *chw, int width, int height,
                             float *out, const atomic_int *cancel);
 

@@ -18,6 +18,7 @@
 #include "decoder.h"
 #include "mm.h"
 #include "model.h"
+#include "resampler.h"
 #include "safetensors.h"
 #include "vit.h"
 
@@ -513,6 +514,82 @@ static void dump_llava(dump *d)
     free(px);
 }
 
+/* transformers.Blip2ForConditionalGeneration, vision half: the tower's post-normalised last
+ * state, the Q-Former's query outputs on it, and the projected queries through the public
+ * encoder. (The OPT half comes with the decoder.) */
+static void dump_blip2(dump *d)
+{
+    load_model(d, "mmproj.gguf", NULL);
+    const mmi_vision *v = d->model->vision;
+    if (!v || v->connector.kind != MMI_CONNECTOR_QFORMER)
+        die("the BLIP-2 pair has no vision file with a Q-Former");
+    int B, H, W, n, D = v->enc.n_embd, last = v->enc.n_layer;
+    float *px = input_pixels(d, &B, &H, &W);
+    put_hidden_state(d, "vision_last_hidden_state", px, B, H, W, last, 1);
+
+    const mmi_qformer *qf = &v->connector.qformer;
+    int nq = qf->cfg.n_query, dq = qf->cfg.n_embd;
+    check(mmi_vision_tower_tokens(v, W, H, &n), "tower tokens");
+    float *state = xmalloc((size_t)n * D * sizeof(float));
+    float *scratch = xmalloc(mmi_qformer_scratch_floats(qf, n) * sizeof(float));
+    float *queries = xmalloc((size_t)B * nq * dq * sizeof(float));
+    for (int b = 0; b < B; b++) {
+        check(mmi_vision_hidden_states(v, px + (size_t)b * 3 * H * W, W, H, &last, 1, state,
+                                       NULL), "vision last state");
+        check(mmi_vision_post_ln(v, state, n), "vision post_ln");
+        mmi_qformer_encode(qf, state, n, queries + (size_t)b * nq * dq, scratch);
+    }
+    put_f32(d, "qformer_output", queries, 3, (int64_t)B, (int64_t)nq, (int64_t)dq);
+    put_encoded(d, "language_projection", px, B, H, W, 1);
+    free(queries);
+    free(scratch);
+    free(state);
+    free(px);
+}
+
+/* Idefics2PerceiverResampler alone (a `clip` file with only the resampler): context rows with
+ * attention_mask 0 are left out, which is what the mask does. */
+static void dump_idefics2_perceiver(dump *d)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.gguf", d->gguf_dir);
+    mmi_gguf *g;
+    check(mmi_gguf_open(path, 1, &g), path);
+    int64_t shape[ST_MAX_DIMS], mask_shape[ST_MAX_DIMS];
+    float *context = input_f32(d, "context", 3, shape);
+    int32_t *mask = input_ids(d, "attention_mask", mask_shape);
+    int B = (int)shape[0], T = (int)shape[1], Dr = (int)shape[2];
+    if (mask_shape[0] != B || mask_shape[1] != T)
+        die("attention_mask does not match the context's [B, T]");
+    mmi_weights w;
+    mmi_resampler r;
+    mmi_weights_init(&w, g);
+    check(mmi_resampler_load(&r, g, &w, Dr), "resampler");
+    int nl = r.cfg.n_latent;
+    float *rows = xmalloc((size_t)T * Dr * sizeof(float));
+    float *scratch = xmalloc(mmi_resampler_scratch_floats(&r, T) * sizeof(float));
+    float *out = xmalloc((size_t)B * nl * Dr * sizeof(float));
+    for (int b = 0; b < B; b++) {
+        int n = 0;
+        for (int t = 0; t < T; t++)
+            if (mask[(size_t)b * T + t])
+                memcpy(rows + (size_t)n++ * Dr, context + ((size_t)b * T + t) * Dr,
+                       (size_t)Dr * sizeof(float));
+        if (n == 0)
+            die("batch row %d has no unmasked context", b);
+        mmi_resampler_run(&r, rows, n, out + (size_t)b * nl * Dr, scratch);
+    }
+    put_f32(d, "output", out, 3, (int64_t)B, (int64_t)nl, (int64_t)Dr);
+    free(out);
+    free(scratch);
+    free(rows);
+    free(mask);
+    free(context);
+    mmi_resampler_free(&r);
+    mmi_weights_free(&w);
+    mmi_gguf_close(g);
+}
+
 static const struct {
     const char *model_class;
     void (*run)(dump *d);
@@ -521,6 +598,9 @@ static const struct {
     {"transformers.SiglipVisionModel", dump_siglip_vision},
     {"transformers.LlavaForConditionalGeneration", dump_llava},
     {"transformers.LlamaForCausalLM", dump_llama},
+    {"transformers.Blip2ForConditionalGeneration", dump_blip2},
+    {"transformers.models.idefics2.modeling_idefics2.Idefics2PerceiverResampler",
+     dump_idefics2_perceiver},
 };
 
 static int find_class(const char *name)

@@ -340,6 +340,7 @@ def make_preprocess(tensors):
     src_path = os.path.join(OUT, "resize_src.png")
     write_png(src_path, test_picture(45, 33, 5), 2, 8)
     src = pil_rgb(src_path)
+    tensors["resize_src.png.rgb"] = src
     for fname, filt in (("bilinear", Image.BILINEAR), ("bicubic", Image.BICUBIC)):
         for w, h in ((20, 15), (90, 66), (17, 50), (45, 10), (1, 1), (3, 100), (200, 7), (44, 33)):
             tensors["resize.%s.%dx%d" % (fname, w, h)] = pil_resize(src, w, h, filt)

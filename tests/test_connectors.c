@@ -1,0 +1,277 @@
+/* Q-Former and Perceiver resampler on cases the HF parity vectors do not reach (see
+ * tests/data/gen_connector_ref.py: PyTorch float64 references for cross-attention every 2nd
+ * block, unequal widths, grouped KV with head_dim != width/heads, the Flamingo form), and their
+ * loaders on broken files: missing or misshapen tensors and keys, bad values, failed allocations. */
+#include <math.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "data/connector_ref.h"
+#include "gguf.h"
+#include "qformer.h"
+#include "resampler.h"
+#include "testutil.h"
+
+static const ref_case *const cases[] = {&qformer_freq2, &qformer_small, &perceiver_gqa,
+                                        &perceiver_flamingo};
+#define N_CASES (int)(sizeof cases / sizeof cases[0])
+
+static int is_qformer(const ref_case *c)
+{
+    return c->hidden != NULL;
+}
+
+/* The case as a GGUF file in memory, leaving out the key or tensor called `drop` and giving
+ * key `set->key` the value in `set` (added if the case has no such key). */
+static mmi_gguf *build(const ref_case *c, const char *drop, const ref_key *set)
+{
+    mmi_gguf_writer *w;
+    ck_assert_ok(mmi_gguf_writer_create(&w));
+    ck_assert_ok(mmi_gguf_writer_add_string(w, "general.architecture", "clip"));
+    int set_done = 0;
+    for (int i = 0; i <= c->n_keys; i++) {
+        const ref_key *k = i < c->n_keys ? &c->keys[i] : NULL;
+        if (k && drop && strcmp(k->key, drop) == 0)
+            continue;
+        if (set && (k ? strcmp(k->key, set->key) == 0 : !set_done)) {
+            k = set;
+            set_done = 1;
+        }
+        if (!k)
+            continue;
+        if (strcmp(k->type, "str") == 0)
+            ck_assert_ok(mmi_gguf_writer_add_string(w, k->key, k->str));
+        else if (strcmp(k->type, "f32") == 0)
+            ck_assert_ok(mmi_gguf_writer_add_float(w, k->key, MMI_GGUF_FLOAT32, k->num));
+        else if (strcmp(k->type, "i64") == 0)
+            ck_assert_ok(mmi_gguf_writer_add_int(w, k->key, MMI_GGUF_INT64, (int64_t)k->num));
+        else
+            ck_assert_ok(mmi_gguf_writer_add_int(w, k->key, MMI_GGUF_UINT32, (int64_t)k->num));
+    }
+    for (int i = 0; i < c->n_tensors; i++) {
+        const ref_tensor *t = &c->tensors[i];
+        if (drop && strcmp(t->name, drop) == 0)
+            continue;
+        const uint64_t ne[4] = {t->ne[0], t->ne[1], t->ne[2], t->ne[3]};
+        ck_assert_ok(mmi_gguf_writer_add_tensor(w, t->name, MMI_TENSOR_F32, (uint32_t)t->n_dims,
+                                                ne, t->data));
+    }
+    void *data;
+    size_t size;
+    ck_assert_ok(mmi_gguf_writer_write_memory(w, &data, &size));
+    mmi_gguf_writer_free(w);
+    mmi_gguf *g;
+    ck_assert_ok(mmi_gguf_open_memory(data, size, &g));
+    mmi_free(data);
+    return g;
+}
+
+/* Either connector, loaded from g for c's input width. */
+typedef struct {
+    mmi_weights w;
+    mmi_qformer qf;
+    mmi_resampler rs;
+} loaded;
+
+static mm_status load(loaded *l, const ref_case *c, const mmi_gguf *g, int in_width)
+{
+    memset(l, 0, sizeof *l);
+    mmi_weights_init(&l->w, g);
+    return is_qformer(c) ? mmi_qformer_load(&l->qf, g, &l->w, in_width)
+                         : mmi_resampler_load(&l->rs, g, &l->w, in_width);
+}
+
+static void unload(loaded *l)
+{
+    mmi_qformer_free(&l->qf);
+    mmi_resampler_free(&l->rs);
+    mmi_weights_free(&l->w);
+}
+
+/* float32 against the float64 reference: |got - ref| <= tol * max(1, |ref|). */
+static void check_close(const char *what, const float *got, const float *ref, int n, double tol)
+{
+    double worst = 0;
+    for (int i = 0; i < n; i++) {
+        double err = fabs((double)got[i] - ref[i]) / fmax(1.0, fabs(ref[i]));
+        worst = fmax(worst, err);
+        ck_assert_msg(err <= tol, "%s[%d] = %.9g, torch %.9g", what, i, (double)got[i],
+                      (double)ref[i]);
+    }
+    ck_assert_msg(worst > 0 || n == 0, "%s: suspiciously exact", what);
+}
+
+START_TEST(matches_torch)
+{
+    const ref_case *c = cases[_i];
+    mmi_gguf *g = build(c, NULL, NULL);
+    loaded l;
+    ck_assert_ok(load(&l, c, g, c->in_width));
+    size_t n_scratch = is_qformer(c) ? mmi_qformer_scratch_floats(&l.qf, c->n_in)
+                                     : mmi_resampler_scratch_floats(&l.rs, c->n_in);
+    float *scratch = mmi_array(n_scratch, sizeof(float));
+    float *out = mmi_array((size_t)c->n_out * c->out_width, sizeof(float));
+    ck_assert_ptr_nonnull(scratch);
+    ck_assert_ptr_nonnull(out);
+    if (is_qformer(c)) {
+        ck_assert_int_eq(l.qf.cfg.n_query, c->n_out);
+        ck_assert_int_eq(l.qf.cfg.n_out, c->out_width);
+        float *hidden = mmi_array((size_t)c->n_out * c->hidden_width, sizeof(float));
+        ck_assert_ptr_nonnull(hidden);
+        mmi_qformer_encode(&l.qf, c->input, c->n_in, hidden, scratch);
+        check_close("hidden", hidden, c->hidden, c->n_out * c->hidden_width, 1e-5);
+        mmi_free(hidden);
+        mmi_qformer_run(&l.qf, c->input, c->n_in, out, scratch);
+    } else {
+        ck_assert_int_eq(l.rs.cfg.n_latent, c->n_out);
+        mmi_resampler_run(&l.rs, c->input, c->n_in, out, scratch);
+    }
+    check_close(c->name, out, c->output, c->n_out * c->out_width, 1e-5);
+    mmi_free(out);
+    mmi_free(scratch);
+    unload(&l);
+    mmi_gguf_close(g);
+}
+END_TEST
+
+/* Load must fail with `want` and a message containing `needle` (NULL: any message). */
+static void expect_failure(const ref_case *c, const char *drop, const ref_key *set, int in_width,
+                           mm_status want, const char *needle)
+{
+    mmi_gguf *g = build(c, drop, set);
+    loaded l;
+    mm_status st = load(&l, c, g, in_width);
+    ck_assert_msg(st == want, "%s without %s / with %s: status %d (%s), expected %d", c->name,
+                  drop ? drop : "-", set ? set->key : "-", (int)st, mm_last_error(), (int)want);
+    ck_assert_msg(!needle || strstr(mm_last_error(), needle), "%s: message '%s' lacks '%s'",
+                  c->name, mm_last_error(), needle);
+    unload(&l);
+    mmi_gguf_close(g);
+}
+
+START_TEST(every_tensor_required)
+{
+    const ref_case *c = cases[_i];
+    for (int i = 0; i < c->n_tensors; i++) {
+        const char *name = c->tensors[i].name;
+        /* Without block 0's gate the file reads as ungated, and block 1's gate is the error. */
+        int gate0 = strcmp(name, "perceiver.blk.0.ffn_gate.weight") == 0;
+        expect_failure(c, name, NULL, c->in_width, MM_ERR_FORMAT,
+                       gate0 ? "perceiver.blk.1.ffn_gate.weight" : name);
+    }
+}
+END_TEST
+
+START_TEST(every_key_required_or_defaulted)
+{
+    const ref_case *c = cases[_i];
+    for (int i = 0; i < c->n_keys; i++) {
+        const char *key = c->keys[i].key;
+        /* Optional keys (docs/model-format.md §7): head_count_kv defaults to head_count,
+         * key_length to width/heads, norm to rms; with those defaults this case's tensors or
+         * the eps key no longer fit, except for norm = rms itself. */
+        if (c == &perceiver_gqa && strcmp(key, "clip.perceiver.norm") == 0) {
+            mmi_gguf *g = build(c, key, NULL);
+            loaded l;
+            ck_assert_ok(load(&l, c, g, c->in_width));
+            unload(&l);
+            mmi_gguf_close(g);
+            continue;
+        }
+        int optional = strstr(key, "head_count_kv") || strstr(key, "key_length") ||
+                       strstr(key, ".norm");
+        expect_failure(c, key, NULL, c->in_width, MM_ERR_FORMAT, optional ? NULL : key);
+    }
+}
+END_TEST
+
+START_TEST(bad_values)
+{
+    const ref_case *q = &qformer_freq2, *p = &perceiver_gqa;
+    const ref_key heads3 = {"clip.qformer.attention.head_count", "u32", 3, NULL};
+    expect_failure(q, NULL, &heads3, q->in_width, MM_ERR_FORMAT, "head_count");
+    const ref_key no_blocks = {"clip.qformer.block_count", "u32", 0, NULL};
+    expect_failure(q, NULL, &no_blocks, q->in_width, MM_ERR_FORMAT, "block_count");
+    const ref_key freq0 = {"clip.qformer.cross_attention_frequency", "u32", 0, NULL};
+    expect_failure(q, NULL, &freq0, q->in_width, MM_ERR_FORMAT, "cross_attention_frequency");
+    const ref_key huge = {"clip.qformer.query_count", "i64", 4294967296.0, NULL};
+    expect_failure(q, NULL, &huge, q->in_width, MM_ERR_FORMAT, "query_count");
+    const ref_key negative = {"clip.qformer.feed_forward_length", "i64", -12, NULL};
+    expect_failure(q, NULL, &negative, q->in_width, MM_ERR_FORMAT, "feed_forward_length");
+    const ref_key act = {"clip.qformer.hidden_act", "str", 0, "swish"};
+    expect_failure(q, NULL, &act, q->in_width, MM_ERR_UNSUPPORTED, "swish");
+    const ref_key eps_type = {"clip.qformer.attention.layer_norm_epsilon", "str", 0, "1e-12"};
+    expect_failure(q, NULL, &eps_type, q->in_width, MM_ERR_FORMAT, "layer_norm_epsilon");
+    /* Vision features of another width than the file's encoder_width. */
+    expect_failure(q, NULL, NULL, q->in_width + 1, MM_ERR_FORMAT, "encoder_width");
+
+    const ref_key kv2 = {"clip.perceiver.attention.head_count_kv", "u32", 2, NULL};
+    expect_failure(p, NULL, &kv2, p->in_width, MM_ERR_FORMAT, "head_count_kv");
+    const ref_key norm = {"clip.perceiver.norm", "str", 0, "batch"};
+    expect_failure(p, NULL, &norm, p->in_width, MM_ERR_UNSUPPORTED, "batch");
+    const ref_key wide = {"clip.perceiver.attention.key_length", "u32", 1 << 20, NULL};
+    expect_failure(p, NULL, &wide, p->in_width, MM_ERR_FORMAT, "too wide");
+    expect_failure(p, NULL, NULL, p->in_width - 1, MM_ERR_FORMAT, "embedding_length");
+}
+END_TEST
+
+START_TEST(misshapen_tensor)
+{
+    /* The cross-attention key matrix stored for Dq-wide instead of D-wide vision rows. */
+    const ref_case *q = &qformer_freq2;
+    ref_tensor tensors[128];
+    ck_assert_int_le(q->n_tensors, 128);
+    memcpy(tensors, q->tensors, sizeof(ref_tensor) * (size_t)q->n_tensors);
+    static const float zeros[8 * 8];
+    int found = 0;
+    for (int i = 0; i < q->n_tensors; i++)
+        if (strcmp(tensors[i].name, "qformer.blk.2.cross_k.weight") == 0) {
+            tensors[i].ne[0] = tensors[i].ne[1]; /* [6, 8] -> [8, 8] */
+            tensors[i].data = zeros;
+            found = 1;
+        }
+    ck_assert(found);
+    ref_case bad = *q;
+    bad.tensors = tensors;
+    expect_failure(&bad, NULL, NULL, q->in_width, MM_ERR_FORMAT, "qformer.blk.2.cross_k.weight");
+}
+END_TEST
+
+START_TEST(allocation_failures)
+{
+    /* Fail each allocation of the load in turn: NOMEM reported, nothing leaked (ASan). */
+    const ref_case *c = cases[_i];
+    mmi_gguf *g = build(c, NULL, NULL);
+    for (long n = 1;; n++) {
+        loaded l;
+        mmi_alloc_fail_at(n);
+        mm_status st = load(&l, c, g, c->in_width);
+        mmi_alloc_fail_at(0);
+        unload(&l);
+        if (st == MM_OK)
+            break;
+        ck_assert_int_eq(st, MM_ERR_NOMEM);
+        ck_assert_ptr_nonnull(strstr(mm_last_error(), "out of memory"));
+    }
+    mmi_gguf_close(g);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("connectors");
+    TCase *tc = tcase_create("core");
+    tcase_add_loop_test(tc, matches_torch, 0, N_CASES);
+    tcase_add_loop_test(tc, every_tensor_required, 0, N_CASES);
+    tcase_add_loop_test(tc, every_key_required_or_defaulted, 0, N_CASES);
+    tcase_add_test(tc, bad_values);
+    tcase_add_test(tc, misshapen_tensor);
+    tcase_add_loop_test(tc, allocation_failures, 0, N_CASES);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return test_run_suite(suite());
+}
