@@ -800,12 +800,9 @@ static mm_status encode_image(const mm_model *model, const mmi_chat_part *part,
         return mmi_fail(MM_ERR_UNSUPPORTED, "the model has no vision encoder for images");
     mm_image *image;
     MMI_TRY(mmi_image_load_memory(part->image, part->image_len, options, &image));
-    /* INTERIM until mm_image_encode (branch vision, with preprocess from branch image) is
-     * defined: the image is decoded and checked, not yet encoded. */
+    mm_status st = mm_image_encode(model, image, options, out);
     mmi_image_free(image);
-    *out = NULL;
-    return mmi_fail(MM_ERR_UNSUPPORTED, "encoding images needs mm_image_encode, which this "
-                    "build lacks");
+    return st;
 }
 
 /* Check one part before anything is added: text must not hold the image marker; an image is
