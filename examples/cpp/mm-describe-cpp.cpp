@@ -1,6 +1,6 @@
-// mm-describe-cpp: answer a prompt with a model, through the C++17 wrapper examples/cpp/mm.hpp
-// (RAII handles, exceptions), with a progress line on a terminal.
-//   mm-describe-cpp MODEL.gguf [MMPROJ.gguf] PROMPT [-n MAX_TOKENS]
+// mm-describe-cpp: ask a model about an image (or just a prompt), through the C++17 wrapper
+// examples/cpp/mm.hpp (RAII handles, exceptions), with a progress line on a terminal.
+//   mm-describe-cpp MODEL.gguf [MMPROJ.gguf] PROMPT [-i IMAGE] [-n MAX_TOKENS]
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -14,15 +14,19 @@
 int main(int argc, char **argv)
 {
     std::vector<const char *> args;
+    const char *image_path = nullptr;
     long max_tokens = 128;
     for (int i = 1; i < argc; i++) {
         if (std::strcmp(argv[i], "-n") == 0 && i + 1 < argc)
             max_tokens = std::atol(argv[++i]);
+        else if (std::strcmp(argv[i], "-i") == 0 && i + 1 < argc)
+            image_path = argv[++i];
         else
             args.push_back(argv[i]);
     }
     if (args.size() < 2 || args.size() > 3) {
-        std::cerr << "usage: " << argv[0] << " MODEL.gguf [MMPROJ.gguf] PROMPT [-n MAX_TOKENS]\n"
+        std::cerr << "usage: " << argv[0]
+                  << " MODEL.gguf [MMPROJ.gguf] PROMPT [-i IMAGE] [-n MAX_TOKENS]\n"
                   << "libmm " << mm::version() << "\n";
         return 2;
     }
@@ -31,14 +35,20 @@ int main(int argc, char **argv)
         opts.set(MM_OPT_MAX_TOKENS, static_cast<std::int64_t>(max_tokens));
         if (isatty(STDERR_FILENO))
             opts.on_progress([](mm_progress_stage, std::uint64_t done, std::uint64_t total) {
-                std::fprintf(stderr, "\rloading: %3d%%", total ? int(100 * done / total) : 100);
-                if (done == total)
+                if (done >= total)
                     std::fputs("\r\033[K", stderr);
+                else
+                    std::fprintf(stderr, "\rworking: %3d%%", int(100 * done / total));
                 return false;
             });
         mm::model model(args[0], args.size() == 3 ? args[1] : "", &opts);
         mm::session chat(model, &opts);
-        chat.add_message("user", args.back());
+        if (image_path) {
+            mm::embeddings picture = mm::encode(model, mm::image::open(image_path, &opts), &opts);
+            chat.add_message("user", args.back(), {&picture});
+        } else {
+            chat.add_message("user", args.back());
+        }
         chat.generate([](std::string_view piece) {
             std::cout << piece << std::flush;
             return true;

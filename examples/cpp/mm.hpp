@@ -282,6 +282,14 @@ private:
     std::unique_ptr<mm_session, deleter<mm_session, mm_session_free>> ptr_;
 };
 
+// Image embeddings of `im` from the model's vision tower (preprocessed as its file says).
+inline embeddings encode(const model &m, const image &im, const options *opts = nullptr)
+{
+    mm_embeddings *e;
+    check(mm_image_encode(m.get(), im.get(), opts ? opts->get() : nullptr, &e));
+    return embeddings(e);
+}
+
 inline std::string version() { return mm_version_string(); }
 
 } // namespace mm

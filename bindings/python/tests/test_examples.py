@@ -7,7 +7,7 @@ import unittest
 
 import libmm
 
-from fixtures import ROOT, tiny_llama_with_vocab
+from fixtures import ROOT, VECTORS, converted, tiny_llama_with_vocab
 
 CONVERSATION = [{"role": "system", "content": "Be brief."},
                 {"role": "user", "content": [{"type": "text", "text": "Hello there"}]}]
@@ -53,6 +53,34 @@ class TestExamples(unittest.TestCase):
         r = run([exe, "/nonexistent.gguf", "x"])
         self.assertEqual(r.returncode, 1)
         self.assertIn("input/output error", r.stderr)
+
+
+class TestExamplesWithImages(unittest.TestCase):
+    """mm-describe (C) and mm-describe-cpp on a LLaVA pair: the shared case's vision file with a
+    tiny language model of the same width carrying the LLaMA vocabulary."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.text = tiny_llama_with_vocab(n_embd=64, n_ctx=256)
+        cls.mmproj = converted("llava")["mmproj"]
+        cls.image = os.path.join(VECTORS, "llava", "image.png")
+        model = libmm.Model(cls.text, mmproj=cls.mmproj)
+        s = libmm.Session(model, {"max_tokens": 6})
+        s.add_message("user", "What is this?", images=[libmm.Image.open(cls.image)])
+        cls.expected = "".join(s.generate())
+
+    def test_mm_describe(self):
+        r = run([os.path.join(ROOT, "examples", "mm-describe"), "-m", self.text, "--mmproj",
+                 self.mmproj, "-i", self.image, "-p", "What is this?", "-n", "6"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip("\n"), self.expected)
+        self.assertNotIn("%", r.stderr)  # no terminal: no progress line
+
+    def test_mm_describe_cpp(self):
+        r = run([os.path.join(ROOT, "examples", "cpp", "mm-describe-cpp"), self.text,
+                 self.mmproj, "What is this?", "-i", self.image, "-n", "6"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, self.expected + "\n")
 
 
 if __name__ == "__main__":
