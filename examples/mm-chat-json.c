@@ -19,7 +19,7 @@
 
 static int show_progress(void *user, mm_progress_stage stage, uint64_t done, uint64_t total)
 {
-    static const char *names[] = {"", "loading", "encoding image", "reading prompt"};
+    static const char *names[] = {"", "loading", "encoding image"};
     (void)user;
     fprintf(stderr, "\r%s: %3d%%", names[stage], total ? (int)(100 * done / total) : 100);
     if (done == total)

@@ -65,7 +65,7 @@ static void print_log(void *user, mm_log_level level, const char *message)
 /* The progress line on a terminal: "loading  42%", rewritten in place, erased when done. */
 static int show_progress(void *user, mm_progress_stage stage, uint64_t done, uint64_t total)
 {
-    static const char *const names[] = {"", "loading", "encoding image", "reading prompt"};
+    static const char *const names[] = {"", "loading", "encoding image"};
     (void)user;
     if (done >= total)
         fputs("\r\033[K", stderr);

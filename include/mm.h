@@ -158,8 +158,7 @@ MM_API mm_status mm_option_type(mm_opt key, mm_opt_type *type);
  * half-made (a load frees what it read; a session stays usable). */
 typedef enum mm_progress_stage {
     MM_PROGRESS_MODEL_LOAD   = 1, /* mm_model_load: unit = tensors read */
-    MM_PROGRESS_IMAGE_ENCODE = 2, /* encoding an image: unit = vision encoder blocks */
-    MM_PROGRESS_PREFILL      = 3  /* evaluating a prompt: unit = tokens */
+    MM_PROGRESS_IMAGE_ENCODE = 2  /* mm_image_encode(_pixels): unit = vision encoder blocks */
 } mm_progress_stage;
 
 typedef int (*mm_progress_fn)(void *user, mm_progress_stage stage, uint64_t done, uint64_t total);
