@@ -182,29 +182,21 @@ int main(int argc, char **argv)
         if ((st = mm_session_add_stop_string(session, stops[i])) != MM_OK)
             return fail("stop string", st);
 
-    double t0 = now();
-    mm_embeddings *images[MAX_IMAGES];
-    for (int i = 0; i < n_images; i++) {
-        mm_image *image;
-        if ((st = mm_image_load_file(image_paths[i], options, &image)) != MM_OK)
+    mm_image *images[MAX_IMAGES];
+    for (int i = 0; i < n_images; i++)
+        if ((st = mm_image_load_file(image_paths[i], options, &images[i])) != MM_OK)
             return fail(image_paths[i], st);
-        st = mm_image_encode(model, image, options, &images[i]);
-        mm_image_free(image);
-        if (st != MM_OK)
-            return fail(image_paths[i], st);
-    }
-    double t_images = now() - t0;
 
     current = session;
     signal(SIGINT, on_interrupt);
-    t0 = now();
+    double t0 = now();
     if (system && (st = mm_session_add_message(session, "system", system, strlen(system))) != 0)
         return fail("system message", st);
-    st = mm_session_add_message_embeddings(session, "user", prompt, strlen(prompt),
-                                           (const mm_embeddings *const *)images,
-                                           (size_t)n_images);
+    /* Encodes the images with the vision tower, then evaluates the whole message. */
+    st = mm_session_add_message_images(session, "user", prompt, strlen(prompt),
+                                       (const mm_image *const *)images, (size_t)n_images);
     for (int i = 0; i < n_images; i++)
-        mm_embeddings_free(images[i]);
+        mm_image_free(images[i]);
     if (st != MM_OK)
         return fail("prompt", st);
     int n_prompt = mm_session_n_past(session);
@@ -235,9 +227,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "mm-describe: the context is full (-c for a larger one)\n");
     else if (st != MM_OK)
         return fail("generation", st);
-    fprintf(stderr, "mm-describe: %d image(s) encoded in %.2f s; prompt of %d positions in %.2f s "
-            "(%.1f/s); %d tokens generated in %.2f s (%.1f/s)\n", n_images, t_images, n_prompt,
-            t_prompt, n_prompt / (t_prompt > 0 ? t_prompt : 1), n_gen, t_gen,
+    fprintf(stderr, "mm-describe: %d image(s) and a prompt of %d positions in %.2f s; %d tokens "
+            "generated in %.2f s (%.1f/s)\n", n_images, n_prompt, t_prompt, n_gen, t_gen,
             n_gen / (t_gen > 0 ? t_gen : 1));
     current = NULL;
     mm_session_free(session);

@@ -418,12 +418,19 @@ MM_API mm_status mm_session_add_text(mm_session *session, const char *text, size
 MM_API mm_status mm_session_add_message(mm_session *session, const char *role, const char *text,
                                         size_t len);
 
-/* The same with images: images[i] (from mm_image_encode(), rows of the language model's
- * embedding width, else MM_ERR_ARG) goes where the text has its i-th "<image>" marker; a text
+/* The same with pictures: images[i] goes where the text has its i-th "<image>" marker; a text
  * without markers gets the images at its start, each followed by "\n" (LLaVA's
- * "USER: <image>\n{text}"). The number of markers must then equal n_images (MM_ERR_ARG). Text
- * between images is tokenized piece by piece, as llama.cpp does. The embeddings are only read
- * during the call. */
+ * "USER: <image>\n{text}"); with markers their number must equal n_images (MM_ERR_ARG). Each
+ * image is preprocessed and encoded by the model's vision tower inside this call, after the
+ * whole message is known to fit (MM_ERR_CTX_FULL before any encoding) and before anything is
+ * evaluated; mm_session_cancel() stops the encoding too. Text between images is tokenized
+ * piece by piece, as llama.cpp does. Errors also: MM_ERR_STATE (no vision encoder loaded). */
+MM_API mm_status mm_session_add_message_images(mm_session *session, const char *role,
+                                               const char *text, size_t len,
+                                               const mm_image *const *images, size_t n_images);
+/* The same with images encoded beforehand by mm_image_encode() (e.g. on other threads, or
+ * reused): rows of the language model's embedding width (else MM_ERR_ARG), only read during
+ * the call. */
 MM_API mm_status mm_session_add_message_embeddings(mm_session *session, const char *role,
                                                    const char *text, size_t len,
                                                    const mm_embeddings *const *images,
@@ -479,8 +486,8 @@ MM_API mm_status mm_session_generate(mm_session *session, const mm_options *opti
 MM_API mm_status mm_session_next(mm_session *session, int32_t *token, const char **piece,
                                   size_t *len);
 
-/* Why the session's last generation ended (MM_STOP_NONE before any, or when it failed);
- * MM_STOP_NONE for NULL. Same thread rules as the other session calls. */
+/* Why the last generation on the session ended (MM_STOP_NONE for NULL, while one runs, or
+ * when it ended with an error). */
 MM_API mm_stop_reason mm_session_stop_reason(const mm_session *session);
 
 /* The logits of the last evaluated position: *n_vocab floats, valid until the next call that
@@ -516,22 +523,23 @@ MM_API void mm_session_reset(mm_session *session);
  * too), and {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg",
  * "data": ...}}. Images must be inline: nothing is fetched, so http(s) and file URLs are
  * MM_ERR_UNSUPPORTED.
- * Each message goes through the session's chat template as mm_session_add_message_embeddings()
+ * Each message goes through the session's chat template as mm_session_add_message_images()
  * takes it: images before all of a message's text go where the template puts images (LLaVA:
  * first, each followed by a newline), an image after some text stays at its place in the text;
  * consecutive text parts are joined by a newline.
  * The whole JSON is checked (strict RFC 8259: UTF-8, no duplicate keys where libmm reads, depth
  * at most 64, at most 2^20 values; canonical padded base64) and every image decoded (limits:
- * MM_OPT_IMAGE_MAX_SIDE / MM_OPT_IMAGE_MAX_PIXELS from options, NULL for defaults) and encoded
- * before the session changes; a failure there leaves it as it was. If the session then refuses
- * a message (MM_ERR_CTX_FULL, MM_ERR_CANCELLED), the messages before it stay added and the error
- * text says how many. The JSON is only read during the call.
+ * MM_OPT_IMAGE_MAX_SIDE / MM_OPT_IMAGE_MAX_PIXELS from options, NULL for defaults) before the
+ * session changes; a failure there leaves it as it was. Messages are then added in order, each
+ * image encoded as its message is added (mm_session_cancel() stops that too); if the session
+ * refuses a message (MM_ERR_CTX_FULL, MM_ERR_CANCELLED, ...), the messages before it stay added
+ * and the error text says how many. The JSON is only read during the call.
  * Errors: MM_ERR_ARG (NULL session, json NULL with len > 0), MM_ERR_FORMAT (malformed JSON,
  * base64, data URL or image, a message of the wrong shape, text containing "<image>"; the text
  * names the place, e.g. "messages[2].content[1].image_url: base64: length 5 is not a multiple
- * of 4"), MM_ERR_UNSUPPORTED (unknown role or part type, remote URL, non-image media type, a
- * model without vision encoder given an image), MM_ERR_LIMIT, MM_ERR_NOMEM, and the errors of
- * mm_session_add_message. One thread at a time, as every session call. */
+ * of 4"), MM_ERR_UNSUPPORTED (unknown role or part type, remote URL, non-image media type),
+ * MM_ERR_STATE (images for a model without vision encoder), MM_ERR_LIMIT, MM_ERR_NOMEM, and the
+ * errors of mm_session_add_message_images. One thread at a time, as every session call. */
 MM_API mm_status mm_session_add_messages_json(mm_session *session, const char *json, size_t len,
                                               const mm_options *options);
 

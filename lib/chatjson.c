@@ -791,36 +791,16 @@ static void message_place(const mmi_chat_message *m, char *buf, size_t size)
         snprintf(buf, size, "messages[%zu]", m->json_index);
 }
 
-/* One image part decoded (with the options' size limits) and encoded by the vision tower into
- * the rows that take its place in the language model's input. */
-static mm_status encode_image(const mm_model *model, const mmi_chat_part *part,
-                              const mm_options *options, mm_embeddings **out)
-{
-    if (!model->vision)
-        return mmi_fail(MM_ERR_UNSUPPORTED, "the model has no vision encoder for images");
-    mm_image *image;
-    MMI_TRY(mmi_image_load_memory(part->image, part->image_len, options, &image));
-    mm_status st = mm_image_encode(model, image, options, out);
-    mmi_image_free(image);
-    return st;
-}
-
 /* Check one part before anything is added: text must not hold the image marker; an image is
- * decoded and encoded, into rows of the language model's width. */
-static mm_status prepare_part(mm_session *session, const mmi_chat_part *part,
-                              const mm_options *options, mm_embeddings **image)
+ * decoded (with the options' size limits). */
+static mm_status prepare_part(const mmi_chat_part *part, const mm_options *options,
+                              mm_image **image)
 {
-    if (part->kind == MMI_PART_TEXT) {
-        if (memmem(part->text, part->text_len, MMI_IMAGE_MARKER, strlen(MMI_IMAGE_MARKER)))
-            return mmi_fail(MM_ERR_FORMAT, "text contains \"%s\", which marks image positions",
-                            MMI_IMAGE_MARKER);
-        return MM_OK;
-    }
-    MMI_TRY(encode_image(mmi_session_model(session), part, options, image));
-    size_t n_embd = mm_embeddings_n_embd(*image);
-    if (n_embd != (size_t)mmi_session_n_embd(session))
-        return mmi_fail(MM_ERR_ARG, "the image encodes to rows of %zu values, the language model "
-                        "takes %d", n_embd, mmi_session_n_embd(session));
+    if (part->kind == MMI_PART_IMAGE)
+        return mmi_image_load_memory(part->image, part->image_len, options, image);
+    if (memmem(part->text, part->text_len, MMI_IMAGE_MARKER, strlen(MMI_IMAGE_MARKER)))
+        return mmi_fail(MM_ERR_FORMAT, "text contains \"%s\", which marks image positions",
+                        MMI_IMAGE_MARKER);
     return MM_OK;
 }
 
@@ -873,31 +853,33 @@ mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
     size_t n_images = 0;
     for (size_t i = 0; i < chat->n_parts; i++)
         n_images += chat->parts[i].kind == MMI_PART_IMAGE;
-    mm_embeddings **images = mmi_calloc(n_images, sizeof *images);
-    mmi_media *media = mmi_calloc(n_images, sizeof *media);
-    mm_status st = images && media ? MM_OK
+    if (n_images > 0 && !mmi_session_model(session)->vision)
+        return mmi_fail(MM_ERR_STATE, "conversation: %zu image%s, but the model has no vision "
+                        "encoder (load an mmproj file with it)", n_images,
+                        n_images == 1 ? "" : "s");
+    mm_image **images = mmi_calloc(n_images, sizeof *images);
+    mm_status st = images ? MM_OK
                  : mmi_fail(MM_ERR_NOMEM, "conversation: out of memory for %zu images", n_images);
-    /* Every part is checked and every image encoded first, so that anything wrong fails the
-     * call before the session changes. */
+    /* Every part is checked and every image decoded first, so that bad input fails the call
+     * before the session changes. */
     char where[64];
     size_t k = 0;
     for (size_t i = 0; i < chat->n_messages && st == MM_OK; i++) {
         const mmi_chat_message *m = &chat->messages[i];
         for (size_t j = 0; j < m->n_parts && st == MM_OK; j++) {
             const mmi_chat_part *part = &chat->parts[m->first_part + j];
-            st = prepare_part(session, part, options, &images[k]);
+            st = prepare_part(part, options, &images[k]);
+            k += part->kind == MMI_PART_IMAGE;
             if (st != MM_OK) {
                 char place[96];
                 message_place(m, where, sizeof where);
                 snprintf(place, sizeof place, "%s, part %zu", where, j);
                 st = at(st, place);
-            } else if (part->kind == MMI_PART_IMAGE) {
-                media[k].embd = mm_embeddings_data(images[k]);
-                media[k].n_rows = mm_embeddings_n_tokens(images[k]);
-                k++;
             }
         }
     }
+    /* Then message by message; the session encodes each message's images once it knows the
+     * message fits (and mm_session_cancel() reaches the encoding too). */
     k = 0;
     for (size_t i = 0; i < chat->n_messages && st == MM_OK; i++) {
         const mmi_chat_message *m = &chat->messages[i];
@@ -910,7 +892,8 @@ mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
         st = message_text(chat, m, where, &text, &len);
         if (st != MM_OK)
             break;
-        st = mmi_session_add_message(session, m->role, text, len, media + k, n_media);
+        st = mmi_session_add_message_images(session, m->role, text, len,
+                                            (const mm_image *const *)images + k, n_media);
         mmi_free(text);
         k += n_media;
         if (st != MM_OK) {
@@ -921,8 +904,7 @@ mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
         }
     }
     for (size_t i = 0; i < n_images && images; i++)
-        mm_embeddings_free(images[i]);
+        mmi_image_free(images[i]);
     mmi_free(images);
-    mmi_free(media);
     return st;
 }

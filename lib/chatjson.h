@@ -120,13 +120,14 @@ mm_status mmi_chat_parse(const char *json, size_t len, mmi_chat *out);
 void mmi_chat_free(mmi_chat *chat);
 
 /* Add a parsed conversation to a session, message by message, through its chat template.
- * Every image is first decoded (limits from options) and encoded by the model's vision tower,
- * so that a bad image fails the call before the session changes. In a message, images that come
- * before all of its text go where the template puts images (LLaVA: first, each followed by a
- * newline); an image after some text stays at that place in the text. Consecutive text parts
- * are joined by a newline. Text may not contain the image marker "<image>" (MM_ERR_FORMAT).
- * When the session refuses a message (MM_ERR_CTX_FULL, MM_ERR_CANCELLED, ...) the messages
- * before it stay added; the error message says how many. */
+ * Every text is checked and every image decoded (limits from options) first, so that bad input
+ * fails the call before the session changes; the session encodes each message's images as it
+ * adds the message. In a message, images that come before all of its text go where the
+ * template puts images (LLaVA: first, each followed by a newline); otherwise each image is
+ * marked at its place in the text. Consecutive text parts are joined by a newline. Text may
+ * not contain the image marker "<image>" (MM_ERR_FORMAT). When the session refuses a message
+ * (MM_ERR_CTX_FULL, MM_ERR_CANCELLED, ...) the messages before it stay added; the error message
+ * says how many. */
 mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
                                   const mm_options *options);
 

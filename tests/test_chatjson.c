@@ -691,7 +691,7 @@ START_TEST(session_json_errors_leave_the_session_unchanged)
     } cases[] = {
         {"[{\"role\":\"user\",\"content\":\"ok\"},{\"role\":\"user\",\"content\":[{\"type\":"
          "\"image_url\",\"image_url\":\"data:image/png;base64,Zm9v\"}]}]",
-         MM_ERR_UNSUPPORTED, "messages[1], part 0: the model has no vision encoder"},
+         MM_ERR_STATE, "conversation: 1 image, but the model has no vision encoder"},
         {"[{\"role\":\"user\",\"content\":\"ok\"},{\"role\":\"user\",\"content\":[{\"type\":"
          "\"image_url\",\"image_url\":\"data:image/png;base64,Zm9\"}]}]",
          MM_ERR_FORMAT, "messages[1].content[0].image_url: base64: length 3"},

@@ -44,7 +44,7 @@ int main(int argc, char **argv)
         mm::model model(args[0], args.size() == 3 ? args[1] : "", &opts);
         mm::session chat(model, &opts);
         if (image_path) {
-            mm::embeddings picture = mm::encode(model, mm::image::open(image_path, &opts), &opts);
+            mm::image picture = mm::image::open(image_path, &opts);
             chat.add_message("user", args.back(), {&picture});
         } else {
             chat.add_message("user", args.back());

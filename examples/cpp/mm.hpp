@@ -226,16 +226,33 @@ public:
         ptr_.reset(s);
     }
 
-    // A chat message in the session's template ("system", "user", "assistant"), with images
-    // at the text's "<image>" markers, or at its start when it has none.
+    // A chat message in the session's template ("system", "user", "assistant").
+    session &add_message(const std::string &role, std::string_view text)
+    {
+        check(mm_session_add_message(get(), role.c_str(), text.data(), text.size()));
+        return *this;
+    }
+    // The same with encoded images at the text's "<image>" markers, or at its start when it
+    // has none.
     session &add_message(const std::string &role, std::string_view text,
-                         const std::vector<const embeddings *> &images = {})
+                         const std::vector<const embeddings *> &images)
     {
         std::vector<const mm_embeddings *> handles;
         for (const embeddings *e : images)
             handles.push_back(e->get());
         check(mm_session_add_message_embeddings(get(), role.c_str(), text.data(), text.size(),
                                                 handles.data(), handles.size()));
+        return *this;
+    }
+    // The same with pictures, encoded by the session once it knows the message fits.
+    session &add_message(const std::string &role, std::string_view text,
+                         const std::vector<const image *> &images)
+    {
+        std::vector<const mm_image *> handles;
+        for (const image *im : images)
+            handles.push_back(im->get());
+        check(mm_session_add_message_images(get(), role.c_str(), text.data(), text.size(),
+                                            handles.data(), handles.size()));
         return *this;
     }
     // A conversation in the OpenAI or Anthropic JSON shape (images inline as data URLs).

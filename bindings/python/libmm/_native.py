@@ -147,6 +147,8 @@ PROTOTYPES = {
     "mm_session_set_options": (status_t, [c_void_p, c_void_p]),
     "mm_session_add_text": (status_t, [c_void_p, c_char_p, c_size_t, ctypes.c_uint]),
     "mm_session_add_message": (status_t, [c_void_p, c_char_p, c_char_p, c_size_t]),
+    "mm_session_add_message_images": (status_t, [c_void_p, c_char_p, c_char_p, c_size_t,
+                                                 POINTER(c_void_p), c_size_t]),
     "mm_session_add_message_embeddings": (status_t, [c_void_p, c_char_p, c_char_p, c_size_t,
                                                      POINTER(c_void_p), c_size_t]),
     "mm_session_add_messages_json": (status_t, [c_void_p, c_char_p, c_size_t, c_void_p]),
