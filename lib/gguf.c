@@ -231,7 +231,8 @@ struct mmi_gguf {
     uint32_t version;
     uint64_t alignment;
     uint64_t n_kv;
-    gguf_kv *kvs;        /* sorted by key */
+    gguf_kv *kvs;        /* file order */
+    const gguf_kv **by_key;
     uint64_t n_tensors;
     mmi_tensor *tensors; /* file order */
     const mmi_tensor **by_name;
@@ -420,7 +421,7 @@ static mm_status parse_kv(cursor *c, gguf_kv *kv, uint64_t index)
 
 static int kv_cmp(const void *a, const void *b)
 {
-    return strcmp(((const gguf_kv *)a)->key, ((const gguf_kv *)b)->key);
+    return strcmp((*(const gguf_kv *const *)a)->key, (*(const gguf_kv *const *)b)->key);
 }
 
 static int tensor_name_cmp(const void *a, const void *b)
@@ -440,7 +441,9 @@ static const gguf_kv *find_kv(const mmi_gguf *g, const char *key)
     if (!g || !key)
         return NULL;
     gguf_kv probe = {.key = key};
-    return bsearch(&probe, g->kvs, (size_t)g->n_kv, sizeof *g->kvs, kv_cmp);
+    const gguf_kv *p = &probe;
+    const gguf_kv **hit = bsearch(&p, g->by_key, (size_t)g->n_kv, sizeof *g->by_key, kv_cmp);
+    return hit ? *hit : NULL;
 }
 
 /* One tensor info; its data offset goes to *offset, to be placed once the data section is
@@ -562,7 +565,8 @@ static mm_status parse(mmi_gguf *g)
         return mmi_fail(MM_ERR_FORMAT, "%s: metadata count %llu at byte offset 16 exceeds what the %zu bytes left can hold",
                         g->path, (unsigned long long)g->n_kv, left(&c));
     g->kvs = mmi_calloc((size_t)g->n_kv, sizeof *g->kvs);
-    if (!g->kvs)
+    g->by_key = mmi_calloc((size_t)g->n_kv, sizeof *g->by_key);
+    if (!g->kvs || !g->by_key)
         return mmi_fail(MM_ERR_NOMEM, "%s: out of memory for %llu metadata entries", g->path,
                         (unsigned long long)g->n_kv);
     for (uint64_t i = 0; i < g->n_kv; i++)
@@ -584,15 +588,19 @@ static mm_status parse(mmi_gguf *g)
 
     /* Keys are complete: point them into the store, sort, refuse duplicates, read alignment
      * (tensor offsets are checked against it). */
-    for (uint64_t i = 0; i < g->n_kv; i++)
+    for (uint64_t i = 0; i < g->n_kv; i++) {
         g->kvs[i].key = g->strings + g->kvs[i].key_at;
-    qsort(g->kvs, (size_t)g->n_kv, sizeof *g->kvs, kv_cmp);
-    for (uint64_t i = 1; i < g->n_kv; i++)
-        if (strcmp(g->kvs[i - 1].key, g->kvs[i].key) == 0) {
+        g->by_key[i] = &g->kvs[i];
+    }
+    qsort(g->by_key, (size_t)g->n_kv, sizeof *g->by_key, kv_cmp);
+    for (uint64_t i = 1; i < g->n_kv; i++) {
+        const gguf_kv *a = g->by_key[i - 1], *b = g->by_key[i];
+        if (strcmp(a->key, b->key) == 0) {
             mmi_free(offsets);
             return mmi_fail(MM_ERR_FORMAT, "%s: duplicate key '%s' (values at byte offsets %zu and %zu)",
-                            g->path, g->kvs[i].key, g->kvs[i - 1].value_offset, g->kvs[i].value_offset);
+                            g->path, a->key, a->value_offset, b->value_offset);
         }
+    }
     mm_status st = read_alignment(g);
     for (uint64_t i = 0; i < g->n_tensors && st == MM_OK; i++) {
         size_t at;
@@ -629,6 +637,7 @@ void mmi_gguf_close(mmi_gguf *g)
         mmi_free(g->kvs[i].item_len);
     }
     mmi_free(g->kvs);
+    mmi_free(g->by_key);
     mmi_free(g->tensors);
     mmi_free(g->by_name);
     mmi_free(g->strings);
@@ -770,6 +779,16 @@ uint32_t mmi_gguf_version(const mmi_gguf *g)
 /* ---------------------------------------------------------------------------------------------
  * Metadata getters
  * ------------------------------------------------------------------------------------------- */
+
+uint64_t mmi_gguf_n_kv(const mmi_gguf *g)
+{
+    return g ? g->n_kv : 0;
+}
+
+const char *mmi_gguf_key(const mmi_gguf *g, uint64_t i)
+{
+    return g && i < g->n_kv ? g->kvs[i].key : NULL;
+}
 
 int mmi_gguf_has(const mmi_gguf *g, const char *key)
 {

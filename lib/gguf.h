@@ -52,6 +52,9 @@ uint32_t mmi_gguf_version(const mmi_gguf *g);
  * missing (the _or variants return the default instead) or holds an incompatible type.
  * Integer getters accept any integer type whose value fits; float getters accept f32/f64. */
 int mmi_gguf_has(const mmi_gguf *g, const char *key);
+/* Keys in file order (i < n_kv; NULL otherwise), e.g. to list or copy every entry. */
+uint64_t mmi_gguf_n_kv(const mmi_gguf *g);
+const char *mmi_gguf_key(const mmi_gguf *g, uint64_t i);
 mm_status mmi_gguf_get_int(const mmi_gguf *g, const char *key, int64_t *out);
 mm_status mmi_gguf_get_int_or(const mmi_gguf *g, const char *key, int64_t def, int64_t *out);
 mm_status mmi_gguf_get_float(const mmi_gguf *g, const char *key, double *out);

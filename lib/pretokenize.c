@@ -3,6 +3,8 @@
  * alternative being matched. */
 #include "pretokenize.h"
 
+#include <string.h>
+
 #include "unicode.h"
 
 /* Characters from i while the class is c. */
@@ -95,6 +97,29 @@ static size_t next_llama3(const uint32_t *cp, const uint8_t *cls, size_t i, size
     return trailing_space(cls, i, n);
 }
 
+/* Whether the text at i spells `word` (ASCII). */
+static int spells(const uint32_t *cp, size_t i, size_t n, const char *word)
+{
+    for (; *word; word++, i++)
+        if (i >= n || cp[i] != (unsigned char)*word)
+            return 0;
+    return 1;
+}
+
+static size_t next_clip(const uint32_t *cp, const uint8_t *cls, size_t i, size_t n)
+{
+    static const char *const specials[] = {"<|startoftext|>", "<|endoftext|>"};
+    for (int k = 0; k < 2; k++)
+        if (spells(cp, i, n, specials[k]))
+            return strlen(specials[k]);
+    size_t len = contraction(cp, i, n, 0);
+    if (len)
+        return len;
+    if (cls[i] == MMI_UC_NUMBER) /* \p{N}: one at a time */
+        return 1;
+    return run_of(cls, i, n, (mmi_uclass)cls[i]); /* \p{L}+, [^\s\p{L}\p{N}]+, or \s+ */
+}
+
 size_t mmi_pretokenize_next(mmi_pre_kind kind, const uint32_t *cp, const uint8_t *cls, size_t i,
                             size_t n)
 {
@@ -103,6 +128,8 @@ size_t mmi_pretokenize_next(mmi_pre_kind kind, const uint32_t *cp, const uint8_t
         return next_llama3(cp, cls, i, n, 3);
     case MMI_PRE_QWEN2:
         return next_llama3(cp, cls, i, n, 1);
+    case MMI_PRE_CLIP:
+        return next_clip(cp, cls, i, n);
     case MMI_PRE_GPT2:
     default:
         return next_gpt2(cp, cls, i, n);

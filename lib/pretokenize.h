@@ -13,12 +13,16 @@ typedef enum {
      *          ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+ */
     MMI_PRE_LLAMA3 = 2,
     /* Qwen2: as LLaMA 3 but \p{N} one digit at a time. */
-    MMI_PRE_QWEN2 = 3
+    MMI_PRE_QWEN2 = 3,
+    /* CLIP (on lowercased NFC text): <\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|
+     * \p{L}+|\p{N}|[^\s\p{L}\p{N}]+ ; the whitespace between matches is dropped. */
+    MMI_PRE_CLIP = 4
 } mmi_pre_kind;
 
 /* Length in characters of the word that starts at character i of a text, given the text's
  * code points cp[0..n) and their classes cls[0..n) (mmi_uclass values); i < n. Matches the
- * regex exactly: leftmost alternative first, greedy with backtracking. */
+ * regex exactly: leftmost alternative first, greedy with backtracking. For MMI_PRE_CLIP a run
+ * of whitespace comes back as a word of its own, for the caller to drop. */
 size_t mmi_pretokenize_next(mmi_pre_kind kind, const uint32_t *cp, const uint8_t *cls, size_t i,
                             size_t n);
 

@@ -1,5 +1,6 @@
 /* Tokenizers as llama.cpp runs them: loading the vocabulary, splitting out special tokens,
- * SentencePiece-style BPE ("llama") and byte-level BPE ("gpt2"), and detokenizing.
+ * SentencePiece-style BPE ("llama") and byte-level BPE ("gpt2"), and detokenizing; and HF's
+ * CLIPTokenizer ("clip": byte-level BPE on lowercased NFC text, words ending in "</w>").
  *
  * Both BPE variants merge adjacent symbols through a priority queue of candidate pairs (best
  * score / lowest merge rank first, leftmost on ties), so encoding is O(n log n) in the input. */
@@ -51,7 +52,11 @@ struct mmi_tokenizer {
     int32_t eog[MAX_EOG];
     int n_eog;
     int add_bos, add_eos, add_space_prefix, ignore_merges;
+    int clip;                  /* normalize to lowercase NFC; last symbol of a word ends "</w>" */
+    int32_t byte_token_eow[256]; /* clip: the byte's character + "</w>"; -1 if none */
 };
+
+#define END_OF_WORD "</w>"
 
 /* ---- vocabulary lookup ---- */
 
@@ -246,9 +251,9 @@ static mm_status load_merges(mmi_tokenizer *tok, const mmi_gguf *g)
     mmi_gguf_type elem;
     uint64_t n;
     MMI_TRY(mmi_gguf_get_array_info(g, key, &elem, &n));
-    if (elem != MMI_GGUF_STRING || n > MAX_VOCAB * 4)
+    if (elem != MMI_GGUF_STRING || n > MAX_VOCAB)
         return mmi_fail(MM_ERR_FORMAT, "%s: %s must be a string array of at most %llu entries",
-                        mmi_gguf_path(g), key, (unsigned long long)(MAX_VOCAB * 4));
+                        mmi_gguf_path(g), key, (unsigned long long)MAX_VOCAB);
     size_t size = table_size((size_t)n);
     tok->merges = mmi_calloc(size, sizeof *tok->merges);
     if (!tok->merges)
@@ -303,45 +308,53 @@ static mm_status load_merges(mmi_tokenizer *tok, const mmi_gguf *g)
     return MM_OK;
 }
 
+/* Output bytes of a normal entry's text s[0..len) into dst (NULL: only measured). */
+static size_t normal_piece(const mmi_tokenizer *tok, const char *s, size_t len, char *dst)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len;) {
+        if (tok->kind == VOCAB_SPM) {
+            int space = i + 3 <= len && memcmp(s + i, "\xE2\x96\x81", 3) == 0; /* ▁ */
+            if (dst)
+                dst[n] = space ? ' ' : s[i];
+            n++;
+            i += space ? 3 : 1;
+            continue;
+        }
+        /* Byte-level: each character stands for one byte; keep any other as it is. */
+        uint32_t cp;
+        int clen = mmi_utf8_decode((const unsigned char *)s + i, len - i, &cp);
+        int byte = clen > 0 ? unicode_to_byte(cp) : -1;
+        size_t take = clen > 0 ? (size_t)clen : 1;
+        if (byte >= 0) {
+            if (dst)
+                dst[n] = (char)byte;
+            n++;
+        } else {
+            if (dst)
+                memcpy(dst + n, s + i, take);
+            n += take;
+        }
+        i += take;
+    }
+    return n;
+}
+
 /* Output bytes of one entry, written to dst (NULL: only measured); returns the length. */
 static size_t entry_piece(const mmi_tokenizer *tok, int32_t id, char *dst)
 {
     const char *s = tok->text + tok->text_off[id];
-    size_t len = entry_len(tok, id), n = 0;
+    size_t len = entry_len(tok, id), eow = strlen(END_OF_WORD);
     switch (tok->type[id]) {
     case MMI_TOKEN_NORMAL:
-        for (size_t i = 0; i < len;) {
-            if (tok->kind == VOCAB_SPM) {
-                if (i + 3 <= len && memcmp(s + i, "\xE2\x96\x81", 3) == 0) { /* ▁ */
-                    if (dst)
-                        dst[n] = ' ';
-                    n++;
-                    i += 3;
-                } else {
-                    if (dst)
-                        dst[n] = s[i];
-                    n++;
-                    i++;
-                }
-                continue;
-            }
-            /* Byte-level: each character stands for one byte; keep any other as it is. */
-            uint32_t cp;
-            int clen = mmi_utf8_decode((const unsigned char *)s + i, len - i, &cp);
-            int byte = clen > 0 ? unicode_to_byte(cp) : -1;
-            size_t take = clen > 0 ? (size_t)clen : 1;
-            if (byte >= 0) {
-                if (dst)
-                    dst[n] = (char)byte;
-                n++;
-            } else {
-                if (dst)
-                    memcpy(dst + n, s + i, take);
-                n += take;
-            }
-            i += take;
+        /* CLIP: a word's last token ends in "</w>", which stands for the space after it. */
+        if (tok->clip && len >= eow && memcmp(s + len - eow, END_OF_WORD, eow) == 0) {
+            size_t n = normal_piece(tok, s, len - eow, dst);
+            if (dst)
+                dst[n] = ' ';
+            return n + 1;
         }
-        return n;
+        return normal_piece(tok, s, len, dst);
     case MMI_TOKEN_BYTE:
         if (dst)
             dst[0] = (char)strtol(s + 3, NULL, 16); /* "<0xNN>", checked at load */
@@ -400,7 +413,7 @@ static mm_status build_pieces(mmi_tokenizer *tok, const mmi_gguf *g)
 static void find_byte_tokens(mmi_tokenizer *tok)
 {
     for (unsigned b = 0; b < 256; b++) {
-        char text[8];
+        char text[16];
         size_t len;
         if (tok->kind == VOCAB_SPM) {
             static const char hex[] = "0123456789ABCDEF";
@@ -415,6 +428,8 @@ static void find_byte_tokens(mmi_tokenizer *tok)
             len = 1;
         } else {
             len = mmi_utf8_encode(byte_to_unicode(b), text);
+            memcpy(text + len, END_OF_WORD, strlen(END_OF_WORD));
+            tok->byte_token_eow[b] = mmi_token_lookup(tok, text, len + strlen(END_OF_WORD));
         }
         tok->byte_token[b] = mmi_token_lookup(tok, text, len);
     }
@@ -548,6 +563,13 @@ static mm_status choose_pretokenizer(mmi_tokenizer *tok, const mmi_gguf *g)
     const char *pre = "";
     if (mmi_gguf_has(g, "tokenizer.ggml.pre"))
         MMI_TRY(mmi_gguf_get_string(g, "tokenizer.ggml.pre", &pre, NULL));
+    if (tok->clip) { /* CLIP has its own pattern, whatever the key says */
+        if (*pre && strcmp(pre, "clip") != 0)
+            return mmi_fail(MM_ERR_UNSUPPORTED, "%s: tokenizer.ggml.pre = \"%s\" is not "
+                            "supported for a clip tokenizer (clip)", mmi_gguf_path(g), pre);
+        tok->pre = MMI_PRE_CLIP;
+        return MM_OK;
+    }
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
         if (strcmp(pre, known[i].name) == 0) {
             tok->pre = known[i].kind;
@@ -568,13 +590,14 @@ mm_status mmi_tokenizer_load(const mmi_gguf *g, mmi_tokenizer **out)
     const char *model;
     MMI_TRY(mmi_gguf_get_string(g, "tokenizer.ggml.model", &model, NULL));
     vocab_kind kind;
+    int clip = strcmp(model, "clip") == 0;
     if (strcmp(model, "llama") == 0)
         kind = VOCAB_SPM;
-    else if (strcmp(model, "gpt2") == 0)
+    else if (strcmp(model, "gpt2") == 0 || clip)
         kind = VOCAB_BPE;
     else
         return mmi_fail(MM_ERR_UNSUPPORTED, "%s: tokenizer.ggml.model = \"%s\" is not supported "
-                        "(llama, gpt2)", mmi_gguf_path(g), model);
+                        "(llama, gpt2, clip)", mmi_gguf_path(g), model);
     int remove_extra_ws;
     MMI_TRY(mmi_gguf_get_bool_or(g, "tokenizer.ggml.remove_extra_whitespaces", 0,
                                  &remove_extra_ws));
@@ -586,6 +609,7 @@ mm_status mmi_tokenizer_load(const mmi_gguf *g, mmi_tokenizer **out)
     if (!tok)
         return mmi_fail(MM_ERR_NOMEM, "%s: out of memory for the tokenizer", mmi_gguf_path(g));
     tok->kind = kind;
+    tok->clip = clip;
     tok->add_bos = kind == VOCAB_SPM;
     tok->add_space_prefix = kind == VOCAB_SPM;
     mm_status st = kind == VOCAB_BPE ? choose_pretokenizer(tok, g) : MM_OK;
@@ -798,6 +822,36 @@ typedef struct {
     uint32_t *offs;
 } scratch;
 
+static mm_status alloc_scratch(const mmi_tokenizer *tok, size_t len, scratch *w)
+{
+    *w = (scratch){0};
+    /* SPM: the text grows to 3 bytes per space plus the prefix; BPE (ignore_merges): 2 bytes
+     * per byte. Symbols: one per character or byte; queued pairs: n - 1 + 2 per merge. */
+    size_t n = len + 1;
+    w->buf = mmi_array(3, n);
+    w->syms = mmi_array(n, sizeof *w->syms);
+    w->heap.items = mmi_array(3 * n, sizeof *w->heap.items);
+    if (tok->kind == VOCAB_BPE) {
+        w->cps = mmi_array(n, sizeof *w->cps);
+        w->cls = mmi_array(n, sizeof *w->cls);
+        w->offs = mmi_array(n, sizeof *w->offs);
+    }
+    if (!w->buf || !w->syms || !w->heap.items ||
+        (tok->kind == VOCAB_BPE && (!w->cps || !w->cls || !w->offs)))
+        return mmi_fail(MM_ERR_NOMEM, "out of memory tokenizing %zu bytes", len);
+    return MM_OK;
+}
+
+static void free_scratch(scratch *w)
+{
+    mmi_free(w->buf);
+    mmi_free(w->syms);
+    mmi_free(w->heap.items);
+    mmi_free(w->cps);
+    mmi_free(w->cls);
+    mmi_free(w->offs);
+}
+
 /* Queue the merge of symbols l and r if one exists. */
 static void try_pair(const mmi_tokenizer *tok, scratch *w, const char *text, int32_t l, int32_t r)
 {
@@ -906,6 +960,8 @@ static mm_status encode_bpe_word(const mmi_tokenizer *tok, scratch *w, const cha
     for (size_t i = 0; i < len; i++)
         w->syms[i] = (symbol){(int32_t)i - 1, i + 1 < len ? (int32_t)i + 1 : -1, (uint32_t)i, 1,
                               tok->byte_token[(unsigned char)word[i]]};
+    if (tok->clip)
+        w->syms[len - 1].id = tok->byte_token_eow[(unsigned char)word[len - 1]];
     merge_symbols(tok, w, word, (int32_t)len);
     for (int32_t i = 0; i >= 0; i = w->syms[i].next) {
         const symbol *s = &w->syms[i];
@@ -919,8 +975,8 @@ static mm_status encode_bpe_word(const mmi_tokenizer *tok, scratch *w, const cha
     return MM_OK;
 }
 
-static mm_status encode_bpe(const mmi_tokenizer *tok, scratch *w, const char *frag, size_t len,
-                            mmi_tokens *out)
+static mm_status encode_words(const mmi_tokenizer *tok, scratch *w, const char *frag, size_t len,
+                              mmi_tokens *out)
 {
     size_t n = 0;
     for (size_t i = 0; i < len; n++) {
@@ -934,10 +990,67 @@ static mm_status encode_bpe(const mmi_tokenizer *tok, scratch *w, const char *fr
     w->offs[n] = (uint32_t)len;
     for (size_t i = 0; i < n;) {
         size_t k = mmi_pretokenize_next(tok->pre, w->cps, w->cls, i, n);
-        MMI_TRY(encode_bpe_word(tok, w, frag + w->offs[i], w->offs[i + k] - w->offs[i], out));
+        if (!(tok->clip && w->cls[i] == MMI_UC_SPACE)) /* CLIP drops the space between words */
+            MMI_TRY(encode_bpe_word(tok, w, frag + w->offs[i], w->offs[i + k] - w->offs[i], out));
         i += k;
     }
     return MM_OK;
+}
+
+/* CLIP's normalizer: NFC, then lowercase (its folding of whitespace runs into one space needs
+ * no code: the pre-tokenizer drops whitespace). Returns a new buffer for mmi_free. */
+static mm_status normalize_clip(const char *text, size_t len, char **out, size_t *out_len)
+{
+    const unsigned char *u = (const unsigned char *)text;
+    uint32_t cp, parts[MMI_UNICODE_MAX_DECOMPOSITION], lower[2];
+    size_t n = 0, bytes = 0;
+    for (size_t i = 0; i < len;) {
+        i += (size_t)mmi_utf8_decode(u + i, len - i, &cp); /* valid: checked by the caller */
+        n += mmi_unicode_decompose(cp, parts);
+    }
+    uint32_t *cps = mmi_array(n ? n : 1, sizeof *cps);
+    if (!cps)
+        return mmi_fail(MM_ERR_NOMEM, "out of memory normalizing %zu bytes", len);
+    n = 0;
+    for (size_t i = 0; i < len;) {
+        i += (size_t)mmi_utf8_decode(u + i, len - i, &cp);
+        n += mmi_unicode_decompose(cp, cps + n);
+    }
+    n = mmi_unicode_compose(cps, n);
+    char utf8[4];
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0, m = mmi_unicode_lower(cps[i], lower); k < m; k++)
+            bytes += mmi_utf8_encode(lower[k], utf8);
+    *out = mmi_malloc(bytes ? bytes : 1);
+    if (!*out) {
+        mmi_free(cps);
+        return mmi_fail(MM_ERR_NOMEM, "out of memory normalizing %zu bytes", len);
+    }
+    *out_len = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0, m = mmi_unicode_lower(cps[i], lower); k < m; k++)
+            *out_len += mmi_utf8_encode(lower[k], *out + *out_len);
+    mmi_free(cps);
+    return MM_OK;
+}
+
+/* Byte-level BPE of one run of plain text. */
+static mm_status encode_bpe(const mmi_tokenizer *tok, scratch *w, const char *frag, size_t len,
+                            mmi_tokens *out)
+{
+    if (!tok->clip)
+        return encode_words(tok, w, frag, len, out);
+    /* The normalized text may be longer than the original: scratch of its own. */
+    char *norm = NULL;
+    size_t norm_len = 0;
+    MMI_TRY(normalize_clip(frag, len, &norm, &norm_len));
+    scratch clip_scratch;
+    mm_status st = alloc_scratch(tok, norm_len, &clip_scratch);
+    if (st == MM_OK)
+        st = encode_words(tok, &clip_scratch, norm, norm_len, out);
+    free_scratch(&clip_scratch);
+    mmi_free(norm);
+    return st;
 }
 
 /* The text cut into runs of plain text and special tokens, as a chain in an array. */
@@ -975,6 +1088,8 @@ static mm_status split_specials(const mmi_tokenizer *tok, const char *text, size
     int32_t first;
     f->n = 0;
     MMI_TRY(add_fragment(f, (fragment){0, (uint32_t)len, -1, -1}, &first));
+    if (!parse_special && !tok->has_user_defined)
+        return MM_OK;
     for (size_t s = 0; s < tok->n_specials; s++) {
         int32_t id = tok->specials[s];
         if (!parse_special && tok->type[id] != MMI_TOKEN_USER_DEFINED)
@@ -1009,35 +1124,6 @@ static mm_status split_specials(const mmi_tokenizer *tok, const char *text, size
     return MM_OK;
 }
 
-static mm_status alloc_scratch(const mmi_tokenizer *tok, size_t len, scratch *w)
-{
-    *w = (scratch){0};
-    /* SPM: the text grows to 3 bytes per space plus the prefix; BPE (ignore_merges): 2 bytes
-     * per byte. Symbols: one per character or byte; queued pairs: n - 1 + 2 per merge. */
-    size_t n = len + 1;
-    w->buf = mmi_array(3, n);
-    w->syms = mmi_array(n, sizeof *w->syms);
-    w->heap.items = mmi_array(3 * n, sizeof *w->heap.items);
-    if (tok->kind == VOCAB_BPE) {
-        w->cps = mmi_array(n, sizeof *w->cps);
-        w->cls = mmi_array(n, sizeof *w->cls);
-        w->offs = mmi_array(n, sizeof *w->offs);
-    }
-    if (!w->buf || !w->syms || !w->heap.items ||
-        (tok->kind == VOCAB_BPE && (!w->cps || !w->cls || !w->offs)))
-        return mmi_fail(MM_ERR_NOMEM, "out of memory tokenizing %zu bytes", len);
-    return MM_OK;
-}
-
-static void free_scratch(scratch *w)
-{
-    mmi_free(w->buf);
-    mmi_free(w->syms);
-    mmi_free(w->heap.items);
-    mmi_free(w->cps);
-    mmi_free(w->cls);
-    mmi_free(w->offs);
-}
 
 static mm_status encode(const mmi_tokenizer *tok, const char *text, size_t len, unsigned flags,
                         scratch *w, fragment_list *f, mmi_tokens *out)
@@ -1046,7 +1132,8 @@ static mm_status encode(const mmi_tokenizer *tok, const char *text, size_t len, 
     if (add_special && tok->add_bos)
         MMI_TRY(push_id(out, tok->bos));
     if (len > 0) {
-        MMI_TRY(alloc_scratch(tok, len, w));
+        if (!tok->clip)
+            MMI_TRY(alloc_scratch(tok, len, w));
         MMI_TRY(split_specials(tok, text, len, (flags & MM_TOKENIZE_PARSE_SPECIAL) != 0, f));
         int after_special = 1; /* SPM puts a space before text at the start or after a token */
         for (int32_t i = 0; i >= 0; i = f->items[i].next) {

@@ -1,6 +1,9 @@
 /* Tokenizers as llama.cpp stores them in GGUF (tokenizer.ggml.*):
  *  - "llama": SentencePiece-style BPE over scored pieces, `▁` for spaces, <0xNN> byte fallback;
- *  - "gpt2":  byte-level BPE with ranked merges after a pre-tokenizer regex (tokenizer.ggml.pre).
+ *  - "gpt2":  byte-level BPE with ranked merges after a pre-tokenizer regex (tokenizer.ggml.pre:
+ *             gpt-2 and the names llama.cpp gives the same regex, llama3 and kin, qwen2 and kin);
+ *  - "clip":  HF's CLIPTokenizer as the converter writes it (docs/model-format.md §8): byte-level
+ *             BPE on lowercased NFC text, CLIP's word pattern, "</w>" on each word's last token.
  *
  * A tokenizer is immutable after load: every function here may run on any thread at once.
  * Encoding allocates scratch per call; token -> piece lookups and the streaming detokenizer
@@ -55,7 +58,7 @@ int mmi_tokenizer_adds_bos(const mmi_tokenizer *tok);
 int mmi_tokenizer_adds_eos(const mmi_tokenizer *tok);
 /* True for every token that ends generation (eos, eot, eom). */
 int mmi_token_is_eog(const mmi_tokenizer *tok, int32_t id);
-/* Type of a token; 0 for an id out of range. */
+/* Type of a token; 0 for an id out of range (or an entry of undefined type). */
 mmi_token_type mmi_token_get_type(const mmi_tokenizer *tok, int32_t id);
 /* The vocabulary entry as stored (e.g. "▁Hello", "<0x0A>", "<|im_end|>"); NULL out of range. */
 const char *mmi_token_text(const mmi_tokenizer *tok, int32_t id, size_t *len);

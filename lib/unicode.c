@@ -111,6 +111,154 @@ mmi_uclass mmi_unicode_class(uint32_t cp)
     return MMI_UC_OTHER;
 }
 
+#if MMI_UNICODE_MAX_DECOMPOSITION != 4
+#error "unicode.h and unicode_tables.h disagree on the longest decomposition"
+#endif
+
+/* Hangul syllables decompose and compose by arithmetic (Unicode 3.12). */
+enum {
+    HANGUL_S = 0xAC00, HANGUL_L = 0x1100, HANGUL_V = 0x1161, HANGUL_T = 0x11A7,
+    HANGUL_L_COUNT = 19, HANGUL_V_COUNT = 21, HANGUL_T_COUNT = 28,
+    HANGUL_N = HANGUL_V_COUNT * HANGUL_T_COUNT, HANGUL_S_COUNT = HANGUL_L_COUNT * HANGUL_N
+};
+
+static int combining_class(uint32_t cp)
+{
+    size_t lo = 0, hi = sizeof mmi_unicode_ccc_ranges / sizeof mmi_unicode_ccc_ranges[0];
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cp > mmi_unicode_ccc_ranges[mid].last)
+            lo = mid + 1;
+        else if (cp < mmi_unicode_ccc_ranges[mid].first)
+            hi = mid;
+        else
+            return mmi_unicode_ccc_ranges[mid].ccc;
+    }
+    return 0;
+}
+
+/* Index of cp's one-step decomposition, or -1. */
+static long find_decomposition(uint32_t cp)
+{
+    size_t lo = 0,
+           hi = sizeof mmi_unicode_decompositions / sizeof mmi_unicode_decompositions[0];
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cp > mmi_unicode_decompositions[mid].cp)
+            lo = mid + 1;
+        else if (cp < mmi_unicode_decompositions[mid].cp)
+            hi = mid;
+        else
+            return (long)mid;
+    }
+    return -1;
+}
+
+size_t mmi_unicode_decompose(uint32_t cp, uint32_t *out)
+{
+    if (cp >= HANGUL_S && cp < HANGUL_S + HANGUL_S_COUNT) {
+        uint32_t s = cp - HANGUL_S, t = s % HANGUL_T_COUNT;
+        out[0] = HANGUL_L + s / HANGUL_N;
+        out[1] = HANGUL_V + (s % HANGUL_N) / HANGUL_T_COUNT;
+        if (!t)
+            return 2;
+        out[2] = HANGUL_T + t;
+        return 3;
+    }
+    long i = find_decomposition(cp);
+    if (i < 0) {
+        out[0] = cp;
+        return 1;
+    }
+    /* The first part may decompose further; the second never does in canonical mappings,
+     * but decompose it too rather than rely on that. */
+    size_t n = mmi_unicode_decompose(mmi_unicode_decompositions[i].first, out);
+    if (mmi_unicode_decompositions[i].second)
+        n += mmi_unicode_decompose(mmi_unicode_decompositions[i].second, out + n);
+    return n;
+}
+
+/* The primary composite of (a, b), or 0. */
+static uint32_t compose_pair(uint32_t a, uint32_t b)
+{
+    if (a >= HANGUL_L && a < HANGUL_L + HANGUL_L_COUNT && b >= HANGUL_V &&
+        b < HANGUL_V + HANGUL_V_COUNT)
+        return HANGUL_S + ((a - HANGUL_L) * HANGUL_V_COUNT + (b - HANGUL_V)) * HANGUL_T_COUNT;
+    if (a >= HANGUL_S && a < HANGUL_S + HANGUL_S_COUNT && (a - HANGUL_S) % HANGUL_T_COUNT == 0 &&
+        b > HANGUL_T && b < HANGUL_T + HANGUL_T_COUNT)
+        return a + (b - HANGUL_T);
+    size_t lo = 0, hi = sizeof mmi_unicode_compositions / sizeof mmi_unicode_compositions[0];
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        uint32_t first = mmi_unicode_decompositions[mmi_unicode_compositions[mid]].first;
+        uint32_t second = mmi_unicode_decompositions[mmi_unicode_compositions[mid]].second;
+        if (a > first || (a == first && b > second))
+            lo = mid + 1;
+        else if (a < first || b < second)
+            hi = mid;
+        else
+            return mmi_unicode_decompositions[mmi_unicode_compositions[mid]].cp;
+    }
+    return 0;
+}
+
+size_t mmi_unicode_compose(uint32_t *cps, size_t n)
+{
+    /* Canonical ordering: a stable sort of each run of non-starters by combining class. */
+    for (size_t i = 1; i < n; i++) {
+        int c = combining_class(cps[i]);
+        for (size_t j = i; c && j > 0 && combining_class(cps[j - 1]) > c; j--) {
+            uint32_t t = cps[j];
+            cps[j] = cps[j - 1];
+            cps[j - 1] = t;
+        }
+    }
+    /* Canonical composition (UAX #15): each character joins the last starter unless a
+     * character of the same or higher class stands between them. */
+    if (n == 0)
+        return 0;
+    size_t starter = 0, out = 1;
+    int last_class = combining_class(cps[0]) ? 256 : 0;
+    for (size_t i = 1; i < n; i++) {
+        uint32_t c = cps[i];
+        int cls = combining_class(c);
+        uint32_t composite = compose_pair(cps[starter], c);
+        if (composite && (last_class < cls || last_class == 0)) {
+            cps[starter] = composite;
+            continue;
+        }
+        if (cls == 0)
+            starter = out;
+        last_class = cls;
+        cps[out++] = c;
+    }
+    return out;
+}
+
+size_t mmi_unicode_lower(uint32_t cp, uint32_t out[2])
+{
+    if (cp == 0x130) { /* İ: i and a combining dot above */
+        out[0] = 'i';
+        out[1] = 0x307;
+        return 2;
+    }
+    out[0] = cp;
+    size_t lo = 0, hi = sizeof mmi_unicode_lower_runs / sizeof mmi_unicode_lower_runs[0];
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cp > mmi_unicode_lower_runs[mid].last) {
+            lo = mid + 1;
+        } else if (cp < mmi_unicode_lower_runs[mid].first) {
+            hi = mid;
+        } else {
+            if ((cp - mmi_unicode_lower_runs[mid].first) % mmi_unicode_lower_runs[mid].step == 0)
+                out[0] = (uint32_t)((int32_t)cp + mmi_unicode_lower_runs[mid].delta);
+            break;
+        }
+    }
+    return 1;
+}
+
 const char *mmi_unicode_version(void)
 {
     return MMI_UNICODE_VERSION;

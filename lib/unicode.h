@@ -26,6 +26,21 @@ typedef enum {
 } mmi_uclass;
 
 mmi_uclass mmi_unicode_class(uint32_t cp);
+
+/* Most code points one code point decomposes into (canonical decomposition, Hangul too). */
+#define MMI_UNICODE_MAX_DECOMPOSITION 4
+
+/* Full canonical decomposition of cp into out (at most MMI_UNICODE_MAX_DECOMPOSITION code
+ * points, not yet in canonical order); returns the count. */
+size_t mmi_unicode_decompose(uint32_t cp, uint32_t *out);
+
+/* Turn a fully decomposed sequence into NFC in place: canonical ordering, then canonical
+ * composition. Returns the new length (never longer). */
+size_t mmi_unicode_compose(uint32_t *cps, size_t n);
+
+/* Full lowercase mapping of one code point (as Rust's char::to_lowercase and Python's
+ * str.lower on a lone character): writes 1 or 2 code points, returns the count. */
+size_t mmi_unicode_lower(uint32_t cp, uint32_t out[2]);
 /* Unicode version of the tables, e.g. "14.0.0". */
 const char *mmi_unicode_version(void);
 

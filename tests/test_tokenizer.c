@@ -28,6 +28,7 @@ typedef struct {
     const char *const *merges;  /* gpt2 */
     size_t n_merges;
     int add_eos;                /* 1: write add_eos_token = true */
+    int32_t bos_plus_one;       /* 0: no bos_token_id key */
 } vocab_spec;
 
 /* Write the spec as GGUF in memory and open it; the caller closes it. */
@@ -51,6 +52,9 @@ static mmi_gguf *write_vocab(const vocab_spec *v)
                                                       v->n_merges));
     if (v->add_eos)
         ck_assert_ok(mmi_gguf_writer_add_bool(w, "tokenizer.ggml.add_eos_token", 1));
+    if (v->bos_plus_one)
+        ck_assert_ok(mmi_gguf_writer_add_int(w, "tokenizer.ggml.bos_token_id", MMI_GGUF_UINT32,
+                                             v->bos_plus_one - 1));
     void *data;
     size_t size;
     ck_assert_ok(mmi_gguf_writer_write_memory(w, &data, &size));
@@ -125,7 +129,7 @@ static void make_spm(spm_vocab *v, float score_ab, float score_bc)
     v->scores[ID(P_SAB)] = -0.5f;
     v->scores[ID(P_AA)] = -1.0f;
     v->scores[ID(P_AAAA)] = -0.5f;
-    v->spec = (vocab_spec){"llama", NULL, v->tokens, v->scores, v->types, SPM_N, 0, NULL, 0, 0};
+    v->spec = (vocab_spec){"llama", NULL, v->tokens, v->scores, v->types, SPM_N, 0, NULL, 0, 0, 0};
 }
 
 static mmi_tokenizer *spm_tokenizer(float score_ab, float score_bc)
@@ -342,7 +346,7 @@ END_TEST
 /* GPT-2 style vocabulary: ids 0-255 are the byte characters in byte order (so id == byte),
  * then merged tokens. Ranks: 0 "h e", 1 "Ġ t", 2 "Ġt he", 3 "t he", 4 "r e", 5 "a a",
  * 6 "aa aa". */
-enum { B_HE = 256, B_GT, B_GTHE, B_THE, B_RE, B_AA, B_AAAA, B_EOT, B_USER, BPE_N };
+enum { B_HE = 256, B_GT, B_GTHE, B_THE, B_RE, B_AA, B_AAAA, B_EOT, B_USER, B_XYZ, BPE_N };
 static const char *const bpe_merges[] = {"h e", "\xC4\xA0 t", "\xC4\xA0t he", "t he", "r e",
                                          "a a", "aa aa"};
 
@@ -370,7 +374,7 @@ static void make_bpe(bpe_vocab *v, const char *pre)
         v->types[b] = MMI_TOKEN_NORMAL;
     }
     static const char *const merged[] = {"he", "\xC4\xA0t", "\xC4\xA0the", "the", "re", "aa",
-                                         "aaaa", "<|im_end|>", "<tool>"};
+                                         "aaaa", "<|im_end|>", "<tool>", "xyz"};
     for (int i = B_HE; i < BPE_N; i++) {
         v->tokens[i] = merged[i - B_HE];
         v->types[i] = MMI_TOKEN_NORMAL;
@@ -378,7 +382,7 @@ static void make_bpe(bpe_vocab *v, const char *pre)
     v->types[B_EOT] = MMI_TOKEN_CONTROL;
     v->types[B_USER] = MMI_TOKEN_USER_DEFINED;
     v->spec = (vocab_spec){"gpt2", pre, v->tokens, NULL, v->types, BPE_N, 0, bpe_merges,
-                           sizeof bpe_merges / sizeof bpe_merges[0], 0};
+                           sizeof bpe_merges / sizeof bpe_merges[0], 0, 0};
 }
 
 START_TEST(bpe_merges_by_rank)
@@ -409,6 +413,17 @@ START_TEST(bpe_merges_by_rank)
     size_t len;
     ck_assert(memcmp(mmi_token_piece(tok, ' ', &len), " ", 1) == 0);
     ck_assert_uint_eq(len, 1);
+    /* "xyz" is an entry no merge produces. */
+    EXPECT(tok, "xyz", 0, 'x', 'y', 'z');
+    mmi_tokenizer_free(tok);
+
+    /* LLaMA 3 style: a word that is an entry is taken whole, and BOS is added. */
+    make_bpe(&v, "llama-bpe");
+    ck_assert_int_eq(load_status(&v.spec), MM_ERR_FORMAT); /* adds BOS but names none */
+    v.spec.bos_plus_one = B_EOT + 1;
+    tok = load_vocab(&v.spec);
+    EXPECT(tok, "xyz the", MM_TOKENIZE_ADD_SPECIAL, B_EOT, B_XYZ, B_GTHE);
+    EXPECT(tok, "12345", 0, '1', '2', '3', '4', '5'); /* \p{N}{1,3}: "123" "45", no merges */
     mmi_tokenizer_free(tok);
 }
 END_TEST
@@ -423,6 +438,9 @@ START_TEST(bpe_loader_refuses_what_it_cannot_do)
     make_bpe(&v, "some-future-regex");
     ck_assert_int_eq(load_status(&v.spec), MM_ERR_UNSUPPORTED);
     ck_assert_ptr_nonnull(strstr(mm_last_error(), "some-future-regex"));
+    make_bpe(&v, "gpt-2");
+    v.spec.model = "clip"; /* a clip vocabulary with another pattern */
+    ck_assert_int_eq(load_status(&v.spec), MM_ERR_UNSUPPORTED);
     make_bpe(&v, "gpt-2");
     v.spec.model = "bert";
     ck_assert_int_eq(load_status(&v.spec), MM_ERR_UNSUPPORTED);
@@ -448,6 +466,66 @@ START_TEST(bpe_loader_refuses_what_it_cannot_do)
     make_spm(&s, -1.0f, -1.0f);
     s.spec.n_types = SPM_N - 1; /* one type short of the token count */
     ck_assert_int_eq(load_status(&s.spec), MM_ERR_FORMAT);
+}
+END_TEST
+
+/* ---- CLIP ---- */
+
+/* CLIP style vocabulary: ids 0-255 the byte characters (id == byte), 256-511 the same followed
+ * by "</w>" (id == 256 + byte), then merged tokens. Ranks: 0 "c a", 1 "ca t</w>", 2 "t h",
+ * 3 "th e</w>". */
+enum { C_CA = 512, C_CAT, C_TH, C_THE, C_SOT, C_EOT, CLIP_N };
+static const char *const clip_merges[] = {"c a", "ca t</w>", "t h", "th e</w>"};
+
+typedef struct {
+    const char *tokens[CLIP_N];
+    char chars[512][8];
+    int32_t types[CLIP_N];
+    vocab_spec spec;
+} clip_vocab;
+
+static mmi_tokenizer *clip_tokenizer(void)
+{
+    static clip_vocab v; /* the tokenizer copies what it needs */
+    bpe_vocab b;
+    make_bpe(&b, NULL);
+    for (int i = 0; i < 256; i++) {
+        snprintf(v.chars[i], sizeof v.chars[i], "%s", b.chars[i]);
+        snprintf(v.chars[256 + i], sizeof v.chars[256 + i], "%s</w>", b.chars[i]);
+        v.tokens[i] = v.chars[i];
+        v.tokens[256 + i] = v.chars[256 + i];
+    }
+    static const char *const merged[] = {"ca", "cat</w>", "th", "the</w>", "<|startoftext|>",
+                                         "<|endoftext|>"};
+    for (int i = C_CA; i < CLIP_N; i++)
+        v.tokens[i] = merged[i - C_CA];
+    for (int i = 0; i < CLIP_N; i++)
+        v.types[i] = i >= C_SOT ? MMI_TOKEN_CONTROL : MMI_TOKEN_NORMAL;
+    v.spec = (vocab_spec){"clip", "clip", v.tokens, NULL, v.types, CLIP_N, 0, clip_merges,
+                          sizeof clip_merges / sizeof clip_merges[0], 0, 0};
+    return load_vocab(&v.spec);
+}
+
+START_TEST(clip_normalizes_splits_and_marks_word_ends)
+{
+    mmi_tokenizer *tok = clip_tokenizer();
+    /* Lowercased; words "the", "cat", "'s", "1", "2" (digits one at a time); spaces dropped. */
+    EXPECT(tok, "  The\tCAT's 12 ", 0, C_THE, C_CAT, '\'', 256 + 's', 256 + '1', 256 + '2');
+    /* NFC: e + U+0301 becomes é (C3 A9) inside the word; without NFC the accent would be a
+     * word of its own. */
+    EXPECT(tok, "Cafe\xCC\x81", 0, C_CA, 'f', 0xC3, 256 + 0xA9);
+    EXPECT(tok, "caf\xC3\xA9", 0, C_CA, 'f', 0xC3, 256 + 0xA9);
+    /* Lowercase beyond ASCII: ÄÖ -> äö (C3 A4 C3 B6); İ -> i + U+0307 (a mark: its own word). */
+    EXPECT(tok, "\xC3\x84\xC3\x96", 0, 0xC3, 0xA4, 0xC3, 256 + 0xB6);
+    EXPECT(tok, "\xC4\xB0", 0, 256 + 'i', 0xCC, 256 + 0x87);
+    /* The special texts are words of the pattern; as tokens only when parsed. */
+    EXPECT(tok, "<|endoftext|>x", MM_TOKENIZE_PARSE_SPECIAL, C_EOT, 256 + 'x');
+    EXPECT(tok, "a<|endoftext|>", 0, 256 + 'a', '<', '|', 'e', 'n', 'd', 'o', 'f', 't', 'e', 'x',
+           't', '|', 256 + '>');
+    /* "</w>" decodes as the space after a word. */
+    const int32_t ids[] = {C_THE, C_CAT, '\'', 256 + 's'};
+    expect_decode(tok, ids, 4, 0, "the cat 's ");
+    mmi_tokenizer_free(tok);
 }
 END_TEST
 
@@ -498,6 +576,77 @@ START_TEST(pretokenizers_split_as_their_regex)
     expect_split(MMI_PRE_LLAMA3, "(hello) \"x\"!!\n\ny", "(hello|)| \"|x|\"!!\n\n|y");
     expect_split(MMI_PRE_LLAMA3, "a \n \n  b\t", "a| \n \n| | b|\t");
     expect_split(MMI_PRE_QWEN2, "x12345 y", "x|1|2|3|4|5| y");
+    expect_split(MMI_PRE_CLIP, "a<|endoftext|>'s'x 12!? b", "a|<|endoftext|>|'s|'|x| |1|2|!?| |b");
+}
+END_TEST
+
+/* ---- Unicode tables: values from the Unicode standard ---- */
+
+static void expect_nfc(const uint32_t *in, size_t n, const uint32_t *want, size_t n_want)
+{
+    uint32_t buf[32];
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        m += mmi_unicode_decompose(in[i], buf + m);
+    m = mmi_unicode_compose(buf, m);
+    ck_assert_uint_eq(m, n_want);
+    for (size_t i = 0; i < m; i++)
+        ck_assert_uint_eq(buf[i], want[i]);
+}
+
+#define NFC(in, ...)                                                                          \
+    do {                                                                                      \
+        const uint32_t in_[] = in, want_[] = {__VA_ARGS__};                                   \
+        expect_nfc(in_, sizeof in_ / sizeof in_[0], want_, sizeof want_ / sizeof want_[0]);   \
+    } while (0)
+#define CPS(...) {__VA_ARGS__}
+
+START_TEST(unicode_classes_nfc_and_lowercase)
+{
+    ck_assert_int_eq(mmi_unicode_class('a'), MMI_UC_LETTER);
+    ck_assert_int_eq(mmi_unicode_class(0x4E00), MMI_UC_LETTER);   /* CJK ideograph, Lo */
+    ck_assert_int_eq(mmi_unicode_class(0x02B0), MMI_UC_LETTER);   /* modifier letter, Lm */
+    ck_assert_int_eq(mmi_unicode_class(0x0663), MMI_UC_NUMBER);   /* Arabic-Indic three, Nd */
+    ck_assert_int_eq(mmi_unicode_class(0x2163), MMI_UC_NUMBER);   /* Roman numeral four, Nl */
+    ck_assert_int_eq(mmi_unicode_class(0x00BD), MMI_UC_NUMBER);   /* one half, No */
+    ck_assert_int_eq(mmi_unicode_class(0x3000), MMI_UC_SPACE);
+    ck_assert_int_eq(mmi_unicode_class(0x0085), MMI_UC_SPACE);
+    ck_assert_int_eq(mmi_unicode_class(0x200B), MMI_UC_OTHER);    /* zero width space, Cf */
+    ck_assert_int_eq(mmi_unicode_class(0x0301), MMI_UC_OTHER);    /* combining acute, Mn */
+    ck_assert_int_eq(mmi_unicode_class(0x1F600), MMI_UC_OTHER);   /* emoji, So */
+    ck_assert_int_eq(mmi_unicode_class(0x10FFFF), MMI_UC_OTHER);
+
+    NFC(CPS('A', 0x030A), 0x00C5);                 /* A + ring above */
+    NFC(CPS(0x212B), 0x00C5);                      /* Angstrom sign: a singleton */
+    NFC(CPS(0x1100, 0x1161, 0x11A8), 0xAC01);      /* Hangul L V T */
+    NFC(CPS(0xAC01), 0xAC01);
+    NFC(CPS('A', 0x0307, 0x0323), 0x1EA0, 0x0307); /* reordered: dot below (220) first */
+    NFC(CPS('a', 0x0301, 0x0301), 0x00E1, 0x0301); /* the second accent is blocked */
+    NFC(CPS(0x0958), 0x0915, 0x093C);              /* excluded from composition */
+    NFC(CPS(0x1E0B, 0x0323), 0x1E0D, 0x0307);      /* d dot above + dot below */
+
+    uint32_t low[2];
+    ck_assert_uint_eq(mmi_unicode_lower('A', low), 1);
+    ck_assert_uint_eq(low[0], 'a');
+    ck_assert_uint_eq(mmi_unicode_lower(0x00C4, low), 1);
+    ck_assert_uint_eq(low[0], 0x00E4);
+    ck_assert_uint_eq(mmi_unicode_lower(0x03A3, low), 1); /* Σ -> σ, one character alone */
+    ck_assert_uint_eq(low[0], 0x03C3);
+    ck_assert_uint_eq(mmi_unicode_lower(0x0102, low), 1); /* Latin Extended-A pairs */
+    ck_assert_uint_eq(low[0], 0x0103);
+    ck_assert_uint_eq(mmi_unicode_lower(0x0103, low), 1);
+    ck_assert_uint_eq(low[0], 0x0103);
+    ck_assert_uint_eq(mmi_unicode_lower(0x1E9E, low), 1); /* capital sharp s */
+    ck_assert_uint_eq(low[0], 0x00DF);
+    ck_assert_uint_eq(mmi_unicode_lower(0x2160, low), 1); /* Roman numeral one */
+    ck_assert_uint_eq(low[0], 0x2170);
+    ck_assert_uint_eq(mmi_unicode_lower(0x13A0, low), 1); /* Cherokee */
+    ck_assert_uint_eq(low[0], 0xAB70);
+    ck_assert_uint_eq(mmi_unicode_lower(0x0130, low), 2);
+    ck_assert_uint_eq(low[0], 'i');
+    ck_assert_uint_eq(low[1], 0x0307);
+    ck_assert_uint_eq(mmi_unicode_lower('1', low), 1);
+    ck_assert_uint_eq(low[0], '1');
 }
 END_TEST
 
@@ -838,6 +987,74 @@ START_TEST(random_round_trips)
 }
 END_TEST
 
+/* Damaged vocabulary files: random bytes changed in a serialized vocabulary must give an
+ * error or a working tokenizer, never a crash or an out-of-bounds access (run under ASan). */
+static void fuzz_vocab(const vocab_spec *v, uint64_t seed, int rounds)
+{
+    mmi_gguf_writer *w;
+    ck_assert_ok(mmi_gguf_writer_create(&w));
+    ck_assert_ok(mmi_gguf_writer_add_string(w, "tokenizer.ggml.model", v->model));
+    if (v->pre)
+        ck_assert_ok(mmi_gguf_writer_add_string(w, "tokenizer.ggml.pre", v->pre));
+    ck_assert_ok(mmi_gguf_writer_add_string_array(w, "tokenizer.ggml.tokens", v->tokens, v->n));
+    if (v->scores)
+        ck_assert_ok(mmi_gguf_writer_add_array(w, "tokenizer.ggml.scores", MMI_GGUF_FLOAT32,
+                                               v->scores, v->n));
+    ck_assert_ok(mmi_gguf_writer_add_array(w, "tokenizer.ggml.token_type", MMI_GGUF_INT32,
+                                           v->types, v->n));
+    if (v->merges)
+        ck_assert_ok(mmi_gguf_writer_add_string_array(w, "tokenizer.ggml.merges", v->merges,
+                                                      v->n_merges));
+    ck_assert_ok(mmi_gguf_writer_add_int(w, "tokenizer.ggml.bos_token_id", MMI_GGUF_UINT32, 1));
+    void *data;
+    size_t size;
+    ck_assert_ok(mmi_gguf_writer_write_memory(w, &data, &size));
+    mmi_gguf_writer_free(w);
+    unsigned char *copy = malloc(size);
+    int loaded = 0;
+    for (int r = 0; r < rounds; r++) {
+        memcpy(copy, data, size);
+        for (int k = 1 + (int)(next_random(&seed) % 4); k > 0; k--)
+            copy[24 + next_random(&seed) % (uint32_t)(size - 24)] = (unsigned char)next_random(&seed);
+        mmi_gguf *g;
+        if (mmi_gguf_open_memory(copy, size, &g) != MM_OK)
+            continue;
+        mmi_tokenizer *tok;
+        if (mmi_tokenizer_load(g, &tok) == MM_OK) {
+            loaded++;
+            const char *text = "<s>Hello the cat \xC3\xA9 aaaa <|im_end|>";
+            mmi_tokens t = {0};
+            ck_assert_ok(mmi_tokenize(tok, text, strlen(text), 3, &t));
+            mmi_detok_stream s;
+            ck_assert_ok(mmi_detok_stream_init(&s, tok, MM_DETOKENIZE_RENDER_SPECIAL));
+            for (int32_t id = 0; id < mmi_tokenizer_n_vocab(tok); id++) {
+                const char *piece;
+                size_t len;
+                ck_assert_ok(mmi_detok_stream_push(&s, id, &piece, &len));
+                ck_assert_uint_eq(mmi_utf8_check(piece, len), len);
+            }
+            mmi_detok_stream_free(&s);
+            mmi_tokens_free(&t);
+            mmi_tokenizer_free(tok);
+        }
+        mmi_gguf_close(g);
+    }
+    ck_assert_int_gt(loaded, 0); /* some damage (in texts, scores) still loads */
+    free(copy);
+    mmi_free(data);
+}
+
+START_TEST(damaged_vocab_files_are_safe)
+{
+    spm_vocab s;
+    make_spm(&s, -1.0f, -3.0f);
+    fuzz_vocab(&s.spec, 1, 400);
+    bpe_vocab b;
+    make_bpe(&b, "gpt-2");
+    fuzz_vocab(&b.spec, 2, 400);
+}
+END_TEST
+
 typedef struct {
     const mmi_tokenizer *tok;
     const char *text;
@@ -894,13 +1111,16 @@ int main(void)
     tcase_add_test(tc, invalid_utf8_is_refused);
     tcase_add_test(tc, bpe_merges_by_rank);
     tcase_add_test(tc, bpe_loader_refuses_what_it_cannot_do);
+    tcase_add_test(tc, clip_normalizes_splits_and_marks_word_ends);
     tcase_add_test(tc, pretokenizers_split_as_their_regex);
+    tcase_add_test(tc, unicode_classes_nfc_and_lowercase);
     tcase_add_test(tc, long_input_is_not_quadratic);
     tcase_add_test(tc, allocation_failures_are_reported);
     tcase_add_test(tc, public_api_conventions);
     tcase_add_test(tc, shared_vocabs_round_trip);
     tcase_add_test(tc, shared_vocab_specials);
     tcase_add_test(tc, random_round_trips);
+    tcase_add_test(tc, damaged_vocab_files_are_safe);
     tcase_add_test(tc, concurrent_use_of_one_tokenizer);
     suite_add_tcase(s, tc);
     return test_run_suite(s);

@@ -1,8 +1,10 @@
 #!/usr/bin/python3
 """Write lib/unicode_tables.h: the code point ranges of the Unicode general categories L
 (letters: Lu Ll Lt Lm Lo) and N (numbers: Nd Nl No), and the White_Space property, for the
-pre-tokenizer regexes (\\p{L}, \\p{N}, \\s). Uses only the standard library's unicodedata, so
-the tables follow the Unicode version of the Python that runs it (printed into the header).
+pre-tokenizer regexes (\\p{L}, \\p{N}, \\s); and for the CLIP normalizer (NFC, then lowercase)
+the canonical combining classes, canonical decompositions, which of them compose back, and the
+lowercase mappings. Uses only the standard library's unicodedata, so the tables follow the
+Unicode version of the Python that runs it (printed into the header).
 
 Usage: /usr/bin/python3 tools/gen_unicode_tables.py > lib/unicode_tables.h
 """
@@ -35,6 +37,61 @@ def ranges():
     return out
 
 
+def ccc_ranges():
+    out = []
+    for cp in range(0x110000):
+        c = unicodedata.combining(chr(cp))
+        if c and out and out[-1][1] == cp - 1 and out[-1][2] == c:
+            out[-1][1] = cp
+        elif c:
+            out.append([cp, cp, c])
+    return out
+
+
+def decompositions():
+    """(cp, first, second or 0, composes): one step of each canonical decomposition. A pair
+    composes back under NFC unless excluded; normalizing the pair itself tells which."""
+    out = []
+    for cp in range(0x110000):
+        d = unicodedata.decomposition(chr(cp))
+        if not d or d.startswith("<"):
+            continue
+        parts = [int(x, 16) for x in d.split()]
+        assert len(parts) <= 2, hex(cp)
+        pair = parts + [0] * (2 - len(parts))
+        composes = len(parts) == 2 and unicodedata.normalize("NFC", "".join(map(chr, parts))) == chr(cp)
+        out.append((cp, pair[0], pair[1], int(composes)))
+    return out
+
+
+def max_decomposition():
+    return max(len(unicodedata.normalize("NFD", chr(cp))) for cp in range(0x110000)
+               if not 0xD800 <= cp <= 0xDFFF)
+
+
+def lower_runs():
+    """Runs (first, last, step, delta): every step-th code point from first to last lowercases
+    to itself + delta. U+0130, the one code point lowercasing to two, is left to the code."""
+    singles = []
+    for cp in range(0x110000):
+        low = chr(cp).lower()
+        if low == chr(cp):
+            continue
+        if len(low) != 1:
+            assert cp == 0x130 and low == "i\u0307", hex(cp)
+            continue
+        singles.append((cp, ord(low) - cp))
+    runs = []
+    for cp, delta in singles:
+        if runs:
+            first, last, step, d = runs[-1]
+            if d == delta and ((step == 0 and cp - last in (1, 2)) or (step and cp - last == step)):
+                runs[-1] = [first, cp, cp - last, d]
+                continue
+        runs.append([cp, cp, 0, delta])
+    return [(f, l, s or 1, d) for f, l, s, d in runs]
+
+
 def main():
     for first, last in WHITE_SPACE:
         for cp in range(first, last + 1):
@@ -56,6 +113,39 @@ def main():
       % len(WHITE_SPACE))
     for i in range(0, len(WHITE_SPACE), 5):
         w("   " + "".join(" {0x%04X, 0x%04X}," % r for r in WHITE_SPACE[i:i + 5]) + "\n")
+    w("};\n\n")
+
+    ccc = ccc_ranges()
+    w("/* Canonical combining classes other than 0. */\n")
+    w("static const struct { uint32_t first, last; uint8_t ccc; } mmi_unicode_ccc_ranges[%d] = {\n"
+      % len(ccc))
+    for i in range(0, len(ccc), 4):
+        w("   " + "".join(" {0x%05X, 0x%05X, %d}," % tuple(r) for r in ccc[i:i + 4]) + "\n")
+    w("};\n\n")
+
+    dec = decompositions()
+    w("/* Longest full canonical decomposition of one code point (Hangul included). */\n")
+    w("#define MMI_UNICODE_MAX_DECOMPOSITION %d\n\n" % max_decomposition())
+    w("/* One step of each canonical decomposition, by code point: cp -> first (+ second), and\n"
+      " * whether NFC composes the pair back into cp. */\n")
+    w("static const struct { uint32_t cp, first, second; uint8_t composes; } "
+      "mmi_unicode_decompositions[%d] = {\n" % len(dec))
+    for i in range(0, len(dec), 3):
+        w("   " + "".join(" {0x%05X, 0x%05X, 0x%05X, %d}," % r for r in dec[i:i + 3]) + "\n")
+    w("};\n\n")
+    comp = sorted((i for i, r in enumerate(dec) if r[3]), key=lambda i: (dec[i][1], dec[i][2]))
+    w("/* Indexes into mmi_unicode_decompositions of the pairs that compose, by (first, second). */\n")
+    w("static const uint16_t mmi_unicode_compositions[%d] = {\n" % len(comp))
+    for i in range(0, len(comp), 12):
+        w("   " + "".join(" %d," % x for x in comp[i:i + 12]) + "\n")
+    w("};\n\n")
+
+    low = lower_runs()
+    w("/* Lowercase mappings: every step-th code point of first..last maps to itself + delta. */\n")
+    w("static const struct { uint32_t first, last; uint8_t step; int32_t delta; } "
+      "mmi_unicode_lower_runs[%d] = {\n" % len(low))
+    for i in range(0, len(low), 3):
+        w("   " + "".join(" {0x%05X, 0x%05X, %d, %d}," % r for r in low[i:i + 3]) + "\n")
     w("};\n")
 
 
