@@ -411,11 +411,24 @@ MM_API mm_status mm_session_add_text(mm_session *session, const char *text, size
  * A user message ends with the template's answer prompt ("ASSISTANT:"), so mm_session_generate
  * next produces the answer; the next message first closes that answer (with </s>, <|im_end|>,
  * ... unless generation already ended on it). An assistant message added while an answer is
- * open becomes that answer. The rendered text is tokenized with control tokens parsed, as
+ * open becomes that answer. With "llama2" a system message is held and written inside the next
+ * user message's [INST] (anything else added before that user message: MM_ERR_STATE). Each
+ * message is tokenized on its own; the rendered text is tokenized with control tokens parsed, as
  * llama.cpp does: "</s>" written in a message is the end-of-sequence token. Errors as
  * mm_session_add_text, and MM_ERR_ARG for an unknown role. */
 MM_API mm_status mm_session_add_message(mm_session *session, const char *role, const char *text,
                                         size_t len);
+
+/* The same with images: images[i] (from mm_image_encode(), rows of the language model's
+ * embedding width, else MM_ERR_ARG) goes where the text has its i-th "<image>" marker; a text
+ * without markers gets the images at its start, each followed by "\n" (LLaVA's
+ * "USER: <image>\n{text}"). The number of markers must then equal n_images (MM_ERR_ARG). Text
+ * between images is tokenized piece by piece, as llama.cpp does. The embeddings are only read
+ * during the call. */
+MM_API mm_status mm_session_add_message_embeddings(mm_session *session, const char *role,
+                                                   const char *text, size_t len,
+                                                   const mm_embeddings *const *images,
+                                                   size_t n_images);
 
 /* Append token ids (each < the model's vocabulary size, else MM_ERR_ARG). Works without a
  * tokenizer. No BOS is added. Errors: MM_ERR_ARG, MM_ERR_CTX_FULL, MM_ERR_CANCELLED. */

@@ -5,12 +5,13 @@
 
 #include "status.h"
 
-/* LLaVA-1.5 (vicuna v1), as HF's llava-1.5 processor writes a prompt: "USER: <image>\n{prompt}
- * ASSISTANT:"; answers end with </s> as in LLaVA's own training conversations. */
+/* LLaVA-1.5 (vicuna v1), as HF's llava-1.5 processor writes a prompt: "{system} USER: <image>\n
+ * {prompt} ASSISTANT:"; answers end with </s> as in LLaVA's own training conversations. The
+ * space after the system text is the space prefix of the next message's tokenization. */
 static const mmi_chat_template llava = {
     .name = "llava",
     .prefix = {"", "USER: ", "ASSISTANT: "},
-    .suffix = {" ", " ", ""},
+    .suffix = {"", " ", ""},
     .generation_prompt = "ASSISTANT:",
     .end_token = "</s>",
     .after_end = "",
@@ -40,7 +41,7 @@ static const mmi_chat_template llama2 = {
     .after_end = "",
     .turn_start = "<s>",
     .image_suffix = "\n",
-    .system_opens_user = 1,
+    .system_in_user = 1,
 };
 
 /* No template: messages are added as written. */

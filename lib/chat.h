@@ -1,7 +1,11 @@
 /* Chat templates: the text a conversation puts around each message, and where images go.
  *
  * A message renders as  [turn_start] prefix[role] content suffix[role]  and the model's answer
- * is opened by generation_prompt. The text is tokenized in one piece per image-free stretch with
+ * is opened by generation_prompt. Each message is tokenized on its own, so the text between two
+ * messages must not depend on being tokenized together: separators sit inside one message, or
+ * come from the SentencePiece space prefix of the next (llava's "sys" + "USER: ..." tokenizes as
+ * "sys USER: ..." does). Within a message the text is tokenized in one piece per image-free
+ * stretch with
  * control tokens parsed (so "</s>" or "<|im_end|>" in the template become those tokens), the
  * SentencePiece space prefix applying per stretch, as llama.cpp's multimodal tool does. After a
  * generated answer the turn is closed by end_token (skipped when the answer already ended with
@@ -22,8 +26,8 @@ typedef struct {
     const char *after_end;         /* text after end_token */
     const char *turn_start;        /* before every user message but the session's first */
     const char *image_suffix;      /* after each image of a message that has no markers */
-    int system_opens_user;         /* the system text sits inside the next user prefix
-                                      (llama-2), so that user message has no prefix of its own */
+    int system_in_user;            /* the system message is rendered inside the next user
+                                      message (llama-2), which then has no prefix of its own */
 } mmi_chat_template;
 
 /* The marker a message's text uses for "an image goes here". */

@@ -48,7 +48,8 @@ struct mm_session {
 
     /* chat state */
     int answer_open;          /* a user message opened the model's answer; not closed yet */
-    int system_open;          /* llama-2: the system text waits inside its [INST] */
+    char *held_system;        /* system_in_user templates: the system text waiting for the
+                                 user message it goes into; NULL if none */
     int n_user_messages;
 
     char **stops;
@@ -151,6 +152,7 @@ void mmi_session_free(mm_session *s)
         return;
     mmi_session_clear_stop_strings(s);
     mmi_free(s->stops);
+    mmi_free(s->held_system);
     mmi_free(s->gen.held);
     mmi_free(s->gen.emit);
     if (s->tok)
@@ -222,6 +224,15 @@ static mm_status eval_parts(mm_session *s, const part *parts, size_t n_parts, co
     return MM_OK;
 }
 
+/* With a system message held for the next user message, nothing else may come first. */
+static mm_status check_no_held_system(const mm_session *s, const char *fn)
+{
+    if (s->held_system)
+        return mmi_fail(MM_ERR_STATE, "%s: the %s template puts the system message inside the "
+                        "next user message: add that first", fn, s->tmpl->name);
+    return MM_OK;
+}
+
 /* BOS goes first in a sequence the library starts from text, when the vocabulary wants it. */
 static int wants_bos(const mm_session *s)
 {
@@ -232,6 +243,7 @@ static int wants_bos(const mm_session *s)
 mm_status mmi_session_add_tokens(mm_session *s, const int32_t *ids, size_t n)
 {
     atomic_store(&s->cancel, 0);
+    MMI_TRY(check_no_held_system(s, "mm_session_add_tokens"));
     part p = {ids, NULL, n};
     return eval_parts(s, &p, 1, "mm_session_add_tokens");
 }
@@ -240,6 +252,7 @@ mm_status mmi_session_add_embeddings(mm_session *s, const float *embd, size_t n_
                                      size_t n_embd)
 {
     atomic_store(&s->cancel, 0);
+    MMI_TRY(check_no_held_system(s, "mm_session_add_embeddings"));
     if (n_embd != (size_t)s->dec->config.n_embd)
         return mmi_fail(MM_ERR_ARG, "mm_session_add_embeddings: rows of %zu values, the model "
                         "takes %d", n_embd, s->dec->config.n_embd);
@@ -260,6 +273,7 @@ mm_status mmi_session_add_text(mm_session *s, const char *text, size_t len, unsi
 {
     atomic_store(&s->cancel, 0);
     MMI_TRY(need_tokenizer(s, "mm_session_add_text"));
+    MMI_TRY(check_no_held_system(s, "mm_session_add_text"));
     if (flags & ~(unsigned)MM_TOKENIZE_PARSE_SPECIAL)
         return mmi_fail(MM_ERR_ARG, "mm_session_add_text: flags 0x%x (only "
                         "MM_TOKENIZE_PARSE_SPECIAL applies)", flags);
@@ -332,8 +346,13 @@ static void render_message(const mm_session *s, mmi_chat_role role, const char *
     }
     if (role == MMI_ROLE_USER && s->n_user_messages > 0)
         sb_str(b, t->turn_start);
-    if (!continues_answer && !(role == MMI_ROLE_USER && s->system_open))
+    if (role == MMI_ROLE_USER && s->held_system) {
+        sb_str(b, t->prefix[MMI_ROLE_SYSTEM]);
+        sb_str(b, s->held_system);
+        sb_str(b, t->suffix[MMI_ROLE_SYSTEM]);
+    } else if (!continues_answer) {
         sb_str(b, t->prefix[role]);
+    }
     if (n_media > 0 && count_markers(text, len) == 0)
         for (size_t i = 0; i < n_media; i++) {
             sb_str(b, MMI_IMAGE_MARKER);
@@ -355,6 +374,19 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
     static const char fn[] = "mm_session_add_message";
     atomic_store(&s->cancel, 0);
     MMI_TRY(need_tokenizer(s, fn));
+    if (role != MMI_ROLE_USER)
+        MMI_TRY(check_no_held_system(s, fn));
+    if (role == MMI_ROLE_SYSTEM && s->tmpl->system_in_user) {
+        if (n_media > 0)
+            return mmi_fail(MM_ERR_UNSUPPORTED, "%s: images in a %s system message", fn,
+                            s->tmpl->name);
+        s->held_system = mmi_malloc(len + 1);
+        if (!s->held_system)
+            return mmi_fail(MM_ERR_NOMEM, "%s: out of memory", fn);
+        memcpy(s->held_system, text, len);
+        s->held_system[len] = '\0';
+        return MM_OK;
+    }
     size_t markers = count_markers(text, len);
     if (markers > 0 && markers != n_media)
         return mmi_fail(MM_ERR_ARG, "%s: the text has %zu %s markers for %zu images", fn, markers,
@@ -400,8 +432,11 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
     if (st != MM_OK)
         return st;
     s->answer_open = role == MMI_ROLE_USER;
-    s->system_open = role == MMI_ROLE_SYSTEM && s->tmpl->system_opens_user;
     s->n_user_messages += role == MMI_ROLE_USER;
+    if (role == MMI_ROLE_USER) {
+        mmi_free(s->held_system);
+        s->held_system = NULL;
+    }
     return MM_OK;
 }
 
@@ -513,6 +548,7 @@ static mm_status step(mm_session *s, int32_t *token, const char **piece, size_t 
     *piece = NULL;
     *len = 0;
     if (!g->active) {
+        MMI_TRY(check_no_held_system(s, "generation"));
         if (ds->n_past == 0 && s->pending < 0)
             return mmi_fail(MM_ERR_STATE, "generation: nothing to continue: add input first");
         begin_generation(s);
@@ -626,9 +662,19 @@ int mmi_session_n_past(const mm_session *s)
     return s->state.n_past;
 }
 
+int mmi_session_n_embd(const mm_session *s)
+{
+    return s->dec->config.n_embd;
+}
+
 const char *mmi_session_template_name(const mm_session *s)
 {
     return s->tmpl->name;
+}
+
+const int32_t *mmi_session_history(const mm_session *s)
+{
+    return s->history;
 }
 
 void mmi_session_cancel(mm_session *s)
@@ -641,7 +687,8 @@ void mmi_session_reset(mm_session *s)
     s->state.n_past = 0;
     s->pending = -1;
     s->answer_open = 0;
-    s->system_open = 0;
+    mmi_free(s->held_system);
+    s->held_system = NULL;
     s->n_user_messages = 0;
     s->gen.active = 0;
     s->stop_reason = MM_STOP_NONE;

@@ -42,7 +42,10 @@ mm_stop_reason mmi_session_stop_reason(const mm_session *s);
 mm_status mmi_session_logits(const mm_session *s, const float **logits, size_t *n_vocab);
 int mmi_session_n_ctx(const mm_session *s);
 int mmi_session_n_past(const mm_session *s);
+int mmi_session_n_embd(const mm_session *s); /* width of an embedding row */
 const char *mmi_session_template_name(const mm_session *s);
+/* What each position 0 .. n_past-1 holds: a token id, or -1 for an embedding row. */
+const int32_t *mmi_session_history(const mm_session *s);
 
 void mmi_session_cancel(mm_session *s);
 void mmi_session_reset(mm_session *s);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "clip.h"
+#include "decoder.h"
 #include "mm.h"
 #include "model.h"
 #include "resampler.h"
@@ -253,6 +254,136 @@ static void put_encoded(dump *d, const char *name, const float *px, int B, int H
     free(all);
 }
 
+/* ---- language model outputs shared by several classes ---- */
+
+/* Record integer outputs (token ids) as I64. */
+static void put_i64(dump *d, const char *name, const int32_t *ids, int64_t rows, int64_t cols)
+{
+    if (d->n_out == MAX_OUTPUTS)
+        die("too many outputs");
+    dump_tensor *t = &d->out[d->n_out++];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->dtype = "I64";
+    t->ndim = 2;
+    t->shape[0] = rows;
+    t->shape[1] = cols;
+    t->bytes = (size_t)(rows * cols) * 8;
+    t->data = xmalloc(t->bytes);
+    for (int64_t i = 0; i < rows * cols; i++) {
+        int64_t v = ids[i];
+        memcpy((char *)t->data + 8 * i, &v, 8);
+    }
+}
+
+/* The prompt ids[T] as runs: a run of `image_token` ids takes the next rows of image[] (none
+ * when image_token < 0). add_run(user, ids, embd, n) gets each run in order. */
+static void walk_prompt(const int32_t *ids, int T, int32_t image_token, const float *image,
+                        size_t n_image_rows, int n_embd,
+                        void (*add_run)(void *user, const int32_t *ids, const float *embd, int n),
+                        void *user)
+{
+    size_t used = 0;
+    for (int i = 0; i < T;) {
+        int is_image = ids[i] == image_token, j = i;
+        while (j < T && (ids[j] == image_token) == is_image)
+            j++;
+        if (is_image) {
+            if (used + (size_t)(j - i) > n_image_rows)
+                die("the prompt has more image positions than image rows (%zu)", n_image_rows);
+            add_run(user, NULL, image + used * (size_t)n_embd, j - i);
+            used += (size_t)(j - i);
+        } else {
+            add_run(user, ids + i, NULL, j - i);
+        }
+        i = j;
+    }
+    if (used != n_image_rows)
+        die("%zu image rows but %zu image positions", n_image_rows, used);
+}
+
+typedef struct {
+    const mmi_decoder *dec;
+    mmi_decoder_state state;
+    float *logits; /* [T][V] */
+    int done;
+} prefill_run;
+
+static void prefill_add(void *user, const int32_t *ids, const float *embd, int n)
+{
+    prefill_run *r = user;
+    check(mmi_decoder_eval(r->dec, &r->state, ids, embd, n,
+                           r->logits + (size_t)r->done * r->dec->config.n_vocab, NULL),
+          "prefill");
+    r->done += n;
+}
+
+typedef struct {
+    mm_session *s;
+    int n_embd;
+} session_run;
+
+static void session_add(void *user, const int32_t *ids, const float *embd, int n)
+{
+    session_run *r = user;
+    if (ids)
+        check(mm_session_add_tokens(r->s, ids, (size_t)n), "mm_session_add_tokens");
+    else
+        check(mm_session_add_embeddings(r->s, embd, (size_t)n, (size_t)r->n_embd),
+              "mm_session_add_embeddings");
+}
+
+/* logits [1][T][V] of every prompt position (one prefill pass per run of text or image rows),
+ * then greedy generation through the public session API with its KV cache: generated [1][G]
+ * and the logits that chose each token, generated_step_logits [1][G][V], G taken from the
+ * case's `generated` shape. */
+static void put_language_model(dump *d, const int32_t *ids, int T, int32_t image_token,
+                               const float *image, size_t n_image_rows)
+{
+    const mmi_decoder *dec = d->model->decoder;
+    if (!dec)
+        die("the model has no language model");
+    int V = dec->config.n_vocab, E = dec->config.n_embd;
+    const st_tensor *gen = st_find(&d->io, "generated");
+    if (!gen || gen->ndim != 2)
+        die("the case has no 2-D generated tensor");
+    int G = (int)gen->shape[1];
+
+    prefill_run r = {.dec = dec};
+    r.logits = xmalloc((size_t)T * V * sizeof(float));
+    check(mmi_decoder_state_init(&r.state, dec, T, T), "decoder state");
+    walk_prompt(ids, T, image_token, image, n_image_rows, E, prefill_add, &r);
+    put_f32(d, "logits", r.logits, 3, (int64_t)1, (int64_t)T, (int64_t)V);
+    mmi_decoder_state_free(&r.state);
+    free(r.logits);
+
+    mm_options *o;
+    check(mm_options_create(&o), "options");
+    check(mm_options_set_int(o, MM_OPT_N_CTX, T + G), "n_ctx");
+    check(mm_options_set_int(o, MM_OPT_MAX_TOKENS, G), "max_tokens");
+    mm_session *s;
+    check(mm_session_create(d->model, o, &s), "mm_session_create");
+    mm_options_free(o);
+    session_run sr = {s, E};
+    walk_prompt(ids, T, image_token, image, n_image_rows, E, session_add, &sr);
+    int32_t *tokens = xmalloc((size_t)G * sizeof *tokens);
+    float *step_logits = xmalloc((size_t)G * V * sizeof(float));
+    for (int i = 0; i < G; i++) {
+        const char *piece;
+        size_t len, n_vocab;
+        const float *logits;
+        check(mm_session_next(s, &tokens[i], &piece, &len), "mm_session_next");
+        if (!piece)
+            die("generation ended after %d of %d tokens", i, G);
+        check(mm_session_logits(s, &logits, &n_vocab), "mm_session_logits");
+        memcpy(step_logits + (size_t)i * V, logits, (size_t)V * sizeof(float));
+    }
+    put_i64(d, "generated", tokens, 1, G);
+    put_f32(d, "generated_step_logits", step_logits, 3, (int64_t)1, (int64_t)G, (int64_t)V);
+    free(tokens);
+    free(step_logits);
+    mm_session_free(s);
+}
+
 /* ---- one function per model class ---- */
 
 /* transformers.CLIPModel: both towers, projections, logits. */
@@ -341,12 +472,24 @@ static void dump_siglip_vision(dump *d)
     free(px);
 }
 
-/* transformers.LlavaForConditionalGeneration, vision half: embeddings, the feature layer, the
- * projected image features, from the vision file alone. (The language-model half belongs to
- * the decoder.) */
+/* transformers.LlamaForCausalLM: logits of the prompt, greedy generation with the cache. */
+static void dump_llama(dump *d)
+{
+    load_model(d, "model.gguf", NULL);
+    int64_t shape[ST_MAX_DIMS];
+    int32_t *ids = input_ids(d, "input_ids", shape);
+    if (shape[0] != 1)
+        die("input_ids has a batch of %lld", (long long)shape[0]);
+    put_language_model(d, ids, (int)shape[1], -1, NULL, 0);
+    free(ids);
+}
+
+/* transformers.LlavaForConditionalGeneration: the vision half (embeddings, the feature layer,
+ * the projected image features), then the language model on the prompt whose image-token
+ * positions (clip.image_token_id) take the image features in order. */
 static void dump_llava(dump *d)
 {
-    load_model(d, "mmproj.gguf", NULL);
+    load_model(d, "model.gguf", "mmproj.gguf");
     const mmi_vision *v = d->model->vision;
     if (!v)
         die("the LLaVA pair has no vision file");
@@ -356,6 +499,18 @@ static void dump_llava(dump *d)
     if (v->n_feature_layers == 1)
         put_hidden_state(d, "vision_hidden_states", px, B, H, W, v->feature_layers[0], 0);
     put_encoded(d, "image_features", px, B, H, W, 0);
+    const dump_tensor *features = &d->out[d->n_out - 1];
+
+    int64_t image_token;
+    check(mmi_gguf_get_int(d->model->files[1], "clip.image_token_id", &image_token),
+          "clip.image_token_id");
+    int64_t shape[ST_MAX_DIMS];
+    int32_t *ids = input_ids(d, "input_ids", shape);
+    if (shape[0] != 1)
+        die("input_ids has a batch of %lld", (long long)shape[0]);
+    put_language_model(d, ids, (int)shape[1], (int32_t)image_token, features->data,
+                       (size_t)features->shape[0]);
+    free(ids);
     free(px);
 }
 
@@ -445,6 +600,7 @@ static const struct {
     {"transformers.Blip2ForConditionalGeneration", dump_blip2},
     {"transformers.models.idefics2.modeling_idefics2.Idefics2PerceiverResampler",
      dump_idefics2_perceiver},
+    {"transformers.LlamaForCausalLM", dump_llama},
 };
 
 static int find_class(const char *name)

@@ -12,6 +12,7 @@
 #include "alloc.h"
 #include "gguf.h"
 #include "mm.h"
+#include "status.h"
 
 typedef struct {
     int n_vocab;           /* ignored when vocab_path is given: the vocabulary's size */

@@ -1,0 +1,714 @@
+/* Sessions through the public API (and a few internals) on tiny random models: greedy
+ * generation follows the logits, the streamed text is the detokenized tokens, seeds repeat,
+ * multi-turn reuse of the KV cache equals a recompute, chat templates render as HF's templates
+ * write them, images go where their markers are, stop strings / end-of-generation / budget end
+ * a generation, overflow and cancellation (also from another thread) leave the session usable,
+ * and misuse is refused with a message. */
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+#include "alloc.h"
+#include "model.h"
+#include "session.h"
+#include "testutil.h"
+#include "tiny_llama.h"
+
+#define ck_assert_message_has(text)                                                             \
+    ck_assert_msg(strstr(mm_last_error(), (text)) != NULL, "error \"%s\" lacks \"%s\"",         \
+                  mm_last_error(), (text))
+
+/* A model with the LLaMA SentencePiece vocabulary (32000 tokens) and one without tokenizer. */
+static mm_model *vocab_model, *ids_model;
+
+static void load_models(void)
+{
+    tiny_llama c = tiny_llama_default;
+    c.vocab_path = test_shared_path("vectors/tokenizer/ggml-vocab-llama-spm.gguf");
+    c.n_ctx = 256;
+    ck_assert_ok(tiny_llama_load(&c, &vocab_model));
+    ck_assert_ok(tiny_llama_load(&tiny_llama_default, &ids_model));
+}
+
+static void free_models(void)
+{
+    mm_model_free(vocab_model);
+    mm_model_free(ids_model);
+}
+
+static mm_session *session_with(mm_model *m, const char *template_name, int n_ctx)
+{
+    mm_options *o;
+    ck_assert_ok(mm_options_create(&o));
+    if (template_name)
+        ck_assert_ok(mm_options_set_string(o, MM_OPT_CHAT_TEMPLATE, template_name));
+    if (n_ctx)
+        ck_assert_ok(mm_options_set_int(o, MM_OPT_N_CTX, n_ctx));
+    mm_session *s;
+    ck_assert_ok(mm_session_create(m, o, &s));
+    mm_options_free(o);
+    return s;
+}
+
+static mm_options *gen_options(int max_tokens, double temperature, int64_t seed)
+{
+    mm_options *o;
+    ck_assert_ok(mm_options_create(&o));
+    ck_assert_ok(mm_options_set_int(o, MM_OPT_MAX_TOKENS, max_tokens));
+    ck_assert_ok(mm_options_set_float(o, MM_OPT_TEMPERATURE, temperature));
+    ck_assert_ok(mm_options_set_int(o, MM_OPT_SEED, seed));
+    if (temperature > 0)
+        ck_assert_ok(mm_options_set_int(o, MM_OPT_TOP_K, 40));
+    return o;
+}
+
+/* Token ids of text as the tokenizer gives them, control tokens parsed. */
+static size_t tokenize(const char *text, int32_t *ids, size_t cap)
+{
+    size_t n;
+    ck_assert_ok(mm_tokenize(vocab_model, text, strlen(text), MM_TOKENIZE_PARSE_SPECIAL, ids, cap,
+                             &n));
+    return n;
+}
+
+/* The positions of a session from `from` on must be exactly want[0..n). */
+static void check_history(const mm_session *s, int from, const int32_t *want, size_t n)
+{
+    ck_assert_int_ge(mm_session_n_past(s), from + (int)n);
+    const int32_t *h = mmi_session_history(s);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(h[from + i] == want[i], "position %d holds %d, expected %d", from + (int)i,
+                      h[from + i], want[i]);
+}
+
+typedef struct {
+    char text[4096];
+    size_t len;
+    int calls, stop_after;
+    mm_session *cancel;
+} collector;
+
+static int collect(void *user, const char *piece, size_t len)
+{
+    collector *c = user;
+    ck_assert_uint_lt(c->len + len, sizeof c->text);
+    memcpy(c->text + c->len, piece, len);
+    c->len += len;
+    c->text[c->len] = '\0';
+    c->calls++;
+    if (c->cancel && c->calls == c->stop_after)
+        mm_session_cancel(c->cancel);
+    return !c->cancel && c->stop_after && c->calls == c->stop_after;
+}
+
+/* ---- argument checks ---- */
+
+START_TEST(misuse_is_refused)
+{
+    mm_session *s = NULL;
+    ck_assert_status(mm_session_create(NULL, NULL, &s), MM_ERR_ARG);
+    ck_assert_ptr_null(s);
+    ck_assert_status(mm_session_create(ids_model, NULL, NULL), MM_ERR_ARG);
+    mm_options *o;
+    ck_assert_ok(mm_options_create(&o));
+    ck_assert_ok(mm_options_set_string(o, MM_OPT_CHAT_TEMPLATE, "alpaca"));
+    ck_assert_status(mm_session_create(ids_model, o, &s), MM_ERR_ARG);
+    ck_assert_message_has("alpaca");
+    mm_options_free(o);
+
+    /* Every function takes a NULL session without crashing. */
+    int32_t token;
+    const char *piece;
+    size_t len;
+    const float *logits;
+    ck_assert_status(mm_session_add_text(NULL, "a", 1, 0), MM_ERR_ARG);
+    ck_assert_status(mm_session_add_message(NULL, "user", "a", 1), MM_ERR_ARG);
+    ck_assert_status(mm_session_add_tokens(NULL, &token, 1), MM_ERR_ARG);
+    ck_assert_status(mm_session_add_embeddings(NULL, NULL, 0, 32), MM_ERR_ARG);
+    ck_assert_status(mm_session_add_stop_string(NULL, "x"), MM_ERR_ARG);
+    ck_assert_status(mm_session_generate(NULL, NULL, NULL, NULL), MM_ERR_ARG);
+    ck_assert_status(mm_session_next(NULL, &token, &piece, &len), MM_ERR_ARG);
+    ck_assert_status(mm_session_logits(NULL, &logits, &len), MM_ERR_ARG);
+    ck_assert_status(mm_session_set_options(NULL, NULL), MM_ERR_ARG);
+    ck_assert_int_eq(mm_session_n_ctx(NULL), 0);
+    ck_assert_int_eq(mm_session_n_past(NULL), 0);
+    ck_assert_ptr_null(mm_session_chat_template(NULL));
+    ck_assert_int_eq(mm_session_stop_reason(NULL), MM_STOP_NONE);
+    mm_session_cancel(NULL);
+    mm_session_reset(NULL);
+    mm_session_clear_stop_strings(NULL);
+    mm_session_free(NULL);
+
+    s = session_with(ids_model, NULL, 0);
+    ck_assert_int_eq(mm_session_n_ctx(s), tiny_llama_default.n_ctx); /* model's context */
+    ck_assert_str_eq(mm_session_chat_template(s), "raw");
+    ck_assert_status(mm_session_next(s, &token, &piece, &len), MM_ERR_STATE);
+    ck_assert_status(mm_session_logits(s, &logits, &len), MM_ERR_STATE);
+    ck_assert_status(mm_session_next(s, NULL, &piece, &len), MM_ERR_ARG);
+    ck_assert_status(mm_session_add_text(s, "hi", 2, 0), MM_ERR_STATE); /* no tokenizer */
+    ck_assert_message_has("no tokenizer");
+    ck_assert_status(mm_session_add_message(s, "user", "hi", 2), MM_ERR_STATE);
+    ck_assert_status(mm_session_add_message(s, "robot", "hi", 2), MM_ERR_ARG);
+    ck_assert_status(mm_session_add_message(s, NULL, "hi", 2), MM_ERR_ARG);
+    ck_assert_status(mm_session_add_message_embeddings(NULL, "user", "hi", 2, NULL, 0),
+                     MM_ERR_ARG);
+    ck_assert_status(mm_session_add_message_embeddings(s, "user", "hi", 2, NULL, 1), MM_ERR_ARG);
+    const mm_embeddings *none[1] = {NULL};
+    ck_assert_status(mm_session_add_message_embeddings(s, "user", "hi", 2, none, 1), MM_ERR_ARG);
+    ck_assert_status(mm_session_add_tokens(s, NULL, 3), MM_ERR_ARG);
+    const int32_t bad[2] = {3, 50};
+    ck_assert_status(mm_session_add_tokens(s, bad, 2), MM_ERR_ARG);
+    ck_assert_message_has("50");
+    float rows[2 * 31] = {0};
+    ck_assert_status(mm_session_add_embeddings(s, rows, 2, 31), MM_ERR_ARG);
+    ck_assert_message_has("31");
+    ck_assert_status(mm_session_add_stop_string(s, ""), MM_ERR_ARG);
+    ck_assert_status(mm_session_add_stop_string(s, NULL), MM_ERR_ARG);
+    ck_assert_int_eq(mm_session_n_past(s), 0);
+    /* Still usable after all that. */
+    ck_assert_ok(mm_session_add_tokens(s, bad, 1));
+    ck_assert_ok(mm_session_logits(s, &logits, &len));
+    ck_assert_uint_eq(len, (size_t)tiny_llama_default.n_vocab);
+    mm_session_free(s);
+
+    s = session_with(vocab_model, NULL, 0);
+    ck_assert_status(mm_session_add_text(s, "hi", 2, 4), MM_ERR_ARG);
+    ck_assert_status(mm_session_add_text(s, "\xff", 1, 0), MM_ERR_FORMAT);
+    ck_assert_int_eq(mm_session_n_past(s), 0);
+    mm_session_free(s);
+}
+END_TEST
+
+/* The session holds its own model reference: the caller may free the model first. */
+START_TEST(session_outlives_the_callers_model)
+{
+    mm_model *m;
+    ck_assert_ok(tiny_llama_load(&tiny_llama_default, &m));
+    mm_session *s = session_with(m, NULL, 0);
+    mm_model_free(m);
+    const int32_t ids[3] = {4, 5, 6};
+    ck_assert_ok(mm_session_add_tokens(s, ids, 3));
+    mm_session_free(s);
+}
+END_TEST
+
+/* ---- generation ---- */
+
+START_TEST(greedy_follows_the_logits_and_streams_the_tokens_text)
+{
+    mm_session *s = session_with(vocab_model, NULL, 0);
+    mm_options *o = gen_options(10, 0, 0);
+    ck_assert_ok(mm_session_set_options(s, o));
+    ck_assert_ok(mm_session_add_text(s, "Hello world", 11, 0));
+    int n_prompt = mm_session_n_past(s);
+    int32_t tokens[10];
+    char text[2048] = "";
+    size_t text_len = 0;
+    for (int i = 0;; i++) {
+        int32_t token;
+        const char *piece;
+        size_t n_vocab, len;
+        ck_assert_ok(mm_session_next(s, &token, &piece, &len));
+        if (!piece) {
+            ck_assert_int_eq(i, 10);
+            ck_assert_int_eq(token, -1);
+            break;
+        }
+        /* The logits that chose the token: the new token itself is not evaluated yet. */
+        const float *logits;
+        ck_assert_ok(mm_session_logits(s, &logits, &n_vocab));
+        ck_assert_uint_eq(n_vocab, 32000);
+        ck_assert_int_eq(mm_session_n_past(s), n_prompt + i);
+        int best = 0;
+        for (int v = 1; v < (int)n_vocab; v++)
+            best = logits[v] > logits[best] ? v : best;
+        ck_assert_int_eq(token, best);
+        tokens[i] = token;
+        memcpy(text + text_len, piece, len);
+        text_len += len;
+    }
+    ck_assert_int_eq(mm_session_stop_reason(s), MM_STOP_MAX_TOKENS);
+    /* The last token is pending: it enters the cache with the next step. */
+    ck_assert_int_eq(mm_session_n_past(s), n_prompt + 9);
+    check_history(s, n_prompt, tokens, 9);
+    /* The streamed pieces are the detokenized tokens. */
+    char want[2048];
+    size_t want_len;
+    ck_assert_ok(mm_detokenize(vocab_model, tokens, 10, 0, want, sizeof want, &want_len));
+    ck_assert_uint_eq(text_len, want_len);
+    ck_assert_mem_eq(text, want, want_len);
+    mm_options_free(o);
+    mm_session_free(s);
+}
+END_TEST
+
+static void sample_text(mm_session *s, const mm_options *o, collector *c)
+{
+    memset(c, 0, sizeof *c);
+    ck_assert_ok(mm_session_add_text(s, "The cat", 7, 0));
+    ck_assert_ok(mm_session_generate(s, o, collect, c));
+}
+
+START_TEST(same_seed_same_text)
+{
+    mm_options *o = gen_options(16, 0.9, 42);
+    mm_session *a = session_with(vocab_model, NULL, 0), *b = session_with(vocab_model, NULL, 0);
+    collector ca, cb;
+    sample_text(a, o, &ca);
+    sample_text(b, o, &cb);
+    ck_assert_uint_gt(ca.len, 0);
+    ck_assert_str_eq(ca.text, cb.text);
+    /* Again after a reset, in the same session. */
+    mm_session_reset(a);
+    ck_assert_int_eq(mm_session_n_past(a), 0);
+    sample_text(a, o, &cb);
+    ck_assert_str_eq(ca.text, cb.text);
+    /* Another seed: another text (16 draws over top-40 sets). */
+    mm_options *o2 = gen_options(16, 0.9, 43);
+    mm_session_reset(b);
+    sample_text(b, o2, &cb);
+    ck_assert_str_ne(ca.text, cb.text);
+    mm_options_free(o);
+    mm_options_free(o2);
+    mm_session_free(a);
+    mm_session_free(b);
+}
+END_TEST
+
+/* A second turn appended to the cache gives the logits of the whole conversation evaluated in
+ * one go. */
+START_TEST(multi_turn_reuses_the_cache)
+{
+    mm_session *s = session_with(vocab_model, "llava", 0);
+    mm_options *o = gen_options(5, 0, 0);
+    ck_assert_ok(mm_session_add_message(s, "user", "Hi there", 8));
+    ck_assert_ok(mm_session_generate(s, o, NULL, NULL));
+    ck_assert_ok(mm_session_add_message(s, "user", "Go on", 5));
+    int n = mm_session_n_past(s);
+    const float *logits;
+    size_t n_vocab;
+    ck_assert_ok(mm_session_logits(s, &logits, &n_vocab));
+
+    mm_session *all = session_with(vocab_model, NULL, 0);
+    ck_assert_ok(mm_session_add_tokens(all, mmi_session_history(s), (size_t)n));
+    const float *ref;
+    ck_assert_ok(mm_session_logits(all, &ref, &n_vocab));
+    double worst = 0;
+    for (size_t i = 0; i < n_vocab; i++)
+        worst = fmax(worst, fabs(logits[i] - ref[i]) / fmax(1.0, fabs(ref[i])));
+    ck_assert_msg(worst <= 1e-5, "turn by turn vs at once: max rel err %g", worst);
+    mm_options_free(o);
+    mm_session_free(all);
+    mm_session_free(s);
+}
+END_TEST
+
+/* ---- chat templates ---- */
+
+/* One user turn, two generated tokens, then the next user turn: the positions must hold BOS,
+ * the first turn as HF's template writes it, the answer, and the second turn opened by the
+ * close of the answer. */
+static void check_two_turns(const char *name, const char *system, const char *turn1,
+                            const char *close_and_turn2)
+{
+    mm_session *s = session_with(vocab_model, name, 0);
+    ck_assert_str_eq(mm_session_chat_template(s), name);
+    if (system) {
+        ck_assert_ok(mm_session_add_message(s, "system", system, strlen(system)));
+        if (strcmp(name, "llama2") == 0) {
+            ck_assert_int_eq(mm_session_n_past(s), 0); /* waits for the user message */
+            int32_t t = 5;
+            ck_assert_status(mm_session_add_tokens(s, &t, 1), MM_ERR_STATE);
+        }
+    }
+    ck_assert_ok(mm_session_add_message(s, "user", "Hi", 2));
+    int32_t want[256];
+    want[0] = 1; /* BOS: the vocabulary adds it */
+    size_t n = 1 + tokenize(turn1, want + 1, 255);
+    check_history(s, 0, want, n);
+    ck_assert_int_eq(mm_session_n_past(s), (int)n);
+
+    mm_options *o = gen_options(2, 0, 0);
+    collector c = {0};
+    ck_assert_ok(mm_session_generate(s, o, collect, &c));
+    ck_assert_int_eq(mm_session_stop_reason(s), MM_STOP_MAX_TOKENS);
+    int32_t answer[2];
+    memcpy(answer, mmi_session_history(s) + n, sizeof(int32_t)); /* first one is in the cache */
+    ck_assert_ok(mm_session_add_message(s, "user", "More", 4));
+    answer[1] = mmi_session_history(s)[n + 1];
+    check_history(s, (int)n, answer, 2);
+    size_t n2 = tokenize(close_and_turn2, want, 256);
+    check_history(s, (int)n + 2, want, n2);
+    ck_assert_int_eq(mm_session_n_past(s), (int)(n + 2 + n2));
+    mm_options_free(o);
+    mm_session_free(s);
+}
+
+START_TEST(llava_template_as_hf)
+{
+    check_two_turns("llava", NULL, "USER: Hi ASSISTANT:", "</s>USER: More ASSISTANT:");
+    /* A system message, then the user message, as "{system} USER: ...". */
+    mm_session *s = session_with(vocab_model, "vicuna", 0);
+    ck_assert_str_eq(mm_session_chat_template(s), "llava");
+    ck_assert_ok(mm_session_add_message(s, "system", "Be brief.", 9));
+    ck_assert_ok(mm_session_add_message(s, "user", "Hi", 2));
+    int32_t want[64];
+    want[0] = 1;
+    size_t n = 1 + tokenize("Be brief. USER: Hi ASSISTANT:", want + 1, 63);
+    check_history(s, 0, want, n);
+    ck_assert_int_eq(mm_session_n_past(s), (int)n);
+    /* An assistant message while the answer is open is that answer, closed by </s>. */
+    ck_assert_ok(mm_session_add_message(s, "assistant", "Hello.", 6));
+    size_t n2 = tokenize("Hello.</s>", want, 64);
+    check_history(s, (int)n, want, n2);
+    mm_session_free(s);
+}
+END_TEST
+
+START_TEST(chatml_and_llama2_templates)
+{
+    check_two_turns("chatml", NULL, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+                    "<|im_end|>\n<|im_start|>user\nMore<|im_end|>\n<|im_start|>assistant\n");
+    check_two_turns("llama2", "Be brief.", "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST]",
+                    "</s><s>[INST] More [/INST]");
+    check_two_turns("raw", NULL, "Hi", "More");
+}
+END_TEST
+
+START_TEST(template_from_the_file)
+{
+    static const struct { const char *file_template; const char *expected; } cases[] = {
+        {"{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+         "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}", "chatml"},
+        {"{{ bos_token }}{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}",
+         "llama2"},
+        {"{% for message in messages %}{{ message['role'].upper() + ': ' }}{% endfor %}"
+         "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}", "llava"},
+        {"vicuna", "llava"},
+        {"{{ something else }}", "raw"}, /* not ours, and no vision tower */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tiny_llama c = tiny_llama_default;
+        c.chat_template = cases[i].file_template;
+        mm_model *m;
+        ck_assert_ok(tiny_llama_load(&c, &m));
+        mm_session *s = session_with(m, NULL, 0);
+        ck_assert_str_eq(mm_session_chat_template(s), cases[i].expected);
+        mm_session_free(s);
+        s = session_with(m, "llama2", 0); /* the option wins */
+        ck_assert_str_eq(mm_session_chat_template(s), "llama2");
+        mm_session_free(s);
+        mm_model_free(m);
+    }
+    const mmi_chat_template *t;
+    ck_assert_ok(mmi_chat_template_choose(NULL, NULL, 1, &t));
+    ck_assert_str_eq(t->name, "llava"); /* a model with a vision tower */
+}
+END_TEST
+
+START_TEST(images_go_at_their_markers)
+{
+    mm_session *s = session_with(vocab_model, "llava", 0);
+    float rows[5 * 32];
+    for (int i = 0; i < 5 * 32; i++)
+        rows[i] = (float)sin(i);
+    const mmi_media media[2] = {{rows, 3}, {rows + 3 * 32, 2}};
+    const char *text = "<image>\nDescribe.";
+    ck_assert_ok(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), media, 1));
+    /* BOS, "USER: ", 3 image rows, then the rest tokenized on its own (llama.cpp's split). */
+    int32_t want[64], tail[64];
+    want[0] = 1;
+    size_t n = 1 + tokenize("USER: ", want + 1, 63);
+    for (int i = 0; i < 3; i++)
+        want[n++] = -1;
+    size_t n_tail = tokenize("\nDescribe. ASSISTANT:", tail, 64);
+    memcpy(want + n, tail, n_tail * sizeof *tail);
+    check_history(s, 0, want, n + n_tail);
+    ck_assert_int_eq(mm_session_n_past(s), (int)(n + n_tail));
+
+    /* Without markers the images open the message, each followed by "\n". */
+    mm_session_reset(s);
+    text = "Describe.";
+    ck_assert_ok(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), media, 2));
+    n = 1 + tokenize("USER: ", want + 1, 63);
+    for (int i = 0; i < 3; i++)
+        want[n++] = -1;
+    n += tokenize("\n", want + n, 64 - n);
+    for (int i = 0; i < 2; i++)
+        want[n++] = -1;
+    n += tokenize("\nDescribe. ASSISTANT:", want + n, 64 - n);
+    check_history(s, 0, want, n);
+
+    /* Markers and images must agree. */
+    mm_session_reset(s);
+    text = "<image> and <image>";
+    ck_assert_status(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), media, 1),
+                     MM_ERR_ARG);
+    ck_assert_message_has("2 <image> markers for 1 images");
+    ck_assert_int_eq(mm_session_n_past(s), 0);
+    mm_session_free(s);
+}
+END_TEST
+
+/* ---- ending a generation ---- */
+
+START_TEST(stop_strings_cut_the_text)
+{
+    mm_options *o = gen_options(24, 0, 0);
+    mm_session *s = session_with(vocab_model, NULL, 0);
+    collector full;
+    sample_text(s, o, &full);
+    ck_assert_int_eq(mm_session_stop_reason(s), MM_STOP_MAX_TOKENS);
+    ck_assert_uint_ge(full.len, 12);
+
+    /* A stop string taken from the middle of that text: the output is everything before its
+     * first occurrence. */
+    char stop[5];
+    memcpy(stop, full.text + full.len / 2, 4);
+    stop[4] = '\0';
+    size_t first = (size_t)(strstr(full.text, stop) - full.text);
+    mm_session_reset(s);
+    ck_assert_ok(mm_session_add_stop_string(s, "\x01never"));
+    ck_assert_ok(mm_session_add_stop_string(s, stop));
+    collector cut;
+    sample_text(s, o, &cut);
+    ck_assert_int_eq(mm_session_stop_reason(s), MM_STOP_STRING);
+    ck_assert_uint_eq(cut.len, first);
+    ck_assert_mem_eq(cut.text, full.text, first);
+
+    /* A stop string that never appears changes nothing, although text is held back while it
+     * might still begin one. */
+    mm_session_clear_stop_strings(s);
+    ck_assert_ok(mm_session_add_stop_string(s, "\x01never"));
+    char prefix_stop[64];
+    snprintf(prefix_stop, sizeof prefix_stop, "%.3s\x02", full.text + full.len - 3);
+    ck_assert_ok(mm_session_add_stop_string(s, prefix_stop)); /* held at the end, then freed */
+    mm_session_reset(s);
+    collector same;
+    sample_text(s, o, &same);
+    ck_assert_int_eq(mm_session_stop_reason(s), MM_STOP_MAX_TOKENS);
+    ck_assert_str_eq(same.text, full.text);
+
+    /* A callback returning non-zero stops at once. */
+    mm_session_reset(s);
+    collector two = {.stop_after = 2};
+    ck_assert_ok(mm_session_add_text(s, "The cat", 7, 0));
+    ck_assert_ok(mm_session_generate(s, o, collect, &two));
+    ck_assert_int_eq(two.calls, 2);
+    ck_assert_int_eq(mm_session_stop_reason(s), MM_STOP_CALLBACK);
+    mm_options_free(o);
+    mm_session_free(s);
+}
+END_TEST
+
+/* A model that always answers </s>: blocks add nothing (zero output projections), the final
+ * norm keeps one dimension where every embedding is positive, and only </s>'s output row
+ * reads it. */
+static void always_eos(const char *name, float *v, size_t n, void *user)
+{
+    (void)user;
+    int e = tiny_llama_default.n_embd;
+    if (strstr(name, "attn_output") || strstr(name, "ffn_down"))
+        memset(v, 0, n * sizeof *v);
+    if (strcmp(name, "output_norm.weight") == 0)
+        for (size_t i = 0; i < n; i++)
+            v[i] = i == 0;
+    if (strcmp(name, "token_embd.weight") == 0)
+        for (size_t i = 0; i < n; i += (size_t)e)
+            v[i] = 1;
+    if (strcmp(name, "output.weight") == 0)
+        for (size_t i = 0; i < n; i += (size_t)e)
+            v[i] = i / (size_t)e == 2 ? 10.0f : 0.0f;
+}
+
+START_TEST(end_of_generation_token_ends_and_closes_the_answer)
+{
+    tiny_llama c = tiny_llama_default;
+    c.vocab_path = test_shared_path("vectors/tokenizer/ggml-vocab-llama-spm.gguf");
+    c.hook = always_eos;
+    mm_model *m;
+    ck_assert_ok(tiny_llama_load(&c, &m));
+    mm_session *s = session_with(m, "llava", 0);
+    ck_assert_ok(mm_session_add_message(s, "user", "Hi", 2));
+    int n = mm_session_n_past(s);
+    int32_t token;
+    const char *piece;
+    size_t len;
+    ck_assert_ok(mm_session_next(s, &token, &piece, &len));
+    ck_assert_int_eq(token, 2);
+    ck_assert_ptr_nonnull(piece);
+    ck_assert_uint_eq(len, 0);
+    ck_assert_ok(mm_session_next(s, &token, &piece, &len));
+    ck_assert_ptr_null(piece);
+    ck_assert_int_eq(mm_session_stop_reason(s), MM_STOP_EOG);
+    /* The next turn starts with the generated </s>, not a second one. */
+    ck_assert_ok(mm_session_add_message(s, "user", "More", 4));
+    int32_t want[32];
+    want[0] = 2;
+    size_t n2 = 1 + tokenize("USER: More ASSISTANT:", want + 1, 31);
+    check_history(s, n, want, n2);
+    ck_assert_int_eq(mm_session_n_past(s), n + (int)n2);
+    mm_session_free(s);
+    mm_model_free(m);
+}
+END_TEST
+
+START_TEST(context_overflow_is_refused_before_any_work)
+{
+    mm_session *s = session_with(vocab_model, NULL, 16);
+    ck_assert_int_eq(mm_session_n_ctx(s), 16);
+    const char *long_text = "one two three four five six seven eight nine ten eleven twelve "
+                            "thirteen fourteen fifteen sixteen seventeen";
+    ck_assert_status(mm_session_add_text(s, long_text, strlen(long_text), 0), MM_ERR_CTX_FULL);
+    ck_assert_message_has("of the context's 16");
+    ck_assert_int_eq(mm_session_n_past(s), 0);
+    /* Generation that reaches the end of the context stops there with CTX_FULL. */
+    ck_assert_ok(mm_session_add_text(s, "one two", 7, 0));
+    mm_options *o = gen_options(100, 0, 0);
+    collector c = {0};
+    ck_assert_status(mm_session_generate(s, o, collect, &c), MM_ERR_CTX_FULL);
+    ck_assert_int_eq(mm_session_n_past(s), 16);
+    int32_t t = 5;
+    ck_assert_status(mm_session_add_tokens(s, &t, 1), MM_ERR_CTX_FULL);
+    ck_assert_message_has("needs 2 positions"); /* the last answer token, then this one */
+    mm_options_free(o);
+    mm_session_free(s);
+}
+END_TEST
+
+/* ---- cancellation ---- */
+
+typedef struct {
+    mm_session *s;
+    atomic_int running;
+    mm_status st;
+    int32_t *ids;
+    size_t n;
+} prefill_job;
+
+static void *prefill(void *arg)
+{
+    prefill_job *j = arg;
+    j->st = mm_session_add_tokens(j->s, j->ids, j->n);
+    atomic_store(&j->running, 0);
+    return NULL;
+}
+
+START_TEST(cancel_from_another_thread_mid_prefill)
+{
+    tiny_llama c = tiny_llama_default;
+    c.n_embd = 64;
+    c.n_ff = 128;
+    c.n_layer = 8;
+    c.head_dim = 16;
+    c.n_ctx = 2048;
+    mm_model *m;
+    ck_assert_ok(tiny_llama_load(&c, &m));
+    mm_session *s = session_with(m, NULL, 0);
+    prefill_job j = {.s = s, .n = 2000};
+    j.ids = malloc(j.n * sizeof *j.ids);
+    for (size_t i = 0; i < j.n; i++)
+        j.ids[i] = (int32_t)(i % 50);
+    atomic_init(&j.running, 1);
+    pthread_t thread;
+    ck_assert_int_eq(pthread_create(&thread, NULL, prefill, &j), 0);
+    /* Cancel repeatedly until the call returns: a cancel landing before the call begins is
+     * dropped by design. */
+    const struct timespec ms = {0, 1000000};
+    while (atomic_load(&j.running)) {
+        mm_session_cancel(s);
+        nanosleep(&ms, NULL);
+    }
+    pthread_join(thread, NULL);
+    ck_assert_int_eq(j.st, MM_ERR_CANCELLED);
+    ck_assert_int_eq(mm_session_n_past(s), 0);
+
+    /* Usable afterwards: the same as a fresh session. */
+    ck_assert_ok(mm_session_add_tokens(s, j.ids, 10));
+    mm_session *fresh = session_with(m, NULL, 0);
+    ck_assert_ok(mm_session_add_tokens(fresh, j.ids, 10));
+    const float *a, *b;
+    size_t n;
+    ck_assert_ok(mm_session_logits(s, &a, &n));
+    ck_assert_ok(mm_session_logits(fresh, &b, &n));
+    ck_assert_mem_eq(a, b, n * sizeof *a);
+    free(j.ids);
+    mm_session_free(fresh);
+    mm_session_free(s);
+    mm_model_free(m);
+}
+END_TEST
+
+START_TEST(cancel_during_generation_keeps_the_tokens_so_far)
+{
+    mm_session *s = session_with(vocab_model, NULL, 0);
+    mm_options *o = gen_options(50, 0, 0);
+    ck_assert_ok(mm_session_add_text(s, "The cat", 7, 0));
+    int n_prompt = mm_session_n_past(s);
+    collector c = {.stop_after = 3, .cancel = s};
+    ck_assert_status(mm_session_generate(s, o, collect, &c), MM_ERR_CANCELLED);
+    ck_assert_int_eq(c.calls, 3);
+    int n = mm_session_n_past(s);
+    ck_assert_int_gt(n, n_prompt);
+    ck_assert_int_lt(n, n_prompt + 50);
+    /* Generation continues from there. */
+    collector more = {0};
+    ck_assert_ok(mm_session_generate(s, NULL, collect, &more));
+    ck_assert_int_eq(mm_session_stop_reason(s), MM_STOP_MAX_TOKENS);
+    mm_options_free(o);
+    mm_session_free(s);
+}
+END_TEST
+
+/* Every allocation failure in create, add and generate is reported as MM_ERR_NOMEM and leaks
+ * nothing (ASan); a failed add leaves the session as it was. */
+START_TEST(allocation_failures_are_reported)
+{
+    mm_options *o = gen_options(3, 0.8, 1);
+    for (long n = 1;; n++) {
+        mmi_alloc_fail_at(n);
+        mm_session *s = NULL;
+        mm_status st = mm_session_create(vocab_model, o, &s);
+        if (st == MM_OK)
+            st = mm_session_add_message(s, "user", "Hi there", 8);
+        if (st == MM_OK)
+            st = mm_session_add_stop_string(s, "zzz");
+        if (st == MM_OK)
+            st = mm_session_generate(s, NULL, NULL, NULL);
+        long used = mmi_alloc_fail_at(0);
+        mm_session_free(s);
+        if (st == MM_OK) {
+            ck_assert_int_lt(used, n);
+            break;
+        }
+        ck_assert_int_eq(st, MM_ERR_NOMEM);
+    }
+    mm_options_free(o);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("session");
+    TCase *tc = tcase_create("session");
+    tcase_set_timeout(tc, 120);
+    tcase_add_unchecked_fixture(tc, load_models, free_models);
+    tcase_add_test(tc, misuse_is_refused);
+    tcase_add_test(tc, session_outlives_the_callers_model);
+    tcase_add_test(tc, greedy_follows_the_logits_and_streams_the_tokens_text);
+    tcase_add_test(tc, same_seed_same_text);
+    tcase_add_test(tc, multi_turn_reuses_the_cache);
+    tcase_add_test(tc, llava_template_as_hf);
+    tcase_add_test(tc, chatml_and_llama2_templates);
+    tcase_add_test(tc, template_from_the_file);
+    tcase_add_test(tc, images_go_at_their_markers);
+    tcase_add_test(tc, stop_strings_cut_the_text);
+    tcase_add_test(tc, end_of_generation_token_ends_and_closes_the_answer);
+    tcase_add_test(tc, context_overflow_is_refused_before_any_work);
+    tcase_add_test(tc, cancel_from_another_thread_mid_prefill);
+    tcase_add_test(tc, cancel_during_generation_keeps_the_tokens_so_far);
+    tcase_add_test(tc, allocation_failures_are_reported);
+    suite_add_tcase(s, tc);
+    return test_run_suite(s);
+}
