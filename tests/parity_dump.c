@@ -99,6 +99,23 @@ static void put_f32(dump *d, const char *name, const float *data, int ndim, ...)
     memcpy(t->data, data, t->bytes);
 }
 
+/* Record token ids [rows][cols] as an int64 output. */
+static void put_ids(dump *d, const char *name, const int32_t *ids, int rows, int cols)
+{
+    if (d->n_out == MAX_OUTPUTS)
+        die("too many outputs");
+    dump_tensor *t = &d->out[d->n_out++];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->dtype = "I64";
+    t->ndim = 2;
+    t->shape[0] = rows;
+    t->shape[1] = cols;
+    t->bytes = (size_t)rows * cols * sizeof(int64_t);
+    t->data = xmalloc(t->bytes);
+    for (size_t i = 0; i < (size_t)rows * cols; i++)
+        ((int64_t *)t->data)[i] = ids[i];
+}
+
 static void write_outputs(const dump *d, const char *path)
 {
     char header[16384];
@@ -514,21 +531,33 @@ static void dump_llava(dump *d)
     free(px);
 }
 
-/* transformers.Blip2ForConditionalGeneration, vision half: the tower's post-normalised last
- * state, the Q-Former's query outputs on it, and the projected queries through the public
- * encoder. (The OPT half comes with the decoder.) */
+static int argmax(const float *x, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return best;
+}
+
+/* transformers.Blip2ForConditionalGeneration: the tower's post-normalised last state, the
+ * Q-Former's query outputs on it, the projected queries through the public encoder; then the
+ * language model on [projected queries; input_ids] (prepended: the file has no image token):
+ * logits of every position, and greedy decoding with the KV cache for as many tokens as the
+ * case generated. */
 static void dump_blip2(dump *d)
 {
-    load_model(d, "mmproj.gguf", NULL);
+    load_model(d, "model.gguf", "mmproj.gguf");
     const mmi_vision *v = d->model->vision;
-    if (!v || v->connector.kind != MMI_CONNECTOR_QFORMER)
-        die("the BLIP-2 pair has no vision file with a Q-Former");
+    const mmi_decoder *dec = d->model->decoder;
+    if (!v || v->connector.kind != MMI_CONNECTOR_QFORMER || !dec)
+        die("the BLIP-2 pair lacks the vision file with a Q-Former or the language model");
     int B, H, W, n, D = v->enc.n_embd, last = v->enc.n_layer;
     float *px = input_pixels(d, &B, &H, &W);
     put_hidden_state(d, "vision_last_hidden_state", px, B, H, W, last, 1);
 
     const mmi_qformer *qf = &v->connector.qformer;
-    int nq = qf->cfg.n_query, dq = qf->cfg.n_embd;
+    int nq = qf->cfg.n_query, dq = qf->cfg.n_embd, E = qf->cfg.n_out;
     check(mmi_vision_tower_tokens(v, W, H, &n), "tower tokens");
     float *state = xmalloc((size_t)n * D * sizeof(float));
     float *scratch = xmalloc(mmi_qformer_scratch_floats(qf, n) * sizeof(float));
@@ -541,6 +570,44 @@ static void dump_blip2(dump *d)
     }
     put_f32(d, "qformer_output", queries, 3, (int64_t)B, (int64_t)nq, (int64_t)dq);
     put_encoded(d, "language_projection", px, B, H, W, 1);
+    const float *proj = d->out[d->n_out - 1].data; /* [B][nq][E] */
+
+    int64_t shape[ST_MAX_DIMS];
+    int32_t *ids = input_ids(d, "input_ids", shape);
+    const st_tensor *gen = st_find(&d->io, "generated");
+    if ((int)shape[0] != B || !gen || gen->ndim != 2)
+        die("input_ids / generated do not match the batch of images");
+    int T = (int)shape[1], n_gen = (int)gen->shape[1], V = dec->config.n_vocab;
+    if (dec->config.n_embd != E)
+        die("the projection gives %d-wide rows, the language model takes %d", E,
+            dec->config.n_embd);
+    int rows = nq + T;
+    float *logits = xmalloc((size_t)B * rows * V * sizeof(float));
+    float *steps = xmalloc((size_t)B * n_gen * V * sizeof(float));
+    int32_t *tokens = xmalloc((size_t)B * n_gen * sizeof(int32_t));
+    for (int b = 0; b < B; b++) {
+        mmi_decoder_state s;
+        float *lg = logits + (size_t)b * rows * V;
+        check(mmi_decoder_state_init(&s, dec, rows + n_gen, rows), "decoder state");
+        check(mmi_decoder_eval(dec, &s, NULL, proj + (size_t)b * nq * E, nq, lg, NULL),
+              "decoder: queries");
+        check(mmi_decoder_eval(dec, &s, ids + (size_t)b * T, NULL, T, lg + (size_t)nq * V, NULL),
+              "decoder: text");
+        for (int i = 0; i < n_gen; i++) {
+            int32_t t = (int32_t)argmax(s.logits, V);
+            memcpy(steps + ((size_t)b * n_gen + i) * V, s.logits, (size_t)V * sizeof(float));
+            tokens[(size_t)b * n_gen + i] = t;
+            check(mmi_decoder_eval(dec, &s, &t, NULL, 1, NULL, NULL), "decoder: greedy step");
+        }
+        mmi_decoder_state_free(&s);
+    }
+    put_f32(d, "logits", logits, 3, (int64_t)B, (int64_t)rows, (int64_t)V);
+    put_ids(d, "generated", tokens, B, n_gen);
+    put_f32(d, "generated_step_logits", steps, 3, (int64_t)B, (int64_t)n_gen, (int64_t)V);
+    free(tokens);
+    free(steps);
+    free(logits);
+    free(ids);
     free(queries);
     free(scratch);
     free(state);
