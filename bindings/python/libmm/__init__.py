@@ -5,14 +5,23 @@ whose ABI version differs from the one it was written for.
 
     import libmm
     model = libmm.Model("model.gguf", mmproj="mmproj.gguf")
+    session = libmm.Session(model, {"max_tokens": 128})
+    session.add_messages([{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}},
+        {"type": "text", "text": "What is in this picture?"}]}])
+    for piece in session.generate():
+        print(piece, end="", flush=True)
 """
 from ._native import ABI_VERSION, LibraryNotFound, MMError, Status, lib as _lib
+from .image import Embeddings, Image
 from .log import logger, set_log_level
 from .model import Model
 from .options import Options, ProgressStage
+from .session import Session, StopReason
 
-__all__ = ["ABI_VERSION", "LibraryNotFound", "MMError", "Model", "Options", "ProgressStage",
-           "Status", "logger", "set_log_level", "version", "version_number"]
+__all__ = ["ABI_VERSION", "Embeddings", "Image", "LibraryNotFound", "MMError", "Model",
+           "Options", "ProgressStage", "Session", "Status", "StopReason", "logger",
+           "set_log_level", "version", "version_number"]
 
 
 def version():

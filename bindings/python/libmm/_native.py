@@ -114,6 +114,53 @@ PROTOTYPES = {
     "mm_token_bos": (ctypes.c_int32, [c_void_p]),
     "mm_token_eos": (ctypes.c_int32, [c_void_p]),
     "mm_token_is_eog": (c_int, [c_void_p, ctypes.c_int32]),
+    # images
+    "mm_image_load_file": (status_t, [c_char_p, c_void_p, POINTER(c_void_p)]),
+    "mm_image_load_memory": (status_t, [c_void_p, c_size_t, c_void_p, POINTER(c_void_p)]),
+    "mm_image_from_pixels": (status_t, [c_void_p, c_int, c_int, c_size_t, c_int,
+                                        POINTER(c_void_p)]),
+    "mm_image_width": (c_int, [c_void_p]),
+    "mm_image_height": (c_int, [c_void_p]),
+    "mm_image_pixels": (c_void_p, [c_void_p]),
+    "mm_image_free": (None, [c_void_p]),
+    # vision encoding and CLIP
+    "mm_image_encode": (status_t, [c_void_p, c_void_p, c_void_p, POINTER(c_void_p)]),
+    "mm_image_encode_pixels": (status_t, [c_void_p, c_void_p, c_int, c_int, c_void_p,
+                                          POINTER(c_void_p)]),
+    "mm_embeddings_n_tokens": (c_size_t, [c_void_p]),
+    "mm_embeddings_n_embd": (c_size_t, [c_void_p]),
+    "mm_embeddings_data": (c_void_p, [c_void_p]),
+    "mm_embeddings_free": (None, [c_void_p]),
+    "mm_clip_embedding_size": (c_size_t, [c_void_p]),
+    "mm_clip_logit_scale": (status_t, [c_void_p, POINTER(ctypes.c_float)]),
+    "mm_clip_image_embedding": (status_t, [c_void_p, c_void_p, c_void_p, c_size_t]),
+    "mm_clip_image_embedding_pixels": (status_t, [c_void_p, c_void_p, c_int, c_int, c_void_p,
+                                                  c_size_t]),
+    "mm_clip_text_embedding": (status_t, [c_void_p, c_char_p, c_void_p, c_size_t]),
+    "mm_clip_text_embedding_tokens": (status_t, [c_void_p, POINTER(ctypes.c_int32), c_size_t,
+                                                 c_void_p, c_size_t]),
+    "mm_clip_similarity": (ctypes.c_float, [c_void_p, c_void_p, c_size_t]),
+    "mm_clip_classify": (status_t, [c_void_p, c_void_p, POINTER(c_char_p), c_size_t, c_void_p]),
+    # sessions
+    "mm_session_create": (status_t, [c_void_p, c_void_p, POINTER(c_void_p)]),
+    "mm_session_free": (None, [c_void_p]),
+    "mm_session_set_options": (status_t, [c_void_p, c_void_p]),
+    "mm_session_add_text": (status_t, [c_void_p, c_char_p, c_size_t, ctypes.c_uint]),
+    "mm_session_add_message": (status_t, [c_void_p, c_char_p, c_char_p, c_size_t]),
+    "mm_session_add_messages_json": (status_t, [c_void_p, c_char_p, c_size_t, c_void_p]),
+    "mm_session_add_tokens": (status_t, [c_void_p, POINTER(ctypes.c_int32), c_size_t]),
+    "mm_session_add_embeddings": (status_t, [c_void_p, c_void_p, c_size_t, c_size_t]),
+    "mm_session_add_stop_string": (status_t, [c_void_p, c_char_p]),
+    "mm_session_clear_stop_strings": (None, [c_void_p]),
+    "mm_session_next": (status_t, [c_void_p, POINTER(ctypes.c_int32), POINTER(c_void_p),
+                                   POINTER(c_size_t)]),
+    "mm_session_stop_reason": (c_int, [c_void_p]),
+    "mm_session_logits": (status_t, [c_void_p, POINTER(c_void_p), POINTER(c_size_t)]),
+    "mm_session_n_ctx": (c_int, [c_void_p]),
+    "mm_session_n_past": (c_int, [c_void_p]),
+    "mm_session_chat_template": (c_char_p, [c_void_p]),
+    "mm_session_cancel": (None, [c_void_p]),
+    "mm_session_reset": (None, [c_void_p]),
 }
 
 missing = set()
@@ -162,6 +209,46 @@ def call_sized(name, make_buffer, capacity, *args):
             capacity = n.value + 1  # room for a NUL where the function writes one
             continue
         raise MMError(st, last_error(), name)
+
+
+class Handle:
+    """Base of the classes that own one C object: `_free` (a staticmethod set by the subclass)
+    releases it exactly once, at close(), at the end of a with block, or when collected."""
+
+    _free = None
+    _handle = ctypes.c_void_p()
+
+    @property
+    def _as_parameter_(self):
+        if not self._handle:
+            raise ValueError("%s used after close()" % type(self).__name__)
+        return self._handle
+
+    def close(self):
+        if self._handle:
+            handle, self._handle = self._handle, ctypes.c_void_p()
+            self._free(handle)
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def make_handle(name, *args):
+    """Call a constructor `name(*args, &out)`; return the new handle."""
+    handle = ctypes.c_void_p()
+    call(name, *args, byref(handle))
+    return handle
+
+
+def free_function(name):
+    """The C free function `name`, or a no-op when the library lacks it."""
+    return getattr(lib, name) if name not in missing else (lambda handle: None)
 
 
 def encode_path(path):

@@ -4,10 +4,11 @@ import ctypes
 
 from . import _native
 from ._native import MMError, byref, call, encode_path
+from .image import Embeddings, Image, float_buffer, floats_out, planar_pixels
 from .options import as_options
 
 
-class Model:
+class Model(_native.Handle):
     """Model(path, mmproj=None, options=None): load GGUF files as llama.cpp lays them out.
 
     `path` is a language model or a CLIP file, `mmproj` the vision file of a language model.
@@ -18,23 +19,15 @@ class Model:
     _free = staticmethod(_native.lib.mm_model_free)
 
     def __init__(self, path, mmproj=None, options=None):
-        self._handle = ctypes.c_void_p()
         opts = as_options(options)
-        handle = ctypes.c_void_p()
         try:
-            call("mm_model_load", encode_path(path), encode_path(mmproj), opts, byref(handle))
+            self._handle = _native.make_handle("mm_model_load", encode_path(path),
+                                               encode_path(mmproj), opts)
         except MMError as e:
             if opts is not None:
                 opts.raise_progress_error(e)
             raise
-        self._handle = handle
         self.path, self.mmproj = path, mmproj
-
-    @property
-    def _as_parameter_(self):
-        if not self._handle:
-            raise ValueError("Model used after close()")
-        return self._handle
 
     # ---- tokenizer (any thread: the model is read-only) ----
 
@@ -82,19 +75,68 @@ class Model:
         """Whether generating `token` ends a turn."""
         return bool(_native.need("mm_token_is_eog")(self, token))
 
-    def close(self):
-        """Drop this reference now (sessions made from the model keep their own)."""
-        if self._handle:
-            self._free(self._handle)
-            self._handle = ctypes.c_void_p()
+    # ---- vision (any thread) ----
 
-    __del__ = close
+    def encode_image(self, image, options=None, width=None, height=None):
+        """Image embeddings (an Embeddings) of an Image, preprocessed as the model file says,
+        or of normalised planar float pixels (numpy (3, H, W), or a buffer with width/height)."""
+        opts = as_options(options)
+        if isinstance(image, Image):
+            return Embeddings(_native.make_handle("mm_image_encode", self, image, opts))
+        ptr, w, h, keep = planar_pixels(image, width, height)
+        return Embeddings(_native.make_handle("mm_image_encode_pixels", self, ptr, w, h, opts))
 
-    def __enter__(self):
-        return self
+    # ---- CLIP (any thread) ----
 
-    def __exit__(self, *exc):
-        self.close()
+    @property
+    def clip_embedding_size(self):
+        """Size of the joint embedding space; 0 for a model that is not a CLIP dual encoder."""
+        return _native.need("mm_clip_embedding_size")(self)
+
+    @property
+    def logit_scale(self):
+        """exp(logit_scale): the factor on cosines before the softmax of classify()."""
+        v = ctypes.c_float()
+        call("mm_clip_logit_scale", self, byref(v))
+        return v.value
+
+    def embed_image(self, image, width=None, height=None):
+        """Unit-length CLIP embedding of an Image, or of normalised planar float pixels."""
+        out, result = floats_out(self.clip_embedding_size)
+        if isinstance(image, Image):
+            call("mm_clip_image_embedding", self, image, out, len(out))
+        else:
+            ptr, w, h, keep = planar_pixels(image, width, height)
+            call("mm_clip_image_embedding_pixels", self, ptr, w, h, out, len(out))
+        return result()
+
+    def embed_text(self, text):
+        """Unit-length CLIP embedding of a str (the model's tokenizer adds start and end
+        tokens) or of a sequence of token ids (used as given)."""
+        out, result = floats_out(self.clip_embedding_size)
+        if isinstance(text, str):
+            call("mm_clip_text_embedding", self, text.encode("utf-8"), out, len(out))
+        else:
+            ids = [int(t) for t in text]
+            arr = (ctypes.c_int32 * len(ids))(*ids)
+            call("mm_clip_text_embedding_tokens", self, arr, len(ids), out, len(out))
+        return result()
+
+    def classify(self, image, labels):
+        """Zero-shot probabilities of `labels` (strs) for an Image: a list in label order,
+        softmax of logit_scale * cosine."""
+        labels = list(labels)
+        arr = (ctypes.c_char_p * len(labels))(*[l.encode("utf-8") for l in labels])
+        out, result = floats_out(len(labels))
+        call("mm_clip_classify", self, image, arr, len(labels), out)
+        return [float(p) for p in result()]
+
+    @staticmethod
+    def similarity(a, b):
+        """Cosine similarity of two embeddings of the same length."""
+        pa, n, keep_a = float_buffer(a)
+        pb, _, keep_b = float_buffer(b, n, "b")
+        return _native.need("mm_clip_similarity")(pa, pb, n)
 
     def __repr__(self):
         return "Model(%r, mmproj=%r)" % (self.path, self.mmproj)

@@ -47,7 +47,7 @@ class _Progress:
         self.c_callback = _native.PROGRESS_FN(trampoline)
 
 
-class Options:
+class Options(_native.Handle):
     """A bag of settings, e.g. Options(temperature=0.7, max_tokens=64, n_threads=4).
 
     Items: opts["top_p"] = 0.9; opts["top_p"] (the default when unset); del opts["top_p"].
@@ -60,20 +60,12 @@ class Options:
     _free = staticmethod(_native.lib.mm_options_free)
 
     def __init__(self, progress=None, **values):
-        handle = ctypes.c_void_p()
-        call("mm_options_create", byref(handle))
-        self._handle = handle
+        self._handle = _native.make_handle("mm_options_create")
         self._progress = _Progress()
         for name, value in values.items():
             self[name] = value
         if progress is not None:
             self.set_progress(progress)
-
-    @property
-    def _as_parameter_(self):
-        if not self._handle:
-            raise ValueError("Options used after close()")
-        return self._handle
 
     @staticmethod
     def _key(name):
@@ -128,23 +120,9 @@ class Options:
 
     def copy(self):
         new = Options.__new__(Options)
-        handle = ctypes.c_void_p()
-        call("mm_options_copy", self, byref(handle))
-        new._handle, new._progress = handle, self._progress  # the copy calls the same callback
+        new._handle = _native.make_handle("mm_options_copy", self)
+        new._progress = self._progress  # the copy calls the same callback
         return new
-
-    def close(self):
-        if self._handle:
-            self._free(self._handle)
-            self._handle = ctypes.c_void_p()
-
-    __del__ = close
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def __repr__(self):
         return "Options(%s)" % ", ".join("%s=%r" % (n, self[n]) for n in sorted(KEYS))

@@ -12,9 +12,6 @@ ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
 SHARED = os.environ.get("MM_SHARED_DIR") or os.path.join(os.path.dirname(ROOT), "shared")
 VECTORS = os.path.join(SHARED, "vectors", "hf")
 
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import gguf  # noqa: E402  (tools/gguf.py: the tree's independent GGUF reader/writer)
-
 _tmp = tempfile.mkdtemp(prefix="libmm-pytest-")
 atexit.register(shutil.rmtree, _tmp, True)
 _converted = {}
@@ -63,4 +60,7 @@ def reference(case):
 
 
 def n_tensors(path):
+    """Tensor count of a GGUF file, read with tools/gguf.py (the tree's independent reader)."""
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import gguf
     return len(gguf.GGUFReader(path).tensors)
