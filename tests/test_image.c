@@ -9,8 +9,10 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "gguf.h"
 #include "image.h"
 #include "mm.h"
+#include "preprocess.h"
 #include "safetensors.h"
 #include "testutil.h"
 
@@ -417,6 +419,395 @@ START_TEST(allocation_failures_are_reported)
 }
 END_TEST
 
+/* ---- preprocessing ---- */
+
+static mm_image *load_image(const char *path)
+{
+    mm_image *image;
+    ck_assert_ok(mm_image_load_file(path, NULL, &image));
+    return image;
+}
+
+/* An image from a (h, w, 3) uint8 reference tensor. */
+static mm_image *tensor_image(st_file *file, const char *name)
+{
+    int64_t shape[ST_MAX_DIMS];
+    unsigned char *px = st_read_raw(file, name, NULL, shape, NULL, NULL);
+    ck_assert_msg(px != NULL, "%s", file->error);
+    mm_image *image;
+    ck_assert_ok(mm_image_from_pixels(px, (int)shape[1], (int)shape[0], (size_t)shape[1] * 3,
+                                      MM_PIXEL_RGB8, &image));
+    free(px);
+    return image;
+}
+
+/* max |views - reference| over the float tensor `name` of n_views x 3 x size x size values. */
+static double views_error(const mmi_views *v, st_file *file, const char *name)
+{
+    size_t n;
+    int64_t shape[ST_MAX_DIMS];
+    int ndim;
+    float *ref = st_read_f32(file, name, shape, &ndim, &n);
+    ck_assert_msg(ref != NULL, "%s", file->error);
+    ck_assert_uint_eq(n, (size_t)v->n_views * 3 * v->size * v->size);
+    ck_assert_int_eq(shape[ndim - 1], v->size);
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)v->pixels[i] - ref[i]);
+        worst = d > worst ? d : worst;
+    }
+    free(ref);
+    return worst;
+}
+
+/* Run the pipeline and compare; HF's float32 steps are followed, so the tolerance is 1e-6
+ * (one 8-bit level off would show as about 0.015). */
+static void assert_views(const mmi_preprocess_config *cfg, const mm_image *image,
+                         mmi_detail detail, st_file *file, const char *name, int n_views)
+{
+    mmi_views v;
+    ck_assert_ok(mmi_preprocess(cfg, image, detail, &v));
+    ck_assert_int_eq(v.n_views, n_views);
+    double err = views_error(&v, file, name);
+    ck_assert_msg(err <= 1e-6, "%s: max abs error %g", name, err);
+    mmi_views_free(&v);
+}
+
+START_TEST(resize_matches_pil)
+{
+    load_refs();
+    mm_image *src = load_image(DATA_DIR "resize_src.png");
+    int checked = 0;
+    for (int i = 0; i < refs.n_tensors; i++) {
+        const char *name = refs.tensors[i].name;
+        if (strncmp(name, "resize.", 7))
+            continue;
+        mmi_resample filter = strstr(name, "bilinear") ? MMI_RESAMPLE_BILINEAR
+                                                       : MMI_RESAMPLE_BICUBIC;
+        mm_image *out;
+        ck_assert_ok(mmi_resize(src, (int)refs.tensors[i].shape[1],
+                                (int)refs.tensors[i].shape[0], filter, &out));
+        assert_pixels(out, &refs, name);
+        mmi_image_free(out);
+        checked++;
+    }
+    ck_assert_int_eq(checked, 16);
+    mmi_image_free(src);
+    free_refs();
+}
+END_TEST
+
+START_TEST(clip_processor_matches_hf_vectors)
+{
+    static const char *stems[] = {"rgb_61x47", "rgba_40x64", "q90_80x50"};
+    static const char *files[] = {"rgb_61x47.png", "rgba_40x64.png", "q90_80x50.jpg"};
+    load_refs();
+    for (int i = 0; i < 3; i++) {
+        char path[256], name[128];
+        snprintf(path, sizeof path, "vectors/hf/preprocess/%s", files[i]);
+        mm_image *image = load_image(test_shared_path(path));
+        /* The bicubic resize before the crop (sizes from the reference's shape). */
+        snprintf(name, sizeof name, "%s.resized_s32", stems[i]);
+        const st_tensor *t = st_find(&shared, name);
+        ck_assert_ptr_nonnull(t);
+        mm_image *resized;
+        ck_assert_ok(mmi_resize(image, (int)t->shape[1], (int)t->shape[0], MMI_RESAMPLE_BICUBIC,
+                                &resized));
+        assert_pixels(resized, &shared, name);
+        mmi_image_free(resized);
+        for (int s = 32; s <= 224; s += 192) {
+            mmi_preprocess_config cfg;
+            mmi_preprocess_config_init(&cfg, s);
+            snprintf(name, sizeof name, "%s.pixel_values_s%d", stems[i], s);
+            assert_views(&cfg, image, MMI_DETAIL_HIGH, &shared, name, 1); /* no pinpoints */
+        }
+        mmi_image_free(image);
+    }
+    free_refs();
+}
+END_TEST
+
+START_TEST(resize_modes_match_hf_rules)
+{
+    load_refs();
+    mm_image *src = load_image(DATA_DIR "resize_src.png");
+    mmi_preprocess_config cfg;
+    mmi_preprocess_config_init(&cfg, 24);
+    assert_views(&cfg, src, MMI_DETAIL_LOW, &refs, "clip.s24", 1);
+    cfg.resample = MMI_RESAMPLE_BILINEAR;
+    assert_views(&cfg, src, MMI_DETAIL_LOW, &refs, "clip.s24.bilinear", 1);
+    cfg.resample = MMI_RESAMPLE_BICUBIC;
+    cfg.resize = MMI_RESIZE_SQUASH;
+    assert_views(&cfg, src, MMI_DETAIL_LOW, &refs, "squash.s24", 1);
+    cfg.resize = MMI_RESIZE_SHORTEST_EDGE_CROP;
+    /* LLaVA-1.5 pad with int(mean * 255) = (122, 116, 104), wide and tall inputs. */
+    cfg.pad = MMI_PAD_MEAN;
+    ck_assert_int_eq(cfg.pad_color[0], 122);
+    ck_assert_int_eq(cfg.pad_color[1], 116);
+    ck_assert_int_eq(cfg.pad_color[2], 104);
+    assert_views(&cfg, src, MMI_DETAIL_LOW, &refs, "pad.s24", 1);
+    mm_image *tall;
+    ck_assert_ok(mmi_image_create(src->height, src->width, &tall));
+    for (int y = 0; y < src->height; y++)
+        for (int x = 0; x < src->width; x++)
+            memcpy(tall->pixels + ((size_t)x * tall->width + y) * 3,
+                   src->pixels + ((size_t)y * src->width + x) * 3, 3);
+    assert_views(&cfg, tall, MMI_DETAIL_LOW, &refs, "pad_tall.s24", 1);
+    mmi_image_free(tall);
+    /* A crop larger than the resized image: HF pads with zeros. */
+    mmi_preprocess_config_init(&cfg, 40);
+    cfg.crop_size = 48;
+    assert_views(&cfg, src, MMI_DETAIL_LOW, &refs, "clip.s40_crop48", 1);
+    mmi_image_free(src);
+
+    /* 200 x 3 strip: resized to 1600 x 24 before the crop; padded to 200 x 200. */
+    mm_image *thin = tensor_image(&refs, "thin.input");
+    mmi_preprocess_config_init(&cfg, 24);
+    assert_views(&cfg, thin, MMI_DETAIL_LOW, &refs, "thin.clip.s24", 1);
+    cfg.pad = MMI_PAD_MEAN;
+    assert_views(&cfg, thin, MMI_DETAIL_LOW, &refs, "thin.pad.s24", 1);
+    mmi_image_free(thin);
+    free_refs();
+}
+END_TEST
+
+static void set_pinpoints(mmi_preprocess_config *cfg, st_file *file, const char *name)
+{
+    int64_t shape[ST_MAX_DIMS];
+    float *pp = st_read_f32(file, name, shape, NULL, NULL);
+    ck_assert_ptr_nonnull(pp);
+    cfg->n_pinpoints = (int)shape[0];
+    for (int i = 0; i < cfg->n_pinpoints; i++) {
+        cfg->pinpoints[i][0] = (int)pp[2 * i];
+        cfg->pinpoints[i][1] = (int)pp[2 * i + 1];
+    }
+    free(pp);
+}
+
+START_TEST(anyres_tiles_match_llava_next)
+{
+    load_refs();
+    mmi_preprocess_config cfg;
+    mmi_preprocess_config_init(&cfg, 16);
+    set_pinpoints(&cfg, &refs, "anyres.pinpoints_hw");
+    mm_image *src = load_image(DATA_DIR "resize_src.png");
+    mm_image *tall;
+    ck_assert_ok(mmi_image_create(src->height, src->width, &tall));
+    for (int y = 0; y < src->height; y++)
+        for (int x = 0; x < src->width; x++)
+            memcpy(tall->pixels + ((size_t)x * tall->width + y) * 3,
+                   src->pixels + ((size_t)y * src->width + x) * 3, 3);
+    const struct { mm_image *image; const char *name; } cases[] = {
+        {src, "anyres.s16"}, {tall, "anyres_tall.s16"}};
+    for (int i = 0; i < 2; i++) {
+        char best_name[64];
+        snprintf(best_name, sizeof best_name, "%s.best_hw", cases[i].name);
+        float *best = st_read_f32(&refs, best_name, NULL, NULL, NULL);
+        int pin = mmi_select_pinpoint(&cfg, cases[i].image->width, cases[i].image->height);
+        ck_assert_int_eq(cfg.pinpoints[pin][0], (int)best[0]);
+        ck_assert_int_eq(cfg.pinpoints[pin][1], (int)best[1]);
+        int rows = (int)best[0] / 16, cols = (int)best[1] / 16;
+        free(best);
+        mmi_views v;
+        ck_assert_ok(mmi_preprocess(&cfg, cases[i].image, MMI_DETAIL_HIGH, &v));
+        ck_assert_int_eq(v.grid_rows, rows);
+        ck_assert_int_eq(v.grid_cols, cols);
+        ck_assert_int_eq(v.image_width, cases[i].image->width);
+        double err = views_error(&v, &refs, cases[i].name);
+        ck_assert_msg(err <= 1e-6, "%s: max abs error %g", cases[i].name, err);
+        mmi_views_free(&v);
+        /* Low detail: one view, the plain CLIP processor. */
+        ck_assert_ok(mmi_preprocess(&cfg, cases[i].image, MMI_DETAIL_LOW, &v));
+        ck_assert_int_eq(v.n_views, 1);
+        ck_assert_int_eq(v.grid_rows, 0);
+        mmi_views_free(&v);
+    }
+    mmi_image_free(src);
+    mmi_image_free(tall);
+    free_refs();
+}
+END_TEST
+
+START_TEST(token_counts_match_llava_next)
+{
+    load_refs();
+    mmi_preprocess_config cfg;
+    mmi_preprocess_config_init(&cfg, 336);
+    static const int pp16[5][2] = {{336, 672}, {672, 336}, {672, 672}, {1008, 336}, {336, 1008}};
+    cfg.n_pinpoints = 5;
+    memcpy(cfg.pinpoints, pp16, sizeof pp16);
+    cfg.merge = MMI_MERGE_SPATIAL_UNPAD;
+    int64_t tokens;
+    /* By hand, 640x480: 2x2 grid (672x672), 48x48 patches; 480*48/640 = 36 rows kept
+     * (padding 6 each side): 36*48 + 36 newlines + 576 for the whole image = 2340. */
+    ck_assert_ok(mmi_preprocess_token_count(&cfg, 640, 480, MMI_DETAIL_HIGH, 24, 0, &tokens));
+    ck_assert_int_eq(tokens, 2340);
+    ck_assert_ok(mmi_preprocess_token_count(&cfg, 640, 480, MMI_DETAIL_LOW, 24, 0, &tokens));
+    ck_assert_int_eq(tokens, 576);
+    ck_assert_ok(mmi_preprocess_token_count(&cfg, 640, 480, MMI_DETAIL_LOW, 24, 1, &tokens));
+    ck_assert_int_eq(tokens, 577);
+    cfg.merge = MMI_MERGE_FLAT;   /* 5 views of 576 */
+    ck_assert_ok(mmi_preprocess_token_count(&cfg, 640, 480, MMI_DETAIL_HIGH, 24, 0, &tokens));
+    ck_assert_int_eq(tokens, 5 * 576);
+    cfg.merge = MMI_MERGE_SPATIAL_UNPAD;
+
+    /* The table from HF's formula: width, height, best height, best width, tokens. */
+    size_t n;
+    int64_t shape[ST_MAX_DIMS];
+    float *table = st_read_f32(&refs, "tokens.llava16", shape, NULL, &n);
+    ck_assert_ptr_nonnull(table);
+    ck_assert_int_eq(shape[1], 5);
+    for (int64_t r = 0; r < shape[0]; r++) {
+        const float *row = table + r * 5;
+        int w = (int)row[0], h = (int)row[1];
+        int pin = mmi_select_pinpoint(&cfg, w, h);
+        ck_assert_int_eq(cfg.pinpoints[pin][0], (int)row[2]);
+        ck_assert_int_eq(cfg.pinpoints[pin][1], (int)row[3]);
+        ck_assert_ok(mmi_preprocess_token_count(&cfg, w, h, MMI_DETAIL_HIGH, 24, 0, &tokens));
+        ck_assert_msg(tokens == (int64_t)row[4], "%dx%d: %lld tokens, HF %d", w, h,
+                      (long long)tokens, (int)row[4]);
+    }
+    free(table);
+    ck_assert_status(mmi_preprocess_token_count(&cfg, 0, 5, MMI_DETAIL_HIGH, 24, 0, &tokens),
+                     MM_ERR_ARG);
+    ck_assert_status(mmi_preprocess_token_count(&cfg, 5, 5, MMI_DETAIL_HIGH, 0, 0, &tokens),
+                     MM_ERR_ARG);
+    free_refs();
+}
+END_TEST
+
+/* A vision file holding the given preprocessing keys (mean/std: 3 values unless n_mean says). */
+static mmi_gguf *vision_file(int64_t size, int n_mean, const char *resize, const char *pad,
+                             const char *merge, const int32_t *pinpoints, int n_pinpoints)
+{
+    mmi_gguf_writer *w;
+    ck_assert_ok(mmi_gguf_writer_create(&w));
+    ck_assert_ok(mmi_gguf_writer_add_string(w, "general.architecture", "clip"));
+    if (size >= 0)
+        ck_assert_ok(mmi_gguf_writer_add_int(w, "clip.vision.image_size", MMI_GGUF_UINT32, size));
+    const float mean[4] = {0.5f, 0.25f, 0.125f, 0}, std[4] = {0.5f, 0.5f, 2.0f, 1};
+    ck_assert_ok(mmi_gguf_writer_add_array(w, "clip.vision.image_mean", MMI_GGUF_FLOAT32, mean,
+                                           (uint64_t)n_mean));
+    ck_assert_ok(mmi_gguf_writer_add_array(w, "clip.vision.image_std", MMI_GGUF_FLOAT32, std, 3));
+    if (resize)
+        ck_assert_ok(mmi_gguf_writer_add_string(w, "clip.vision.image_resize", resize));
+    if (pad)
+        ck_assert_ok(mmi_gguf_writer_add_string(w, "clip.vision.image_pad", pad));
+    if (merge)
+        ck_assert_ok(mmi_gguf_writer_add_string(w, "clip.vision.mm_patch_merge_type", merge));
+    if (pinpoints)
+        ck_assert_ok(mmi_gguf_writer_add_array(w, "clip.vision.image_grid_pinpoints",
+                                               MMI_GGUF_INT32, pinpoints,
+                                               (uint64_t)n_pinpoints));
+    void *data;
+    size_t n;
+    ck_assert_ok(mmi_gguf_writer_write_memory(w, &data, &n));
+    mmi_gguf_writer_free(w);
+    mmi_gguf *g;
+    ck_assert_ok(mmi_gguf_open_memory(data, n, &g));
+    mmi_free(data);
+    return g;
+}
+
+START_TEST(config_is_read_from_the_vision_file)
+{
+    static const int32_t pins[] = {336, 672, 672, 336, 672, 672};
+    mmi_gguf *g = vision_file(336, 3, "shortest_edge_crop", "mean", "spatial_unpad", pins, 6);
+    mmi_preprocess_config cfg;
+    ck_assert_ok(mmi_preprocess_config_load(g, &cfg));
+    ck_assert_int_eq(cfg.image_size, 336);
+    ck_assert_int_eq(cfg.crop_size, 336);
+    ck_assert_int_eq(cfg.resize, MMI_RESIZE_SHORTEST_EDGE_CROP);
+    ck_assert_int_eq(cfg.resample, MMI_RESAMPLE_BICUBIC);
+    ck_assert_int_eq(cfg.pad, MMI_PAD_MEAN);
+    ck_assert_int_eq(cfg.merge, MMI_MERGE_SPATIAL_UNPAD);
+    ck_assert_float_eq(cfg.mean[1], 0.25f);
+    ck_assert_float_eq(cfg.std[2], 2.0f);
+    ck_assert_int_eq(cfg.pad_color[0], 127); /* int(0.5 * 255) */
+    ck_assert_int_eq(cfg.pad_color[1], 63);
+    ck_assert_int_eq(cfg.pad_color[2], 31);
+    ck_assert_int_eq(cfg.n_pinpoints, 3);
+    ck_assert_int_eq(cfg.pinpoints[1][0], 672);
+    ck_assert_int_eq(cfg.pinpoints[1][1], 336);
+    mmi_gguf_close(g);
+
+    /* Absent optional keys: CLIP's processor, no pad, no tiles, flat merge. */
+    g = vision_file(224, 3, NULL, NULL, NULL, NULL, 0);
+    ck_assert_ok(mmi_preprocess_config_load(g, &cfg));
+    ck_assert_int_eq(cfg.resize, MMI_RESIZE_SHORTEST_EDGE_CROP);
+    ck_assert_int_eq(cfg.pad, MMI_PAD_NONE);
+    ck_assert_int_eq(cfg.n_pinpoints, 0);
+    ck_assert_int_eq(cfg.merge, MMI_MERGE_FLAT);
+    mmi_gguf_close(g);
+    g = vision_file(224, 3, "squash", "none", "flat", NULL, 0);
+    ck_assert_ok(mmi_preprocess_config_load(g, &cfg));
+    ck_assert_int_eq(cfg.resize, MMI_RESIZE_SQUASH);
+    mmi_gguf_close(g);
+}
+END_TEST
+
+START_TEST(bad_config_keys_are_named)
+{
+    static const int32_t odd[] = {336, 672, 672};
+    static const int32_t not_multiple[] = {336, 600};
+    static const int32_t negative[] = {336, -336};
+    const struct {
+        mmi_gguf *g;
+        mm_status status;
+        const char *key;
+    } cases[] = {
+        {vision_file(-1, 3, NULL, NULL, NULL, NULL, 0), MM_ERR_FORMAT, "clip.vision.image_size"},
+        {vision_file(0, 3, NULL, NULL, NULL, NULL, 0), MM_ERR_FORMAT, "clip.vision.image_size"},
+        {vision_file(224, 2, NULL, NULL, NULL, NULL, 0), MM_ERR_FORMAT, "clip.vision.image_mean"},
+        {vision_file(224, 3, "letterbox", NULL, NULL, NULL, 0), MM_ERR_UNSUPPORTED,
+         "clip.vision.image_resize"},
+        {vision_file(224, 3, NULL, "edge", NULL, NULL, 0), MM_ERR_UNSUPPORTED,
+         "clip.vision.image_pad"},
+        {vision_file(224, 3, NULL, NULL, "unpad", NULL, 0), MM_ERR_UNSUPPORTED,
+         "clip.vision.mm_patch_merge_type"},
+        {vision_file(336, 3, NULL, NULL, NULL, odd, 3), MM_ERR_FORMAT, "image_grid_pinpoints"},
+        {vision_file(336, 3, NULL, NULL, NULL, not_multiple, 2), MM_ERR_FORMAT,
+         "image_grid_pinpoints[1]"},
+        {vision_file(336, 3, NULL, NULL, NULL, negative, 2), MM_ERR_FORMAT,
+         "image_grid_pinpoints[1]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        mmi_preprocess_config cfg;
+        ck_assert_status(mmi_preprocess_config_load(cases[i].g, &cfg), cases[i].status);
+        ck_assert_msg(strstr(mm_last_error(), cases[i].key), "case %zu: %s", i, mm_last_error());
+        mmi_gguf_close(cases[i].g);
+    }
+}
+END_TEST
+
+START_TEST(preprocess_allocation_failures_are_reported)
+{
+    mmi_preprocess_config cfg;
+    mmi_preprocess_config_init(&cfg, 16);
+    static const int pins[3][2] = {{16, 32}, {32, 16}, {32, 32}};
+    cfg.n_pinpoints = 3;
+    memcpy(cfg.pinpoints, pins, sizeof pins);
+    cfg.pad = MMI_PAD_MEAN;
+    mm_image *src = load_image(DATA_DIR "rgb8.png");
+    for (int detail = 0; detail < 2; detail++)
+        for (long n = 1;; n++) {
+            mmi_views v;
+            mmi_alloc_fail_at(n);
+            mm_status st = mmi_preprocess(&cfg, src, (mmi_detail)detail, &v);
+            mmi_alloc_fail_at(0);
+            if (st == MM_OK) {
+                /* 23x17 picks 32x32 (391 of its pixels kept vs 336): a 2x2 grid. */
+                ck_assert_int_eq(v.n_views, (detail ? 5 : 1));
+                mmi_views_free(&v);
+                break;
+            }
+            ck_assert_status(st, MM_ERR_NOMEM);
+            ck_assert_ptr_null(v.pixels);
+        }
+    mmi_image_free(src);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("image");
@@ -432,5 +823,16 @@ int main(void)
     tcase_add_loop_test(decode, corrupt_bytes_never_crash, 0, N_DAMAGED);
     tcase_add_test(decode, allocation_failures_are_reported);
     suite_add_tcase(s, decode);
+    TCase *pre = tcase_create("preprocess");
+    tcase_set_timeout(pre, 60);
+    tcase_add_test(pre, resize_matches_pil);
+    tcase_add_test(pre, clip_processor_matches_hf_vectors);
+    tcase_add_test(pre, resize_modes_match_hf_rules);
+    tcase_add_test(pre, anyres_tiles_match_llava_next);
+    tcase_add_test(pre, token_counts_match_llava_next);
+    tcase_add_test(pre, config_is_read_from_the_vision_file);
+    tcase_add_test(pre, bad_config_keys_are_named);
+    tcase_add_test(pre, preprocess_allocation_failures_are_reported);
+    suite_add_tcase(s, pre);
     return test_run_suite(s);
 }

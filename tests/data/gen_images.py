@@ -354,6 +354,12 @@ def make_preprocess(tensors):
     tall = np.ascontiguousarray(src.transpose(1, 0, 2))
     tensors["pad_tall.s24"] = clip_processor(expand2square(tall, fill), 24)
 
+    # A thin strip: the shortest-edge resize is 1600 x 24 before the crop.
+    thin = test_picture(200, 3, 6)
+    tensors["thin.input"] = thin
+    tensors["thin.clip.s24"] = clip_processor(thin, 24)
+    tensors["thin.pad.s24"] = clip_processor(expand2square(thin, fill), 24)
+
     pinpoints = [[16, 32], [32, 16], [32, 32], [48, 16], [16, 48]]     # (height, width)
     tensors["anyres.pinpoints_hw"] = np.array(pinpoints, np.int64)
     pv, best = anyres(src, 16, pinpoints)
