@@ -48,7 +48,7 @@ SUITES    := $(patsubst %.c,%,$(wildcard tests/test_*.c))
 # Other test programs built from tests/*.c (conformance runners etc.).
 TOOLS     := $(patsubst %.c,%,$(filter-out tests/test_%.c,$(wildcard tests/*.c)))
 
-.PHONY: all test install uninstall clean
+.PHONY: all test install uninstall clean fuzz
 all: $(SHARED) lib/$(SONAME) lib/libmm.so $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS)
 
 lib/%.o: lib/%.c $(LIB_HDR) Makefile
@@ -81,6 +81,28 @@ $(TOOLS): %: %.c $(STATIC)
 test: all
 	@tests/run_all.sh
 
+# libFuzzer targets of tests/fuzz/targets.h, built with clang into tests/fuzz/build/ (library
+# objects instrumented for coverage there too); run them with tests/fuzz/run.sh.
+FUZZ_CC      ?= clang
+FUZZ_TARGETS := gguf image tokenizer chatjson
+FUZZ_CFLAGS  := -std=c11 $(WARN) -g -O1 -D_GNU_SOURCE -Iinclude -Ilib $(DEP_CFLAGS) \
+                -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_OBJ     := $(patsubst lib/%.c,tests/fuzz/build/%.o,$(LIB_SRC))
+
+fuzz: $(patsubst %,tests/fuzz/build/fuzz_%,$(FUZZ_TARGETS))
+.SECONDARY: $(FUZZ_OBJ)
+
+tests/fuzz/build/%.o: lib/%.c $(LIB_HDR) Makefile
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -DMM_BUILDING -fsanitize=fuzzer-no-link -c $< -o $@
+
+tests/fuzz/build/fuzz_%: tests/fuzz/fuzz.c tests/fuzz/targets.h $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -DFUZZ_TARGET='"$*"' $< $(FUZZ_OBJ) -o $@ \
+	    $(DEP_LIBS)
+
+# The replay suite runs the fuzz targets on the committed inputs.
+tests/test_fuzz_replay: tests/fuzz/targets.h
+
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 644 include/mm.h $(DESTDIR)$(INCLUDEDIR)/mm.h
@@ -97,3 +119,4 @@ uninstall:
 
 clean:
 	rm -f lib/*.o lib/libmm.so* $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS)
+	rm -rf tests/fuzz/build
