@@ -419,12 +419,19 @@ MM_API mm_status mm_session_add_text(mm_session *session, const char *text, size
 MM_API mm_status mm_session_add_message(mm_session *session, const char *role, const char *text,
                                         size_t len);
 
-/* The same with images: images[i] (from mm_image_encode(), rows of the language model's
- * embedding width, else MM_ERR_ARG) goes where the text has its i-th "<image>" marker; a text
+/* The same with pictures: images[i] goes where the text has its i-th "<image>" marker; a text
  * without markers gets the images at its start, each followed by "\n" (LLaVA's
- * "USER: <image>\n{text}"). The number of markers must then equal n_images (MM_ERR_ARG). Text
- * between images is tokenized piece by piece, as llama.cpp does. The embeddings are only read
- * during the call. */
+ * "USER: <image>\n{text}"); with markers their number must equal n_images (MM_ERR_ARG). Each
+ * image is preprocessed and encoded by the model's vision tower inside this call, after the
+ * whole message is known to fit (MM_ERR_CTX_FULL before any encoding) and before anything is
+ * evaluated; mm_session_cancel() stops the encoding too. Text between images is tokenized
+ * piece by piece, as llama.cpp does. Errors also: MM_ERR_STATE (no vision encoder loaded). */
+MM_API mm_status mm_session_add_message_images(mm_session *session, const char *role,
+                                               const char *text, size_t len,
+                                               const mm_image *const *images, size_t n_images);
+/* The same with images encoded beforehand by mm_image_encode() (e.g. on other threads, or
+ * reused): rows of the language model's embedding width (else MM_ERR_ARG), only read during
+ * the call. */
 MM_API mm_status mm_session_add_message_embeddings(mm_session *session, const char *role,
                                                    const char *text, size_t len,
                                                    const mm_embeddings *const *images,
@@ -480,6 +487,8 @@ MM_API mm_status mm_session_generate(mm_session *session, const mm_options *opti
 MM_API mm_status mm_session_next(mm_session *session, int32_t *token, const char **piece,
                                   size_t *len);
 
+/* Why the last generation on the session ended (MM_STOP_NONE for NULL, while one runs, or
+ * when it ended with an error). */
 MM_API mm_stop_reason mm_session_stop_reason(const mm_session *session);
 
 /* The logits of the last evaluated position: *n_vocab floats, valid until the next call that

@@ -474,21 +474,51 @@ mm_status mm_session_add_text(mm_session *session, const char *text, size_t len,
     return mmi_session_add_text(session, text ? text : "", len, flags);
 }
 
-/* Shared by the two message calls: images may be NULL (no images). */
-static mm_status add_message(const char *fn, mm_session *session, const char *role,
-                             const char *text, size_t len, const mm_embeddings *const *images,
-                             size_t n_images)
+/* Argument checks shared by the message calls. */
+static mm_status check_message(const char *fn, const mm_session *session, const char *role,
+                               mmi_chat_role *r, const char *text, size_t len,
+                               const void *images, size_t n_images)
 {
     if (!session)
         return mmi_fail(MM_ERR_ARG, "%s: session is NULL", fn);
-    mmi_chat_role r;
-    if (!role || !mmi_chat_role_from_name(role, &r))
+    if (!role || !mmi_chat_role_from_name(role, r))
         return mmi_fail(MM_ERR_ARG, "%s: role '%s' is not system, user or assistant", fn,
                         role ? role : "(null)");
     if (!text && len > 0)
         return mmi_fail(MM_ERR_ARG, "%s: text is NULL", fn);
     if (!images && n_images > 0)
         return mmi_fail(MM_ERR_ARG, "%s: images is NULL", fn);
+    return MM_OK;
+}
+
+mm_status mm_session_add_message(mm_session *session, const char *role, const char *text,
+                                 size_t len)
+{
+    mmi_chat_role r;
+    MMI_TRY(check_message("mm_session_add_message", session, role, &r, text, len, NULL, 0));
+    return mmi_session_add_message(session, r, text ? text : "", len, NULL, 0, NULL, NULL);
+}
+
+mm_status mm_session_add_message_images(mm_session *session, const char *role, const char *text,
+                                        size_t len, const mm_image *const *images,
+                                        size_t n_images)
+{
+    static const char fn[] = "mm_session_add_message_images";
+    mmi_chat_role r;
+    MMI_TRY(check_message(fn, session, role, &r, text, len, images, n_images));
+    for (size_t i = 0; i < n_images; i++)
+        if (!images[i])
+            return mmi_fail(MM_ERR_ARG, "%s: image %zu is NULL", fn, i);
+    return mmi_session_add_message_images(session, r, text ? text : "", len, images, n_images);
+}
+
+mm_status mm_session_add_message_embeddings(mm_session *session, const char *role,
+                                            const char *text, size_t len,
+                                            const mm_embeddings *const *images, size_t n_images)
+{
+    static const char fn[] = "mm_session_add_message_embeddings";
+    mmi_chat_role r;
+    MMI_TRY(check_message(fn, session, role, &r, text, len, images, n_images));
     size_t n_embd = (size_t)mmi_session_n_embd(session);
     mmi_media *media = mmi_array(n_images ? n_images : 1, sizeof *media);
     if (!media)
@@ -502,23 +532,10 @@ static mm_status add_message(const char *fn, mm_session *session, const char *ro
             media[i] = (mmi_media){images[i]->data, images[i]->n_tokens};
     }
     if (st == MM_OK)
-        st = mmi_session_add_message(session, r, text ? text : "", len, media, n_images);
+        st = mmi_session_add_message(session, r, text ? text : "", len, media, n_images, NULL,
+                                     NULL);
     mmi_free(media);
     return st;
-}
-
-mm_status mm_session_add_message(mm_session *session, const char *role, const char *text,
-                                 size_t len)
-{
-    return add_message("mm_session_add_message", session, role, text, len, NULL, 0);
-}
-
-mm_status mm_session_add_message_embeddings(mm_session *session, const char *role,
-                                            const char *text, size_t len,
-                                            const mm_embeddings *const *images, size_t n_images)
-{
-    return add_message("mm_session_add_message_embeddings", session, role, text, len, images,
-                       n_images);
 }
 
 mm_status mm_session_add_tokens(mm_session *session, const int32_t *ids, size_t n_ids)

@@ -25,7 +25,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 from gguf import GGUFReader, GGUFWriter, _pack_value  # noqa: E402
 
-TOOL = os.path.join(ROOT, "tests", "gguf_tool")
+# MM_TEST_BIN: where the build put the test programs (meson: its build folder).
+TOOL = os.path.join(os.environ.get("MM_TEST_BIN", os.path.join(ROOT, "tests")), "gguf_tool")
 SHARED = os.environ.get("MM_SHARED_DIR") or os.path.join(os.path.dirname(ROOT), "shared")
 
 
