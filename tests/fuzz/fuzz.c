@@ -6,11 +6,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static int (*run)(const uint8_t *, size_t);
-    for (size_t i = 0; !run && i < sizeof fuzz_targets / sizeof fuzz_targets[0]; i++)
+    static size_t target = SIZE_MAX;
+    for (size_t i = 0; target == SIZE_MAX && i < sizeof fuzz_targets / sizeof fuzz_targets[0]; i++)
         if (strcmp(fuzz_targets[i].name, FUZZ_TARGET) == 0)
-            run = fuzz_targets[i].run;
-    if (!run)
+            target = i;
+    if (target == SIZE_MAX)
         abort(); /* built for a target targets.h does not define */
-    return run(data, size);
+    return fuzz_one(target, data, size);
 }

@@ -41,6 +41,17 @@ static const char *fuzz_input_name = "(libFuzzer input)";
         }                                                                               \
     } while (0)
 
+/* No input may make the library ask for a block out of proportion to it (libFuzzer stops at
+ * 2 GiB; this holds the replay build to a bound too). */
+#define FUZZ_MAX_ALLOC(size) ((size_t)64 << 20 | (size_t)(size) * 64)
+
+static void fuzz_check_allocations(size_t input_size)
+{
+    size_t largest = mmi_alloc_largest();
+    FUZZ_CHECK(largest <= FUZZ_MAX_ALLOC(input_size), "a %zu-byte input made the library ask "
+               "for %zu bytes at once", input_size, largest);
+}
+
 /* A failing call returns a defined status and leaves a message. */
 static void fuzz_check_failure(mm_status st, const char *call)
 {
@@ -525,5 +536,14 @@ static const struct {
     {"tokenizer", fuzz_tokenizer},
     {"chatjson", fuzz_chatjson},
 };
+
+/* Run target t on one input, with the rules that hold for every target. */
+static int fuzz_one(size_t t, const uint8_t *data, size_t size)
+{
+    mmi_alloc_largest();
+    int r = fuzz_targets[t].run(data, size);
+    fuzz_check_allocations(size);
+    return r;
+}
 
 #endif
