@@ -48,7 +48,7 @@ SUITES    := $(patsubst %.c,%,$(wildcard tests/test_*.c))
 # Other test programs built from tests/*.c (conformance runners etc.).
 TOOLS     := $(patsubst %.c,%,$(filter-out tests/test_%.c,$(wildcard tests/*.c)))
 
-.PHONY: all test install uninstall clean fuzz
+.PHONY: all test install uninstall clean fuzz valgrind tsan
 all: $(SHARED) lib/$(SONAME) lib/libmm.so $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS)
 
 lib/%.o: lib/%.c $(LIB_HDR) Makefile
@@ -81,6 +81,26 @@ $(TOOLS): %: %.c $(STATIC)
 test: all
 	@tests/run_all.sh
 
+# Every test program under valgrind memcheck (slow; tests/valgrind.sh prints the summary).
+valgrind: all
+	@tests/valgrind.sh
+
+# ThreadSanitizer on the thread and cancellation cases of tests/test_robust.c, with the library
+# built for it into build-tsan/. OpenBLAS is not instrumented: one BLAS thread keeps its work on
+# the calling thread, where TSan sees it.
+TSAN_OBJ := $(patsubst lib/%.c,build-tsan/%.o,$(LIB_SRC))
+
+tsan: build-tsan/test_robust
+	OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 CK_RUN_CASE=threads $<
+	OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 CK_RUN_CASE=cancel $<
+
+build-tsan/%.o: lib/%.c $(LIB_HDR) Makefile
+	@mkdir -p $(@D)
+	$(CC) $(LIB_CFLAGS) -fsanitize=thread -c $< -o $@
+
+build-tsan/test_robust: tests/test_robust.c tests/testutil.h tests/tiny_llama.h $(TSAN_OBJ)
+	$(CC) $(TEST_CFLAGS) -fsanitize=thread $< $(TSAN_OBJ) -o $@ $(CHECK_LIBS) $(DEP_LIBS)
+
 # libFuzzer targets of tests/fuzz/targets.h, built with clang into tests/fuzz/build/ (library
 # objects instrumented for coverage there too); run them with tests/fuzz/run.sh.
 FUZZ_CC      ?= clang
@@ -102,6 +122,7 @@ tests/fuzz/build/fuzz_%: tests/fuzz/fuzz.c tests/fuzz/targets.h $(FUZZ_OBJ)
 
 # The replay suite runs the fuzz targets on the committed inputs.
 tests/test_fuzz_replay: tests/fuzz/targets.h
+tests/test_misuse tests/test_robust: tests/tiny_llama.h
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
@@ -119,4 +140,4 @@ uninstall:
 
 clean:
 	rm -f lib/*.o lib/libmm.so* $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS)
-	rm -rf tests/fuzz/build
+	rm -rf tests/fuzz/build build-tsan
