@@ -305,8 +305,8 @@ static int fuzz_image(const uint8_t *data, size_t size)
     mm_options *options;
     if (mm_options_create(&options) != MM_OK)
         return 0;
-    mm_options_set_int(options, MM_OPT_IMAGE_MAX_SIDE, 2048);
-    mm_options_set_int(options, MM_OPT_IMAGE_MAX_PIXELS, 1 << 20);
+    mm_options_set_int(options, MM_OPT_IMAGE_MAX_SIDE, 1024);
+    mm_options_set_int(options, MM_OPT_IMAGE_MAX_PIXELS, 1 << 18);
     mm_image *image;
     mm_status st = mm_image_load_memory(data, size, options, &image);
     mm_options_free(options);
@@ -316,7 +316,7 @@ static int fuzz_image(const uint8_t *data, size_t size)
         return 0;
     }
     int w = mm_image_width(image), h = mm_image_height(image);
-    FUZZ_CHECK(w > 0 && h > 0 && w <= 2048 && h <= 2048 && (int64_t)w * h <= 1 << 20,
+    FUZZ_CHECK(w > 0 && h > 0 && w <= 1024 && h <= 1024 && (int64_t)w * h <= 1 << 18,
                "decoded %d x %d", w, h);
     const uint8_t *px = mm_image_pixels(image);
     FUZZ_CHECK(px != NULL, "no pixels");
