@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "mm.h"
 
@@ -59,6 +60,18 @@ static void print_log(void *user, mm_log_level level, const char *message)
     static const char *const names[] = {"debug", "info", "warn", "error"};
     (void)user;
     fprintf(stderr, "[libmm %s] %s\n", names[level], message);
+}
+
+/* The progress line on a terminal: "loading  42%", rewritten in place, erased when done. */
+static int show_progress(void *user, mm_progress_stage stage, uint64_t done, uint64_t total)
+{
+    static const char *const names[] = {"", "loading", "encoding image"};
+    (void)user;
+    if (done >= total)
+        fputs("\r\033[K", stderr);
+    else
+        fprintf(stderr, "\r%s %3d%%", names[stage], (int)(100 * done / total));
+    return 0;
 }
 
 static int fail(const char *what, mm_status st)
@@ -156,6 +169,8 @@ int main(int argc, char **argv)
         usage(argv[0]);
         return 2;
     }
+    if (isatty(STDERR_FILENO))
+        mm_options_set_progress(options, show_progress, NULL);
 
     mm_model *model;
     if ((st = mm_model_load(model_path, mmproj_path, options, &model)) != MM_OK)

@@ -158,8 +158,7 @@ MM_API mm_status mm_option_type(mm_opt key, mm_opt_type *type);
  * half-made (a load frees what it read; a session stays usable). */
 typedef enum mm_progress_stage {
     MM_PROGRESS_MODEL_LOAD   = 1, /* mm_model_load: unit = tensors read */
-    MM_PROGRESS_IMAGE_ENCODE = 2, /* encoding an image: unit = vision encoder blocks */
-    MM_PROGRESS_PREFILL      = 3  /* evaluating a prompt: unit = tokens */
+    MM_PROGRESS_IMAGE_ENCODE = 2  /* mm_image_encode(_pixels): unit = vision encoder blocks */
 } mm_progress_stage;
 
 typedef int (*mm_progress_fn)(void *user, mm_progress_stage stage, uint64_t done, uint64_t total);
@@ -278,6 +277,8 @@ MM_API void mm_embeddings_free(mm_embeddings *embeddings);
 MM_API size_t mm_clip_embedding_size(const mm_model *model);
 /* The factor applied to cosines before the softmax: exp(learned logit_scale). */
 MM_API mm_status mm_clip_logit_scale(const mm_model *model, float *scale);
+/* The image's embedding out[n]: preprocessed as the file says, the vision tower's pooled output
+ * (post-layernorm of the class token) through the visual projection, L2-normalised. */
 MM_API mm_status mm_clip_image_embedding(const mm_model *model, const mm_image *image,
                                          float *out, size_t n);
 /* From normalised planar pixels, as mm_image_encode_pixels takes them. */
@@ -512,6 +513,37 @@ MM_API void mm_session_cancel(mm_session *session);
 /* Forget the conversation (positions, chat state); settings and stop strings stay.
  * Accepts NULL. */
 MM_API void mm_session_reset(mm_session *session);
+
+/* ---- section: conversations as JSON (chatjson.c) ---- */
+
+/* Append a conversation written as the OpenAI or Anthropic chat APIs take it: json[0..len) is
+ * a JSON array of messages, or an object with "messages" (other keys such as "model" are
+ * ignored) and, Anthropic-style, an optional "system" (a string or text blocks). A message is
+ * {"role": "system" | "developer" | "user" | "assistant", "content": string | array of parts};
+ * parts are {"type": "text", "text": ...} ("input_text" too), {"type": "image_url",
+ * "image_url": {"url": "data:image/png;base64,..."}} (or the URL string itself; "input_image"
+ * too), and {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg",
+ * "data": ...}}. Images must be inline: nothing is fetched, so http(s) and file URLs are
+ * MM_ERR_UNSUPPORTED.
+ * Each message goes through the session's chat template as mm_session_add_message_images()
+ * takes it: images before all of a message's text go where the template puts images (LLaVA:
+ * first, each followed by a newline), an image after some text stays at its place in the text;
+ * consecutive text parts are joined by a newline.
+ * The whole JSON is checked (strict RFC 8259: UTF-8, no duplicate keys where libmm reads, depth
+ * at most 64, at most 2^20 values; canonical padded base64) and every image decoded (limits:
+ * MM_OPT_IMAGE_MAX_SIDE / MM_OPT_IMAGE_MAX_PIXELS from options, NULL for defaults) before the
+ * session changes; a failure there leaves it as it was. Messages are then added in order, each
+ * image encoded as its message is added (mm_session_cancel() stops that too); if the session
+ * refuses a message (MM_ERR_CTX_FULL, MM_ERR_CANCELLED, ...), the messages before it stay added
+ * and the error text says how many. The JSON is only read during the call.
+ * Errors: MM_ERR_ARG (NULL session, json NULL with len > 0), MM_ERR_FORMAT (malformed JSON,
+ * base64, data URL or image, a message of the wrong shape, text containing "<image>"; the text
+ * names the place, e.g. "messages[2].content[1].image_url: base64: length 5 is not a multiple
+ * of 4"), MM_ERR_UNSUPPORTED (unknown role or part type, remote URL, non-image media type),
+ * MM_ERR_STATE (images for a model without vision encoder), MM_ERR_LIMIT, MM_ERR_NOMEM, and the
+ * errors of mm_session_add_message_images. One thread at a time, as every session call. */
+MM_API mm_status mm_session_add_messages_json(mm_session *session, const char *json, size_t len,
+                                              const mm_options *options);
 
 #ifdef __cplusplus
 }

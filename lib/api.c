@@ -4,10 +4,12 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "chatjson.h"
 #include "clip.h"
 #include "mm.h"
 #include "image.h"
 #include "model.h"
+#include "options.h"
 #include "ops.h"
 #include "session.h"
 #include "status.h"
@@ -123,7 +125,6 @@ static mm_status check_pixels(const char *fn, const float *planar_chw, int width
 mm_status mm_image_encode_pixels(const mm_model *model, const float *planar_chw, int width,
                                  int height, const mm_options *options, mm_embeddings **out)
 {
-    (void)options;
     if (!out)
         return mmi_fail(MM_ERR_ARG, "mm_image_encode_pixels: out is NULL");
     *out = NULL;
@@ -141,7 +142,13 @@ mm_status mm_image_encode_pixels(const mm_model *model, const float *planar_chw,
                         n_tokens, n_embd);
     e->n_tokens = (size_t)n_tokens;
     e->n_embd = (size_t)n_embd;
-    mm_status st = mmi_vision_encode(model->vision, planar_chw, width, height, e->data, NULL);
+    /* Progress in vision blocks; for now reported before and after the tower runs. */
+    uint64_t n_blocks = (uint64_t)model->vision->enc.n_layer;
+    mm_status st = mmi_progress(options, MM_PROGRESS_IMAGE_ENCODE, 0, n_blocks);
+    if (st == MM_OK)
+        st = mmi_vision_encode(model->vision, planar_chw, width, height, e->data, NULL);
+    if (st == MM_OK)
+        st = mmi_progress(options, MM_PROGRESS_IMAGE_ENCODE, n_blocks, n_blocks);
     if (st != MM_OK) {
         mmi_free(e);
         return st;
@@ -622,4 +629,19 @@ void mm_session_reset(mm_session *session)
 {
     if (session)
         mmi_session_reset(session);
+}
+
+/* ---- conversations as JSON ---- */
+
+mm_status mm_session_add_messages_json(mm_session *session, const char *json, size_t len,
+                                       const mm_options *options)
+{
+    CHECK_SESSION(session, "mm_session_add_messages_json");
+    if (!json && len > 0)
+        return mmi_fail(MM_ERR_ARG, "mm_session_add_messages_json: json is NULL");
+    mmi_chat chat;
+    MMI_TRY(mmi_chat_parse(json ? json : "", len, &chat));
+    mm_status st = mmi_chat_add_to_session(session, &chat, options);
+    mmi_chat_free(&chat);
+    return st;
 }

@@ -6,6 +6,9 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "image.h"
+#include "model.h"
+#include "session.h"
 #include "status.h"
 
 /* ---------------------------------------------------------------------------------------------
@@ -702,22 +705,19 @@ static mm_status read_content(chat_reader *r, const mmi_json_value *content, con
 static mm_status read_role(const mmi_json_value *role, const char *where, mmi_chat_role *out)
 {
     MMI_TRY(expect(role, MMI_JSON_STRING, where));
-    if (strcmp(role->str, "system") == 0 || strcmp(role->str, "developer") == 0)
+    if (strcmp(role->str, "developer") == 0) /* OpenAI's newer name for system */
         *out = MMI_ROLE_SYSTEM;
-    else if (strcmp(role->str, "user") == 0)
-        *out = MMI_ROLE_USER;
-    else if (strcmp(role->str, "assistant") == 0)
-        *out = MMI_ROLE_ASSISTANT;
-    else
+    else if (!mmi_chat_role_from_name(role->str, out))
         return mmi_fail(MM_ERR_UNSUPPORTED, "%s \"%.64s\" is not supported", where, role->str);
     return MM_OK;
 }
 
 static mm_status read_message(chat_reader *r, const mmi_json_value *content, mmi_chat_role role,
-                              const char *where)
+                              size_t json_index, const char *where)
 {
     mmi_chat_message *m = &r->chat->messages[r->chat->n_messages];
     m->role = role;
+    m->json_index = json_index;
     m->first_part = r->chat->n_parts;
     MMI_TRY(read_content(r, content, where));
     m->n_parts = r->chat->n_parts - m->first_part;
@@ -739,7 +739,7 @@ static mm_status read_conversation(chat_reader *r)
     if (!r->chat->messages)
         return mmi_fail(MM_ERR_NOMEM, "conversation: out of memory for %zu messages", n);
     if (system)
-        MMI_TRY(read_message(r, system, MMI_ROLE_SYSTEM, "system"));
+        MMI_TRY(read_message(r, system, MMI_ROLE_SYSTEM, MMI_CHAT_SYSTEM, "system"));
     size_t i = 0;
     for (const mmi_json_value *msg = mmi_json_first(doc, messages); msg;
          msg = mmi_json_next(doc, messages, msg), i++) {
@@ -753,7 +753,7 @@ static mm_status read_conversation(chat_reader *r)
         MMI_TRY(read_role(role, place, &chat_role));
         snprintf(place, sizeof place, "%s.content", where);
         MMI_TRY(mmi_json_member(doc, msg, "content", &content));
-        MMI_TRY(read_message(r, content, chat_role, place));
+        MMI_TRY(read_message(r, content, chat_role, i, place));
     }
     return MM_OK;
 }
@@ -777,4 +777,134 @@ void mmi_chat_free(mmi_chat *chat)
     mmi_free(chat->messages);
     mmi_json_free(&chat->doc);
     memset(chat, 0, sizeof *chat);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Feeding a session
+ * ------------------------------------------------------------------------------------------- */
+
+static void message_place(const mmi_chat_message *m, char *buf, size_t size)
+{
+    if (m->json_index == MMI_CHAT_SYSTEM)
+        snprintf(buf, size, "system");
+    else
+        snprintf(buf, size, "messages[%zu]", m->json_index);
+}
+
+/* Check one part before anything is added: text must not hold the image marker; an image is
+ * decoded (with the options' size limits). */
+static mm_status prepare_part(const mmi_chat_part *part, const mm_options *options,
+                              mm_image **image)
+{
+    if (part->kind == MMI_PART_IMAGE)
+        return mmi_image_load_memory(part->image, part->image_len, options, image);
+    if (memmem(part->text, part->text_len, MMI_IMAGE_MARKER, strlen(MMI_IMAGE_MARKER)))
+        return mmi_fail(MM_ERR_FORMAT, "text contains \"%s\", which marks image positions",
+                        MMI_IMAGE_MARKER);
+    return MM_OK;
+}
+
+/* The text of message m for the session: text parts joined by newlines, with an image marker
+ * for every image, unless all images come before all text (then the template places them). */
+static mm_status message_text(const mmi_chat *chat, const mmi_chat_message *m, const char *where,
+                              char **out, size_t *len)
+{
+    const mmi_chat_part *parts = chat->parts + m->first_part;
+    size_t marker = strlen(MMI_IMAGE_MARKER), cap = 1;
+    int text_seen = 0, markers = 0;
+    for (size_t k = 0; k < m->n_parts; k++) {
+        if (parts[k].kind == MMI_PART_TEXT) {
+            cap += parts[k].text_len + 1;
+            text_seen = 1;
+        } else {
+            cap += marker;
+            markers |= text_seen;
+        }
+    }
+    char *text = mmi_malloc(cap);
+    if (!text)
+        return mmi_fail(MM_ERR_NOMEM, "%s: out of memory for %zu bytes of text", where, cap);
+    size_t n = 0;
+    int after_text = 0;
+    for (size_t k = 0; k < m->n_parts; k++) {
+        if (parts[k].kind == MMI_PART_TEXT) {
+            if (after_text)
+                text[n++] = '\n';
+            memcpy(text + n, parts[k].text, parts[k].text_len);
+            n += parts[k].text_len;
+            after_text = 1;
+        } else {
+            if (markers) {
+                memcpy(text + n, MMI_IMAGE_MARKER, marker);
+                n += marker;
+            }
+            after_text = 0;
+        }
+    }
+    text[n] = '\0';
+    *out = text;
+    *len = n;
+    return MM_OK;
+}
+
+mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
+                                  const mm_options *options)
+{
+    size_t n_images = 0;
+    for (size_t i = 0; i < chat->n_parts; i++)
+        n_images += chat->parts[i].kind == MMI_PART_IMAGE;
+    if (n_images > 0 && !mmi_session_model(session)->vision)
+        return mmi_fail(MM_ERR_STATE, "conversation: %zu image%s, but the model has no vision "
+                        "encoder (load an mmproj file with it)", n_images,
+                        n_images == 1 ? "" : "s");
+    mm_image **images = mmi_calloc(n_images, sizeof *images);
+    mm_status st = images ? MM_OK
+                 : mmi_fail(MM_ERR_NOMEM, "conversation: out of memory for %zu images", n_images);
+    /* Every part is checked and every image decoded first, so that bad input fails the call
+     * before the session changes. */
+    char where[64];
+    size_t k = 0;
+    for (size_t i = 0; i < chat->n_messages && st == MM_OK; i++) {
+        const mmi_chat_message *m = &chat->messages[i];
+        for (size_t j = 0; j < m->n_parts && st == MM_OK; j++) {
+            const mmi_chat_part *part = &chat->parts[m->first_part + j];
+            st = prepare_part(part, options, &images[k]);
+            k += part->kind == MMI_PART_IMAGE;
+            if (st != MM_OK) {
+                char place[96];
+                message_place(m, where, sizeof where);
+                snprintf(place, sizeof place, "%s, part %zu", where, j);
+                st = at(st, place);
+            }
+        }
+    }
+    /* Then message by message; the session encodes each message's images once it knows the
+     * message fits (and mm_session_cancel() reaches the encoding too). */
+    k = 0;
+    for (size_t i = 0; i < chat->n_messages && st == MM_OK; i++) {
+        const mmi_chat_message *m = &chat->messages[i];
+        size_t n_media = 0;
+        for (size_t j = 0; j < m->n_parts; j++)
+            n_media += chat->parts[m->first_part + j].kind == MMI_PART_IMAGE;
+        char *text = NULL;
+        size_t len = 0;
+        message_place(m, where, sizeof where);
+        st = message_text(chat, m, where, &text, &len);
+        if (st != MM_OK)
+            break;
+        st = mmi_session_add_message_images(session, m->role, text, len,
+                                            (const mm_image *const *)images + k, n_media);
+        mmi_free(text);
+        k += n_media;
+        if (st != MM_OK) {
+            char place[128];
+            snprintf(place, sizeof place, "%s (%zu earlier message%s added)", where, i,
+                     i == 1 ? " was" : "s were");
+            st = at(st, place);
+        }
+    }
+    for (size_t i = 0; i < n_images && images; i++)
+        mmi_image_free(images[i]);
+    mmi_free(images);
+    return st;
 }

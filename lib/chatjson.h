@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chat.h"
 #include "mm.h"
 
 /* ---- JSON (RFC 8259, strict) ----
@@ -88,8 +89,6 @@ mm_status mmi_data_url_decode(const char *url, size_t len, const char **media_ty
  * Images must be inline (data URLs / base64): remote URLs are never fetched
  * (MM_ERR_UNSUPPORTED). Text may not contain NUL characters. */
 
-typedef enum { MMI_ROLE_SYSTEM, MMI_ROLE_USER, MMI_ROLE_ASSISTANT } mmi_chat_role;
-
 typedef enum { MMI_PART_TEXT, MMI_PART_IMAGE } mmi_chat_part_kind;
 
 typedef struct {
@@ -101,9 +100,12 @@ typedef struct {
 } mmi_chat_part;
 
 typedef struct {
-    mmi_chat_role role;
+    mmi_chat_role role;         /* chat.h */
+    size_t json_index;          /* index in "messages"; MMI_CHAT_SYSTEM for the top "system" */
     size_t first_part, n_parts; /* into mmi_chat.parts */
 } mmi_chat_message;
+
+#define MMI_CHAT_SYSTEM SIZE_MAX
 
 typedef struct {
     mmi_json doc;
@@ -116,5 +118,17 @@ typedef struct {
 /* Parse and check a whole conversation, decoding every image's bytes, before anything uses it. */
 mm_status mmi_chat_parse(const char *json, size_t len, mmi_chat *out);
 void mmi_chat_free(mmi_chat *chat);
+
+/* Add a parsed conversation to a session, message by message, through its chat template.
+ * Every text is checked and every image decoded (limits from options) first, so that bad input
+ * fails the call before the session changes; the session encodes each message's images as it
+ * adds the message. In a message, images that come before all of its text go where the
+ * template puts images (LLaVA: first, each followed by a newline); otherwise each image is
+ * marked at its place in the text. Consecutive text parts are joined by a newline. Text may
+ * not contain the image marker "<image>" (MM_ERR_FORMAT). When the session refuses a message
+ * (MM_ERR_CTX_FULL, MM_ERR_CANCELLED, ...) the messages before it stay added; the error message
+ * says how many. */
+mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
+                                  const mm_options *options);
 
 #endif

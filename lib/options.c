@@ -291,7 +291,7 @@ mm_status mm_options_set_progress(mm_options *o, mm_progress_fn fn, void *user)
 mm_status mmi_progress(const mm_options *o, mm_progress_stage stage, uint64_t done,
                        uint64_t total)
 {
-    static const char *const stage_names[] = {"", "model load", "image encoding", "prefill"};
+    static const char *const stage_names[] = {"", "model load", "image encoding"};
     if (!o || !o->progress || o->progress(o->progress_user, stage, done, total) == 0)
         return MM_OK;
     return mmi_fail(MM_ERR_CANCELLED, "%s cancelled by the progress callback at %llu/%llu",

@@ -63,6 +63,11 @@ struct mm_session {
 
 /* ---- creation ---- */
 
+const mm_model *mmi_session_model(const mm_session *s)
+{
+    return s->model;
+}
+
 static const char *file_chat_template(const mm_model *m)
 {
     for (int i = 0; i < 2; i++) {

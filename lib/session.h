@@ -12,6 +12,8 @@
 #include "mm.h"
 
 mm_status mmi_session_create(mm_model *model, const mm_options *options, mm_session **out);
+/* The model the session runs on. */
+const mm_model *mmi_session_model(const mm_session *s);
 void mmi_session_free(mm_session *s);
 mm_status mmi_session_set_options(mm_session *s, const mm_options *options);
 

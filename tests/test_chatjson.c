@@ -7,6 +7,7 @@
 #include "alloc.h"
 #include "chatjson.h"
 #include "testutil.h"
+#include "tiny_llama.h"
 
 static mm_status parse(const char *text, mmi_json *doc)
 {
@@ -18,8 +19,8 @@ static void check_rejects(const char *text, size_t len, mm_status expected, cons
 {
     mmi_json doc;
     mm_status st = mmi_json_parse(text, len, &doc);
-    ck_assert_msg(st == expected, "\"%.*s\": status %d, expected %d (%s)", (int)(len > 60 ? 60 : len),
-                  text, (int)st, (int)expected, mm_last_error());
+    ck_assert_msg(st == expected, "\"%.*s\": status %d, expected %d (%s)",
+                  (int)(len > 60 ? 60 : len), text, (int)st, (int)expected, mm_last_error());
     ck_assert_msg(strstr(mm_last_error(), needle), "\"%.*s\": message \"%s\" lacks \"%s\"",
                   (int)(len > 60 ? 60 : len), text, mm_last_error(), needle);
     ck_assert_ptr_null(doc.values);
@@ -585,6 +586,183 @@ START_TEST(chat_mutations)
 }
 END_TEST
 
+/* ---- feeding a session ---- */
+
+/* A tiny random llama with the LLaMA SentencePiece vocabulary (../shared/vectors/tokenizer). */
+static mm_model *text_model;
+
+static void load_text_model(void)
+{
+    tiny_llama c = tiny_llama_default;
+    c.vocab_path = test_shared_path("vectors/tokenizer/ggml-vocab-llama-spm.gguf");
+    c.n_ctx = 128;
+    ck_assert_ok(tiny_llama_load(&c, &text_model));
+}
+
+static void free_text_model(void)
+{
+    mm_model_free(text_model);
+}
+
+static mm_session *new_session(const char *template_name, int n_ctx)
+{
+    mm_options *o;
+    mm_session *s;
+    ck_assert_ok(mm_options_create(&o));
+    ck_assert_ok(mm_options_set_string(o, MM_OPT_CHAT_TEMPLATE, template_name));
+    ck_assert_ok(mm_options_set_int(o, MM_OPT_N_CTX, n_ctx));
+    ck_assert_ok(mm_session_create(text_model, o, &s));
+    mm_options_free(o);
+    return s;
+}
+
+/* The two sessions hold the same conversation: same positions and bit-identical logits. */
+static void assert_same_state(mm_session *a, mm_session *b)
+{
+    ck_assert_int_eq(mm_session_n_past(a), mm_session_n_past(b));
+    const float *la, *lb;
+    size_t na, nb;
+    ck_assert_ok(mm_session_logits(a, &la, &na));
+    ck_assert_ok(mm_session_logits(b, &lb, &nb));
+    ck_assert_uint_eq(na, nb);
+    ck_assert_mem_eq(la, lb, na * sizeof *la);
+}
+
+static void add(mm_session *s, const char *role, const char *text)
+{
+    ck_assert_ok(mm_session_add_message(s, role, text, strlen(text)));
+}
+
+static mm_status add_json(mm_session *s, const char *json)
+{
+    return mm_session_add_messages_json(s, json, strlen(json), NULL);
+}
+
+/* A JSON conversation is the same as the same messages added one by one, for each template. */
+START_TEST(session_json_equals_messages)
+{
+    static const char *templates[] = {"llava", "chatml", "llama2", "raw"};
+    const char *json =
+        "{\"model\": \"x\", \"messages\": ["
+        "{\"role\": \"system\", \"content\": \"Be brief.\"},"
+        "{\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"Hi \\u00e9\"},"
+        "  {\"type\": \"text\", \"text\": \"there\"}]},"
+        "{\"role\": \"assistant\", \"content\": \"Hello.\"},"
+        "{\"role\": \"user\", \"content\": \"Name a colour.\"}]}";
+    for (size_t t = 0; t < 4; t++) {
+        mm_session *a = new_session(templates[t], 128), *b = new_session(templates[t], 128);
+        ck_assert_ok(add_json(a, json));
+        add(b, "system", "Be brief.");
+        add(b, "user", "Hi \xc3\xa9\nthere"); /* text parts joined by a newline */
+        add(b, "assistant", "Hello.");
+        add(b, "user", "Name a colour.");
+        assert_same_state(a, b);
+        mm_session_free(a);
+        mm_session_free(b);
+    }
+    /* Anthropic: the system prompt at the top; "developer" is OpenAI's newer "system". */
+    mm_session *a = new_session("chatml", 128), *b = new_session("chatml", 128),
+               *c = new_session("chatml", 128);
+    ck_assert_ok(add_json(a, "{\"system\": [{\"type\": \"text\", \"text\": \"S\"}],"
+                             " \"messages\": [{\"role\": \"user\", \"content\": \"U\"}]}"));
+    ck_assert_ok(add_json(c, "[{\"role\": \"developer\", \"content\": \"S\"},"
+                             " {\"role\": \"user\", \"content\": \"U\"}]"));
+    add(b, "system", "S");
+    add(b, "user", "U");
+    assert_same_state(a, b);
+    assert_same_state(c, b);
+    /* A later call continues the conversation, as add_message does. */
+    ck_assert_ok(add_json(a, "[{\"role\": \"user\", \"content\": \"again\"}]"));
+    add(b, "user", "again");
+    assert_same_state(a, b);
+    mm_session_free(a);
+    mm_session_free(b);
+    mm_session_free(c);
+}
+END_TEST
+
+/* Whatever is wrong in the JSON or its images is found before the session changes. */
+START_TEST(session_json_errors_leave_the_session_unchanged)
+{
+    static const struct {
+        const char *json;
+        mm_status st;
+        const char *needle;
+    } cases[] = {
+        {"[{\"role\":\"user\",\"content\":\"ok\"},{\"role\":\"user\",\"content\":[{\"type\":"
+         "\"image_url\",\"image_url\":\"data:image/png;base64,Zm9v\"}]}]",
+         MM_ERR_STATE, "conversation: 1 image, but the model has no vision encoder"},
+        {"[{\"role\":\"user\",\"content\":\"ok\"},{\"role\":\"user\",\"content\":[{\"type\":"
+         "\"image_url\",\"image_url\":\"data:image/png;base64,Zm9\"}]}]",
+         MM_ERR_FORMAT, "messages[1].content[0].image_url: base64: length 3"},
+        {"[{\"role\":\"user\",\"content\":\"ok\"},{\"role\":\"user\",\"content\":"
+         "\"see <image> here\"}]",
+         MM_ERR_FORMAT, "messages[1], part 0: text contains \"<image>\""},
+        {"[{\"role\":\"user\",\"content\":\"ok\"},{\"role\":\"tool\",\"content\":\"x\"}]",
+         MM_ERR_UNSUPPORTED, "messages[1].role \"tool\" is not supported"},
+        {"[{\"role\":\"user\",\"content\":\"ok\"}", MM_ERR_FORMAT, "JSON: unexpected end"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        mm_session *s = new_session("llava", 128);
+        mm_status st = add_json(s, cases[i].json);
+        ck_assert_msg(st == cases[i].st, "case %zu: %d (%s)", i, (int)st, mm_last_error());
+        ck_assert_msg(strstr(mm_last_error(), cases[i].needle), "case %zu: \"%s\" lacks \"%s\"",
+                      i, mm_last_error(), cases[i].needle);
+        ck_assert_int_eq(mm_session_n_past(s), 0);
+        mm_session_free(s);
+    }
+    mm_session *s = new_session("llava", 128);
+    ck_assert_int_eq(mm_session_add_messages_json(NULL, "[]", 2, NULL), MM_ERR_ARG);
+    ck_assert_int_eq(mm_session_add_messages_json(s, NULL, 2, NULL), MM_ERR_ARG);
+    ck_assert_int_eq(mm_session_add_messages_json(s, NULL, 0, NULL), MM_ERR_FORMAT); /* "" */
+    ck_assert_ok(mm_session_add_messages_json(s, "[]", 2, NULL));
+    ck_assert_int_eq(mm_session_n_past(s), 0);
+    mm_session_free(s);
+}
+END_TEST
+
+/* The session refuses the second message (context full): the first one stays, and the error
+ * says so. */
+START_TEST(session_json_context_full_part_way)
+{
+    mm_session *a = new_session("chatml", 40), *b = new_session("chatml", 40);
+    add(b, "user", "Hi");
+    ck_assert_int_lt(mm_session_n_past(b), 40);
+    const char *json = "[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":\"user\","
+                       "\"content\":\"a much longer message that cannot fit in what is left\"}]";
+    ck_assert_int_eq(add_json(a, json), MM_ERR_CTX_FULL);
+    ck_assert_ptr_nonnull(strstr(mm_last_error(), "messages[1] (1 earlier message was added)"));
+    assert_same_state(a, b);
+    mm_session_free(a);
+    mm_session_free(b);
+}
+END_TEST
+
+START_TEST(session_json_allocation_failures)
+{
+    const char *json = "[{\"role\":\"system\",\"content\":\"S\"},{\"role\":\"user\","
+                       "\"content\":[{\"type\":\"text\",\"text\":\"a\"},{\"type\":\"text\","
+                       "\"text\":\"b\"}]}]";
+    mm_session *b = new_session("chatml", 64);
+    add(b, "system", "S");
+    add(b, "user", "a\nb");
+    for (long n = 1;; n++) {
+        mm_session *s = new_session("chatml", 64);
+        mmi_alloc_fail_at(n);
+        mm_status st = add_json(s, json);
+        mmi_alloc_fail_at(0);
+        if (st == MM_OK) {
+            assert_same_state(s, b);
+            mm_session_free(s);
+            break;
+        }
+        ck_assert_int_eq(st, MM_ERR_NOMEM);
+        mm_session_free(s);
+    }
+    mm_session_free(b);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("chatjson");
@@ -609,5 +787,13 @@ int main(void)
     tcase_add_test(tc, chat_allocation_failures);
     tcase_add_test(tc, chat_mutations);
     suite_add_tcase(s, tc);
+    TCase *ts = tcase_create("session");
+    tcase_set_timeout(ts, 60);
+    tcase_add_unchecked_fixture(ts, load_text_model, free_text_model);
+    tcase_add_test(ts, session_json_equals_messages);
+    tcase_add_test(ts, session_json_errors_leave_the_session_unchanged);
+    tcase_add_test(ts, session_json_context_full_part_way);
+    tcase_add_test(ts, session_json_allocation_failures);
+    suite_add_tcase(s, ts);
     return test_run_suite(s);
 }

@@ -38,15 +38,15 @@ START_TEST(callback_set_copied_and_cleared)
     ck_assert_uint_eq(log.total, 24);
 
     ck_assert_ok(mm_options_copy(o, &copy));
-    ck_assert_ok(mmi_progress(copy, MM_PROGRESS_PREFILL, 7, 9));
+    ck_assert_ok(mmi_progress(copy, MM_PROGRESS_MODEL_LOAD, 7, 9));
     ck_assert_int_eq(log.calls, 2);
-    ck_assert_int_eq(log.stage, MM_PROGRESS_PREFILL);
+    ck_assert_int_eq(log.stage, MM_PROGRESS_MODEL_LOAD);
 
     ck_assert_ok(mm_options_set_progress(o, NULL, &log));
-    ck_assert_ok(mmi_progress(o, MM_PROGRESS_PREFILL, 1, 9));
+    ck_assert_ok(mmi_progress(o, MM_PROGRESS_MODEL_LOAD, 1, 9));
     ck_assert_int_eq(log.calls, 2);
-    ck_assert_ok(mmi_progress(NULL, MM_PROGRESS_PREFILL, 1, 9)); /* NULL bag: defaults */
-    ck_assert_ok(mmi_progress(copy, MM_PROGRESS_PREFILL, 8, 9)); /* the copy keeps its own */
+    ck_assert_ok(mmi_progress(NULL, MM_PROGRESS_MODEL_LOAD, 1, 9)); /* NULL bag: defaults */
+    ck_assert_ok(mmi_progress(copy, MM_PROGRESS_MODEL_LOAD, 8, 9)); /* the copy keeps its own */
     ck_assert_int_eq(log.calls, 3);
     mm_options_free(copy);
     mm_options_free(o);

@@ -1,8 +1,11 @@
-// mm-describe-cpp: load a model through the C++ wrapper (examples/cpp/mm.hpp), with a progress
-// line on a terminal, and report what was loaded.
-//   mm-describe-cpp MODEL.gguf [MMPROJ.gguf]
+// mm-describe-cpp: ask a model about an image (or just a prompt), through the C++17 wrapper
+// examples/cpp/mm.hpp (RAII handles, exceptions), with a progress line on a terminal.
+//   mm-describe-cpp MODEL.gguf [MMPROJ.gguf] PROMPT [-i IMAGE] [-n MAX_TOKENS]
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <iostream>
+#include <vector>
 
 #include <unistd.h>
 
@@ -10,23 +13,47 @@
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || argc > 3) {
-        std::cerr << "usage: " << argv[0] << " MODEL.gguf [MMPROJ.gguf]\n"
+    std::vector<const char *> args;
+    const char *image_path = nullptr;
+    long max_tokens = 128;
+    for (int i = 1; i < argc; i++) {
+        if (std::strcmp(argv[i], "-n") == 0 && i + 1 < argc)
+            max_tokens = std::atol(argv[++i]);
+        else if (std::strcmp(argv[i], "-i") == 0 && i + 1 < argc)
+            image_path = argv[++i];
+        else
+            args.push_back(argv[i]);
+    }
+    if (args.size() < 2 || args.size() > 3) {
+        std::cerr << "usage: " << argv[0]
+                  << " MODEL.gguf [MMPROJ.gguf] PROMPT [-i IMAGE] [-n MAX_TOKENS]\n"
                   << "libmm " << mm::version() << "\n";
         return 2;
     }
     try {
         mm::options opts;
+        opts.set(MM_OPT_MAX_TOKENS, static_cast<std::int64_t>(max_tokens));
         if (isatty(STDERR_FILENO))
             opts.on_progress([](mm_progress_stage, std::uint64_t done, std::uint64_t total) {
-                std::fprintf(stderr, "\rloading: %3d%%", total ? int(100 * done / total) : 100);
-                if (done == total)
-                    std::fputc('\n', stderr);
+                if (done >= total)
+                    std::fputs("\r\033[K", stderr);
+                else
+                    std::fprintf(stderr, "\rworking: %3d%%", int(100 * done / total));
                 return false;
             });
-        mm::model model(argv[1], argc > 2 ? argv[2] : "", &opts);
-        std::cout << "loaded " << argv[1] << (argc > 2 ? std::string(" + ") + argv[2] : "")
-                  << "\n";
+        mm::model model(args[0], args.size() == 3 ? args[1] : "", &opts);
+        mm::session chat(model, &opts);
+        if (image_path) {
+            mm::image picture = mm::image::open(image_path, &opts);
+            chat.add_message("user", args.back(), {&picture});
+        } else {
+            chat.add_message("user", args.back());
+        }
+        chat.generate([](std::string_view piece) {
+            std::cout << piece << std::flush;
+            return true;
+        });
+        std::cout << "\n";
     } catch (const mm::error &e) {
         std::cerr << argv[0] << ": " << e.what() << "\n";
         return 1;

@@ -172,6 +172,141 @@ private:
     std::unique_ptr<mm_model, deleter<mm_model, mm_model_free>> ptr_;
 };
 
+// A decoded picture (RGB8), from a file, from encoded bytes, or copied from pixels.
+class image {
+public:
+    static image open(const std::string &path, const options *opts = nullptr)
+    {
+        mm_image *im;
+        check(mm_image_load_file(path.c_str(), opts ? opts->get() : nullptr, &im));
+        return image(im);
+    }
+    static image from_bytes(const void *data, std::size_t size, const options *opts = nullptr)
+    {
+        mm_image *im;
+        check(mm_image_load_memory(data, size, opts ? opts->get() : nullptr, &im));
+        return image(im);
+    }
+    static image from_pixels(const std::uint8_t *pixels, int width, int height, std::size_t stride,
+                             mm_pixel_format format = MM_PIXEL_RGB8)
+    {
+        mm_image *im;
+        check(mm_image_from_pixels(pixels, width, height, stride, format, &im));
+        return image(im);
+    }
+    int width() const noexcept { return mm_image_width(get()); }
+    int height() const noexcept { return mm_image_height(get()); }
+    const mm_image *get() const noexcept { return ptr_.get(); }
+
+private:
+    explicit image(mm_image *im) : ptr_(im) {}
+    std::unique_ptr<mm_image, deleter<mm_image, mm_image_free>> ptr_;
+};
+
+// Image embeddings: n_tokens() rows of n_embd() floats, owned by the library.
+class embeddings {
+public:
+    explicit embeddings(mm_embeddings *e) : ptr_(e) {}
+    std::size_t n_tokens() const noexcept { return mm_embeddings_n_tokens(get()); }
+    std::size_t n_embd() const noexcept { return mm_embeddings_n_embd(get()); }
+    const float *data() const noexcept { return mm_embeddings_data(get()); }
+    const mm_embeddings *get() const noexcept { return ptr_.get(); }
+
+private:
+    std::unique_ptr<mm_embeddings, deleter<mm_embeddings, mm_embeddings_free>> ptr_;
+};
+
+// One conversation on a model; one thread at a time (cancel() from any thread).
+class session {
+public:
+    explicit session(model &m, const options *opts = nullptr)
+    {
+        mm_session *s;
+        check(mm_session_create(m.get(), opts ? opts->get() : nullptr, &s));
+        ptr_.reset(s);
+    }
+
+    // A chat message in the session's template ("system", "user", "assistant").
+    session &add_message(const std::string &role, std::string_view text)
+    {
+        check(mm_session_add_message(get(), role.c_str(), text.data(), text.size()));
+        return *this;
+    }
+    // The same with encoded images at the text's "<image>" markers, or at its start when it
+    // has none.
+    session &add_message(const std::string &role, std::string_view text,
+                         const std::vector<const embeddings *> &images)
+    {
+        std::vector<const mm_embeddings *> handles;
+        for (const embeddings *e : images)
+            handles.push_back(e->get());
+        check(mm_session_add_message_embeddings(get(), role.c_str(), text.data(), text.size(),
+                                                handles.data(), handles.size()));
+        return *this;
+    }
+    // The same with pictures, encoded by the session once it knows the message fits.
+    session &add_message(const std::string &role, std::string_view text,
+                         const std::vector<const image *> &images)
+    {
+        std::vector<const mm_image *> handles;
+        for (const image *im : images)
+            handles.push_back(im->get());
+        check(mm_session_add_message_images(get(), role.c_str(), text.data(), text.size(),
+                                            handles.data(), handles.size()));
+        return *this;
+    }
+    // A conversation in the OpenAI or Anthropic JSON shape (images inline as data URLs).
+    session &add_messages_json(std::string_view json, const options *opts = nullptr)
+    {
+        check(mm_session_add_messages_json(get(), json.data(), json.size(),
+                                           opts ? opts->get() : nullptr));
+        return *this;
+    }
+
+    // Generate, calling on_piece(text) for each piece; return false from it to stop.
+    void generate(const std::function<bool(std::string_view)> &on_piece,
+                  const options *opts = nullptr)
+    {
+        struct call {
+            static int piece(void *user, const char *text, std::size_t len)
+            {
+                try {
+                    return (*static_cast<const std::function<bool(std::string_view)> *>(user))(
+                               std::string_view(text, len)) ? 0 : 1;
+                } catch (...) {
+                    return 1; // never let an exception cross the C library
+                }
+            }
+        };
+        check(mm_session_generate(get(), opts ? opts->get() : nullptr, &call::piece,
+                                  const_cast<std::function<bool(std::string_view)> *>(&on_piece)));
+    }
+    // The whole answer at once.
+    std::string generate(const options *opts = nullptr)
+    {
+        std::string out;
+        generate([&out](std::string_view piece) { out += piece; return true; }, opts);
+        return out;
+    }
+
+    void cancel() noexcept { mm_session_cancel(get()); }
+    void reset() noexcept { mm_session_reset(get()); }
+    mm_stop_reason stop_reason() const noexcept { return mm_session_stop_reason(get()); }
+    int n_past() const noexcept { return mm_session_n_past(get()); }
+    mm_session *get() const noexcept { return ptr_.get(); }
+
+private:
+    std::unique_ptr<mm_session, deleter<mm_session, mm_session_free>> ptr_;
+};
+
+// Image embeddings of `im` from the model's vision tower (preprocessed as its file says).
+inline embeddings encode(const model &m, const image &im, const options *opts = nullptr)
+{
+    mm_embeddings *e;
+    check(mm_image_encode(m.get(), im.get(), opts ? opts->get() : nullptr, &e));
+    return embeddings(e);
+}
+
 inline std::string version() { return mm_version_string(); }
 
 } // namespace mm

@@ -9,7 +9,6 @@ from ._native import MMError, Status, byref, call
 class ProgressStage(enum.IntEnum):
     MODEL_LOAD = 1
     IMAGE_ENCODE = 2
-    PREFILL = 3
 
 
 _TYPES = {1: int, 2: float, 3: str}

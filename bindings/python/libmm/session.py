@@ -5,7 +5,7 @@ import json
 
 from . import _native
 from ._native import MMError, byref, call
-from .image import Embeddings, float_buffer
+from .image import Embeddings, Image, float_buffer
 from .options import Options, as_options
 
 
@@ -49,11 +49,25 @@ class Session(_native.Handle):
         data = text.encode("utf-8")
         call("mm_session_add_text", self, data, len(data), 2 if parse_special else 0)
 
-    def add_message(self, role, text):
+    def add_message(self, role, text, images=()):
         """Append a chat message ("system", "user" or "assistant") in the session's template;
-        a user message ends with the answer prompt, so generate() answers it."""
+        a user message ends with the answer prompt, so generate() answers it. images: Image
+        objects (encoded by the session, after it knows the message fits; cancel() reaches the
+        encoding) or Embeddings from Model.encode_image, placed at the "<image>" markers of the
+        text, or at its start (each followed by a newline) when it has none."""
         data = text.encode("utf-8")
-        call("mm_session_add_message", self, role.encode(), data, len(data))
+        if not images:
+            call("mm_session_add_message", self, role.encode(), data, len(data))
+            return
+        images = list(images)
+        if all(isinstance(im, Image) for im in images):
+            name = "mm_session_add_message_images"
+        else:  # some are encoded already: encode the rest the same way
+            name = "mm_session_add_message_embeddings"
+            images = [im if isinstance(im, Embeddings) else self.model.encode_image(im)
+                      for im in images]
+        handles = (ctypes.c_void_p * len(images))(*[im._as_parameter_.value for im in images])
+        call(name, self, role.encode(), data, len(data), handles, len(images))
 
     def add_messages(self, messages, options=None):
         """Append a conversation in the OpenAI or Anthropic chat shape: a list of

@@ -1,5 +1,6 @@
 """CLIP and image encoding through the Python package, against the HF transformers vectors of the
 shared `clip` case (tolerance |c - ref| <= 1e-4 * max(1, |ref|), as the case advises)."""
+import os
 import subprocess
 import sys
 import textwrap
@@ -9,7 +10,7 @@ import numpy as np
 
 import libmm
 
-from fixtures import converted, reference
+from fixtures import VECTORS, converted, reference
 
 TOL = 1e-4
 
@@ -54,12 +55,32 @@ class TestClip(unittest.TestCase):
         emb2 = self.model.encode_image(flat, width=32, height=32)
         np.testing.assert_array_equal(emb2.to_numpy(), emb.to_numpy())
 
+    def test_images_are_preprocessed_as_hf_does(self):
+        # the CLIPImageProcessor outputs at size 32 of the shared preprocess case, through the
+        # same 32-pixel model: decoding + preprocessing in libmm gives the same embedding
+        pre = reference("preprocess")
+        for name in ("rgb_61x47.png", "rgba_40x64.png", "q90_80x50.jpg"):
+            with self.subTest(image=name):
+                img = libmm.Image.open(os.path.join(VECTORS, "preprocess", name))
+                ref = self.model.embed_image(pre[name.split(".")[0] + ".pixel_values_s32"])
+                got = self.model.embed_image(img)
+                # JPEG: PIL and libmm share libjpeg-turbo, so pixels are identical too
+                assert_close(self, got, ref, name)
+                emb = self.model.encode_image(img).to_numpy()
+                ref_emb = self.model.encode_image(
+                    pre[name.split(".")[0] + ".pixel_values_s32"]).to_numpy()
+                assert_close(self, emb, ref_emb, name + " hidden state")
+
     def test_errors(self):
         with self.assertRaises(libmm.MMError) as cm:
             self.model.embed_text([1, 2, 1000])  # id outside the 99-token vocabulary
         self.assertEqual(cm.exception.status, libmm.Status.ERR_ARG)
         with self.assertRaises(libmm.MMError) as cm:
             self.model.embed_text("a photo")  # this file carries no tokenizer
+        self.assertEqual(cm.exception.status, libmm.Status.ERR_UNSUPPORTED)
+        img = libmm.Image.from_pixels(np.zeros((40, 40, 3), np.uint8))
+        with self.assertRaises(libmm.MMError) as cm:
+            self.model.classify(img, ["a cat", "a dog"])  # labels need the tokenizer
         self.assertEqual(cm.exception.status, libmm.Status.ERR_UNSUPPORTED)
         with self.assertRaises(ValueError):
             self.model.embed_image(np.zeros((2, 32, 32), np.float32))
@@ -87,7 +108,6 @@ class TestWithoutNumpy(unittest.TestCase):
             assert abs(libmm.Model.similarity(i, i) - 1) < 1e-6
             print("ok")
         """)
-        import os
         here = os.path.dirname(os.path.abspath(__file__))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [os.path.dirname(os.path.dirname(libmm.__file__)), here]))
