@@ -13,6 +13,7 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 CC      ?= cc
 CXX     ?= c++
 CFLAGS  ?= -O2 -g
+CXXFLAGS ?= -O2 -g
 WARN    := -Wall -Wextra -Wpedantic -Werror
 
 # OpenBLAS through pkg-config, falling back to the plain library name.
@@ -29,6 +30,7 @@ endif
 
 LIB_CFLAGS := -std=c11 $(WARN) -fPIC -fvisibility=hidden -D_GNU_SOURCE -DMM_BUILDING -Iinclude $(DEP_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
 APP_CFLAGS := -std=c11 $(WARN) -D_GNU_SOURCE -Iinclude $(SAN_FLAGS) $(CFLAGS)
+APP_CXXFLAGS := -std=c++17 $(WARN) -Iinclude $(SAN_FLAGS) $(CXXFLAGS)
 TEST_CFLAGS := -std=c11 $(WARN) -D_GNU_SOURCE -Iinclude -Ilib $(DEP_CFLAGS) $(CHECK_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
 
 LIB_SRC   := $(sort $(wildcard lib/*.c))
@@ -39,13 +41,15 @@ SHARED    := lib/libmm.so.$(VERSION)
 STATIC    := lib/libmm.a
 
 EXAMPLES  := $(patsubst %.c,%,$(wildcard examples/mm-*.c))
+# C++17 examples using the header-only wrapper examples/cpp/mm.hpp.
+CXX_EXAMPLES := $(patsubst %.cpp,%,$(wildcard examples/cpp/mm-*.cpp))
 # Check suites: each tests/test_*.c is one binary linked statically, so it can reach internals.
 SUITES    := $(patsubst %.c,%,$(wildcard tests/test_*.c))
 # Other test programs built from tests/*.c (conformance runners etc.).
 TOOLS     := $(patsubst %.c,%,$(filter-out tests/test_%.c,$(wildcard tests/*.c)))
 
 .PHONY: all test install uninstall clean
-all: $(SHARED) lib/$(SONAME) lib/libmm.so $(STATIC) $(EXAMPLES) $(SUITES) $(TOOLS)
+all: $(SHARED) lib/$(SONAME) lib/libmm.so $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS)
 
 lib/%.o: lib/%.c $(LIB_HDR) Makefile
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
@@ -64,6 +68,9 @@ $(STATIC): $(LIB_OBJ)
 # Examples link against the shared object, as a user's program would.
 examples/%: examples/%.c include/mm.h lib/libmm.so lib/$(SONAME)
 	$(CC) $(APP_CFLAGS) $< -o $@ -Llib -lmm -Wl,-rpath,'$$ORIGIN/../lib' -lm
+
+examples/cpp/%: examples/cpp/%.cpp examples/cpp/mm.hpp include/mm.h lib/libmm.so lib/$(SONAME)
+	$(CXX) $(APP_CXXFLAGS) $< -o $@ -Llib -lmm -Wl,-rpath,'$$ORIGIN/../../lib'
 
 tests/test_%: tests/test_%.c tests/testutil.h $(STATIC)
 	$(CC) $(TEST_CFLAGS) $< -o $@ $(STATIC) $(CHECK_LIBS) $(DEP_LIBS)
@@ -89,4 +96,4 @@ uninstall:
 	    $(DESTDIR)$(PKGCONFIGDIR)/libmm.pc
 
 clean:
-	rm -f lib/*.o lib/libmm.so* $(STATIC) $(EXAMPLES) $(SUITES) $(TOOLS)
+	rm -f lib/*.o lib/libmm.so* $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS)

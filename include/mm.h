@@ -150,6 +150,24 @@ MM_API mm_status mm_options_get_string(const mm_options *options, mm_opt key, co
 MM_API const char *mm_option_name(mm_opt key);
 MM_API mm_status mm_option_type(mm_opt key, mm_opt_type *type);
 
+/* Progress of long operations, reported through a callback kept in the options bag (a function
+ * pointer cannot go through the typed setters). A call given these options calls
+ * fn(user, stage, done, total) on its own thread as work completes: done grows from 0 to total,
+ * the last call has done == total, and the unit depends on the stage. Return 0 to go on; any
+ * other value stops the operation, which then fails with MM_ERR_CANCELLED and leaves nothing
+ * half-made (a load frees what it read; a session stays usable). */
+typedef enum mm_progress_stage {
+    MM_PROGRESS_MODEL_LOAD   = 1, /* mm_model_load: unit = tensors read */
+    MM_PROGRESS_IMAGE_ENCODE = 2, /* encoding an image: unit = vision encoder blocks */
+    MM_PROGRESS_PREFILL      = 3  /* evaluating a prompt: unit = tokens */
+} mm_progress_stage;
+
+typedef int (*mm_progress_fn)(void *user, mm_progress_stage stage, uint64_t done, uint64_t total);
+
+/* Set the callback (fn == NULL removes it); mm_options_copy copies it with `user`, which the
+ * library never dereferences. MM_ERR_ARG if options is NULL. Thread rules as for the setters. */
+MM_API mm_status mm_options_set_progress(mm_options *options, mm_progress_fn fn, void *user);
+
 /* ---------------------------------------------------------------------------------------------
  * Models
  * ------------------------------------------------------------------------------------------- */
@@ -158,8 +176,9 @@ typedef struct mm_model mm_model;
 
 /* Load a model from GGUF files laid out as llama.cpp lays them out: `path` is a language model
  * (general.architecture "llama", ...) or a CLIP file (architecture "clip"); `mmproj_path` is the
- * vision file that goes with a language model, or NULL. Reads MM_OPT_USE_MMAP from options
- * (NULL for defaults). Errors: MM_ERR_IO (cannot read), MM_ERR_FORMAT (malformed file, message
+ * vision file that goes with a language model, or NULL. Reads MM_OPT_USE_MMAP and the progress
+ * callback (MM_PROGRESS_MODEL_LOAD; stopping it gives MM_ERR_CANCELLED) from options (NULL for
+ * defaults). Errors: MM_ERR_IO (cannot read), MM_ERR_FORMAT (malformed file, message
  * names the file, key or tensor and offset), MM_ERR_UNSUPPORTED (architecture or tensor type).
  * A model is immutable after load and may be used by any number of threads and sessions at
  * once. */
@@ -400,12 +419,19 @@ MM_API mm_status mm_session_add_text(mm_session *session, const char *text, size
 MM_API mm_status mm_session_add_message(mm_session *session, const char *role, const char *text,
                                         size_t len);
 
-/* The same with images: images[i] (from mm_image_encode(), rows of the language model's
- * embedding width, else MM_ERR_ARG) goes where the text has its i-th "<image>" marker; a text
+/* The same with pictures: images[i] goes where the text has its i-th "<image>" marker; a text
  * without markers gets the images at its start, each followed by "\n" (LLaVA's
- * "USER: <image>\n{text}"). The number of markers must then equal n_images (MM_ERR_ARG). Text
- * between images is tokenized piece by piece, as llama.cpp does. The embeddings are only read
- * during the call. */
+ * "USER: <image>\n{text}"); with markers their number must equal n_images (MM_ERR_ARG). Each
+ * image is preprocessed and encoded by the model's vision tower inside this call, after the
+ * whole message is known to fit (MM_ERR_CTX_FULL before any encoding) and before anything is
+ * evaluated; mm_session_cancel() stops the encoding too. Text between images is tokenized
+ * piece by piece, as llama.cpp does. Errors also: MM_ERR_STATE (no vision encoder loaded). */
+MM_API mm_status mm_session_add_message_images(mm_session *session, const char *role,
+                                               const char *text, size_t len,
+                                               const mm_image *const *images, size_t n_images);
+/* The same with images encoded beforehand by mm_image_encode() (e.g. on other threads, or
+ * reused): rows of the language model's embedding width (else MM_ERR_ARG), only read during
+ * the call. */
 MM_API mm_status mm_session_add_message_embeddings(mm_session *session, const char *role,
                                                    const char *text, size_t len,
                                                    const mm_embeddings *const *images,
@@ -461,6 +487,8 @@ MM_API mm_status mm_session_generate(mm_session *session, const mm_options *opti
 MM_API mm_status mm_session_next(mm_session *session, int32_t *token, const char **piece,
                                   size_t *len);
 
+/* Why the last generation on the session ended (MM_STOP_NONE for NULL, while one runs, or
+ * when it ended with an error). */
 MM_API mm_stop_reason mm_session_stop_reason(const mm_session *session);
 
 /* The logits of the last evaluated position: *n_vocab floats, valid until the next call that

@@ -8,6 +8,7 @@
 #include "mm.h"
 #include "image.h"
 #include "model.h"
+#include "ops.h"
 #include "session.h"
 #include "status.h"
 #include "tokenizer.h"
@@ -149,6 +150,24 @@ mm_status mm_image_encode_pixels(const mm_model *model, const float *planar_chw,
     return MM_OK;
 }
 
+mm_status mm_image_encode(const mm_model *model, const mm_image *image, const mm_options *options,
+                          mm_embeddings **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_image_encode: out is NULL");
+    *out = NULL;
+    if (!model || !image)
+        return mmi_fail(MM_ERR_ARG, "mm_image_encode: %s is NULL", model ? "image" : "model");
+    if (!model->vision)
+        return mmi_fail(MM_ERR_ARG, "mm_image_encode: the model has no vision encoder");
+    mmi_views views;
+    MMI_TRY(mmi_vision_preprocess(model->vision, image, &views));
+    mm_status st = mm_image_encode_pixels(model, views.pixels, views.size, views.size, options,
+                                          out);
+    mmi_views_free(&views);
+    return st;
+}
+
 size_t mm_embeddings_n_tokens(const mm_embeddings *embeddings)
 {
     return embeddings ? embeddings->n_tokens : 0;
@@ -196,6 +215,20 @@ mm_status mm_clip_logit_scale(const mm_model *model, float *scale)
     return MM_OK;
 }
 
+mm_status mm_clip_image_embedding(const mm_model *model, const mm_image *image, float *out,
+                                  size_t n)
+{
+    MMI_TRY(check_clip("mm_clip_image_embedding", model, out, n));
+    if (!image)
+        return mmi_fail(MM_ERR_ARG, "mm_clip_image_embedding: image is NULL");
+    mmi_views views;
+    MMI_TRY(mmi_vision_preprocess(model->vision, image, &views));
+    mm_status st = mmi_clip_image_embed(model->clip_text, model->vision, views.pixels, views.size,
+                                        views.size, out, 1);
+    mmi_views_free(&views);
+    return st;
+}
+
 mm_status mm_clip_image_embedding_pixels(const mm_model *model, const float *planar_chw,
                                          int width, int height, float *out, size_t n)
 {
@@ -226,6 +259,36 @@ mm_status mm_clip_text_embedding(const mm_model *model, const char *text, float 
         return mmi_fail(MM_ERR_UNSUPPORTED, "mm_clip_text_embedding: the model file carries no "
                         "usable tokenizer; pass token ids to mm_clip_text_embedding_tokens");
     return mmi_clip_text_embed_string(model->clip_text, model->tokenizer, text, out, 1);
+}
+
+mm_status mm_clip_classify(const mm_model *model, const mm_image *image,
+                           const char *const *labels, size_t n_labels, float *probs)
+{
+    if (!model || !image || !labels || !probs || n_labels < 1)
+        return mmi_fail(MM_ERR_ARG, "mm_clip_classify: %s", !model ? "model is NULL"
+                        : !image ? "image is NULL" : !labels ? "labels is NULL"
+                        : !probs ? "probs is NULL" : "no labels");
+    size_t dim = mm_clip_embedding_size(model);
+    if (!dim)
+        return mmi_fail(MM_ERR_ARG, "mm_clip_classify: the model is not a CLIP dual encoder");
+    float *embd = mmi_array(2 * dim, sizeof(float));
+    if (!embd)
+        return mmi_fail(MM_ERR_NOMEM, "mm_clip_classify: out of memory");
+    float *img = embd, *txt = embd + dim;
+    float scale = expf(model->clip_text->logit_scale);
+    mm_status st = mm_clip_image_embedding(model, image, img, dim);
+    for (size_t i = 0; i < n_labels && st == MM_OK; i++) {
+        if (!labels[i])
+            st = mmi_fail(MM_ERR_ARG, "mm_clip_classify: label %zu is NULL", i);
+        else
+            st = mm_clip_text_embedding(model, labels[i], txt, dim);
+        if (st == MM_OK)
+            probs[i] = scale * mm_clip_similarity(img, txt, dim);
+    }
+    if (st == MM_OK)
+        mmi_softmax(probs, 1, (int)n_labels);
+    mmi_free(embd);
+    return st;
 }
 
 float mm_clip_similarity(const float *a, const float *b, size_t n)
@@ -411,21 +474,51 @@ mm_status mm_session_add_text(mm_session *session, const char *text, size_t len,
     return mmi_session_add_text(session, text ? text : "", len, flags);
 }
 
-/* Shared by the two message calls: images may be NULL (no images). */
-static mm_status add_message(const char *fn, mm_session *session, const char *role,
-                             const char *text, size_t len, const mm_embeddings *const *images,
-                             size_t n_images)
+/* Argument checks shared by the message calls. */
+static mm_status check_message(const char *fn, const mm_session *session, const char *role,
+                               mmi_chat_role *r, const char *text, size_t len,
+                               const void *images, size_t n_images)
 {
     if (!session)
         return mmi_fail(MM_ERR_ARG, "%s: session is NULL", fn);
-    mmi_chat_role r;
-    if (!role || !mmi_chat_role_from_name(role, &r))
+    if (!role || !mmi_chat_role_from_name(role, r))
         return mmi_fail(MM_ERR_ARG, "%s: role '%s' is not system, user or assistant", fn,
                         role ? role : "(null)");
     if (!text && len > 0)
         return mmi_fail(MM_ERR_ARG, "%s: text is NULL", fn);
     if (!images && n_images > 0)
         return mmi_fail(MM_ERR_ARG, "%s: images is NULL", fn);
+    return MM_OK;
+}
+
+mm_status mm_session_add_message(mm_session *session, const char *role, const char *text,
+                                 size_t len)
+{
+    mmi_chat_role r;
+    MMI_TRY(check_message("mm_session_add_message", session, role, &r, text, len, NULL, 0));
+    return mmi_session_add_message(session, r, text ? text : "", len, NULL, 0, NULL, NULL);
+}
+
+mm_status mm_session_add_message_images(mm_session *session, const char *role, const char *text,
+                                        size_t len, const mm_image *const *images,
+                                        size_t n_images)
+{
+    static const char fn[] = "mm_session_add_message_images";
+    mmi_chat_role r;
+    MMI_TRY(check_message(fn, session, role, &r, text, len, images, n_images));
+    for (size_t i = 0; i < n_images; i++)
+        if (!images[i])
+            return mmi_fail(MM_ERR_ARG, "%s: image %zu is NULL", fn, i);
+    return mmi_session_add_message_images(session, r, text ? text : "", len, images, n_images);
+}
+
+mm_status mm_session_add_message_embeddings(mm_session *session, const char *role,
+                                            const char *text, size_t len,
+                                            const mm_embeddings *const *images, size_t n_images)
+{
+    static const char fn[] = "mm_session_add_message_embeddings";
+    mmi_chat_role r;
+    MMI_TRY(check_message(fn, session, role, &r, text, len, images, n_images));
     size_t n_embd = (size_t)mmi_session_n_embd(session);
     mmi_media *media = mmi_array(n_images ? n_images : 1, sizeof *media);
     if (!media)
@@ -439,23 +532,10 @@ static mm_status add_message(const char *fn, mm_session *session, const char *ro
             media[i] = (mmi_media){images[i]->data, images[i]->n_tokens};
     }
     if (st == MM_OK)
-        st = mmi_session_add_message(session, r, text ? text : "", len, media, n_images);
+        st = mmi_session_add_message(session, r, text ? text : "", len, media, n_images, NULL,
+                                     NULL);
     mmi_free(media);
     return st;
-}
-
-mm_status mm_session_add_message(mm_session *session, const char *role, const char *text,
-                                 size_t len)
-{
-    return add_message("mm_session_add_message", session, role, text, len, NULL, 0);
-}
-
-mm_status mm_session_add_message_embeddings(mm_session *session, const char *role,
-                                            const char *text, size_t len,
-                                            const mm_embeddings *const *images, size_t n_images)
-{
-    return add_message("mm_session_add_message_embeddings", session, role, text, len, images,
-                       n_images);
 }
 
 mm_status mm_session_add_tokens(mm_session *session, const int32_t *ids, size_t n_ids)

@@ -298,8 +298,10 @@ static mm_status store_string(mmi_gguf *g, size_t offset, size_t len, size_t *at
 {
     if (g->strings_cap - g->strings_used <= len) {
         size_t cap = g->strings_cap ? g->strings_cap : 4096;
-        while (cap - g->strings_used <= len)
-            cap *= 2; /* strings_used + len < 2 * file size: no overflow */
+        while (cap - g->strings_used <= len && cap <= SIZE_MAX / 2)
+            cap *= 2;
+        if (cap - g->strings_used <= len)
+            return mmi_fail(MM_ERR_NOMEM, "%s: metadata strings too large", g->path);
         char *s = mmi_realloc(g->strings, cap);
         if (!s)
             return mmi_fail(MM_ERR_NOMEM, "%s: out of memory for metadata strings", g->path);

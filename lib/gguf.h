@@ -37,10 +37,14 @@ typedef struct {
     size_t n_bytes;
 } mmi_tensor;
 
+/* An open file is read-only: any number of threads may use one at once. Tensor data and
+ * strings stay valid until mmi_gguf_close(). */
 typedef struct mmi_gguf mmi_gguf;
 
-/* Open a file; use_mmap = 0 reads it into memory instead. MM_ERR_IO if it cannot be read,
- * MM_ERR_FORMAT (naming the section, key or tensor and the byte offset) if it is malformed. */
+/* Open a file; use_mmap = 0 reads it into memory instead (also the fallback when mmap fails).
+ * MM_ERR_IO if it cannot be read, MM_ERR_FORMAT (naming the key or tensor, the byte offset and
+ * the file) if it is malformed, MM_ERR_UNSUPPORTED for GGUF v1, big-endian files and tensor
+ * types other than F32, F16, BF16, Q8_0 and Q4_0. */
 mm_status mmi_gguf_open(const char *path, int use_mmap, mmi_gguf **out);
 /* Parse a buffer in memory; the buffer is copied (used by tests and fuzzers). */
 mm_status mmi_gguf_open_memory(const void *data, size_t size, mmi_gguf **out);
@@ -88,7 +92,8 @@ mm_status mmi_gguf_get_tensor(const mmi_gguf *g, const char *name, uint32_t n_di
                               const uint64_t *ne, const mmi_tensor **out);
 
 /* Element conversion for any supported tensor type: writes n_elements floats starting at
- * element `first` (which must be a multiple of the type's block size) into dst. */
+ * element `first` (which must be a multiple of the type's block size; n_elements need not be)
+ * into dst. MM_ERR_ARG if the range leaves the tensor. */
 mm_status mmi_tensor_to_f32(const mmi_tensor *t, uint64_t first, uint64_t n_elements, float *dst);
 const char *mmi_tensor_type_name(mmi_tensor_type type);
 

@@ -415,6 +415,8 @@ static mm_status decode(image_source *src, const mm_options *options, mm_image *
     uint8_t magic[8];
     size_t n = source_read(src, magic, sizeof magic);
     if (src->file) {
+        if (ferror(src->file))
+            return mmi_fail(MM_ERR_IO, "%s: read error", src->name);
         if (fseek(src->file, 0, SEEK_SET) != 0)
             return mmi_fail(MM_ERR_IO, "%s: cannot seek back to the start", src->name);
     } else {

@@ -66,13 +66,22 @@ mm_status mmi_model_load(const char *path, const char *mmproj_path, const mm_opt
     const char *paths[2] = {path, mmproj_path};
     int use_mmap = (int)mmi_opt_int(options, MM_OPT_USE_MMAP);
     mm_status st = MM_OK;
-    for (int i = 0; i < 2 && st == MM_OK; i++) {
-        if (!paths[i])
-            continue;
-        st = mmi_gguf_open(paths[i], use_mmap, &m->files[i]);
-        if (st == MM_OK)
+    /* Open both files first so that progress can count every tensor, then read the towers. */
+    uint64_t total = 0, done = 0;
+    for (int i = 0; i < 2 && st == MM_OK; i++)
+        if (paths[i]) {
+            st = mmi_gguf_open(paths[i], use_mmap, &m->files[i]);
+            total += st == MM_OK ? mmi_gguf_n_tensors(m->files[i]) : 0;
+        }
+    if (st == MM_OK)
+        st = mmi_progress(options, MM_PROGRESS_MODEL_LOAD, 0, total);
+    for (int i = 0; i < 2 && st == MM_OK; i++)
+        if (m->files[i]) {
             st = load_file(m, m->files[i]);
-    }
+            done += mmi_gguf_n_tensors(m->files[i]);
+            if (st == MM_OK)
+                st = mmi_progress(options, MM_PROGRESS_MODEL_LOAD, done, total);
+        }
     if (st == MM_OK && !m->vision && !m->decoder && !m->clip_text)
         st = mmi_fail(MM_ERR_FORMAT, "%s: no vision encoder, text encoder or language model",
                       path);

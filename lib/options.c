@@ -44,6 +44,8 @@ typedef struct {
 struct mm_options {
     opt_value *values;
     size_t n_values, cap_values;
+    mm_progress_fn progress;
+    void *progress_user;
 };
 
 static const opt_spec *spec_find(mm_opt key)
@@ -100,6 +102,8 @@ mm_status mm_options_copy(const mm_options *src, mm_options **out)
             return st;
         }
     }
+    o->progress = src->progress;
+    o->progress_user = src->progress_user;
     *out = o;
     return MM_OK;
 }
@@ -272,4 +276,23 @@ const char *mmi_opt_string(const mm_options *o, mm_opt key)
     const char *v = NULL;
     mm_options_get_string(o, key, &v);
     return v;
+}
+
+mm_status mm_options_set_progress(mm_options *o, mm_progress_fn fn, void *user)
+{
+    if (!o)
+        return mmi_fail(MM_ERR_ARG, "mm_options_set_progress: options is NULL");
+    o->progress = fn;
+    o->progress_user = fn ? user : NULL;
+    return MM_OK;
+}
+
+mm_status mmi_progress(const mm_options *o, mm_progress_stage stage, uint64_t done,
+                       uint64_t total)
+{
+    static const char *const stage_names[] = {"", "model load", "image encoding", "prefill"};
+    if (!o || !o->progress || o->progress(o->progress_user, stage, done, total) == 0)
+        return MM_OK;
+    return mmi_fail(MM_ERR_CANCELLED, "%s cancelled by the progress callback at %llu/%llu",
+                    stage_names[stage], (unsigned long long)done, (unsigned long long)total);
 }

@@ -9,4 +9,9 @@ int64_t mmi_opt_int(const mm_options *options, mm_opt key);
 double mmi_opt_float(const mm_options *options, mm_opt key);
 const char *mmi_opt_string(const mm_options *options, mm_opt key); /* NULL if unset, no default */
 
+/* Report progress to the bag's callback, if any. MM_ERR_CANCELLED (with a message naming the
+ * stage) when the callback asks to stop: the caller then unwinds and returns that status. */
+mm_status mmi_progress(const mm_options *options, mm_progress_stage stage, uint64_t done,
+                       uint64_t total);
+
 #endif

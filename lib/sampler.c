@@ -108,26 +108,66 @@ static void apply_repeat_penalty(mmi_sampler *s, const int32_t *history, size_t 
             s->seen[history[i]] = 0;
 }
 
-static int by_logit_desc(const void *a, const void *b)
+/* Candidate order: larger logit first, then lower id. */
+static int ranks_before(const mmi_candidate *x, const mmi_candidate *y)
 {
-    const mmi_candidate *x = a, *y = b;
-    if (x->logit != y->logit)
-        return x->logit > y->logit ? -1 : 1;
-    return (x->id > y->id) - (x->id < y->id);
+    return x->logit != y->logit ? x->logit > y->logit : x->id < y->id;
 }
 
-/* p = softmax(logit / temperature) over the first n candidates, sorted so that the first is
- * the largest. Working on differences from it keeps a tiny temperature from overflowing. */
+static int by_rank(const void *a, const void *b)
+{
+    return ranks_before(a, b) ? -1 : ranks_before(b, a) ? 1 : 0;
+}
+
+/* Restore the heap below i of a heap whose root is the lowest-ranked of c[0..k). */
+static void sift_down(mmi_candidate *c, int k, int i)
+{
+    for (;;) {
+        int low = i, l = 2 * i + 1, r = l + 1;
+        if (l < k && ranks_before(&c[low], &c[l]))
+            low = l;
+        if (r < k && ranks_before(&c[low], &c[r]))
+            low = r;
+        if (low == i)
+            return;
+        mmi_candidate t = c[i];
+        c[i] = c[low];
+        c[low] = t;
+        i = low;
+    }
+}
+
+/* Move the k best of c[0..n) to c[0..k), sorted, the rest behind them in some order: a heap
+ * of the best k seen so far, O(n log k) instead of sorting the whole vocabulary. */
+static void select_top_k(mmi_candidate *c, int n, int k)
+{
+    for (int i = k / 2 - 1; i >= 0; i--)
+        sift_down(c, k, i);
+    for (int i = k; i < n; i++)
+        if (ranks_before(&c[i], &c[0])) {
+            mmi_candidate evicted = c[0];
+            c[0] = c[i];
+            c[i] = evicted;
+            sift_down(c, k, 0);
+        }
+    qsort(c, (size_t)k, sizeof *c, by_rank);
+}
+
+/* p = softmax(logit / temperature) over c[0..n). Working on differences from the largest logit
+ * keeps a tiny temperature from overflowing. */
 static void softmax_candidates(mmi_candidate *c, int n, float temperature)
 {
-    if (!isfinite(c[0].logit)) { /* every logit was -inf or NaN: take the first */
+    float max = c[0].logit;
+    for (int i = 1; i < n; i++)
+        max = c[i].logit > max ? c[i].logit : max;
+    if (!isfinite(max)) { /* every logit was -inf or NaN: take the first */
         for (int i = 0; i < n; i++)
             c[i].p = i == 0;
         return;
     }
     double sum = 0.0;
     for (int i = 0; i < n; i++) {
-        c[i].p = expf((c[i].logit - c[0].logit) / temperature);
+        c[i].p = expf((c[i].logit - max) / temperature);
         sum += c[i].p;
     }
     for (int i = 0; i < n; i++)
@@ -140,7 +180,7 @@ int mmi_sampler_candidates(mmi_sampler *s, const float *logits, const int32_t *h
     const mmi_sampler_params *p = &s->params;
     mmi_candidate *c = s->cand;
     int n = s->n_vocab;
-    /* NaN sorts as -inf, so a broken logit can neither win nor upset the sort. */
+    /* NaN ranks as -inf, so a broken logit can neither win nor upset the ordering. */
     for (int i = 0; i < n; i++)
         c[i] = (mmi_candidate){.id = i, .logit = isnan(logits[i]) ? -INFINITY : logits[i]};
     apply_repeat_penalty(s, history, n_history);
@@ -155,25 +195,45 @@ int mmi_sampler_candidates(mmi_sampler *s, const float *logits, const int32_t *h
         return 1;
     }
 
-    qsort(c, (size_t)n, sizeof *c, by_logit_desc);
-    if (p->top_k > 0 && p->top_k < n)
+    /* Only top-k and top-p need the order; without them the candidates stay in id order. */
+    int ranked = 0;
+    if (p->top_k > 0 && p->top_k < n) {
+        select_top_k(c, n, p->top_k);
         n = p->top_k;
+        ranked = n;
+    }
     if (p->top_p < 1.0f) {
         softmax_candidates(c, n, 1.0f);
-        double cum = 0.0;
-        for (int i = 0; i < n; i++) {
-            cum += c[i].p;
-            if (cum >= p->top_p) {
-                n = i + 1;
+        /* Rank a growing head of the candidates until it holds the nucleus: a few hundred of
+         * a large vocabulary usually do, without sorting all of it. */
+        int k = ranked ? n : 256;
+        for (;;) {
+            if (k >= n)
+                k = n;
+            if (k > ranked) {
+                select_top_k(c, n, k);
+                ranked = k;
+            }
+            double cum = 0.0;
+            int cut = 0;
+            while (cut < k && cum < p->top_p)
+                cum += c[cut++].p;
+            if (cum >= p->top_p || k == n) {
+                n = cut;
                 break;
             }
+            k *= 4;
         }
     }
-    if (p->min_p > 0.0f) {
-        float min_logit = c[0].logit + logf(p->min_p);
-        int keep = 1;
-        while (keep < n && c[keep].logit >= min_logit)
-            keep++;
+    if (p->min_p > 0.0f) { /* keeps the order: the survivors are packed to the front */
+        float max = c[0].logit;
+        for (int i = 1; i < n; i++)
+            max = c[i].logit > max ? c[i].logit : max;
+        float min_logit = max + logf(p->min_p);
+        int keep = 0;
+        for (int i = 0; i < n; i++)
+            if (c[i].logit >= min_logit)
+                c[keep++] = c[i];
         n = keep;
     }
     softmax_candidates(c, n, p->temperature);

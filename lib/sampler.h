@@ -8,7 +8,7 @@
  *  - min-p keeps candidates whose probability is at least min_p times the largest (0 = off);
  *  - temperature divides the logits; 0 means greedy: the largest penalized logit wins (ties go
  *    to the lower id) and no random number is drawn.
- * Ties in sorting are broken by id, so a seed fixes the output exactly.
+ * Ties in ranking are broken by id, so a seed fixes the output exactly.
  *
  * The random numbers come from xoshiro256** (Blackman & Vigna, 2018) whose 256-bit state is
  * filled from the 64-bit seed by splitmix64; a draw is the top 53 bits of one output scaled to
@@ -56,9 +56,10 @@ void mmi_sampler_free(mmi_sampler *s);
 void mmi_sampler_set_params(mmi_sampler *s, const mmi_sampler_params *params);
 
 /* Apply every filter to logits[n_vocab] given the sequence so far (history[n_history], ids < 0
- * such as image positions are ignored) and leave the surviving candidates in s->cand, sorted by
- * logit (descending, then id) with p their final probabilities. Returns how many survive (1 in
- * greedy mode: the winner with p = 1). Never allocates. */
+ * such as image positions are ignored) and leave the surviving candidates in s->cand[0..n)
+ * with p their final probabilities: ranked (larger logit first, then lower id) when top-k or
+ * top-p is on, else in id order. Returns n (1 in greedy mode: the winner with p = 1). Never
+ * allocates. */
 int mmi_sampler_candidates(mmi_sampler *s, const float *logits, const int32_t *history,
                            size_t n_history);
 /* The next token: the filters above, then one draw. */

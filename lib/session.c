@@ -188,10 +188,11 @@ static int cancel_requested(mm_session *s)
     return atomic_load(&s->cancel) != 0;
 }
 
-/* The pending token, then every part, as one all-or-nothing addition. */
-static mm_status eval_parts(mm_session *s, const part *parts, size_t n_parts, const char *what)
+/* MM_OK when the pending token and every part fit in the context and every id is valid. */
+static mm_status check_parts(const mm_session *s, const part *parts, size_t n_parts,
+                             const char *what)
 {
-    mmi_decoder_state *ds = &s->state;
+    const mmi_decoder_state *ds = &s->state;
     int n_vocab = s->dec->config.n_vocab;
     size_t need = s->pending >= 0;
     for (size_t i = 0; i < n_parts; i++) {
@@ -205,6 +206,15 @@ static mm_status eval_parts(mm_session *s, const part *parts, size_t n_parts, co
     if (need > free_rows)
         return mmi_fail(MM_ERR_CTX_FULL, "%s needs %zu positions but only %zu of the context's "
                         "%d are free (%d in use)", what, need, free_rows, ds->n_ctx, ds->n_past);
+    return MM_OK;
+}
+
+/* The pending token, then every part, as one all-or-nothing addition. */
+static mm_status eval_parts(mm_session *s, const part *parts, size_t n_parts, const char *what)
+{
+    mmi_decoder_state *ds = &s->state;
+    int n_vocab = s->dec->config.n_vocab;
+    MMI_TRY(check_parts(s, parts, n_parts, what));
     if (cancel_requested(s))
         return mmi_fail(MM_ERR_CANCELLED, "%s: cancelled", what);
 
@@ -378,7 +388,8 @@ static void render_message(const mm_session *s, mmi_chat_role role, const char *
 }
 
 mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char *text, size_t len,
-                                  const mmi_media *media, size_t n_media)
+                                  const mmi_media *media, size_t n_media,
+                                  mmi_media_encoder encode, void *user)
 {
     static const char fn[] = "mm_session_add_message";
     atomic_store(&s->cancel, 0);
@@ -406,7 +417,7 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
         return mmi_fail(MM_ERR_ARG, "%s: the text has %zu %s markers for %zu images", fn, markers,
                         MMI_IMAGE_MARKER, n_media);
     for (size_t i = 0; i < n_media; i++)
-        if (!media[i].embd || media[i].n_rows == 0)
+        if ((!media[i].embd && !encode) || media[i].n_rows == 0)
             return mmi_fail(MM_ERR_ARG, "%s: image %zu has no embeddings", fn, i);
 
     strbuf b = {0};
@@ -414,8 +425,9 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
     mmi_tokens ids = {0};
     part *parts = mmi_array(2 * n_media + 2, sizeof *parts);
     size_t *ends = mmi_array(n_media + 1, sizeof *ends); /* token count after each stretch */
+    float **encoded = mmi_calloc(n_media + 1, sizeof *encoded);
     mm_status st = MM_OK;
-    if (b.failed || !parts || !ends)
+    if (b.failed || !parts || !ends || !encoded)
         st = mmi_fail(MM_ERR_NOMEM, "%s: out of memory", fn);
     if (st == MM_OK && wants_bos(s) && (st = mmi_tokens_reserve(&ids, 1)) == MM_OK)
         ids.ids[ids.n++] = mmi_token_bos(s->tok);
@@ -429,18 +441,36 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
         ends[i] = ids.n;
         p = stop + m;
     }
-    if (st == MM_OK) {
-        size_t n_parts = 0, start = 0;
-        for (size_t i = 0; first && i < n_media; i++)
+    /* Part of image i: in front of the text (first), else after the i-th stretch of text. */
+    size_t n_parts = 0, start = 0;
+    for (size_t i = 0; first && i < n_media; i++)
+        parts[n_parts++] = (part){NULL, media[i].embd, media[i].n_rows};
+    for (size_t i = 0; i <= n_inline && st == MM_OK; i++) {
+        parts[n_parts++] = (part){ids.ids + start, NULL, ends[i] - start};
+        start = ends[i];
+        if (i < n_inline)
             parts[n_parts++] = (part){NULL, media[i].embd, media[i].n_rows};
-        for (size_t i = 0; i <= n_inline; i++) {
-            parts[n_parts++] = (part){ids.ids + start, NULL, ends[i] - start};
-            start = ends[i];
-            if (i < n_inline)
-                parts[n_parts++] = (part){NULL, media[i].embd, media[i].n_rows};
-        }
-        st = eval_parts(s, parts, n_parts, fn);
     }
+    /* Images to encode are encoded once the whole message is known to fit. */
+    if (st == MM_OK)
+        st = check_parts(s, parts, n_parts, fn);
+    size_t n_embd = (size_t)s->dec->config.n_embd;
+    for (size_t i = 0; i < n_media && st == MM_OK; i++) {
+        if (media[i].embd)
+            continue;
+        encoded[i] = mmi_array(media[i].n_rows * n_embd, sizeof(float));
+        if (!encoded[i])
+            st = mmi_fail(MM_ERR_NOMEM, "%s: out of memory for %zu image rows", fn,
+                          media[i].n_rows);
+        else
+            st = encode(user, i, encoded[i], &s->cancel);
+        parts[first ? i : 2 * i + 1].embd = encoded[i];
+    }
+    if (st == MM_OK)
+        st = eval_parts(s, parts, n_parts, fn);
+    for (size_t i = 0; encoded && i < n_media; i++)
+        mmi_free(encoded[i]);
+    mmi_free(encoded);
     mmi_free(b.p);
     mmi_free(parts);
     mmi_free(ends);
@@ -454,6 +484,60 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
         s->held_system = NULL;
     }
     return MM_OK;
+}
+
+/* ---- images ---- */
+
+typedef struct {
+    const mmi_vision *vision;
+    const mm_image *const *images;
+    int side; /* the view side the rows were counted for */
+} image_source;
+
+/* Preprocess image i as the vision file says and run the tower and projector into out. */
+static mm_status encode_image(void *user, size_t i, float *out, const atomic_int *cancel)
+{
+    const image_source *src = user;
+    mmi_views views;
+    MMI_TRY(mmi_vision_preprocess(src->vision, src->images[i], &views));
+    mm_status st = MM_OK;
+    if (views.n_views != 1 || views.size != src->side)
+        st = mmi_fail(MM_ERR_UNSUPPORTED, "image %zu: preprocessing gave %d views of side %d, "
+                      "expected one of %d", i, views.n_views, views.size, src->side);
+    if (st == MM_OK)
+        st = mmi_vision_encode(src->vision, views.pixels, views.size, views.size, out, cancel);
+    mmi_views_free(&views);
+    return st;
+}
+
+mm_status mmi_session_add_message_images(mm_session *s, mmi_chat_role role, const char *text,
+                                         size_t len, const mm_image *const *images,
+                                         size_t n_images)
+{
+    static const char fn[] = "mm_session_add_message_images";
+    const mmi_vision *v = s->model->vision;
+    if (n_images > 0 && !v)
+        return mmi_fail(MM_ERR_STATE, "%s: the model has no vision encoder (load an mmproj "
+                        "file with it)", fn);
+    mmi_media *media = mmi_calloc(n_images + 1, sizeof *media);
+    if (!media)
+        return mmi_fail(MM_ERR_NOMEM, "%s: out of memory", fn);
+    /* Every image becomes one view of the trained side (a GGUF file's crop size is its image
+     * size), so the cost is known before any preprocessing; encode_image checks it. */
+    int side = v ? v->preprocess.image_size : 0, n_tokens = 0, n_embd = 0;
+    mm_status st = MM_OK;
+    if (n_images > 0)
+        st = mmi_vision_output_shape(v, side, side, &n_tokens, &n_embd);
+    if (st == MM_OK && n_images > 0 && n_embd != s->dec->config.n_embd)
+        st = mmi_fail(MM_ERR_FORMAT, "%s: the vision file projects to %d values, the language "
+                      "model takes %d", fn, n_embd, s->dec->config.n_embd);
+    for (size_t i = 0; i < n_images && st == MM_OK; i++)
+        media[i].n_rows = (size_t)n_tokens;
+    image_source src = {v, images, side};
+    if (st == MM_OK)
+        st = mmi_session_add_message(s, role, text, len, media, n_images, encode_image, &src);
+    mmi_free(media);
+    return st;
 }
 
 /* ---- stop strings ---- */
@@ -599,10 +683,11 @@ static mm_status step(mm_session *s, int32_t *token, const char **piece, size_t 
     *token = t;
 
     int eog = s->tok && mmi_token_is_eog(s->tok, t);
-    if (s->tok && !eog) {
+    /* An id past the tokenizer's list (padding rows of the embedding) gives no text. */
+    if (s->tok && !eog && t < mmi_tokenizer_n_vocab(s->tok)) {
         const char *text;
         size_t n;
-        mmi_detok_stream_push(&s->detok, t, &text, &n); /* t < V: cannot fail */
+        mmi_detok_stream_push(&s->detok, t, &text, &n); /* in range: cannot fail */
         hold_text(s, text, n);
     }
     int last = eog || g->n_generated >= s->max_tokens;

@@ -217,6 +217,7 @@ static mm_status load_vision(mmi_vision *v, const mmi_gguf *g)
 {
     const char *path = mmi_gguf_path(g);
     mmi_weights *w = &v->weights;
+    MMI_TRY(mmi_preprocess_config_load(g, &v->preprocess));
     MMI_TRY(mmi_encoder_load(&v->enc, g, w, "clip.vision", "v"));
     MMI_TRY(mmi_tower_act(g, "clip.vision", &v->enc.act));
     int D = v->enc.n_embd;
@@ -430,6 +431,13 @@ mm_status mmi_vision_pooled(const mmi_vision *v, const float *chw, int width, in
     }
     mmi_free(state);
     return st;
+}
+
+mm_status mmi_vision_preprocess(const mmi_vision *v, const mm_image *image, mmi_views *views)
+{
+    /* AnyRes tiling (LLaVA-1.6) needs the tiles merged by the connector: not done yet, so the
+     * whole image is one view at every detail level. */
+    return mmi_preprocess(&v->preprocess, image, MMI_DETAIL_LOW, views);
 }
 
 mm_status mmi_vision_output_shape(const mmi_vision *v, int width, int height, int *n_tokens,

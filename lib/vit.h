@@ -14,6 +14,7 @@
 #include "connector.h"
 #include "model.h"
 #include "patchify.h"
+#include "preprocess.h"
 #include "weights.h"
 
 /* One pre-LN block: x += out(attn(ln1(x))); x += fc2(act(fc1(ln2(x)))). */
@@ -62,6 +63,7 @@ typedef struct {
 
 struct mmi_vision {
     /* config */
+    mmi_preprocess_config preprocess; /* image -> normalized pixels, from clip.vision.* keys */
     int image_size;            /* S: trained input side */
     int n_feature_layers;      /* hidden_states concatenated for the connector */
     int feature_layers[MMI_MAX_FEATURE_LAYERS];
@@ -107,5 +109,8 @@ mm_status mmi_vision_output_shape(const mmi_vision *v, int width, int height, in
  * class token kept. */
 mm_status mmi_vision_encode(const mmi_vision *v, const float *chw, int width, int height,
                             float *out, const atomic_int *cancel);
+
+/* Preprocess an image as the file says (one view of the whole image) into views. */
+mm_status mmi_vision_preprocess(const mmi_vision *v, const mm_image *image, mmi_views *views);
 
 #endif

@@ -5,10 +5,18 @@ status=0
 for f in lib/*.c; do
     grep -q "'$f'" meson.build || { echo "meson.build lacks $f"; status=1; }
 done
-for f in examples/mm-*.c tests/test_*.c; do
+for f in examples/mm-*.c examples/cpp/mm-*.cpp; do
     [ -f "$f" ] || continue
-    name=$(basename "$f" .c)
+    name=$(basename "${f%.*}")
     grep -q "'$name'" meson.build || { echo "meson.build lacks $name"; status=1; }
 done
-[ $status -eq 0 ] && echo "meson.build lists every source: ok"
+for f in tests/*.c; do
+    name=$(basename "$f" .c)
+    grep -q "'$name'" tests/meson.build || { echo "tests/meson.build lacks $name"; status=1; }
+done
+for f in tests/check_*.sh tests/run_[0-3].d/*; do
+    name=${f#tests/}
+    grep -q "'$name'" tests/meson.build || { echo "tests/meson.build does not run $name"; status=1; }
+done
+[ $status -eq 0 ] && echo "meson.build lists every source and test: ok"
 exit $status

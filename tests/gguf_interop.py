@@ -7,7 +7,8 @@ tests/check_gguf_interop.sh after `make` has built tests/gguf_tool.
    decodes: integers, strings' bytes, and every float's bit pattern.
 2. `gguf_tool copy` (C reader -> C writer) must reproduce each file byte for byte, which checks
    the writer's layout (header, strings, tensor infos, offsets, padding) against Python's.
-3. The same for the llama.cpp vocab files in ../shared/vectors/tokenizer.
+3. The same for the llama.cpp vocab files in ../shared/vectors/tokenizer and for the files
+   tools/convert_hf_to_gguf.py makes (--outtype f16) from every case in ../shared/vectors/hf.
 4. `gguf_tool halve` rounds 200k f32 values (random bit patterns over the whole range, plus
    every rounding edge) to f16 and bf16 with the C writer; the bits must equal numpy's
    float16 cast and torch's bfloat16 cast (NaNs: must stay NaN).
@@ -24,7 +25,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 from gguf import GGUFReader, GGUFWriter, _pack_value  # noqa: E402
 
-TOOL = os.path.join(ROOT, "tests", "gguf_tool")
+# MM_TEST_BIN: where the build put the test programs (meson: its build folder).
+TOOL = os.path.join(os.environ.get("MM_TEST_BIN", os.path.join(ROOT, "tests")), "gguf_tool")
 SHARED = os.environ.get("MM_SHARED_DIR") or os.path.join(os.path.dirname(ROOT), "shared")
 
 
@@ -124,7 +126,7 @@ def check(path, directory):
             first = next((i for i in range(min(len(a), len(b))) if a[i] != b[i]), min(len(a), len(b)))
             problems.append("%s: copy differs from the original at byte %d (sizes %d, %d)"
                             % (path, first, len(a), len(b)))
-    print("%-60s %d keys, %d tensors: %s" % (os.path.basename(path), len(want) - 1 - sum(
+    print("%-60s %d keys, %d tensors: %s" % (os.path.relpath(path, directory) if path.startswith(directory) else os.path.basename(path), len(want) - 1 - sum(
         l.startswith("tensor") for l in want), sum(l.startswith("tensor") for l in want),
         "ok" if not problems else "FAILED"))
     return problems
@@ -178,9 +180,21 @@ def main():
     if not vocab:
         print("no llama.cpp vocab files under %s" % vocab_dir)
         return 1
+    hf = os.path.join(SHARED, "vectors", "hf")
+    cases = sorted(n for n in os.listdir(hf) if os.path.isfile(os.path.join(hf, n, "model.safetensors")))
     with tempfile.TemporaryDirectory() as directory:
         problems = []
-        for path in write_samples(directory) + vocab:
+        converted = []
+        for case in cases:
+            out = os.path.join(directory, case)
+            run = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert_hf_to_gguf.py"),
+                                  "-o", out, "--outtype", "f16", os.path.join(hf, case)],
+                                 capture_output=True)
+            if run.returncode != 0:
+                problems.append("converting %s failed: %s" % (case, run.stderr.decode()[-500:]))
+                continue
+            converted += sorted(os.path.join(out, n) for n in os.listdir(out) if n.endswith(".gguf"))
+        for path in write_samples(directory) + vocab + converted:
             problems += check(path, directory)
         problems += check_rounding(directory)
     for p in problems:

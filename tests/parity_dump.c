@@ -472,7 +472,33 @@ static void dump_siglip_vision(dump *d)
     free(px);
 }
 
-/* transformers.LlamaForCausalLM: logits of the prompt, greedy generation with the cache. */
+/* HF's hidden_states [L+1][1][T][E] of a text prompt: the residual stream after 0 .. L-1
+ * blocks (a copy of the decoder cut to that many blocks leaves it in the state's x), then the
+ * final RMSNorm of the last block's output. */
+static void put_decoder_hidden_states(dump *d, const int32_t *ids, int T)
+{
+    const mmi_decoder *dec = d->model->decoder;
+    int L = dec->config.n_layer, E = dec->config.n_embd;
+    float *all = xmalloc((size_t)(L + 1) * T * E * sizeof(float));
+    for (int k = 0; k <= L; k++) {
+        mmi_decoder cut = *dec;
+        cut.config.n_layer = k;
+        mmi_decoder_state s;
+        check(mmi_decoder_state_init(&s, &cut, T, T), "decoder state");
+        check(mmi_decoder_eval(&cut, &s, ids, NULL, T, NULL, NULL), "hidden states");
+        float *h = all + (size_t)k * T * E;
+        if (k < L)
+            memcpy(h, s.x, (size_t)T * E * sizeof(float));
+        else
+            mmi_rmsnorm(h, s.x, T, E, dec->weights.output_norm, dec->config.norm_eps);
+        mmi_decoder_state_free(&s);
+    }
+    put_f32(d, "hidden_states", all, 4, (int64_t)(L + 1), (int64_t)1, (int64_t)T, (int64_t)E);
+    free(all);
+}
+
+/* transformers.LlamaForCausalLM: hidden states and logits of the prompt, greedy generation
+ * with the cache. */
 static void dump_llama(dump *d)
 {
     load_model(d, "model.gguf", NULL);
@@ -480,6 +506,7 @@ static void dump_llama(dump *d)
     int32_t *ids = input_ids(d, "input_ids", shape);
     if (shape[0] != 1)
         die("input_ids has a batch of %lld", (long long)shape[0]);
+    put_decoder_hidden_states(d, ids, (int)shape[1]);
     put_language_model(d, ids, (int)shape[1], -1, NULL, 0);
     free(ids);
 }

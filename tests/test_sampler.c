@@ -118,6 +118,58 @@ START_TEST(top_k_top_p_min_p_cut_where_expected)
 }
 END_TEST
 
+/* The heap selection of top-k equals sorting the whole vocabulary and cutting, ties included
+ * (logits drawn from 16 values, so many are equal and the id decides). */
+static int rank_desc(const void *a, const void *b)
+{
+    const mmi_candidate *x = a, *y = b;
+    if (x->logit != y->logit)
+        return x->logit > y->logit ? -1 : 1;
+    return x->id - y->id;
+}
+
+START_TEST(top_k_selection_equals_a_full_sort)
+{
+    enum { V = 5000 };
+    static float logits[V];
+    static mmi_candidate all[V];
+    uint32_t state = 7;
+    for (int i = 0; i < V; i++) {
+        state = state * 1664525u + 1013904223u;
+        logits[i] = (float)(state >> 28) - 8.0f;
+        all[i] = (mmi_candidate){.id = i, .logit = logits[i]};
+    }
+    qsort(all, V, sizeof *all, rank_desc);
+    const int ks[] = {1, 2, 7, 40, 999, 4999};
+    for (size_t j = 0; j < sizeof ks / sizeof ks[0]; j++) {
+        mmi_sampler_params p = plain();
+        p.top_k = ks[j];
+        mmi_sampler s = make(V, p);
+        ck_assert_int_eq(mmi_sampler_candidates(&s, logits, NULL, 0), ks[j]);
+        for (int i = 0; i < ks[j]; i++)
+            ck_assert_msg(s.cand[i].id == all[i].id, "k=%d rank %d: id %d, expected %d", ks[j],
+                          i, s.cand[i].id, all[i].id);
+        mmi_sampler_free(&s);
+    }
+    /* Top-p alone ranks a growing head of the vocabulary: the nucleus must be the ranked
+     * prefix whose probabilities first reach p. */
+    double sum = 0, cum = 0;
+    for (int i = 0; i < V; i++)
+        sum += exp((double)all[i].logit - all[0].logit);
+    int want = 0;
+    while (cum < 0.6)
+        cum += exp((double)all[want++].logit - all[0].logit) / sum;
+    ck_assert_int_gt(want, 256); /* beyond the first head the sampler ranks */
+    mmi_sampler_params p = plain();
+    p.top_p = 0.6f;
+    mmi_sampler s = make(V, p);
+    ck_assert_int_eq(mmi_sampler_candidates(&s, logits, NULL, 0), want);
+    for (int i = 0; i < want; i++)
+        ck_assert_int_eq(s.cand[i].id, all[i].id);
+    mmi_sampler_free(&s);
+}
+END_TEST
+
 START_TEST(repetition_penalty_as_llama_cpp)
 {
     /* Positive logits are divided, negative ones multiplied, each distinct id once; ids < 0
@@ -127,18 +179,19 @@ START_TEST(repetition_penalty_as_llama_cpp)
     mmi_sampler s = make(4, p);
     const float logits[4] = {2, -1, 0.5f, 3};
     const int32_t history[5] = {0, 1, 1, -1, 0};
+    /* No top-k / top-p: the candidates stay in id order. */
     ck_assert_int_eq(mmi_sampler_candidates(&s, logits, history, 5), 4);
-    /* Sorted: 3 (3), 0 (1), 2 (0.5), 1 (-2). */
-    ck_assert_int_eq(s.cand[0].id, 3);
-    ck_assert_float_eq(s.cand[1].logit, 1.0f);
-    ck_assert_float_eq(s.cand[3].logit, -2.0f);
+    ck_assert_int_eq(s.cand[3].id, 3);
+    ck_assert_float_eq(s.cand[0].logit, 1.0f);
+    ck_assert_float_eq(s.cand[1].logit, -2.0f);
     ck_assert_float_eq(s.cand[2].logit, 0.5f);
+    ck_assert_float_eq(s.cand[3].logit, 3.0f);
     /* Only the last repeat_last_n = 1 token counts: 0, not 1. */
     p.repeat_last_n = 1;
     mmi_sampler_set_params(&s, &p);
     mmi_sampler_candidates(&s, logits, history, 5);
-    ck_assert_float_eq(s.cand[1].logit, 1.0f);  /* id 0 penalised */
-    ck_assert_float_eq(s.cand[3].logit, -1.0f); /* id 1 not */
+    ck_assert_float_eq(s.cand[0].logit, 1.0f);  /* id 0 penalised */
+    ck_assert_float_eq(s.cand[1].logit, -1.0f); /* id 1 not */
     /* The penalty acts before top-k and in greedy mode: {5, 4, 1} with 0 seen, penalty 10,
      * gives {0.5, 4, 1}: top-k 1 and greedy both pick id 1. */
     const float l3[3] = {5, 4, 1};
@@ -213,8 +266,8 @@ START_TEST(nan_and_infinite_logits_are_harmless)
     mmi_sampler s = make(3, plain());
     const float logits[3] = {NAN, 1, 0};
     ck_assert_int_eq(mmi_sampler_candidates(&s, logits, NULL, 0), 3);
-    ck_assert_int_eq(s.cand[2].id, 0);
-    ck_assert_float_eq(s.cand[2].p, 0.0f);
+    ck_assert_int_eq(s.cand[0].id, 0);
+    ck_assert_float_eq(s.cand[0].p, 0.0f);
     for (int i = 0; i < 100; i++)
         ck_assert_int_ne(mmi_sampler_sample(&s, logits, NULL, 0), 0);
     const float dead[3] = {-INFINITY, -INFINITY, NAN};
@@ -225,7 +278,7 @@ START_TEST(nan_and_infinite_logits_are_harmless)
     p.temperature = 1e-9f;
     mmi_sampler_set_params(&s, &p);
     ck_assert_int_eq(mmi_sampler_sample(&s, logits, NULL, 0), 1);
-    ck_assert_float_eq(s.cand[0].p, 1.0f);
+    ck_assert_float_eq(s.cand[1].p, 1.0f); /* id order: no top-k / top-p */
     mmi_sampler_free(&s);
 }
 END_TEST
@@ -265,6 +318,7 @@ int main(void)
     tcase_add_test(tc, greedy_takes_the_largest_lower_id_on_ties);
     tcase_add_test(tc, temperature_reshapes_the_distribution);
     tcase_add_test(tc, top_k_top_p_min_p_cut_where_expected);
+    tcase_add_test(tc, top_k_selection_equals_a_full_sort);
     tcase_add_test(tc, repetition_penalty_as_llama_cpp);
     tcase_add_test(tc, generators_match_published_vectors);
     tcase_add_test(tc, same_seed_same_tokens_and_frequencies_match);

@@ -11,6 +11,7 @@
 
 #include "alloc.h"
 #include "model.h"
+#include "vit.h"
 #include "session.h"
 #include "testutil.h"
 #include "tiny_llama.h"
@@ -415,7 +416,7 @@ START_TEST(images_go_at_their_markers)
         rows[i] = (float)sin(i);
     const mmi_media media[2] = {{rows, 3}, {rows + 3 * 32, 2}};
     const char *text = "<image>\nDescribe.";
-    ck_assert_ok(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), media, 1));
+    ck_assert_ok(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), media, 1, NULL, NULL));
     /* BOS, "USER: ", 3 image rows, then the rest tokenized on its own (llama.cpp's split). */
     int32_t want[64], tail[64];
     want[0] = 1;
@@ -430,7 +431,7 @@ START_TEST(images_go_at_their_markers)
     /* Without markers the images open the message, each followed by "\n". */
     mm_session_reset(s);
     text = "Describe.";
-    ck_assert_ok(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), media, 2));
+    ck_assert_ok(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), media, 2, NULL, NULL));
     n = 1 + tokenize("USER: ", want + 1, 63);
     for (int i = 0; i < 3; i++)
         want[n++] = -1;
@@ -443,11 +444,147 @@ START_TEST(images_go_at_their_markers)
     /* Markers and images must agree. */
     mm_session_reset(s);
     text = "<image> and <image>";
-    ck_assert_status(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), media, 1),
+    ck_assert_status(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), media, 1,
+                                             NULL, NULL),
                      MM_ERR_ARG);
     ck_assert_message_has("2 <image> markers for 1 images");
     ck_assert_int_eq(mm_session_n_past(s), 0);
     mm_session_free(s);
+}
+END_TEST
+
+/* ---- pictures through the vision tower ---- */
+
+static mm_model *llava_model(void)
+{
+    tiny_llama c = tiny_llama_default;
+    c.vocab_path = test_shared_path("vectors/tokenizer/ggml-vocab-llama-spm.gguf");
+    mm_model *m;
+    ck_assert_ok(tiny_llava_load(&c, &m));
+    ck_assert_ptr_nonnull(m->vision);
+    return m;
+}
+
+static mm_image *test_image(void)
+{
+    uint8_t px[30 * 20 * 3];
+    for (size_t i = 0; i < sizeof px; i++)
+        px[i] = (uint8_t)(i * 37 % 251);
+    mm_image *img;
+    ck_assert_ok(mm_image_from_pixels(px, 20, 30, 60, MM_PIXEL_RGB8, &img));
+    return img;
+}
+
+/* A picture added to a message is encoded as mm_image_encode encodes it, and sits where the
+ * template puts it. */
+START_TEST(pictures_are_encoded_in_the_message)
+{
+    mm_model *m = llava_model();
+    mm_image *img = test_image();
+    mm_session *s = session_with(m, NULL, 0);
+    ck_assert_str_eq(mm_session_chat_template(s), "llava"); /* a model with a vision tower */
+    const mm_image *images[1] = {img};
+    ck_assert_ok(mm_session_add_message_images(s, "user", "Describe.", 9, images, 1));
+
+    mm_embeddings *e;
+    ck_assert_ok(mm_image_encode(m, img, NULL, &e));
+    ck_assert_uint_eq(mm_embeddings_n_tokens(e), 4); /* 2x2 patches, class token dropped */
+    mm_session *ref = session_with(m, NULL, 0);
+    const mm_embeddings *embs[1] = {e};
+    ck_assert_ok(mm_session_add_message_embeddings(ref, "user", "Describe.", 9, embs, 1));
+    int n = mm_session_n_past(s);
+    ck_assert_int_eq(n, mm_session_n_past(ref));
+    check_history(s, 0, mmi_session_history(ref), (size_t)n);
+    const float *a, *b;
+    size_t n_vocab;
+    ck_assert_ok(mm_session_logits(s, &a, &n_vocab));
+    ck_assert_ok(mm_session_logits(ref, &b, &n_vocab));
+    ck_assert_mem_eq(a, b, n_vocab * sizeof *a);
+
+    int32_t want[64];
+    want[0] = 1;
+    size_t k = 1 + tokenize("USER: ", want + 1, 63);
+    for (int i = 0; i < 4; i++)
+        want[k++] = -1;
+    k += tokenize("\nDescribe. ASSISTANT:", want + k, 64 - k);
+    check_history(s, 0, want, k);
+    ck_assert_int_eq(n, (int)k);
+
+    /* Misuse: a NULL image, embeddings of another width. */
+    const mm_image *none[1] = {NULL};
+    ck_assert_status(mm_session_add_message_images(s, "user", "x", 1, none, 1), MM_ERR_ARG);
+    ck_assert_status(mm_session_add_message_images(s, "user", "x", 1, NULL, 1), MM_ERR_ARG);
+    ck_assert_int_eq(mm_session_n_past(s), n);
+    mm_embeddings_free(e);
+    mm_session_free(ref);
+    mm_session_free(s);
+    mm_image_free(img);
+    mm_model_free(m);
+}
+END_TEST
+
+typedef struct {
+    mm_session *s;
+    const mmi_vision *vision;
+    const mm_image *image;
+    int calls;
+    int cancel;
+} test_encoder;
+
+/* Encodes as the session does, optionally cancelling the session first. */
+static mm_status encode_for_test(void *user, size_t i, float *out, const atomic_int *cancel)
+{
+    (void)i;
+    test_encoder *t = user;
+    t->calls++;
+    if (t->cancel)
+        mm_session_cancel(t->s);
+    mmi_views views;
+    MMI_TRY(mmi_vision_preprocess(t->vision, t->image, &views));
+    mm_status st = mmi_vision_encode(t->vision, views.pixels, views.size, views.size, out, cancel);
+    mmi_views_free(&views);
+    return st;
+}
+
+START_TEST(picture_overflow_and_cancel_before_and_during_encoding)
+{
+    mm_model *m = llava_model();
+    mm_image *img = test_image();
+    const mm_image *images[1] = {img};
+    /* 12 positions: BOS + "USER: " + 4 image rows + the rest does not fit. */
+    mm_session *s = session_with(m, NULL, 12);
+    test_encoder t = {.s = s, .vision = m->vision, .image = img};
+    const mmi_media media[1] = {{NULL, 4}};
+    const char *text = "Describe this picture in detail.";
+    ck_assert_status(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), media, 1,
+                                             encode_for_test, &t), MM_ERR_CTX_FULL);
+    ck_assert_int_eq(t.calls, 0); /* refused before any encoding */
+    ck_assert_status(mm_session_add_message_images(s, "user", text, strlen(text), images, 1),
+                     MM_ERR_CTX_FULL);
+    ck_assert_message_has("of the context's 12");
+    ck_assert_int_eq(mm_session_n_past(s), 0);
+    mm_session_free(s);
+
+    /* Cancelled while the tower runs: nothing added, and the session works afterwards. */
+    s = session_with(m, NULL, 0);
+    t = (test_encoder){.s = s, .vision = m->vision, .image = img, .cancel = 1};
+    ck_assert_status(mmi_session_add_message(s, MMI_ROLE_USER, "Hi", 2, media, 1,
+                                             encode_for_test, &t), MM_ERR_CANCELLED);
+    ck_assert_int_eq(t.calls, 1);
+    ck_assert_int_eq(mm_session_n_past(s), 0);
+    ck_assert_ok(mm_session_add_message_images(s, "user", "Hi", 2, images, 1));
+    ck_assert_int_gt(mm_session_n_past(s), 4);
+    mm_session_free(s);
+
+    /* A model without a vision tower refuses pictures but takes a message without any. */
+    s = session_with(vocab_model, NULL, 0);
+    ck_assert_status(mm_session_add_message_images(s, "user", "Hi", 2, images, 1),
+                     MM_ERR_STATE);
+    ck_assert_message_has("no vision encoder");
+    ck_assert_ok(mm_session_add_message_images(s, "user", "Hi", 2, NULL, 0));
+    mm_session_free(s);
+    mm_image_free(img);
+    mm_model_free(m);
 }
 END_TEST
 
@@ -703,6 +840,8 @@ int main(void)
     tcase_add_test(tc, chatml_and_llama2_templates);
     tcase_add_test(tc, template_from_the_file);
     tcase_add_test(tc, images_go_at_their_markers);
+    tcase_add_test(tc, pictures_are_encoded_in_the_message);
+    tcase_add_test(tc, picture_overflow_and_cancel_before_and_during_encoding);
     tcase_add_test(tc, stop_strings_cut_the_text);
     tcase_add_test(tc, end_of_generation_token_ends_and_closes_the_answer);
     tcase_add_test(tc, context_overflow_is_refused_before_any_work);

@@ -203,6 +203,109 @@ static mm_status tiny_llama_write(const tiny_llama *c, const char *path)
     return st;
 }
 
+/* ---- a tiny LLaVA-style vision file: CLIP tower (image 16, patch 8, width 8, 2 blocks,
+ * feature layer 1, class token dropped: 4 image tokens) and an MLP projector to n_embd_text ---- */
+
+static inline mm_status tiny_vision_tensor(mmi_gguf_writer *w, uint32_t *rng, const char *name,
+                                    uint32_t n_dims, const uint64_t *ne, float center, float scale)
+{
+    size_t n = 1;
+    for (uint32_t i = 0; i < n_dims; i++)
+        n *= (size_t)ne[i];
+    float *v = malloc(n * sizeof *v);
+    if (!v)
+        return MM_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++)
+        v[i] = center + scale * tiny_random(rng);
+    mm_status st = mmi_gguf_writer_add_tensor(w, name, MMI_TENSOR_F32, n_dims, ne, v);
+    free(v);
+    return st;
+}
+
+static inline mm_status tiny_vision_write(const char *path, int n_embd_text)
+{
+    enum { S = 16, P = 8, D = 8, F = 16, L = 2 };
+    mmi_gguf_writer *w;
+    MMI_TRY(mmi_gguf_writer_create(&w));
+    uint32_t rng = 99;
+    const float mean[3] = {0.5f, 0.4f, 0.3f}, std[3] = {0.25f, 0.3f, 0.2f};
+    const int32_t feature_layer[1] = {1};
+    mm_status st = mmi_gguf_writer_add_string(w, "general.architecture", "clip");
+    if (st == MM_OK)
+        st = mmi_gguf_writer_add_bool(w, "clip.has_vision_encoder", 1);
+    if (st == MM_OK)
+        st = mmi_gguf_writer_add_bool(w, "clip.has_llava_projector", 1);
+    if (st == MM_OK)
+        st = mmi_gguf_writer_add_string(w, "clip.projector_type", "mlp");
+    struct { const char *key; int64_t v; } dims[] = {
+        {"clip.vision.image_size", S}, {"clip.vision.patch_size", P},
+        {"clip.vision.embedding_length", D}, {"clip.vision.feed_forward_length", F},
+        {"clip.vision.block_count", L}, {"clip.vision.attention.head_count", 2},
+    };
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0] && st == MM_OK; i++)
+        st = mmi_gguf_writer_add_int(w, dims[i].key, MMI_GGUF_UINT32, dims[i].v);
+    if (st == MM_OK)
+        st = mmi_gguf_writer_add_float(w, "clip.vision.attention.layer_norm_epsilon",
+                                       MMI_GGUF_FLOAT32, 1e-5);
+    if (st == MM_OK)
+        st = mmi_gguf_writer_add_array(w, "clip.vision.image_mean", MMI_GGUF_FLOAT32, mean, 3);
+    if (st == MM_OK)
+        st = mmi_gguf_writer_add_array(w, "clip.vision.image_std", MMI_GGUF_FLOAT32, std, 3);
+    if (st == MM_OK)
+        st = mmi_gguf_writer_add_array(w, "clip.vision.feature_layer", MMI_GGUF_INT32,
+                                       feature_layer, 1);
+    struct { const char *name; uint32_t n_dims; uint64_t ne[4]; float center, scale; } t[] = {
+        {"v.patch_embd.weight", 4, {P, P, 3, D}, 0, 0.3f}, {"v.class_embd", 1, {D}, 0, 1},
+        {"v.position_embd.weight", 2, {D, (S / P) * (S / P) + 1}, 0, 0.5f},
+        {"v.pre_ln.weight", 1, {D}, 1, 0.2f}, {"v.pre_ln.bias", 1, {D}, 0, 0.2f},
+        {"mm.0.weight", 2, {D, (uint64_t)n_embd_text}, 0, 0.6f},
+        {"mm.0.bias", 1, {(uint64_t)n_embd_text}, 0, 0.2f},
+        {"mm.2.weight", 2, {(uint64_t)n_embd_text, (uint64_t)n_embd_text}, 0, 0.4f},
+        {"mm.2.bias", 1, {(uint64_t)n_embd_text}, 0, 0.2f},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0] && st == MM_OK; i++)
+        st = tiny_vision_tensor(w, &rng, t[i].name, t[i].n_dims, t[i].ne, t[i].center,
+                                t[i].scale);
+    for (int l = 0; l < L && st == MM_OK; l++) {
+        struct { const char *name; uint32_t n_dims; uint64_t ne[2]; float center, scale; } b[] = {
+            {"ln1.weight", 1, {D}, 1, 0.2f},      {"ln1.bias", 1, {D}, 0, 0.2f},
+            {"ln2.weight", 1, {D}, 1, 0.2f},      {"ln2.bias", 1, {D}, 0, 0.2f},
+            {"attn_q.weight", 2, {D, D}, 0, 0.6f}, {"attn_q.bias", 1, {D}, 0, 0.2f},
+            {"attn_k.weight", 2, {D, D}, 0, 0.6f}, {"attn_k.bias", 1, {D}, 0, 0.2f},
+            {"attn_v.weight", 2, {D, D}, 0, 0.6f}, {"attn_v.bias", 1, {D}, 0, 0.2f},
+            {"attn_out.weight", 2, {D, D}, 0, 0.6f}, {"attn_out.bias", 1, {D}, 0, 0.2f},
+            {"ffn_up.weight", 2, {D, F}, 0, 0.6f}, {"ffn_up.bias", 1, {F}, 0, 0.2f},
+            {"ffn_down.weight", 2, {F, D}, 0, 0.4f}, {"ffn_down.bias", 1, {D}, 0, 0.2f},
+        };
+        for (size_t i = 0; i < sizeof b / sizeof b[0] && st == MM_OK; i++) {
+            char name[64];
+            snprintf(name, sizeof name, "v.blk.%d.%s", l, b[i].name);
+            st = tiny_vision_tensor(w, &rng, name, b[i].n_dims, b[i].ne, b[i].center,
+                                    b[i].scale);
+        }
+    }
+    if (st == MM_OK)
+        st = mmi_gguf_writer_write_file(w, path);
+    mmi_gguf_writer_free(w);
+    return st;
+}
+
+/* The text model and a vision file for it, loaded as a pair; the files are removed at once. */
+static inline mm_status tiny_llava_load(const tiny_llama *c, mm_model **out)
+{
+    char text_path[512];
+    snprintf(text_path, sizeof text_path, "%s", tiny_temp_path("text.gguf"));
+    const char *vision_path = tiny_temp_path("vision.gguf");
+    mm_status st = tiny_llama_write(c, text_path);
+    if (st == MM_OK)
+        st = tiny_vision_write(vision_path, c->n_embd);
+    if (st == MM_OK)
+        st = mm_model_load(text_path, vision_path, NULL, out);
+    unlink(text_path);
+    unlink(vision_path);
+    return st;
+}
+
 /* Write the model to a temporary file and load it; the file is removed at once. */
 static mm_status tiny_llama_load(const tiny_llama *c, mm_model **out)
 {

@@ -340,6 +340,7 @@ def make_preprocess(tensors):
     src_path = os.path.join(OUT, "resize_src.png")
     write_png(src_path, test_picture(45, 33, 5), 2, 8)
     src = pil_rgb(src_path)
+    tensors["resize_src.png.rgb"] = src
     for fname, filt in (("bilinear", Image.BILINEAR), ("bicubic", Image.BICUBIC)):
         for w, h in ((20, 15), (90, 66), (17, 50), (45, 10), (1, 1), (3, 100), (200, 7), (44, 33)):
             tensors["resize.%s.%dx%d" % (fname, w, h)] = pil_resize(src, w, h, filt)
@@ -352,6 +353,12 @@ def make_preprocess(tensors):
     tensors["pad.s24"] = clip_processor(expand2square(src, fill), 24)
     tall = np.ascontiguousarray(src.transpose(1, 0, 2))
     tensors["pad_tall.s24"] = clip_processor(expand2square(tall, fill), 24)
+
+    # A thin strip: the shortest-edge resize is 1600 x 24 before the crop.
+    thin = test_picture(200, 3, 6)
+    tensors["thin.input"] = thin
+    tensors["thin.clip.s24"] = clip_processor(thin, 24)
+    tensors["thin.pad.s24"] = clip_processor(expand2square(thin, fill), 24)
 
     pinpoints = [[16, 32], [32, 16], [32, 32], [48, 16], [16, 48]]     # (height, width)
     tensors["anyres.pinpoints_hw"] = np.array(pinpoints, np.int64)

@@ -1,0 +1,25 @@
+"""libmm for Python: run multimodal language models (image + text -> text) and CLIP through the
+libmm C library with ctypes. No compiled extension: the package finds the shared library
+($LIBMM_PATH, else the source tree's lib/libmm.so.1, else the system's) and refuses to load one
+whose ABI version differs from the one it was written for.
+
+    import libmm
+    model = libmm.Model("model.gguf", mmproj="mmproj.gguf")
+"""
+from ._native import ABI_VERSION, LibraryNotFound, MMError, Status, lib as _lib
+from .log import logger, set_log_level
+from .model import Model
+from .options import Options, ProgressStage
+
+__all__ = ["ABI_VERSION", "LibraryNotFound", "MMError", "Model", "Options", "ProgressStage",
+           "Status", "logger", "set_log_level", "version", "version_number"]
+
+
+def version():
+    """The loaded library's version string, "MAJOR.MINOR.PATCH"."""
+    return _lib.mm_version_string().decode()
+
+
+def version_number():
+    """MAJOR*10000 + MINOR*100 + PATCH of the loaded library."""
+    return _lib.mm_version_number()

@@ -1,0 +1,168 @@
+"""Loading libmm with ctypes: finding the shared object, the ABI handshake, the C prototypes, and
+turning a failed status into an exception.
+
+Only integer constants and opaque pointers cross the boundary (the C API has no public structs),
+so nothing here mirrors a struct layout."""
+import ctypes
+import enum
+import os
+
+ABI_VERSION = 1  # the MM_ABI_VERSION this package was written for (soname libmm.so.1)
+SONAME = "libmm.so.%d" % ABI_VERSION
+
+
+class Status(enum.IntEnum):
+    """mm_status codes (numbers fixed by the ABI)."""
+    OK = 0
+    ERR_ARG = 1
+    ERR_NOMEM = 2
+    ERR_IO = 3
+    ERR_FORMAT = 4
+    ERR_UNSUPPORTED = 5
+    ERR_CTX_FULL = 6
+    ERR_CANCELLED = 7
+    ERR_STATE = 8
+    ERR_LIMIT = 9
+
+
+class MMError(Exception):
+    """A libmm call failed. `status` is the Status (or the raw int if unknown), `detail` the text
+    of mm_last_error() at the time, `function` the C function that failed."""
+
+    def __init__(self, status, detail, function=None):
+        try:
+            status = Status(status)
+        except ValueError:
+            pass
+        self.status, self.detail, self.function = status, detail, function
+        name = status.name if isinstance(status, Status) else "status %d" % status
+        where = "%s: " % function if function else ""
+        super().__init__("%s%s (%s)" % (where, detail or "no detail", name))
+
+
+class LibraryNotFound(ImportError):
+    pass
+
+
+def _candidates():
+    env = os.environ.get("LIBMM_PATH")
+    if env:
+        # LIBMM_PATH names the library file or the directory that holds it; nothing else is tried
+        return [os.path.join(env, SONAME) if os.path.isdir(env) else env]
+    here = os.path.dirname(os.path.abspath(__file__))
+    in_tree = os.path.normpath(os.path.join(here, "..", "..", "..", "lib", SONAME))
+    return [in_tree, SONAME]  # then the system's loader search path
+
+
+def _load():
+    errors = []
+    for path in _candidates():
+        if os.sep in path and not os.path.exists(path):
+            errors.append("%s: no such file" % path)
+            continue
+        try:
+            return ctypes.CDLL(path)
+        except OSError as e:
+            errors.append(str(e))
+    raise LibraryNotFound("libmm not found (set LIBMM_PATH to the library file or its "
+                          "directory); tried: " + "; ".join(errors))
+
+
+lib = _load()
+lib.mm_abi_version.restype = ctypes.c_int
+lib.mm_abi_version.argtypes = []
+if lib.mm_abi_version() != ABI_VERSION:
+    raise ImportError("libmm at %s has ABI version %d; this package needs %d"
+                      % (lib._name, lib.mm_abi_version(), ABI_VERSION))
+
+c_void_p, c_char_p, c_int, c_size_t = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_size_t
+POINTER, byref = ctypes.POINTER, ctypes.byref
+status_t = ctypes.c_int
+LOG_FN = ctypes.CFUNCTYPE(None, c_void_p, c_int, c_char_p)
+PROGRESS_FN = ctypes.CFUNCTYPE(c_int, c_void_p, c_int, ctypes.c_uint64, ctypes.c_uint64)
+
+# name: (restype, argtypes). Functions absent from the loaded library are left out; calling a
+# feature that needs one raises NotImplementedError naming it (the API grows by addition only).
+PROTOTYPES = {
+    "mm_status_str": (c_char_p, [c_int]),
+    "mm_last_error": (c_char_p, []),
+    "mm_set_log": (None, [LOG_FN, c_void_p, c_int]),
+    "mm_version_number": (ctypes.c_uint, []),
+    "mm_version_string": (c_char_p, []),
+    "mm_options_create": (status_t, [POINTER(c_void_p)]),
+    "mm_options_copy": (status_t, [c_void_p, POINTER(c_void_p)]),
+    "mm_options_free": (None, [c_void_p]),
+    "mm_options_set_int": (status_t, [c_void_p, c_int, ctypes.c_int64]),
+    "mm_options_set_float": (status_t, [c_void_p, c_int, ctypes.c_double]),
+    "mm_options_set_string": (status_t, [c_void_p, c_int, c_char_p]),
+    "mm_options_unset": (status_t, [c_void_p, c_int]),
+    "mm_options_get_int": (status_t, [c_void_p, c_int, POINTER(ctypes.c_int64)]),
+    "mm_options_get_float": (status_t, [c_void_p, c_int, POINTER(ctypes.c_double)]),
+    "mm_options_get_string": (status_t, [c_void_p, c_int, POINTER(c_char_p)]),
+    "mm_option_name": (c_char_p, [c_int]),
+    "mm_option_type": (status_t, [c_int, POINTER(c_int)]),
+    "mm_options_set_progress": (status_t, [c_void_p, PROGRESS_FN, c_void_p]),
+    "mm_model_load": (status_t, [c_char_p, c_char_p, c_void_p, POINTER(c_void_p)]),
+    "mm_model_free": (None, [c_void_p]),
+    "mm_tokenize": (status_t, [c_void_p, c_char_p, c_size_t, ctypes.c_uint,
+                               POINTER(ctypes.c_int32), c_size_t, POINTER(c_size_t)]),
+    "mm_detokenize": (status_t, [c_void_p, POINTER(ctypes.c_int32), c_size_t, ctypes.c_uint,
+                                 c_char_p, c_size_t, POINTER(c_size_t)]),
+    "mm_token_to_piece": (status_t, [c_void_p, ctypes.c_int32, c_char_p, c_size_t,
+                                     POINTER(c_size_t)]),
+    "mm_n_vocab": (ctypes.c_int32, [c_void_p]),
+    "mm_token_bos": (ctypes.c_int32, [c_void_p]),
+    "mm_token_eos": (ctypes.c_int32, [c_void_p]),
+    "mm_token_is_eog": (c_int, [c_void_p, ctypes.c_int32]),
+}
+
+missing = set()
+for _name, (_restype, _argtypes) in PROTOTYPES.items():
+    try:
+        _fn = getattr(lib, _name)
+    except AttributeError:
+        missing.add(_name)
+        continue
+    _fn.restype, _fn.argtypes = _restype, _argtypes
+
+
+def need(name):
+    """The C function `name`, or NotImplementedError if this build of libmm lacks it."""
+    if name in missing:
+        raise NotImplementedError("this libmm (%s) has no %s"
+                                  % (lib.mm_version_string().decode(), name))
+    return getattr(lib, name)
+
+
+def last_error():
+    return lib.mm_last_error().decode("utf-8", "replace")
+
+
+def call(name, *args):
+    """Call a status-returning function; raise MMError with mm_last_error() on failure."""
+    try:
+        st = need(name)(*args)
+    except ctypes.ArgumentError as e:  # e.g. a closed object passed as a handle
+        raise ValueError("%s: %s" % (name, e)) from None
+    if st != Status.OK:
+        raise MMError(st, last_error(), name)
+
+
+def call_sized(name, make_buffer, capacity, *args):
+    """Call a function that fills a caller buffer and reports the size it needs in its last
+    argument (the mm.h convention: MM_ERR_ARG when the buffer is too small): grow and retry.
+    make_buffer(capacity) -> ctypes buffer; returns (buffer, size)."""
+    fn = need(name)
+    while True:
+        buf, n = make_buffer(capacity), c_size_t()
+        st = fn(*args, buf, capacity, byref(n))
+        if st == Status.OK:
+            return buf, n.value
+        if st == Status.ERR_ARG and n.value >= capacity:
+            capacity = n.value + 1  # room for a NUL where the function writes one
+            continue
+        raise MMError(st, last_error(), name)
+
+
+def encode_path(path):
+    return os.fsencode(path) if path is not None else None
