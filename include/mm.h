@@ -278,6 +278,8 @@ MM_API void mm_embeddings_free(mm_embeddings *embeddings);
 MM_API size_t mm_clip_embedding_size(const mm_model *model);
 /* The factor applied to cosines before the softmax: exp(learned logit_scale). */
 MM_API mm_status mm_clip_logit_scale(const mm_model *model, float *scale);
+/* The image's embedding out[n]: preprocessed as the file says, the vision tower's pooled output
+ * (post-layernorm of the class token) through the visual projection, L2-normalised. */
 MM_API mm_status mm_clip_image_embedding(const mm_model *model, const mm_image *image,
                                          float *out, size_t n);
 /* From normalised planar pixels, as mm_image_encode_pixels takes them. */

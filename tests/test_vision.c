@@ -109,6 +109,7 @@ typedef struct {
     int D, F, H, L, S, P, E;
     int siglip;               /* no class token / pre_ln; patch bias, post_ln, pooling head */
     int clip_text;            /* add a CLIP text tower and projections */
+    int clip_tokenizer;       /* and a CLIP tokenizer over 8 one-letter words */
     const char *act;          /* clip.vision.hidden_act, NULL: none written */
     const char *projector;    /* clip.projector_type, NULL: no projector */
     int n_feature_layers;     /* clip.vision.feature_layer entries (0: no key) */
@@ -190,6 +191,9 @@ static mmi_gguf_writer *tiny_writer(const tiny_cfg *c)
         ck_assert_ok(mmi_gguf_writer_add_int(w, ints[i].key, MMI_GGUF_UINT32, ints[i].v));
     ck_assert_ok(mmi_gguf_writer_add_float(w, "clip.vision.attention.layer_norm_epsilon",
                                            MMI_GGUF_FLOAT32, 1e-5));
+    const float mean[3] = {0.5f, 0.4f, 0.3f}, std[3] = {0.25f, 0.2f, 0.3f};
+    ck_assert_ok(mmi_gguf_writer_add_array(w, "clip.vision.image_mean", MMI_GGUF_FLOAT32, mean, 3));
+    ck_assert_ok(mmi_gguf_writer_add_array(w, "clip.vision.image_std", MMI_GGUF_FLOAT32, std, 3));
     if (c->n_feature_layers)
         ck_assert_ok(mmi_gguf_writer_add_array(w, "clip.vision.feature_layer", MMI_GGUF_INT32,
                                                c->feature_layers, (uint64_t)c->n_feature_layers));
@@ -253,6 +257,23 @@ static mmi_gguf_writer *tiny_writer(const tiny_cfg *c)
         add_tensor(w, c, "t.proj.weight", 2, D, 4, 1, 1);
         add_tensor(w, c, "v.proj.weight", 2, D, 4, 1, 1);
         add_blocks(w, c, "t", 1, D, c->F);
+    }
+    if (c->clip_tokenizer) {
+        /* CLIP BPE without merges over single letters: "b a" -> <start> b</w> a</w> <end> */
+        const char *const tokens[10] = {"a</w>", "b</w>", "c</w>", "d</w>", "e</w>",
+                                        "f</w>", "g</w>", "h</w>", "<|startoftext|>",
+                                        "<|endoftext|>"};
+        const int32_t types[10] = {1, 1, 1, 1, 1, 1, 1, 1, 3, 3};
+        ck_assert_ok(mmi_gguf_writer_add_string(w, "tokenizer.ggml.model", "clip"));
+        ck_assert_ok(mmi_gguf_writer_add_string(w, "tokenizer.ggml.pre", "clip"));
+        ck_assert_ok(mmi_gguf_writer_add_string_array(w, "tokenizer.ggml.tokens", tokens, 10));
+        ck_assert_ok(mmi_gguf_writer_add_array(w, "tokenizer.ggml.token_type", MMI_GGUF_INT32,
+                                               types, 10));
+        ck_assert_ok(mmi_gguf_writer_add_string_array(w, "tokenizer.ggml.merges", NULL, 0));
+        ck_assert_ok(mmi_gguf_writer_add_int(w, "tokenizer.ggml.bos_token_id", MMI_GGUF_UINT32, 8));
+        ck_assert_ok(mmi_gguf_writer_add_int(w, "tokenizer.ggml.eos_token_id", MMI_GGUF_UINT32, 9));
+        ck_assert_ok(mmi_gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", 1));
+        ck_assert_ok(mmi_gguf_writer_add_bool(w, "tokenizer.ggml.add_eos_token", 1));
     }
     return w;
 }
@@ -461,21 +482,29 @@ START_TEST(text_pooling_rules)
 }
 END_TEST
 
+/* The tiny file loaded through the public API (mm_model_load takes a path). */
+static mm_model *tiny_model(const tiny_cfg *c)
+{
+    char path[] = "/tmp/mm_test_vision_XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    mmi_gguf_writer *w = tiny_writer(c);
+    ck_assert_ok(mmi_gguf_writer_write_file(w, path));
+    mmi_gguf_writer_free(w);
+    mm_model *m;
+    mm_status st = mm_model_load(path, NULL, NULL, &m);
+    unlink(path);
+    ck_assert_ok(st);
+    return m;
+}
+
 START_TEST(public_api_checks)
 {
     tiny_cfg c = llava_cfg;
     c.projector = NULL;
     c.clip_text = 1;
-    char path[] = "/tmp/mm_test_vision_XXXXXX";
-    int fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    close(fd);
-    mmi_gguf_writer *w = tiny_writer(&c);
-    ck_assert_ok(mmi_gguf_writer_write_file(w, path));
-    mmi_gguf_writer_free(w);
-    mm_model *m;
-    ck_assert_ok(mm_model_load(path, NULL, NULL, &m));
-    unlink(path);
+    mm_model *m = tiny_model(&c);
 
     ck_assert_uint_eq(mm_clip_embedding_size(m), 4);
     ck_assert_uint_eq(mm_clip_embedding_size(NULL), 0);
@@ -534,6 +563,67 @@ START_TEST(public_api_checks)
 }
 END_TEST
 
+START_TEST(images_through_preprocessing)
+{
+    /* An mm_image goes through the file's preprocessing (shortest edge 8, centre crop,
+     * mean/std) and then the same path as planar pixels. */
+    tiny_cfg c = llava_cfg;
+    c.projector = NULL;
+    c.clip_text = 1;
+    c.clip_tokenizer = 1;
+    mm_model *m = tiny_model(&c);
+    uint8_t rgb[12 * 9 * 3];
+    for (int i = 0; i < 12 * 9 * 3; i++)
+        rgb[i] = (uint8_t)(i * 37 % 251);
+    mm_image *img;
+    ck_assert_ok(mm_image_from_pixels(rgb, 12, 9, 12 * 3, MM_PIXEL_RGB8, &img));
+    mmi_views views;
+    ck_assert_ok(mmi_vision_preprocess(m->vision, img, &views));
+    ck_assert_int_eq(views.n_views, 1);
+    ck_assert_int_eq(views.size, 8);
+    mm_embeddings *a, *b;
+    ck_assert_ok(mm_image_encode(m, img, NULL, &a));
+    ck_assert_ok(mm_image_encode_pixels(m, views.pixels, 8, 8, NULL, &b));
+    ck_assert_uint_eq(mm_embeddings_n_tokens(a), 5);
+    ck_assert_mem_eq(mm_embeddings_data(a), mm_embeddings_data(b), 5 * 8 * sizeof(float));
+    mm_embeddings_free(a);
+    mm_embeddings_free(b);
+
+    /* Zero-shot: softmax over labels of logit_scale · cos, the labels tokenized by the file's
+     * CLIP tokenizer ("b a" -> <start> b</w> a</w> <end>). */
+    float image[4], text[4], probs[3];
+    ck_assert_ok(mm_clip_image_embedding(m, img, image, 4));
+    const char *labels[3] = {"b a", "h", "C  d"};
+    const int32_t ids[3][4] = {{8, 1, 0, 9}, {8, 7, 9}, {8, 2, 3, 9}};
+    const int n_ids[3] = {4, 3, 4};
+    double logits[3], max = -1e30, sum = 0;
+    for (int i = 0; i < 3; i++) {
+        float from_text[4];
+        ck_assert_ok(mm_clip_text_embedding_tokens(m, ids[i], (size_t)n_ids[i], text, 4));
+        ck_assert_ok(mm_clip_text_embedding(m, labels[i], from_text, 4));
+        ck_assert_mem_eq(from_text, text, sizeof text);
+        logits[i] = 100.0 * mm_clip_similarity(image, text, 4);
+        max = logits[i] > max ? logits[i] : max;
+    }
+    for (int i = 0; i < 3; i++)
+        sum += exp(logits[i] - max);
+    ck_assert_ok(mm_clip_classify(m, img, labels, 3, probs));
+    for (int i = 0; i < 3; i++)
+        ck_assert_float_eq_tol(probs[i], exp(logits[i] - max) / sum, 1e-5);
+    ck_assert_status(mm_clip_classify(m, img, labels, 0, probs), MM_ERR_ARG);
+    ck_assert_status(mm_clip_classify(m, NULL, labels, 3, probs), MM_ERR_ARG);
+    /* Text longer than the context (5) is cut, keeping the end token. */
+    const int32_t cut[5] = {8, 0, 1, 2, 9};
+    ck_assert_ok(mm_clip_text_embedding_tokens(m, cut, 5, text, 4));
+    float long_text[4];
+    ck_assert_ok(mm_clip_text_embedding(m, "a b c d e f g", long_text, 4));
+    ck_assert_mem_eq(long_text, text, sizeof text);
+    mmi_views_free(&views);
+    mm_image_free(img);
+    mm_model_free(m);
+}
+END_TEST
+
 static Suite *vision_suite(void)
 {
     Suite *s = suite_create("vision");
@@ -549,6 +639,7 @@ static Suite *vision_suite(void)
     tcase_add_test(files, linear_projector);
     tcase_add_test(files, text_pooling_rules);
     tcase_add_test(files, public_api_checks);
+    tcase_add_test(files, images_through_preprocessing);
     suite_add_tcase(s, files);
     suite_add_tcase(s, tc);
     return s;
