@@ -99,23 +99,6 @@ static void put_f32(dump *d, const char *name, const float *data, int ndim, ...)
     memcpy(t->data, data, t->bytes);
 }
 
-/* Record token ids [rows][cols] as an int64 output. */
-static void put_ids(dump *d, const char *name, const int32_t *ids, int rows, int cols)
-{
-    if (d->n_out == MAX_OUTPUTS)
-        die("too many outputs");
-    dump_tensor *t = &d->out[d->n_out++];
-    snprintf(t->name, sizeof t->name, "%s", name);
-    t->dtype = "I64";
-    t->ndim = 2;
-    t->shape[0] = rows;
-    t->shape[1] = cols;
-    t->bytes = (size_t)rows * cols * sizeof(int64_t);
-    t->data = xmalloc(t->bytes);
-    for (size_t i = 0; i < (size_t)rows * cols; i++)
-        ((int64_t *)t->data)[i] = ids[i];
-}
-
 static void write_outputs(const dump *d, const char *path)
 {
     char header[16384];
@@ -558,20 +541,10 @@ static void dump_llava(dump *d)
     free(px);
 }
 
-static int argmax(const float *x, int n)
-{
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best])
-            best = i;
-    return best;
-}
-
 /* transformers.Blip2ForConditionalGeneration: the tower's post-normalised last state, the
  * Q-Former's query outputs on it, the projected queries through the public encoder; then the
- * language model on [projected queries; input_ids] (prepended: the file has no image token):
- * logits of every position, and greedy decoding with the KV cache for as many tokens as the
- * case generated. */
+ * language model on [projected queries; input_ids] (prepended: the file has no image token),
+ * as for LLaVA. */
 static void dump_blip2(dump *d)
 {
     load_model(d, "model.gguf", "mmproj.gguf");
@@ -584,7 +557,7 @@ static void dump_blip2(dump *d)
     put_hidden_state(d, "vision_last_hidden_state", px, B, H, W, last, 1);
 
     const mmi_qformer *qf = &v->connector.qformer;
-    int nq = qf->cfg.n_query, dq = qf->cfg.n_embd, E = qf->cfg.n_out;
+    int nq = qf->cfg.n_query, dq = qf->cfg.n_embd;
     check(mmi_vision_tower_tokens(v, W, H, &n), "tower tokens");
     float *state = xmalloc((size_t)n * D * sizeof(float));
     float *scratch = xmalloc(mmi_qformer_scratch_floats(qf, n) * sizeof(float));
@@ -597,43 +570,21 @@ static void dump_blip2(dump *d)
     }
     put_f32(d, "qformer_output", queries, 3, (int64_t)B, (int64_t)nq, (int64_t)dq);
     put_encoded(d, "language_projection", px, B, H, W, 1);
-    const float *proj = d->out[d->n_out - 1].data; /* [B][nq][E] */
+    const dump_tensor *proj = &d->out[d->n_out - 1]; /* [B][nq][E] */
 
+    /* The prompt with the nq query rows in front, marked by an id no vocabulary has. */
     int64_t shape[ST_MAX_DIMS];
     int32_t *ids = input_ids(d, "input_ids", shape);
-    const st_tensor *gen = st_find(&d->io, "generated");
-    if ((int)shape[0] != B || !gen || gen->ndim != 2)
-        die("input_ids / generated do not match the batch of images");
-    int T = (int)shape[1], n_gen = (int)gen->shape[1], V = dec->config.n_vocab;
-    if (dec->config.n_embd != E)
-        die("the projection gives %d-wide rows, the language model takes %d", E,
-            dec->config.n_embd);
-    int rows = nq + T;
-    float *logits = xmalloc((size_t)B * rows * V * sizeof(float));
-    float *steps = xmalloc((size_t)B * n_gen * V * sizeof(float));
-    int32_t *tokens = xmalloc((size_t)B * n_gen * sizeof(int32_t));
-    for (int b = 0; b < B; b++) {
-        mmi_decoder_state s;
-        float *lg = logits + (size_t)b * rows * V;
-        check(mmi_decoder_state_init(&s, dec, rows + n_gen, rows), "decoder state");
-        check(mmi_decoder_eval(dec, &s, NULL, proj + (size_t)b * nq * E, nq, lg, NULL),
-              "decoder: queries");
-        check(mmi_decoder_eval(dec, &s, ids + (size_t)b * T, NULL, T, lg + (size_t)nq * V, NULL),
-              "decoder: text");
-        for (int i = 0; i < n_gen; i++) {
-            int32_t t = (int32_t)argmax(s.logits, V);
-            memcpy(steps + ((size_t)b * n_gen + i) * V, s.logits, (size_t)V * sizeof(float));
-            tokens[(size_t)b * n_gen + i] = t;
-            check(mmi_decoder_eval(dec, &s, &t, NULL, 1, NULL, NULL), "decoder: greedy step");
-        }
-        mmi_decoder_state_free(&s);
-    }
-    put_f32(d, "logits", logits, 3, (int64_t)B, (int64_t)rows, (int64_t)V);
-    put_ids(d, "generated", tokens, B, n_gen);
-    put_f32(d, "generated_step_logits", steps, 3, (int64_t)B, (int64_t)n_gen, (int64_t)V);
-    free(tokens);
-    free(steps);
-    free(logits);
+    if (shape[0] != 1 || B != 1)
+        die("batches of %lld prompts and %d images (1 each expected)", (long long)shape[0], B);
+    int T = (int)shape[1];
+    const int32_t query_mark = -1;
+    int32_t *prompt = xmalloc((size_t)(nq + T) * sizeof *prompt);
+    for (int i = 0; i < nq; i++)
+        prompt[i] = query_mark;
+    memcpy(prompt + nq, ids, (size_t)T * sizeof *ids);
+    put_language_model(d, prompt, nq + T, query_mark, proj->data, (size_t)nq);
+    free(prompt);
     free(ids);
     free(queries);
     free(scratch);

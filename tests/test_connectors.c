@@ -11,8 +11,12 @@
 #include "decoder.h"
 #include "gguf.h"
 #include "qformer.h"
+#include "model.h"
 #include "resampler.h"
+#include "session.h"
 #include "testutil.h"
+#include "tiny_llama.h"
+#include "vit.h"
 
 static const ref_case *const cases[] = {&qformer_freq2, &qformer_small, &perceiver_gqa,
                                         &perceiver_flamingo};
@@ -417,6 +421,93 @@ START_TEST(opt_allocation_failures)
 }
 END_TEST
 
+/* ---- where BLIP-2's image goes in a chat message ---- */
+
+/* A media encoder handing out the 3 rows of 32 at user. */
+static mm_status encode_rows(void *user, size_t index, float *out, const atomic_int *cancel)
+{
+    (void)cancel;
+    ck_assert_uint_eq(index, 0);
+    memcpy(out, user, 3 * 32 * sizeof(float));
+    return MM_OK;
+}
+
+START_TEST(blip2_image_goes_before_bos)
+{
+    /* A LLaMA-vocabulary model given a vision tower whose connector is a Q-Former without
+     * clip.image_token_id (only images_first matters to the session). */
+    tiny_llama c = tiny_llama_default;
+    c.vocab_path = test_shared_path("vectors/tokenizer/ggml-vocab-llama-spm.gguf");
+    mm_model *m;
+    ck_assert_ok(tiny_llama_load(&c, &m));
+    m->vision = mmi_calloc(1, sizeof *m->vision);
+    ck_assert_ptr_nonnull(m->vision);
+    m->vision->connector.kind = MMI_CONNECTOR_QFORMER;
+    m->vision->connector.images_first = 1;
+
+    mm_session *s;
+    ck_assert_ok(mm_session_create(m, NULL, &s));
+    ck_assert_str_eq(mm_session_chat_template(s), "raw"); /* not LLaVA's */
+    float rows[3 * 32];
+    for (int i = 0; i < 3 * 32; i++)
+        rows[i] = (float)cos(i);
+    const mmi_media image = {rows, 3};
+    const char *text = "Question: what is it? Answer:";
+    ck_assert_ok(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), &image, 1, NULL,
+                                         NULL));
+    /* HF Blip2: [3 query rows][BOS "Question: ..."] at positions 0, 1, ... */
+    int32_t want[64] = {-1, -1, -1, 1};
+    size_t n;
+    ck_assert_ok(mm_tokenize(m, text, strlen(text), MM_TOKENIZE_PARSE_SPECIAL, want + 4, 60, &n));
+    n += 4;
+    ck_assert_int_eq(mm_session_n_past(s), (int)n);
+    const int32_t *h = mmi_session_history(s);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(h[i] == want[i], "position %zu holds %d, expected %d", i, h[i], want[i]);
+
+    /* The same rows through the decoder directly: the same logits. */
+    mmi_decoder_state ds;
+    ck_assert_ok(mmi_decoder_state_init(&ds, m->decoder, 64, 64));
+    ck_assert_ok(mmi_decoder_eval(m->decoder, &ds, NULL, rows, 3, NULL, NULL));
+    ck_assert_ok(mmi_decoder_eval(m->decoder, &ds, want + 3, NULL, (int)n - 3, NULL, NULL));
+    const float *logits;
+    size_t n_vocab;
+    ck_assert_ok(mm_session_logits(s, &logits, &n_vocab));
+    ck_assert_int_eq(n_vocab, m->decoder->config.n_vocab);
+    for (size_t i = 0; i < n_vocab; i++)
+        ck_assert_msg(fabsf(logits[i] - ds.logits[i]) <= 1e-6f * fmaxf(1, fabsf(ds.logits[i])),
+                      "logit %zu: %g vs %g", i, (double)logits[i], (double)ds.logits[i]);
+    mmi_decoder_state_free(&ds);
+
+    /* An image encoded only once the message fits goes to the same place. */
+    float *first_logits = mmi_array(n_vocab, sizeof(float));
+    ck_assert_ptr_nonnull(first_logits);
+    memcpy(first_logits, logits, n_vocab * sizeof(float));
+    mm_session_reset(s);
+    const mmi_media later = {NULL, 3};
+    ck_assert_ok(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), &later, 1,
+                                         encode_rows, rows));
+    ck_assert_int_eq(mm_session_n_past(s), (int)n);
+    h = mmi_session_history(s);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(h[i], want[i]);
+    ck_assert_ok(mm_session_logits(s, &logits, &n_vocab));
+    ck_assert_mem_eq(logits, first_logits, n_vocab * sizeof(float));
+    mmi_free(first_logits);
+
+    /* Markers make no sense for such a model. */
+    mm_session_reset(s);
+    text = "<image> what is it?";
+    ck_assert_status(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), &image, 1,
+                                             NULL, NULL),
+                     MM_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(mm_last_error(), "in front of the text"));
+    ck_assert_int_eq(mm_session_n_past(s), 0);
+    mm_session_free(s);
+    mm_model_free(m);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("connectors");
@@ -431,6 +522,7 @@ static Suite *suite(void)
     tcase_add_test(tc, opt_context_is_the_position_table);
     tcase_add_test(tc, opt_malformed_files);
     tcase_add_test(tc, opt_allocation_failures);
+    tcase_add_test(tc, blip2_image_goes_before_bos);
     suite_add_tcase(s, tc);
     return s;
 }
