@@ -48,7 +48,7 @@ SUITES    := $(patsubst %.c,%,$(wildcard tests/test_*.c))
 # Other test programs built from tests/*.c (conformance runners etc.).
 TOOLS     := $(patsubst %.c,%,$(filter-out tests/test_%.c,$(wildcard tests/*.c)))
 
-.PHONY: all test install uninstall clean
+.PHONY: all test install uninstall clean fuzz valgrind tsan
 all: $(SHARED) lib/$(SONAME) lib/libmm.so $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS)
 
 lib/%.o: lib/%.c $(LIB_HDR) Makefile
@@ -81,6 +81,49 @@ $(TOOLS): %: %.c $(STATIC)
 test: all
 	@tests/run_all.sh
 
+# Every test program under valgrind memcheck (slow; tests/valgrind.sh prints the summary).
+valgrind: all
+	@tests/valgrind.sh
+
+# ThreadSanitizer on the thread and cancellation cases of tests/test_robust.c, with the library
+# built for it into build-tsan/. OpenBLAS is not instrumented: one BLAS thread keeps its work on
+# the calling thread, where TSan sees it.
+TSAN_OBJ := $(patsubst lib/%.c,build-tsan/%.o,$(LIB_SRC))
+
+tsan: build-tsan/test_robust
+	OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 CK_RUN_CASE=threads $<
+	OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 CK_RUN_CASE=cancel $<
+
+build-tsan/%.o: lib/%.c $(LIB_HDR) Makefile
+	@mkdir -p $(@D)
+	$(CC) $(LIB_CFLAGS) -fsanitize=thread -c $< -o $@
+
+build-tsan/test_robust: tests/test_robust.c tests/testutil.h tests/tiny_llama.h $(TSAN_OBJ)
+	$(CC) $(TEST_CFLAGS) -fsanitize=thread $< $(TSAN_OBJ) -o $@ $(CHECK_LIBS) $(DEP_LIBS)
+
+# libFuzzer targets of tests/fuzz/targets.h, built with clang into tests/fuzz/build/ (library
+# objects instrumented for coverage there too); run them with tests/fuzz/run.sh.
+FUZZ_CC      ?= clang
+FUZZ_TARGETS := gguf image tokenizer chatjson
+FUZZ_CFLAGS  := -std=c11 $(WARN) -g -O1 -D_GNU_SOURCE -Iinclude -Ilib $(DEP_CFLAGS) \
+                -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_OBJ     := $(patsubst lib/%.c,tests/fuzz/build/%.o,$(LIB_SRC))
+
+fuzz: $(patsubst %,tests/fuzz/build/fuzz_%,$(FUZZ_TARGETS))
+.SECONDARY: $(FUZZ_OBJ)
+
+tests/fuzz/build/%.o: lib/%.c $(LIB_HDR) Makefile
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -DMM_BUILDING -fsanitize=fuzzer-no-link -c $< -o $@
+
+tests/fuzz/build/fuzz_%: tests/fuzz/fuzz.c tests/fuzz/targets.h $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -DFUZZ_TARGET='"$*"' $< $(FUZZ_OBJ) -o $@ \
+	    $(DEP_LIBS)
+
+# The replay suite runs the fuzz targets on the committed inputs.
+tests/test_fuzz_replay: tests/fuzz/targets.h
+tests/test_misuse tests/test_robust: tests/tiny_llama.h
+
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 644 include/mm.h $(DESTDIR)$(INCLUDEDIR)/mm.h
@@ -97,3 +140,4 @@ uninstall:
 
 clean:
 	rm -f lib/*.o lib/libmm.so* $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS)
+	rm -rf tests/fuzz/build build-tsan

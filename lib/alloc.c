@@ -1,4 +1,5 @@
-/* Allocation with fault injection for tests. */
+/* Allocation with fault injection for tests. The counters are relaxed atomics: they order
+ * nothing, so they do not hide races between threads from ThreadSanitizer. */
 #include "alloc.h"
 
 #include <stdatomic.h>
@@ -8,12 +9,38 @@
 
 static atomic_long alloc_count;
 static atomic_long alloc_fail_at;
+static atomic_size_t alloc_largest;
+static atomic_long alloc_live;
 
-static int alloc_should_fail(void)
+/* Count one allocation of `size` bytes; whether injection makes it fail. */
+static int alloc_should_fail(size_t size)
 {
-    long n = atomic_fetch_add(&alloc_count, 1) + 1;
-    long fail = atomic_load(&alloc_fail_at);
+    size_t largest = atomic_load_explicit(&alloc_largest, memory_order_relaxed);
+    while (size > largest &&
+           !atomic_compare_exchange_weak_explicit(&alloc_largest, &largest, size,
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
+    long n = atomic_fetch_add_explicit(&alloc_count, 1, memory_order_relaxed) + 1;
+    long fail = atomic_load_explicit(&alloc_fail_at, memory_order_relaxed);
     return fail > 0 && n >= fail;
+}
+
+/* Count a block the C library handed out. */
+static void *alloc_counted(void *p)
+{
+    if (p)
+        atomic_fetch_add_explicit(&alloc_live, 1, memory_order_relaxed);
+    return p;
+}
+
+long mmi_alloc_live(void)
+{
+    return atomic_load_explicit(&alloc_live, memory_order_relaxed);
+}
+
+size_t mmi_alloc_largest(void)
+{
+    return atomic_exchange(&alloc_largest, 0);
 }
 
 long mmi_alloc_fail_at(long n)
@@ -24,18 +51,18 @@ long mmi_alloc_fail_at(long n)
 
 void *mmi_malloc(size_t size)
 {
-    if (alloc_should_fail())
+    if (alloc_should_fail(size))
         return NULL;
-    return malloc(size ? size : 1);
+    return alloc_counted(malloc(size ? size : 1));
 }
 
 void *mmi_calloc(size_t n, size_t size)
 {
     if (size && n > SIZE_MAX / size)
         return NULL;
-    if (alloc_should_fail())
+    if (alloc_should_fail(n * size))
         return NULL;
-    return calloc(n ? n : 1, size ? size : 1);
+    return alloc_counted(calloc(n ? n : 1, size ? size : 1));
 }
 
 void *mmi_array(size_t n, size_t size)
@@ -47,13 +74,16 @@ void *mmi_array(size_t n, size_t size)
 
 void *mmi_realloc(void *ptr, size_t size)
 {
-    if (alloc_should_fail())
+    if (alloc_should_fail(size))
         return NULL;
-    return realloc(ptr, size ? size : 1);
+    void *p = realloc(ptr, size ? size : 1);
+    return ptr ? p : alloc_counted(p);
 }
 
 void mmi_free(void *ptr)
 {
+    if (ptr)
+        atomic_fetch_sub_explicit(&alloc_live, 1, memory_order_relaxed);
     free(ptr);
 }
 

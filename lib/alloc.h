@@ -14,6 +14,14 @@ void *mmi_array(size_t n, size_t size); /* uninitialised n*size bytes */
 void mmi_free(void *ptr);
 char *mmi_strdup(const char *s);
 
+/* Test hook: blocks allocated and not yet freed, so a test can check that a failing call left
+ * nothing behind. */
+long mmi_alloc_live(void);
+
+/* Test hook: the largest single allocation asked for since the last call, which resets it
+ * (fuzz targets check that no input makes the library ask for a disproportionate block). */
+size_t mmi_alloc_largest(void);
+
 /* Test hook: make allocation number n (counting from 1 after this call) and all later ones
  * fail; n = 0 turns injection off. Returns how many allocations happened since the last call. */
 long mmi_alloc_fail_at(long n);

@@ -136,6 +136,10 @@ static mm_status load_config(const mmi_gguf *g, mmi_decoder_config *c)
         MMI_TRY(load_llama_config(g, arch, c));
     else
         MMI_TRY(load_opt_config(g, arch, c));
+    /* Every block has tensors of its own: a count beyond the file's would only size memory. */
+    if ((uint64_t)c->n_layer > mmi_gguf_n_tensors(g))
+        return mmi_fail(MM_ERR_FORMAT, "%s: %s.block_count = %d but the file holds %llu tensors",
+                        path, arch, c->n_layer, (unsigned long long)mmi_gguf_n_tensors(g));
     if (c->n_head % c->n_head_kv != 0)
         return mmi_fail(MM_ERR_FORMAT, "%s: %d attention heads are not a multiple of %d KV heads",
                         path, c->n_head, c->n_head_kv);

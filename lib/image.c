@@ -97,6 +97,7 @@ static mm_status check_size(const image_source *src, const char *format, uint64_
 
 typedef struct {
     image_source *src;
+    int out_of_memory;   /* an allocation for libpng failed */
     char message[256];   /* libpng's error text */
     mm_image *image;     /* result; freed by the caller on failure */
     png_bytep *rows;     /* row pointers into image->pixels */
@@ -122,11 +123,27 @@ static void png_on_read(png_structp png, png_bytep dst, size_t n)
         png_error(png, "data is truncated");
 }
 
+/* libpng allocates through the library's allocator, so tests can fail its allocations too. */
+static png_voidp png_on_malloc(png_structp png, png_alloc_size_t size)
+{
+    void *p = mmi_malloc(size);
+    if (!p)
+        ((png_job *)png_get_mem_ptr(png))->out_of_memory = 1;
+    return p;
+}
+
+static void png_on_free(png_structp png, png_voidp p)
+{
+    (void)png;
+    mmi_free(p);
+}
+
 /* Owns the setjmp: only `job` (caller's memory) carries state across a longjmp. */
 static mm_status png_run(png_structp png, png_infop info, png_job *job)
 {
     if (setjmp(png_jmpbuf(png)))
-        return mmi_fail(MM_ERR_FORMAT, "%s: PNG: %s", job->src->name, job->message);
+        return mmi_fail(job->out_of_memory ? MM_ERR_NOMEM : MM_ERR_FORMAT, "%s: PNG: %s",
+                        job->src->name, job->message);
 
     png_set_read_fn(png, job, png_on_read);
     /* Our own limits apply (and give MM_ERR_LIMIT), not libpng's default of 1e6 per side. */
@@ -167,8 +184,8 @@ static mm_status png_run(png_structp png, png_infop info, png_job *job)
 static mm_status png_decode(image_source *src, mm_image **out)
 {
     png_job job = {.src = src};
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &job, png_on_error,
-                                             png_on_warning);
+    png_structp png = png_create_read_struct_2(PNG_LIBPNG_VER_STRING, &job, png_on_error,
+                                               png_on_warning, &job, png_on_malloc, png_on_free);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!info) {
         png_destroy_read_struct(&png, NULL, NULL);
@@ -325,8 +342,12 @@ static int muldiv255(int a, int b)
 /* Owns the setjmp: only `job` (caller's memory) and cinfo carry state across a longjmp. */
 static mm_status jpeg_run(j_decompress_ptr cinfo, jpeg_errors *err, jpeg_job *job)
 {
+    /* libjpeg allocates with plain malloc (its memory manager cannot be replaced at run time);
+     * what it allocates is bounded by the size checked below and freed by
+     * jpeg_destroy_decompress, even after an error. */
     if (setjmp(err->jump))
-        return mmi_fail(MM_ERR_FORMAT, "%s: JPEG: %s", job->src->name, err->message);
+        return mmi_fail(err->pub.msg_code == JERR_OUT_OF_MEMORY ? MM_ERR_NOMEM : MM_ERR_FORMAT,
+                        "%s: JPEG: %s", job->src->name, err->message);
 
     jpeg_create_decompress(cinfo);     /* clears every field but err */
     cinfo->progress = &job->progress;

@@ -86,9 +86,10 @@ void mm_options_free(mm_options *o)
 
 mm_status mm_options_copy(const mm_options *src, mm_options **out)
 {
+    if (out)
+        *out = NULL;
     if (!src || !out)
         return mmi_fail(MM_ERR_ARG, "mm_options_copy: %s is NULL", src ? "out" : "src");
-    *out = NULL;
     mm_options *o;
     MMI_TRY(mm_options_create(&o));
     for (size_t i = 0; i < src->n_values; i++) {

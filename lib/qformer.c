@@ -37,6 +37,9 @@ static mm_status load_config(mmi_qformer_config *c, const mmi_gguf *g, int n_vis
     const char *path = mmi_gguf_path(g);
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         MMI_TRY(mmi_weights_dim(g, keys[i], MAX_DIM, dst[i]));
+    if ((uint64_t)c->n_block > mmi_gguf_n_tensors(g)) /* each block has tensors of its own */
+        return mmi_fail(MM_ERR_FORMAT, "%s: clip.qformer.block_count = %d but the file holds "
+                        "%llu tensors", path, c->n_block, (unsigned long long)mmi_gguf_n_tensors(g));
     if (c->n_embd % c->n_head)
         return mmi_fail(MM_ERR_FORMAT, "%s: clip.qformer.embedding_length %d is not a multiple "
                         "of clip.qformer.attention.head_count %d", path, c->n_embd, c->n_head);

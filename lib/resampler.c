@@ -20,6 +20,9 @@ static mm_status load_config(mmi_resampler_config *c, const mmi_gguf *g, int n_i
     int *const dst[] = {&c->n_embd, &c->n_block, &c->n_latent, &c->n_head, &c->n_ff};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         MMI_TRY(mmi_weights_dim(g, keys[i], MAX_DIM, dst[i]));
+    if ((uint64_t)c->n_block > mmi_gguf_n_tensors(g)) /* each block has tensors of its own */
+        return mmi_fail(MM_ERR_FORMAT, "%s: clip.perceiver.block_count = %d but the file holds "
+                        "%llu tensors", path, c->n_block, (unsigned long long)mmi_gguf_n_tensors(g));
     c->n_head_kv = c->n_head;
     if (mmi_gguf_has(g, "clip.perceiver.attention.head_count_kv"))
         MMI_TRY(mmi_weights_dim(g, "clip.perceiver.attention.head_count_kv", MAX_DIM,

@@ -9,6 +9,7 @@
 #include "session.h"
 
 #include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -199,18 +200,20 @@ static mm_status check_parts(const mm_session *s, const part *parts, size_t n_pa
 {
     const mmi_decoder_state *ds = &s->state;
     int n_vocab = s->dec->config.n_vocab;
+    /* The fit first (a count can be anything, so the sum saturates), then the ids: a count
+     * larger than the caller's array is refused before the array is read. */
     size_t need = s->pending >= 0;
-    for (size_t i = 0; i < n_parts; i++) {
-        need += parts[i].n;
-        for (size_t j = 0; parts[i].ids && j < parts[i].n; j++)
-            if (parts[i].ids[j] < 0 || parts[i].ids[j] >= n_vocab)
-                return mmi_fail(MM_ERR_ARG, "%s: token id %d is outside the vocabulary (%d)",
-                                what, (int)parts[i].ids[j], n_vocab);
-    }
+    for (size_t i = 0; i < n_parts; i++)
+        need = parts[i].n > SIZE_MAX - need ? SIZE_MAX : need + parts[i].n;
     size_t free_rows = (size_t)(ds->n_ctx - ds->n_past);
     if (need > free_rows)
         return mmi_fail(MM_ERR_CTX_FULL, "%s needs %zu positions but only %zu of the context's "
                         "%d are free (%d in use)", what, need, free_rows, ds->n_ctx, ds->n_past);
+    for (size_t i = 0; i < n_parts; i++)
+        for (size_t j = 0; parts[i].ids && j < parts[i].n; j++)
+            if (parts[i].ids[j] < 0 || parts[i].ids[j] >= n_vocab)
+                return mmi_fail(MM_ERR_ARG, "%s: token id %d is outside the vocabulary (%d)",
+                                what, (int)parts[i].ids[j], n_vocab);
     return MM_OK;
 }
 
@@ -446,8 +449,9 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
         ends[i] = ids.n;
         p = stop + m;
     }
+    /* Part of image i: in front of the text (first), else after the i-th stretch of text. */
     size_t n_parts = 0, start = 0;
-    for (size_t i = 0; first && st == MM_OK && i < n_media; i++)
+    for (size_t i = 0; first && i < n_media; i++)
         parts[n_parts++] = (part){NULL, media[i].embd, media[i].n_rows};
     for (size_t i = 0; i <= n_inline && st == MM_OK; i++) {
         parts[n_parts++] = (part){ids.ids + start, NULL, ends[i] - start};
@@ -468,7 +472,7 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
                           media[i].n_rows);
         else
             st = encode(user, i, encoded[i], &s->cancel);
-        parts[first ? i : 2 * i + 1].embd = encoded[i]; /* where the loops above put it */
+        parts[first ? i : 2 * i + 1].embd = encoded[i];
     }
     if (st == MM_OK)
         st = eval_parts(s, parts, n_parts, fn);

