@@ -48,7 +48,7 @@ SUITES    := $(patsubst %.c,%,$(wildcard tests/test_*.c))
 # Other test programs built from tests/*.c (conformance runners etc.).
 TOOLS     := $(patsubst %.c,%,$(filter-out tests/test_%.c,$(wildcard tests/*.c)))
 
-.PHONY: all test install uninstall clean fuzz valgrind tsan
+.PHONY: all test bench install uninstall clean fuzz valgrind tsan
 all: $(SHARED) lib/$(SONAME) lib/libmm.so $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS)
 
 lib/%.o: lib/%.c $(LIB_HDR) Makefile
@@ -68,6 +68,13 @@ $(STATIC): $(LIB_OBJ)
 # Examples link against the shared object, as a user's program would.
 examples/%: examples/%.c include/mm.h lib/libmm.so lib/$(SONAME)
 	$(CC) $(APP_CFLAGS) $< -o $@ -Llib -lmm -Wl,-rpath,'$$ORIGIN/../lib' -lm
+
+# mm-bench drives libmm through the public API but links it statically: the linker wraps the
+# library's BLAS calls so the benchmark can count them, and it reads tensor sizes with the GGUF
+# reader.
+BENCH_WRAP := -Wl,--wrap=cblas_sgemm -Wl,--wrap=cblas_sgemv
+examples/mm-bench: examples/mm-bench.c $(STATIC) $(LIB_HDR)
+	$(CC) $(APP_CFLAGS) -Ilib $(DEP_CFLAGS) $< -o $@ $(STATIC) $(BENCH_WRAP) $(DEP_LIBS)
 
 examples/cpp/%: examples/cpp/%.cpp examples/cpp/mm.hpp include/mm.h lib/libmm.so lib/$(SONAME)
 	$(CXX) $(APP_CXXFLAGS) $< -o $@ -Llib -lmm -Wl,-rpath,'$$ORIGIN/../../lib'
@@ -123,6 +130,13 @@ tests/fuzz/build/fuzz_%: tests/fuzz/fuzz.c tests/fuzz/targets.h $(FUZZ_OBJ)
 # The replay suite runs the fuzz targets on the committed inputs.
 tests/test_fuzz_replay: tests/fuzz/targets.h
 tests/test_misuse tests/test_robust: tests/tiny_llama.h
+
+# Random-weight models of realistic shapes (written once into BENCH_DIR, several GB), then
+# mm-bench on each with 1 and 2 threads; see docs/performance.md.
+BENCH_DIR ?= $(HOME)/.cache/libmm-bench
+bench: examples/mm-bench
+	/usr/bin/python3 tools/bench_models.py $(BENCH_DIR)
+	tools/bench.sh $(BENCH_DIR)
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)

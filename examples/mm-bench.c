@@ -1,0 +1,591 @@
+/* mm-bench: how fast libmm runs a model, measured against what this machine can do.
+ *
+ *   mm-bench [--vision VISION.gguf] [--text MODEL.gguf] [-t THREADS] [-r RUNS]
+ *
+ * Stages (each the median of RUNS timed runs after one warm-up run):
+ *   load      mm_model_load of the given file(s)
+ *   vision    mm_image_encode of a 640x480 picture (preprocess + encode), and
+ *             mm_image_encode_pixels at the trained size (encode alone)
+ *   prefill   mm_session_add_tokens of 512 random ids into an empty session
+ *   decode    128 tokens of greedy generation after that prompt (mm_session_next)
+ * and the peak resident memory of the process. Then, in the same process, the limits: the
+ * GFLOP/s that cblas_sgemm reaches alone on every GEMM shape libmm used in the stage, and the
+ * memory bandwidth of a STREAM-style triad. Each stage is printed as a fraction of its limit:
+ *   vision, prefill  GEMM GFLOP/s (the products libmm hands to BLAS, counted as 2mnk) against the
+ *                    sgemm peak (the best rate of cblas_sgemm alone on the stage's shapes), both
+ *                    for the time spent inside BLAS ("GEMM parts") and for the whole stage
+ *                    ("end to end");
+ *   decode           the time streaming the weights once per token would take at triad bandwidth
+ *                    (bytes of every matrix a token reads ÷ bandwidth) against the measured time;
+ *   peak RSS         against the bytes of the weights plus the KV cache.
+ *
+ * The program drives libmm through its public API only. It is linked statically so that it can
+ * also see the BLAS calls the library makes (the linker wraps cblas_sgemm and cblas_sgemv, see
+ * the Makefile) and read tensor sizes with the library's GGUF reader.
+ * The last line is a Markdown table row (see docs/performance.md). */
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gguf.h"
+#include "mm.h"
+
+#define MAX_SHAPES 64
+#define MAX_RUNS 32
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void die(const char *what, mm_status st)
+{
+    fprintf(stderr, "mm-bench: %s: %s: %s\n", what, mm_status_str(st), mm_last_error());
+    exit(1);
+}
+
+static void check(mm_status st, const char *what)
+{
+    if (st != MM_OK)
+        die(what, st);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* ---- counting the BLAS calls libmm makes ---- */
+
+/* One GEMM shape as the library called it. */
+typedef struct {
+    int ta, tb, m, n, k, lda, ldb, ldc;
+    long calls;
+    double flops, seconds;
+} gemm_shape;
+
+typedef struct {
+    double gemm_flops, gemm_seconds, gemv_flops, gemv_seconds;
+    long gemm_calls, gemv_calls;
+    gemm_shape shapes[MAX_SHAPES];
+    int n_shapes, shapes_dropped;
+} blas_tally;
+
+static blas_tally *tally; /* the stage being counted, or NULL */
+
+void __real_cblas_sgemm(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta,
+                        enum CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k, float alpha,
+                        const float *a, blasint lda, const float *b, blasint ldb, float beta,
+                        float *c, blasint ldc);
+void __real_cblas_sgemv(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE trans, blasint m, blasint n,
+                        float alpha, const float *a, blasint lda, const float *x, blasint incx,
+                        float beta, float *y, blasint incy);
+void __wrap_cblas_sgemm(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta,
+                        enum CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k, float alpha,
+                        const float *a, blasint lda, const float *b, blasint ldb, float beta,
+                        float *c, blasint ldc);
+void __wrap_cblas_sgemv(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE trans, blasint m, blasint n,
+                        float alpha, const float *a, blasint lda, const float *x, blasint incx,
+                        float beta, float *y, blasint incy);
+
+void __wrap_cblas_sgemm(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta,
+                        enum CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k, float alpha,
+                        const float *a, blasint lda, const float *b, blasint ldb, float beta,
+                        float *c, blasint ldc)
+{
+    double t0 = tally ? now() : 0.0;
+    __real_cblas_sgemm(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    if (!tally)
+        return;
+    double dt = now() - t0, flops = 2.0 * m * n * k;
+    tally->gemm_flops += flops;
+    tally->gemm_seconds += dt;
+    tally->gemm_calls++;
+    gemm_shape key = {ta == CblasTrans, tb == CblasTrans, m, n, k, lda, ldb, ldc, 0, 0, 0};
+    for (int i = 0; i < tally->n_shapes; i++) {
+        gemm_shape *s = &tally->shapes[i];
+        if (s->ta == key.ta && s->tb == key.tb && s->m == m && s->n == n && s->k == k &&
+            s->lda == lda && s->ldb == ldb && s->ldc == ldc) {
+            s->calls++;
+            s->flops += flops;
+            s->seconds += dt;
+            return;
+        }
+    }
+    if (tally->n_shapes == MAX_SHAPES) {
+        tally->shapes_dropped++;
+        return;
+    }
+    key.calls = 1;
+    key.flops = flops;
+    key.seconds = dt;
+    tally->shapes[tally->n_shapes++] = key;
+}
+
+void __wrap_cblas_sgemv(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE trans, blasint m, blasint n,
+                        float alpha, const float *a, blasint lda, const float *x, blasint incx,
+                        float beta, float *y, blasint incy)
+{
+    double t0 = tally ? now() : 0.0;
+    __real_cblas_sgemv(order, trans, m, n, alpha, a, lda, x, incx, beta, y, incy);
+    if (!tally)
+        return;
+    tally->gemv_seconds += now() - t0;
+    tally->gemv_flops += 2.0 * m * n;
+    tally->gemv_calls++;
+}
+
+/* ---- the machine's limits ---- */
+
+static void fill(float *x, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        x[i] = (float)((seed >> 8) & 0xffff) / 65536.0f - 0.5f;
+    }
+}
+
+/* GFLOP/s of cblas_sgemm alone on one shape (same transposes and leading dimensions): the
+ * median of repeated calls over at least 0.2 s, after one untimed call. */
+static double sgemm_rate(const gemm_shape *s)
+{
+    size_t rows_a = s->ta ? (size_t)s->k : (size_t)s->m;
+    size_t rows_b = s->tb ? (size_t)s->n : (size_t)s->k;
+    float *a = malloc(rows_a * s->lda * sizeof *a), *b = malloc(rows_b * s->ldb * sizeof *b);
+    float *c = malloc((size_t)s->m * s->ldc * sizeof *c);
+    if (!a || !b || !c) {
+        fprintf(stderr, "mm-bench: out of memory for a %dx%dx%d GEMM\n", s->m, s->n, s->k);
+        exit(1);
+    }
+    fill(a, rows_a * s->lda, 1);
+    fill(b, rows_b * s->ldb, 2);
+    double times[256];
+    int n = 0;
+    double start = now();
+    for (int i = -1; i < 256 && (i < 3 || now() - start < 0.2); i++) {
+        double t0 = now();
+        cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans,
+                    s->tb ? CblasTrans : CblasNoTrans, s->m, s->n, s->k, 1.0f, a, s->lda, b,
+                    s->ldb, 0.0f, c, s->ldc);
+        if (i >= 0)
+            times[n++] = now() - t0;
+    }
+    free(a);
+    free(b);
+    free(c);
+    return 2.0 * s->m * s->n * s->k / median(times, n) * 1e-9;
+}
+
+typedef struct {
+    float *a, *b, *c;
+    size_t n;
+} triad_part;
+
+static void *triad_worker(void *arg)
+{
+    triad_part *p = arg;
+    for (size_t i = 0; i < p->n; i++)
+        p->a[i] = p->b[i] + 3.0f * p->c[i];
+    return NULL;
+}
+
+/* STREAM-style triad a = b + s*c on `threads` threads over arrays far larger than the caches:
+ * GB/s counting 3 arrays of traffic per pass, median of 7 passes. */
+static double triad_bandwidth(int threads)
+{
+    const size_t n = (size_t)24 << 20; /* floats per array: 96 MiB each */
+    float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b), *c = malloc(n * sizeof *c);
+    if (!a || !b || !c) {
+        fprintf(stderr, "mm-bench: out of memory for the triad\n");
+        exit(1);
+    }
+    triad_part parts[64];
+    pthread_t ids[64];
+    size_t chunk = n / (size_t)threads;
+    double times[8];
+    for (int pass = -1; pass < 7; pass++) {
+        double t0 = now();
+        for (int t = 0; t < threads; t++) {
+            size_t first = (size_t)t * chunk;
+            parts[t] = (triad_part){a + first, b + first, c + first,
+                                    t == threads - 1 ? n - first : chunk};
+            if (pass < 0) { /* first touch, on the thread that will use the pages */
+                memset(parts[t].b, 0, parts[t].n * sizeof(float));
+                memset(parts[t].c, 0, parts[t].n * sizeof(float));
+            }
+            pthread_create(&ids[t], NULL, triad_worker, &parts[t]);
+        }
+        for (int t = 0; t < threads; t++)
+            pthread_join(ids[t], NULL);
+        if (pass >= 0)
+            times[pass] = now() - t0;
+    }
+    free(a);
+    free(b);
+    free(c);
+    return 3.0 * n * sizeof(float) / median(times, 7) * 1e-9;
+}
+
+/* ---- memory ---- */
+
+/* Peak resident set (VmHWM) in bytes; 0 when /proc is not there. */
+static double peak_rss(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %lf kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb * 1024.0;
+}
+
+/* Start counting the peak from the current resident set (Linux: clear_refs 5). */
+static void reset_peak_rss(void)
+{
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (f) {
+        fputs("5", f);
+        fclose(f);
+    }
+}
+
+/* What a file's tensors weigh, and what a token streams through: every tensor but the token
+ * embedding, which a token reads one row of (unless it is also the output head). */
+typedef struct {
+    double bytes, token_bytes;
+    int64_t n_layer, kv_width, n_vocab, image_size;
+} file_facts;
+
+static file_facts read_facts(const char *path)
+{
+    mmi_gguf *g;
+    check(mmi_gguf_open(path, 1, &g), path);
+    file_facts f = {0};
+    int tied = !mmi_gguf_find_tensor(g, "output.weight");
+    for (uint64_t i = 0; i < mmi_gguf_n_tensors(g); i++) {
+        const mmi_tensor *t = mmi_gguf_tensor(g, i);
+        f.bytes += (double)t->n_bytes;
+        if (strcmp(t->name, "token_embd.weight") != 0 || tied)
+            f.token_bytes += (double)t->n_bytes;
+        if (strcmp(t->name, "token_embd.weight") == 0)
+            f.n_vocab = (int64_t)t->ne[1];
+    }
+    const char *arch = "";
+    mmi_gguf_get_string(g, "general.architecture", &arch, NULL);
+    char key[96];
+    int64_t embd = 0, heads = 1, heads_kv = 0, head_dim = 0;
+    snprintf(key, sizeof key, "%s.block_count", arch);
+    mmi_gguf_get_int_or(g, key, 0, &f.n_layer);
+    snprintf(key, sizeof key, "%s.embedding_length", arch);
+    mmi_gguf_get_int_or(g, key, 0, &embd);
+    snprintf(key, sizeof key, "%s.attention.head_count", arch);
+    mmi_gguf_get_int_or(g, key, 1, &heads);
+    snprintf(key, sizeof key, "%s.attention.head_count_kv", arch);
+    mmi_gguf_get_int_or(g, key, heads, &heads_kv);
+    snprintf(key, sizeof key, "%s.attention.key_length", arch);
+    mmi_gguf_get_int_or(g, key, heads ? embd / heads : 0, &head_dim);
+    f.kv_width = heads_kv * head_dim;
+    mmi_gguf_get_int_or(g, "clip.vision.image_size", 0, &f.image_size);
+    mmi_gguf_close(g);
+    return f;
+}
+
+/* ---- stages ---- */
+
+typedef struct {
+    double seconds;   /* median wall time of one run */
+    blas_tally blas;  /* BLAS calls of one run (the last) */
+    double peak;      /* sgemm peak on the stage's shapes, GFLOP/s */
+} stage;
+
+/* Print the GEMM accounting of a stage against cblas_sgemm alone on the same shapes. */
+static void report_gemm(stage *s, const char *name, double per_run_seconds)
+{
+    blas_tally *b = &s->blas;
+    if (b->gemm_calls == 0)
+        return;
+    printf("  %-8s %5s %5s %5s %2s %6s %8s %9s %9s\n", "GEMMs", "m", "n", "k", "tt", "calls",
+           "GFLOP", "in-run/s", "alone/s");
+    s->peak = 0;
+    for (int i = 0; i < b->n_shapes; i++) {
+        gemm_shape *g = &b->shapes[i];
+        double alone = sgemm_rate(g);
+        if (alone > s->peak)
+            s->peak = alone;
+        printf("  %-8s %5d %5d %5d %c%c %6ld %8.2f %9.1f %9.1f\n", "", g->m, g->n, g->k,
+               g->ta ? 'T' : 'N', g->tb ? 'T' : 'N', g->calls, g->flops * 1e-9,
+               g->flops / g->seconds * 1e-9, alone);
+    }
+    if (b->shapes_dropped)
+        printf("  (%d further shapes not listed)\n", b->shapes_dropped);
+    double in_blas = b->gemm_flops / b->gemm_seconds * 1e-9;
+    double overall = b->gemm_flops / per_run_seconds * 1e-9;
+    printf("  %s: %.1f GFLOP of GEMM; sgemm peak on these shapes %.1f GFLOP/s\n", name,
+           b->gemm_flops * 1e-9, s->peak);
+    printf("  GEMM parts  %6.1f GFLOP/s = %3.0f %% of peak (%.0f %% of the stage's time in "
+           "sgemm)\n", in_blas, 100 * in_blas / s->peak, 100 * b->gemm_seconds / per_run_seconds);
+    printf("  end to end  %6.1f GFLOP/s = %3.0f %% of peak\n", overall, 100 * overall / s->peak);
+}
+
+typedef struct {
+    const char *vision, *text;
+    int threads, runs, n_prompt, n_gen;
+} bench_args;
+
+static void usage(const char *argv0)
+{
+    fprintf(stderr,
+            "usage: %s [--vision FILE] [--text FILE] [options]\n"
+            "  --vision FILE    vision GGUF (mmproj or CLIP): image preprocess + encode\n"
+            "  --text FILE      language model GGUF: prefill and decode\n"
+            "  -t, --threads N  compute threads for libmm and the limits (default 1)\n"
+            "  -r, --runs N     timed runs per stage after a warm-up, median (default 3)\n"
+            "  --prompt N       prefill tokens (default 512)\n"
+            "  --gen N          decoded tokens (default 128)\n",
+            argv0);
+}
+
+static bench_args parse_args(int argc, char **argv)
+{
+    bench_args a = {NULL, NULL, 1, 3, 512, 128};
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) {
+            usage(argv[0]);
+            exit(2);
+        }
+        i++;
+        if (!strcmp(o, "--vision"))
+            a.vision = v;
+        else if (!strcmp(o, "--text"))
+            a.text = v;
+        else if (!strcmp(o, "-t") || !strcmp(o, "--threads"))
+            a.threads = atoi(v);
+        else if (!strcmp(o, "-r") || !strcmp(o, "--runs"))
+            a.runs = atoi(v);
+        else if (!strcmp(o, "--prompt"))
+            a.n_prompt = atoi(v);
+        else if (!strcmp(o, "--gen"))
+            a.n_gen = atoi(v);
+        else {
+            usage(argv[0]);
+            exit(2);
+        }
+    }
+    if ((!a.vision && !a.text) || a.threads < 1 || a.threads > 64 || a.runs < 1 ||
+        a.runs > MAX_RUNS || a.n_prompt < 1 || a.n_gen < 2) {
+        usage(argv[0]);
+        exit(2);
+    }
+    return a;
+}
+
+static const char *base_name(const char *path)
+{
+    const char *slash = path ? strrchr(path, '/') : NULL;
+    return slash ? slash + 1 : path ? path : "-";
+}
+
+/* Preprocess + encode of a picture, and encode alone at the trained size. */
+static void bench_vision(const mm_model *m, const bench_args *a, int image_size, stage *full,
+                         stage *encode)
+{
+    enum { W = 640, H = 480 };
+    static uint8_t rgb[W * H * 3];
+    for (int i = 0; i < W * H * 3; i++)
+        rgb[i] = (uint8_t)((i * 7 + (i / (3 * W)) * 13) & 0xff);
+    mm_image *img;
+    check(mm_image_from_pixels(rgb, W, H, (size_t)W * 3, MM_PIXEL_RGB8, &img), "image");
+    size_t n_px = (size_t)3 * image_size * image_size;
+    float *chw = malloc(n_px * sizeof *chw);
+    if (!chw)
+        die("pixels", MM_ERR_NOMEM);
+    fill(chw, n_px, 3);
+    double t_full[MAX_RUNS], t_enc[MAX_RUNS];
+    for (int r = -1; r < a->runs; r++) {
+        mm_embeddings *e;
+        blas_tally counted = {0};
+        tally = &counted;
+        double t0 = now();
+        check(mm_image_encode_pixels(m, chw, image_size, image_size, NULL, &e), "encode");
+        double t1 = now();
+        tally = NULL;
+        mm_embeddings_free(e);
+        if (r >= 0) {
+            t_enc[r] = t1 - t0;
+            encode->blas = counted;
+        }
+        t0 = now();
+        check(mm_image_encode(m, img, NULL, &e), "encode");
+        t1 = now();
+        mm_embeddings_free(e);
+        if (r >= 0)
+            t_full[r] = t1 - t0;
+    }
+    full->seconds = median(t_full, a->runs);
+    encode->seconds = median(t_enc, a->runs);
+    free(chw);
+    mm_image_free(img);
+}
+
+/* Prefill of n_prompt random ids into a fresh conversation, then n_gen greedy tokens. */
+static void bench_text(mm_model *m, const bench_args *a, const mm_options *opts,
+                       int64_t n_vocab, stage *prefill, stage *decode)
+{
+    mm_session *s;
+    check(mm_session_create(m, opts, &s), "session");
+    int32_t *ids = malloc((size_t)a->n_prompt * sizeof *ids);
+    if (!ids)
+        die("prompt", MM_ERR_NOMEM);
+    unsigned seed = 7;
+    for (int i = 0; i < a->n_prompt; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        ids[i] = (int32_t)((seed >> 8) % (unsigned)n_vocab);
+    }
+    double t_pre[MAX_RUNS], t_dec[MAX_RUNS];
+    for (int r = -1; r < a->runs; r++) {
+        mm_session_reset(s);
+        blas_tally counted = {0};
+        tally = &counted;
+        double t0 = now();
+        check(mm_session_add_tokens(s, ids, (size_t)a->n_prompt), "prefill");
+        double t1 = now();
+        tally = NULL;
+        if (r >= 0) {
+            t_pre[r] = t1 - t0;
+            prefill->blas = counted;
+        }
+        /* The first token comes from the prompt's logits; each later one evaluates one. */
+        int32_t tok;
+        const char *piece;
+        size_t len;
+        check(mm_session_next(s, &tok, &piece, &len), "decode");
+        blas_tally counted_dec = {0};
+        tally = &counted_dec;
+        t0 = now();
+        for (int i = 1; i < a->n_gen; i++)
+            check(mm_session_next(s, &tok, &piece, &len), "decode");
+        t1 = now();
+        tally = NULL;
+        if (r >= 0) {
+            t_dec[r] = (t1 - t0) / (a->n_gen - 1);
+            decode->blas = counted_dec;
+        }
+    }
+    prefill->seconds = median(t_pre, a->runs);
+    decode->seconds = median(t_dec, a->runs);
+    free(ids);
+    mm_session_free(s);
+}
+
+int main(int argc, char **argv)
+{
+    bench_args a = parse_args(argc, argv);
+    file_facts fv = {0}, ft = {0};
+    if (a.vision)
+        fv = read_facts(a.vision);
+    if (a.text)
+        ft = read_facts(a.text);
+
+    /* OpenBLAS's thread count is the host's to set (libmm leaves it alone): the same as
+     * libmm's, so that the GEMMs and the library's own work use the same cores. */
+    openblas_set_num_threads(a.threads);
+    mm_options *opts;
+    check(mm_options_create(&opts), "options");
+    check(mm_options_set_int(opts, MM_OPT_N_THREADS, a.threads), "threads");
+    int n_ctx = a.n_prompt + a.n_gen + 1;
+    check(mm_options_set_int(opts, MM_OPT_N_CTX, n_ctx), "n_ctx");
+    check(mm_options_set_int(opts, MM_OPT_MAX_TOKENS, a.n_gen), "max_tokens");
+
+    printf("libmm %s bench: %d thread%s, %d runs (median) after a warm-up; OpenBLAS core %s\n",
+           mm_version_string(), a.threads, a.threads > 1 ? "s" : "", a.runs,
+           openblas_get_corename());
+    printf("files: vision %s, text %s\n", base_name(a.vision), base_name(a.text));
+
+    /* Loading: the first load warms the page cache; the next ones are timed. */
+    reset_peak_rss();
+    double rss0 = peak_rss(), t_load[MAX_RUNS];
+    mm_model *m = NULL;
+    for (int r = -1; r < a.runs; r++) {
+        mm_model_free(m);
+        double t0 = now();
+        check(mm_model_load(a.text ? a.text : a.vision, a.text ? a.vision : NULL, opts, &m),
+              "load");
+        if (r >= 0)
+            t_load[r] = now() - t0;
+    }
+    double load = median(t_load, a.runs);
+
+    stage full = {0}, encode = {0}, prefill = {0}, decode = {0};
+    if (a.vision)
+        bench_vision(m, &a, (int)fv.image_size, &full, &encode);
+    if (a.text)
+        bench_text(m, &a, opts, ft.n_vocab, &prefill, &decode);
+    double rss = peak_rss();
+    double kv = 2.0 * ft.n_layer * n_ctx * ft.kv_width * sizeof(float);
+    double weights = fv.bytes + ft.bytes;
+    mm_model_free(m);
+    mm_options_free(opts);
+
+    /* The limits, measured now that the model is gone. */
+    double bw = triad_bandwidth(a.threads);
+
+    printf("load        %8.1f ms\n", load * 1e3);
+    printf("peak RSS    %8.1f MiB = %.3f x (weights %.1f MiB + KV cache %.1f MiB); %.1f MiB "
+           "before loading\n", rss / 1048576, rss / (weights + kv), weights / 1048576,
+           kv / 1048576, rss0 / 1048576);
+    if (a.vision) {
+        printf("vision      %8.1f ms preprocess + encode (encode alone %.1f ms)\n",
+               full.seconds * 1e3, encode.seconds * 1e3);
+        report_gemm(&encode, "encode", encode.seconds);
+    }
+    double decode_bound = ft.token_bytes / (bw * 1e9);
+    if (a.text) {
+        printf("prefill     %8.1f tokens/s (%d tokens in %.1f ms)\n", a.n_prompt / prefill.seconds,
+               a.n_prompt, prefill.seconds * 1e3);
+        report_gemm(&prefill, "prefill", prefill.seconds);
+        printf("decode      %8.2f tokens/s (%.2f ms per token, %ld GEMV + %ld GEMM calls per "
+               "token)\n", 1 / decode.seconds, decode.seconds * 1e3,
+               decode.blas.gemv_calls / (a.n_gen - 1), decode.blas.gemm_calls / (a.n_gen - 1));
+        printf("  weights streamed per token %.1f MiB -> %.1f GB/s; bound at triad bandwidth "
+               "%.2f ms = %.0f %% of the bound\n", ft.token_bytes / 1048576,
+               ft.token_bytes / decode.seconds * 1e-9, decode_bound * 1e3,
+               100 * decode_bound / decode.seconds);
+    }
+    printf("triad       %8.1f GB/s (%d thread%s)\n", bw, a.threads, a.threads > 1 ? "s" : "");
+
+    /* | files | threads | load ms | peak RSS / (weights + KV) | encode ms | GEMM % | e2e % |
+     * prefill tok/s | GEMM % | e2e % | decode tok/s | % of bandwidth bound | */
+    char vis[96] = " - | - | - ", pre[96] = " - | - | - ", dec[64] = " - | - ";
+    if (a.vision)
+        snprintf(vis, sizeof vis, " %.1f | %.0f %% | %.0f %% ", full.seconds * 1e3,
+                 100 * encode.blas.gemm_flops / encode.blas.gemm_seconds * 1e-9 / encode.peak,
+                 100 * encode.blas.gemm_flops / encode.seconds * 1e-9 / encode.peak);
+    if (a.text) {
+        snprintf(pre, sizeof pre, " %.1f | %.0f %% | %.0f %% ", a.n_prompt / prefill.seconds,
+                 100 * prefill.blas.gemm_flops / prefill.blas.gemm_seconds * 1e-9 / prefill.peak,
+                 100 * prefill.blas.gemm_flops / prefill.seconds * 1e-9 / prefill.peak);
+        snprintf(dec, sizeof dec, " %.2f | %.0f %% ", 1 / decode.seconds,
+                 100 * decode_bound / decode.seconds);
+    }
+    printf("| %s%s%s | %d | %.1f | %.2f |%s|%s|%s|\n", base_name(a.text ? a.text : a.vision),
+           a.text && a.vision ? " + " : "", a.text && a.vision ? base_name(a.vision) : "",
+           a.threads, load * 1e3, rss / (weights + kv), vis, pre, dec);
+    return 0;
+}

@@ -1,0 +1,174 @@
+#!/usr/bin/python3
+"""Random-weight GGUF files of realistic shapes for examples/mm-bench (`make bench`).
+
+    python3 tools/bench_models.py OUTDIR [NAME ...]
+
+writes OUTDIR/NAME.gguf for each NAME (all of them when none is given), skipping files that
+already exist with the same spec (kept in general.description). Written with tools/gguf.py, one
+tensor in memory at a time. The files are laid out as docs/model-format.md says, as llama.cpp's
+converters write them:
+
+  vit-b16      CLIP ViT-B/16 at 224 px (196 patches + class token, 12 blocks, width 768) with a
+               LLaVA MLP projector into the width of llama-1b (2048); f32
+  vit-l14-336  CLIP ViT-L/14 at 336 px (576 patches + class token, 24 blocks, width 1024),
+               LLaVA-1.5: second-to-last layer, class token dropped, MLP projector to 4096; f32
+  llama-1b     LLaMA-style decoder of TinyLlama-1.1B's shape (22 layers, width 2048, 32 heads,
+               4 KV heads, FFN 5632, 32000 tokens): f32 (4.4 GB) and -f16 (2.2 GB)
+
+Weights are N(0, 0.02) (HF's initialisation), norms 1, biases 0: activations stay in the normal
+float range, so no denormals distort the timing. No tokenizer is written: the benchmark feeds
+token ids.
+"""
+
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gguf import GGUFWriter  # noqa: E402
+
+VISION = {
+    # name: image size, patch, width, FFN, blocks, heads, feature layer, projector width
+    "vit-b16": (224, 16, 768, 3072, 12, 12, 12, 2048),
+    "vit-l14-336": (336, 14, 1024, 4096, 24, 16, 23, 4096),
+}
+LLAMA = dict(vocab=32000, embd=2048, layers=22, ff=5632, heads=32, heads_kv=4, ctx=2048)
+MODELS = ["vit-b16", "vit-l14-336", "llama-1b", "llama-1b-f16"]
+
+rng = np.random.default_rng(1234)
+
+
+def normal(*shape):
+    """A lazily produced N(0, 0.02) matrix in HF (row-major) shape."""
+    return lambda: rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
+
+
+def const(value, *shape):
+    return np.full(shape, value, dtype=np.float32)
+
+
+def write_vision(path, spec, name):
+    S, P, D, F, L, H, feature_layer, E = VISION[name]
+    w = GGUFWriter(path, arch="clip")
+    w.add("general.description", spec)
+    w.add("general.file_type", 0)
+    w.add("clip.has_vision_encoder", True)
+    w.add("clip.has_text_encoder", False)
+    w.add("clip.has_llava_projector", True)
+    w.add("clip.projector_type", "mlp")
+    w.add("clip.use_gelu", False)          # quick-GELU, as CLIP
+    w.add("clip.vision.image_size", S)
+    w.add("clip.vision.patch_size", P)
+    w.add("clip.vision.embedding_length", D)
+    w.add("clip.vision.feed_forward_length", F)
+    w.add("clip.vision.block_count", L)
+    w.add("clip.vision.attention.head_count", H)
+    w.add("clip.vision.attention.layer_norm_epsilon", 1e-5)
+    w.add("clip.vision.projection_dim", 768)
+    w.add("clip.vision.image_mean", [0.48145466, 0.4578275, 0.40821073], type="[f32]")
+    w.add("clip.vision.image_std", [0.26862954, 0.26130258, 0.27577711], type="[f32]")
+    w.add("clip.vision.image_resize", "shortest_edge_crop")
+    if name == "vit-l14-336":
+        w.add("clip.vision.image_pad", "mean")
+    w.add("clip.vision.feature_layer", [feature_layer], type="[i32]")
+    w.add("clip.image_token_id", 32000, type="i32")
+    n_pos = (S // P) ** 2 + 1
+    w.add_tensor("v.patch_embd.weight", normal(D, 3, P, P), shape=(D, 3, P, P))
+    w.add_tensor("v.class_embd", normal(D), shape=(D,))
+    w.add_tensor("v.position_embd.weight", normal(n_pos, D), shape=(n_pos, D))
+    w.add_tensor("v.pre_ln.weight", const(1, D))
+    w.add_tensor("v.pre_ln.bias", const(0, D))
+    for i in range(L):
+        p = "v.blk.%d." % i
+        for ln in ("ln1", "ln2"):
+            w.add_tensor(p + ln + ".weight", const(1, D))
+            w.add_tensor(p + ln + ".bias", const(0, D))
+        for proj in ("attn_q", "attn_k", "attn_v", "attn_out"):
+            w.add_tensor(p + proj + ".weight", normal(D, D), shape=(D, D))
+            w.add_tensor(p + proj + ".bias", const(0, D))
+        w.add_tensor(p + "ffn_up.weight", normal(F, D), shape=(F, D))
+        w.add_tensor(p + "ffn_up.bias", const(0, F))
+        w.add_tensor(p + "ffn_down.weight", normal(D, F), shape=(D, F))
+        w.add_tensor(p + "ffn_down.bias", const(0, D))
+    w.add_tensor("v.post_ln.weight", const(1, D))
+    w.add_tensor("v.post_ln.bias", const(0, D))
+    w.add_tensor("mm.0.weight", normal(E, D), shape=(E, D))
+    w.add_tensor("mm.0.bias", const(0, E))
+    w.add_tensor("mm.2.weight", normal(E, E), shape=(E, E))
+    w.add_tensor("mm.2.bias", const(0, E))
+    w.write()
+
+
+def write_llama(path, spec, dtype):
+    c = LLAMA
+    E, hd = c["embd"], c["embd"] // c["heads"]
+    kv = c["heads_kv"] * hd
+    w = GGUFWriter(path, arch="llama")
+    w.add("general.description", spec)
+    w.add("general.file_type", {"f32": 0, "f16": 1}[dtype])
+    w.add("llama.vocab_size", c["vocab"])
+    w.add("llama.context_length", c["ctx"])
+    w.add("llama.embedding_length", E)
+    w.add("llama.block_count", c["layers"])
+    w.add("llama.feed_forward_length", c["ff"])
+    w.add("llama.attention.head_count", c["heads"])
+    w.add("llama.attention.head_count_kv", c["heads_kv"])
+    w.add("llama.attention.layer_norm_rms_epsilon", 1e-5)
+    w.add("llama.rope.freq_base", 10000.0)
+    w.add("llama.rope.dimension_count", hd)
+    w.add_tensor("token_embd.weight", normal(c["vocab"], E), dtype, shape=(c["vocab"], E))
+    for i in range(c["layers"]):
+        p = "blk.%d." % i
+        w.add_tensor(p + "attn_norm.weight", const(1, E))
+        w.add_tensor(p + "attn_q.weight", normal(E, E), dtype, shape=(E, E))
+        w.add_tensor(p + "attn_k.weight", normal(kv, E), dtype, shape=(kv, E))
+        w.add_tensor(p + "attn_v.weight", normal(kv, E), dtype, shape=(kv, E))
+        w.add_tensor(p + "attn_output.weight", normal(E, E), dtype, shape=(E, E))
+        w.add_tensor(p + "ffn_norm.weight", const(1, E))
+        w.add_tensor(p + "ffn_gate.weight", normal(c["ff"], E), dtype, shape=(c["ff"], E))
+        w.add_tensor(p + "ffn_up.weight", normal(c["ff"], E), dtype, shape=(c["ff"], E))
+        w.add_tensor(p + "ffn_down.weight", normal(E, c["ff"]), dtype, shape=(E, c["ff"]))
+    w.add_tensor("output_norm.weight", const(1, E))
+    w.add_tensor("output.weight", normal(c["vocab"], E), dtype, shape=(c["vocab"], E))
+    w.write()
+
+
+def spec_of(name):
+    if name in VISION:
+        return "libmm bench %s %s" % (name, VISION[name])
+    return "libmm bench %s %s" % (name, sorted(LLAMA.items()))
+
+
+def existing_spec(path):
+    from gguf import GGUFReader
+    try:
+        return GGUFReader(path).kv.get("general.description")
+    except (OSError, ValueError):
+        return None
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    out = sys.argv[1]
+    names = sys.argv[2:] or MODELS
+    os.makedirs(out, exist_ok=True)
+    for name in names:
+        if name not in MODELS:
+            sys.exit("unknown model %r (known: %s)" % (name, " ".join(MODELS)))
+        path = os.path.join(out, name + ".gguf")
+        spec = spec_of(name)
+        if os.path.exists(path) and existing_spec(path) == spec:
+            continue
+        print("writing %s" % path, flush=True)
+        tmp = path + ".part"
+        if name in VISION:
+            write_vision(tmp, spec, name)
+        else:
+            write_llama(tmp, spec, "f16" if name.endswith("-f16") else "f32")
+        os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    main()
