@@ -8,13 +8,14 @@
  *             mm_image_encode_pixels at the trained size (encode alone)
  *   prefill   mm_session_add_tokens of 512 random ids into an empty session
  *   decode    128 tokens of greedy generation after that prompt (mm_session_next)
- * and the peak resident memory of the process. Then, in the same process, the limits: the
- * GFLOP/s that cblas_sgemm reaches alone on every GEMM shape libmm used in the stage, and the
- * memory bandwidth of a STREAM-style triad. Each stage is printed as a fraction of its limit:
- *   vision, prefill  GEMM GFLOP/s (the products libmm hands to BLAS, counted as 2mnk) against the
- *                    sgemm peak (the best rate of cblas_sgemm alone on the stage's shapes), both
- *                    for the time spent inside BLAS ("GEMM parts") and for the whole stage
- *                    ("end to end");
+ * and the peak resident memory of the process. After each timed run, in the same process, the
+ * limits: cblas_sgemm alone on every GEMM shape libmm used in the stage (the same transposes and
+ * leading dimensions), and the memory bandwidth of a STREAM-style triad. Each stage is printed
+ * as a fraction of its limit, the median of the per-run ratios (the machine may be shared, so
+ * only times taken side by side are compared):
+ *   vision, prefill  the time cblas_sgemm alone takes for the stage's GEMMs (2mnk flops each,
+ *                    at the rate measured for that shape) against the time inside BLAS during the
+ *                    stage ("GEMM parts") and against the whole stage ("end to end");
  *   decode           the time streaming the weights once per token would take at triad bandwidth
  *                    (bytes of every matrix a token reads ÷ bandwidth) against the measured time;
  *   peak RSS         against the bytes of the weights plus the KV cache.
@@ -203,7 +204,7 @@ static void *triad_worker(void *arg)
 }
 
 /* STREAM-style triad a = b + s*c on `threads` threads over arrays far larger than the caches:
- * GB/s counting 3 arrays of traffic per pass, median of 7 passes. */
+ * GB/s counting 3 arrays of traffic per pass, median of 5 passes. */
 static double triad_bandwidth(int threads)
 {
     const size_t n = (size_t)24 << 20; /* floats per array: 96 MiB each */
@@ -215,8 +216,8 @@ static double triad_bandwidth(int threads)
     triad_part parts[64];
     pthread_t ids[64];
     size_t chunk = n / (size_t)threads;
-    double times[8];
-    for (int pass = -1; pass < 7; pass++) {
+    double times[5];
+    for (int pass = -1; pass < 5; pass++) {
         double t0 = now();
         for (int t = 0; t < threads; t++) {
             size_t first = (size_t)t * chunk;
@@ -236,7 +237,7 @@ static double triad_bandwidth(int threads)
     free(a);
     free(b);
     free(c);
-    return 3.0 * n * sizeof(float) / median(times, 7) * 1e-9;
+    return 3.0 * n * sizeof(float) / median(times, 5) * 1e-9;
 }
 
 /* ---- memory ---- */
@@ -308,39 +309,68 @@ static file_facts read_facts(const char *path)
 
 /* ---- stages ---- */
 
+/* One stage over the timed runs, with the limits measured right after each run, so that every
+ * ratio compares times taken side by side on this shared machine. */
 typedef struct {
-    double seconds;   /* median wall time of one run */
-    blas_tally blas;  /* BLAS calls of one run (the last) */
-    double peak;      /* sgemm peak on the stage's shapes, GFLOP/s */
+    double seconds[MAX_RUNS]; /* wall time of the stage (decode: per token) */
+    double in_blas[MAX_RUNS]; /* of which inside cblas_sgemm */
+    double ideal[MAX_RUNS];   /* the same sgemm calls on cblas_sgemm alone */
+    double bound[MAX_RUNS];   /* decode: weight bytes per token at triad bandwidth */
+    double alone[MAX_RUNS][MAX_SHAPES]; /* GFLOP/s of each shape alone */
+    blas_tally blas;          /* the calls of the warm-up run, in order of first use */
+    blas_tally last;          /* the calls of the last run */
 } stage;
 
-/* Print the GEMM accounting of a stage against cblas_sgemm alone on the same shapes. */
-static void report_gemm(stage *s, const char *name, double per_run_seconds)
+static double ratio_median(const double *num, const double *den, int n)
 {
-    blas_tally *b = &s->blas;
+    double r[MAX_RUNS];
+    for (int i = 0; i < n; i++)
+        r[i] = num[i] / den[i];
+    return median(r, n);
+}
+
+static double stage_median(const double *v, int n)
+{
+    double copy[MAX_RUNS];
+    memcpy(copy, v, (size_t)n * sizeof *v);
+    return median(copy, n);
+}
+
+/* cblas_sgemm alone on every shape the stage used: the time the same products take by
+ * themselves. */
+static void measure_sgemm(stage *s, int r)
+{
+    s->ideal[r] = 0;
+    for (int i = 0; i < s->blas.n_shapes; i++) {
+        s->alone[r][i] = sgemm_rate(&s->blas.shapes[i]);
+        s->ideal[r] += s->blas.shapes[i].flops / (s->alone[r][i] * 1e9);
+    }
+}
+
+static void report_gemm(const stage *s, const char *name, int runs)
+{
+    const blas_tally *b = &s->last;
     if (b->gemm_calls == 0)
         return;
     printf("  %-8s %5s %5s %5s %2s %6s %8s %9s %9s\n", "GEMMs", "m", "n", "k", "tt", "calls",
            "GFLOP", "in-run/s", "alone/s");
-    s->peak = 0;
     for (int i = 0; i < b->n_shapes; i++) {
-        gemm_shape *g = &b->shapes[i];
-        double alone = sgemm_rate(g);
-        if (alone > s->peak)
-            s->peak = alone;
+        const gemm_shape *g = &b->shapes[i];
+        double alone[MAX_RUNS];
+        for (int r = 0; r < runs; r++)
+            alone[r] = s->alone[r][i];
         printf("  %-8s %5d %5d %5d %c%c %6ld %8.2f %9.1f %9.1f\n", "", g->m, g->n, g->k,
                g->ta ? 'T' : 'N', g->tb ? 'T' : 'N', g->calls, g->flops * 1e-9,
-               g->flops / g->seconds * 1e-9, alone);
+               g->flops / g->seconds * 1e-9, median(alone, runs));
     }
     if (b->shapes_dropped)
         printf("  (%d further shapes not listed)\n", b->shapes_dropped);
-    double in_blas = b->gemm_flops / b->gemm_seconds * 1e-9;
-    double overall = b->gemm_flops / per_run_seconds * 1e-9;
-    printf("  %s: %.1f GFLOP of GEMM; sgemm peak on these shapes %.1f GFLOP/s\n", name,
-           b->gemm_flops * 1e-9, s->peak);
-    printf("  GEMM parts  %6.1f GFLOP/s = %3.0f %% of peak (%.0f %% of the stage's time in "
-           "sgemm)\n", in_blas, 100 * in_blas / s->peak, 100 * b->gemm_seconds / per_run_seconds);
-    printf("  end to end  %6.1f GFLOP/s = %3.0f %% of peak\n", overall, 100 * overall / s->peak);
+    printf("  %s: %.1f GFLOP in GEMMs; cblas_sgemm alone on the same calls: %.1f GFLOP/s\n",
+           name, b->gemm_flops * 1e-9, b->gemm_flops / stage_median(s->ideal, runs) * 1e-9);
+    printf("  GEMM parts  %3.0f %% of that rate (%.0f %% of the stage's time is in sgemm)\n",
+           100 * ratio_median(s->ideal, s->in_blas, runs),
+           100 * ratio_median(s->in_blas, s->seconds, runs));
+    printf("  end to end  %3.0f %% of that rate\n", 100 * ratio_median(s->ideal, s->seconds, runs));
 }
 
 typedef struct {
@@ -354,7 +384,7 @@ static void usage(const char *argv0)
             "usage: %s [--vision FILE] [--text FILE] [options]\n"
             "  --vision FILE    vision GGUF (mmproj or CLIP): image preprocess + encode\n"
             "  --text FILE      language model GGUF: prefill and decode\n"
-            "  -t, --threads N  compute threads for libmm and the limits (default 1)\n"
+            "  -t, --threads N  compute threads for libmm, OpenBLAS and the limits (default 1)\n"
             "  -r, --runs N     timed runs per stage after a warm-up, median (default 3)\n"
             "  --prompt N       prefill tokens (default 512)\n"
             "  --gen N          decoded tokens (default 128)\n",
@@ -402,96 +432,72 @@ static const char *base_name(const char *path)
     return slash ? slash + 1 : path ? path : "-";
 }
 
-/* Preprocess + encode of a picture, and encode alone at the trained size. */
-static void bench_vision(const mm_model *m, const bench_args *a, int image_size, stage *full,
-                         stage *encode)
+/* What one run works on. */
+typedef struct {
+    mm_model *model;
+    mm_session *session;
+    mm_image *image;    /* 640x480 picture */
+    float *chw;         /* normalised pixels at the trained size */
+    int image_size;
+    int32_t *prompt;
+} workload;
+
+static void run_vision(workload *w, stage *full, stage *encode, int r)
 {
-    enum { W = 640, H = 480 };
-    static uint8_t rgb[W * H * 3];
-    for (int i = 0; i < W * H * 3; i++)
-        rgb[i] = (uint8_t)((i * 7 + (i / (3 * W)) * 13) & 0xff);
-    mm_image *img;
-    check(mm_image_from_pixels(rgb, W, H, (size_t)W * 3, MM_PIXEL_RGB8, &img), "image");
-    size_t n_px = (size_t)3 * image_size * image_size;
-    float *chw = malloc(n_px * sizeof *chw);
-    if (!chw)
-        die("pixels", MM_ERR_NOMEM);
-    fill(chw, n_px, 3);
-    double t_full[MAX_RUNS], t_enc[MAX_RUNS];
-    for (int r = -1; r < a->runs; r++) {
-        mm_embeddings *e;
-        blas_tally counted = {0};
-        tally = &counted;
-        double t0 = now();
-        check(mm_image_encode_pixels(m, chw, image_size, image_size, NULL, &e), "encode");
-        double t1 = now();
-        tally = NULL;
-        mm_embeddings_free(e);
-        if (r >= 0) {
-            t_enc[r] = t1 - t0;
-            encode->blas = counted;
-        }
-        t0 = now();
-        check(mm_image_encode(m, img, NULL, &e), "encode");
-        t1 = now();
-        mm_embeddings_free(e);
-        if (r >= 0)
-            t_full[r] = t1 - t0;
+    blas_tally counted = {0};
+    mm_embeddings *e;
+    tally = &counted;
+    double t0 = now();
+    check(mm_image_encode_pixels(w->model, w->chw, w->image_size, w->image_size, NULL, &e),
+          "encode");
+    double t1 = now();
+    tally = NULL;
+    mm_embeddings_free(e);
+    double t2 = now();
+    check(mm_image_encode(w->model, w->image, NULL, &e), "encode");
+    double t3 = now();
+    mm_embeddings_free(e);
+    if (r < 0) {
+        encode->blas = counted;
+        return;
     }
-    full->seconds = median(t_full, a->runs);
-    encode->seconds = median(t_enc, a->runs);
-    free(chw);
-    mm_image_free(img);
+    encode->last = counted;
+    encode->seconds[r] = t1 - t0;
+    encode->in_blas[r] = counted.gemm_seconds;
+    full->seconds[r] = t3 - t2;
 }
 
-/* Prefill of n_prompt random ids into a fresh conversation, then n_gen greedy tokens. */
-static void bench_text(mm_model *m, const bench_args *a, const mm_options *opts,
-                       int64_t n_vocab, stage *prefill, stage *decode)
+/* Prefill of the prompt into a fresh conversation, then greedy tokens: the first comes from
+ * the prompt's logits, each later one evaluates one position. */
+static void run_text(workload *w, const bench_args *a, stage *prefill, stage *decode, int r)
 {
-    mm_session *s;
-    check(mm_session_create(m, opts, &s), "session");
-    int32_t *ids = malloc((size_t)a->n_prompt * sizeof *ids);
-    if (!ids)
-        die("prompt", MM_ERR_NOMEM);
-    unsigned seed = 7;
-    for (int i = 0; i < a->n_prompt; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        ids[i] = (int32_t)((seed >> 8) % (unsigned)n_vocab);
+    mm_session_reset(w->session);
+    blas_tally counted = {0}, counted_dec = {0};
+    tally = &counted;
+    double t0 = now();
+    check(mm_session_add_tokens(w->session, w->prompt, (size_t)a->n_prompt), "prefill");
+    double t1 = now();
+    tally = NULL;
+    int32_t tok;
+    const char *piece;
+    size_t len;
+    check(mm_session_next(w->session, &tok, &piece, &len), "decode");
+    tally = &counted_dec;
+    double t2 = now();
+    for (int i = 1; i < a->n_gen; i++)
+        check(mm_session_next(w->session, &tok, &piece, &len), "decode");
+    double t3 = now();
+    tally = NULL;
+    if (r < 0) {
+        prefill->blas = counted;
+        decode->blas = counted_dec;
+        return;
     }
-    double t_pre[MAX_RUNS], t_dec[MAX_RUNS];
-    for (int r = -1; r < a->runs; r++) {
-        mm_session_reset(s);
-        blas_tally counted = {0};
-        tally = &counted;
-        double t0 = now();
-        check(mm_session_add_tokens(s, ids, (size_t)a->n_prompt), "prefill");
-        double t1 = now();
-        tally = NULL;
-        if (r >= 0) {
-            t_pre[r] = t1 - t0;
-            prefill->blas = counted;
-        }
-        /* The first token comes from the prompt's logits; each later one evaluates one. */
-        int32_t tok;
-        const char *piece;
-        size_t len;
-        check(mm_session_next(s, &tok, &piece, &len), "decode");
-        blas_tally counted_dec = {0};
-        tally = &counted_dec;
-        t0 = now();
-        for (int i = 1; i < a->n_gen; i++)
-            check(mm_session_next(s, &tok, &piece, &len), "decode");
-        t1 = now();
-        tally = NULL;
-        if (r >= 0) {
-            t_dec[r] = (t1 - t0) / (a->n_gen - 1);
-            decode->blas = counted_dec;
-        }
-    }
-    prefill->seconds = median(t_pre, a->runs);
-    decode->seconds = median(t_dec, a->runs);
-    free(ids);
-    mm_session_free(s);
+    prefill->last = counted;
+    prefill->seconds[r] = t1 - t0;
+    prefill->in_blas[r] = counted.gemm_seconds;
+    decode->last = counted_dec;
+    decode->seconds[r] = (t3 - t2) / (a->n_gen - 1);
 }
 
 int main(int argc, char **argv)
@@ -521,71 +527,114 @@ int main(int argc, char **argv)
     /* Loading: the first load warms the page cache; the next ones are timed. */
     reset_peak_rss();
     double rss0 = peak_rss(), t_load[MAX_RUNS];
-    mm_model *m = NULL;
+    workload w = {0};
     for (int r = -1; r < a.runs; r++) {
-        mm_model_free(m);
+        mm_model_free(w.model);
         double t0 = now();
-        check(mm_model_load(a.text ? a.text : a.vision, a.text ? a.vision : NULL, opts, &m),
-              "load");
+        check(mm_model_load(a.text ? a.text : a.vision, a.text ? a.vision : NULL, opts,
+                            &w.model), "load");
         if (r >= 0)
             t_load[r] = now() - t0;
     }
     double load = median(t_load, a.runs);
 
-    stage full = {0}, encode = {0}, prefill = {0}, decode = {0};
-    if (a.vision)
-        bench_vision(m, &a, (int)fv.image_size, &full, &encode);
-    if (a.text)
-        bench_text(m, &a, opts, ft.n_vocab, &prefill, &decode);
-    double rss = peak_rss();
+    enum { W = 640, H = 480 };
+    static uint8_t rgb[W * H * 3];
+    if (a.vision) {
+        for (int i = 0; i < W * H * 3; i++)
+            rgb[i] = (uint8_t)((i * 7 + (i / (3 * W)) * 13) & 0xff);
+        check(mm_image_from_pixels(rgb, W, H, (size_t)W * 3, MM_PIXEL_RGB8, &w.image), "image");
+        w.image_size = (int)fv.image_size;
+        size_t n_px = (size_t)3 * w.image_size * w.image_size;
+        w.chw = malloc(n_px * sizeof *w.chw);
+        if (!w.chw)
+            die("pixels", MM_ERR_NOMEM);
+        fill(w.chw, n_px, 3);
+    }
+    if (a.text) {
+        check(mm_session_create(w.model, opts, &w.session), "session");
+        w.prompt = malloc((size_t)a.n_prompt * sizeof *w.prompt);
+        if (!w.prompt)
+            die("prompt", MM_ERR_NOMEM);
+        unsigned seed = 7;
+        for (int i = 0; i < a.n_prompt; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            w.prompt[i] = (int32_t)((seed >> 8) % (unsigned)ft.n_vocab);
+        }
+    }
+
+    static stage full, encode, prefill, decode;
+    double rss = 0;
+    for (int r = -1; r < a.runs; r++) {
+        if (a.vision)
+            run_vision(&w, &full, &encode, r);
+        if (a.text)
+            run_text(&w, &a, &prefill, &decode, r);
+        if (r < 0)
+            continue;
+        if (r == 0) /* every run allocates alike: the peak is reached by now */
+            rss = peak_rss();
+        measure_sgemm(&encode, r);
+        measure_sgemm(&prefill, r);
+        if (a.text)
+            decode.bound[r] = ft.token_bytes / (triad_bandwidth(a.threads) * 1e9);
+    }
     double kv = 2.0 * ft.n_layer * n_ctx * ft.kv_width * sizeof(float);
     double weights = fv.bytes + ft.bytes;
-    mm_model_free(m);
-    mm_options_free(opts);
-
-    /* The limits, measured now that the model is gone. */
-    double bw = triad_bandwidth(a.threads);
 
     printf("load        %8.1f ms\n", load * 1e3);
     printf("peak RSS    %8.1f MiB = %.3f x (weights %.1f MiB + KV cache %.1f MiB); %.1f MiB "
            "before loading\n", rss / 1048576, rss / (weights + kv), weights / 1048576,
            kv / 1048576, rss0 / 1048576);
     if (a.vision) {
-        printf("vision      %8.1f ms preprocess + encode (encode alone %.1f ms)\n",
-               full.seconds * 1e3, encode.seconds * 1e3);
-        report_gemm(&encode, "encode", encode.seconds);
+        printf("vision      %8.1f ms preprocess + encode of a %dx%d picture (encode alone %.1f "
+               "ms)\n", stage_median(full.seconds, a.runs) * 1e3, W, H,
+               stage_median(encode.seconds, a.runs) * 1e3);
+        report_gemm(&encode, "encode", a.runs);
     }
-    double decode_bound = ft.token_bytes / (bw * 1e9);
     if (a.text) {
-        printf("prefill     %8.1f tokens/s (%d tokens in %.1f ms)\n", a.n_prompt / prefill.seconds,
-               a.n_prompt, prefill.seconds * 1e3);
-        report_gemm(&prefill, "prefill", prefill.seconds);
-        printf("decode      %8.2f tokens/s (%.2f ms per token, %ld GEMV + %ld GEMM calls per "
-               "token)\n", 1 / decode.seconds, decode.seconds * 1e3,
-               decode.blas.gemv_calls / (a.n_gen - 1), decode.blas.gemm_calls / (a.n_gen - 1));
-        printf("  weights streamed per token %.1f MiB -> %.1f GB/s; bound at triad bandwidth "
-               "%.2f ms = %.0f %% of the bound\n", ft.token_bytes / 1048576,
-               ft.token_bytes / decode.seconds * 1e-9, decode_bound * 1e3,
-               100 * decode_bound / decode.seconds);
+        double t_pre = stage_median(prefill.seconds, a.runs);
+        double t_dec = stage_median(decode.seconds, a.runs);
+        printf("prefill     %8.1f tokens/s (%d tokens in %.1f ms)\n", a.n_prompt / t_pre,
+               a.n_prompt, t_pre * 1e3);
+        report_gemm(&prefill, "prefill", a.runs);
+        printf("decode      %8.2f tokens/s (%.2f ms per token; %ld GEMV + %ld GEMM calls per "
+               "token)\n", 1 / t_dec, t_dec * 1e3, decode.last.gemv_calls / (a.n_gen - 1),
+               decode.last.gemm_calls / (a.n_gen - 1));
+        printf("  weights read per token %.1f MiB -> %.1f GB/s; at triad bandwidth (%.1f GB/s) "
+               "%.2f ms: %.0f %% of that bound\n", ft.token_bytes / 1048576,
+               ft.token_bytes / t_dec * 1e-9,
+               ft.token_bytes / stage_median(decode.bound, a.runs) * 1e-9,
+               stage_median(decode.bound, a.runs) * 1e3,
+               100 * ratio_median(decode.bound, decode.seconds, a.runs));
     }
-    printf("triad       %8.1f GB/s (%d thread%s)\n", bw, a.threads, a.threads > 1 ? "s" : "");
 
-    /* | files | threads | load ms | peak RSS / (weights + KV) | encode ms | GEMM % | e2e % |
-     * prefill tok/s | GEMM % | e2e % | decode tok/s | % of bandwidth bound | */
+    /* | files | threads | load ms | peak RSS / (weights + KV) | image ms | encode GEMM % |
+     * encode e2e % | prefill tok/s | prefill GEMM % | prefill e2e % | decode tok/s | decode %
+     * of the bandwidth bound | */
     char vis[96] = " - | - | - ", pre[96] = " - | - | - ", dec[64] = " - | - ";
     if (a.vision)
-        snprintf(vis, sizeof vis, " %.1f | %.0f %% | %.0f %% ", full.seconds * 1e3,
-                 100 * encode.blas.gemm_flops / encode.blas.gemm_seconds * 1e-9 / encode.peak,
-                 100 * encode.blas.gemm_flops / encode.seconds * 1e-9 / encode.peak);
+        snprintf(vis, sizeof vis, " %.1f | %.0f %% | %.0f %% ",
+                 stage_median(full.seconds, a.runs) * 1e3,
+                 100 * ratio_median(encode.ideal, encode.in_blas, a.runs),
+                 100 * ratio_median(encode.ideal, encode.seconds, a.runs));
     if (a.text) {
-        snprintf(pre, sizeof pre, " %.1f | %.0f %% | %.0f %% ", a.n_prompt / prefill.seconds,
-                 100 * prefill.blas.gemm_flops / prefill.blas.gemm_seconds * 1e-9 / prefill.peak,
-                 100 * prefill.blas.gemm_flops / prefill.seconds * 1e-9 / prefill.peak);
-        snprintf(dec, sizeof dec, " %.2f | %.0f %% ", 1 / decode.seconds,
-                 100 * decode_bound / decode.seconds);
+        snprintf(pre, sizeof pre, " %.1f | %.0f %% | %.0f %% ",
+                 a.n_prompt / stage_median(prefill.seconds, a.runs),
+                 100 * ratio_median(prefill.ideal, prefill.in_blas, a.runs),
+                 100 * ratio_median(prefill.ideal, prefill.seconds, a.runs));
+        snprintf(dec, sizeof dec, " %.2f | %.0f %% ", 1 / stage_median(decode.seconds, a.runs),
+                 100 * ratio_median(decode.bound, decode.seconds, a.runs));
     }
     printf("| %s%s%s | %d | %.1f | %.2f |%s|%s|%s|\n", base_name(a.text ? a.text : a.vision),
            a.text && a.vision ? " + " : "", a.text && a.vision ? base_name(a.vision) : "",
            a.threads, load * 1e3, rss / (weights + kv), vis, pre, dec);
+
+    mm_session_free(w.session);
+    mm_image_free(w.image);
+    mm_model_free(w.model);
+    mm_options_free(opts);
+    free(w.chw);
+    free(w.prompt);
     return 0;
 }

@@ -113,6 +113,27 @@ struct mm_embeddings {
     float data[]; /* n_tokens * n_embd */
 };
 
+/* A computation outside a session runs on a pool of its own (MM_OPT_N_THREADS of the options;
+ * NULL options: one thread per CPU), bound to this thread between begin and end. */
+typedef struct {
+    mmi_exec exec;
+    const mmi_exec *previous;
+} compute;
+
+static mm_status compute_begin(compute *c, const mm_options *options)
+{
+    MMI_TRY(mmi_exec_init(&c->exec, (int)mmi_opt_int(options, MM_OPT_N_THREADS)));
+    c->previous = mmi_exec_bind(&c->exec);
+    return MM_OK;
+}
+
+static mm_status compute_end(compute *c, mm_status st)
+{
+    mmi_exec_bind(c->previous);
+    mmi_exec_free(&c->exec);
+    return st;
+}
+
 static mm_status check_pixels(const char *fn, const float *planar_chw, int width, int height)
 {
     if (!planar_chw)
@@ -145,8 +166,10 @@ mm_status mm_image_encode_pixels(const mm_model *model, const float *planar_chw,
     /* Progress in vision blocks; for now reported before and after the tower runs. */
     uint64_t n_blocks = (uint64_t)model->vision->enc.n_layer;
     mm_status st = mmi_progress(options, MM_PROGRESS_IMAGE_ENCODE, 0, n_blocks);
-    if (st == MM_OK)
-        st = mmi_vision_encode(model->vision, planar_chw, width, height, e->data, NULL);
+    compute c;
+    if (st == MM_OK && (st = compute_begin(&c, options)) == MM_OK)
+        st = compute_end(&c, mmi_vision_encode(model->vision, planar_chw, width, height, e->data,
+                                               NULL));
     if (st == MM_OK)
         st = mmi_progress(options, MM_PROGRESS_IMAGE_ENCODE, n_blocks, n_blocks);
     if (st != MM_OK) {
@@ -230,8 +253,11 @@ mm_status mm_clip_image_embedding(const mm_model *model, const mm_image *image, 
         return mmi_fail(MM_ERR_ARG, "mm_clip_image_embedding: image is NULL");
     mmi_views views;
     MMI_TRY(mmi_vision_preprocess(model->vision, image, &views));
-    mm_status st = mmi_clip_image_embed(model->clip_text, model->vision, views.pixels, views.size,
-                                        views.size, out, 1);
+    compute c;
+    mm_status st = compute_begin(&c, NULL);
+    if (st == MM_OK)
+        st = compute_end(&c, mmi_clip_image_embed(model->clip_text, model->vision, views.pixels,
+                                                  views.size, views.size, out, 1));
     mmi_views_free(&views);
     return st;
 }
@@ -241,8 +267,10 @@ mm_status mm_clip_image_embedding_pixels(const mm_model *model, const float *pla
 {
     MMI_TRY(check_clip("mm_clip_image_embedding_pixels", model, out, n));
     MMI_TRY(check_pixels("mm_clip_image_embedding_pixels", planar_chw, width, height));
-    return mmi_clip_image_embed(model->clip_text, model->vision, planar_chw, width, height, out,
-                                1);
+    compute c;
+    MMI_TRY(compute_begin(&c, NULL));
+    return compute_end(&c, mmi_clip_image_embed(model->clip_text, model->vision, planar_chw,
+                                                width, height, out, 1));
 }
 
 mm_status mm_clip_text_embedding_tokens(const mm_model *model, const int32_t *ids, size_t n_ids,
@@ -254,7 +282,9 @@ mm_status mm_clip_text_embedding_tokens(const mm_model *model, const int32_t *id
     if (n_ids < 1 || n_ids > (size_t)model->clip_text->n_ctx)
         return mmi_fail(MM_ERR_ARG, "mm_clip_text_embedding_tokens: %zu ids, the model takes 1 "
                         "to %d", n_ids, model->clip_text->n_ctx);
-    return mmi_clip_text_embed(model->clip_text, ids, (int)n_ids, out, 1);
+    compute c;
+    MMI_TRY(compute_begin(&c, NULL));
+    return compute_end(&c, mmi_clip_text_embed(model->clip_text, ids, (int)n_ids, out, 1));
 }
 
 mm_status mm_clip_text_embedding(const mm_model *model, const char *text, float *out, size_t n)
@@ -265,7 +295,10 @@ mm_status mm_clip_text_embedding(const mm_model *model, const char *text, float 
     if (!model->tokenizer)
         return mmi_fail(MM_ERR_UNSUPPORTED, "mm_clip_text_embedding: the model file carries no "
                         "usable tokenizer; pass token ids to mm_clip_text_embedding_tokens");
-    return mmi_clip_text_embed_string(model->clip_text, model->tokenizer, text, out, 1);
+    compute c;
+    MMI_TRY(compute_begin(&c, NULL));
+    return compute_end(&c, mmi_clip_text_embed_string(model->clip_text, model->tokenizer, text,
+                                                      out, 1));
 }
 
 mm_status mm_clip_classify(const mm_model *model, const mm_image *image,

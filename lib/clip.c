@@ -52,11 +52,10 @@ static mm_status load_clip_text(mmi_clip_text *c, const mmi_gguf *g)
                         path, scale);
     c->logit_scale = (float)scale;
 
-    mmi_matrix m;
-    MMI_TRY(mmi_weights_matrix(w, 1, &m, Dt, c->n_vocab, "t.token_embd.weight"));
-    c->tok_embd = m.data;
-    MMI_TRY(mmi_weights_matrix(w, 1, &m, Dt, c->n_ctx, "t.position_embd.weight"));
-    c->pos_embd = m.data;
+    const uint64_t tok_ne[2] = {(uint64_t)Dt, (uint64_t)c->n_vocab};
+    MMI_TRY(mmi_weights_get(w, 1, &c->tok_embd, 2, tok_ne, "t.token_embd.weight"));
+    const uint64_t pos_ne[2] = {(uint64_t)Dt, (uint64_t)c->n_ctx};
+    MMI_TRY(mmi_weights_get(w, 1, &c->pos_embd, 2, pos_ne, "t.position_embd.weight"));
     MMI_TRY(mmi_weights_vector(w, 1, &c->post_ln_w, Dt, "t.post_ln.weight"));
     MMI_TRY(mmi_weights_vector(w, 0, &c->post_ln_b, Dt, "t.post_ln.bias"));
     MMI_TRY(mmi_weights_matrix(w, 1, &c->text_proj, Dt, c->n_proj, "t.proj.weight"));

@@ -194,8 +194,8 @@ static mm_status load_weights(mmi_decoder *d)
 {
     const mmi_decoder_config *c = &d->config;
     mmi_decoder_weights *w = &d->weights;
-    const uint64_t embd_ne[2] = {(uint64_t)c->n_embd, (uint64_t)c->n_vocab};
-    MMI_TRY(mmi_weights_get(&d->store, 1, &w->token_embd, 2, embd_ne, "token_embd.weight"));
+    MMI_TRY(mmi_weights_matrix(&d->store, 1, &w->token_embd, c->n_embd, c->n_vocab,
+                               "token_embd.weight"));
     if (!c->rope) {
         const uint64_t pos_ne[2] = {(uint64_t)c->n_embd, (uint64_t)(c->pos_offset + c->n_pos)};
         MMI_TRY(mmi_weights_get(&d->store, 1, &w->pos_embd, 2, pos_ne, "position_embd.weight"));
@@ -215,7 +215,7 @@ static mm_status load_weights(mmi_decoder *d)
     MMI_TRY(mmi_weights_matrix(&d->store, 0, &w->output, c->n_embd, c->n_vocab,
                                "output.weight"));
     if (!w->output.data)
-        w->output.data = w->token_embd; /* tied embeddings */
+        w->output = w->token_embd; /* tied embeddings */
     return MM_OK;
 }
 
@@ -397,9 +397,10 @@ mm_status mmi_decoder_eval(const mmi_decoder *d, mmi_decoder_state *s, const int
     for (int done = 0; done < n;) {
         int rows = n - done < s->n_batch ? n - done : s->n_batch;
         for (int i = 0; i < rows; i++) {
-            const float *src = tokens ? w->token_embd + (size_t)tokens[done + i] * e
-                                      : embd + (size_t)(done + i) * e;
-            memcpy(s->x + (size_t)i * e, src, e * sizeof(float));
+            if (tokens)
+                mmi_matrix_row(&w->token_embd, tokens[done + i], s->x + (size_t)i * e);
+            else
+                memcpy(s->x + (size_t)i * e, embd + (size_t)(done + i) * e, e * sizeof(float));
             s->pos[i] = past + i;
             if (w->pos_embd) /* past + i < n_pos: n_ctx is at most n_pos */
                 mmi_add(s->x + (size_t)i * e,

@@ -64,7 +64,7 @@ typedef struct {
 } mmi_decoder_layer;
 
 typedef struct {
-    const float *token_embd;   /* [V][E] */
+    mmi_matrix token_embd;     /* [V][E], rows read one token at a time */
     const float *pos_embd;     /* [pos_offset + n_pos][E] learned positions, or NULL (RoPE) */
     mmi_decoder_layer *layers; /* [L] */
     const float *output_norm;  /* [E]; NULL when an opt model has no final norm */

@@ -1,10 +1,95 @@
 /* Numerical kernels (see ops.h). The only file that talks to BLAS. None of them allocates:
- * attention works in the caller's scratch. */
+ * attention works in the caller's scratch, f16/bf16 products in the bound execution context's.
+ *
+ * Threads: products of more than one row run on OpenBLAS's threads (cblas_sgemm); everything
+ * else libmm parallelises itself on the pool of the execution context bound to the calling
+ * thread, splitting rows or elements into one contiguous range per thread. The two never run
+ * at once: a BLAS call returns before the pool starts the next step. */
 #include "ops.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
+
+#include "alloc.h"
+#include "status.h"
+#include "vec.h"
+
+/* ---- execution context ---- */
+
+static _Thread_local const mmi_exec *bound;
+
+mm_status mmi_exec_init(mmi_exec *e, int n_threads)
+{
+    *e = (mmi_exec){0};
+    e->scratch = mmi_array(MMI_EXEC_SCRATCH, sizeof(float));
+    if (!e->scratch)
+        return mmi_fail(MM_ERR_NOMEM, "out of memory for %zu MiB of compute scratch",
+                        MMI_EXEC_SCRATCH * sizeof(float) >> 20);
+    mm_status st = mmi_pool_create(n_threads, &e->pool);
+    if (st != MM_OK)
+        mmi_exec_free(e);
+    return st;
+}
+
+void mmi_exec_free(mmi_exec *e)
+{
+    mmi_pool_free(e->pool);
+    mmi_free(e->scratch);
+    *e = (mmi_exec){0};
+}
+
+const mmi_exec *mmi_exec_bind(const mmi_exec *e)
+{
+    const mmi_exec *previous = bound;
+    bound = e;
+    return previous;
+}
+
+/* ---- splitting work over the pool ---- */
+
+/* Below this many values an element-wise step runs on the calling thread: waking the team
+ * costs a few microseconds, as much as the step itself. */
+#define SERIAL_VALUES 16384
+
+typedef void (*range_fn)(void *ctx, size_t begin, size_t end);
+
+typedef struct {
+    range_fn fn;
+    void *ctx;
+    size_t n;
+} range_job;
+
+static void run_range(void *arg, int part, int n_parts)
+{
+    const range_job *j = arg;
+    size_t begin = j->n * (size_t)part / (size_t)n_parts;
+    size_t end = j->n * (size_t)(part + 1) / (size_t)n_parts;
+    if (begin < end)
+        j->fn(j->ctx, begin, end);
+}
+
+/* fn over [0, n), one contiguous range per pool thread; on this thread alone when n < serial. */
+static void parallel_for(size_t n, size_t serial, range_fn fn, void *ctx)
+{
+    mmi_pool *pool = bound ? bound->pool : NULL;
+    if (n == 0)
+        return;
+    if (mmi_pool_size(pool) == 1 || n < serial) {
+        fn(ctx, 0, n);
+        return;
+    }
+    range_job j = {fn, ctx, n};
+    mmi_pool_run(pool, run_range, &j);
+}
+
+/* Rows of width d per range so that a range holds at least SERIAL_VALUES values. */
+static size_t serial_rows(size_t d)
+{
+    return SERIAL_VALUES / (d ? d : 1) + 1;
+}
+
+/* ---- matrix products ---- */
 
 void mmi_gemm_nt(int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                  int ldb, float beta, float *c, int ldc)
@@ -24,105 +109,247 @@ void mmi_gemm_nn(int m, int n, int k, float alpha, const float *a, int lda, cons
                 c, ldc);
 }
 
+static void row_to_f32(const mmi_matrix *w, size_t r, float *out)
+{
+    size_t n = (size_t)w->n_in;
+    switch (w->type) {
+    case MMI_TENSOR_F16: mmi_vec_f16_to_f32((const uint16_t *)w->data + r * n, out, n); break;
+    case MMI_TENSOR_BF16: mmi_vec_bf16_to_f32((const uint16_t *)w->data + r * n, out, n); break;
+    default: memcpy(out, (const float *)w->data + r * n, n * sizeof(float)); break;
+    }
+}
+
+static float row_dot(const mmi_matrix *w, size_t r, const float *x)
+{
+    size_t n = (size_t)w->n_in;
+    switch (w->type) {
+    case MMI_TENSOR_F16: return mmi_vec_dot_f16((const uint16_t *)w->data + r * n, x, n);
+    case MMI_TENSOR_BF16: return mmi_vec_dot_bf16((const uint16_t *)w->data + r * n, x, n);
+    default: return mmi_vec_dot((const float *)w->data + r * n, x, n);
+    }
+}
+
+void mmi_matrix_row(const mmi_matrix *w, int r, float *out)
+{
+    row_to_f32(w, (size_t)r, out);
+}
+
+typedef struct {
+    float *y;
+    const float *x;
+    int n;
+    const mmi_matrix *w;
+    const float *bias;
+    float *block; /* converted rows, for block_range */
+    int first;    /* first output row of the block */
+} linear_job;
+
+/* Output rows [begin, end) of every input row by dot products: each weight row is read once
+ * for all n input rows. */
+static void dot_range(void *ctx, size_t begin, size_t end)
+{
+    const linear_job *j = ctx;
+    size_t n_in = (size_t)j->w->n_in, n_out = (size_t)j->w->n_out;
+    for (size_t o = begin; o < end; o++)
+        for (int i = 0; i < j->n; i++)
+            j->y[i * n_out + o] = row_dot(j->w, o, j->x + i * n_in) + (j->bias ? j->bias[o] : 0);
+}
+
+static void block_range(void *ctx, size_t begin, size_t end)
+{
+    const linear_job *j = ctx;
+    for (size_t r = begin; r < end; r++)
+        row_to_f32(j->w, (size_t)j->first + r, j->block + r * (size_t)j->w->n_in);
+}
+
 void mmi_linear(float *y, const float *x, int n, const mmi_matrix *w, const float *bias)
 {
     if (n <= 0)
         return;
+    linear_job j = {y, x, n, w, bias, NULL, 0};
+    int n_in = w->n_in, n_out = w->n_out;
+    /* Half-precision weights in blocks of rows, as many as the scratch holds (at least 16, so
+     * that each cblas_sgemm is worth its call); otherwise row by row. */
+    int block_rows = (int)(MMI_EXEC_SCRATCH / (size_t)n_in);
+    int half = w->type != MMI_TENSOR_F32;
+    if (half && (n == 1 || !bound || block_rows < 16)) {
+        parallel_for((size_t)n_out, serial_rows((size_t)n * n_in), dot_range, &j);
+        return;
+    }
     /* Start from the bias (beta = 1) so the product is added to it in one pass. */
     float beta = 0.0f;
     if (bias) {
         for (int i = 0; i < n; i++)
-            for (int o = 0; o < w->n_out; o++)
-                y[(size_t)i * w->n_out + o] = bias[o];
+            memcpy(y + (size_t)i * n_out, bias, (size_t)n_out * sizeof(float));
         beta = 1.0f;
     }
-    if (n == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, w->n_out, w->n_in, 1.0f, w->data, w->n_in, x, 1,
-                    beta, y, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, w->n_out, w->n_in, 1.0f, x,
-                    w->n_in, w->data, w->n_in, beta, y, w->n_out);
+    if (!half) {
+        if (n == 1)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, n_out, n_in, 1.0f, w->data, n_in, x, 1,
+                        beta, y, 1);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n_out, n_in, 1.0f, x, n_in,
+                        w->data, n_in, beta, y, n_out);
+        return;
+    }
+    j.block = bound->scratch;
+    for (j.first = 0; j.first < n_out; j.first += block_rows) {
+        int rows = n_out - j.first < block_rows ? n_out - j.first : block_rows;
+        parallel_for((size_t)rows, serial_rows((size_t)n_in), block_range, &j);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, n_in, 1.0f, x, n_in,
+                    j.block, n_in, beta, y + j.first, n_out);
+    }
 }
 
+/* ---- norms ---- */
+
+typedef struct {
+    float *out;
+    const float *x;
+    int d;
+    const float *weight, *bias;
+    float eps;
+} norm_job;
+
 /* Norm statistics are accumulated in double: the rows can be thousands wide. */
-void mmi_layernorm(float *out, const float *x, int n, int d, const float *weight,
-                   const float *bias, float eps)
+static void layernorm_range(void *ctx, size_t begin, size_t end)
 {
-    for (int i = 0; i < n; i++) {
-        const float *xi = x + (size_t)i * d;
-        float *oi = out + (size_t)i * d;
+    const norm_job *j = ctx;
+    int d = j->d;
+    for (size_t i = begin; i < end; i++) {
+        const float *xi = j->x + i * d;
+        float *oi = j->out + i * d;
         double sum = 0.0;
-        for (int j = 0; j < d; j++)
-            sum += xi[j];
+        for (int c = 0; c < d; c++)
+            sum += xi[c];
         double mean = sum / d;
         double var = 0.0;
-        for (int j = 0; j < d; j++)
-            var += (xi[j] - mean) * (xi[j] - mean);
-        double inv = 1.0 / sqrt(var / d + eps);
-        for (int j = 0; j < d; j++) {
-            float v = (float)((xi[j] - mean) * inv);
-            oi[j] = v * (weight ? weight[j] : 1.0f) + (bias ? bias[j] : 0.0f);
+        for (int c = 0; c < d; c++)
+            var += (xi[c] - mean) * (xi[c] - mean);
+        double inv = 1.0 / sqrt(var / d + j->eps);
+        for (int c = 0; c < d; c++) {
+            float v = (float)((xi[c] - mean) * inv);
+            oi[c] = v * (j->weight ? j->weight[c] : 1.0f) + (j->bias ? j->bias[c] : 0.0f);
         }
     }
 }
 
+static void rmsnorm_range(void *ctx, size_t begin, size_t end)
+{
+    const norm_job *j = ctx;
+    int d = j->d;
+    for (size_t i = begin; i < end; i++) {
+        const float *xi = j->x + i * d;
+        float *oi = j->out + i * d;
+        double ss = 0.0;
+        for (int c = 0; c < d; c++)
+            ss += (double)xi[c] * xi[c];
+        float inv = (float)(1.0 / sqrt(ss / d + j->eps));
+        for (int c = 0; c < d; c++)
+            oi[c] = xi[c] * inv * (j->weight ? j->weight[c] : 1.0f);
+    }
+}
+
+void mmi_layernorm(float *out, const float *x, int n, int d, const float *weight,
+                   const float *bias, float eps)
+{
+    norm_job j = {out, x, d, weight, bias, eps};
+    parallel_for((size_t)n, serial_rows((size_t)d), layernorm_range, &j);
+}
+
 void mmi_rmsnorm(float *out, const float *x, int n, int d, const float *weight, float eps)
 {
-    for (int i = 0; i < n; i++) {
-        const float *xi = x + (size_t)i * d;
-        float *oi = out + (size_t)i * d;
-        double ss = 0.0;
-        for (int j = 0; j < d; j++)
-            ss += (double)xi[j] * xi[j];
-        float inv = (float)(1.0 / sqrt(ss / d + eps));
-        for (int j = 0; j < d; j++)
-            oi[j] = xi[j] * inv * (weight ? weight[j] : 1.0f);
+    norm_job j = {out, x, d, weight, NULL, eps};
+    parallel_for((size_t)n, serial_rows((size_t)d), rmsnorm_range, &j);
+}
+
+/* ---- element-wise ---- */
+
+typedef struct {
+    mmi_act act;
+    float *x;
+    const float *y;
+} elementwise_job;
+
+static void activate_range(void *ctx, size_t begin, size_t end)
+{
+    const elementwise_job *j = ctx;
+    float *x = j->x + begin;
+    size_t n = end - begin;
+    switch (j->act) {
+    case MMI_ACT_GELU:
+        for (size_t i = 0; i < n; i++)
+            x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+        break;
+    case MMI_ACT_GELU_TANH: {
+        /* 0.5 x (1 + tanh(y)) = x sigmoid(2y), y = sqrt(2/pi) (x + 0.044715 x^3) */
+        const float c = 2.0f * 0.7978845608028654f;
+        mmi_vec_x_sigmoid(x, n, c, c * 0.044715f);
+        break;
     }
+    case MMI_ACT_QUICK_GELU: mmi_vec_x_sigmoid(x, n, 1.702f, 0.0f); break;
+    case MMI_ACT_SILU: mmi_vec_x_sigmoid(x, n, 1.0f, 0.0f); break;
+    case MMI_ACT_RELU:
+        for (size_t i = 0; i < n; i++)
+            x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        break;
+    }
+}
+
+void mmi_activate(mmi_act act, float *x, size_t n)
+{
+    elementwise_job j = {act, x, NULL};
+    parallel_for(n, SERIAL_VALUES, activate_range, &j);
 }
 
 void mmi_gelu(float *x, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+    mmi_activate(MMI_ACT_GELU, x, n);
 }
 
 void mmi_gelu_tanh(float *x, size_t n)
 {
-    const float c = 0.7978845608028654f; /* sqrt(2/pi) */
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        x[i] = 0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * v * v * v)));
-    }
+    mmi_activate(MMI_ACT_GELU_TANH, x, n);
 }
 
 void mmi_quick_gelu(float *x, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+    mmi_activate(MMI_ACT_QUICK_GELU, x, n);
 }
 
 void mmi_silu(float *x, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        x[i] = x[i] / (1.0f + expf(-x[i]));
+    mmi_activate(MMI_ACT_SILU, x, n);
 }
 
 void mmi_relu(float *x, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    mmi_activate(MMI_ACT_RELU, x, n);
+}
+
+static void swiglu_range(void *ctx, size_t begin, size_t end)
+{
+    const elementwise_job *j = ctx;
+    mmi_vec_swiglu(j->x + begin, j->y + begin, end - begin);
 }
 
 void mmi_swiglu(float *gate, const float *up, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+    elementwise_job j = {MMI_ACT_SILU, gate, up};
+    parallel_for(n, SERIAL_VALUES, swiglu_range, &j);
+}
+
+static void add_range(void *ctx, size_t begin, size_t end)
+{
+    const elementwise_job *j = ctx;
+    for (size_t i = begin; i < end; i++)
+        j->x[i] += j->y[i];
 }
 
 void mmi_add(float *x, const float *y, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        x[i] += y[i];
+    elementwise_job j = {MMI_ACT_RELU, x, y};
+    parallel_for(n, SERIAL_VALUES, add_range, &j);
 }
 
 static const char *const act_names[] = {
@@ -145,53 +372,139 @@ const char *mmi_act_name(mmi_act act)
     return act_names[act];
 }
 
-void mmi_activate(mmi_act act, float *x, size_t n)
+/* ---- softmax ---- */
+
+static void softmax_row(float *x, int d)
 {
-    switch (act) {
-    case MMI_ACT_GELU: mmi_gelu(x, n); break;
-    case MMI_ACT_GELU_TANH: mmi_gelu_tanh(x, n); break;
-    case MMI_ACT_QUICK_GELU: mmi_quick_gelu(x, n); break;
-    case MMI_ACT_RELU: mmi_relu(x, n); break;
-    case MMI_ACT_SILU: mmi_silu(x, n); break;
-    }
+    float max = mmi_vec_max(x, (size_t)d);
+    float sum = mmi_vec_exp_sum(x, (size_t)d, max);
+    mmi_vec_scale(x, (size_t)d, 1.0f / sum);
+}
+
+typedef struct {
+    float *x;
+    int d;
+} softmax_job;
+
+static void softmax_range(void *ctx, size_t begin, size_t end)
+{
+    const softmax_job *j = ctx;
+    for (size_t i = begin; i < end; i++)
+        softmax_row(j->x + i * j->d, j->d);
 }
 
 void mmi_softmax(float *x, int n, int d)
 {
-    for (int i = 0; i < n; i++) {
-        float *xi = x + (size_t)i * d;
-        float max = xi[0];
-        for (int j = 1; j < d; j++)
-            max = xi[j] > max ? xi[j] : max;
-        double sum = 0.0;
-        for (int j = 0; j < d; j++) {
-            xi[j] = expf(xi[j] - max);
-            sum += xi[j];
+    softmax_job j = {x, d};
+    parallel_for((size_t)n, serial_rows((size_t)d), softmax_range, &j);
+}
+
+/* ---- RoPE ---- */
+
+typedef struct {
+    float *x;
+    int n_heads, head_dim, n_rot;
+    const int32_t *pos;
+    float base;
+    int neox;
+} rope_job;
+
+static void rope_range(void *ctx, size_t begin, size_t end)
+{
+    const rope_job *j = ctx;
+    int half = j->n_rot / 2;
+    for (size_t t = begin; t < end; t++) {
+        for (int i = 0; i < half; i++) {
+            /* Angles in double: positions reach 10^5 and more, where float loses the phase. */
+            double theta = j->pos[t] * pow(j->base, -2.0 * i / j->n_rot);
+            float c = (float)cos(theta), s = (float)sin(theta);
+            int a = j->neox ? i : 2 * i;
+            int b = j->neox ? i + half : 2 * i + 1;
+            for (int h = 0; h < j->n_heads; h++) {
+                float *xh = j->x + (t * j->n_heads + h) * j->head_dim;
+                float x0 = xh[a], x1 = xh[b];
+                xh[a] = x0 * c - x1 * s;
+                xh[b] = x0 * s + x1 * c;
+            }
         }
-        float inv = (float)(1.0 / sum);
-        for (int j = 0; j < d; j++)
-            xi[j] *= inv;
     }
 }
 
 void mmi_rope(float *x, int n_tokens, int n_heads, int head_dim, int n_rot, const int32_t *pos,
               float base, int neox)
 {
-    int half = n_rot / 2;
-    for (int t = 0; t < n_tokens; t++) {
-        for (int i = 0; i < half; i++) {
-            /* Angles in double: positions reach 10^5 and more, where float loses the phase. */
-            double theta = pos[t] * pow(base, -2.0 * i / n_rot);
-            float c = (float)cos(theta), s = (float)sin(theta);
-            int a = neox ? i : 2 * i;
-            int b = neox ? i + half : 2 * i + 1;
-            for (int h = 0; h < n_heads; h++) {
-                float *xh = x + ((size_t)t * n_heads + h) * head_dim;
-                float x0 = xh[a], x1 = xh[b];
-                xh[a] = x0 * c - x1 * s;
-                xh[b] = x0 * s + x1 * c;
+    rope_job j = {x, n_heads, head_dim, n_rot, pos, base, neox};
+    /* Each token costs n_rot/2 angles (pow, cos, sin) on top of its values. */
+    parallel_for((size_t)n_tokens, serial_rows((size_t)n_heads * head_dim + 16 * n_rot),
+                 rope_range, &j);
+}
+
+/* ---- attention ---- */
+
+/* Query rows per block: a block's scores (rows x visible keys) stay in the L2 cache through
+ * the softmax, and a causal block computes only the keys it sees. */
+#define QUERY_BLOCK 128
+
+typedef struct {
+    float *out;
+    int out_stride;
+    const float *q;
+    int q_stride;
+    const float *k, *v;
+    int kv_stride, n_kv, group, head_dim;
+    float scale;
+    float *scratch;
+    /* for block_softmax_range: the block's first query position, key count and row stride */
+    int causal, pos0, n_visible;
+} attention_job;
+
+/* Softmax of score rows [begin, end) of a block, each over the keys its query sees. */
+static void block_softmax_range(void *ctx, size_t begin, size_t end)
+{
+    const attention_job *j = ctx;
+    for (size_t i = begin; i < end; i++) {
+        float *row = j->scratch + i * j->n_visible;
+        int visible = j->n_visible;
+        if (j->causal && j->pos0 + (int)i + 1 < visible)
+            visible = j->pos0 + (int)i + 1;
+        softmax_row(row, visible);
+        memset(row + visible, 0, (size_t)(j->n_visible - visible) * sizeof(float));
+    }
+}
+
+/* Heads [begin, end) of a single query row (a decoded token) by single-row products, keys in
+ * chunks with a running softmax: scores of a chunk, then the earlier sum rescaled to the new
+ * maximum. Needs no scratch, so the heads can run in parallel. */
+#define KEY_CHUNK 256
+
+static void one_row_range(void *ctx, size_t begin, size_t end)
+{
+    const attention_job *j = ctx;
+    size_t hd = (size_t)j->head_dim;
+    float scores[KEY_CHUNK];
+    for (size_t h = begin; h < end; h++) {
+        const float *qh = j->q + h * hd;
+        const float *kh = j->k + h / (size_t)j->group * hd;
+        const float *vh = j->v + h / (size_t)j->group * hd;
+        float *oh = j->out + h * hd;
+        float max = -INFINITY, sum = 0.0f;
+        memset(oh, 0, hd * sizeof(float));
+        for (int t0 = 0; t0 < j->n_kv; t0 += KEY_CHUNK) {
+            int n = j->n_kv - t0 < KEY_CHUNK ? j->n_kv - t0 : KEY_CHUNK;
+            for (int t = 0; t < n; t++)
+                scores[t] = j->scale * mmi_vec_dot(kh + (size_t)(t0 + t) * j->kv_stride, qh, hd);
+            float chunk_max = mmi_vec_max(scores, (size_t)n);
+            if (chunk_max > max) {
+                float rescale = expf(max - chunk_max);
+                mmi_vec_scale(oh, hd, rescale);
+                sum *= rescale;
+                max = chunk_max;
             }
+            sum += mmi_vec_exp_sum(scores, (size_t)n, max);
+            for (int t = 0; t < n; t++)
+                mmi_vec_axpy(oh, scores[t], vh + (size_t)(t0 + t) * j->kv_stride, hd);
         }
+        mmi_vec_scale(oh, hd, 1.0f / sum);
     }
 }
 
@@ -209,29 +522,34 @@ void mmi_attention_strided(float *out, int out_stride, const float *q, int q_str
                            int n_head, int n_kv_head, int head_dim, int causal, int q_pos0,
                            float *scratch)
 {
-    int group = n_head / n_kv_head;
-    float scale = 1.0f / sqrtf((float)head_dim);
     /* With a causal mask no query sees past q_pos0 + n_q - 1: keys beyond may be unwritten
      * cache, so leave them out of both products. */
     if (causal && n_kv > q_pos0 + n_q)
         n_kv = q_pos0 + n_q;
+    attention_job j = {out, out_stride, q, q_stride, k, v, kv_stride, n_kv, n_head / n_kv_head,
+                       head_dim, 1.0f / sqrtf((float)head_dim), scratch, causal, 0, 0};
+    if (n_q == 1) {
+        parallel_for((size_t)n_head, 2, one_row_range, &j);
+        return;
+    }
+    int n_blocks = (n_q + QUERY_BLOCK - 1) / QUERY_BLOCK;
+    int block = (n_q + n_blocks - 1) / n_blocks; /* even blocks: no sliver at the end */
     for (int h = 0; h < n_head; h++) {
-        const float *qh = q + (size_t)h * head_dim;
-        const float *kh = k + (size_t)(h / group) * head_dim;
-        const float *vh = v + (size_t)(h / group) * head_dim;
-        /* scores[n_q][n_kv] = scale · Q_h · K_hᵀ */
-        mmi_gemm_nt(n_q, n_kv, head_dim, scale, qh, q_stride, kh, kv_stride, 0.0f, scratch, n_kv);
-        for (int i = 0; i < n_q; i++) {
-            float *row = scratch + (size_t)i * n_kv;
-            int visible = n_kv;
-            if (causal && q_pos0 + i + 1 < n_kv)
-                visible = q_pos0 + i + 1;
-            mmi_softmax(row, 1, visible);
-            for (int j = visible; j < n_kv; j++)
-                row[j] = 0.0f;
+        const float *kh = k + (size_t)(h / j.group) * head_dim;
+        const float *vh = v + (size_t)(h / j.group) * head_dim;
+        for (int i0 = 0; i0 < n_q; i0 += block) {
+            int rows = n_q - i0 < block ? n_q - i0 : block;
+            j.pos0 = q_pos0 + i0;
+            j.n_visible = causal && j.pos0 + rows < n_kv ? j.pos0 + rows : n_kv;
+            /* scores[rows][n_visible] = scale · Q_block · K_hᵀ */
+            mmi_gemm_nt(rows, j.n_visible, head_dim, j.scale, q + (size_t)i0 * q_stride +
+                        (size_t)h * head_dim, q_stride, kh, kv_stride, 0.0f, scratch,
+                        j.n_visible);
+            parallel_for((size_t)rows, serial_rows((size_t)j.n_visible), block_softmax_range,
+                         &j);
+            /* out_block,h[rows][head_dim] = P · V_h */
+            mmi_gemm_nn(rows, head_dim, j.n_visible, 1.0f, scratch, j.n_visible, vh, kv_stride,
+                        0.0f, out + (size_t)i0 * out_stride + (size_t)h * head_dim, out_stride);
         }
-        /* out_h[n_q][head_dim] = P · V_h */
-        mmi_gemm_nn(n_q, head_dim, n_kv, 1.0f, scratch, n_kv, vh, kv_stride, 0.0f,
-                    out + (size_t)h * head_dim, out_stride);
     }
 }

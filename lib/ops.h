@@ -9,16 +9,41 @@
 #include <stdint.h>
 
 #include "gguf.h"
+#include "pool.h"
 
-/* A weight matrix as the loaders hand it to the kernels: f32 data used in place (mapped file)
- * or converted once at load (f16/bf16/quantized files). */
+/* Where the kernels of one computation run: libmm's thread pool (NULL: the calling thread
+ * alone) and a scratch block in which f16/bf16 weights are converted, MMI_EXEC_SCRATCH floats
+ * at a time, for cblas_sgemm. A session, or an encoding call, makes one and binds it to its
+ * thread while it computes (the kernels take it from there rather than from every caller).
+ * Unbound, the kernels run serially and multiply f16/bf16 weights with the dot kernel. */
 typedef struct {
-    const float *data; /* [n_out][n_in] */
+    mmi_pool *pool;
+    float *scratch;
+} mmi_exec;
+
+#define MMI_EXEC_SCRATCH ((size_t)1 << 21) /* 8 MiB: a block of rows of the widest matrix */
+
+/* A pool of n_threads (0 = one per CPU) and the scratch; MM_ERR_NOMEM. */
+mm_status mmi_exec_init(mmi_exec *e, int n_threads);
+void mmi_exec_free(mmi_exec *e);
+/* Bind e (or NULL) to the calling thread; returns the binding it replaces, to restore. */
+const mmi_exec *mmi_exec_bind(const mmi_exec *e);
+
+/* A weight matrix as the loaders hand it to the kernels: the mapped file's own bytes for F32,
+ * F16 and BF16 tensors, a buffer converted to F32 once at load for other types. */
+typedef struct {
+    const void *data;     /* [n_out][n_in] values of `type` */
     int n_in, n_out;
+    mmi_tensor_type type; /* MMI_TENSOR_F32 (0), MMI_TENSOR_F16 or MMI_TENSOR_BF16 */
 } mmi_matrix;
 
-/* y[n][out] = x[n][in] · Wᵀ (+ bias[out] if bias != NULL). n > 1 goes through cblas_sgemm,
- * n == 1 through cblas_sgemv. */
+/* Row r of the matrix as f32 into out[n_in] (embedding lookup). */
+void mmi_matrix_row(const mmi_matrix *w, int r, float *out);
+
+/* y[n][out] = x[n][in] · Wᵀ (+ bias[out] if bias != NULL). F32 weights: n > 1 through
+ * cblas_sgemm, n == 1 through cblas_sgemv. F16/BF16 weights: n > 1 converted a block of rows
+ * at a time into the bound scratch, then cblas_sgemm on the block; n == 1 the vectorised dot
+ * kernel, rows spread over the pool, each weight read once. */
 void mmi_linear(float *y, const float *x, int n, const mmi_matrix *w, const float *bias);
 /* C[m][n] = alpha · A[m][k] · B[n][k]ᵀ + beta · C, with leading dimensions lda, ldb, ldc. */
 void mmi_gemm_nt(int m, int n, int k, float alpha, const float *a, int lda, const float *b,
@@ -69,7 +94,10 @@ void mmi_rope(float *x, int n_tokens, int n_heads, int head_dim, int n_rot, cons
  *   q[n_q][n_head*head_dim], k and v: [n_kv][n_kv_head*head_dim] with row strides kv_stride
  *   (floats), out[n_q][n_head*head_dim]. Query head h uses KV head h / (n_head/n_kv_head).
  *   causal != 0: query i (at absolute position q_pos0 + i) sees keys 0 .. q_pos0 + i.
- *   scratch: at least n_q * n_kv floats per call. Score scale is 1/sqrt(head_dim). */
+ *   scratch: at least n_q * n_kv floats per call. Score scale is 1/sqrt(head_dim).
+ * Per head, blocks of query rows: scores = Q·Kᵀ (cblas_sgemm, only the keys a causal block
+ * sees), softmax of the block's rows on the pool, P·V (cblas_sgemm). One query row (a decoded
+ * token) takes the heads in parallel on the pool with single-row products instead. */
 void mmi_attention(float *out, const float *q, const float *k, const float *v, int n_q, int n_kv,
                    int n_head, int n_kv_head, int head_dim, int kv_stride, int causal,
                    int q_pos0, float *scratch);

@@ -40,6 +40,7 @@ struct mm_session {
     const mmi_tokenizer *tok; /* NULL: the model takes token ids only */
     const mmi_chat_template *tmpl;
     mmi_decoder_state state;
+    mmi_exec exec;            /* the threads and scratch this conversation computes with */
     float *saved_logits;      /* [V] restored when an input fails half-way */
     int32_t *history;         /* [n_ctx] token at each position, -1 for embedding rows */
     int32_t pending;          /* sampled, not yet evaluated; -1 if none */
@@ -139,6 +140,8 @@ mm_status mmi_session_create(mm_model *model, const mm_options *options, mm_sess
     atomic_init(&s->cancel, 0);
     mm_status st = mmi_decoder_state_init(&s->state, s->dec, n_ctx, SESSION_BATCH);
     if (st == MM_OK)
+        st = mmi_exec_init(&s->exec, (int)mmi_opt_int(options, MM_OPT_N_THREADS));
+    if (st == MM_OK)
         st = mmi_sampler_init(&s->sampler, c->n_vocab);
     if (st == MM_OK && s->tok)
         st = mmi_detok_stream_init(&s->detok, s->tok, 0);
@@ -176,6 +179,7 @@ void mmi_session_free(mm_session *s)
     mmi_free(s->saved_logits);
     mmi_free(s->history);
     mmi_decoder_state_free(&s->state);
+    mmi_exec_free(&s->exec);
     mmi_model_release(s->model);
     mmi_free(s);
 }
@@ -217,6 +221,15 @@ static mm_status check_parts(const mm_session *s, const part *parts, size_t n_pa
     return MM_OK;
 }
 
+/* mmi_decoder_eval of n rows on the session's threads. */
+static mm_status eval(mm_session *s, const int32_t *ids, const float *embd, int n)
+{
+    const mmi_exec *previous = mmi_exec_bind(&s->exec);
+    mm_status st = mmi_decoder_eval(s->dec, &s->state, ids, embd, n, NULL, &s->cancel);
+    mmi_exec_bind(previous);
+    return st;
+}
+
 /* The pending token, then every part, as one all-or-nothing addition. */
 static mm_status eval_parts(mm_session *s, const part *parts, size_t n_parts, const char *what)
 {
@@ -231,15 +244,14 @@ static mm_status eval_parts(mm_session *s, const part *parts, size_t n_parts, co
     mm_status st = MM_OK;
     if (s->pending >= 0) {
         s->history[ds->n_past] = s->pending;
-        st = mmi_decoder_eval(s->dec, ds, &s->pending, NULL, 1, NULL, &s->cancel);
+        st = eval(s, &s->pending, NULL, 1);
     }
     for (size_t i = 0; i < n_parts && st == MM_OK; i++) {
         if (parts[i].n == 0)
             continue;
         for (size_t j = 0; j < parts[i].n; j++)
             s->history[(size_t)ds->n_past + j] = parts[i].ids ? parts[i].ids[j] : -1;
-        st = mmi_decoder_eval(s->dec, ds, parts[i].ids, parts[i].embd, (int)parts[i].n, NULL,
-                              &s->cancel);
+        st = eval(s, parts[i].ids, parts[i].embd, (int)parts[i].n);
     }
     if (st != MM_OK) {
         ds->n_past = past0;
@@ -470,8 +482,11 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
         if (!encoded[i])
             st = mmi_fail(MM_ERR_NOMEM, "%s: out of memory for %zu image rows", fn,
                           media[i].n_rows);
-        else
+        else {
+            const mmi_exec *previous = mmi_exec_bind(&s->exec);
             st = encode(user, i, encoded[i], &s->cancel);
+            mmi_exec_bind(previous);
+        }
         parts[first ? i : 2 * i + 1].embd = encoded[i];
     }
     if (st == MM_OK)
@@ -674,7 +689,7 @@ static mm_status step(mm_session *s, int32_t *token, const char **piece, size_t 
                             "positions)", ds->n_past, ds->n_ctx);
         }
         s->history[ds->n_past] = s->pending;
-        mm_status st = mmi_decoder_eval(s->dec, ds, &s->pending, NULL, 1, NULL, &s->cancel);
+        mm_status st = eval(s, &s->pending, NULL, 1);
         if (st != MM_OK) {
             g->active = 0;
             return st;

@@ -230,18 +230,17 @@ static mm_status load_vision(mmi_vision *v, const mmi_gguf *g)
     pe->n_embd = D;
     pe->pos_grid = v->image_size / P;
     const uint64_t conv_ne[4] = {(uint64_t)P, (uint64_t)P, 3, (uint64_t)D};
-    MMI_TRY(mmi_weights_get(w, 1, &pe->weight.data, 4, conv_ne, "v.patch_embd.weight"));
-    pe->weight.n_in = 3 * P * P;
-    pe->weight.n_out = D;
+    const float *conv;
+    MMI_TRY(mmi_weights_get(w, 1, &conv, 4, conv_ne, "v.patch_embd.weight"));
+    pe->weight = (mmi_matrix){conv, 3 * P * P, D, MMI_TENSOR_F32};
     MMI_TRY(mmi_weights_vector(w, 0, &pe->bias, D, "v.patch_embd.bias"));
     MMI_TRY(mmi_weights_vector(w, 0, &pe->class_embd, D, "v.class_embd"));
     int n_pos = (pe->class_embd ? 1 : 0) + pe->pos_grid * pe->pos_grid;
     if (n_pos > MAX_TOKENS)
         return mmi_fail(MM_ERR_FORMAT, "%s: image_size %d / patch_size %d gives %d positions, "
                         "more than %d", path, v->image_size, P, n_pos, MAX_TOKENS);
-    mmi_matrix pos;
-    MMI_TRY(mmi_weights_matrix(w, 1, &pos, D, n_pos, "v.position_embd.weight"));
-    pe->pos = pos.data;
+    const uint64_t pos_ne[2] = {(uint64_t)D, (uint64_t)n_pos};
+    MMI_TRY(mmi_weights_get(w, 1, &pe->pos, 2, pos_ne, "v.position_embd.weight"));
 
     MMI_TRY(mmi_weights_vector(w, 0, &v->pre_ln_w, D, "v.pre_ln.weight"));
     MMI_TRY(mmi_weights_vector(w, 0, &v->pre_ln_b, D, "v.pre_ln.bias"));

@@ -1,4 +1,4 @@
-/* Tensor lookup with shape checks and one-time conversion to f32 (see weights.h). */
+/* Tensor lookup with shape checks, and one-time conversion to f32 where needed (see weights.h). */
 #include "weights.h"
 
 #include <stdarg.h>
@@ -19,17 +19,20 @@ void mmi_weights_free(mmi_weights *w)
     *w = (mmi_weights){0};
 }
 
-static mm_status get_v(mmi_weights *w, int required, const float **out, uint32_t n_dims,
-                       const uint64_t *ne, const char *fmt, va_list ap)
+/* The tensor `name` checked against the shape, or *out = NULL when it is absent and optional. */
+static mm_status find(mmi_weights *w, int required, uint32_t n_dims, const uint64_t *ne,
+                      const char *name, const mmi_tensor **out)
 {
-    char name[128];
     *out = NULL;
-    vsnprintf(name, sizeof name, fmt, ap);
     if (!required && !mmi_gguf_find_tensor(w->file, name))
         return MM_OK;
-    const mmi_tensor *t;
-    MMI_TRY(mmi_gguf_get_tensor(w->file, name, n_dims, ne, &t));
-    /* F32 data is used where it lies when it is aligned for float access. */
+    return mmi_gguf_get_tensor(w->file, name, n_dims, ne, out);
+}
+
+/* The tensor's values as f32: where they lie for aligned F32 data, else converted into a
+ * buffer the mmi_weights owns. */
+static mm_status as_f32(mmi_weights *w, const mmi_tensor *t, const float **out)
+{
     if (t->type == MMI_TENSOR_F32 && (uintptr_t)t->data % sizeof(float) == 0) {
         *out = t->data;
         return MM_OK;
@@ -39,14 +42,14 @@ static mm_status get_v(mmi_weights *w, int required, const float **out, uint32_t
         float **grown = mmi_realloc(w->owned, cap * sizeof *grown);
         if (!grown)
             return mmi_fail(MM_ERR_NOMEM, "%s: out of memory loading %s", mmi_gguf_path(w->file),
-                            name);
+                            t->name);
         w->owned = grown;
         w->cap_owned = cap;
     }
     float *data = mmi_array(t->n_elements, sizeof(float));
     if (!data)
         return mmi_fail(MM_ERR_NOMEM, "%s: out of memory converting %s (%llu values)",
-                        mmi_gguf_path(w->file), name, (unsigned long long)t->n_elements);
+                        mmi_gguf_path(w->file), t->name, (unsigned long long)t->n_elements);
     mm_status st = mmi_tensor_to_f32(t, 0, t->n_elements, data);
     if (st != MM_OK) {
         mmi_free(data);
@@ -55,6 +58,17 @@ static mm_status get_v(mmi_weights *w, int required, const float **out, uint32_t
     w->owned[w->n_owned++] = data;
     *out = data;
     return MM_OK;
+}
+
+static mm_status get_v(mmi_weights *w, int required, const float **out, uint32_t n_dims,
+                       const uint64_t *ne, const char *fmt, va_list ap)
+{
+    char name[128];
+    const mmi_tensor *t;
+    *out = NULL;
+    vsnprintf(name, sizeof name, fmt, ap);
+    MMI_TRY(find(w, required, n_dims, ne, name, &t));
+    return t ? as_f32(w, t, out) : MM_OK;
 }
 
 mm_status mmi_weights_get(mmi_weights *w, int required, const float **out, uint32_t n_dims,
@@ -71,13 +85,27 @@ mm_status mmi_weights_matrix(mmi_weights *w, int required, mmi_matrix *out, int 
                              const char *name, ...)
 {
     const uint64_t ne[2] = {(uint64_t)n_in, (uint64_t)n_out};
+    char full[128];
     va_list ap;
     va_start(ap, name);
-    mm_status st = get_v(w, required, &out->data, 2, ne, name, ap);
+    vsnprintf(full, sizeof full, name, ap);
     va_end(ap);
-    out->n_in = n_in;
-    out->n_out = n_out;
-    return st;
+    *out = (mmi_matrix){NULL, n_in, n_out, MMI_TENSOR_F32};
+    const mmi_tensor *t;
+    MMI_TRY(find(w, required, 2, ne, full, &t));
+    if (!t)
+        return MM_OK;
+    /* Half-precision matrices stay in the file too: the kernels read them as they are. */
+    if ((t->type == MMI_TENSOR_F16 || t->type == MMI_TENSOR_BF16) &&
+        (uintptr_t)t->data % sizeof(uint16_t) == 0) {
+        out->data = t->data;
+        out->type = t->type;
+        return MM_OK;
+    }
+    const float *data;
+    MMI_TRY(as_f32(w, t, &data));
+    out->data = data;
+    return MM_OK;
 }
 
 mm_status mmi_weights_vector(mmi_weights *w, int required, const float **out, int n,

@@ -20,7 +20,7 @@ START_TEST(linear_with_and_without_bias)
 {
     /* W[3][2] rows (1,0) (0,1) (1,1): y = (x0, x1, x0+x1) + bias. */
     const float w_data[6] = {1, 0, 0, 1, 1, 1};
-    const mmi_matrix w = {w_data, 2, 3};
+    const mmi_matrix w = {w_data, 2, 3, MMI_TENSOR_F32};
     const float bias[3] = {0.5f, -1, 2};
     const float x[4] = {1, 2, 3, 4};
     float y[6];

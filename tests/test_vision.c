@@ -362,14 +362,14 @@ START_TEST(feature_layers_and_class_token)
         for (int o = 0; o < 6; o++) {
             double acc = k->mm0_b[o];
             for (int i = 0; i < 16; i++)
-                acc += (double)k->mm0.data[o * 16 + i] * states[(t + 1) * 16 + i];
+                acc += (double)((const float *)k->mm0.data)[o * 16 + i] * states[(t + 1) * 16 + i];
             hidden[t * 6 + o] = (float)(0.5 * acc * (1.0 + erf(acc / sqrt(2.0))));
         }
     for (int t = 0; t < 4; t++)
         for (int o = 0; o < 6; o++) {
             double acc = k->mm2_b[o];
             for (int i = 0; i < 6; i++)
-                acc += (double)k->mm2.data[o * 6 + i] * hidden[t * 6 + i];
+                acc += (double)((const float *)k->mm2.data)[o * 6 + i] * hidden[t * 6 + i];
             want[t * 6 + o] = (float)acc;
         }
     for (int i = 0; i < 24; i++)
@@ -459,7 +459,7 @@ START_TEST(linear_projector)
         for (int o = 0; o < 6; o++) {
             double acc = k->mm0_b[o];
             for (int i = 0; i < 8; i++)
-                acc += (double)k->mm0.data[o * 8 + i] * states[(t + 1) * 8 + i];
+                acc += (double)((const float *)k->mm0.data)[o * 8 + i] * states[(t + 1) * 8 + i];
             ck_assert_float_eq_tol(out[t * 6 + o], acc, 1e-5);
         }
     mmi_vision_free(v);

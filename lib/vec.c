@@ -1,0 +1,324 @@
+/* Vectorised loops (see vec.h): portable C, and AVX2/FMA/F16C variants for x86 chosen at run
+ * time. Each public function tries the AVX2 variant on the multiple-of-8 head and finishes the
+ * tail (or everything, elsewhere) in plain C. */
+#include "vec.h"
+
+#include <math.h>
+#include <stdatomic.h>
+
+#include "gguf.h"
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#  define HAVE_AVX2_VARIANTS 1
+#  include <immintrin.h>
+#  define AVX2 __attribute__((target("avx2,fma,f16c")))
+#endif
+
+/* ---- portable C ---- */
+
+static void x_sigmoid_c(float *x, size_t n, float a, float b)
+{
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        x[i] = v / (1.0f + expf(-(a * v + b * v * v * v)));
+    }
+}
+
+static void swiglu_c(float *gate, const float *up, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+static float max_c(const float *x, size_t n, float max)
+{
+    for (size_t i = 0; i < n; i++)
+        max = x[i] > max ? x[i] : max;
+    return max;
+}
+
+static double exp_sum_c(float *x, size_t n, float shift)
+{
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - shift);
+        sum += x[i];
+    }
+    return sum;
+}
+
+static float dot_c(const float *w, const float *x, size_t n)
+{
+    float sum = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        sum += w[i] * x[i];
+    return sum;
+}
+
+static float dot_f16_c(const uint16_t *w, const float *x, size_t n)
+{
+    float sum = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        sum += mmi_f16_to_f32(w[i]) * x[i];
+    return sum;
+}
+
+static float dot_bf16_c(const uint16_t *w, const float *x, size_t n)
+{
+    float sum = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        sum += mmi_bf16_to_f32(w[i]) * x[i];
+    return sum;
+}
+
+/* ---- AVX2 ---- */
+
+#ifdef HAVE_AVX2_VARIANTS
+static int use_avx2(void)
+{
+    static atomic_int state; /* 0: not yet known, 1: no, 2: yes */
+    int s = atomic_load_explicit(&state, memory_order_relaxed);
+    if (!s) {
+        __builtin_cpu_init();
+        s = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c")
+                ? 2
+                : 1;
+        atomic_store_explicit(&state, s, memory_order_relaxed);
+    }
+    return s == 2;
+}
+
+AVX2 static inline float hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* e^x: x = n ln2 + r with |r| <= ln2/2 (ln2 in two parts), e^r by Cephes' expf polynomial,
+ * 2^n put in the exponent. x is clamped to where e^x is a normal float; NaN stays NaN (min and
+ * max return their second operand when one is NaN). */
+AVX2 static inline __m256 exp8(__m256 x)
+{
+    x = _mm256_max_ps(_mm256_set1_ps(-87.33654f), _mm256_min_ps(_mm256_set1_ps(88.37626f), x));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(e, 23)));
+}
+
+/* v / (1 + e^-z) */
+AVX2 static inline __m256 div_one_plus_exp_neg(__m256 v, __m256 z)
+{
+    __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), z));
+    return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+AVX2 static size_t x_sigmoid_avx2(float *x, size_t n, float a, float b)
+{
+    __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 z = _mm256_mul_ps(v, _mm256_fmadd_ps(_mm256_mul_ps(vb, v), v, va));
+        _mm256_storeu_ps(x + i, div_one_plus_exp_neg(v, z));
+    }
+    return i;
+}
+
+AVX2 static size_t swiglu_avx2(float *gate, const float *up, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 g = _mm256_loadu_ps(gate + i);
+        __m256 s = div_one_plus_exp_neg(g, g);
+        _mm256_storeu_ps(gate + i, _mm256_mul_ps(s, _mm256_loadu_ps(up + i)));
+    }
+    return i;
+}
+
+AVX2 static size_t max_avx2(const float *x, size_t n, float *max)
+{
+    __m256 m = _mm256_set1_ps(*max);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    *max = _mm_cvtss_f32(h);
+    return i;
+}
+
+AVX2 static size_t exp_sum_avx2(float *x, size_t n, float shift, float *sum)
+{
+    __m256 s = _mm256_setzero_ps(), vshift = _mm256_set1_ps(shift);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vshift));
+        _mm256_storeu_ps(x + i, e);
+        s = _mm256_add_ps(s, e);
+    }
+    *sum = hsum8(s);
+    return i;
+}
+
+/* Four accumulators: the loops are bound by loads (memory for a weight row), not by the
+ * latency of one chain of FMAs. */
+AVX2 static size_t dot_avx2(const float *w, const float *x, size_t n, float *sum)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(x + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(x + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8)
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), s0);
+    *sum = hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    return i;
+}
+
+AVX2 static inline __m256 load_f16(const uint16_t *w)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)w));
+}
+
+AVX2 static inline __m256 load_bf16(const uint16_t *w)
+{
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)w));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+#define DOT_HALF_AVX2(name, load)                                                            \
+    AVX2 static size_t name(const uint16_t *w, const float *x, size_t n, float *sum)         \
+    {                                                                                         \
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;                           \
+        size_t i = 0;                                                                         \
+        for (; i + 32 <= n; i += 32) {                                                        \
+            s0 = _mm256_fmadd_ps(load(w + i), _mm256_loadu_ps(x + i), s0);                    \
+            s1 = _mm256_fmadd_ps(load(w + i + 8), _mm256_loadu_ps(x + i + 8), s1);            \
+            s2 = _mm256_fmadd_ps(load(w + i + 16), _mm256_loadu_ps(x + i + 16), s2);          \
+            s3 = _mm256_fmadd_ps(load(w + i + 24), _mm256_loadu_ps(x + i + 24), s3);          \
+        }                                                                                     \
+        for (; i + 8 <= n; i += 8)                                                            \
+            s0 = _mm256_fmadd_ps(load(w + i), _mm256_loadu_ps(x + i), s0);                    \
+        *sum = hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));           \
+        return i;                                                                             \
+    }
+DOT_HALF_AVX2(dot_f16_avx2, load_f16)
+DOT_HALF_AVX2(dot_bf16_avx2, load_bf16)
+
+#define TO_F32_AVX2(name, load)                                                              \
+    AVX2 static size_t name(const uint16_t *src, float *dst, size_t n)                       \
+    {                                                                                         \
+        size_t i = 0;                                                                         \
+        for (; i + 8 <= n; i += 8)                                                            \
+            _mm256_storeu_ps(dst + i, load(src + i));                                         \
+        return i;                                                                             \
+    }
+TO_F32_AVX2(f16_to_f32_avx2, load_f16)
+TO_F32_AVX2(bf16_to_f32_avx2, load_bf16)
+
+AVX2 static size_t axpy_avx2(float *y, float a, const float *x, size_t n)
+{
+    __m256 va = _mm256_set1_ps(a);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i),
+                                                _mm256_loadu_ps(y + i)));
+    return i;
+}
+#endif /* HAVE_AVX2_VARIANTS */
+
+/* ---- dispatch ---- */
+
+#ifdef HAVE_AVX2_VARIANTS
+#  define SIMD(call) (use_avx2() ? (call) : 0)
+#else
+#  define SIMD(call) ((size_t)0)
+#endif
+
+void mmi_vec_x_sigmoid(float *x, size_t n, float a, float b)
+{
+    size_t i = SIMD(x_sigmoid_avx2(x, n, a, b));
+    x_sigmoid_c(x + i, n - i, a, b);
+}
+
+void mmi_vec_swiglu(float *gate, const float *up, size_t n)
+{
+    size_t i = SIMD(swiglu_avx2(gate, up, n));
+    swiglu_c(gate + i, up + i, n - i);
+}
+
+float mmi_vec_max(const float *x, size_t n)
+{
+    float max = x[0];
+    size_t i = SIMD(max_avx2(x, n, &max));
+    return max_c(x + i, n - i, max);
+}
+
+float mmi_vec_exp_sum(float *x, size_t n, float shift)
+{
+    float head = 0.0f;
+    size_t i = SIMD(exp_sum_avx2(x, n, shift, &head));
+    return (float)(head + exp_sum_c(x + i, n - i, shift));
+}
+
+void mmi_vec_scale(float *x, size_t n, float s)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] *= s;
+}
+
+float mmi_vec_dot(const float *w, const float *x, size_t n)
+{
+    float head = 0.0f;
+    size_t i = SIMD(dot_avx2(w, x, n, &head));
+    return head + dot_c(w + i, x + i, n - i);
+}
+
+float mmi_vec_dot_f16(const uint16_t *w, const float *x, size_t n)
+{
+    float head = 0.0f;
+    size_t i = SIMD(dot_f16_avx2(w, x, n, &head));
+    return head + dot_f16_c(w + i, x + i, n - i);
+}
+
+float mmi_vec_dot_bf16(const uint16_t *w, const float *x, size_t n)
+{
+    float head = 0.0f;
+    size_t i = SIMD(dot_bf16_avx2(w, x, n, &head));
+    return head + dot_bf16_c(w + i, x + i, n - i);
+}
+
+void mmi_vec_f16_to_f32(const uint16_t *src, float *dst, size_t n)
+{
+    for (size_t i = SIMD(f16_to_f32_avx2(src, dst, n)); i < n; i++)
+        dst[i] = mmi_f16_to_f32(src[i]);
+}
+
+void mmi_vec_bf16_to_f32(const uint16_t *src, float *dst, size_t n)
+{
+    for (size_t i = SIMD(bf16_to_f32_avx2(src, dst, n)); i < n; i++)
+        dst[i] = mmi_bf16_to_f32(src[i]);
+}
+
+void mmi_vec_axpy(float *y, float a, const float *x, size_t n)
+{
+    for (size_t i = SIMD(axpy_avx2(y, a, x, n)); i < n; i++)
+        y[i] += a * x[i];
+}

@@ -1,0 +1,32 @@
+/* Loops over float arrays that the compiler cannot vectorise by itself (exp, half-precision
+ * loads), written once in plain C and once with AVX2/FMA/F16C intrinsics; the AVX2 versions are
+ * chosen at run time when the processor has those extensions. Both give the same results to
+ * within a few float ulps (the AVX2 exp is a degree-6 polynomial, relative error < 2e-7).
+ * No allocation, no threads: ops.c splits the work. */
+#ifndef MMI_VEC_H
+#define MMI_VEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* x[i] = x[i] * sigmoid(a*x[i] + b*x[i]^3): silu (a = 1, b = 0), quick-GELU (a = 1.702), and
+ * the tanh GELU, 0.5x(1 + tanh(y)) = x * sigmoid(2y) with y = sqrt(2/pi)(x + 0.044715x^3). */
+void mmi_vec_x_sigmoid(float *x, size_t n, float a, float b);
+/* gate[i] = silu(gate[i]) * up[i] */
+void mmi_vec_swiglu(float *gate, const float *up, size_t n);
+/* max of x[0..n), n >= 1 */
+float mmi_vec_max(const float *x, size_t n);
+/* x[i] = exp(x[i] - shift); returns the sum of the new values */
+float mmi_vec_exp_sum(float *x, size_t n, float shift);
+void mmi_vec_scale(float *x, size_t n, float s); /* x[i] *= s */
+
+/* Dot products of a row of weights with x[0..n), and the rows converted to f32. */
+float mmi_vec_dot(const float *w, const float *x, size_t n);
+float mmi_vec_dot_f16(const uint16_t *w, const float *x, size_t n);
+float mmi_vec_dot_bf16(const uint16_t *w, const float *x, size_t n);
+void mmi_vec_f16_to_f32(const uint16_t *src, float *dst, size_t n);
+void mmi_vec_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
+/* y[i] += a * x[i] */
+void mmi_vec_axpy(float *y, float a, const float *x, size_t n);
+
+#endif
