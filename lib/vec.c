@@ -73,8 +73,10 @@ static float dot_bf16_c(const uint16_t *w, const float *x, size_t n)
 
 /* ---- AVX2 ---- */
 
+static atomic_int simd_allowed = 1; /* test hook */
+
 #ifdef HAVE_AVX2_VARIANTS
-static int use_avx2(void)
+static int have_avx2(void)
 {
     static atomic_int state; /* 0: not yet known, 1: no, 2: yes */
     int s = atomic_load_explicit(&state, memory_order_relaxed);
@@ -89,6 +91,11 @@ static int use_avx2(void)
     return s == 2;
 }
 
+static int use_avx2(void)
+{
+    return atomic_load_explicit(&simd_allowed, memory_order_relaxed) && have_avx2();
+}
+
 AVX2 static inline float hsum8(__m256 v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -98,10 +105,12 @@ AVX2 static inline float hsum8(__m256 v)
 }
 
 /* e^x: x = n ln2 + r with |r| <= ln2/2 (ln2 in two parts), e^r by Cephes' expf polynomial,
- * 2^n put in the exponent. x is clamped to where e^x is a normal float; NaN stays NaN (min and
- * max return their second operand when one is NaN). */
+ * 2^n put in the exponent. x is clamped to where e^x is a normal float, and below that the
+ * result is 0 as from expf (-inf included); NaN stays NaN (min and max return their second
+ * operand when one is NaN). */
 AVX2 static inline __m256 exp8(__m256 x)
 {
+    __m256 underflow = _mm256_cmp_ps(x, _mm256_set1_ps(-87.33654f), _CMP_LT_OQ);
     x = _mm256_max_ps(_mm256_set1_ps(-87.33654f), _mm256_min_ps(_mm256_set1_ps(88.37626f), x));
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -115,7 +124,8 @@ AVX2 static inline __m256 exp8(__m256 x)
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
     p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
     __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(e, 23)));
+    p = _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(e, 23)));
+    return _mm256_andnot_ps(underflow, p);
 }
 
 /* v / (1 + e^-z) */
@@ -245,6 +255,16 @@ AVX2 static size_t axpy_avx2(float *y, float a, const float *x, size_t n)
 #endif /* HAVE_AVX2_VARIANTS */
 
 /* ---- dispatch ---- */
+
+int mmi_vec_allow_simd(int allow)
+{
+    atomic_store(&simd_allowed, allow);
+#ifdef HAVE_AVX2_VARIANTS
+    return have_avx2();
+#else
+    return 0;
+#endif
+}
 
 #ifdef HAVE_AVX2_VARIANTS
 #  define SIMD(call) (use_avx2() ? (call) : 0)

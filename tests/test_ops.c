@@ -1,10 +1,15 @@
-/* Kernels of lib/ops.c against values worked out by hand (or from the closed-form definition
- * with Python's math module, quoted in the comments). */
+/* Kernels of lib/ops.c, lib/vec.c and lib/pool.c against values worked out by hand (or from the
+ * closed-form definition with Python's math module, quoted in the comments) or computed in double
+ * from the definition. */
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ops.h"
+#include "pool.h"
 #include "testutil.h"
+#include "vec.h"
 
 #define ck_near(a, b, tol) ck_assert_msg(fabs((double)(a) - (double)(b)) <= (tol), \
                                          "%s = %.9g, expected %.9g", #a, (double)(a), (double)(b))
@@ -205,7 +210,7 @@ static void attention_reference(double *out, const float *q, const float *k, con
         for (int h = 0; h < n_head; h++) {
             int g = h / (n_head / n_kv_head);
             int last = causal ? q_pos0 + i : n_kv - 1;
-            double s[64], max = -INFINITY, sum = 0;
+            double *s = malloc(sizeof(double) * (size_t)n_kv), max = -INFINITY, sum = 0;
             for (int j = 0; j <= last; j++) {
                 s[j] = 0;
                 for (int d = 0; d < hd; d++)
@@ -221,6 +226,7 @@ static void attention_reference(double *out, const float *q, const float *k, con
                     acc += s[j] / sum * v[j * kv_stride + g * hd + d];
                 out[(i * n_head + h) * hd + d] = acc;
             }
+            free(s);
         }
 }
 
@@ -297,6 +303,330 @@ START_TEST(attention_strided_fused_rows)
 }
 END_TEST
 
+/* Pseudo-random values in [-2, 2), the same on every run. */
+static float noise(unsigned *seed)
+{
+    *seed = *seed * 1103515245u + 12345u;
+    return (float)(*seed >> 16 & 0x7fff) / 8192.0f - 2.0f;
+}
+
+START_TEST(attention_in_blocks_and_by_rows)
+{
+    /* Long enough for several query blocks (causal ones compute only the keys they see) and,
+     * for a single query row, several key chunks of the running softmax. 4 heads on 2 KV
+     * heads, head_dim 16; cache rows past the positions in use are NaN (never read). */
+    enum { NQ = 300, NKV = 600, NH = 4, NKVH = 2, HD = 16, STRIDE = NKVH * HD };
+    float *q = malloc(sizeof(float) * NQ * NH * HD), *out = malloc(sizeof(float) * NQ * NH * HD);
+    float *k = malloc(sizeof(float) * NKV * STRIDE), *v = malloc(sizeof(float) * NKV * STRIDE);
+    float *scratch = malloc(sizeof(float) * NQ * NKV);
+    double *want = malloc(sizeof(double) * NQ * NH * HD);
+    unsigned seed = 99;
+    for (int i = 0; i < NQ * NH * HD; i++)
+        q[i] = noise(&seed);
+    for (int i = 0; i < NKV * STRIDE; i++) {
+        k[i] = noise(&seed);
+        v[i] = noise(&seed);
+    }
+    /* A prompt from position 0: 300 queries over their own 300 keys. */
+    mmi_attention(out, q, k, v, NQ, NQ, NH, NKVH, HD, STRIDE, 1, 0, scratch);
+    attention_reference(want, q, k, v, NQ, NQ, NH, NKVH, HD, STRIDE, 1, 0);
+    ck_all_near(out, want, NQ * NH * HD, 1e-5);
+    /* Every query sees every key. */
+    mmi_attention(out, q, k, v, NQ, NKV, NH, NKVH, HD, STRIDE, 0, 0, scratch);
+    attention_reference(want, q, k, v, NQ, NKV, NH, NKVH, HD, STRIDE, 0, 0);
+    ck_all_near(out, want, NQ * NH * HD, 1e-5);
+    /* A continuation at positions 250..549 over a cache of 600 rows, 550 in use. */
+    for (int i = 550 * STRIDE; i < NKV * STRIDE; i++)
+        k[i] = v[i] = NAN;
+    mmi_attention(out, q, k, v, NQ, NKV, NH, NKVH, HD, STRIDE, 1, 250, scratch);
+    attention_reference(want, q, k, v, NQ, NKV, NH, NKVH, HD, STRIDE, 1, 250);
+    ck_all_near(out, want, NQ * NH * HD, 1e-5);
+    /* One decoded row at position 549: 550 keys in three chunks. */
+    mmi_attention(out, q, k, v, 1, NKV, NH, NKVH, HD, STRIDE, 1, 549, scratch);
+    attention_reference(want, q, k, v, 1, NKV, NH, NKVH, HD, STRIDE, 1, 549);
+    ck_all_near(out, want, NH * HD, 1e-5);
+    /* One row over 550 keys without a mask, and over a single key (its value, exactly). */
+    mmi_attention(out, q, k, v, 1, 550, NH, NKVH, HD, STRIDE, 0, 0, scratch);
+    attention_reference(want, q, k, v, 1, 550, NH, NKVH, HD, STRIDE, 0, 0);
+    ck_all_near(out, want, NH * HD, 1e-5);
+    mmi_attention(out, q, k, v, 1, 1, NH, NKVH, HD, STRIDE, 0, 0, scratch);
+    for (int h = 0; h < NH; h++)
+        for (int d = 0; d < HD; d++)
+            ck_assert_float_eq(out[h * HD + d], v[h / 2 * HD + d]);
+    free(q);
+    free(out);
+    free(k);
+    free(v);
+    free(scratch);
+    free(want);
+}
+END_TEST
+
+/* Weights that f16 and bf16 hold exactly (multiples of 1/8 in [-1, 1]), inputs too: every
+ * product and partial sum is exact in float, whatever the order of summation. */
+enum { HP_IN = 65536, HP_OUT = 80, HP_N = 3 };
+
+static float hp_weight(int o, int i)
+{
+    return (float)((o * 7 + i * 3) % 17 - 8) / 8.0f;
+}
+
+static float hp_input(int r, int i)
+{
+    return (float)((r * 5 + i) % 9 - 4) / 8.0f;
+}
+
+START_TEST(linear_half_precision)
+{
+    /* f32, f16 and bf16 copies of one matrix give the same, exact products: one row by dot
+     * products, several rows unbound (dot products) and on a bound context (blocks of rows
+     * converted for cblas_sgemm: n_in = 65536 puts 32 rows in the scratch, so the 80 rows take
+     * blocks of 32, 32 and 16). */
+    float *w32 = malloc(sizeof(float) * HP_IN * HP_OUT);
+    uint16_t *w16 = malloc(sizeof(uint16_t) * HP_IN * HP_OUT);
+    uint16_t *wbf = malloc(sizeof(uint16_t) * HP_IN * HP_OUT);
+    float *x = malloc(sizeof(float) * HP_N * HP_IN), y[HP_N * HP_OUT], bias[HP_OUT];
+    float *row = malloc(sizeof(float) * HP_IN);
+    double want[HP_N * HP_OUT];
+    for (int o = 0; o < HP_OUT; o++) {
+        bias[o] = (float)(o % 5) - 2.0f;
+        for (int i = 0; i < HP_IN; i++) {
+            float w = hp_weight(o, i);
+            w32[(size_t)o * HP_IN + i] = w;
+            w16[(size_t)o * HP_IN + i] = mmi_f32_to_f16(w);
+            wbf[(size_t)o * HP_IN + i] = mmi_f32_to_bf16(w);
+        }
+    }
+    for (int r = 0; r < HP_N; r++)
+        for (int i = 0; i < HP_IN; i++)
+            x[(size_t)r * HP_IN + i] = hp_input(r, i);
+    for (int r = 0; r < HP_N; r++)
+        for (int o = 0; o < HP_OUT; o++) {
+            double acc = bias[o];
+            for (int i = 0; i < HP_IN; i++)
+                acc += (double)hp_weight(o, i) * hp_input(r, i);
+            want[r * HP_OUT + o] = acc;
+        }
+    const mmi_matrix m[3] = {{w32, HP_IN, HP_OUT, MMI_TENSOR_F32},
+                             {w16, HP_IN, HP_OUT, MMI_TENSOR_F16},
+                             {wbf, HP_IN, HP_OUT, MMI_TENSOR_BF16}};
+    mmi_exec exec;
+    ck_assert_ok(mmi_exec_init(&exec, 3));
+    for (int t = 0; t < 3; t++) {
+        mmi_linear(y, x, 1, &m[t], bias);
+        ck_all_near(y, want, HP_OUT, 0);
+        mmi_linear(y, x, HP_N, &m[t], bias);
+        ck_all_near(y, want, HP_N * HP_OUT, 0);
+        const mmi_exec *previous = mmi_exec_bind(&exec);
+        mmi_linear(y, x, HP_N, &m[t], bias);
+        mmi_exec_bind(previous);
+        ck_all_near(y, want, HP_N * HP_OUT, 0);
+        mmi_matrix_row(&m[t], 77, row);
+        for (int i = 0; i < 8; i++)
+            ck_assert_float_eq(row[i], hp_weight(77, i));
+    }
+    mmi_exec_free(&exec);
+    free(w32);
+    free(w16);
+    free(wbf);
+    free(x);
+    free(row);
+}
+END_TEST
+
+typedef struct {
+    atomic_int runs[8];
+    atomic_int wrong_count;
+} pool_tally;
+
+static void count_part(void *ctx, int part, int n_parts)
+{
+    pool_tally *t = ctx;
+    atomic_fetch_add(&t->runs[part], 1);
+    if (n_parts != 4)
+        atomic_fetch_add(&t->wrong_count, 1);
+}
+
+START_TEST(pool_runs_every_part_once)
+{
+    /* Many back-to-back jobs (workers still spinning) and jobs after a pause (workers asleep). */
+    mmi_pool *p;
+    ck_assert_ok(mmi_pool_create(4, &p));
+    ck_assert_int_eq(mmi_pool_size(p), 4);
+    pool_tally t = {0};
+    for (int i = 0; i < 3000; i++) {
+        mmi_pool_run(p, count_part, &t);
+        if (i % 1000 == 999)
+            usleep(20000);
+    }
+    for (int part = 0; part < 4; part++)
+        ck_assert_int_eq(atomic_load(&t.runs[part]), 3000);
+    ck_assert_int_eq(atomic_load(&t.wrong_count), 0);
+    mmi_pool_free(p);
+    /* No pool: the caller runs the only part. */
+    ck_assert_int_eq(mmi_pool_size(NULL), 1);
+    mmi_pool_free(NULL);
+    ck_assert_ok(mmi_pool_create(1, &p));
+    ck_assert_int_eq(mmi_pool_size(p), 1);
+    mmi_pool_free(p);
+}
+END_TEST
+
+START_TEST(results_do_not_depend_on_threads)
+{
+    /* Each kernel that splits its work over the pool gives the same bits on 1 and 3 threads:
+     * ranges start at multiples of 8, so no value changes path through the vector loops. */
+    enum { N = 100003, ROWS = 1000, D = 77 };
+    unsigned seed = 5;
+    float *a = malloc(sizeof(float) * N), *b = malloc(sizeof(float) * N);
+    float *up = malloc(sizeof(float) * N);
+    for (int i = 0; i < N; i++)
+        a[i] = 4 * noise(&seed), up[i] = noise(&seed);
+    uint16_t *w = malloc(sizeof(uint16_t) * 40 * 2500);
+    for (int i = 0; i < 40 * 2500; i++)
+        w[i] = mmi_f32_to_f16(noise(&seed));
+    const mmi_matrix m = {w, 2500, 40, MMI_TENSOR_F16};
+    float *results[2];
+    for (int threads = 1, r = 0; r < 2; threads = 3, r++) {
+        mmi_exec exec;
+        ck_assert_ok(mmi_exec_init(&exec, threads));
+        const mmi_exec *previous = mmi_exec_bind(&exec);
+        float *res = results[r] = calloc(6 * N, sizeof(float));
+        float *x = res;
+        for (int act = MMI_ACT_GELU; act <= MMI_ACT_SILU; act++) {
+            memcpy(x, a, sizeof(float) * N);
+            mmi_activate((mmi_act)act, x, N);
+            x += N / 2; /* keep half of each, overlapping the next */
+        }
+        memcpy(x, a, sizeof(float) * N);
+        mmi_swiglu(x, up, N);
+        x += N;
+        memcpy(x, a, sizeof(float) * ROWS * D);
+        mmi_softmax(x, ROWS, D);
+        memcpy(b, a, sizeof(float) * ROWS * D);
+        mmi_rmsnorm(x + ROWS * D, b, ROWS, D, up, 1e-5f);
+        x += 2 * ROWS * D;
+        mmi_linear(x, a, 5, &m, NULL);
+        mmi_linear(x + 200, a, 1, &m, up);
+        mmi_exec_bind(previous);
+        mmi_exec_free(&exec);
+    }
+    ck_assert_int_eq(memcmp(results[0], results[1], sizeof(float) * 6 * N), 0);
+    free(results[0]);
+    free(results[1]);
+    free(a);
+    free(b);
+    free(up);
+    free(w);
+}
+END_TEST
+
+/* Each vector kernel, on its SIMD path and on the portable one, against the definition in
+ * double: heads of 8 and tails, the range ends of the exponential, NaN. */
+static void check_vector_kernels(void)
+{
+    enum { N = 203 };
+    float x[N], y[N];
+    double want[N];
+    unsigned seed = 11;
+    for (int i = 0; i < N; i++)
+        x[i] = 43 * noise(&seed); /* [-86, 86) */
+    x[0] = 0, x[1] = -86.3f, x[2] = 89.3f, x[3] = -200, x[4] = -INFINITY, x[5] = 1e-30f;
+
+    /* e^(x - 1), and the sum, where e^(x - 1) is a float; below e^-87.34 the result may be 0
+     * (it is < FLT_MIN). */
+    double sum = 0;
+    for (int i = 0; i < N; i++)
+        sum += want[i] = exp((double)x[i] - 1);
+    memcpy(y, x, sizeof y);
+    float got_sum = mmi_vec_exp_sum(y, N, 1.0f);
+    for (int i = 0; i < N; i++)
+        ck_assert_msg(fabs(y[i] - want[i]) <= 4e-7 * want[i] + 1.2e-38, "exp(%g - 1) = %.9g, "
+                      "expected %.9g", (double)x[i], (double)y[i], want[i]);
+    ck_assert_msg(fabs(got_sum - sum) <= 1e-6 * sum, "sum %.9g, expected %.9g", (double)got_sum,
+                  sum);
+    /* x·σ(a·x + b·x³) for silu, quick-GELU and the tanh GELU's constants. */
+    const float ab[3][2] = {{1, 0}, {1.702f, 0}, {1.5957691f, 0.0713548f}};
+    for (int k = 0; k < 3; k++) {
+        memcpy(y, x, sizeof y);
+        mmi_vec_x_sigmoid(y, N, ab[k][0], ab[k][1]);
+        for (int i = 5; i < N; i++) { /* x[4] = -inf: the definition is NaN (-inf * 0) */
+            double v = x[i], z = ab[k][0] * v + ab[k][1] * v * v * v;
+            ck_assert_msg(fabs(y[i] - v / (1 + exp(-z))) <= 1e-6 * fmax(1, fabs(v)),
+                          "x sigmoid(%g) = %.9g", v, (double)y[i]);
+        }
+    }
+    memcpy(y, x, sizeof y);
+    mmi_vec_swiglu(y, x, N);
+    for (int i = 5; i < N; i++) {
+        double v = x[i];
+        ck_assert_msg(fabs(y[i] - v / (1 + exp(-v)) * v) <= 1e-6 * fmax(1, v * v),
+                      "swiglu(%g) = %.9g", v, (double)y[i]);
+    }
+    float max = -INFINITY;
+    for (int i = 0; i < N; i++)
+        max = x[i] > max ? x[i] : max;
+    ck_assert_float_eq(mmi_vec_max(x, N), max);
+    /* NaN goes through the exponential kernels. */
+    float nan_row[9] = {NAN, 1, 2, 3, 4, 5, 6, 7, NAN};
+    mmi_vec_exp_sum(nan_row, 9, 0.0f);
+    ck_assert(isnan(nan_row[0]) && isnan(nan_row[8]));
+    float nan_x[9] = {NAN, 1, 2, 3, 4, 5, 6, 7, NAN};
+    mmi_vec_x_sigmoid(nan_x, 9, 1.0f, 0.0f);
+    ck_assert(isnan(nan_x[0]) && isnan(nan_x[8]));
+
+    /* Dot products and y += a·x against double sums, on finite x. */
+    for (int i = 0; i < N; i++)
+        x[i] = 10 * noise(&seed);
+    uint16_t h[N], bf[N];
+    double dot = 0, dot_h = 0, dot_bf = 0, magnitude = 0; /* float rounding scales with it */
+    for (int i = 0; i < N; i++) {
+        y[i] = noise(&seed);
+        magnitude += fabs((double)x[i] * y[i]);
+        h[i] = mmi_f32_to_f16(y[i]);
+        bf[i] = mmi_f32_to_bf16(y[i]);
+        dot += (double)x[i] * y[i];
+        dot_h += (double)x[i] * mmi_f16_to_f32(h[i]);
+        dot_bf += (double)x[i] * mmi_bf16_to_f32(bf[i]);
+    }
+    ck_assert(fabs(mmi_vec_dot(y, x, N) - dot) <= 1e-6 * magnitude);
+    ck_assert(fabs(mmi_vec_dot_f16(h, x, N) - dot_h) <= 1e-6 * magnitude);
+    ck_assert(fabs(mmi_vec_dot_bf16(bf, x, N) - dot_bf) <= 1e-6 * magnitude);
+    float acc[N];
+    for (int i = 0; i < N; i++)
+        acc[i] = 1.0f;
+    mmi_vec_axpy(acc, 0.5f, x, N);
+    for (int i = 0; i < N; i++)
+        ck_assert_float_eq(acc[i], 1.0f + 0.5f * x[i]);
+
+    /* Every f16 and bf16 bit pattern converts as the scalar conversions do (NaN to NaN). */
+    static uint16_t all[65536];
+    static float conv[65536];
+    for (int i = 0; i < 65536; i++)
+        all[i] = (uint16_t)i;
+    mmi_vec_f16_to_f32(all, conv, 65536);
+    for (int i = 0; i < 65536; i++) {
+        float s = mmi_f16_to_f32((uint16_t)i);
+        ck_assert_msg(isnan(s) ? isnan(conv[i]) : memcmp(&s, &conv[i], 4) == 0,
+                      "f16 0x%04x: %g, expected %g", i, (double)conv[i], (double)s);
+    }
+    mmi_vec_bf16_to_f32(all, conv, 65536);
+    for (int i = 0; i < 65536; i++) {
+        float s = mmi_bf16_to_f32((uint16_t)i);
+        ck_assert_msg(isnan(s) ? isnan(conv[i]) : memcmp(&s, &conv[i], 4) == 0,
+                      "bf16 0x%04x: %g, expected %g", i, (double)conv[i], (double)s);
+    }
+}
+
+START_TEST(vector_kernels_both_paths)
+{
+    mmi_vec_allow_simd(0);
+    check_vector_kernels();
+    mmi_vec_allow_simd(1);
+    check_vector_kernels();
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
     Suite *s = suite_create("ops");
@@ -312,7 +642,14 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, attention_matches_definition);
     tcase_add_test(tc, activation_by_name);
     tcase_add_test(tc, attention_strided_fused_rows);
+    tcase_add_test(tc, attention_in_blocks_and_by_rows);
+    tcase_add_test(tc, linear_half_precision);
+    tcase_add_test(tc, vector_kernels_both_paths);
     suite_add_tcase(s, tc);
+    TCase *threads = tcase_create("threads");
+    tcase_add_test(threads, pool_runs_every_part_once);
+    tcase_add_test(threads, results_do_not_depend_on_threads);
+    suite_add_tcase(s, threads);
     return s;
 }
 
