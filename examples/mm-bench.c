@@ -159,8 +159,9 @@ static void fill(float *x, size_t n, unsigned seed)
     }
 }
 
-/* GFLOP/s of cblas_sgemm alone on one shape (same transposes and leading dimensions): the
- * median of repeated calls over at least 0.2 s, after one untimed call. */
+/* GFLOP/s of cblas_sgemm alone on one shape (same transposes and leading dimensions): repeated
+ * calls for at least 0.2 s after one untimed call, total time over calls (a mean, as the stage's
+ * own time is a sum: on a shared machine a median would leave out the calls that lost a core). */
 static double sgemm_rate(const gemm_shape *s)
 {
     size_t rows_a = s->ta ? (size_t)s->k : (size_t)s->m;
@@ -173,21 +174,21 @@ static double sgemm_rate(const gemm_shape *s)
     }
     fill(a, rows_a * s->lda, 1);
     fill(b, rows_b * s->ldb, 2);
-    double times[256];
     int n = 0;
-    double start = now();
-    for (int i = -1; i < 256 && (i < 3 || now() - start < 0.2); i++) {
-        double t0 = now();
+    double start = 0;
+    for (int i = -1; i < 1000 && (i < 3 || now() - start < 0.2); i++) {
+        if (i == 0)
+            start = now();
         cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans,
                     s->tb ? CblasTrans : CblasNoTrans, s->m, s->n, s->k, 1.0f, a, s->lda, b,
                     s->ldb, 0.0f, c, s->ldc);
-        if (i >= 0)
-            times[n++] = now() - t0;
+        n += i >= 0;
     }
+    double seconds = now() - start;
     free(a);
     free(b);
     free(c);
-    return 2.0 * s->m * s->n * s->k / median(times, n) * 1e-9;
+    return 2.0 * s->m * s->n * s->k * n / seconds * 1e-9;
 }
 
 typedef struct {
@@ -442,19 +443,19 @@ typedef struct {
     int32_t *prompt;
 } workload;
 
-static void run_vision(workload *w, stage *full, stage *encode, int r)
+static void run_vision(workload *w, const mm_options *opts, stage *full, stage *encode, int r)
 {
     blas_tally counted = {0};
     mm_embeddings *e;
     tally = &counted;
     double t0 = now();
-    check(mm_image_encode_pixels(w->model, w->chw, w->image_size, w->image_size, NULL, &e),
+    check(mm_image_encode_pixels(w->model, w->chw, w->image_size, w->image_size, opts, &e),
           "encode");
     double t1 = now();
     tally = NULL;
     mm_embeddings_free(e);
     double t2 = now();
-    check(mm_image_encode(w->model, w->image, NULL, &e), "encode");
+    check(mm_image_encode(w->model, w->image, opts, &e), "encode");
     double t3 = now();
     mm_embeddings_free(e);
     if (r < 0) {
@@ -567,7 +568,7 @@ int main(int argc, char **argv)
     double rss = 0;
     for (int r = -1; r < a.runs; r++) {
         if (a.vision)
-            run_vision(&w, &full, &encode, r);
+            run_vision(&w, opts, &full, &encode, r);
         if (a.text)
             run_text(&w, &a, &prefill, &decode, r);
         if (r < 0)

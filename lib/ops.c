@@ -67,7 +67,9 @@ static void run_range(void *arg, int part, int n_parts)
 {
     const range_job *j = arg;
     size_t begin = j->n * (size_t)part / (size_t)n_parts & ~(size_t)7;
-    size_t end = part + 1 == n_parts ? j->n : j->n * (size_t)(part + 1) / (size_t)n_parts & ~(size_t)7;
+    size_t end = j->n * (size_t)(part + 1) / (size_t)n_parts & ~(size_t)7;
+    if (part + 1 == n_parts)
+        end = j->n;
     if (begin < end)
         j->fn(j->ctx, begin, end);
 }
@@ -94,11 +96,19 @@ static size_t serial_rows(size_t d)
 
 /* ---- matrix products ---- */
 
+/* Before each BLAS call: the pool's idle workers sleep, leaving the cores to OpenBLAS. */
+static void blas_begins(void)
+{
+    if (bound)
+        mmi_pool_park(bound->pool);
+}
+
 void mmi_gemm_nt(int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                  int ldb, float beta, float *c, int ldc)
 {
     if (m <= 0 || n <= 0)
         return;
+    blas_begins();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, alpha, a, lda, b, ldb, beta, c,
                 ldc);
 }
@@ -108,6 +118,7 @@ void mmi_gemm_nn(int m, int n, int k, float alpha, const float *a, int lda, cons
 {
     if (m <= 0 || n <= 0)
         return;
+    blas_begins();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta,
                 c, ldc);
 }
@@ -187,6 +198,7 @@ void mmi_linear(float *y, const float *x, int n, const mmi_matrix *w, const floa
         beta = 1.0f;
     }
     if (!half) {
+        blas_begins();
         if (n == 1)
             cblas_sgemv(CblasRowMajor, CblasNoTrans, n_out, n_in, 1.0f, w->data, n_in, x, 1,
                         beta, y, 1);
@@ -199,6 +211,7 @@ void mmi_linear(float *y, const float *x, int n, const mmi_matrix *w, const floa
     for (j.first = 0; j.first < n_out; j.first += block_rows) {
         int rows = n_out - j.first < block_rows ? n_out - j.first : block_rows;
         parallel_for((size_t)rows, serial_rows((size_t)n_in), block_range, &j);
+        blas_begins();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, n_in, 1.0f, x, n_in,
                     j.block, n_in, beta, y + j.first, n_out);
     }

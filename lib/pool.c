@@ -38,12 +38,14 @@ struct mmi_pool {
     void *ctx;
     atomic_uint job;               /* jobs posted so far */
     atomic_int busy;               /* workers still on the current job */
+    atomic_int parked;             /* idle workers sleep now instead of spinning */
     atomic_int quit;
 };
 
 static unsigned wait_for_job(mmi_pool *p, unsigned seen)
 {
-    for (int i = 0; i < SPIN_POLLS; i++) {
+    for (int i = 0; i < SPIN_POLLS && !atomic_load_explicit(&p->parked, memory_order_relaxed);
+         i++) {
         unsigned job = atomic_load_explicit(&p->job, memory_order_acquire);
         if (job != seen || atomic_load_explicit(&p->quit, memory_order_relaxed))
             return job;
@@ -95,6 +97,7 @@ mm_status mmi_pool_create(int n_threads, mmi_pool **out)
     pthread_cond_init(&p->wake, NULL);
     atomic_init(&p->job, 0);
     atomic_init(&p->busy, 0);
+    atomic_init(&p->parked, 0);
     atomic_init(&p->quit, 0);
     p->n_threads = 1;
     for (int i = 1; i < n_threads; i++) {
@@ -137,6 +140,7 @@ void mmi_pool_run(mmi_pool *p, mmi_pool_fn fn, void *ctx)
     }
     p->fn = fn;
     p->ctx = ctx;
+    atomic_store_explicit(&p->parked, 0, memory_order_relaxed);
     atomic_store_explicit(&p->busy, p->n_threads - 1, memory_order_relaxed);
     /* Under the lock, so that a worker about to sleep sees either the new job or the signal. */
     pthread_mutex_lock(&p->lock);
@@ -150,4 +154,10 @@ void mmi_pool_run(mmi_pool *p, mmi_pool_fn fn, void *ctx)
         else
             sched_yield(); /* a worker was descheduled: give it the core */
     }
+}
+
+void mmi_pool_park(mmi_pool *p)
+{
+    if (p)
+        atomic_store_explicit(&p->parked, 1, memory_order_relaxed);
 }
