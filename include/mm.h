@@ -108,7 +108,10 @@ typedef enum mm_opt_type {
 
 /* Keys. 100s: loading and threads; 200s: sessions and generation; 300s: images. */
 typedef enum mm_opt {
-    MM_OPT_N_THREADS       = 100, /* int, worker threads for compute; default 0 = all cores */
+    MM_OPT_N_THREADS       = 100, /* int, libmm's compute threads; default 0 = one per CPU. The
+                                     matrix products run on OpenBLAS's own threads, which libmm
+                                     leaves as the host set them (OPENBLAS_NUM_THREADS): give
+                                     both the same count (docs/performance.md) */
     MM_OPT_USE_MMAP        = 101, /* int 0/1, map model files instead of reading them; default 1 */
     MM_OPT_N_CTX           = 200, /* int, context length in tokens; default 0 = model's trained */
     MM_OPT_MAX_TOKENS      = 201, /* int, tokens one generate call may produce; default 256 */
@@ -248,9 +251,10 @@ MM_API void mm_image_free(mm_image *image);
 typedef struct mm_embeddings mm_embeddings;
 
 /* Preprocess `image` as the model file says (resize, crop, normalise) and run the vision
- * encoder and projector. Reads no option yet (options may be NULL). Errors: MM_ERR_ARG (NULL
- * argument, model without a vision encoder), MM_ERR_NOMEM. The model is only read: any number
- * of threads may encode with one model at once. */
+ * encoder and projector. Reads MM_OPT_N_THREADS (threads started for this call) and the
+ * progress callback from options (NULL for defaults). Errors: MM_ERR_ARG (NULL argument, model
+ * without a vision encoder), MM_ERR_NOMEM. The model is only read: any number of threads may
+ * encode with one model at once. */
 MM_API mm_status mm_image_encode(const mm_model *model, const mm_image *image,
                                  const mm_options *options, mm_embeddings **out);
 /* The same for a caller who preprocesses: planar_chw holds 3 planes (R, G, B) of height rows
@@ -377,8 +381,10 @@ typedef struct mm_session mm_session;
 
 /* Create a session on a model with a language model. Keeps its own reference to the model (the
  * caller may free the model first). Reads from options (NULL for defaults): MM_OPT_N_CTX
- * (positions; 0 = the model's context_length), MM_OPT_CHAT_TEMPLATE, and the generation keys
- * as mm_session_set_options(). The KV cache takes 2 x layers x n_ctx x kv_width floats.
+ * (positions; 0 = the model's context_length), MM_OPT_N_THREADS (the session's compute
+ * threads, started here and idle between calls until mm_session_free), MM_OPT_CHAT_TEMPLATE,
+ * and the generation keys as mm_session_set_options(). The KV cache takes
+ * 2 x layers x n_ctx x kv_width floats.
  * Errors: MM_ERR_ARG (NULL model/out, unknown template name), MM_ERR_STATE (the model has no
  * language model), MM_ERR_NOMEM (the message gives the size). */
 MM_API mm_status mm_session_create(mm_model *model, const mm_options *options,
