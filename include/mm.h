@@ -106,12 +106,12 @@ typedef enum mm_opt_type {
     MM_OPT_TYPE_STRING = 3
 } mm_opt_type;
 
-/* Keys. 100s: loading and threads; 200s: sessions and generation; 300s: images. */
+/* Keys. 100s: loading and threads; 200s: sessions and generation; 300s: images.
+ * Threads: MM_OPT_N_THREADS sizes libmm's own threads; the matrix products run on OpenBLAS's
+ * threads, which libmm leaves as the host set them (OPENBLAS_NUM_THREADS, or
+ * openblas_set_num_threads): give both the same count (docs/performance.md). */
 typedef enum mm_opt {
-    MM_OPT_N_THREADS       = 100, /* int, libmm's compute threads; default 0 = one per CPU. The
-                                     matrix products run on OpenBLAS's own threads, which libmm
-                                     leaves as the host set them (OPENBLAS_NUM_THREADS): give
-                                     both the same count (docs/performance.md) */
+    MM_OPT_N_THREADS       = 100, /* int, libmm's own compute threads; default 0 = one per CPU */
     MM_OPT_USE_MMAP        = 101, /* int 0/1, map model files instead of reading them; default 1 */
     MM_OPT_N_CTX           = 200, /* int, context length in tokens; default 0 = model's trained */
     MM_OPT_MAX_TOKENS      = 201, /* int, tokens one generate call may produce; default 256 */
