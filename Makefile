@@ -92,20 +92,22 @@ test: all
 valgrind: all
 	@tests/valgrind.sh
 
-# ThreadSanitizer on the thread and cancellation cases of tests/test_robust.c, with the library
+# ThreadSanitizer on the thread and cancellation cases of tests/test_robust.c and the thread pool
+# cases of tests/test_ops.c, with the library
 # built for it into build-tsan/. OpenBLAS is not instrumented: one BLAS thread keeps its work on
 # the calling thread, where TSan sees it.
 TSAN_OBJ := $(patsubst lib/%.c,build-tsan/%.o,$(LIB_SRC))
 
-tsan: build-tsan/test_robust
-	OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 CK_RUN_CASE=threads $<
-	OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 CK_RUN_CASE=cancel $<
+tsan: build-tsan/test_robust build-tsan/test_ops
+	OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 CK_RUN_CASE=threads build-tsan/test_robust
+	OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 CK_RUN_CASE=cancel build-tsan/test_robust
+	OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1 CK_RUN_CASE=threads build-tsan/test_ops
 
 build-tsan/%.o: lib/%.c $(LIB_HDR) Makefile
 	@mkdir -p $(@D)
 	$(CC) $(LIB_CFLAGS) -fsanitize=thread -c $< -o $@
 
-build-tsan/test_robust: tests/test_robust.c tests/testutil.h tests/tiny_llama.h $(TSAN_OBJ)
+build-tsan/test_%: tests/test_%.c tests/testutil.h tests/tiny_llama.h $(TSAN_OBJ)
 	$(CC) $(TEST_CFLAGS) -fsanitize=thread $< $(TSAN_OBJ) -o $@ $(CHECK_LIBS) $(DEP_LIBS)
 
 # libFuzzer targets of tests/fuzz/targets.h, built with clang into tests/fuzz/build/ (library
