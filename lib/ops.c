@@ -48,50 +48,33 @@ const mmi_exec *mmi_exec_bind(const mmi_exec *e)
 
 /* ---- splitting work over the pool ---- */
 
-/* Below this many values an element-wise step runs on the calling thread: waking the team
- * costs a few microseconds, as much as the step itself. */
-#define SERIAL_VALUES 16384
+/* The least work, in values, worth a chunk of its own: waking the team costs a few
+ * microseconds, as much as a step this size. */
+#define GRAIN_VALUES 16384
 
-typedef void (*range_fn)(void *ctx, size_t begin, size_t end);
-
-typedef struct {
-    range_fn fn;
-    void *ctx;
-    size_t n;
-} range_job;
-
-/* Ranges start at multiples of 8, so that every value takes the same path through the vector
- * loops (8 at a time, or the scalar tail) whatever the thread count: results do not depend on
- * it. */
-static void run_range(void *arg, int part, int n_parts)
-{
-    const range_job *j = arg;
-    size_t begin = j->n * (size_t)part / (size_t)n_parts & ~(size_t)7;
-    size_t end = j->n * (size_t)(part + 1) / (size_t)n_parts & ~(size_t)7;
-    if (part + 1 == n_parts)
-        end = j->n;
-    if (begin < end)
-        j->fn(j->ctx, begin, end);
-}
-
-/* fn over [0, n), one contiguous range per pool thread; on this thread alone when n < serial. */
-static void parallel_for(size_t n, size_t serial, range_fn fn, void *ctx)
+/* fn over [0, n) on the bound pool, in chunks of at least `grain` items and about 8 per thread
+ * (threads that lose their core to another process leave their share to the others); on this
+ * thread alone when n < 2 grains. Chunks start at multiples of 8, so that every value takes the
+ * same path through the vector loops (8 at a time, or the scalar tail) whatever the thread
+ * count: results do not depend on it. */
+static void parallel_for(size_t n, size_t grain, mmi_pool_fn fn, void *ctx)
 {
     mmi_pool *pool = bound ? bound->pool : NULL;
-    if (n == 0)
-        return;
-    if (mmi_pool_size(pool) == 1 || n < serial) {
-        fn(ctx, 0, n);
+    size_t threads = (size_t)mmi_pool_size(pool);
+    if (threads == 1 || n < 2 * grain) {
+        if (n)
+            fn(ctx, 0, n);
         return;
     }
-    range_job j = {fn, ctx, n};
-    mmi_pool_run(pool, run_range, &j);
+    size_t chunk = (n + 8 * threads - 1) / (8 * threads);
+    chunk = ((chunk > grain ? chunk : grain) + 7) & ~(size_t)7;
+    mmi_pool_run(pool, n, chunk, fn, ctx);
 }
 
-/* Rows of width d per range so that a range holds at least SERIAL_VALUES values. */
-static size_t serial_rows(size_t d)
+/* Rows of width d that make a grain. */
+static size_t grain_rows(size_t d)
 {
-    return SERIAL_VALUES / (d ? d : 1) + 1;
+    return GRAIN_VALUES / (d ? d : 1) + 1;
 }
 
 /* ---- matrix products ---- */
@@ -187,7 +170,7 @@ void mmi_linear(float *y, const float *x, int n, const mmi_matrix *w, const floa
     int block_rows = (int)(MMI_EXEC_SCRATCH / (size_t)n_in);
     int half = w->type != MMI_TENSOR_F32;
     if (half && (n == 1 || !bound || block_rows < 16)) {
-        parallel_for((size_t)n_out, serial_rows((size_t)n * n_in), dot_range, &j);
+        parallel_for((size_t)n_out, grain_rows((size_t)n * n_in), dot_range, &j);
         return;
     }
     /* Start from the bias (beta = 1) so the product is added to it in one pass. */
@@ -210,7 +193,7 @@ void mmi_linear(float *y, const float *x, int n, const mmi_matrix *w, const floa
     j.block = bound->scratch;
     for (j.first = 0; j.first < n_out; j.first += block_rows) {
         int rows = n_out - j.first < block_rows ? n_out - j.first : block_rows;
-        parallel_for((size_t)rows, serial_rows((size_t)n_in), block_range, &j);
+        parallel_for((size_t)rows, grain_rows((size_t)n_in), block_range, &j);
         blas_begins();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, n_in, 1.0f, x, n_in,
                     j.block, n_in, beta, y + j.first, n_out);
@@ -270,13 +253,13 @@ void mmi_layernorm(float *out, const float *x, int n, int d, const float *weight
                    const float *bias, float eps)
 {
     norm_job j = {out, x, d, weight, bias, eps};
-    parallel_for((size_t)n, serial_rows((size_t)d), layernorm_range, &j);
+    parallel_for((size_t)n, grain_rows((size_t)d), layernorm_range, &j);
 }
 
 void mmi_rmsnorm(float *out, const float *x, int n, int d, const float *weight, float eps)
 {
     norm_job j = {out, x, d, weight, NULL, eps};
-    parallel_for((size_t)n, serial_rows((size_t)d), rmsnorm_range, &j);
+    parallel_for((size_t)n, grain_rows((size_t)d), rmsnorm_range, &j);
 }
 
 /* ---- element-wise ---- */
@@ -315,7 +298,7 @@ static void activate_range(void *ctx, size_t begin, size_t end)
 void mmi_activate(mmi_act act, float *x, size_t n)
 {
     elementwise_job j = {act, x, NULL};
-    parallel_for(n, SERIAL_VALUES, activate_range, &j);
+    parallel_for(n, GRAIN_VALUES, activate_range, &j);
 }
 
 void mmi_gelu(float *x, size_t n)
@@ -352,7 +335,7 @@ static void swiglu_range(void *ctx, size_t begin, size_t end)
 void mmi_swiglu(float *gate, const float *up, size_t n)
 {
     elementwise_job j = {MMI_ACT_SILU, gate, up};
-    parallel_for(n, SERIAL_VALUES, swiglu_range, &j);
+    parallel_for(n, GRAIN_VALUES, swiglu_range, &j);
 }
 
 static void add_range(void *ctx, size_t begin, size_t end)
@@ -365,7 +348,7 @@ static void add_range(void *ctx, size_t begin, size_t end)
 void mmi_add(float *x, const float *y, size_t n)
 {
     elementwise_job j = {MMI_ACT_RELU, x, y};
-    parallel_for(n, SERIAL_VALUES, add_range, &j);
+    parallel_for(n, GRAIN_VALUES, add_range, &j);
 }
 
 static const char *const act_names[] = {
@@ -412,7 +395,7 @@ static void softmax_range(void *ctx, size_t begin, size_t end)
 void mmi_softmax(float *x, int n, int d)
 {
     softmax_job j = {x, d};
-    parallel_for((size_t)n, serial_rows((size_t)d), softmax_range, &j);
+    parallel_for((size_t)n, grain_rows((size_t)d), softmax_range, &j);
 }
 
 /* ---- RoPE ---- */
@@ -451,7 +434,7 @@ void mmi_rope(float *x, int n_tokens, int n_heads, int head_dim, int n_rot, cons
 {
     rope_job j = {x, n_heads, head_dim, n_rot, pos, base, neox};
     /* Each token costs n_rot/2 angles (pow, cos, sin) on top of its values. */
-    parallel_for((size_t)n_tokens, serial_rows((size_t)n_heads * head_dim + 16 * n_rot),
+    parallel_for((size_t)n_tokens, grain_rows((size_t)n_heads * head_dim + 16 * n_rot),
                  rope_range, &j);
 }
 
@@ -561,7 +544,7 @@ void mmi_attention_strided(float *out, int out_stride, const float *q, int q_str
             mmi_gemm_nt(rows, j.n_visible, head_dim, j.scale, q + (size_t)i0 * q_stride +
                         (size_t)h * head_dim, q_stride, kh, kv_stride, 0.0f, scratch,
                         j.n_visible);
-            parallel_for((size_t)rows, serial_rows((size_t)j.n_visible), block_softmax_range,
+            parallel_for((size_t)rows, grain_rows((size_t)j.n_visible), block_softmax_range,
                          &j);
             /* out_block,h[rows][head_dim] = P · V_h */
             mmi_gemm_nn(rows, head_dim, j.n_visible, 1.0f, scratch, j.n_visible, vh, kv_stride,

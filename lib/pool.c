@@ -4,13 +4,14 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #include "alloc.h"
 #include "status.h"
 
 #define MAX_THREADS 256
-/* Polls of the job counter before a worker sleeps, and before a waiting caller yields: a few
+/* Polls of the job counter before a worker sleeps, and before a waiting caller yields: tens of
  * microseconds, the gap between two products of one token, far less than one GEMM. */
 #define SPIN_POLLS 2000
 
@@ -23,7 +24,6 @@
 
 typedef struct {
     mmi_pool *pool;
-    int part;
 } worker_arg;
 
 struct mmi_pool {
@@ -32,15 +32,38 @@ struct mmi_pool {
     worker_arg args[MAX_THREADS];
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    /* The job: fn and ctx are written before `job` is bumped (release), read after it is seen
-     * (acquire). */
+    /* The job: fn, ctx, n and chunk are written before the job is posted (release) and read
+     * by a thread only once it holds one of the job's chunks, so never while they change. */
     mmi_pool_fn fn;
     void *ctx;
-    atomic_uint job;               /* jobs posted so far */
-    atomic_int busy;               /* workers still on the current job */
+    size_t n, chunk;
+    atomic_size_t n_chunks;
+    _Atomic uint64_t next;         /* job number << 32 | next chunk to take */
+    atomic_size_t done;            /* chunks of the current job finished */
+    atomic_uint job;               /* number of the job posted last */
     atomic_int parked;             /* idle workers sleep now instead of spinning */
     atomic_int quit;
 };
+
+/* Take and run chunks of job `job` until none is left (or the job is no longer current: a
+ * thread that arrives late must not touch the next one). */
+static void take_chunks(mmi_pool *p, unsigned job)
+{
+    uint64_t v = atomic_load_explicit(&p->next, memory_order_acquire);
+    for (;;) {
+        size_t c = (size_t)(v & 0xffffffffu);
+        if ((unsigned)(v >> 32) != job ||
+            c >= atomic_load_explicit(&p->n_chunks, memory_order_relaxed))
+            return;
+        if (!atomic_compare_exchange_weak_explicit(&p->next, &v, v + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue; /* v now holds the current value */
+        size_t begin = c * p->chunk, end = begin + p->chunk < p->n ? begin + p->chunk : p->n;
+        p->fn(p->ctx, begin, end);
+        atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+        v = atomic_load_explicit(&p->next, memory_order_acquire);
+    }
+}
 
 static unsigned wait_for_job(mmi_pool *p, unsigned seen)
 {
@@ -63,14 +86,12 @@ static unsigned wait_for_job(mmi_pool *p, unsigned seen)
 static void *worker_main(void *arg)
 {
     mmi_pool *p = ((worker_arg *)arg)->pool;
-    int part = ((worker_arg *)arg)->part;
     unsigned seen = 0;
     for (;;) {
         seen = wait_for_job(p, seen);
         if (atomic_load_explicit(&p->quit, memory_order_acquire))
             return NULL;
-        p->fn(p->ctx, part, p->n_threads);
-        atomic_fetch_sub_explicit(&p->busy, 1, memory_order_release);
+        take_chunks(p, seen);
     }
 }
 
@@ -95,13 +116,15 @@ mm_status mmi_pool_create(int n_threads, mmi_pool **out)
         return mmi_fail(MM_ERR_NOMEM, "out of memory for a pool of %d threads", n_threads);
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->wake, NULL);
+    atomic_init(&p->n_chunks, 0);
+    atomic_init(&p->next, 0);
+    atomic_init(&p->done, 0);
     atomic_init(&p->job, 0);
-    atomic_init(&p->busy, 0);
     atomic_init(&p->parked, 0);
     atomic_init(&p->quit, 0);
     p->n_threads = 1;
     for (int i = 1; i < n_threads; i++) {
-        p->args[i] = (worker_arg){p, i};
+        p->args[i] = (worker_arg){p};
         if (pthread_create(&p->workers[i], NULL, worker_main, &p->args[i]) != 0) {
             mmi_log(MM_LOG_WARN, "started %d of %d compute threads", i, n_threads);
             break;
@@ -132,27 +155,36 @@ int mmi_pool_size(const mmi_pool *p)
     return p ? p->n_threads : 1;
 }
 
-void mmi_pool_run(mmi_pool *p, mmi_pool_fn fn, void *ctx)
+void mmi_pool_run(mmi_pool *p, size_t n, size_t chunk, mmi_pool_fn fn, void *ctx)
 {
-    if (!p || p->n_threads == 1) {
-        fn(ctx, 0, 1);
+    if (chunk == 0)
+        chunk = 1;
+    size_t n_chunks = (n + chunk - 1) / chunk;
+    if (!p || p->n_threads == 1 || n_chunks <= 1) {
+        if (n)
+            fn(ctx, 0, n);
         return;
     }
     p->fn = fn;
     p->ctx = ctx;
+    p->n = n;
+    p->chunk = chunk;
+    unsigned job = atomic_load_explicit(&p->job, memory_order_relaxed) + 1;
+    atomic_store_explicit(&p->n_chunks, n_chunks, memory_order_relaxed);
+    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     atomic_store_explicit(&p->parked, 0, memory_order_relaxed);
-    atomic_store_explicit(&p->busy, p->n_threads - 1, memory_order_relaxed);
+    atomic_store_explicit(&p->next, (uint64_t)job << 32, memory_order_release);
     /* Under the lock, so that a worker about to sleep sees either the new job or the signal. */
     pthread_mutex_lock(&p->lock);
-    atomic_fetch_add_explicit(&p->job, 1, memory_order_release);
+    atomic_store_explicit(&p->job, job, memory_order_release);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
-    fn(ctx, 0, p->n_threads);
-    for (int i = 0; atomic_load_explicit(&p->busy, memory_order_acquire) > 0; i++) {
+    take_chunks(p, job);
+    for (int i = 0; atomic_load_explicit(&p->done, memory_order_acquire) < n_chunks; i++) {
         if (i < SPIN_POLLS)
             cpu_relax();
         else
-            sched_yield(); /* a worker was descheduled: give it the core */
+            sched_yield(); /* a worker holding a chunk lost its core: let it have this one */
     }
 }
 

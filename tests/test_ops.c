@@ -434,41 +434,51 @@ START_TEST(linear_half_precision)
 }
 END_TEST
 
+/* Each item of a job counted once; jobs of 1000 items in chunks of 7 (the last one 6). */
 typedef struct {
-    atomic_int runs[8];
-    atomic_int wrong_count;
+    atomic_int runs[1000];
+    atomic_int bad_chunks;
 } pool_tally;
 
-static void count_part(void *ctx, int part, int n_parts)
+static void count_items(void *ctx, size_t begin, size_t end)
 {
     pool_tally *t = ctx;
-    atomic_fetch_add(&t->runs[part], 1);
-    if (n_parts != 4)
-        atomic_fetch_add(&t->wrong_count, 1);
+    if (end - begin != 7 && !(begin == 994 && end == 1000))
+        atomic_fetch_add(&t->bad_chunks, 1);
+    for (size_t i = begin; i < end; i++)
+        atomic_fetch_add(&t->runs[i], 1);
 }
 
-START_TEST(pool_runs_every_part_once)
+START_TEST(pool_runs_every_item_once)
 {
-    /* Many back-to-back jobs (workers still spinning) and jobs after a pause (workers asleep). */
+    /* Many back-to-back jobs (workers still spinning), jobs after a pause (workers asleep) and
+     * after parking. */
     mmi_pool *p;
     ck_assert_ok(mmi_pool_create(4, &p));
     ck_assert_int_eq(mmi_pool_size(p), 4);
-    pool_tally t = {0};
+    static pool_tally t;
     for (int i = 0; i < 3000; i++) {
-        mmi_pool_run(p, count_part, &t);
+        mmi_pool_run(p, 1000, 7, count_items, &t);
         if (i % 1000 == 999)
             usleep(20000);
+        if (i % 500 == 17)
+            mmi_pool_park(p);
     }
-    for (int part = 0; part < 4; part++)
-        ck_assert_int_eq(atomic_load(&t.runs[part]), 3000);
-    ck_assert_int_eq(atomic_load(&t.wrong_count), 0);
+    for (int i = 0; i < 1000; i++)
+        ck_assert_int_eq(atomic_load(&t.runs[i]), 3000);
+    ck_assert_int_eq(atomic_load(&t.bad_chunks), 0);
     mmi_pool_free(p);
-    /* No pool: the caller runs the only part. */
+    /* No pool, or a team of one: the caller runs the whole range at once. */
+    static pool_tally alone;
+    mmi_pool_run(NULL, 7, 7, count_items, &alone);
     ck_assert_int_eq(mmi_pool_size(NULL), 1);
     mmi_pool_free(NULL);
     ck_assert_ok(mmi_pool_create(1, &p));
     ck_assert_int_eq(mmi_pool_size(p), 1);
+    mmi_pool_run(p, 7, 7, count_items, &alone);
     mmi_pool_free(p);
+    for (int i = 0; i < 7; i++)
+        ck_assert_int_eq(atomic_load(&alone.runs[i]), 2);
 }
 END_TEST
 
@@ -647,7 +657,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, vector_kernels_both_paths);
     suite_add_tcase(s, tc);
     TCase *threads = tcase_create("threads");
-    tcase_add_test(threads, pool_runs_every_part_once);
+    tcase_add_test(threads, pool_runs_every_item_once);
     tcase_add_test(threads, results_do_not_depend_on_threads);
     suite_add_tcase(s, threads);
     return s;
