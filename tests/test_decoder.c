@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "decoder.h"
 #include "model.h"
 #include "testutil.h"
@@ -278,6 +279,72 @@ START_TEST(allocation_failures_are_reported)
 }
 END_TEST
 
+/* Rounds every matrix (not the norm vectors) to the precision in *user. */
+static void round_matrices(const char *name, float *v, size_t n, void *user)
+{
+    mmi_tensor_type type = *(const mmi_tensor_type *)user;
+    if (strstr(name, "norm"))
+        return;
+    for (size_t i = 0; i < n; i++)
+        v[i] = type == MMI_TENSOR_F16 ? mmi_f16_to_f32(mmi_f32_to_f16(v[i]))
+                                      : mmi_bf16_to_f32(mmi_f32_to_bf16(v[i]));
+}
+
+/* f16 and bf16 matrices, read from the file as they are (blocks converted for cblas_sgemm, the
+ * dot kernel for single rows), give the logits of the same model stored in f32 with its
+ * weights rounded alike: a prompt, then tokens one at a time, unbound and on a pool of three
+ * threads; tied and untied heads. Tokens one at a time allocate nothing. */
+START_TEST(half_precision_matrices_equal_rounded_f32)
+{
+    enum { N = 20, PREFILL = 12 };
+    const mmi_tensor_type types[2] = {MMI_TENSOR_F16, MMI_TENSOR_BF16};
+    mmi_exec exec;
+    ck_assert_ok(mmi_exec_init(&exec, 3));
+    for (int t = 0; t < 4; t++) {
+        mmi_tensor_type type = types[t % 2];
+        tiny_llama c = tiny_llama_default;
+        c.tied = t >= 2;
+        c.hook = round_matrices;
+        c.hook_user = &type;
+        mm_model *m32 = load(&c);
+        c.matrix_type = type;
+        mm_model *mh = load(&c);
+        ck_assert_int_eq(mh->decoder->weights.layers[0].wq.type, type);
+        int v = m32->decoder->config.n_vocab;
+        int32_t ids[N];
+        fill_prompt(ids, N, v);
+        float *want = malloc(sizeof(float) * N * v), *got = malloc(sizeof(float) * N * v);
+        for (int bound = 0; bound < 2; bound++) {
+            mmi_decoder_state s32, sh;
+            ck_assert_ok(mmi_decoder_state_init(&s32, m32->decoder, 32, 64));
+            ck_assert_ok(mmi_decoder_state_init(&sh, mh->decoder, 32, 64));
+            const mmi_exec *previous = mmi_exec_bind(bound ? &exec : NULL);
+            ck_assert_ok(mmi_decoder_eval(m32->decoder, &s32, ids, NULL, PREFILL, want, NULL));
+            ck_assert_ok(mmi_decoder_eval(mh->decoder, &sh, ids, NULL, PREFILL, got, NULL));
+            mmi_alloc_fail_at(0);
+            for (int i = PREFILL; i < N; i++) {
+                ck_assert_ok(mmi_decoder_eval(m32->decoder, &s32, ids + i, NULL, 1,
+                                              want + (size_t)i * v, NULL));
+                ck_assert_ok(mmi_decoder_eval(mh->decoder, &sh, ids + i, NULL, 1,
+                                              got + (size_t)i * v, NULL));
+            }
+            ck_assert_int_eq(mmi_alloc_fail_at(0), 0);
+            mmi_exec_bind(previous);
+            ck_assert_msg(max_rel_err(got, want, (size_t)N * v) <= 1e-5,
+                          "type %d, tied %d, bound %d: %g", type, c.tied, bound,
+                          max_rel_err(got, want, (size_t)N * v));
+            mmi_decoder_state_free(&s32);
+            mmi_decoder_state_free(&sh);
+        }
+        free(want);
+        free(got);
+        mm_model_free(m32);
+        mm_model_free(mh);
+    }
+    mmi_exec_free(&exec);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("decoder");
@@ -290,6 +357,7 @@ int main(void)
     tcase_add_test(tc, overflow_and_cancel_leave_state_unchanged);
     tcase_add_test(tc, malformed_files_are_refused);
     tcase_add_test(tc, allocation_failures_are_reported);
+    tcase_add_test(tc, half_precision_matrices_equal_rounded_f32);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

@@ -1,6 +1,7 @@
 /* Tiny random-weight `llama` text models written with libmm's own GGUF writer, for the decoder
- * and session suites. Weights are f32 from a fixed-seed generator; a hook may overwrite any
- * tensor; the tokenizer keys may be copied from a vocabulary GGUF (../shared/vectors/tokenizer). */
+ * and session suites. Weights come from a fixed-seed generator (matrices stored f32, f16 or
+ * bf16); a hook may overwrite any tensor; the tokenizer keys may be copied from a vocabulary
+ * GGUF (../shared/vectors/tokenizer). */
 #ifndef MM_TINY_LLAMA_H
 #define MM_TINY_LLAMA_H
 
@@ -29,6 +30,7 @@ typedef struct {
     const char *set_float_key; /* a float key added with set_float_value */
     double set_float_value;
     const char *drop_tensor;   /* a tensor left out */
+    mmi_tensor_type matrix_type; /* how the 2-D tensors are stored: F32 (0), F16 or BF16 */
     /* Called for every tensor after it is filled: may change the n values. */
     void (*hook)(const char *name, float *values, size_t n, void *user);
     void *hook_user;
@@ -69,7 +71,8 @@ static mm_status tiny_add_tensor(mmi_gguf_writer *w, const tiny_llama *c, uint32
     if (c->hook)
         c->hook(name, v, n, c->hook_user);
     const uint64_t ne[2] = {(uint64_t)n_in, (uint64_t)n_out};
-    mm_status st = mmi_gguf_writer_add_tensor(w, name, MMI_TENSOR_F32, n_out ? 2 : 1, ne, v);
+    mm_status st = mmi_gguf_writer_add_tensor(w, name, n_out ? c->matrix_type : MMI_TENSOR_F32,
+                                              n_out ? 2 : 1, ne, v);
     free(v);
     return st;
 }
