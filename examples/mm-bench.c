@@ -34,6 +34,7 @@
 
 #include "gguf.h"
 #include "mm.h"
+#include "vec.h"
 
 #define MAX_SHAPES 64
 #define MAX_RUNS 32
@@ -194,51 +195,65 @@ static double sgemm_rate(const gemm_shape *s)
 typedef struct {
     float *a, *b, *c;
     size_t n;
-} triad_part;
+    int read_only;
+    float max;
+} stream_part;
 
-static void *triad_worker(void *arg)
+static void *stream_worker(void *arg)
 {
-    triad_part *p = arg;
+    stream_part *p = arg;
+    if (p->read_only) {
+        p->max = mmi_vec_max(p->b, p->n); /* one vectorised read of b */
+        return NULL;
+    }
     for (size_t i = 0; i < p->n; i++)
         p->a[i] = p->b[i] + 3.0f * p->c[i];
     return NULL;
 }
 
-/* STREAM-style triad a = b + s*c on `threads` threads over arrays far larger than the caches:
- * GB/s counting 3 arrays of traffic per pass, median of 5 passes. */
-static double triad_bandwidth(int threads)
+typedef struct {
+    double triad, read; /* GB/s */
+} bandwidth;
+
+/* Memory bandwidth on `threads` threads over arrays far larger than the caches, the median of
+ * 5 passes: a STREAM-style triad a = b + s*c (counting 3 arrays of traffic), and a read-only
+ * pass over b (what a matrix-vector product does with its weights). The arrays hold varied
+ * values: pages of zeros may be merged by the host and then read from one cached page. */
+static bandwidth memory_bandwidth(int threads)
 {
     const size_t n = (size_t)24 << 20; /* floats per array: 96 MiB each */
     float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b), *c = malloc(n * sizeof *c);
     if (!a || !b || !c) {
-        fprintf(stderr, "mm-bench: out of memory for the triad\n");
+        fprintf(stderr, "mm-bench: out of memory for the bandwidth test\n");
         exit(1);
     }
-    triad_part parts[64];
+    stream_part parts[64];
     pthread_t ids[64];
     size_t chunk = n / (size_t)threads;
-    double times[5];
-    for (int pass = -1; pass < 5; pass++) {
-        double t0 = now();
-        for (int t = 0; t < threads; t++) {
-            size_t first = (size_t)t * chunk;
-            parts[t] = (triad_part){a + first, b + first, c + first,
-                                    t == threads - 1 ? n - first : chunk};
-            if (pass < 0) { /* first touch, on the thread that will use the pages */
-                memset(parts[t].b, 0, parts[t].n * sizeof(float));
-                memset(parts[t].c, 0, parts[t].n * sizeof(float));
+    double times[2][5];
+    for (int pass = -1; pass < 5; pass++)
+        for (int read_only = 0; read_only < 2; read_only++) {
+            double t0 = now();
+            for (int t = 0; t < threads; t++) {
+                size_t first = (size_t)t * chunk;
+                parts[t] = (stream_part){a + first, b + first, c + first,
+                                         t == threads - 1 ? n - first : chunk, read_only, 0};
+                if (pass < 0 && !read_only) { /* first touch, on the thread that uses the pages */
+                    fill(parts[t].b, parts[t].n, 5 + (unsigned)t);
+                    fill(parts[t].c, parts[t].n, 9 + (unsigned)t);
+                }
+                pthread_create(&ids[t], NULL, stream_worker, &parts[t]);
             }
-            pthread_create(&ids[t], NULL, triad_worker, &parts[t]);
+            for (int t = 0; t < threads; t++)
+                pthread_join(ids[t], NULL);
+            if (pass >= 0)
+                times[read_only][pass] = now() - t0;
         }
-        for (int t = 0; t < threads; t++)
-            pthread_join(ids[t], NULL);
-        if (pass >= 0)
-            times[pass] = now() - t0;
-    }
     free(a);
     free(b);
     free(c);
-    return 3.0 * n * sizeof(float) / median(times, 5) * 1e-9;
+    return (bandwidth){3.0 * n * sizeof(float) / median(times[0], 5) * 1e-9,
+                       1.0 * n * sizeof(float) / median(times[1], 5) * 1e-9};
 }
 
 /* ---- memory ---- */
@@ -317,6 +332,7 @@ typedef struct {
     double in_blas[MAX_RUNS]; /* of which inside cblas_sgemm */
     double ideal[MAX_RUNS];   /* the same sgemm calls on cblas_sgemm alone */
     double bound[MAX_RUNS];   /* decode: weight bytes per token at triad bandwidth */
+    double read_bound[MAX_RUNS]; /* the same at read-only bandwidth */
     double alone[MAX_RUNS][MAX_SHAPES]; /* GFLOP/s of each shape alone */
     blas_tally blas;          /* the calls of the warm-up run, in order of first use */
     blas_tally last;          /* the calls of the last run */
@@ -368,6 +384,21 @@ static void report_gemm(const stage *s, const char *name, int runs)
         printf("  (%d further shapes not listed)\n", b->shapes_dropped);
     printf("  %s: %.1f GFLOP in GEMMs; cblas_sgemm alone on the same calls: %.1f GFLOP/s\n",
            name, b->gemm_flops * 1e-9, b->gemm_flops / stage_median(s->ideal, runs) * 1e-9);
+    double best = 0;
+    int best_i = 0;
+    for (int i = 0; i < b->n_shapes; i++) {
+        double alone[MAX_RUNS];
+        for (int r = 0; r < runs; r++)
+            alone[r] = s->alone[r][i];
+        double rate = median(alone, runs);
+        if (rate > best)
+            best = rate, best_i = i;
+    }
+    printf("  (best single shape alone: %dx%dx%d at %.1f GFLOP/s; the stage's GEMMs reach %.0f %% "
+           "of it inside BLAS, %.0f %% end to end)\n", b->shapes[best_i].m, b->shapes[best_i].n,
+           b->shapes[best_i].k, best,
+           100 * b->gemm_flops / (stage_median(s->in_blas, runs) * 1e9) / best,
+           100 * b->gemm_flops / (stage_median(s->seconds, runs) * 1e9) / best);
     printf("  GEMM parts  %3.0f %% of that rate (%.0f %% of the stage's time is in sgemm)\n",
            100 * ratio_median(s->ideal, s->in_blas, runs),
            100 * ratio_median(s->in_blas, s->seconds, runs));
@@ -577,8 +608,11 @@ int main(int argc, char **argv)
             rss = peak_rss();
         measure_sgemm(&encode, r);
         measure_sgemm(&prefill, r);
-        if (a.text)
-            decode.bound[r] = ft.token_bytes / (triad_bandwidth(a.threads) * 1e9);
+        if (a.text) {
+            bandwidth bw = memory_bandwidth(a.threads);
+            decode.bound[r] = ft.token_bytes / (bw.triad * 1e9);
+            decode.read_bound[r] = ft.token_bytes / (bw.read * 1e9);
+        }
     }
     double kv = 2.0 * ft.n_layer * n_ctx * ft.kv_width * sizeof(float);
     double weights = fv.bytes + ft.bytes;
@@ -608,6 +642,10 @@ int main(int argc, char **argv)
                ft.token_bytes / stage_median(decode.bound, a.runs) * 1e-9,
                stage_median(decode.bound, a.runs) * 1e3,
                100 * ratio_median(decode.bound, decode.seconds, a.runs));
+        printf("  at read-only bandwidth (%.1f GB/s) %.2f ms: %.0f %% of that bound\n",
+               ft.token_bytes / stage_median(decode.read_bound, a.runs) * 1e-9,
+               stage_median(decode.read_bound, a.runs) * 1e3,
+               100 * ratio_median(decode.read_bound, decode.seconds, a.runs));
     }
 
     /* | files | threads | load ms | peak RSS / (weights + KV) | image ms | encode GEMM % |

@@ -126,6 +126,21 @@ static float row_dot(const mmi_matrix *w, size_t r, const float *x)
     }
 }
 
+/* Rows r .. r+3 dotted with x, read together (see mmi_vec_dot4). */
+static void rows_dot4(const mmi_matrix *w, size_t r, const float *x, float out[4])
+{
+    size_t n = (size_t)w->n_in;
+    switch (w->type) {
+    case MMI_TENSOR_F16:
+        mmi_vec_dot4_f16((const uint16_t *)w->data + r * n, n, x, n, out);
+        break;
+    case MMI_TENSOR_BF16:
+        mmi_vec_dot4_bf16((const uint16_t *)w->data + r * n, n, x, n, out);
+        break;
+    default: mmi_vec_dot4((const float *)w->data + r * n, n, x, n, out); break;
+    }
+}
+
 void mmi_matrix_row(const mmi_matrix *w, int r, float *out)
 {
     row_to_f32(w, (size_t)r, out);
@@ -141,13 +156,22 @@ typedef struct {
     int first;    /* first output row of the block */
 } linear_job;
 
-/* Output rows [begin, end) of every input row by dot products: each weight row is read once
- * for all n input rows. */
+/* Output rows [begin, end) of every input row by dot products, four weight rows at a time:
+ * each is read once for all n input rows. (Chunks start at multiples of 8, so the rows go in
+ * the same groups of four whatever the thread count.) */
 static void dot_range(void *ctx, size_t begin, size_t end)
 {
     const linear_job *j = ctx;
     size_t n_in = (size_t)j->w->n_in, n_out = (size_t)j->w->n_out;
-    for (size_t o = begin; o < end; o++)
+    size_t o = begin;
+    for (; o + 4 <= end; o += 4)
+        for (int i = 0; i < j->n; i++) {
+            float d[4];
+            rows_dot4(j->w, o, j->x + i * n_in, d);
+            for (int r = 0; r < 4; r++)
+                j->y[i * n_out + o + r] = d[r] + (j->bias ? j->bias[o + r] : 0);
+        }
+    for (; o < end; o++)
         for (int i = 0; i < j->n; i++)
             j->y[i * n_out + o] = row_dot(j->w, o, j->x + i * n_in) + (j->bias ? j->bias[o] : 0);
 }
@@ -490,7 +514,14 @@ static void one_row_range(void *ctx, size_t begin, size_t end)
         memset(oh, 0, hd * sizeof(float));
         for (int t0 = 0; t0 < j->n_kv; t0 += KEY_CHUNK) {
             int n = j->n_kv - t0 < KEY_CHUNK ? j->n_kv - t0 : KEY_CHUNK;
-            for (int t = 0; t < n; t++)
+            int t = 0;
+            for (; t + 4 <= n; t += 4) {
+                mmi_vec_dot4(kh + (size_t)(t0 + t) * j->kv_stride, (size_t)j->kv_stride, qh, hd,
+                             scores + t);
+                for (int r = 0; r < 4; r++)
+                    scores[t + r] *= j->scale;
+            }
+            for (; t < n; t++)
                 scores[t] = j->scale * mmi_vec_dot(kh + (size_t)(t0 + t) * j->kv_stride, qh, hd);
             float chunk_max = mmi_vec_max(scores, (size_t)n);
             if (chunk_max > max) {

@@ -24,6 +24,12 @@ void mmi_vec_scale(float *x, size_t n, float s); /* x[i] *= s */
 float mmi_vec_dot(const float *w, const float *x, size_t n);
 float mmi_vec_dot_f16(const uint16_t *w, const float *x, size_t n);
 float mmi_vec_dot_bf16(const uint16_t *w, const float *x, size_t n);
+/* The same for 4 rows at once, row r at w + r * stride (values): out[r]. Four memory streams
+ * read a matrix from DRAM faster than one. */
+void mmi_vec_dot4(const float *w, size_t stride, const float *x, size_t n, float out[4]);
+void mmi_vec_dot4_f16(const uint16_t *w, size_t stride, const float *x, size_t n, float out[4]);
+void mmi_vec_dot4_bf16(const uint16_t *w, size_t stride, const float *x, size_t n,
+                       float out[4]);
 void mmi_vec_f16_to_f32(const uint16_t *src, float *dst, size_t n);
 void mmi_vec_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
 /* y[i] += a * x[i] */

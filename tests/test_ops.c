@@ -492,10 +492,10 @@ START_TEST(results_do_not_depend_on_threads)
     float *up = malloc(sizeof(float) * N);
     for (int i = 0; i < N; i++)
         a[i] = 4 * noise(&seed), up[i] = noise(&seed);
-    uint16_t *w = malloc(sizeof(uint16_t) * 40 * 2500);
-    for (int i = 0; i < 40 * 2500; i++)
+    uint16_t *w = malloc(sizeof(uint16_t) * 43 * 2500);
+    for (int i = 0; i < 43 * 2500; i++)
         w[i] = mmi_f32_to_f16(noise(&seed));
-    const mmi_matrix m = {w, 2500, 40, MMI_TENSOR_F16};
+    const mmi_matrix m = {w, 2500, 43, MMI_TENSOR_F16}; /* 43 rows: groups of 4 and 3 alone */
     float *results[2];
     for (int threads = 1, r = 0; r < 2; threads = 3, r++) {
         mmi_exec exec;
@@ -517,7 +517,7 @@ START_TEST(results_do_not_depend_on_threads)
         mmi_rmsnorm(x + ROWS * D, b, ROWS, D, up, 1e-5f);
         x += 2 * ROWS * D;
         mmi_linear(x, a, 5, &m, NULL);
-        mmi_linear(x + 200, a, 1, &m, up);
+        mmi_linear(x + 5 * 43, a, 1, &m, up);
         mmi_exec_bind(previous);
         mmi_exec_free(&exec);
     }
@@ -602,6 +602,31 @@ static void check_vector_kernels(void)
     ck_assert(fabs(mmi_vec_dot(y, x, N) - dot) <= 1e-6 * magnitude);
     ck_assert(fabs(mmi_vec_dot_f16(h, x, N) - dot_h) <= 1e-6 * magnitude);
     ck_assert(fabs(mmi_vec_dot_bf16(bf, x, N) - dot_bf) <= 1e-6 * magnitude);
+    /* Four rows at once, rows 210 values apart: each as the single-row dot product. */
+    enum { STRIDE = 210 };
+    static float w4[4 * STRIDE];
+    static uint16_t h4[4 * STRIDE], bf4[4 * STRIDE];
+    for (int i = 0; i < 4 * STRIDE; i++) {
+        w4[i] = noise(&seed);
+        h4[i] = mmi_f32_to_f16(w4[i]);
+        bf4[i] = mmi_f32_to_bf16(w4[i]);
+    }
+    float d4[3][4];
+    mmi_vec_dot4(w4, STRIDE, x, N, d4[0]);
+    mmi_vec_dot4_f16(h4, STRIDE, x, N, d4[1]);
+    mmi_vec_dot4_bf16(bf4, STRIDE, x, N, d4[2]);
+    for (int r = 0; r < 4; r++) {
+        double want4[3] = {0, 0, 0}, mag = 0;
+        for (int i = 0; i < N; i++) {
+            want4[0] += (double)x[i] * w4[r * STRIDE + i];
+            want4[1] += (double)x[i] * mmi_f16_to_f32(h4[r * STRIDE + i]);
+            want4[2] += (double)x[i] * mmi_bf16_to_f32(bf4[r * STRIDE + i]);
+            mag += fabs((double)x[i] * w4[r * STRIDE + i]);
+        }
+        for (int k = 0; k < 3; k++)
+            ck_assert_msg(fabs(d4[k][r] - want4[k]) <= 1e-6 * mag, "dot4 kind %d row %d: %.9g, "
+                          "expected %.9g", k, r, (double)d4[k][r], want4[k]);
+    }
     float acc[N];
     for (int i = 0; i < N; i++)
         acc[i] = 1.0f;
