@@ -20,6 +20,7 @@ mm_status mmi_connector_load(mmi_connector *c, const mmi_gguf *g, mmi_weights *w
         c->kind = MMI_CONNECTOR_QFORMER;
         MMI_TRY(mmi_qformer_load(&c->qformer, g, w, n_in));
         c->n_out = c->qformer.cfg.n_out;
+        c->images_first = !mmi_gguf_has(g, "clip.image_token_id");
         return MM_OK;
     }
     if (strcmp(type, "perceiver") == 0) {

@@ -26,6 +26,8 @@ typedef struct {
     mmi_act act;         /* between mm.0 and mm.2 */
     mmi_matrix mm0, mm2; /* [n_in -> n_out], [n_out -> n_out] */
     const float *mm0_b, *mm2_b;
+    int images_first;        /* the image goes in front of the prompt, BOS included (BLIP-2:
+                                a Q-Former and no clip.image_token_id) */
     mmi_qformer qformer;     /* MMI_CONNECTOR_QFORMER */
     mmi_resampler resampler; /* MMI_CONNECTOR_PERCEIVER */
 } mmi_connector;

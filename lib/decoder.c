@@ -1,4 +1,5 @@
-/* LLaMA-style decoder (see decoder.h): load from GGUF, run prefill chunks and single tokens. */
+/* The decoder of the llama and opt families (see decoder.h): load from GGUF, run prefill
+ * chunks and single tokens. */
 #include "decoder.h"
 
 #include <stdio.h>
@@ -46,39 +47,20 @@ static mm_status get_positive_float(const mmi_gguf *g, const char *arch, const c
     return MM_OK;
 }
 
-static mm_status load_config(const mmi_gguf *g, mmi_decoder_config *c)
+/* llama: RMSNorm, RoPE (without scaling), SwiGLU, pre-norm blocks. */
+static mm_status load_llama_config(const mmi_gguf *g, const char *arch, mmi_decoder_config *c)
 {
-    const char *path = mmi_gguf_path(g), *arch;
-    MMI_TRY(mmi_gguf_get_string(g, "general.architecture", &arch, NULL));
-    if (strcmp(arch, "llama") != 0)
-        return mmi_fail(MM_ERR_UNSUPPORTED, "%s: language model architecture '%s' is not "
-                        "supported (llama only)", path, arch);
-    c->arch = MMI_DECODER_LLAMA;
-    MMI_TRY(get_dim(g, arch, "embedding_length", 1, 0, &c->n_embd));
-    MMI_TRY(get_dim(g, arch, "block_count", 1, 0, &c->n_layer));
-    MMI_TRY(get_dim(g, arch, "feed_forward_length", 1, 0, &c->n_ff));
-    MMI_TRY(get_dim(g, arch, "attention.head_count", 1, 0, &c->n_head));
-    MMI_TRY(get_dim(g, arch, "attention.head_count_kv", 0, c->n_head, &c->n_head_kv));
-    MMI_TRY(get_dim(g, arch, "attention.key_length", 0, c->n_embd / c->n_head, &c->head_dim));
+    const char *path = mmi_gguf_path(g);
+    c->rope = 1;
+    c->norm_before = 1;
+    c->gated_ffn = 1;
+    c->ffn_act = MMI_ACT_SILU;
     MMI_TRY(get_dim(g, arch, "rope.dimension_count", 0, c->head_dim, &c->n_rot));
-    MMI_TRY(get_dim(g, arch, "context_length", 1, 0, &c->n_ctx_train));
     MMI_TRY(get_positive_float(g, arch, "attention.layer_norm_rms_epsilon", 1, 0, &c->norm_eps));
     MMI_TRY(get_positive_float(g, arch, "rope.freq_base", 0, 10000.0, &c->rope_base));
-    if (c->n_head % c->n_head_kv != 0)
-        return mmi_fail(MM_ERR_FORMAT, "%s: %d attention heads are not a multiple of %d KV heads",
-                        path, c->n_head, c->n_head_kv);
-    if ((int64_t)c->n_head * c->head_dim > MAX_DIM)
-        return mmi_fail(MM_ERR_FORMAT, "%s: %d heads x head size %d is too large", path,
-                        c->n_head, c->head_dim);
     if (c->n_rot % 2 != 0 || c->n_rot > c->head_dim)
         return mmi_fail(MM_ERR_FORMAT, "%s: rope.dimension_count %d must be even and at most "
                         "the head size %d", path, c->n_rot, c->head_dim);
-    /* The value length, when given, must equal the key length: one head size serves both. */
-    int value_length;
-    MMI_TRY(get_dim(g, arch, "attention.value_length", 0, c->head_dim, &value_length));
-    if (value_length != c->head_dim)
-        return mmi_fail(MM_ERR_UNSUPPORTED, "%s: attention.value_length %d differs from "
-                        "key_length %d", path, value_length, c->head_dim);
     /* Linear RoPE scaling (the default type when only a factor is given) needs fractional
      * positions, which the kernels do not take. */
     char key[96];
@@ -92,6 +74,80 @@ static mm_status load_config(const mmi_gguf *g, mmi_decoder_config *c)
     if (strcmp(scaling, "none") != 0 && factor != 1.0)
         return mmi_fail(MM_ERR_UNSUPPORTED, "%s: RoPE scaling '%s' with factor %g is not "
                         "supported", path, scaling, factor);
+    return MM_OK;
+}
+
+/* opt: learned positions (the table's rows give how many), LayerNorm, pre- or post-LN blocks,
+ * plain feed-forward. OPT-350m's project_in/out (word_embed_proj_dim != E) is not handled. */
+static mm_status load_opt_config(const mmi_gguf *g, const char *arch, mmi_decoder_config *c)
+{
+    const char *path = mmi_gguf_path(g);
+    char key[96];
+    c->layer_norm = 1;
+    MMI_TRY(get_positive_float(g, arch, "attention.layer_norm_epsilon", 0, 1e-5, &c->norm_eps));
+    snprintf(key, sizeof key, "%s.layer_norm_before", arch);
+    MMI_TRY(mmi_gguf_get_bool_or(g, key, 1, &c->norm_before));
+    snprintf(key, sizeof key, "%s.hidden_act", arch);
+    const char *act = "relu";
+    if (mmi_gguf_has(g, key))
+        MMI_TRY(mmi_gguf_get_string(g, key, &act, NULL));
+    if (!mmi_act_from_name(act, &c->ffn_act))
+        return mmi_fail(MM_ERR_UNSUPPORTED, "%s: %s '%s' is unknown", path, key, act);
+    int word_width;
+    MMI_TRY(get_dim(g, arch, "word_embed_proj_dim", 0, c->n_embd, &word_width));
+    if (word_width != c->n_embd)
+        return mmi_fail(MM_ERR_UNSUPPORTED, "%s: %s.word_embed_proj_dim %d differs from the "
+                        "embedding width %d (project_in/out are not supported)", path, arch,
+                        word_width, c->n_embd);
+    snprintf(key, sizeof key, "%s.position_offset", arch);
+    int64_t offset;
+    MMI_TRY(mmi_gguf_get_int_or(g, key, 2, &offset));
+    const mmi_tensor *pos = mmi_gguf_find_tensor(g, "position_embd.weight");
+    uint64_t rows = pos && pos->n_dims == 2 ? pos->ne[1] : 0;
+    if (offset < 0 || (uint64_t)offset >= rows || rows > MAX_DIM)
+        return mmi_fail(MM_ERR_FORMAT, "%s: %s = %lld needs position_embd.weight with more rows "
+                        "(found %llu)", path, key, (long long)offset, (unsigned long long)rows);
+    c->pos_offset = (int)offset;
+    c->n_pos = (int)(rows - (uint64_t)offset);
+    if (c->n_ctx_train > c->n_pos)
+        c->n_ctx_train = c->n_pos;
+    return MM_OK;
+}
+
+static mm_status load_config(const mmi_gguf *g, mmi_decoder_config *c)
+{
+    const char *path = mmi_gguf_path(g), *arch;
+    MMI_TRY(mmi_gguf_get_string(g, "general.architecture", &arch, NULL));
+    if (strcmp(arch, "llama") == 0)
+        c->arch = MMI_DECODER_LLAMA;
+    else if (strcmp(arch, "opt") == 0)
+        c->arch = MMI_DECODER_OPT;
+    else
+        return mmi_fail(MM_ERR_UNSUPPORTED, "%s: language model architecture '%s' is not "
+                        "supported (llama or opt)", path, arch);
+    MMI_TRY(get_dim(g, arch, "embedding_length", 1, 0, &c->n_embd));
+    MMI_TRY(get_dim(g, arch, "block_count", 1, 0, &c->n_layer));
+    MMI_TRY(get_dim(g, arch, "feed_forward_length", 1, 0, &c->n_ff));
+    MMI_TRY(get_dim(g, arch, "attention.head_count", 1, 0, &c->n_head));
+    MMI_TRY(get_dim(g, arch, "attention.head_count_kv", 0, c->n_head, &c->n_head_kv));
+    MMI_TRY(get_dim(g, arch, "attention.key_length", 0, c->n_embd / c->n_head, &c->head_dim));
+    MMI_TRY(get_dim(g, arch, "context_length", 1, 0, &c->n_ctx_train));
+    if (c->arch == MMI_DECODER_LLAMA)
+        MMI_TRY(load_llama_config(g, arch, c));
+    else
+        MMI_TRY(load_opt_config(g, arch, c));
+    if (c->n_head % c->n_head_kv != 0)
+        return mmi_fail(MM_ERR_FORMAT, "%s: %d attention heads are not a multiple of %d KV heads",
+                        path, c->n_head, c->n_head_kv);
+    if ((int64_t)c->n_head * c->head_dim > MAX_DIM)
+        return mmi_fail(MM_ERR_FORMAT, "%s: %d heads x head size %d is too large", path,
+                        c->n_head, c->head_dim);
+    /* The value length, when given, must equal the key length: one head size serves both. */
+    int value_length;
+    MMI_TRY(get_dim(g, arch, "attention.value_length", 0, c->head_dim, &value_length));
+    if (value_length != c->head_dim)
+        return mmi_fail(MM_ERR_UNSUPPORTED, "%s: attention.value_length %d differs from "
+                        "key_length %d", path, value_length, c->head_dim);
     /* The vocabulary size: the key when present, else the embedding's rows. */
     const mmi_tensor *embd = mmi_gguf_find_tensor(g, "token_embd.weight");
     if (!embd)
@@ -106,6 +162,8 @@ static mm_status load_layer(mmi_weights *w, const mmi_decoder_config *c, int i,
 {
     int e = c->n_embd, eq = c->n_head * c->head_dim, ekv = c->n_head_kv * c->head_dim;
     MMI_TRY(mmi_weights_vector(w, 1, &l->attn_norm, e, "blk.%d.attn_norm.weight", i));
+    if (c->layer_norm)
+        MMI_TRY(mmi_weights_vector(w, 0, &l->attn_norm_b, e, "blk.%d.attn_norm.bias", i));
     MMI_TRY(mmi_weights_matrix(w, 1, &l->wq, e, eq, "blk.%d.attn_q.weight", i));
     MMI_TRY(mmi_weights_matrix(w, 1, &l->wk, e, ekv, "blk.%d.attn_k.weight", i));
     MMI_TRY(mmi_weights_matrix(w, 1, &l->wv, e, ekv, "blk.%d.attn_v.weight", i));
@@ -115,10 +173,14 @@ static mm_status load_layer(mmi_weights *w, const mmi_decoder_config *c, int i,
     MMI_TRY(mmi_weights_vector(w, 0, &l->bv, ekv, "blk.%d.attn_v.bias", i));
     MMI_TRY(mmi_weights_vector(w, 0, &l->bo, e, "blk.%d.attn_output.bias", i));
     MMI_TRY(mmi_weights_vector(w, 1, &l->ffn_norm, e, "blk.%d.ffn_norm.weight", i));
-    MMI_TRY(mmi_weights_matrix(w, 1, &l->ffn_gate, e, c->n_ff, "blk.%d.ffn_gate.weight", i));
+    if (c->layer_norm)
+        MMI_TRY(mmi_weights_vector(w, 0, &l->ffn_norm_b, e, "blk.%d.ffn_norm.bias", i));
+    if (c->gated_ffn) {
+        MMI_TRY(mmi_weights_matrix(w, 1, &l->ffn_gate, e, c->n_ff, "blk.%d.ffn_gate.weight", i));
+        MMI_TRY(mmi_weights_vector(w, 0, &l->b_gate, c->n_ff, "blk.%d.ffn_gate.bias", i));
+    }
     MMI_TRY(mmi_weights_matrix(w, 1, &l->ffn_up, e, c->n_ff, "blk.%d.ffn_up.weight", i));
     MMI_TRY(mmi_weights_matrix(w, 1, &l->ffn_down, c->n_ff, e, "blk.%d.ffn_down.weight", i));
-    MMI_TRY(mmi_weights_vector(w, 0, &l->b_gate, c->n_ff, "blk.%d.ffn_gate.bias", i));
     MMI_TRY(mmi_weights_vector(w, 0, &l->b_up, c->n_ff, "blk.%d.ffn_up.bias", i));
     MMI_TRY(mmi_weights_vector(w, 0, &l->b_down, e, "blk.%d.ffn_down.bias", i));
     return MM_OK;
@@ -130,13 +192,22 @@ static mm_status load_weights(mmi_decoder *d)
     mmi_decoder_weights *w = &d->weights;
     const uint64_t embd_ne[2] = {(uint64_t)c->n_embd, (uint64_t)c->n_vocab};
     MMI_TRY(mmi_weights_get(&d->store, 1, &w->token_embd, 2, embd_ne, "token_embd.weight"));
+    if (!c->rope) {
+        const uint64_t pos_ne[2] = {(uint64_t)c->n_embd, (uint64_t)(c->pos_offset + c->n_pos)};
+        MMI_TRY(mmi_weights_get(&d->store, 1, &w->pos_embd, 2, pos_ne, "position_embd.weight"));
+    }
     w->layers = mmi_calloc((size_t)c->n_layer, sizeof *w->layers);
     if (!w->layers)
         return mmi_fail(MM_ERR_NOMEM, "%s: out of memory for %d layers",
                         mmi_gguf_path(d->store.file), c->n_layer);
     for (int i = 0; i < c->n_layer; i++)
         MMI_TRY(load_layer(&d->store, c, i, &w->layers[i]));
-    MMI_TRY(mmi_weights_vector(&d->store, 1, &w->output_norm, c->n_embd, "output_norm.weight"));
+    /* An opt model may have no final norm (post-LN blocks end normalised). */
+    MMI_TRY(mmi_weights_vector(&d->store, c->arch != MMI_DECODER_OPT, &w->output_norm, c->n_embd,
+                               "output_norm.weight"));
+    if (c->layer_norm)
+        MMI_TRY(mmi_weights_vector(&d->store, 0, &w->output_norm_b, c->n_embd,
+                                   "output_norm.bias"));
     MMI_TRY(mmi_weights_matrix(&d->store, 0, &w->output, c->n_embd, c->n_vocab,
                                "output.weight"));
     if (!w->output.data)
@@ -180,6 +251,9 @@ mm_status mmi_decoder_state_init(mmi_decoder_state *s, const mmi_decoder *d, int
     memset(s, 0, sizeof *s);
     if (n_ctx < 1 || n_ctx > MAX_DIM)
         return mmi_fail(MM_ERR_ARG, "context of %d positions is outside [1, %d]", n_ctx, MAX_DIM);
+    if (!c->rope && n_ctx > c->n_pos)
+        return mmi_fail(MM_ERR_ARG, "context of %d positions exceeds the model's %d learned "
+                        "positions", n_ctx, c->n_pos);
     n_batch = n_batch < 1 ? 1 : n_batch > n_ctx ? n_ctx : n_batch;
     s->n_ctx = n_ctx;
     s->n_batch = n_batch;
@@ -231,36 +305,77 @@ static int cancelled(const atomic_int *cancel)
     return cancel && atomic_load(cancel);
 }
 
-/* One block on the n rows in s->x at positions past .. past+n-1. */
+static void norm(const mmi_decoder_config *c, float *out, const float *x, int n, const float *w,
+                 const float *b)
+{
+    if (c->layer_norm)
+        mmi_layernorm(out, x, n, c->n_embd, w, b, c->norm_eps);
+    else
+        mmi_rmsnorm(out, x, n, c->n_embd, w, c->norm_eps);
+}
+
+/* One block on the n rows in s->x at positions past .. past+n-1. Pre-LN: x += f(norm(x));
+ * post-LN: x = norm(x + f(x)), for the attention and the feed-forward sublayer alike. */
 static void run_layer(const mmi_decoder *d, mmi_decoder_state *s, int il, int past, int n)
 {
     const mmi_decoder_config *c = &d->config;
     const mmi_decoder_layer *l = &d->weights.layers[il];
-    size_t ekv = (size_t)c->n_head_kv * c->head_dim;
+    size_t ekv = (size_t)c->n_head_kv * c->head_dim, ne = (size_t)n * c->n_embd;
     float *k = s->k_cache + ((size_t)il * s->n_ctx + past) * ekv;
     float *v = s->v_cache + ((size_t)il * s->n_ctx + past) * ekv;
 
     /* Attention: the new keys and values go straight into the cache rows. */
-    mmi_rmsnorm(s->xn, s->x, n, c->n_embd, l->attn_norm, c->norm_eps);
-    mmi_linear(s->q, s->xn, n, &l->wq, l->bq);
-    mmi_linear(k, s->xn, n, &l->wk, l->bk);
-    mmi_linear(v, s->xn, n, &l->wv, l->bv);
-    mmi_rope(s->q, n, c->n_head, c->head_dim, c->n_rot, s->pos, c->rope_base, 0);
-    mmi_rope(k, n, c->n_head_kv, c->head_dim, c->n_rot, s->pos, c->rope_base, 0);
+    const float *h = s->x;
+    if (c->norm_before) {
+        norm(c, s->xn, s->x, n, l->attn_norm, l->attn_norm_b);
+        h = s->xn;
+    }
+    mmi_linear(s->q, h, n, &l->wq, l->bq);
+    mmi_linear(k, h, n, &l->wk, l->bk);
+    mmi_linear(v, h, n, &l->wv, l->bv);
+    if (c->rope) {
+        mmi_rope(s->q, n, c->n_head, c->head_dim, c->n_rot, s->pos, c->rope_base, 0);
+        mmi_rope(k, n, c->n_head_kv, c->head_dim, c->n_rot, s->pos, c->rope_base, 0);
+    }
     const float *k0 = s->k_cache + (size_t)il * s->n_ctx * ekv;
     const float *v0 = s->v_cache + (size_t)il * s->n_ctx * ekv;
     mmi_attention(s->att, s->q, k0, v0, n, past + n, c->n_head, c->n_head_kv, c->head_dim,
                   (int)ekv, 1, past, s->scores);
     mmi_linear(s->xn, s->att, n, &l->wo, l->bo);
-    mmi_add(s->x, s->xn, (size_t)n * c->n_embd);
+    mmi_add(s->x, s->xn, ne);
+    if (!c->norm_before)
+        norm(c, s->x, s->x, n, l->attn_norm, l->attn_norm_b);
 
-    /* Feed-forward: down(silu(gate(h)) * up(h)). */
-    mmi_rmsnorm(s->xn, s->x, n, c->n_embd, l->ffn_norm, c->norm_eps);
-    mmi_linear(s->gate, s->xn, n, &l->ffn_gate, l->b_gate);
-    mmi_linear(s->up, s->xn, n, &l->ffn_up, l->b_up);
-    mmi_swiglu(s->gate, s->up, (size_t)n * c->n_ff);
-    mmi_linear(s->xn, s->gate, n, &l->ffn_down, l->b_down);
-    mmi_add(s->x, s->xn, (size_t)n * c->n_embd);
+    /* Feed-forward: down(silu(gate(h)) * up(h)), or down(act(up(h))). */
+    h = s->x;
+    if (c->norm_before) {
+        norm(c, s->xn, s->x, n, l->ffn_norm, l->ffn_norm_b);
+        h = s->xn;
+    }
+    mmi_linear(s->up, h, n, &l->ffn_up, l->b_up);
+    if (c->gated_ffn) {
+        mmi_linear(s->gate, h, n, &l->ffn_gate, l->b_gate);
+        mmi_swiglu(s->gate, s->up, (size_t)n * c->n_ff);
+        mmi_linear(s->xn, s->gate, n, &l->ffn_down, l->b_down);
+    } else {
+        mmi_activate(c->ffn_act, s->up, (size_t)n * c->n_ff);
+        mmi_linear(s->xn, s->up, n, &l->ffn_down, l->b_down);
+    }
+    mmi_add(s->x, s->xn, ne);
+    if (!c->norm_before)
+        norm(c, s->x, s->x, n, l->ffn_norm, l->ffn_norm_b);
+}
+
+/* logits[n][V] of the rows x[n][E]: the final norm when the model has one, then the head. */
+static void output_logits(const mmi_decoder *d, mmi_decoder_state *s, const float *x, int n,
+                          float *logits)
+{
+    const mmi_decoder_weights *w = &d->weights;
+    if (w->output_norm) {
+        norm(&d->config, s->xn, x, n, w->output_norm, w->output_norm_b);
+        x = s->xn;
+    }
+    mmi_linear(logits, x, n, &w->output, NULL);
 }
 
 mm_status mmi_decoder_eval(const mmi_decoder *d, mmi_decoder_state *s, const int32_t *tokens,
@@ -282,23 +397,21 @@ mm_status mmi_decoder_eval(const mmi_decoder *d, mmi_decoder_state *s, const int
                                       : embd + (size_t)(done + i) * e;
             memcpy(s->x + (size_t)i * e, src, e * sizeof(float));
             s->pos[i] = past + i;
+            if (w->pos_embd) /* past + i < n_pos: n_ctx is at most n_pos */
+                mmi_add(s->x + (size_t)i * e,
+                        w->pos_embd + (size_t)(past + i + c->pos_offset) * e, e);
         }
         for (int il = 0; il < c->n_layer; il++) {
             if (cancelled(cancel))
                 return mmi_fail(MM_ERR_CANCELLED, "decoder: cancelled at layer %d", il);
             run_layer(d, s, il, past, rows);
         }
-        if (all_logits) {
-            mmi_rmsnorm(s->xn, s->x, rows, c->n_embd, w->output_norm, c->norm_eps);
-            mmi_linear(all_logits + (size_t)done * c->n_vocab, s->xn, rows, &w->output, NULL);
-        }
+        if (all_logits)
+            output_logits(d, s, s->x, rows, all_logits + (size_t)done * c->n_vocab);
         past += rows;
         done += rows;
-        if (done == n) {
-            mmi_rmsnorm(s->xn, s->x + (size_t)(rows - 1) * e, 1, c->n_embd, w->output_norm,
-                        c->norm_eps);
-            mmi_linear(s->logits, s->xn, 1, &w->output, NULL);
-        }
+        if (done == n)
+            output_logits(d, s, s->x + (size_t)(rows - 1) * e, 1, s->logits);
     }
     s->n_past = past;
     return MM_OK;

@@ -1,7 +1,11 @@
-/* The language model: a decoder-only transformer read from a text-model GGUF
- * (docs/model-format.md §1). Today the `llama` architecture: token embeddings, pre-RMSNorm
- * blocks, RoPE on adjacent pairs (llama.cpp's ordering; Q/K rows are stored permuted), grouped-
- * or multi-query attention, SwiGLU feed-forward, tied or separate output head.
+/* The language model: a decoder-only transformer read from a text-model GGUF. One code path
+ * serves two families, told apart by general.architecture and the file's keys:
+ *  - `llama` (docs/model-format.md §1): token embeddings, pre-RMSNorm blocks, RoPE on adjacent
+ *    pairs (llama.cpp's ordering; Q/K rows are stored permuted), grouped- or multi-query
+ *    attention, SwiGLU feed-forward, tied or separate output head;
+ *  - `opt` (§2, BLIP-2's language model): learned absolute positions (row p + offset), LayerNorm
+ *    with bias, pre-LN or post-LN blocks, plain feed-forward with the file's activation (ReLU),
+ *    biases everywhere, final LayerNorm when present, tied head.
  *
  * Three things kept apart, as llama2.c does:
  *  - mmi_decoder_config: hyperparameters read from `<arch>.*` keys;
@@ -20,7 +24,8 @@
 #include "weights.h"
 
 typedef enum {
-    MMI_DECODER_LLAMA /* general.architecture = "llama" */
+    MMI_DECODER_LLAMA, /* general.architecture = "llama" */
+    MMI_DECODER_OPT    /* "opt" */
 } mmi_decoder_arch;
 
 typedef struct {
@@ -34,24 +39,36 @@ typedef struct {
     int head_dim;    /* hd; query width H*hd, key/value width H_kv*hd */
     int n_rot;       /* leading dims of each head that RoPE rotates (even, <= hd) */
     int n_ctx_train; /* context the model was trained for (the default KV cache size) */
-    float norm_eps;  /* RMSNorm epsilon */
+    float norm_eps;  /* RMSNorm or LayerNorm epsilon */
     float rope_base; /* theta_i = pos * base^(-2i/n_rot) */
+    /* What tells the families apart: */
+    int rope;        /* 1: RoPE (llama); 0: learned positions from position_embd (opt) */
+    int pos_offset;  /* learned positions: position p reads row p + pos_offset */
+    int n_pos;       /* learned positions: positions the table covers (rows - pos_offset) */
+    int layer_norm;  /* 1: LayerNorm with optional bias (opt); 0: RMSNorm (llama) */
+    int norm_before; /* 1: pre-LN blocks, x += f(norm(x)); 0: post-LN, x = norm(x + f(x)) */
+    int gated_ffn;   /* 1: down(silu(gate(h)) * up(h)) (llama); 0: down(act(up(h))) (opt) */
+    mmi_act ffn_act; /* act of the plain feed-forward */
 } mmi_decoder_config;
 
 typedef struct {
     const float *attn_norm;         /* [E] */
+    const float *attn_norm_b;       /* [E] LayerNorm bias, or NULL */
     mmi_matrix wq, wk, wv, wo;      /* [E -> H*hd], [E -> H_kv*hd] x2, [H*hd -> E] */
     const float *bq, *bk, *bv, *bo; /* optional biases of the same output widths, or NULL */
     const float *ffn_norm;          /* [E] */
-    mmi_matrix ffn_gate, ffn_up;    /* [E -> F] */
+    const float *ffn_norm_b;        /* [E] LayerNorm bias, or NULL */
+    mmi_matrix ffn_gate, ffn_up;    /* [E -> F]; ffn_gate only when gated */
     mmi_matrix ffn_down;            /* [F -> E] */
     const float *b_gate, *b_up, *b_down; /* optional, or NULL */
 } mmi_decoder_layer;
 
 typedef struct {
     const float *token_embd;   /* [V][E] */
+    const float *pos_embd;     /* [pos_offset + n_pos][E] learned positions, or NULL (RoPE) */
     mmi_decoder_layer *layers; /* [L] */
-    const float *output_norm;  /* [E] */
+    const float *output_norm;  /* [E]; NULL when an opt model has no final norm */
+    const float *output_norm_b; /* [E] LayerNorm bias, or NULL */
     mmi_matrix output;         /* [E -> V]; token_embd itself when the embeddings are tied */
 } mmi_decoder_weights;
 
@@ -62,8 +79,8 @@ struct mmi_decoder {
 };
 
 /* Read the config and weights of a text-model file. MM_ERR_UNSUPPORTED for an architecture
- * other than llama (or RoPE scaling), MM_ERR_FORMAT naming the key or tensor for anything
- * missing, inconsistent or out of range. */
+ * other than llama or opt (or RoPE scaling, or OPT's project_in/out), MM_ERR_FORMAT naming the
+ * key or tensor for anything missing, inconsistent or out of range. */
 mm_status mmi_decoder_load(const mmi_gguf *g, mmi_decoder **out);
 void mmi_decoder_free(mmi_decoder *d);
 
@@ -85,8 +102,9 @@ typedef struct {
     float *logits;    /* [V] of the last evaluated position */
 } mmi_decoder_state;
 
-/* Allocate a state for n_ctx positions (1 .. 2^24) evaluated n_batch rows at a time
- * (clamped to 1 .. n_ctx). MM_ERR_NOMEM names the size that failed. */
+/* Allocate a state for n_ctx positions (1 .. 2^24, and at most n_pos with learned positions)
+ * evaluated n_batch rows at a time (clamped to 1 .. n_ctx). MM_ERR_NOMEM names the size that
+ * failed. */
 mm_status mmi_decoder_state_init(mmi_decoder_state *s, const mmi_decoder *d, int n_ctx,
                                  int n_batch);
 void mmi_decoder_state_free(mmi_decoder_state *s);

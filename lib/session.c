@@ -105,6 +105,13 @@ mm_status mmi_session_set_options(mm_session *s, const mm_options *options)
     return MM_OK;
 }
 
+/* BLIP-2 takes its image in front of the prompt, BOS included (HF prepends the projected
+ * queries to the embedded text), and plain-text prompts rather than LLaVA's template. */
+static int images_first(const mm_model *m)
+{
+    return m->vision && m->vision->connector.images_first;
+}
+
 mm_status mmi_session_create(mm_model *model, const mm_options *options, mm_session **out)
 {
     *out = NULL;
@@ -115,8 +122,9 @@ mm_status mmi_session_create(mm_model *model, const mm_options *options, mm_sess
     if (n_ctx == 0)
         n_ctx = c->n_ctx_train;
     const mmi_chat_template *tmpl;
+    int llava_like = model->vision != NULL && !images_first(model);
     MMI_TRY(mmi_chat_template_choose(mmi_opt_string(options, MM_OPT_CHAT_TEMPLATE),
-                                     file_chat_template(model), model->vision != NULL, &tmpl));
+                                     file_chat_template(model), llava_like, &tmpl));
 
     mm_session *s = mmi_calloc(1, sizeof *s);
     if (!s)
@@ -405,6 +413,11 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
         return MM_OK;
     }
     size_t markers = count_markers(text, len);
+    int first = n_media > 0 && images_first(s->model); /* else each image at its marker */
+    if (first && markers > 0)
+        return mmi_fail(MM_ERR_UNSUPPORTED, "%s: this model takes its image in front of the "
+                        "text, not at %s markers", fn, MMI_IMAGE_MARKER);
+    size_t n_inline = first ? 0 : n_media; /* images at markers */
     if (markers > 0 && markers != n_media)
         return mmi_fail(MM_ERR_ARG, "%s: the text has %zu %s markers for %zu images", fn, markers,
                         MMI_IMAGE_MARKER, n_media);
@@ -413,7 +426,7 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
             return mmi_fail(MM_ERR_ARG, "%s: image %zu has no embeddings", fn, i);
 
     strbuf b = {0};
-    render_message(s, role, text, len, n_media, &b);
+    render_message(s, role, text, len, n_inline, &b);
     mmi_tokens ids = {0};
     part *parts = mmi_array(2 * n_media + 2, sizeof *parts);
     size_t *ends = mmi_array(n_media + 1, sizeof *ends); /* token count after each stretch */
@@ -426,18 +439,21 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
     /* Tokenize each stretch between images on its own, as llama.cpp's multimodal tool does. */
     const char *p = b.p, *end = b.p + b.n;
     size_t m = strlen(MMI_IMAGE_MARKER);
-    for (size_t i = 0; i <= n_media && st == MM_OK; i++) {
-        const char *stop = i < n_media ? memmem(p, (size_t)(end - p), MMI_IMAGE_MARKER, m) : end;
+    for (size_t i = 0; i <= n_inline && st == MM_OK; i++) {
+        const char *stop = i < n_inline ? memmem(p, (size_t)(end - p), MMI_IMAGE_MARKER, m) : end;
         if (stop > p)
             st = mmi_tokenize(s->tok, p, (size_t)(stop - p), MM_TOKENIZE_PARSE_SPECIAL, &ids);
         ends[i] = ids.n;
         p = stop + m;
     }
+    /* Part of image i: in front of the text (first), else after the i-th stretch of text. */
     size_t n_parts = 0, start = 0;
-    for (size_t i = 0; i <= n_media && st == MM_OK; i++) {
+    for (size_t i = 0; first && i < n_media; i++)
+        parts[n_parts++] = (part){NULL, media[i].embd, media[i].n_rows};
+    for (size_t i = 0; i <= n_inline && st == MM_OK; i++) {
         parts[n_parts++] = (part){ids.ids + start, NULL, ends[i] - start};
         start = ends[i];
-        if (i < n_media)
+        if (i < n_inline)
             parts[n_parts++] = (part){NULL, media[i].embd, media[i].n_rows};
     }
     /* Images to encode are encoded once the whole message is known to fit. */
@@ -453,7 +469,7 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
                           media[i].n_rows);
         else
             st = encode(user, i, encoded[i], &s->cancel);
-        parts[2 * i + 1].embd = encoded[i];
+        parts[first ? i : 2 * i + 1].embd = encoded[i];
     }
     if (st == MM_OK)
         st = eval_parts(s, parts, n_parts, fn);

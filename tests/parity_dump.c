@@ -541,15 +541,17 @@ static void dump_llava(dump *d)
     free(px);
 }
 
-/* transformers.Blip2ForConditionalGeneration, vision half: the tower's post-normalised last
- * state, the Q-Former's query outputs on it, and the projected queries through the public
- * encoder. (The OPT half comes with the decoder.) */
+/* transformers.Blip2ForConditionalGeneration: the tower's post-normalised last state, the
+ * Q-Former's query outputs on it, the projected queries through the public encoder; then the
+ * language model on [projected queries; input_ids] (prepended: the file has no image token),
+ * as for LLaVA. */
 static void dump_blip2(dump *d)
 {
-    load_model(d, "mmproj.gguf", NULL);
+    load_model(d, "model.gguf", "mmproj.gguf");
     const mmi_vision *v = d->model->vision;
-    if (!v || v->connector.kind != MMI_CONNECTOR_QFORMER)
-        die("the BLIP-2 pair has no vision file with a Q-Former");
+    const mmi_decoder *dec = d->model->decoder;
+    if (!v || v->connector.kind != MMI_CONNECTOR_QFORMER || !dec)
+        die("the BLIP-2 pair lacks the vision file with a Q-Former or the language model");
     int B, H, W, n, D = v->enc.n_embd, last = v->enc.n_layer;
     float *px = input_pixels(d, &B, &H, &W);
     put_hidden_state(d, "vision_last_hidden_state", px, B, H, W, last, 1);
@@ -568,6 +570,22 @@ static void dump_blip2(dump *d)
     }
     put_f32(d, "qformer_output", queries, 3, (int64_t)B, (int64_t)nq, (int64_t)dq);
     put_encoded(d, "language_projection", px, B, H, W, 1);
+    const dump_tensor *proj = &d->out[d->n_out - 1]; /* [B][nq][E] */
+
+    /* The prompt with the nq query rows in front, marked by an id no vocabulary has. */
+    int64_t shape[ST_MAX_DIMS];
+    int32_t *ids = input_ids(d, "input_ids", shape);
+    if (shape[0] != 1 || B != 1)
+        die("batches of %lld prompts and %d images (1 each expected)", (long long)shape[0], B);
+    int T = (int)shape[1];
+    const int32_t query_mark = -1;
+    int32_t *prompt = xmalloc((size_t)(nq + T) * sizeof *prompt);
+    for (int i = 0; i < nq; i++)
+        prompt[i] = query_mark;
+    memcpy(prompt + nq, ids, (size_t)T * sizeof *ids);
+    put_language_model(d, prompt, nq + T, query_mark, proj->data, (size_t)nq);
+    free(prompt);
+    free(ids);
     free(queries);
     free(scratch);
     free(state);

@@ -1,12 +1,15 @@
 #!/usr/bin/python3
-"""Writes tests/data/connector_ref.h: Q-Former and Perceiver resampler cases with shapes and
-switches the shared HF vectors do not reach (cross-attention on every 2nd block, vision width
-!= Q-Former width != language width, grouped KV with head_dim != width/heads, the Flamingo form
-with LayerNorm and a plain GELU MLP), computed in float64 by PyTorch:
+"""Writes tests/data/connector_ref.h: Q-Former, Perceiver resampler and OPT decoder cases with
+shapes and switches the shared HF vectors do not reach (cross-attention on every 2nd block,
+vision width != Q-Former width != language width, grouped KV with head_dim != width/heads, the
+Flamingo form with LayerNorm and a plain GELU MLP; OPT post-LN without final norm, untied head,
+another position offset, GELU), computed in float64 by PyTorch:
   - Q-Former: torch.nn.MultiheadAttention / LayerNorm / Linear composed as BLIP-2's BERT-style
     post-LN blocks (HF Blip2QFormerLayer: self-attention, cross-attention, query FFN);
   - resampler: Idefics2PerceiverLayer's math (latents attend to [context; latents]) and
-    Flamingo's PerceiverResampler (LayerNorm, GELU MLP), written out below.
+    Flamingo's PerceiverResampler (LayerNorm, GELU MLP), written out below;
+  - OPT: torch.nn.TransformerEncoderLayer (causal mask; norm_first for pre-LN) is exactly an
+    OPTDecoderLayer; learned positions at p + offset, final LayerNorm, tied or untied head.
 Each case lists GGUF keys and tensors (names and ggml shapes of docs/model-format.md §6/§7)
 for the C test to write into a file with the GGUF writer.
 Run: /usr/bin/python3 tests/data/gen_connector_ref.py"""
@@ -83,7 +86,8 @@ def qformer_case(name, dq, heads, d_vis, ff, e, nq, n_vis, blocks, freq, eps, ac
             q = lns[2](q + down({"gelu": F.gelu, "relu": F.relu}[act](up(q))))
         hidden = q[0]
         out = hidden @ proj_w.T + proj_b
-    keys = [("clip.qformer.embedding_length", "u32", dq),
+    keys = [("general.architecture", "str", "clip"),
+            ("clip.qformer.embedding_length", "u32", dq),
             ("clip.qformer.feed_forward_length", "u32", ff),
             ("clip.qformer.block_count", "u32", blocks),
             ("clip.qformer.attention.head_count", "u32", heads),
@@ -93,7 +97,7 @@ def qformer_case(name, dq, heads, d_vis, ff, e, nq, n_vis, blocks, freq, eps, ac
             ("clip.qformer.hidden_act", "str", act),
             ("clip.qformer.encoder_width", "u32", d_vis)]
     return dict(name=name, keys=keys, tensors=gguf_tensors(t), input=vision, hidden=hidden,
-                output=out)
+                output=out, ids=None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,7 +151,8 @@ def perceiver_case(name, d, heads, heads_kv, head_dim, ff, nl, n_ctx, blocks, ep
             h = F.silu(m @ tt[b + "ffn_gate.weight"].T) * (m @ tt[b + "ffn_up.weight"].T)
         lat = lat + h @ tt[b + "ffn_down.weight"].T
     out = norm(lat, "perceiver.post_ln")
-    keys = [("clip.perceiver.embedding_length", "u32", d),
+    keys = [("general.architecture", "str", "clip"),
+            ("clip.perceiver.embedding_length", "u32", d),
             ("clip.perceiver.block_count", "u32", blocks),
             ("clip.perceiver.latent_count", "u32", nl),
             ("clip.perceiver.attention.head_count", "u32", heads),
@@ -162,7 +167,70 @@ def perceiver_case(name, d, heads, heads_kv, head_dim, ff, nl, n_ctx, blocks, ep
                  ("clip.perceiver.attention.key_length", "u32", head_dim),
                  ("clip.perceiver.attention.layer_norm_rms_epsilon", "f32", eps)]
     return dict(name=name, keys=keys, tensors=gguf_tensors(t), input=context, hidden=None,
-                output=out)
+                output=out, ids=None)
+
+
+# ---------------------------------------------------------------------------------------------
+
+def opt_case(name, e, heads, ff, vocab, ctx, blocks, offset, pre_ln, act, tied, final_ln,
+             n_embd_rows, n_ids, eps=1e-5):
+    t = [("token_embd.weight", rnd(vocab, e, scale=1.0)),
+         ("position_embd.weight", rnd(ctx + offset, e, scale=1.0))]
+    layers = []
+    for i in range(blocks):
+        layer = torch.nn.TransformerEncoderLayer(e, heads, ff, dropout=0.0, activation=act,
+                                                 layer_norm_eps=eps, batch_first=True,
+                                                 norm_first=pre_ln)
+        with torch.no_grad():
+            for p in layer.parameters():
+                p.copy_(rnd(*p.shape))
+            for ln in (layer.norm1, layer.norm2):
+                ln.weight.copy_(1 + rnd(e, scale=0.2))
+        layer.eval()
+        b = "blk.%d." % i
+        w, bias = layer.self_attn.in_proj_weight.detach(), layer.self_attn.in_proj_bias.detach()
+        for x, wx, bx in zip("qkv", w.split(e), bias.split(e)):
+            t += [(b + "attn_%s.weight" % x, wx), (b + "attn_%s.bias" % x, bx)]
+        t += [(b + "attn_output.weight", layer.self_attn.out_proj.weight.detach()),
+              (b + "attn_output.bias", layer.self_attn.out_proj.bias.detach()),
+              (b + "attn_norm.weight", layer.norm1.weight.detach()),
+              (b + "attn_norm.bias", layer.norm1.bias.detach()),
+              (b + "ffn_up.weight", layer.linear1.weight.detach()),
+              (b + "ffn_up.bias", layer.linear1.bias.detach()),
+              (b + "ffn_down.weight", layer.linear2.weight.detach()),
+              (b + "ffn_down.bias", layer.linear2.bias.detach()),
+              (b + "ffn_norm.weight", layer.norm2.weight.detach()),
+              (b + "ffn_norm.bias", layer.norm2.bias.detach())]
+        layers.append(layer)
+    if final_ln:
+        t += [("output_norm.weight", 1 + rnd(e, scale=0.2)), ("output_norm.bias", rnd(e, scale=0.2))]
+    if not tied:
+        t += [("output.weight", rnd(vocab, e))]
+    tt = dict(t)
+
+    embd_rows = rnd(n_embd_rows, e, scale=1.0)
+    ids = torch.randint(0, vocab, (n_ids,))
+    x = torch.cat([embd_rows, tt["token_embd.weight"][ids]])
+    n = len(x)
+    x = x + tt["position_embd.weight"][torch.arange(n) + offset]
+    causal = torch.triu(torch.full((n, n), float("-inf")), 1)
+    with torch.no_grad():
+        h = x[None]
+        for layer in layers:
+            h = layer(h, src_mask=causal)
+        h = h[0]
+        if final_ln:
+            h = F.layer_norm(h, (e,), tt["output_norm.weight"], tt["output_norm.bias"], eps)
+        logits = h @ (tt["token_embd.weight"] if tied else tt["output.weight"]).T
+    keys = [("general.architecture", "str", "opt"),
+            ("opt.vocab_size", "u32", vocab), ("opt.context_length", "u32", ctx),
+            ("opt.embedding_length", "u32", e), ("opt.block_count", "u32", blocks),
+            ("opt.feed_forward_length", "u32", ff), ("opt.attention.head_count", "u32", heads),
+            ("opt.attention.layer_norm_epsilon", "f32", eps),
+            ("opt.position_offset", "u32", offset), ("opt.layer_norm_before", "bool", pre_ln),
+            ("opt.hidden_act", "str", act), ("opt.word_embed_proj_dim", "u32", e)]
+    return dict(name=name, keys=keys, tensors=gguf_tensors(t), input=embd_rows, hidden=None,
+                output=logits, ids=ids.tolist())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,7 +253,9 @@ def emit(cases):
            "    int n_in, in_width;      /* input rows */\n    const float *input;\n"
            "    int n_out, out_width;    /* output rows */\n    const float *output;\n"
            "    int hidden_width;        /* Q-Former hidden state (0: none) */\n"
-           "    const float *hidden;\n} ref_case;\n\n"]
+           "    const float *hidden;\n"
+           "    int n_ids;               /* OPT: token ids after the input rows */\n"
+           "    const int *ids;\n} ref_case;\n\n"]
     for c in cases:
         n = c["name"]
         for j, (tn, ne, vals) in enumerate(c["tensors"]):
@@ -198,20 +268,27 @@ def emit(cases):
         for k, ty, v in c["keys"]:
             if ty == "str":
                 out.append('    {"%s", "str", 0, "%s"},\n' % (k, v))
+            elif ty == "bool":
+                out.append('    {"%s", "bool", %d, 0},\n' % (k, int(v)))
             else:
                 out.append('    {"%s", "%s", %r, 0},\n' % (k, ty, float(v)))
         out.append("};\n")
         for part in ("input", "output", "hidden"):
-            if c[part] is not None:
+            if c[part] is not None and c[part].numel():
                 out.append("static const float %s_%s[] = %s;\n"
                            % (n, part, c_floats(c[part].reshape(-1).tolist())))
+        if c["ids"] is not None:
+            out.append("static const int %s_ids[] = {%s};\n" % (n, ", ".join(map(str, c["ids"]))))
         hid = c["hidden"]
         out.append("static const ref_case %s = {\"%s\", %s_keys, %d, %s_tensors, %d, %d, %d, "
-                   "%s_input, %d, %d, %s_output, %d, %s};\n\n"
+                   "%s, %d, %d, %s_output, %d, %s, %d, %s};\n\n"
                    % (n, n, n, len(c["keys"]), n, len(c["tensors"]), c["input"].shape[0],
-                      c["input"].shape[1], n, c["output"].shape[0], c["output"].shape[1], n,
+                      c["input"].shape[1], "%s_input" % n if c["input"].numel() else "NULL",
+                      c["output"].shape[0], c["output"].shape[1], n,
                       0 if hid is None else hid.shape[1],
-                      "NULL" if hid is None else "%s_hidden" % n))
+                      "NULL" if hid is None else "%s_hidden" % n,
+                      0 if c["ids"] is None else len(c["ids"]),
+                      "NULL" if c["ids"] is None else "%s_ids" % n))
     return "".join(out)
 
 
@@ -229,6 +306,12 @@ CASES = [
     # Flamingo form: LayerNorm with bias, GELU MLP without gate
     perceiver_case("perceiver_flamingo", d=8, heads=2, heads_kv=2, head_dim=4, ff=16, nl=4,
                    n_ctx=5, blocks=2, eps=1e-5, form="flamingo"),
+    # post-LN blocks (OPT-350m style) and so no final norm; 3 embedding rows before the text
+    opt_case("opt_post_ln", e=8, heads=2, ff=12, vocab=13, ctx=12, blocks=2, offset=2,
+             pre_ln=False, act="relu", tied=True, final_ln=False, n_embd_rows=3, n_ids=5),
+    # pre-LN, untied head, GELU, positions without offset, text only
+    opt_case("opt_untied", e=8, heads=4, ff=10, vocab=11, ctx=10, blocks=2, offset=0,
+             pre_ln=True, act="gelu", tied=False, final_ln=True, n_embd_rows=0, n_ids=6),
 ]
 
 path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "connector_ref.h")
