@@ -29,6 +29,7 @@ COLOURS = {  # base RGB; each object jitters every channel by up to COLOUR_JITTE
     "white": (240, 240, 240)}
 COLOUR_JITTER = 15
 SIZES = {"small": (6.0, 8.5), "big": (11.0, 14.5)}  # radius range in pixels (cell half is 16)
+MAX_OFFSET = 4.0           # the most a shape's centre moves away from its cell's centre, in pixels
 # cell index = row * 3 + col; name used in captions and answers
 POSITIONS = ["top left", "top", "top right", "left", "centre", "right",
              "bottom left", "bottom", "bottom right"]
@@ -55,7 +56,7 @@ def sample_scene(rng):
         size = str(rng.choice(list(SIZES)))
         lo, hi = SIZES[size]
         r = float(rng.uniform(lo, hi))
-        slack = CELL / 2 - r - 1.0  # keeps the whole shape inside its cell
+        slack = min(MAX_OFFSET, CELL / 2 - r - 1.0)  # the whole shape stays inside its cell
         row, col = divmod(cell, GRID)
         colour = str(rng.choice(list(COLOURS)))
         objects.append({
