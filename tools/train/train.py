@@ -194,6 +194,39 @@ def eval_llava(model, heldout, limit=None, chunk=256):
 
 
 @torch.no_grad()
+def greedy_answers(model, feats, prompter, items, max_new=64, chunk=256):
+    """Greedy decoding (no cache) of (image index, question) items; prompts of one length batch
+    together so that positions match a single-sequence run."""
+    model.eval()
+    answers = [None] * len(items)
+    by_len = {}
+    for k, (i, q) in enumerate(items):
+        by_len.setdefault(len(prompter.prompt(q)), []).append(k)
+    for ks in by_len.values():
+        for start in range(0, len(ks), chunk):
+            part = ks[start:start + chunk]
+            ids = torch.tensor([prompter.prompt(items[k][1]) for k in part])
+            which = torch.tensor([items[k][0] for k in part])
+            out = [[] for _ in part]
+            done = torch.zeros(len(part), dtype=torch.bool)
+            for _ in range(max_new):
+                nxt = model.language_model(model.embed(ids, feats, which))[:, -1].argmax(-1)
+                for b, t in enumerate(nxt.tolist()):
+                    if not done[b]:
+                        if t == tk.EOS:
+                            done[b] = True
+                        else:
+                            out[b].append(t)
+                if done.all():
+                    break
+                ids = torch.cat([ids, nxt[:, None]], dim=1)
+            for b, k in enumerate(part):
+                answers[k] = prompter.vocab.decode(out[b])
+    model.train()
+    return answers
+
+
+@torch.no_grad()
 def eval_clip(model, heldout, n_choices=10, limit=None):
     """Zero-shot: pick the image's caption among itself and n_choices-1 others.
     'random': captions of the next held-out scenes; 'hard': one-attribute perturbations."""
@@ -363,6 +396,17 @@ def stage_eval(args):
     model.load_state_dict(ck["state"])
     heldout = Heldout(recipe, data.Prompter(vocab, ck["config"]["image_seq_length"]))
     acc = eval_llava(model, heldout)
+    with torch.no_grad():
+        feats = torch.cat([model.image_features(heldout.pixels[i:i + 256]) for i in range(0, len(heldout.scenes), 256)])
+    got = greedy_answers(model, feats, heldout.prompter, [(i, q) for i, _, q, _ in heldout.items])
+    greedy = {}
+    for (_, t, _, a), g in zip(heldout.items, got):
+        greedy.setdefault(t, []).append(g == a)
+    acc.update({"greedy_" + t: float(np.mean(v)) for t, v in greedy.items()})
+    acc["greedy_overall"] = float(np.mean([g == a for (_, _, _, a), g in zip(heldout.items, got)]))
+    with open(os.path.join(args.run, "heldout_answers.tsv"), "w") as f:
+        for (i, t, q, a), g in zip(heldout.items, got):
+            f.write(f"{i}\t{t}\t{q}\t{a}\t{g}\n")
     ck = torch.load(os.path.join(args.run, "clip.pt"))
     clip = models.CLIPModel(ck["config"])
     clip.load_state_dict(ck["state"])
