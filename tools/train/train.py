@@ -347,7 +347,7 @@ def train_llava(args, stage, init):
         items.sort(key=lambda it: len(prompter.answer(it[2])))
         parts = [items[:len(items) // 2], items[len(items) // 2:]]  # short and long answers apart
         opt.zero_grad()
-        total = 0.0
+        loss = 0.0
         for part in parts:
             if not part:
                 continue
@@ -356,11 +356,13 @@ def train_llava(args, stage, init):
             logits = model.language_model(model.embed(ids, feats, which))
             tok_loss = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
             n_tok = (targets != -100).sum(1).clamp(min=1)
-            loss = (tok_loss.sum(1) / n_tok).sum() / len(items)  # every question weighs the same
-            loss.backward(retain_graph=part is not parts[-1])
-            total += loss.item()
+            loss = loss + (tok_loss.sum(1) / n_tok).sum() / len(items)  # every question weighs the same
+        loss.backward()
+        total = loss.item()
         torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
         opt.step()
+        if (step + 1) % 50 == 0:
+            print(f"{stage} step {step + 1} loss {total:.4f} {elapsed + time.time() - t0:.0f}s", flush=True)
         if (step + 1) % st["eval_every"] == 0 or step + 1 == st["steps"]:
             elapsed += time.time() - t0
             final = step + 1 == st["steps"]
