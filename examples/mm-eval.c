@@ -265,7 +265,7 @@ static void print_row(int markdown, const char *name, int right, int total)
     if (markdown)
         printf("| %s | %d | %d | %.1f %% |\n", name, right, total, pct);
     else
-        printf("%-10s %7d %7d %8.1f %%\n", name, right, total, pct);
+        printf("%-12s %7d %7d %8.1f %%\n", name, right, total, pct);
 }
 
 int main(int argc, char **argv)
@@ -445,8 +445,8 @@ int main(int argc, char **argv)
             }
         }
         if (!last_embd) {
-            fprintf(stderr, "mm-eval: %s:%ld: %s: %s (counted wrong)\n", tsv_path, line_no,
-                    last_path, last_error);
+            fprintf(stderr, "mm-eval: %s:%ld: %s (counted wrong)\n", tsv_path, line_no,
+                    last_error);
             free(message);
             continue;
         }
@@ -480,7 +480,7 @@ int main(int argc, char **argv)
         if (markdown)
             printf("| type | right | total | accuracy |\n|---|---:|---:|---:|\n");
         else
-            printf("%-10s %7s %7s %10s\n", "type", "right", "total", "accuracy");
+            printf("%-12s %7s %7s %10s\n", "type", "right", "total", "accuracy");
         for (int i = 0; i < sc.n_types; i++)
             if (sc.types[i].total)
                 print_row(markdown, sc.types[i].name, sc.types[i].right, sc.types[i].total);
