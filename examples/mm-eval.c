@@ -61,8 +61,8 @@ static void usage(const char *argv0)
             "  -n, --max-tokens N    most tokens an answer may have (default 64)\n"
             "  -t, --threads N       compute threads (default: all cores)\n"
             "      --template NAME   chat template (default: the model's)\n"
-            "      --prompt TEXT     the message asked, \"{question}\" standing for the question\n"
-            "                        (default \"{question}\")\n"
+            "      --prompt TEXT     the message asked, where \"{question}\" stands for the\n"
+            "                        question (default \"{question}\")\n"
             "      --wrong N         print up to N wrong answers (default 0)\n"
             "      --markdown        print the table in Markdown\n"
             "Lines of QUESTIONS.tsv: image<TAB>question<TAB>expected answer[<TAB>type]\n",
@@ -175,18 +175,12 @@ static int collect(void *user, const char *piece, size_t len)
 static char *render_prompt(const char *format, const char *question)
 {
     const char *hole = format ? strstr(format, "{question}") : NULL;
-    if (!hole) {
-        size_t n = strlen(format ? format : question) + 1;
-        char *out = malloc(n);
-        if (out)
-            memcpy(out, format ? format : question, n);
-        return out;
-    }
-    size_t head = (size_t)(hole - format), tail = strlen(hole + 10);
-    size_t n = head + strlen(question) + tail + 1;
+    size_t head = hole ? (size_t)(hole - format) : 0;
+    const char *tail = hole ? hole + strlen("{question}") : "";
+    size_t n = head + strlen(question) + strlen(tail) + 1;
     char *out = malloc(n);
     if (out)
-        snprintf(out, n, "%.*s%s%s", (int)head, format, question, hole + 10);
+        snprintf(out, n, "%.*s%s%s", (int)head, hole ? format : "", question, tail);
     return out;
 }
 
@@ -311,7 +305,7 @@ int main(int argc, char **argv)
             mmproj_path = value;
         } else if (!strcmp(a, "--clip")) {
             clip_path = value;
-        } else if (!strcmp(a, "--prompt")) {
+        } else if (!strcmp(a, "--prompt") && strstr(value, "{question}")) {
             prompt = value;
         } else if (!strcmp(a, "--template")) {
             if ((st = mm_options_set_string(options, MM_OPT_CHAT_TEMPLATE, value)) != MM_OK)
