@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "mm.h"
@@ -49,6 +50,20 @@ typedef struct {
     char text[MAX_ANSWER];
     size_t len;
 } answer;
+
+/* The command line. */
+typedef struct {
+    const char *model, *mmproj, *clip, *tsv, *prompt, *chat_template;
+    int max_tokens, threads, choices, show_wrong, markdown;
+} settings;
+
+/* What one pass over the TSV found. */
+typedef struct {
+    scores sc;
+    captioned *caps; /* caption of each image that has a caption question, in file order */
+    int n_caps, cap_room;
+    int n_malformed, n_shown;
+} results;
 
 static void usage(const char *argv0)
 {
@@ -84,10 +99,11 @@ static double now(void)
 
 static int starts_with(const char *s, const char *prefix)
 {
-    return strncmp(s, prefix, strlen(prefix)) == 0;
+    return strncasecmp(s, prefix, strlen(prefix)) == 0;
 }
 
-/* The type of a question of the scene grammar (docs/scenes.md), from its first words. */
+/* The type of a question of the scene grammar (docs/scenes.md), from its first words in any
+ * case (as tools/train/scenes.py's question_type). */
 static const char *question_type(const char *q)
 {
     while (isspace((unsigned char)*q))
@@ -262,36 +278,28 @@ static void print_row(int markdown, const char *name, int right, int total)
         printf("%-12s %7d %7d %8.1f %%\n", name, right, total, pct);
 }
 
-int main(int argc, char **argv)
+/* Reads the command line into *s; returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, settings *s)
 {
-    const char *model_path = NULL, *mmproj_path = NULL, *clip_path = NULL, *tsv_path = NULL;
-    const char *prompt = NULL;
-    int choices = 10, show_wrong = 0, markdown = 0;
-    mm_options *options;
-    mm_status st = mm_options_create(&options);
-    if (st != MM_OK)
-        return fail("options", st);
-    mm_options_set_int(options, MM_OPT_MAX_TOKENS, 64);
-
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
         char *end = NULL;
         long v = value ? strtol(value, &end, 10) : 0;
-        int is_int = value && *value && !*end;
+        int is_int = value && *value && !*end && v >= 0 && v <= 1 << 20;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(argv[0]);
             return 0;
         }
         if (!strcmp(a, "--markdown")) {
-            markdown = 1;
+            s->markdown = 1;
             continue;
         }
         if (a[0] != '-') {
-            if (tsv_path) {
+            if (s->tsv) {
                 fprintf(stderr, "mm-eval: more than one TSV given: %s\n", a);
                 return 2;
             }
-            tsv_path = a;
+            s->tsv = a;
             continue;
         }
         if (!value) {
@@ -299,74 +307,97 @@ int main(int argc, char **argv)
             return 2;
         }
         i++;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            model_path = value;
-        } else if (!strcmp(a, "--mmproj")) {
-            mmproj_path = value;
-        } else if (!strcmp(a, "--clip")) {
-            clip_path = value;
-        } else if (!strcmp(a, "--prompt") && strstr(value, "{question}")) {
-            prompt = value;
-        } else if (!strcmp(a, "--template")) {
-            if ((st = mm_options_set_string(options, MM_OPT_CHAT_TEMPLATE, value)) != MM_OK)
-                return fail(a, st);
-        } else if ((!strcmp(a, "-n") || !strcmp(a, "--max-tokens")) && is_int && v > 0) {
-            if ((st = mm_options_set_int(options, MM_OPT_MAX_TOKENS, v)) != MM_OK)
-                return fail(a, st);
-        } else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && is_int) {
-            if ((st = mm_options_set_int(options, MM_OPT_N_THREADS, v)) != MM_OK)
-                return fail(a, st);
-        } else if (!strcmp(a, "--choices") && is_int && v >= 2) {
-            choices = (int)v;
-        } else if (!strcmp(a, "--wrong") && is_int && v >= 0) {
-            show_wrong = (int)v;
-        } else {
+        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+            s->model = value;
+        else if (!strcmp(a, "--mmproj"))
+            s->mmproj = value;
+        else if (!strcmp(a, "--clip"))
+            s->clip = value;
+        else if (!strcmp(a, "--template"))
+            s->chat_template = value;
+        else if (!strcmp(a, "--prompt") && strstr(value, "{question}"))
+            s->prompt = value;
+        else if ((!strcmp(a, "-n") || !strcmp(a, "--max-tokens")) && is_int && v > 0)
+            s->max_tokens = (int)v;
+        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && is_int)
+            s->threads = (int)v;
+        else if (!strcmp(a, "--choices") && is_int && v >= 2)
+            s->choices = (int)v;
+        else if (!strcmp(a, "--wrong") && is_int)
+            s->show_wrong = (int)v;
+        else {
             fprintf(stderr, "mm-eval: unknown flag or bad value: %s %s\n", a, value);
             usage(argv[0]);
             return 2;
         }
     }
-    if (!model_path || !mmproj_path || !tsv_path) {
+    if (!s->model || !s->mmproj || !s->tsv) {
         usage(argv[0]);
         return 2;
     }
+    return -1;
+}
 
-    FILE *tsv = fopen(tsv_path, "r");
-    if (!tsv) {
-        perror(tsv_path);
+static mm_status make_options(const settings *s, mm_options **out)
+{
+    mm_status st = mm_options_create(out);
+    if (st == MM_OK)
+        st = mm_options_set_int(*out, MM_OPT_MAX_TOKENS, s->max_tokens);
+    if (st == MM_OK)
+        st = mm_options_set_int(*out, MM_OPT_N_THREADS, s->threads);
+    if (st == MM_OK && s->chat_template)
+        st = mm_options_set_string(*out, MM_OPT_CHAT_TEMPLATE, s->chat_template);
+    return st;
+}
+
+/* Keeps the caption of a caption question for the CLIP measurement: the first of each run of
+ * lines on one image. Returns 0 when out of memory. */
+static int keep_caption(results *r, const char *path, const char *caption)
+{
+    if (r->n_caps && strcmp(r->caps[r->n_caps - 1].path, path) == 0)
         return 1;
+    if (r->n_caps == r->cap_room) {
+        int room = r->cap_room ? 2 * r->cap_room : 256;
+        captioned *grown = realloc(r->caps, (size_t)room * sizeof *grown);
+        if (!grown)
+            return 0;
+        r->caps = grown;
+        r->cap_room = room;
     }
-    /* the TSV's folder, with its final '/', prefixes relative image paths */
-    const char *slash = strrchr(tsv_path, '/');
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - tsv_path + 1) : 0, tsv_path);
+    captioned *c = &r->caps[r->n_caps];
+    c->path = strdup(path);
+    c->caption = strdup(caption);
+    if (!c->path || !c->caption) {
+        free(c->path);
+        free(c->caption);
+        return 0;
+    }
+    r->n_caps++;
+    return 1;
+}
 
-    mm_model *model;
-    if ((st = mm_model_load(model_path, mmproj_path, options, &model)) != MM_OK)
-        return fail(model_path, st);
-    mm_session *session;
-    if ((st = mm_session_create(model, options, &session)) != MM_OK)
-        return fail("creating a session", st);
-
+/* Asks every question of the TSV; 0, or 1 when out of memory. */
+static int run(const settings *s, FILE *tsv, mm_model *model, mm_session *session,
+               const mm_options *options, results *r)
+{
     static const char *const documented[] = {"caption", "count", "colour", "shape", "position",
                                              "exist"};
-    scores sc = {0};
     for (size_t k = 0; k < sizeof documented / sizeof documented[0]; k++)
-        tally_of(&sc, documented[k]);
-    captioned *caps = NULL;
-    int n_caps = 0, cap_room = 0, n_malformed = 0, n_shown = 0, rc = 0;
-    static answer got;
+        tally_of(&r->sc, documented[k]);
+    /* the TSV's folder, with its final '/', prefixes relative image paths */
+    const char *slash = strrchr(s->tsv, '/');
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - s->tsv + 1) : 0, s->tsv);
 
     /* The image of the previous line stays encoded: a TSV lists an image's questions together. */
-    char *last_path = NULL;
+    char *last_path = NULL, last_error[512] = "";
     mm_embeddings *last_embd = NULL;
-    char last_error[512] = "";
-
+    static answer got;
     char *line = NULL;
     size_t line_room = 0;
     long line_no = 0;
-    double t0 = now();
-    while (getline(&line, &line_room, tsv) != -1) {
+    int rc = 0;
+    while (rc == 0 && getline(&line, &line_room, tsv) != -1) {
         line_no++;
         line[strcspn(line, "\r\n")] = '\0';
         if (line[0] == '\0' || line[0] == '#')
@@ -375,33 +406,26 @@ int main(int argc, char **argv)
         int n_fields = split_tabs(line, f, 4);
         if (n_fields < 3 || n_fields > 4 || !*trim(f[0]) || !*trim(f[1])) {
             fprintf(stderr, "mm-eval: %s:%ld: not image<TAB>question<TAB>answer[<TAB>type]; "
-                    "skipped\n", tsv_path, line_no);
-            n_malformed++;
+                    "skipped\n", s->tsv, line_no);
+            r->n_malformed++;
             continue;
         }
         const char *image = trim(f[0]), *question = trim(f[1]), *expected = trim(f[2]);
         const char *type = n_fields == 4 && *trim(f[3]) ? trim(f[3]) : question_type(question);
-        tally *t = tally_of(&sc, type);
+        tally *t = tally_of(&r->sc, type);
         t->total++;
 
         char *path = join_path(dir, image);
-        char *message = render_prompt(prompt, question);
-        if (!path || !message) {
-            fprintf(stderr, "mm-eval: out of memory\n");
-            free(path);
-            free(message);
-            rc = 1;
-            break;
-        }
-        if (!last_path || strcmp(path, last_path) != 0) {
+        char *message = render_prompt(s->prompt, question);
+        rc = path && message ? 0 : 1;
+        if (rc == 0 && (!last_path || strcmp(path, last_path) != 0)) {
             mm_embeddings_free(last_embd);
             last_embd = NULL;
-            last_error[0] = '\0';
             free(last_path);
             last_path = path;
             path = NULL;
             mm_image *img;
-            st = mm_image_load_file(last_path, options, &img);
+            mm_status st = mm_image_load_file(last_path, options, &img);
             if (st == MM_OK) {
                 st = mm_image_encode(model, img, options, &last_embd);
                 mm_image_free(img);
@@ -411,98 +435,102 @@ int main(int argc, char **argv)
                          mm_last_error());
         }
         free(path);
-        if (strcmp(type, "caption") == 0) {
-            /* one caption per image: the first caption line of its run of lines */
-            if (!n_caps || strcmp(caps[n_caps - 1].path, last_path) != 0) {
-                if (n_caps == cap_room) {
-                    cap_room = cap_room ? 2 * cap_room : 256;
-                    captioned *grown = realloc(caps, (size_t)cap_room * sizeof *caps);
-                    if (!grown) {
-                        fprintf(stderr, "mm-eval: out of memory\n");
-                        free(message);
-                        rc = 1;
-                        break;
-                    }
-                    caps = grown;
-                }
-                caps[n_caps].path = strdup(last_path);
-                caps[n_caps].caption = strdup(expected);
-                if (!caps[n_caps].path || !caps[n_caps].caption) {
-                    free(caps[n_caps].path);
-                    free(caps[n_caps].caption);
-                    fprintf(stderr, "mm-eval: out of memory\n");
-                    free(message);
-                    rc = 1;
-                    break;
-                }
-                n_caps++;
+        if (rc == 0 && strcmp(type, "caption") == 0 && !keep_caption(r, last_path, expected))
+            rc = 1;
+        if (rc != 0) {
+            fprintf(stderr, "mm-eval: out of memory\n");
+        } else if (!last_embd) {
+            fprintf(stderr, "mm-eval: %s:%ld: %s (counted wrong)\n", s->tsv, line_no,
+                    last_error);
+        } else {
+            mm_status st = ask(session, last_embd, message, &got);
+            int right = st == MM_OK && strcmp(trim(got.text), expected) == 0;
+            t->right += right;
+            if (st != MM_OK)
+                fprintf(stderr, "mm-eval: %s:%ld: %s: %s (counted wrong)\n", s->tsv, line_no,
+                        mm_status_str(st), mm_last_error());
+            else if (!right && r->n_shown < s->show_wrong) {
+                r->n_shown++;
+                printf("wrong %s:%ld [%s] %s\n  expected: %s\n  got:      %s\n", s->tsv,
+                       line_no, type, question, expected, trim(got.text));
             }
         }
-        if (!last_embd) {
-            fprintf(stderr, "mm-eval: %s:%ld: %s (counted wrong)\n", tsv_path, line_no,
-                    last_error);
-            free(message);
-            continue;
-        }
-        st = ask(session, last_embd, message, &got);
         free(message);
-        if (st != MM_OK) {
-            fprintf(stderr, "mm-eval: %s:%ld: %s: %s (counted wrong)\n", tsv_path, line_no,
-                    mm_status_str(st), mm_last_error());
-            continue;
-        }
-        int right = strcmp(trim(got.text), expected) == 0;
-        t->right += right;
-        if (!right && n_shown < show_wrong) {
-            n_shown++;
-            printf("wrong %s:%ld [%s] %s\n  expected: %s\n  got:      %s\n", tsv_path, line_no,
-                   type, question, expected, trim(got.text));
-        }
     }
-    double seconds = now() - t0;
     free(line);
     free(last_path);
     mm_embeddings_free(last_embd);
-    fclose(tsv);
+    return rc;
+}
 
-    int right_all = 0, total_all = 0;
-    for (int i = 0; i < sc.n_types; i++) {
-        right_all += sc.types[i].right;
-        total_all += sc.types[i].total;
+static void print_table(const settings *s, const results *r)
+{
+    int right = 0, total = 0;
+    if (s->markdown)
+        printf("| type | right | total | accuracy |\n|---|---:|---:|---:|\n");
+    else
+        printf("%-12s %7s %7s %10s\n", "type", "right", "total", "accuracy");
+    for (int i = 0; i < r->sc.n_types; i++) {
+        const tally *t = &r->sc.types[i];
+        right += t->right;
+        total += t->total;
+        if (t->total)
+            print_row(s->markdown, t->name, t->right, t->total);
     }
-    if (rc == 0) {
-        if (markdown)
-            printf("| type | right | total | accuracy |\n|---|---:|---:|---:|\n");
-        else
-            printf("%-12s %7s %7s %10s\n", "type", "right", "total", "accuracy");
-        for (int i = 0; i < sc.n_types; i++)
-            if (sc.types[i].total)
-                print_row(markdown, sc.types[i].name, sc.types[i].right, sc.types[i].total);
-        print_row(markdown, "overall", right_all, total_all);
+    print_row(s->markdown, "overall", right, total);
+}
+
+int main(int argc, char **argv)
+{
+    settings s = {.max_tokens = 64, .choices = 10};
+    int rc = parse_args(argc, argv, &s);
+    if (rc >= 0)
+        return rc;
+    FILE *tsv = fopen(s.tsv, "r");
+    if (!tsv) {
+        perror(s.tsv);
+        return 1;
     }
-    if (rc == 0 && clip_path) {
+    mm_options *options = NULL;
+    mm_model *model = NULL;
+    mm_session *session = NULL;
+    results r = {0};
+    mm_status st = make_options(&s, &options);
+    const char *what = "options";
+    if (st == MM_OK && (st = mm_model_load(s.model, s.mmproj, options, &model)) != MM_OK)
+        what = s.model;
+    if (st == MM_OK && (st = mm_session_create(model, options, &session)) != MM_OK)
+        what = "creating a session";
+    rc = st != MM_OK ? fail(what, st) : 0;
+
+    double t0 = now();
+    if (rc == 0)
+        rc = run(&s, tsv, model, session, options, &r);
+    if (rc == 0)
+        print_table(&s, &r);
+    if (rc == 0 && s.clip) {
         int clip_right = 0;
-        if (n_caps < choices) {
+        if (r.n_caps < s.choices) {
             fprintf(stderr, "mm-eval: CLIP needs captions of at least %d images (caption "
-                    "questions); the TSV has %d\n", choices, n_caps);
+                    "questions); the TSV has %d\n", s.choices, r.n_caps);
             rc = 1;
-        } else if ((rc = clip_accuracy(clip_path, caps, n_caps, choices, options,
+        } else if ((rc = clip_accuracy(s.clip, r.caps, r.n_caps, s.choices, options,
                                        &clip_right)) == 0) {
             char name[64];
-            snprintf(name, sizeof name, "CLIP 1 of %d", choices);
-            print_row(markdown, name, clip_right, n_caps);
+            snprintf(name, sizeof name, "CLIP 1 of %d", s.choices);
+            print_row(s.markdown, name, clip_right, r.n_caps);
         }
     }
-    fprintf(stderr, "mm-eval: %d questions in %.1f s%s", total_all, seconds,
-            n_malformed ? "" : "\n");
-    if (n_malformed)
-        fprintf(stderr, "; %d malformed lines skipped\n", n_malformed);
+    if (rc == 0)
+        fprintf(stderr, "mm-eval: %s in %.1f s; %d malformed lines skipped\n", s.tsv,
+                now() - t0, r.n_malformed);
 
-    for (int i = 0; i < n_caps; i++) {
-        free(caps[i].path);
-        free(caps[i].caption);
+    for (int i = 0; i < r.n_caps; i++) {
+        free(r.caps[i].path);
+        free(r.caps[i].caption);
     }
-    free(caps);
+    free(r.caps);
+    fclose(tsv);
     mm_session_free(session);
     mm_model_free(model);
     mm_options_free(options);
