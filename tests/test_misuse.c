@@ -13,13 +13,6 @@
 #include "testutil.h"
 #include "tiny_llama.h"
 
-/* A size no allocator can satisfy must come back as MM_ERR_NOMEM, also under ASan. */
-const char *__asan_default_options(void);
-const char *__asan_default_options(void)
-{
-    return "allocator_may_return_null=1";
-}
-
 /* Tiny models written for this test, and two seed files of the GGUF fuzz target that are
  * valid models: a 16-token SentencePiece vocabulary and a CLIP dual encoder with tokenizer. */
 #define SPM_VOCAB "tests/fuzz/corpus/gguf/llama_spm.gguf"
