@@ -230,6 +230,8 @@ START_TEST(four_threads_share_a_model)
     for (int i = 0; i < N_THREADS; i++) {
         want[i] = (conversation){.prompt = prompts[i], .seed = 100 + i};
         ck_assert_ok(converse(shared_model, &want[i]));
+        ck_assert_uint_gt(want[i].n_tokens, 0);
+        ck_assert_uint_gt(want[i].text_len, 0);
     }
     /* The conversations differ, so equal results mean each thread got its own. */
     ck_assert(want[0].n_tokens != want[1].n_tokens ||
