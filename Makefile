@@ -48,7 +48,7 @@ SUITES    := $(patsubst %.c,%,$(wildcard tests/test_*.c))
 # Other test programs built from tests/*.c (conformance runners etc.).
 TOOLS     := $(patsubst %.c,%,$(filter-out tests/test_%.c,$(wildcard tests/*.c)))
 
-.PHONY: all test install uninstall clean fuzz valgrind tsan
+.PHONY: all test install uninstall clean demo eval fuzz valgrind tsan
 all: $(SHARED) lib/$(SONAME) lib/libmm.so $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS)
 
 lib/%.o: lib/%.c $(LIB_HDR) Makefile
@@ -80,6 +80,17 @@ $(TOOLS): %: %.c $(STATIC)
 
 test: all
 	@tests/run_all.sh
+
+# The bundled scenes model (models/README.md): describe the bundled images; measure held-out
+# accuracy (EVAL_SEED, EVAL_COUNT scenes; EVAL_FLAGS go to mm-eval, e.g. --markdown).
+MODELS     ?= models
+EVAL_SEED  ?= 2002
+EVAL_COUNT ?= 500
+demo: all
+	@tools/demo.sh $(MODELS)
+
+eval: all
+	@EVAL_FLAGS="$(EVAL_FLAGS)" tools/eval.sh $(MODELS) $(EVAL_SEED) $(EVAL_COUNT)
 
 # Every test program under valgrind memcheck (slow; tests/valgrind.sh prints the summary).
 valgrind: all
