@@ -455,7 +455,8 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
     for (size_t i = 0; first && i < n_media; i++)
         parts[n_parts++] = (part){NULL, media[i].embd, media[i].n_rows};
     for (size_t i = 0; i <= n_inline && st == MM_OK; i++) {
-        parts[n_parts++] = (part){ids.ids + start, NULL, ends[i] - start};
+        /* No ids at all (an empty message): ids.ids is NULL and every stretch is empty. */
+        parts[n_parts++] = (part){ids.n ? ids.ids + start : NULL, NULL, ends[i] - start};
         start = ends[i];
         if (i < n_inline)
             parts[n_parts++] = (part){NULL, media[i].embd, media[i].n_rows};
