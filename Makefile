@@ -88,6 +88,17 @@ $(TOOLS): %: %.c $(STATIC)
 test: all
 	@tests/run_all.sh
 
+# The bundled scenes model (models/README.md): describe the bundled images; measure held-out
+# accuracy (EVAL_SEED, EVAL_COUNT scenes; EVAL_FLAGS go to mm-eval, e.g. --markdown).
+MODELS     ?= models
+EVAL_SEED  ?= 2002
+EVAL_COUNT ?= 500
+demo: all
+	@tools/demo.sh $(MODELS)
+
+eval: all
+	@EVAL_FLAGS="$(EVAL_FLAGS)" tools/eval.sh $(MODELS) $(EVAL_SEED) $(EVAL_COUNT)
+
 # Every test program under valgrind memcheck (slow; tests/valgrind.sh prints the summary).
 valgrind: all
 	@tests/valgrind.sh
@@ -139,17 +150,6 @@ BENCH_DIR ?= $(HOME)/.cache/libmm-bench
 bench: examples/mm-bench
 	/usr/bin/python3 tools/bench_models.py $(BENCH_DIR)
 	tools/bench.sh $(BENCH_DIR)
-
-# The bundled scenes model (models/README.md): describe the bundled images; measure held-out
-# accuracy (EVAL_SEED, EVAL_COUNT scenes; EVAL_FLAGS go to mm-eval, e.g. --markdown).
-MODELS     ?= models
-EVAL_SEED  ?= 2002
-EVAL_COUNT ?= 500
-demo: all
-	@tools/demo.sh $(MODELS)
-
-eval: all
-	@EVAL_FLAGS="$(EVAL_FLAGS)" tools/eval.sh $(MODELS) $(EVAL_SEED) $(EVAL_COUNT)
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)

@@ -3,6 +3,7 @@
 #include "alloc.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,8 @@ static atomic_long alloc_fail_at;
 static atomic_size_t alloc_largest;
 static atomic_long alloc_live;
 
-/* Count one allocation of `size` bytes; whether injection makes it fail. */
+/* Count one allocation of `size` bytes; whether it is to fail: by injection, or because no
+ * object may be larger than PTRDIFF_MAX (asking malloc anyway trips sanitizers and valgrind). */
 static int alloc_should_fail(size_t size)
 {
     size_t largest = atomic_load_explicit(&alloc_largest, memory_order_relaxed);
@@ -22,7 +24,7 @@ static int alloc_should_fail(size_t size)
         ;
     long n = atomic_fetch_add_explicit(&alloc_count, 1, memory_order_relaxed) + 1;
     long fail = atomic_load_explicit(&alloc_fail_at, memory_order_relaxed);
-    return fail > 0 && n >= fail;
+    return (fail > 0 && n >= fail) || size > PTRDIFF_MAX;
 }
 
 /* Count a block the C library handed out. */

@@ -809,7 +809,8 @@ static mm_status prepare_part(const mmi_chat_part *part, const mm_options *optio
 static mm_status message_text(const mmi_chat *chat, const mmi_chat_message *m, const char *where,
                               char **out, size_t *len)
 {
-    const mmi_chat_part *parts = chat->parts + m->first_part;
+    /* A conversation without any part has no parts array at all. */
+    const mmi_chat_part *parts = m->n_parts ? chat->parts + m->first_part : NULL;
     size_t marker = strlen(MMI_IMAGE_MARKER), cap = 1;
     int text_seen = 0, markers = 0;
     for (size_t k = 0; k < m->n_parts; k++) {

@@ -452,21 +452,23 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
     if (st == MM_OK && wants_bos(s) && (st = mmi_tokens_reserve(&ids, 1)) == MM_OK)
         ids.ids[ids.n++] = mmi_token_bos(s->tok);
     /* Tokenize each stretch between images on its own, as llama.cpp's multimodal tool does. */
-    const char *p = b.p, *end = b.p + b.n;
+    const char *p = b.p ? b.p : "", *end = p + b.n; /* an empty rendering has no buffer */
     size_t m = strlen(MMI_IMAGE_MARKER);
     for (size_t i = 0; i <= n_inline && st == MM_OK; i++) {
         const char *stop = i < n_inline ? memmem(p, (size_t)(end - p), MMI_IMAGE_MARKER, m) : end;
         if (stop > p)
             st = mmi_tokenize(s->tok, p, (size_t)(stop - p), MM_TOKENIZE_PARSE_SPECIAL, &ids);
         ends[i] = ids.n;
-        p = stop + m;
+        if (i < n_inline)
+            p = stop + m;
     }
     /* Part of image i: in front of the text (first), else after the i-th stretch of text. */
     size_t n_parts = 0, start = 0;
     for (size_t i = 0; first && i < n_media; i++)
         parts[n_parts++] = (part){NULL, media[i].embd, media[i].n_rows};
     for (size_t i = 0; i <= n_inline && st == MM_OK; i++) {
-        parts[n_parts++] = (part){ids.ids + start, NULL, ends[i] - start};
+        /* No ids at all (an empty message): ids.ids is NULL and every stretch is empty. */
+        parts[n_parts++] = (part){ids.n ? ids.ids + start : NULL, NULL, ends[i] - start};
         start = ends[i];
         if (i < n_inline)
             parts[n_parts++] = (part){NULL, media[i].embd, media[i].n_rows};

@@ -13,13 +13,6 @@
 #include "testutil.h"
 #include "tiny_llama.h"
 
-/* A size no allocator can satisfy must come back as MM_ERR_NOMEM, also under ASan. */
-const char *__asan_default_options(void);
-const char *__asan_default_options(void)
-{
-    return "allocator_may_return_null=1";
-}
-
 /* Tiny models written for this test, and two seed files of the GGUF fuzz target that are
  * valid models: a 16-token SentencePiece vocabulary and a CLIP dual encoder with tokenizer. */
 #define SPM_VOCAB "tests/fuzz/corpus/gguf/llama_spm.gguf"
@@ -764,6 +757,43 @@ static void m_mm_session_add_message_embeddings(void)
     mm_embeddings_free(narrow);
 }
 
+static void m_mm_session_add_messages_json(void)
+{
+    /* grey1.png (13 x 9) as a data URL. */
+    static const char image[] = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAA0AAAAJAQAAAADB"
+                                "AZvHAAAAJElEQVR42mP4J8Go+Zyp7AGzuyuLOgODrATjWmemRy+YH54AAG2bCNjs"
+                                "QjP8AAAAAElFTkSuQmCC";
+    char with_image[512];
+    snprintf(with_image, sizeof with_image, "[{\"role\":\"user\",\"content\":[{\"type\":"
+             "\"image_url\",\"image_url\":{\"url\":\"%s\"}},{\"type\":\"text\","
+             "\"text\":\"a b\"}]}]", image);
+    EXPECT(mm_session_add_messages_json(NULL, "[]", 2, NULL), MM_ERR_ARG);
+    mm_session *s = new_session(llava);
+    EXPECT(mm_session_add_messages_json(s, NULL, 5, NULL), MM_ERR_ARG);
+    EXPECT(mm_session_add_messages_json(s, "", 0, NULL), MM_ERR_FORMAT);
+    EXPECT(mm_session_add_messages_json(s, NULL, 0, NULL), MM_ERR_FORMAT);
+    EXPECT(mm_session_add_messages_json(s, "[{\"role\":\"user\"", 16, NULL), MM_ERR_FORMAT);
+    /* A length shorter than the text: only that much is read. */
+    EXPECT(mm_session_add_messages_json(s, with_image, 40, NULL), MM_ERR_FORMAT);
+    const char *robot = "[{\"role\":\"robot\",\"content\":\"a\"}]";
+    EXPECT(mm_session_add_messages_json(s, robot, strlen(robot), NULL), MM_ERR_UNSUPPORTED);
+    const char *remote = "[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\","
+                         "\"image_url\":{\"url\":\"https://example.com/a.png\"}}]}]";
+    EXPECT(mm_session_add_messages_json(s, remote, strlen(remote), NULL), MM_ERR_UNSUPPORTED);
+    const char *marker = "[{\"role\":\"user\",\"content\":\"a <image> b\"}]";
+    EXPECT(mm_session_add_messages_json(s, marker, strlen(marker), NULL), MM_ERR_FORMAT);
+    mm_options *o = new_options();
+    ck_assert_ok(mm_options_set_int(o, MM_OPT_IMAGE_MAX_SIDE, 12)); /* the image is 13 wide */
+    EXPECT(mm_session_add_messages_json(s, with_image, strlen(with_image), o), MM_ERR_LIMIT);
+    check_unchanged(s, 0);
+    ck_assert_ok(mm_session_add_messages_json(s, with_image, strlen(with_image), NULL));
+    mm_session_free(s);
+    s = new_session(ids_model);
+    EXPECT(mm_session_add_messages_json(s, with_image, strlen(with_image), NULL), MM_ERR_STATE);
+    mm_session_free(s);
+    mm_options_free(o);
+}
+
 static void m_mm_session_add_tokens(void)
 {
     const int32_t ids[4] = {1, 7, 8, 9}, bad[2] = {1, 50}, neg[2] = {-1, 3};
@@ -909,7 +939,8 @@ static const struct {
     CASE(mm_token_bos), CASE(mm_token_eos), CASE(mm_token_is_eog),
     CASE(mm_session_create), CASE(mm_session_free), CASE(mm_session_set_options),
     CASE(mm_session_add_text), CASE(mm_session_add_message), CASE(mm_session_add_message_images),
-    CASE(mm_session_add_message_embeddings), CASE(mm_session_add_tokens),
+    CASE(mm_session_add_message_embeddings), CASE(mm_session_add_messages_json),
+    CASE(mm_session_add_tokens),
     CASE(mm_session_add_embeddings), CASE(mm_session_add_stop_string),
     CASE(mm_session_clear_stop_strings), CASE(mm_session_generate), CASE(mm_session_next),
     CASE(mm_session_stop_reason), CASE(mm_session_logits), CASE(mm_session_n_ctx),

@@ -21,6 +21,15 @@ static inline const char *test_shared_path(const char *relative)
     return path;
 }
 
+/* Wall-clock bounds in tests are multiplied by $MM_TEST_TIME_SCALE (default 1), which slow
+ * instrumentation sets (tests/valgrind.sh). */
+static inline double test_time_scale(void)
+{
+    const char *s = getenv("MM_TEST_TIME_SCALE");
+    double scale = s ? atof(s) : 1.0;
+    return scale > 0 ? scale : 1.0;
+}
+
 /* Run one suite with the usual runner; returns the process exit code. */
 static inline int test_run_suite(Suite *suite)
 {

@@ -9,8 +9,10 @@ cd "$(dirname "$0")/.." || exit 1
 root=$(pwd)
 logs=${MM_VALGRIND_LOGS:-$(mktemp -d /tmp/mm-valgrind.XXXXXX)}
 mkdir -p "$logs/bin"
-vg="valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect
-    --show-leak-kinds=definite,indirect --track-origins=yes --num-callers=30"
+vg="valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect"
+vg="$vg --show-leak-kinds=definite,indirect --track-origins=yes --num-callers=30"
+# Time bounds in the tests stretch for valgrind's slowdown.
+export MM_TEST_TIME_SCALE=100
 
 # Wrappers the runners call instead of the programs themselves.
 for prog in parity_dump tokenizer_vectors gguf_tool; do

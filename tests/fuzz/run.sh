@@ -23,6 +23,7 @@ for target in $targets; do
     [ -d "tests/fuzz/corpus/$target" ] || { echo "unknown target $target" >&2; exit 2; }
     mkdir -p "$work/$target" "$work/$target-crashes"
     log="$work/$target.log"
+    touch "$log.start"
     echo "== fuzz_$target for ${seconds}s (log $log)"
     # -rss_limit_mb / -malloc_limit_mb: an input that makes the library allocate more than
     # 2 GiB is a finding too (a size taken from a file without a check).
@@ -32,6 +33,6 @@ for target in $targets; do
         > "$log" 2>&1 || status=1
     grep -E '^#[0-9]+[[:space:]]+(DONE|INITED)|^Done|^stat::number_of_executed_units|ERROR|SUMMARY' "$log" \
         | tail -n 6
-    ls "$work/$target-crashes" | sed 's/^/  finding: /'
+    find "$work/$target-crashes" -type f -newer "$log.start" | sed 's/^/  finding: /'
 done
 exit $status

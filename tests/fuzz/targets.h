@@ -27,6 +27,8 @@
 #include "unicode.h"
 #include "vit.h"
 
+#include "../tiny_llama.h"
+
 /* The input being replayed, named when a rule breaks (set by the replay suite). */
 static const char *fuzz_input_name = "(libFuzzer input)";
 
@@ -464,7 +466,31 @@ static int fuzz_tokenizer(const uint8_t *data, size_t size)
     return 0;
 }
 
-/* ---- chat JSON: the strict parser and the conversation reader ---- */
+/* ---- chat JSON: the strict parser, the conversation reader, and a session taking it ---- */
+
+/* A tiny LLaVA pair with a 16-token vocabulary (the GGUF seed's), written and loaded once. */
+static mm_model *fuzz_llava;
+
+static void fuzz_llava_free(void)
+{
+    mm_model_free(fuzz_llava);
+    fuzz_llava = NULL;
+}
+
+static mm_model *fuzz_chat_model(void)
+{
+    if (!fuzz_llava) {
+        tiny_llama c = tiny_llama_default;
+        c.vocab_path = "tests/fuzz/corpus/gguf/llama_spm.gguf";
+        c.n_ctx = 96;
+        if (tiny_llava_load(&c, &fuzz_llava) != MM_OK) {
+            fprintf(stderr, "fuzz_chatjson: %s\n", mm_last_error());
+            abort();
+        }
+        atexit(fuzz_llava_free);
+    }
+    return fuzz_llava;
+}
 
 static int fuzz_chatjson(const uint8_t *data, size_t size)
 {
@@ -524,6 +550,25 @@ static int fuzz_chatjson(const uint8_t *data, size_t size)
         }
     }
     mmi_chat_free(&chat);
+
+    /* The whole conversation into a session: all of it, part of it (the text says how many
+     * messages stayed), or nothing when it is refused before the session changes. */
+    mm_session *session;
+    mm_options *options;
+    if (mm_options_create(&options) != MM_OK)
+        return 0;
+    mm_options_set_int(options, MM_OPT_IMAGE_MAX_SIDE, 256);
+    mm_options_set_int(options, MM_OPT_IMAGE_MAX_PIXELS, 1 << 14);
+    if (mm_session_create(fuzz_chat_model(), options, &session) == MM_OK) {
+        st = mm_session_add_messages_json(session, text, size, options);
+        if (st != MM_OK)
+            fuzz_check_failure(st, "mm_session_add_messages_json");
+        int n_past = mm_session_n_past(session);
+        FUZZ_CHECK(n_past >= 0 && n_past <= mm_session_n_ctx(session), "%d positions of %d",
+                   n_past, mm_session_n_ctx(session));
+        mm_session_free(session);
+    }
+    mm_options_free(options);
     return 0;
 }
 
