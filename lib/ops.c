@@ -3,8 +3,9 @@
  *
  * Threads: products of more than one row run on OpenBLAS's threads (cblas_sgemm); everything
  * else libmm parallelises itself on the pool of the execution context bound to the calling
- * thread, splitting rows or elements into one contiguous range per thread. The two never run
- * at once: a BLAS call returns before the pool starts the next step. */
+ * thread, cutting rows or elements into chunks. The two never run at once: a BLAS call returns
+ * before the pool starts the next step, and the pool's idle workers are parked before each
+ * BLAS call. */
 #include "ops.h"
 
 #include <cblas.h>

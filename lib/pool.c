@@ -22,14 +22,9 @@
 #  define cpu_relax() ((void)0)
 #endif
 
-typedef struct {
-    mmi_pool *pool;
-} worker_arg;
-
 struct mmi_pool {
     int n_threads;                 /* team size counting the caller */
     pthread_t workers[MAX_THREADS];
-    worker_arg args[MAX_THREADS];
     pthread_mutex_t lock;
     pthread_cond_t wake;
     /* The job: fn, ctx, n and chunk are written before the job is posted (release) and read
@@ -85,7 +80,7 @@ static unsigned wait_for_job(mmi_pool *p, unsigned seen)
 
 static void *worker_main(void *arg)
 {
-    mmi_pool *p = ((worker_arg *)arg)->pool;
+    mmi_pool *p = arg;
     unsigned seen = 0;
     for (;;) {
         seen = wait_for_job(p, seen);
@@ -124,8 +119,7 @@ mm_status mmi_pool_create(int n_threads, mmi_pool **out)
     atomic_init(&p->quit, 0);
     p->n_threads = 1;
     for (int i = 1; i < n_threads; i++) {
-        p->args[i] = (worker_arg){p};
-        if (pthread_create(&p->workers[i], NULL, worker_main, &p->args[i]) != 0) {
+        if (pthread_create(&p->workers[i], NULL, worker_main, p) != 0) {
             mmi_log(MM_LOG_WARN, "started %d of %d compute threads", i, n_threads);
             break;
         }
@@ -157,8 +151,8 @@ int mmi_pool_size(const mmi_pool *p)
 
 void mmi_pool_run(mmi_pool *p, size_t n, size_t chunk, mmi_pool_fn fn, void *ctx)
 {
-    if (chunk == 0)
-        chunk = 1;
+    if (chunk < n / 0xffffffffu + 1)
+        chunk = n / 0xffffffffu + 1; /* chunk numbers fit in the low half of `next` */
     size_t n_chunks = (n + chunk - 1) / chunk;
     if (!p || p->n_threads == 1 || n_chunks <= 1) {
         if (n)
