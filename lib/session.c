@@ -481,10 +481,10 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
         if (media[i].embd)
             continue;
         encoded[i] = mmi_array(media[i].n_rows * n_embd, sizeof(float));
-        if (!encoded[i])
+        if (!encoded[i]) {
             st = mmi_fail(MM_ERR_NOMEM, "%s: out of memory for %zu image rows", fn,
                           media[i].n_rows);
-        else {
+        } else { /* on the session's threads */
             const mmi_exec *previous = mmi_exec_bind(&s->exec);
             st = encode(user, i, encoded[i], &s->cancel);
             mmi_exec_bind(previous);
