@@ -464,7 +464,7 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
     }
     /* Part of image i: in front of the text (first), else after the i-th stretch of text. */
     size_t n_parts = 0, start = 0;
-    for (size_t i = 0; first && i < n_media; i++)
+    for (size_t i = 0; first && st == MM_OK && i < n_media; i++)
         parts[n_parts++] = (part){NULL, media[i].embd, media[i].n_rows};
     for (size_t i = 0; i <= n_inline && st == MM_OK; i++) {
         /* No ids at all (an empty message): ids.ids is NULL and every stretch is empty. */
