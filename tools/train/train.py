@@ -324,6 +324,13 @@ def train_llava(args, stage, init):
                               "lr_scale": g["lr_scale"]} for g in groups] +
                             [{"params": [p for p in g["params"] if p.dim() < 2], "weight_decay": 0.0,
                               "lr_scale": g["lr_scale"]} for g in groups], lr=st["lr"], betas=(0.9, 0.98))
+    # curriculum: [[fraction of steps, most objects per scene], ...]; afterwards every scene
+    by_count = {}
+    for k, m in enumerate(metas):
+        by_count.setdefault(len(m["objects"]), []).append(k)
+    pools = {n: np.array(sorted(k for c, ks in by_count.items() if c <= n for k in ks))
+             for n in range(1, scenes.MAX_OBJECTS + 1)}
+    curriculum = st.get("curriculum", [])
     types, weights = zip(*st["type_weights"].items())
     weights = np.array(weights, float) / sum(weights)
     rng = np.random.default_rng([recipe["seed"], 2 if stage == "align" else 3])
@@ -332,7 +339,8 @@ def train_llava(args, stage, init):
     for step in range(st["steps"]):
         for g in opt.param_groups:
             g["lr"] = g["lr_scale"] * lr_at(step, st["steps"], st["lr"], st["warmup"])
-        idx = rng.integers(len(metas), size=st["images"])
+        limit = next((n for frac, n in curriculum if step < frac * st["steps"]), scenes.MAX_OBJECTS)
+        idx = pools[limit][rng.integers(len(pools[limit]), size=st["images"])]
         if st.get("train_vision", False):
             feats = model.image_features(data.pixels(images[idx]))
         else:
@@ -377,11 +385,34 @@ def train_llava(args, stage, init):
 def init_from_clip(recipe, vocab):
     ck = torch.load(os.path.join(ARGS.run, "clip.pt"))
     cfg = llava_config(recipe, vocab, ck["config"])
-    model = models.LlavaForConditionalGeneration(cfg)
-    init_weights(model, cfg["text_config"]["num_hidden_layers"])
+    model = models.LlavaForConditionalGeneration(cfg)  # PyTorch's default init for the decoder
     vision = {k[len("vision_model."):]: v for k, v in ck["state"].items() if k.startswith("vision_model.")}
     model.vision_tower.vision_model.load_state_dict(vision)
+    whiten_projector(model, cfg, recipe)
     return model, cfg, ck["seconds"]
+
+
+@torch.no_grad()
+def whiten_projector(model, cfg, recipe, n_images=2000):
+    """Data-dependent init: linear_1 whitens the vision features (ZCA), linear_2 small random.
+    The ViT's residual stream is dominated by a few large shared directions (background, position);
+    without whitening the per-object signal (colour, shape) is a tiny part of each image token and
+    the decoder sits on a long plateau before it learns to read it."""
+    images, _ = data.scene_pool(recipe["train_seed"], recipe["train_count"], recipe["cache_dir"])
+    states = model.vision_tower.vision_model.hidden_states(data.pixels(images[:n_images]))
+    x = states[cfg["vision_feature_layer"]][:, 1:].reshape(-1, cfg["vision_config"]["hidden_size"])
+    mean = x.mean(0)
+    cov = torch.cov((x - mean).t()) + 1e-4 * torch.eye(x.shape[1])
+    e, v = torch.linalg.eigh(cov)
+    zca = v @ torch.diag(e.rsqrt()) @ v.t()
+    p = model.multi_modal_projector
+    d_text = p.linear_1.weight.shape[0]
+    w = torch.zeros_like(p.linear_1.weight)
+    w[:min(d_text, zca.shape[0])] = zca[:d_text]
+    p.linear_1.weight.copy_(w)
+    p.linear_1.bias.copy_(-w @ mean)
+    torch.nn.init.normal_(p.linear_2.weight, 0.0, 0.02)
+    torch.nn.init.zeros_(p.linear_2.bias)
 
 
 def init_from_align(recipe, vocab):
