@@ -1,8 +1,9 @@
-"""Staged training of the bundled model (CPU, 2 threads; seeded, fixed step counts).
+"""Staged training of the bundled model (CPU, 1 thread; seeded, fixed step counts).
 
-    python3 tools/train/train.py clip     --run DIR   # 1. CLIP, contrastive on image-caption pairs
+    python3 tools/train/train.py clip     --run DIR   # 1. CLIP: a) vision tower on cell attributes,
+                                                      #    b) contrastive on image-caption pairs
     python3 tools/train/train.py align    --run DIR   # 2. vision frozen; projector + decoder on captions
-    python3 tools/train/train.py instruct --run DIR   # 3. question/answer conversations
+    python3 tools/train/train.py instruct --run DIR   # 3. vision frozen; question/answer conversations
     python3 tools/train/train.py eval     --run DIR   # held-out accuracy of the finished run
 
 The recipe (model shapes, steps, batch sizes, learning rates) is tools/train/recipe.json; `--set
@@ -167,6 +168,54 @@ def perturbed_caption(scene, rng):
     return scenes.caption(s)
 
 
+class CellProbe(torch.nn.Module):
+    """Auxiliary head of the CLIP stage: reads each grid cell's shape, colour and size (or that it
+    is empty) from the patch tokens of the layer LLaVA takes its features from. A caption names
+    every attribute, but the contrastive loss alone learns shape very slowly (after 700 steps a
+    linear probe read shape at 60 %); this dense signal makes the tower see shapes in minutes.
+    The head is dropped at export: the CLIP model itself is unchanged."""
+
+    CLASSES = (len(scenes.SHAPES) + 1, len(scenes.COLOURS) + 1, len(scenes.SIZES) + 1)
+
+    def __init__(self, vision_config):
+        super().__init__()
+        self.cells_per_side = vision_config["image_size"] // vision_config["patch_size"] // scenes.GRID
+        self.head = torch.nn.Linear(vision_config["hidden_size"], sum(self.CLASSES))
+
+    @staticmethod
+    def targets(metas):
+        """(B, cells, 3) class of each attribute; 0 = empty cell."""
+        t = torch.zeros(len(metas), scenes.GRID * scenes.GRID, 3, dtype=torch.long)
+        for b, m in enumerate(metas):
+            for o in m["objects"]:
+                t[b, o["cell"], 0] = 1 + scenes.SHAPES.index(o["shape"])
+                t[b, o["cell"], 1] = 1 + list(scenes.COLOURS).index(o["colour"])
+                t[b, o["cell"], 2] = 1 + list(scenes.SIZES).index(o["size"])
+        return t
+
+    def forward(self, states):
+        """states (B, 1 + patches, D) -> per attribute (B, cells, classes); patches averaged per cell."""
+        x = states[:, 1:]
+        b, _, d = x.shape
+        g, k = scenes.GRID, self.cells_per_side
+        x = x.view(b, g, k, g, k, d).permute(0, 1, 3, 2, 4, 5).reshape(b, g * g, k * k, d).mean(2)
+        return self.head(x).split(self.CLASSES, dim=-1)
+
+    def loss(self, states, metas):
+        t = self.targets(metas)
+        return sum(F.cross_entropy(o.reshape(-1, o.shape[-1]), t[..., j].reshape(-1))
+                   for j, o in enumerate(self(states)))
+
+    @torch.no_grad()
+    def accuracy(self, model, heldout, layer):
+        """Held-out accuracy of each attribute over the cells that hold an object."""
+        states = model.vision_model.hidden_states(heldout.pixels)[layer]
+        t = self.targets(heldout.scenes)
+        full = t[..., 0] > 0
+        return {f"cell_{name}": (o.argmax(-1)[full] == t[..., j][full]).float().mean().item()
+                for j, (name, o) in enumerate(zip(("shape", "colour", "size"), self(states)))}
+
+
 # ---------------------------------------------------------------- evaluation
 
 @torch.no_grad()
@@ -273,32 +322,61 @@ def stage_clip(args):
     captions = [scenes.caption(m) for m in metas]
     prompter = data.Prompter(vocab, 0)
     heldout = Heldout(recipe, data.Prompter(vocab, 0))
-    opt = make_optimizer(model.parameters(), st["lr"])
+    cells = CellProbe(cfg["vision_config"])
+    opt = make_optimizer(list(model.parameters()) + list(cells.parameters()), st["lr"])
     rng = np.random.default_rng([recipe["seed"], 1])
     log = Log(args.run, "clip")
     pad = vocab.clip_eos
     elapsed, t0 = 0.0, time.time()
+    # 1a. the vision tower alone on the cell attributes: cheap steps (no text tower), and shape is
+    # learnt in steps rather than in images seen
+    vt = st["vision_warmup"]
+    vision_opt = make_optimizer(list(model.vision_model.parameters()) + list(cells.parameters()), vt["lr"])
+    for step in range(vt["steps"]):
+        for g in vision_opt.param_groups:
+            g["lr"] = lr_at(step, vt["steps"], vt["lr"], vt["warmup"])
+        idx = rng.integers(len(metas), size=vt["batch"])
+        states = model.vision_model.hidden_states(data.pixels(images[idx]))
+        cell_loss = cells.loss(states[recipe["vision_feature_layer"]], [metas[i] for i in idx])
+        vision_opt.zero_grad()
+        cell_loss.backward()
+        vision_opt.step()
+        if (step + 1) % vt["eval_every"] == 0 or step + 1 == vt["steps"]:
+            elapsed += time.time() - t0
+            acc = cells.accuracy(model, heldout, recipe["vision_feature_layer"])
+            log.write(step=step + 1, phase="vision", seconds=round(elapsed, 1), loss=round(cell_loss.item(), 4), **acc)
+            t0 = time.time()
+    # 1b. contrastive, the cell loss kept beside it
     for step in range(st["steps"]):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, st["steps"], st["lr"], st["warmup"])
         idx = rng.integers(len(metas), size=st["batch"])
         texts = [captions[i] for i in idx]
-        texts += [perturbed_caption(metas[i], rng) for i in idx[:st["hard_negatives"]]]
-        img = model.image_embeds(data.pixels(images[idx]))
+        # hard negatives: each image's caption with one attribute of one object changed
+        texts += [perturbed_caption(metas[i], rng) for i in idx for _ in range(st["hard_negatives"])]
+        states = model.vision_model.hidden_states(data.pixels(images[idx]))
+        pooled = model.vision_model.post_layernorm(states[-1][:, 0])
+        img = F.normalize(model.visual_projection(pooled), dim=-1)
         txt = model.text_embeds(data.clip_batch(prompter, texts, pad))
         logits = model.logit_scale.exp() * img @ txt.t()   # (B, B + hard)
         target = torch.arange(len(idx))
         loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits[:, :len(idx)].t(), target))
+        cell_loss = cells.loss(states[recipe["vision_feature_layer"]], [metas[i] for i in idx])
+        loss = loss + st["cell_loss_weight"] * cell_loss
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
+        if (step + 1) % 50 == 0:
+            print(f"clip step {step + 1} loss {loss.item():.4f} cells {cell_loss.item():.4f} "
+                  f"{elapsed + time.time() - t0:.0f}s", flush=True)
         if (step + 1) % st["eval_every"] == 0 or step + 1 == st["steps"]:
             elapsed += time.time() - t0
             final = step + 1 == st["steps"]
             acc = eval_clip(model, heldout, limit=None if final else 200)
+            acc.update(cells.accuracy(model, heldout, recipe["vision_feature_layer"]))
             log.write(step=step + 1, seconds=round(elapsed, 1), loss=round(loss.item(), 4), **acc)
             t0 = time.time()
     torch.save({"config": cfg, "state": model.state_dict(), "seconds": elapsed},
@@ -388,30 +466,48 @@ def init_from_clip(recipe, vocab):
     model = models.LlavaForConditionalGeneration(cfg)  # PyTorch's default init for the decoder
     vision = {k[len("vision_model."):]: v for k, v in ck["state"].items() if k.startswith("vision_model.")}
     model.vision_tower.vision_model.load_state_dict(vision)
-    whiten_projector(model, cfg, recipe)
+    init_projector(model, cfg, recipe)
     return model, cfg, ck["seconds"]
 
 
 @torch.no_grad()
-def whiten_projector(model, cfg, recipe, n_images=2000):
-    """Data-dependent init: linear_1 whitens the vision features (ZCA), linear_2 small random.
-    The ViT's residual stream is dominated by a few large shared directions (background, position);
-    without whitening the per-object signal (colour, shape) is a tiny part of each image token and
-    the decoder sits on a long plateau before it learns to read it."""
-    images, _ = data.scene_pool(recipe["train_seed"], recipe["train_count"], recipe["cache_dir"])
+def init_projector(model, cfg, recipe, n_images=2000):
+    """Data-dependent init of the projector. linear_1: its first rows are a linear probe of each
+    token's cell attributes (shape, colour, size; fitted here on whitened features), the other rows
+    whiten the features (ZCA); linear_2 passes that through (identity plus a little noise).
+    The ViT's residual stream is dominated by a few large shared directions (background,
+    position); with a random projector the per-object signal is a tiny part of each image token and
+    the decoder sits on a long plateau before it learns to read it (measured: caption accuracy after
+    the align stage 5-8 % with whitening alone, 28 % with the probe rows on the same tower)."""
+    images, metas = data.scene_pool(recipe["train_seed"], recipe["train_count"], recipe["cache_dir"])
     states = model.vision_tower.vision_model.hidden_states(data.pixels(images[:n_images]))
     x = states[cfg["vision_feature_layer"]][:, 1:].reshape(-1, cfg["vision_config"]["hidden_size"])
     mean = x.mean(0)
     cov = torch.cov((x - mean).t()) + 1e-4 * torch.eye(x.shape[1])
     e, v = torch.linalg.eigh(cov)
     zca = v @ torch.diag(e.rsqrt()) @ v.t()
+    xw = ((x - mean) @ zca.t()).detach()
+    t = CellProbe.targets(metas[:n_images]).reshape(-1, 3)
+    probe = torch.nn.Linear(xw.shape[1], sum(CellProbe.CLASSES))
+    opt = torch.optim.Adam(probe.parameters(), lr=0.05)
+    with torch.enable_grad():
+        for _ in range(200):
+            out = probe(xw).split(CellProbe.CLASSES, dim=-1)
+            loss = sum(F.cross_entropy(o, t[:, j]) for j, o in enumerate(out))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    print(f"projector probe: loss {loss.item():.4f}", flush=True)
     p = model.multi_modal_projector
-    d_text = p.linear_1.weight.shape[0]
+    d_text, n = p.linear_1.weight.shape[0], sum(CellProbe.CLASSES)
     w = torch.zeros_like(p.linear_1.weight)
     w[:min(d_text, zca.shape[0])] = zca[:d_text]
+    w[:n] = probe.weight.detach() @ zca
+    bias = -w @ mean
+    bias[:n] += probe.bias.detach()
     p.linear_1.weight.copy_(w)
-    p.linear_1.bias.copy_(-w @ mean)
-    torch.nn.init.normal_(p.linear_2.weight, 0.0, 0.02)
+    p.linear_1.bias.copy_(bias)
+    p.linear_2.weight.copy_(torch.eye(d_text) + torch.randn(d_text, d_text) * 0.02)
     torch.nn.init.zeros_(p.linear_2.bias)
 
 
