@@ -14,6 +14,15 @@ void *mmi_array(size_t n, size_t size); /* uninitialised n*size bytes */
 void mmi_free(void *ptr);
 char *mmi_strdup(const char *s);
 
+/* Carve count floats off a scratch block at *at; with s == NULL only count (to size the block
+ * before allocating it). */
+static inline float *mmi_carve(float *s, size_t *at, size_t count)
+{
+    float *p = s ? s + *at : NULL;
+    *at += count;
+    return p;
+}
+
 /* Test hook: blocks allocated and not yet freed, so a test can check that a failing call left
  * nothing behind. */
 long mmi_alloc_live(void);

@@ -4,10 +4,6 @@
 #include "alloc.h"
 #include "status.h"
 
-/* Largest width or count accepted from the file: keeps every size product within size_t and
- * every row length within int. The tensors must exist anyway, which bounds the rest. */
-#define MAX_DIM (1 << 20)
-
 static mm_status load_attn(mmi_qformer_attn *a, mmi_weights *w, const mmi_qformer_config *c,
                            int i, const char *kind, int kv_width)
 {
@@ -36,7 +32,7 @@ static mm_status load_config(mmi_qformer_config *c, const mmi_gguf *g, int n_vis
                         &c->cross_freq};
     const char *path = mmi_gguf_path(g);
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        MMI_TRY(mmi_weights_dim(g, keys[i], MAX_DIM, dst[i]));
+        MMI_TRY(mmi_weights_dim(g, keys[i], MMI_MAX_DIM, dst[i]));
     if ((uint64_t)c->n_block > mmi_gguf_n_tensors(g)) /* each block has tensors of its own */
         return mmi_fail(MM_ERR_FORMAT, "%s: clip.qformer.block_count = %d but the file holds "
                         "%llu tensors", path, c->n_block, (unsigned long long)mmi_gguf_n_tensors(g));
@@ -58,7 +54,7 @@ static mm_status load_config(mmi_qformer_config *c, const mmi_gguf *g, int n_vis
     const mmi_tensor *t = mmi_gguf_find_tensor(g, "mm.proj.weight");
     if (!t)
         return mmi_fail(MM_ERR_FORMAT, "%s: Q-Former without tensor mm.proj.weight", path);
-    if (t->n_dims != 2 || t->ne[0] != (uint64_t)c->n_embd || t->ne[1] < 1 || t->ne[1] > MAX_DIM)
+    if (t->n_dims != 2 || t->ne[0] != (uint64_t)c->n_embd || t->ne[1] < 1 || t->ne[1] > MMI_MAX_DIM)
         return mmi_fail(MM_ERR_FORMAT, "%s: mm.proj.weight has shape [%llu, %llu], expected "
                         "[%d, E]", path, (unsigned long long)t->ne[0],
                         (unsigned long long)t->ne[1], c->n_embd);
@@ -122,25 +118,17 @@ typedef struct {
     float *scores;    /* [Nq][max(Nq, n)] */
 } scratch_bufs;
 
-/* Carve count floats off the scratch at *at; with s == NULL only count (for the size). */
-static float *take(float *s, size_t *at, size_t count)
-{
-    float *p = s ? s + *at : NULL;
-    *at += count;
-    return p;
-}
-
 /* Lay the sublayer buffers out in s (NULL: just measure); returns the floats used. */
 static size_t split_scratch(const mmi_qformer_config *c, int n, float *s, scratch_bufs *b)
 {
     size_t nq = (size_t)c->n_query, d = (size_t)c->n_embd, at = 0;
     size_t m = n > c->n_query ? (size_t)n : nq;
-    b->q = take(s, &at, nq * d);
-    b->attn = take(s, &at, nq * d);
-    b->k = take(s, &at, m * d);
-    b->v = take(s, &at, m * d);
-    b->ffn = take(s, &at, nq * (size_t)c->n_ff);
-    b->scores = take(s, &at, nq * m);
+    b->q = mmi_carve(s, &at, nq * d);
+    b->attn = mmi_carve(s, &at, nq * d);
+    b->k = mmi_carve(s, &at, m * d);
+    b->v = mmi_carve(s, &at, m * d);
+    b->ffn = mmi_carve(s, &at, nq * (size_t)c->n_ff);
+    b->scores = mmi_carve(s, &at, nq * m);
     return at;
 }
 

@@ -7,9 +7,6 @@
 #include "alloc.h"
 #include "status.h"
 
-/* Largest width or count accepted from the file (see qformer.c). */
-#define MAX_DIM (1 << 20)
-
 static mm_status load_config(mmi_resampler_config *c, const mmi_gguf *g, int n_in)
 {
     const char *path = mmi_gguf_path(g);
@@ -19,26 +16,26 @@ static mm_status load_config(mmi_resampler_config *c, const mmi_gguf *g, int n_i
         "clip.perceiver.feed_forward_length"};
     int *const dst[] = {&c->n_embd, &c->n_block, &c->n_latent, &c->n_head, &c->n_ff};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        MMI_TRY(mmi_weights_dim(g, keys[i], MAX_DIM, dst[i]));
+        MMI_TRY(mmi_weights_dim(g, keys[i], MMI_MAX_DIM, dst[i]));
     if ((uint64_t)c->n_block > mmi_gguf_n_tensors(g)) /* each block has tensors of its own */
         return mmi_fail(MM_ERR_FORMAT, "%s: clip.perceiver.block_count = %d but the file holds "
                         "%llu tensors", path, c->n_block, (unsigned long long)mmi_gguf_n_tensors(g));
     c->n_head_kv = c->n_head;
     if (mmi_gguf_has(g, "clip.perceiver.attention.head_count_kv"))
-        MMI_TRY(mmi_weights_dim(g, "clip.perceiver.attention.head_count_kv", MAX_DIM,
+        MMI_TRY(mmi_weights_dim(g, "clip.perceiver.attention.head_count_kv", MMI_MAX_DIM,
                                 &c->n_head_kv));
     if (c->n_head % c->n_head_kv)
         return mmi_fail(MM_ERR_FORMAT, "%s: clip.perceiver.attention.head_count %d is not a "
                         "multiple of head_count_kv %d", path, c->n_head, c->n_head_kv);
     c->head_dim = c->n_embd / c->n_head;
     if (mmi_gguf_has(g, "clip.perceiver.attention.key_length"))
-        MMI_TRY(mmi_weights_dim(g, "clip.perceiver.attention.key_length", MAX_DIM,
+        MMI_TRY(mmi_weights_dim(g, "clip.perceiver.attention.key_length", MMI_MAX_DIM,
                                 &c->head_dim));
     else if (c->n_embd % c->n_head)
         return mmi_fail(MM_ERR_FORMAT, "%s: no clip.perceiver.attention.key_length and "
                         "embedding_length %d is not a multiple of head_count %d", path,
                         c->n_embd, c->n_head);
-    if ((int64_t)c->n_head * c->head_dim > MAX_DIM)
+    if ((int64_t)c->n_head * c->head_dim > MMI_MAX_DIM)
         return mmi_fail(MM_ERR_FORMAT, "%s: %d heads of %d are too wide", path, c->n_head,
                         c->head_dim);
     if (c->n_embd != n_in)
@@ -143,28 +140,20 @@ typedef struct {
     float *up, *gate; /* [Nl][Fr] */
 } scratch_bufs;
 
-/* Carve count floats off the scratch at *at; with s == NULL only count (for the size). */
-static float *take(float *s, size_t *at, size_t count)
-{
-    float *p = s ? s + *at : NULL;
-    *at += count;
-    return p;
-}
-
 /* Lay the buffers out in s (NULL: just measure); returns the floats used. */
 static size_t split_scratch(const mmi_resampler_config *c, int n, float *s, scratch_bufs *b)
 {
     size_t rows = (size_t)n + c->n_latent, nl = (size_t)c->n_latent, at = 0;
     size_t kv_width = (size_t)c->n_head_kv * c->head_dim, q_width = (size_t)c->n_head * c->head_dim;
-    b->kv_in = take(s, &at, rows * c->n_embd);
-    b->k = take(s, &at, rows * kv_width);
-    b->v = take(s, &at, rows * kv_width);
-    b->q = take(s, &at, nl * q_width);
-    b->attn = take(s, &at, nl * q_width);
-    b->scores = take(s, &at, nl * rows);
-    b->h = take(s, &at, nl * c->n_embd);
-    b->up = take(s, &at, nl * c->n_ff);
-    b->gate = take(s, &at, c->gated ? nl * c->n_ff : 0);
+    b->kv_in = mmi_carve(s, &at, rows * c->n_embd);
+    b->k = mmi_carve(s, &at, rows * kv_width);
+    b->v = mmi_carve(s, &at, rows * kv_width);
+    b->q = mmi_carve(s, &at, nl * q_width);
+    b->attn = mmi_carve(s, &at, nl * q_width);
+    b->scores = mmi_carve(s, &at, nl * rows);
+    b->h = mmi_carve(s, &at, nl * c->n_embd);
+    b->up = mmi_carve(s, &at, nl * c->n_ff);
+    b->gate = mmi_carve(s, &at, c->gated ? nl * c->n_ff : 0);
     return at;
 }
 
