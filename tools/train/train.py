@@ -170,12 +170,16 @@ def perturbed_caption(scene, rng):
 
 class CellProbe(torch.nn.Module):
     """Auxiliary head of the CLIP stage: reads each grid cell's shape, colour and size (or that it
-    is empty) from the patch tokens of the layer LLaVA takes its features from. A caption names
-    every attribute, but the contrastive loss alone learns shape very slowly (after 700 steps a
-    linear probe read shape at 60 %); this dense signal makes the tower see shapes in minutes.
-    The head is dropped at export: the CLIP model itself is unchanged."""
+    is empty) and which cell it is from the patch tokens of the layer LLaVA takes its features
+    from. A caption names every attribute, but the contrastive loss alone learns shape very slowly
+    (after 700 steps a linear probe read shape at 60 %); this dense signal makes the tower see
+    shapes in minutes. Without the cell target the tower lets its position embeddings fade (a
+    probe read the cell from the features at about chance), and the decoder has to rebuild
+    positions from its own RoPE. The head is dropped at export: the CLIP model is unchanged."""
 
-    CLASSES = (len(scenes.SHAPES) + 1, len(scenes.COLOURS) + 1, len(scenes.SIZES) + 1)
+    ATTRIBUTES = ("shape", "colour", "size", "index")
+    CLASSES = (len(scenes.SHAPES) + 1, len(scenes.COLOURS) + 1, len(scenes.SIZES) + 1,
+               scenes.GRID * scenes.GRID)
 
     def __init__(self, vision_config):
         super().__init__()
@@ -184,8 +188,9 @@ class CellProbe(torch.nn.Module):
 
     @staticmethod
     def targets(metas):
-        """(B, cells, 3) class of each attribute; 0 = empty cell."""
-        t = torch.zeros(len(metas), scenes.GRID * scenes.GRID, 3, dtype=torch.long)
+        """(B, cells, 4) class of each attribute; 0 = empty cell; the last is the cell's index."""
+        t = torch.zeros(len(metas), scenes.GRID * scenes.GRID, 4, dtype=torch.long)
+        t[..., 3] = torch.arange(scenes.GRID * scenes.GRID)
         for b, m in enumerate(metas):
             for o in m["objects"]:
                 t[b, o["cell"], 0] = 1 + scenes.SHAPES.index(o["shape"])
@@ -213,7 +218,7 @@ class CellProbe(torch.nn.Module):
         t = self.targets(heldout.scenes)
         full = t[..., 0] > 0
         return {f"cell_{name}": (o.argmax(-1)[full] == t[..., j][full]).float().mean().item()
-                for j, (name, o) in enumerate(zip(("shape", "colour", "size"), self(states)))}
+                for j, (name, o) in enumerate(zip(self.ATTRIBUTES, self(states)))}
 
 
 # ---------------------------------------------------------------- evaluation
@@ -473,8 +478,9 @@ def init_from_clip(recipe, vocab):
 @torch.no_grad()
 def init_projector(model, cfg, recipe, n_images=2000):
     """Data-dependent init of the projector. linear_1: its first rows are a linear probe of each
-    token's cell attributes (shape, colour, size; fitted here on whitened features), the other rows
-    whiten the features (ZCA); linear_2 passes that through (identity plus a little noise).
+    token's cell attributes (shape, colour, size, cell index; fitted here on whitened features),
+    the other rows whiten the features (ZCA); linear_2 passes that through (identity plus a little
+    noise).
     The ViT's residual stream is dominated by a few large shared directions (background,
     position); with a random projector the per-object signal is a tiny part of each image token and
     the decoder sits on a long plateau before it learns to read it (measured: caption accuracy after
@@ -487,7 +493,7 @@ def init_projector(model, cfg, recipe, n_images=2000):
     e, v = torch.linalg.eigh(cov)
     zca = v @ torch.diag(e.rsqrt()) @ v.t()
     xw = ((x - mean) @ zca.t()).detach()
-    t = CellProbe.targets(metas[:n_images]).reshape(-1, 3)
+    t = CellProbe.targets(metas[:n_images]).reshape(-1, len(CellProbe.CLASSES))
     probe = torch.nn.Linear(xw.shape[1], sum(CellProbe.CLASSES))
     opt = torch.optim.Adam(probe.parameters(), lr=0.05)
     with torch.enable_grad():
