@@ -2,7 +2,7 @@
 
 Prompt (LLaVA-1.5 'vicuna' template without system prompt; each text segment is tokenized on its
 own, so each gets the SentencePiece space prefix):
-    [BOS] + tok("USER:") + [<image>] * n_image + tok("\n" + question + " ASSISTANT:")
+    [BOS] + tok("USER: ") + [<image>] * n_image + tok("\n" + question + " ASSISTANT:")
 followed by the target tok(answer) + [EOS].
 """
 import hashlib
@@ -52,7 +52,7 @@ class Prompter:
     def __init__(self, vocab, n_image):
         self.vocab, self.n_image = vocab, n_image
         self.memo = {}
-        self.head = [tk.BOS] + vocab.encode("USER:") + [vocab.image_id] * n_image
+        self.head = [tk.BOS] + vocab.encode("USER: ") + [vocab.image_id] * n_image
 
     def tok(self, text):
         ids = self.memo.get(text)

@@ -152,7 +152,7 @@ def main():
 ref_f32: the f32 weights; ref_f16: the same model with every matrix except position/class embeddings
 rounded to f16 (what an --outtype f16 GGUF holds). Tensors (float32 unless stated):
   pixel_values (1,3,S,S)            normalised image (rescale 1/255, CLIP mean/std; no resize)
-  input_ids (1,T) int64             prompt: [BOS] tok("USER:") <image>*N tok("\\n{REFERENCE_QUESTION} ASSISTANT:")
+  input_ids (1,T) int64             prompt: [BOS] tok("USER: ") <image>*N tok("\\n{REFERENCE_QUESTION} ASSISTANT:")
   vision_embeddings (1,N+1,D)       pre_layrnorm(class + patches + positions)
   vision_hidden_states (1,N+1,D)    hidden_states[vision_feature_layer], CLS first
   image_features (N,E)              projector output for the patch tokens
