@@ -188,9 +188,10 @@ class CellProbe(torch.nn.Module):
 
     @staticmethod
     def targets(metas):
-        """(B, cells, 4) class of each attribute; 0 = empty cell; the last is the cell's index."""
-        t = torch.zeros(len(metas), scenes.GRID * scenes.GRID, 4, dtype=torch.long)
-        t[..., 3] = torch.arange(scenes.GRID * scenes.GRID)
+        """(B, cells, attributes) class of each attribute; 0 = empty cell; the last is the cell's
+        index."""
+        t = torch.zeros(len(metas), scenes.GRID * scenes.GRID, len(CellProbe.CLASSES), dtype=torch.long)
+        t[..., CellProbe.ATTRIBUTES.index("index")] = torch.arange(scenes.GRID * scenes.GRID)
         for b, m in enumerate(metas):
             for o in m["objects"]:
                 t[b, o["cell"], 0] = 1 + scenes.SHAPES.index(o["shape"])
