@@ -188,10 +188,11 @@ class CellProbe(torch.nn.Module):
 
     @staticmethod
     def targets(metas):
-        """(B, cells, attributes) class of each attribute; 0 = empty cell; the last is the cell's
-        index."""
-        t = torch.zeros(len(metas), scenes.GRID * scenes.GRID, len(CellProbe.CLASSES), dtype=torch.long)
-        t[..., CellProbe.ATTRIBUTES.index("index")] = torch.arange(scenes.GRID * scenes.GRID)
+        """(B, cells, attributes) class of each of ATTRIBUTES; 0 = empty cell; the last is the
+        cell's index."""
+        cells = scenes.GRID * scenes.GRID
+        t = torch.zeros(len(metas), cells, len(CellProbe.ATTRIBUTES), dtype=torch.long)
+        t[..., -1] = torch.arange(cells)
         for b, m in enumerate(metas):
             for o in m["objects"]:
                 t[b, o["cell"], 0] = 1 + scenes.SHAPES.index(o["shape"])
