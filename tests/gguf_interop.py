@@ -27,7 +27,7 @@ from gguf import GGUFReader, GGUFWriter, _pack_value  # noqa: E402
 
 # MM_TEST_BIN: where the build put the test programs (meson: its build folder).
 TOOL = os.path.join(os.environ.get("MM_TEST_BIN", os.path.join(ROOT, "tests")), "gguf_tool")
-SHARED = os.environ.get("MM_SHARED_DIR") or os.path.join(os.path.dirname(ROOT), "shared")
+SHARED = os.environ.get("MM_SHARED_DIR") or os.path.join(ROOT, "tests")
 
 
 def expected_dump(path):
@@ -182,6 +182,13 @@ def main():
         return 1
     hf = os.path.join(SHARED, "vectors", "hf")
     cases = sorted(n for n in os.listdir(hf) if os.path.isfile(os.path.join(hf, n, "model.safetensors")))
+    # Only the model classes the converter knows: a case of a family libmm does not convert yet is
+    # named, not counted (tests/hf_parity checks that each supported class converts).
+    import convert_hf_to_gguf as conv
+    unknown = [c for c in cases if not conv.supports(os.path.join(hf, c))]
+    for c in unknown:
+        print("%-60s not converted: the converter does not support its model class" % c)
+    cases = [c for c in cases if c not in unknown]
     with tempfile.TemporaryDirectory() as directory:
         problems = []
         converted = []

@@ -10,7 +10,7 @@
 static inline const char *test_shared_dir(void)
 {
     const char *dir = getenv("MM_SHARED_DIR");
-    return dir ? dir : "../shared";
+    return dir ? dir : "tests";
 }
 
 /* Path under the shared directory, in a static buffer (one at a time). */

@@ -1045,6 +1045,16 @@ MODEL_TYPES = {"llama": "LlamaForCausalLM", "llava": "LlavaForConditionalGenerat
                "blip-2": "Blip2ForConditionalGeneration"}
 
 
+def supports(folder):
+    """Whether the checkpoint folder's model class is one this converter handles."""
+    with open(os.path.join(folder, "config.json")) as f:
+        cfg = json.load(f)
+    arch = (cfg.get("architectures") or [None])[0]
+    if arch is None and cfg.get("model_type") == "idefics2":
+        return True
+    return (arch or MODEL_TYPES.get(cfg.get("model_type"))) in CONVERTERS
+
+
 def convert(folder, outdir, outtype="f32", vocab=None, no_tokenizer=False):
     """Convert one checkpoint folder; returns the paths written."""
     args = argparse.Namespace(outdir=outdir, outtype=outtype, vocab=vocab,

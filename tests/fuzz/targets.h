@@ -374,7 +374,7 @@ static const mmi_tokenizer *fuzz_vocab(int i)
     if (!fuzz_vocabs[i]) {
         const char *dir = getenv("MM_SHARED_DIR");
         char path[4096];
-        snprintf(path, sizeof path, "%s/vectors/tokenizer/%s", dir ? dir : "../shared",
+        snprintf(path, sizeof path, "%s/vectors/tokenizer/%s", dir ? dir : "tests",
                  names[i]);
         if (mmi_gguf_open(path, 1, &fuzz_vocab_files[i]) != MM_OK ||
             mmi_tokenizer_load(fuzz_vocab_files[i], &fuzz_vocabs[i]) != MM_OK) {

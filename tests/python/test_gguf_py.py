@@ -30,8 +30,7 @@ import convert_hf_to_gguf as conv  # noqa: E402
 
 
 def find_shared():
-    for d in (os.environ.get("MM_SHARED"), os.path.join(ROOT, "..", "shared"),
-              os.path.join(ROOT, "..", "..", "shared")):
+    for d in (os.environ.get("MM_SHARED"), os.path.join(ROOT, "tests")):
         if d and os.path.isdir(os.path.join(d, "vectors", "hf")):
             return os.path.abspath(d)
     return None

@@ -9,7 +9,7 @@ import sys
 import tempfile
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
-SHARED = os.environ.get("MM_SHARED_DIR") or os.path.join(os.path.dirname(ROOT), "shared")
+SHARED = os.environ.get("MM_SHARED_DIR") or os.path.join(ROOT, "tests")
 VECTORS = os.path.join(SHARED, "vectors", "hf")
 
 _tmp = tempfile.mkdtemp(prefix="libmm-pytest-")
