@@ -193,11 +193,6 @@ typedef struct {
     size_t n;
 } part;
 
-static int cancel_requested(mm_session *s)
-{
-    return atomic_load(&s->cancel) != 0;
-}
-
 /* MM_OK when the pending token and every part fit in the context and every id is valid. */
 static mm_status check_parts(const mm_session *s, const part *parts, size_t n_parts,
                              const char *what)
@@ -236,7 +231,7 @@ static mm_status eval_parts(mm_session *s, const part *parts, size_t n_parts, co
     mmi_decoder_state *ds = &s->state;
     int n_vocab = s->dec->config.n_vocab;
     MMI_TRY(check_parts(s, parts, n_parts, what));
-    if (cancel_requested(s))
+    if (mmi_cancelled(&s->cancel))
         return mmi_fail(MM_ERR_CANCELLED, "%s: cancelled", what);
 
     int past0 = ds->n_past;
@@ -698,7 +693,7 @@ static mm_status step(mm_session *s, int32_t *token, const char **piece, size_t 
         }
         s->pending = -1;
     }
-    if (cancel_requested(s)) {
+    if (mmi_cancelled(&s->cancel)) {
         g->active = 0;
         return mmi_fail(MM_ERR_CANCELLED, "generation: cancelled");
     }

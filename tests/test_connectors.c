@@ -296,7 +296,7 @@ START_TEST(opt_matches_torch)
     const ref_case *c = opt_cases[_i];
     mmi_gguf *g;
     mmi_decoder *d = load_opt(c, NULL, NULL, &g);
-    ck_assert_int_eq(d->config.arch, MMI_DECODER_OPT);
+    ck_assert_str_eq(d->config.family->arch, "opt");
     ck_assert_int_eq(d->config.n_vocab, c->out_width);
     const int rows = c->n_in + c->n_ids, V = c->out_width;
     ck_assert_int_eq(rows, c->n_out);
