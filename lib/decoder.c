@@ -12,6 +12,8 @@
 
 static const mmi_family families[] = {
     {"llama", MMI_ROPE_NORM, .eps_key = "attention.layer_norm_rms_epsilon", .gated_ffn = 1},
+    {"qwen2", MMI_ROPE_NEOX, .eps_key = "attention.layer_norm_rms_epsilon", .gated_ffn = 1,
+     .qkv_bias = 1},
     {"opt", MMI_POS_LEARNED, .layer_norm = 1, .eps_key = "attention.layer_norm_epsilon",
      .eps_default = 1e-5, .output_norm_optional = 1},
 };
@@ -129,7 +131,7 @@ static mm_status load_config(const mmi_gguf *g, mmi_decoder_config *c)
     const mmi_family *f = c->family = mmi_family_find(arch);
     if (!f)
         return mmi_fail(MM_ERR_UNSUPPORTED, "%s: language model architecture '%s' is not "
-                        "supported (llama or opt)", path, arch);
+                        "supported (llama, qwen2 or opt)", path, arch);
     MMI_TRY(get_dim(g, arch, "embedding_length", -1, MMI_MAX_DIM, &c->n_embd));
     MMI_TRY(get_dim(g, arch, "block_count", -1, MMI_MAX_DIM, &c->n_layer));
     MMI_TRY(get_dim(g, arch, "feed_forward_length", -1, MMI_MAX_DIM, &c->n_ff));
@@ -185,9 +187,10 @@ static mm_status load_layer(mmi_weights *w, const mmi_decoder_config *c, int i,
     MMI_TRY(mmi_weights_matrix(w, 1, &l->wk, e, ekv, "blk.%d.attn_k.weight", i));
     MMI_TRY(mmi_weights_matrix(w, 1, &l->wv, e, ekv, "blk.%d.attn_v.weight", i));
     MMI_TRY(mmi_weights_matrix(w, 1, &l->wo, eq, e, "blk.%d.attn_output.weight", i));
-    MMI_TRY(mmi_weights_vector(w, 0, &l->bq, eq, "blk.%d.attn_q.bias", i));
-    MMI_TRY(mmi_weights_vector(w, 0, &l->bk, ekv, "blk.%d.attn_k.bias", i));
-    MMI_TRY(mmi_weights_vector(w, 0, &l->bv, ekv, "blk.%d.attn_v.bias", i));
+    int qkv_bias = c->family->qkv_bias;
+    MMI_TRY(mmi_weights_vector(w, qkv_bias, &l->bq, eq, "blk.%d.attn_q.bias", i));
+    MMI_TRY(mmi_weights_vector(w, qkv_bias, &l->bk, ekv, "blk.%d.attn_k.bias", i));
+    MMI_TRY(mmi_weights_vector(w, qkv_bias, &l->bv, ekv, "blk.%d.attn_v.bias", i));
     MMI_TRY(mmi_weights_vector(w, 0, &l->bo, e, "blk.%d.attn_output.bias", i));
     MMI_TRY(mmi_weights_vector(w, 1, &l->ffn_norm, e, "blk.%d.ffn_norm.weight", i));
     if (c->family->layer_norm)

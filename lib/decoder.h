@@ -6,7 +6,9 @@
  *    attention, SwiGLU feed-forward, tied or separate output head;
  *  - `opt` (§2, BLIP-2's language model): learned absolute positions (row p + offset), LayerNorm
  *    with bias, pre-LN or post-LN blocks, plain feed-forward with the file's activation (ReLU),
- *    biases everywhere, final LayerNorm when present, tied head.
+ *    biases everywhere, final LayerNorm when present, tied head;
+ *  - `qwen2` (§1b): llama's block with Q/K/V biases and RoPE on halves (NEOX ordering: the
+ *    Q/K rows are stored as HF has them).
  *
  * Three things kept apart, as llama2.c does:
  *  - mmi_decoder_config: hyperparameters read from `<arch>.*` keys;
@@ -38,6 +40,7 @@ typedef struct {
     const char *eps_key;        /* `<arch>.<eps_key>`: the norm epsilon */
     double eps_default;         /* when the key is absent; 0: the key is required */
     int gated_ffn;              /* down(silu(gate(h)) * up(h)); 0: down(act(up(h))) */
+    int qkv_bias;               /* attn_q/k/v.bias are required (else optional) */
     int output_norm_optional;   /* post-LN files may end without output_norm */
 } mmi_family;
 
