@@ -14,6 +14,8 @@ static const mmi_family families[] = {
     {"llama", MMI_ROPE_NORM, .eps_key = "attention.layer_norm_rms_epsilon", .gated_ffn = 1},
     {"qwen2", MMI_ROPE_NEOX, .eps_key = "attention.layer_norm_rms_epsilon", .gated_ffn = 1,
      .qkv_bias = 1},
+    {"phi3", MMI_ROPE_NEOX, .eps_key = "attention.layer_norm_rms_epsilon", .gated_ffn = 1,
+     .fused_qkv = 1, .fused_gate_up = 1},
     {"opt", MMI_POS_LEARNED, .layer_norm = 1, .eps_key = "attention.layer_norm_epsilon",
      .eps_default = 1e-5, .output_norm_optional = 1},
 };
@@ -54,10 +56,18 @@ static mm_status get_positive_float(const mmi_gguf *g, const char *arch, const c
     return MM_OK;
 }
 
-/* RoPE: the rotated dims and the base, without scaling. */
+/* RoPE: the rotated dims and the base, without scaling; and the optional sliding window. */
 static mm_status load_rope_config(const mmi_gguf *g, const char *arch, mmi_decoder_config *c)
 {
     const char *path = mmi_gguf_path(g);
+    char key[96];
+    snprintf(key, sizeof key, "%s.attention.sliding_window", arch);
+    if (mmi_gguf_has(g, key))
+        MMI_TRY(mmi_weights_dim(g, key, MMI_MAX_CTX, &c->n_swa));
+    /* Phi-3's LongRoPE rescales each frequency by a factor table. */
+    if (mmi_gguf_find_tensor(g, "rope_factors_long.weight"))
+        return mmi_fail(MM_ERR_UNSUPPORTED, "%s: RoPE factor tables (rope_factors_long.weight, "
+                        "LongRoPE) are not supported", path);
     MMI_TRY(get_dim(g, arch, "rope.dimension_count", c->head_dim, MMI_MAX_DIM, &c->n_rot));
     MMI_TRY(get_positive_float(g, arch, "rope.freq_base", 0, 10000.0, &c->rope_base));
     if (c->n_rot % 2 != 0 || c->n_rot > c->head_dim)
@@ -65,7 +75,6 @@ static mm_status load_rope_config(const mmi_gguf *g, const char *arch, mmi_decod
                         "the head size %d", path, c->n_rot, c->head_dim);
     /* Linear RoPE scaling (the default type when only a factor is given) needs fractional
      * positions, which the kernels do not take. */
-    char key[96];
     snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
     const char *scaling = "linear";
     if (mmi_gguf_has(g, key))
@@ -131,7 +140,7 @@ static mm_status load_config(const mmi_gguf *g, mmi_decoder_config *c)
     const mmi_family *f = c->family = mmi_family_find(arch);
     if (!f)
         return mmi_fail(MM_ERR_UNSUPPORTED, "%s: language model architecture '%s' is not "
-                        "supported (llama, qwen2 or opt)", path, arch);
+                        "supported (llama, qwen2, phi3 or opt)", path, arch);
     MMI_TRY(get_dim(g, arch, "embedding_length", -1, MMI_MAX_DIM, &c->n_embd));
     MMI_TRY(get_dim(g, arch, "block_count", -1, MMI_MAX_DIM, &c->n_layer));
     MMI_TRY(get_dim(g, arch, "feed_forward_length", -1, MMI_MAX_DIM, &c->n_ff));
@@ -183,9 +192,17 @@ static mm_status load_layer(mmi_weights *w, const mmi_decoder_config *c, int i,
     MMI_TRY(mmi_weights_vector(w, 1, &l->attn_norm, e, "blk.%d.attn_norm.weight", i));
     if (c->family->layer_norm)
         MMI_TRY(mmi_weights_vector(w, 0, &l->attn_norm_b, e, "blk.%d.attn_norm.bias", i));
-    MMI_TRY(mmi_weights_matrix(w, 1, &l->wq, e, eq, "blk.%d.attn_q.weight", i));
-    MMI_TRY(mmi_weights_matrix(w, 1, &l->wk, e, ekv, "blk.%d.attn_k.weight", i));
-    MMI_TRY(mmi_weights_matrix(w, 1, &l->wv, e, ekv, "blk.%d.attn_v.weight", i));
+    if (c->family->fused_qkv) {
+        mmi_matrix qkv;
+        MMI_TRY(mmi_weights_matrix(w, 1, &qkv, e, eq + 2 * ekv, "blk.%d.attn_qkv.weight", i));
+        l->wq = mmi_matrix_rows(&qkv, 0, eq);
+        l->wk = mmi_matrix_rows(&qkv, eq, ekv);
+        l->wv = mmi_matrix_rows(&qkv, eq + ekv, ekv);
+    } else {
+        MMI_TRY(mmi_weights_matrix(w, 1, &l->wq, e, eq, "blk.%d.attn_q.weight", i));
+        MMI_TRY(mmi_weights_matrix(w, 1, &l->wk, e, ekv, "blk.%d.attn_k.weight", i));
+        MMI_TRY(mmi_weights_matrix(w, 1, &l->wv, e, ekv, "blk.%d.attn_v.weight", i));
+    }
     MMI_TRY(mmi_weights_matrix(w, 1, &l->wo, eq, e, "blk.%d.attn_output.weight", i));
     int qkv_bias = c->family->qkv_bias;
     MMI_TRY(mmi_weights_vector(w, qkv_bias, &l->bq, eq, "blk.%d.attn_q.bias", i));
@@ -195,11 +212,19 @@ static mm_status load_layer(mmi_weights *w, const mmi_decoder_config *c, int i,
     MMI_TRY(mmi_weights_vector(w, 1, &l->ffn_norm, e, "blk.%d.ffn_norm.weight", i));
     if (c->family->layer_norm)
         MMI_TRY(mmi_weights_vector(w, 0, &l->ffn_norm_b, e, "blk.%d.ffn_norm.bias", i));
-    if (c->family->gated_ffn) {
-        MMI_TRY(mmi_weights_matrix(w, 1, &l->ffn_gate, e, c->n_ff, "blk.%d.ffn_gate.weight", i));
-        MMI_TRY(mmi_weights_vector(w, 0, &l->b_gate, c->n_ff, "blk.%d.ffn_gate.bias", i));
+    if (c->family->fused_gate_up) {
+        mmi_matrix gate_up;
+        MMI_TRY(mmi_weights_matrix(w, 1, &gate_up, e, 2 * c->n_ff, "blk.%d.ffn_up.weight", i));
+        l->ffn_gate = mmi_matrix_rows(&gate_up, 0, c->n_ff);
+        l->ffn_up = mmi_matrix_rows(&gate_up, c->n_ff, c->n_ff);
+    } else {
+        if (c->family->gated_ffn) {
+            MMI_TRY(mmi_weights_matrix(w, 1, &l->ffn_gate, e, c->n_ff, "blk.%d.ffn_gate.weight",
+                                       i));
+            MMI_TRY(mmi_weights_vector(w, 0, &l->b_gate, c->n_ff, "blk.%d.ffn_gate.bias", i));
+        }
+        MMI_TRY(mmi_weights_matrix(w, 1, &l->ffn_up, e, c->n_ff, "blk.%d.ffn_up.weight", i));
     }
-    MMI_TRY(mmi_weights_matrix(w, 1, &l->ffn_up, e, c->n_ff, "blk.%d.ffn_up.weight", i));
     MMI_TRY(mmi_weights_matrix(w, 1, &l->ffn_down, c->n_ff, e, "blk.%d.ffn_down.weight", i));
     MMI_TRY(mmi_weights_vector(w, 0, &l->b_up, c->n_ff, "blk.%d.ffn_up.bias", i));
     MMI_TRY(mmi_weights_vector(w, 0, &l->b_down, e, "blk.%d.ffn_down.bias", i));
@@ -356,8 +381,8 @@ static void run_layer(const mmi_decoder *d, mmi_decoder_state *s, int il, int pa
     }
     const float *k0 = s->k_cache + (size_t)il * s->n_ctx * ekv;
     const float *v0 = s->v_cache + (size_t)il * s->n_ctx * ekv;
-    mmi_attention(s->att, s->q, k0, v0, n, past + n, c->n_head, c->n_head_kv, c->head_dim,
-                  (int)ekv, 1, past, s->scores);
+    mmi_attention_window(s->att, s->q, k0, v0, n, past + n, c->n_head, c->n_head_kv,
+                         c->head_dim, (int)ekv, past, c->n_swa, s->scores);
     mmi_linear(s->xn, s->att, n, &l->wo, l->bo);
     mmi_add(s->x, s->xn, ne);
     if (!c->norm_before)

@@ -8,7 +8,9 @@
  *    with bias, pre-LN or post-LN blocks, plain feed-forward with the file's activation (ReLU),
  *    biases everywhere, final LayerNorm when present, tied head;
  *  - `qwen2` (§1b): llama's block with Q/K/V biases and RoPE on halves (NEOX ordering: the
- *    Q/K rows are stored as HF has them).
+ *    Q/K rows are stored as HF has them);
+ *  - `phi3` (§1c): llama's block with Q, K, V in one attn_qkv tensor and gate, up in one
+ *    ffn_up tensor (views at load), RoPE on halves, possibly on part of each head.
  *
  * Three things kept apart, as llama2.c does:
  *  - mmi_decoder_config: hyperparameters read from `<arch>.*` keys;
@@ -41,6 +43,8 @@ typedef struct {
     double eps_default;         /* when the key is absent; 0: the key is required */
     int gated_ffn;              /* down(silu(gate(h)) * up(h)); 0: down(act(up(h))) */
     int qkv_bias;               /* attn_q/k/v.bias are required (else optional) */
+    int fused_qkv;              /* attn_qkv.weight holds Q, K, V rows: split into views */
+    int fused_gate_up;          /* ffn_up.weight holds gate then up rows: split into views */
     int output_norm_optional;   /* post-LN files may end without output_norm */
 } mmi_family;
 
@@ -61,6 +65,8 @@ typedef struct {
     float norm_eps;  /* RMSNorm or LayerNorm epsilon */
     float rope_base; /* theta_i = pos * base^(-2i/n_rot) */
     int n_pos_dims;  /* numbers per position (1; M-RoPE will take 3) */
+    int n_swa;       /* sliding window (<arch>.attention.sliding_window): a query at p sees
+                        keys p - n_swa + 1 .. p; 0: every earlier key */
     /* What the file chooses within its family: */
     int pos_offset;  /* learned positions: position p reads row p + pos_offset */
     int n_pos;       /* learned positions: positions the table covers (rows - pos_offset) */

@@ -644,6 +644,8 @@ static const struct {
     {"transformers.LlavaForConditionalGeneration", dump_llava},
     {"transformers.LlamaForCausalLM", dump_llama},
     {"transformers.Qwen2ForCausalLM", dump_llama},
+    {"transformers.Phi3ForCausalLM", dump_llama},
+    {"transformers.MistralForCausalLM", dump_llama},
     {"transformers.Blip2ForConditionalGeneration", dump_blip2},
     {"transformers.models.idefics2.modeling_idefics2.Idefics2PerceiverResampler",
      dump_idefics2_perceiver},
