@@ -122,7 +122,8 @@ typedef enum mm_opt {
     MM_OPT_MIN_P           = 206, /* float in [0,1), 0 = off; default 0 */
     MM_OPT_REPEAT_PENALTY  = 207, /* float > 0, 1 = off; default 1 */
     MM_OPT_REPEAT_LAST_N   = 208, /* int >= 0, tokens the penalty looks back on; default 64 */
-    MM_OPT_CHAT_TEMPLATE   = 209, /* string: "llava", "chatml", "llama2", "raw"; default: model's */
+    MM_OPT_CHAT_TEMPLATE   = 209, /* string: "llava", "chatml", "phi3", "llama2", "raw";
+                                     default: model's */
     MM_OPT_IMAGE_MAX_SIDE  = 300, /* int, largest width or height accepted; default 16384 */
     MM_OPT_IMAGE_MAX_PIXELS= 301  /* int, largest width*height accepted; default 64 Mi pixels */
 } mm_opt;
@@ -412,7 +413,8 @@ MM_API mm_status mm_session_add_text(mm_session *session, const char *text, size
  * tokenizer.chat_template when it is one of these, else "llava" for a model with a vision
  * encoder and "raw" otherwise):
  *   "llava"  (alias "vicuna"; LLaVA-1.5)  USER: <image>\n{text} ASSISTANT:  ... answer</s>
- *   "chatml"  <|im_start|>{role}\n{text}<|im_end|>\n ... <|im_start|>assistant\n
+ *   "chatml"  <|im_start|>{role}\n{text}<|im_end|>\n ... <|im_start|>assistant\n  (Qwen2)
+ *   "phi3"    <|{role}|>\n{text}<|end|>\n ... <|assistant|>\n  answer<|end|>\n
  *   "llama2"  [INST] <<SYS>>\n{system}\n<</SYS>>\n\n{text} [/INST] answer </s><s>[INST] ...
  *   "raw"     the text alone.
  * A user message ends with the template's answer prompt ("ASSISTANT:"), so mm_session_generate
@@ -506,7 +508,8 @@ MM_API mm_status mm_session_logits(const mm_session *session, const float **logi
 /* Context size in positions, and positions in use (0 for NULL). */
 MM_API int mm_session_n_ctx(const mm_session *session);
 MM_API int mm_session_n_past(const mm_session *session);
-/* Name of the chat template in use ("llava", "chatml", "llama2", "raw"); NULL for NULL. */
+/* Name of the chat template in use ("llava", "chatml", "phi3", "llama2", "raw"); NULL for
+ * NULL. */
 MM_API const char *mm_session_chat_template(const mm_session *session);
 
 /* Stop the call in progress on this session as soon as possible (between two layers of the
