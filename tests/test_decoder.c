@@ -198,6 +198,47 @@ START_TEST(overflow_and_cancel_leave_state_unchanged)
 }
 END_TEST
 
+/* phi3's fused tensors are split into views of the file's own bytes (f32 and f16 alike): Q, K,
+ * V and gate, up start where their rows start, and the model runs (the math is checked against
+ * HF by tests/hf_parity). */
+START_TEST(fused_tensors_are_views)
+{
+    static const mmi_tensor_type types[] = {MMI_TENSOR_F32, MMI_TENSOR_F16};
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        tiny_llama c = tiny_llama_default;
+        c.arch = "phi3";
+        c.fused = 1;
+        c.matrix_type = types[k];
+        mm_model *m = load(&c);
+        const mmi_decoder_config *cfg = &m->decoder->config;
+        size_t value = types[k] == MMI_TENSOR_F32 ? 4 : 2, row = (size_t)cfg->n_embd * value;
+        size_t eq = (size_t)cfg->n_head * cfg->head_dim;
+        size_t ekv = (size_t)cfg->n_head_kv * cfg->head_dim;
+        for (int l = 0; l < cfg->n_layer; l++) {
+            const mmi_decoder_layer *dl = &m->decoder->weights.layers[l];
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.attn_qkv.weight", l);
+            const char *qkv = mmi_gguf_find_tensor(m->files[0], name)->data;
+            snprintf(name, sizeof name, "blk.%d.ffn_up.weight", l);
+            const char *gate_up = mmi_gguf_find_tensor(m->files[0], name)->data;
+            ck_assert_ptr_eq(dl->wq.data, qkv);
+            ck_assert_ptr_eq(dl->wk.data, qkv + eq * row);
+            ck_assert_ptr_eq(dl->wv.data, qkv + (eq + ekv) * row);
+            ck_assert_int_eq(dl->wv.n_out, (int)ekv);
+            ck_assert_ptr_eq(dl->ffn_gate.data, gate_up);
+            ck_assert_ptr_eq(dl->ffn_up.data, gate_up + (size_t)cfg->n_ff * row);
+            ck_assert_int_eq(dl->ffn_up.n_out, cfg->n_ff);
+        }
+        mm_session *s;
+        ck_assert_ok(mm_session_create(m, NULL, &s));
+        int32_t ids[5] = {3, 1, 4, 1, 5};
+        ck_assert_ok(mm_session_add_tokens(s, ids, 5));
+        mm_session_free(s);
+        mm_model_free(m);
+    }
+}
+END_TEST
+
 /* ---- malformed files ---- */
 
 static void check_refused(tiny_llama c, mm_status expected, const char *message_part)
@@ -243,6 +284,26 @@ START_TEST(malformed_files_are_refused)
     c.set_float_key = "llama.rope.scaling.factor";
     c.set_float_value = 4;
     check_refused(c, MM_ERR_UNSUPPORTED, "RoPE scaling");
+
+    /* Families: a qwen2 block without a Q/K/V bias, a phi3 fused tensor of the wrong size, a
+     * sliding window of 0, a LongRoPE factor table. */
+    c = tiny_llama_default;
+    c.arch = "qwen2";
+    c.with_biases = 1;
+    c.drop_tensor = "blk.1.attn_k.bias";
+    check_refused(c, MM_ERR_FORMAT, "blk.1.attn_k.bias");
+    c = tiny_llama_default;
+    c.arch = "phi3";
+    c.fused = 1;
+    c.fused_rows_extra = 8;
+    check_refused(c, MM_ERR_FORMAT, "blk.0.attn_qkv.weight");
+    c.fused_rows_extra = 0;
+    c.set_key = "phi3.attention.sliding_window";
+    c.set_value = 0;
+    check_refused(c, MM_ERR_FORMAT, "phi3.attention.sliding_window");
+    c.set_key = NULL;
+    c.drop_tensor = "blk.0.ffn_up.weight";
+    check_refused(c, MM_ERR_FORMAT, "blk.0.ffn_up.weight");
 
     c = tiny_llama_default;
     c.drop_tensor = "blk.1.ffn_down.weight";
@@ -355,6 +416,7 @@ int main(void)
     tcase_add_test(tc, embedding_rows_equal_token_rows);
     tcase_add_test(tc, tied_head_is_the_embedding);
     tcase_add_test(tc, overflow_and_cancel_leave_state_unchanged);
+    tcase_add_test(tc, fused_tensors_are_views);
     tcase_add_test(tc, malformed_files_are_refused);
     tcase_add_test(tc, allocation_failures_are_reported);
     tcase_add_test(tc, half_precision_matrices_equal_rounded_f32);
