@@ -190,6 +190,11 @@ MM_API mm_status mm_model_load(const char *path, const char *mmproj_path,
 /* Release the caller's reference. Sessions created on the model keep their own reference, so
  * the model may be freed before them. Accepts NULL. */
 MM_API void mm_model_free(mm_model *model);
+/* The family of the model's language model, as its file's general.architecture names it:
+ * "llama" (also Mistral), "qwen2", "phi3" or "opt" (docs/model-format.md §1-2). NULL for a
+ * model without language model (a CLIP file) and for NULL. The string lives as long as the
+ * library. */
+MM_API const char *mm_model_family(const mm_model *model);
 
 /* ---- section: images (image.c, preprocess.c) ---- */
 

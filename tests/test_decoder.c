@@ -210,6 +210,7 @@ START_TEST(fused_tensors_are_views)
         c.fused = 1;
         c.matrix_type = types[k];
         mm_model *m = load(&c);
+        ck_assert_str_eq(mm_model_family(m), "phi3");
         const mmi_decoder_config *cfg = &m->decoder->config;
         size_t value = types[k] == MMI_TENSOR_F32 ? 4 : 2, row = (size_t)cfg->n_embd * value;
         size_t eq = (size_t)cfg->n_head * cfg->head_dim;
