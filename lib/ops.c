@@ -438,6 +438,8 @@ typedef struct {
     float *x;
     int n_heads, head_dim, n_rot;
     const int32_t *pos;
+    int n_sections;      /* 0: pos[t]; else pos[t][j] for the pairs of section j (M-RoPE) */
+    const int *sections;
     float base;
     int neox;
 } rope_job;
@@ -447,9 +449,13 @@ static void rope_range(void *ctx, size_t begin, size_t end)
     const rope_job *j = ctx;
     int half = j->n_rot / 2;
     for (size_t t = begin; t < end; t++) {
-        for (int i = 0; i < half; i++) {
+        for (int i = 0, section = 0, section_end = j->n_sections ? j->sections[0] : half;
+             i < half; i++) {
+            while (i >= section_end && section + 1 < j->n_sections)
+                section_end += j->sections[++section];
+            int32_t p = j->n_sections ? j->pos[t * (size_t)j->n_sections + section] : j->pos[t];
             /* Angles in double: positions reach 10^5 and more, where float loses the phase. */
-            double theta = j->pos[t] * pow(j->base, -2.0 * i / j->n_rot);
+            double theta = p * pow(j->base, -2.0 * i / j->n_rot);
             float c = (float)cos(theta), s = (float)sin(theta);
             int a = j->neox ? i : 2 * i;
             int b = j->neox ? i + half : 2 * i + 1;
@@ -466,7 +472,14 @@ static void rope_range(void *ctx, size_t begin, size_t end)
 void mmi_rope(float *x, int n_tokens, int n_heads, int head_dim, int n_rot, const int32_t *pos,
               float base, int neox)
 {
-    rope_job j = {x, n_heads, head_dim, n_rot, pos, base, neox};
+    mmi_rope_sections(x, n_tokens, n_heads, head_dim, n_rot, pos, base, neox, 0, NULL);
+}
+
+void mmi_rope_sections(float *x, int n_tokens, int n_heads, int head_dim, int n_rot,
+                       const int32_t *pos, float base, int neox, int n_sections,
+                       const int *sections)
+{
+    rope_job j = {x, n_heads, head_dim, n_rot, pos, n_sections, sections, base, neox};
     /* Each token costs n_rot/2 angles (pow, cos, sin) on top of its values. */
     parallel_for((size_t)n_tokens, grain_rows((size_t)n_heads * head_dim + 16 * n_rot),
                  rope_range, &j);

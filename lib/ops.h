@@ -94,6 +94,14 @@ void mmi_softmax(float *x, int n, int d);
 void mmi_rope(float *x, int n_tokens, int n_heads, int head_dim, int n_rot, const int32_t *pos,
               float base, int neox);
 
+/* The same with positions of several numbers (M-RoPE): pos[n_tokens][n_sections], and pair i
+ * of each head takes its angle from the number of the section it falls in — pairs
+ * 0 .. sections[0]-1 from pos[t][0], the next sections[1] from pos[t][1], and so on (the
+ * sections add up to n_rot/2). n_sections = 0: pos[n_tokens], as mmi_rope. */
+void mmi_rope_sections(float *x, int n_tokens, int n_heads, int head_dim, int n_rot,
+                       const int32_t *pos, float base, int neox, int n_sections,
+                       const int *sections);
+
 /* Multi-head attention with grouped KV heads.
  *   q[n_q][n_head*head_dim], k and v: [n_kv][n_kv_head*head_dim] with row strides kv_stride
  *   (floats), out[n_q][n_head*head_dim]. Query head h uses KV head h / (n_head/n_kv_head).

@@ -240,6 +240,69 @@ START_TEST(fused_tensors_are_views)
 }
 END_TEST
 
+/* M-RoPE with the same number on all three position rows is qwen2's RoPE: a qwen2vl file and a
+ * qwen2 file of the same weights give the same logits, row by row, through explicit positions
+ * and the sequential ones that follow them; and an image grid's positions are its cells. */
+START_TEST(mrope_of_equal_positions_is_neox)
+{
+    tiny_llama c = tiny_llama_default;
+    c.arch = "qwen2";
+    c.with_biases = 1;
+    mm_model *plain = load(&c);
+    c.arch = "qwen2vl";
+    c.rope_sections[0] = 1, c.rope_sections[1] = 2, c.rope_sections[2] = 1;
+    mm_model *multi = load(&c);
+    ck_assert_str_eq(mm_model_family(multi), "qwen2vl");
+    const mmi_decoder *dp = plain->decoder, *dm = multi->decoder;
+    ck_assert_int_eq(dm->config.n_pos_dims, 3);
+    enum { T = 6 };
+    int32_t ids[T + 1] = {3, 9, 4, 1, 7, 2, 5}, pos[T * 3];
+    int V = dp->config.n_vocab;
+    float *lp = malloc(sizeof(float) * T * V), *lm = malloc(sizeof(float) * T * V);
+    for (int t = 0; t < T; t++)
+        pos[3 * t] = pos[3 * t + 1] = pos[3 * t + 2] = t;
+    mmi_decoder_state sp, sm;
+    ck_assert_ok(mmi_decoder_state_init(&sp, dp, 16, 4));
+    ck_assert_ok(mmi_decoder_state_init(&sm, dm, 16, 4));
+    ck_assert_ok(mmi_decoder_eval(dp, &sp, ids, NULL, T, lp, NULL));
+    ck_assert_ok(mmi_decoder_eval_at(dm, &sm, ids, NULL, pos, T, lm, NULL));
+    ck_assert_mem_eq(lp, lm, sizeof(float) * T * V);
+    ck_assert_int_eq(sm.pos_delta, 0);
+    ck_assert_ok(mmi_decoder_eval(dp, &sp, ids + T, NULL, 1, NULL, NULL));
+    ck_assert_ok(mmi_decoder_eval(dm, &sm, ids + T, NULL, 1, NULL, NULL));
+    ck_assert_mem_eq(sp.logits, sm.logits, sizeof(float) * V);
+    /* Negative positions, and positions for learned-position models, are refused. */
+    pos[0] = -1;
+    ck_assert_status(mmi_decoder_eval_at(dm, &sm, ids, NULL, pos, 1, NULL, NULL), MM_ERR_ARG);
+    ck_assert_int_eq(sm.n_past, T + 1);
+
+    /* A 2 x 2 x 3 grid at text position 5: cells (t, h, w) + 5; the text goes on at 5 + 3. */
+    int32_t grid[12 * 3];
+    ck_assert_int_eq(mmi_decoder_grid_positions(dm, 5, 2, 2, 3, grid), 8);
+    for (int k = 0; k < 12; k++) {
+        ck_assert_int_eq(grid[3 * k], 5 + k / 6);
+        ck_assert_int_eq(grid[3 * k + 1], 5 + k / 3 % 2);
+        ck_assert_int_eq(grid[3 * k + 2], 5 + k % 3);
+    }
+    /* One number per row elsewhere: the rows follow each other. */
+    ck_assert_int_eq(mmi_decoder_grid_positions(dp, 5, 2, 2, 3, grid), 17);
+    ck_assert_int_eq(grid[11], 16);
+    /* Text after explicit positions continues after the largest one (HF's rope_deltas). */
+    mmi_decoder_state_free(&sm);
+    ck_assert_ok(mmi_decoder_state_init(&sm, dm, 32, 4));
+    int32_t at[12 * 3];
+    ck_assert_int_eq(mmi_decoder_grid_positions(dm, 0, 2, 2, 3, at), 3);
+    ck_assert_ok(mmi_decoder_eval_at(dm, &sm, ids, NULL, at, 12 > T ? T : 12, NULL, NULL));
+    ck_assert_int_eq(sm.pos_delta, 2 + 1 - T); /* the first 6 cells reach position 2 */
+    mmi_decoder_state_free(&sp);
+    mmi_decoder_state_free(&sm);
+    free(lp);
+    free(lm);
+    mm_model_free(plain);
+    mm_model_free(multi);
+}
+END_TEST
+
 /* ---- malformed files ---- */
 
 static void check_refused(tiny_llama c, mm_status expected, const char *message_part)
@@ -305,6 +368,12 @@ START_TEST(malformed_files_are_refused)
     c.set_key = NULL;
     c.drop_tensor = "blk.0.ffn_up.weight";
     check_refused(c, MM_ERR_FORMAT, "blk.0.ffn_up.weight");
+    c = tiny_llama_default; /* head_dim 8: M-RoPE sections must add up to 4 pairs */
+    c.arch = "qwen2vl";
+    c.with_biases = 1;
+    check_refused(c, MM_ERR_FORMAT, "qwen2vl.rope.dimension_sections");
+    c.rope_sections[0] = 2, c.rope_sections[1] = 1, c.rope_sections[2] = 2;
+    check_refused(c, MM_ERR_FORMAT, "qwen2vl.rope.dimension_sections = [2, 1, 2] add up to 5");
 
     c = tiny_llama_default;
     c.drop_tensor = "blk.1.ffn_down.weight";
@@ -418,6 +487,7 @@ int main(void)
     tcase_add_test(tc, tied_head_is_the_embedding);
     tcase_add_test(tc, overflow_and_cancel_leave_state_unchanged);
     tcase_add_test(tc, fused_tensors_are_views);
+    tcase_add_test(tc, mrope_of_equal_positions_is_neox);
     tcase_add_test(tc, malformed_files_are_refused);
     tcase_add_test(tc, allocation_failures_are_reported);
     tcase_add_test(tc, half_precision_matrices_equal_rounded_f32);

@@ -27,6 +27,7 @@ typedef struct {
     const char *arch;          /* general.architecture, also the keys' prefix; NULL: "llama" */
     int fused;                 /* phi3's layout: attn_qkv [E, Eq+2Ekv], ffn_up [E, 2F] */
     int fused_rows_extra;      /* rows added to attn_qkv (a fused tensor of the wrong size) */
+    int32_t rope_sections[4];  /* written as <arch>.rope.dimension_sections when any is set */
     const char *set_key;       /* an integer key written with set_value instead (added if new) */
     int64_t set_value;
     const char *set_float_key; /* a float key added with set_float_value */
@@ -169,6 +170,9 @@ static mm_status tiny_llama_write(const tiny_llama *c, const char *path)
     }
     if (st == MM_OK && c->set_key && !set)
         st = mmi_gguf_writer_add_int(w, c->set_key, MMI_GGUF_INT64, c->set_value);
+    snprintf(key, sizeof key, "%s.rope.dimension_sections", arch);
+    if (st == MM_OK && (c->rope_sections[0] || c->rope_sections[1] || c->rope_sections[2]))
+        st = mmi_gguf_writer_add_array(w, key, MMI_GGUF_INT32, c->rope_sections, 4);
     snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", arch);
     if (st == MM_OK)
         st = mmi_gguf_writer_add_float(w, key, MMI_GGUF_FLOAT32, 1e-5);

@@ -10,6 +10,7 @@ MODEL_DIR holds config.json and *.safetensors (one file or shards). Written file
     MistralForCausalLM             OUTDIR/model.gguf   (llama)
     Qwen2ForCausalLM               OUTDIR/model.gguf   (qwen2)
     Phi3ForCausalLM                OUTDIR/model.gguf   (phi3)
+    Qwen2VLForConditionalGeneration  OUTDIR/model.gguf (qwen2vl; the vision tower: not yet)
     LlavaForConditionalGeneration  OUTDIR/model.gguf   (llama) + OUTDIR/mmproj.gguf (clip, mlp)
     Blip2ForConditionalGeneration  OUTDIR/model.gguf   (opt)   + OUTDIR/mmproj.gguf (clip, qformer)
     CLIPModel                      OUTDIR/model.gguf   (clip: both towers + projections)
@@ -335,6 +336,7 @@ def write_llama(out, cfg, ck, prefix, lm_head, arch="llama"):
     `embed_tokens` etc.; lm_head: its name; arch, as llama.cpp names them (docs §1, §1b, §1c):
       llama  Q/K rows permuted to adjacent RoPE pairs; biases where the checkpoint has them;
       qwen2  rows as HF has them (RoPE on halves); Q/K/V biases required;
+      qwen2vl  as qwen2 (M-RoPE sections written by the caller);
       phi3   rows as HF has them; qkv_proj and gate_up_proj stay fused (attn_qkv, ffn_up)."""
     cfg.require("hidden_act", ["silu"])
     if cfg.kind == "qwen2" and cfg["use_sliding_window"]:
@@ -405,7 +407,7 @@ def write_llama(out, cfg, ck, prefix, lm_head, arch="llama"):
             linear(out, ck, b + "attn_k", p + "self_attn.k_proj", bias="required")
         if arch != "phi3":
             linear(out, ck, b + "attn_v", p + "self_attn.v_proj",
-                   bias="required" if arch == "qwen2" else "optional")
+                   bias="required" if arch in ("qwen2", "qwen2vl") else "optional")
         linear(out, ck, b + "attn_output", p + "self_attn.o_proj")
         out.tensor(b + "ffn_norm.weight", ck.lazy(p + "post_attention_layernorm.weight"))
         if arch == "phi3":
@@ -835,6 +837,31 @@ def convert_decoder(folder, cfg, ck, args):
     return [out]
 
 
+def convert_qwen2_vl(folder, cfg, ck, args):
+    """Qwen2VLForConditionalGeneration: the language model as `qwen2vl` (docs §1e) with its
+    M-RoPE sections and the vision token ids; the vision tower is not converted yet."""
+    rs = dict(cfg.get("rope_scaling") or {})
+    sections = rs.pop("mrope_section", None)
+    if not isinstance(sections, list) or len(sections) != 3:
+        raise ConvertError("qwen2_vl rope_scaling.mrope_section must list 3 section sizes, "
+                           "found %r" % (sections,))
+    if rs.get("rope_type", rs.get("type", "default")) != "default":
+        raise ConvertError("qwen2_vl rope_scaling %r is not supported" % (rs,))
+    tc = Config(dict(cfg, rope_scaling=None, head_dim=None), "qwen2")
+    out = Output(os.path.join(args.outdir, "model.gguf"), "qwen2vl", args.outtype, "qwen2vl")
+    write_llama(out, tc, ck, "model.", "lm_head.weight", arch="qwen2vl")
+    out.add("qwen2vl.rope.dimension_sections", [int(s) for s in sections] + [0], type="[i32]")
+    for key in ("image_token_id", "vision_start_token_id", "vision_end_token_id"):
+        if key in cfg:
+            out.add("qwen2vl." + key, int(cfg[key]))
+    add_tokenizer(out, folder, args, ck.shape("model.embed_tokens.weight")[0])
+    warn("Qwen2-VL: the vision tower (visual.*) is not converted yet: model.gguf only")
+    for name in ck.names():
+        if name.startswith("visual."):
+            ck.ignore(name)
+    return [out]
+
+
 def convert_llama(folder, cfg, ck, args):
     tc = Config(cfg, cfg.get("model_type", "llama"))
     out = Output(os.path.join(args.outdir, "model.gguf"), "llama", args.outtype, "llama")
@@ -1093,11 +1120,13 @@ def convert_idefics2_perceiver(folder, cfg, ck, args):
 
 CONVERTERS = {"LlamaForCausalLM": convert_llama, "MistralForCausalLM": convert_llama,
               "Qwen2ForCausalLM": convert_decoder, "Phi3ForCausalLM": convert_decoder,
+              "Qwen2VLForConditionalGeneration": convert_qwen2_vl,
               "LlavaForConditionalGeneration": convert_llava, "CLIPModel": convert_clip,
               "SiglipVisionModel": convert_siglip,
               "Blip2ForConditionalGeneration": convert_blip2}
 MODEL_TYPES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
-               "phi3": "Phi3ForCausalLM", "llava": "LlavaForConditionalGeneration",
+               "phi3": "Phi3ForCausalLM", "qwen2_vl": "Qwen2VLForConditionalGeneration",
+               "llava": "LlavaForConditionalGeneration",
                "clip": "CLIPModel", "siglip_vision_model": "SiglipVisionModel",
                "blip-2": "Blip2ForConditionalGeneration"}
 
