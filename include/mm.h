@@ -122,8 +122,7 @@ typedef enum mm_opt {
     MM_OPT_MIN_P           = 206, /* float in [0,1), 0 = off; default 0 */
     MM_OPT_REPEAT_PENALTY  = 207, /* float > 0, 1 = off; default 1 */
     MM_OPT_REPEAT_LAST_N   = 208, /* int >= 0, tokens the penalty looks back on; default 64 */
-    MM_OPT_CHAT_TEMPLATE   = 209, /* string: "llava", "chatml", "phi3", "llama2", "raw";
-                                     default: model's */
+    MM_OPT_CHAT_TEMPLATE   = 209, /* string: llava chatml phi3 llama2 raw; default: model's */
     MM_OPT_IMAGE_MAX_SIDE  = 300, /* int, largest width or height accepted; default 16384 */
     MM_OPT_IMAGE_MAX_PIXELS= 301  /* int, largest width*height accepted; default 64 Mi pixels */
 } mm_opt;
