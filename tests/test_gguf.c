@@ -838,8 +838,10 @@ START_TEST(bad_tensor_infos)
     const uint64_t row32[1] = {32};
     b_tensor_file(&b, 1, row32, MMI_TENSOR_Q8_0, 0, 34);
     expect_ok(&b);
-    b_tensor_file(&b, 1, row32, 12, 0, 144);
-    expect_failure(&b, MM_ERR_UNSUPPORTED, "unsupported tensor type Q4_K (12) in tensor 'blk.0.attn_q.weight'", NULL);
+    b_tensor_file(&b, 1, row32, 16, 0, 144);
+    expect_failure(&b, MM_ERR_UNSUPPORTED, "unsupported tensor type IQ2_XXS (16) in tensor 'blk.0.attn_q.weight'", NULL);
+    b_tensor_file(&b, 1, row32, MMI_TENSOR_Q8_K, 0, 292);
+    expect_failure(&b, MM_ERR_UNSUPPORTED, "unsupported tensor type Q8_K (15) in tensor 'blk.0.attn_q.weight'", NULL);
     b_tensor_file(&b, 1, row32, 1000, 0, 144);
     expect_failure(&b, MM_ERR_UNSUPPORTED, "unsupported tensor type", "'blk.0.attn_q.weight'");
 
