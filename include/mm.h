@@ -370,6 +370,10 @@ MM_API int mm_token_is_eog(const mm_model *model, int32_t id);
  *
  * Threads: a session is used by one thread at a time (different sessions on one model may run
  * on different threads at once); mm_session_cancel() alone may be called from any thread.
+ * Re-entry: a callback of a session call (the mm_piece_fn of mm_session_generate) must not call
+ * that session again: every mm_session_* call on it except mm_session_cancel() then fails with
+ * MM_ERR_STATE (mm_session_reset, mm_session_clear_stop_strings and mm_session_free do nothing,
+ * and mm_last_error() says why). Other sessions may be used from a callback.
  * Memory: everything a session needs for its context is allocated by mm_session_create();
  * adding input and generating allocate only per call (tokenizing a text), never per token.
  * Atomicity: every mm_session_add_* call is all-or-nothing. It first checks that its input
