@@ -182,6 +182,11 @@ typedef struct mm_model mm_model;
  * callback (MM_PROGRESS_MODEL_LOAD; stopping it gives MM_ERR_CANCELLED) from options (NULL for
  * defaults). Errors: MM_ERR_IO (cannot read), MM_ERR_FORMAT (malformed file, message
  * names the file, key or tensor and offset), MM_ERR_UNSUPPORTED (architecture or tensor type).
+ * The files must fit each other (else MM_ERR_FORMAT naming both): the vocabulary has exactly as
+ * many tokens as token_embd.weight and the output have rows, special token ids lie inside it,
+ * and a vision file given with a language model has a projector (a CLIP dual-encoder file does
+ * not) whose output width is the language model's embedding width. Strings compared as names
+ * (general.architecture, ...) must not hold a NUL byte.
  * A model is immutable after load and may be used by any number of threads and sessions at
  * once. */
 MM_API mm_status mm_model_load(const char *path, const char *mmproj_path,

@@ -562,9 +562,7 @@ mm_status mmi_session_add_message_images(mm_session *s, mmi_chat_role role, cons
     mm_status st = MM_OK;
     if (n_images > 0)
         st = mmi_vision_output_shape(v, side, side, &n_tokens, &n_embd);
-    if (st == MM_OK && n_images > 0 && n_embd != s->dec->config.n_embd)
-        st = mmi_fail(MM_ERR_FORMAT, "%s: the vision file projects to %d values, the language "
-                      "model takes %d", fn, n_embd, s->dec->config.n_embd);
+    /* n_embd is the language model's: the model load checked that the files agree. */
     for (size_t i = 0; i < n_images && st == MM_OK; i++)
         media[i].n_rows = (size_t)n_tokens;
     image_source src = {v, images, side};

@@ -892,6 +892,54 @@ START_TEST(callbacks_cannot_reenter_their_session)
 }
 END_TEST
 
+/* ---- files that do not fit together ---- */
+
+/* Load a text model (c) with a vision file (v, projecting to n_embd_text, or none); the status
+ * and the message must name the problem and, for a vision file, both files. */
+static void check_pair_refused(const tiny_llama *c, const tiny_vision *v, int n_embd_text,
+                               const char *needle)
+{
+    char text_path[512], vision_path[512];
+    snprintf(text_path, sizeof text_path, "%s", tiny_temp_path("pair_text.gguf"));
+    snprintf(vision_path, sizeof vision_path, "%s", tiny_temp_path("pair_vision.gguf"));
+    ck_assert_ok(tiny_llama_write(c, text_path));
+    if (v)
+        ck_assert_ok(tiny_vision_write_sized(vision_path, n_embd_text, v));
+    mm_model *m = (mm_model *)1;
+    ck_assert_status(mm_model_load(text_path, v ? vision_path : NULL, NULL, &m), MM_ERR_FORMAT);
+    ck_assert_ptr_null(m);
+    ck_assert_message_has(needle);
+    ck_assert_message_has(text_path);
+    if (v)
+        ck_assert_message_has(vision_path);
+    unlink(text_path);
+    unlink(vision_path);
+}
+
+START_TEST(load_refuses_files_that_do_not_fit_together)
+{
+    tiny_llama c = tiny_llama_default;
+    c.vocab_path = test_shared_path("vectors/tokenizer/ggml-vocab-llama-spm.gguf");
+    /* More embedding and output rows than tokens (ids past the vocabulary would be generated
+     * as empty pieces), and fewer (the vocabulary's last ids have no row). */
+    c.extra_rows = 227;
+    check_pair_refused(&c, NULL, 0, "the vocabulary has 32000 tokens but token_embd.weight and "
+                       "the output have 32227 rows");
+    c.extra_rows = -1;
+    check_pair_refused(&c, NULL, 0, "32000 tokens but token_embd.weight and the output have "
+                       "31999 rows");
+    c.extra_rows = 0;
+    /* A projector to another width than the language model's. */
+    tiny_vision v = tiny_vision_default;
+    check_pair_refused(&c, &v, c.n_embd + 8, "projects images to 40 values but the language "
+                       "model");
+    /* A bare CLIP vision tower (as in a CLIP dual-encoder file) given as the mmproj. */
+    v.no_projector = 1;
+    check_pair_refused(&c, &v, c.n_embd, "is a vision encoder without a projector");
+    ck_assert_message_has("needs 32-wide image embeddings");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("session");
@@ -916,6 +964,7 @@ int main(void)
     tcase_add_test(tc, cancel_during_generation_keeps_the_tokens_so_far);
     tcase_add_test(tc, allocation_failures_are_reported);
     tcase_add_test(tc, callbacks_cannot_reenter_their_session);
+    tcase_add_test(tc, load_refuses_files_that_do_not_fit_together);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }
