@@ -483,6 +483,7 @@ int mm_token_is_eog(const mm_model *model, int32_t id)
     do {                                                                     \
         if (!(s))                                                            \
             return mmi_fail(MM_ERR_ARG, fn ": session is NULL");             \
+        MMI_TRY(mmi_session_check_reentry(s, fn));                           \
     } while (0)
 
 mm_status mm_session_create(mm_model *model, const mm_options *options, mm_session **out)
@@ -495,9 +496,11 @@ mm_status mm_session_create(mm_model *model, const mm_options *options, mm_sessi
     return mmi_session_create(model, options, out);
 }
 
+/* A void call refused for re-entry does nothing; mm_last_error() says why. */
 void mm_session_free(mm_session *session)
 {
-    mmi_session_free(session);
+    if (session && mmi_session_check_reentry(session, "mm_session_free") == MM_OK)
+        mmi_session_free(session);
 }
 
 mm_status mm_session_set_options(mm_session *session, const mm_options *options)
@@ -521,6 +524,7 @@ static mm_status check_message(const char *fn, const mm_session *session, const 
 {
     if (!session)
         return mmi_fail(MM_ERR_ARG, "%s: session is NULL", fn);
+    MMI_TRY(mmi_session_check_reentry(session, fn));
     if (!role || !mmi_chat_role_from_name(role, r))
         return mmi_fail(MM_ERR_ARG, "%s: role '%s' is not system, user or assistant", fn,
                         role ? role : "(null)");
@@ -604,7 +608,7 @@ mm_status mm_session_add_stop_string(mm_session *session, const char *stop)
 
 void mm_session_clear_stop_strings(mm_session *session)
 {
-    if (session)
+    if (session && mmi_session_check_reentry(session, "mm_session_clear_stop_strings") == MM_OK)
         mmi_session_clear_stop_strings(session);
 }
 
@@ -659,7 +663,7 @@ void mm_session_cancel(mm_session *session)
 
 void mm_session_reset(mm_session *session)
 {
-    if (session)
+    if (session && mmi_session_check_reentry(session, "mm_session_reset") == MM_OK)
         mmi_session_reset(session);
 }
 

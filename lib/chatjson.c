@@ -561,6 +561,17 @@ static mm_status expect(const mmi_json_value *v, mmi_json_type type, const char 
     return MM_OK;
 }
 
+/* A string compared as a name (role, type): a NUL inside would compare as a shorter C string,
+ * so "user\u0000" is refused rather than taken as "user". */
+static mm_status expect_name(const mmi_json_value *v, const char *where)
+{
+    MMI_TRY(expect(v, MMI_JSON_STRING, where));
+    if (memchr(v->str, '\0', v->len))
+        return mmi_fail(MM_ERR_FORMAT, "%s: \"%.64s\\u0000...\" contains a NUL character "
+                        "(offset %zu)", where, v->str, v->offset);
+    return MM_OK;
+}
+
 /* A member that must be present with the given type. */
 static mm_status member(const mmi_json *doc, const mmi_json_value *object, const char *key,
                         mmi_json_type type, const char *where, const mmi_json_value **out)
@@ -652,6 +663,7 @@ static mm_status read_image_source(chat_reader *r, const mmi_json_value *part, c
     const mmi_json_value *source, *type, *media_type, *data;
     MMI_TRY(member(doc, part, "source", MMI_JSON_OBJECT, where, &source));
     MMI_TRY(member(doc, source, "type", MMI_JSON_STRING, place, &type));
+    MMI_TRY(expect_name(type, place));
     if (strcmp(type->str, "base64") != 0)
         return mmi_fail(MM_ERR_UNSUPPORTED,
                         "%s.type \"%.64s\" is not supported: images must be inline (base64)",
@@ -673,6 +685,7 @@ static mm_status read_part(chat_reader *r, const mmi_json_value *part, const cha
     const mmi_json_value *type, *text;
     MMI_TRY(expect(part, MMI_JSON_OBJECT, where));
     MMI_TRY(member(doc, part, "type", MMI_JSON_STRING, where, &type));
+    MMI_TRY(expect_name(type, where));
     if (strcmp(type->str, "text") == 0 || strcmp(type->str, "input_text") == 0) {
         char place[160];
         snprintf(place, sizeof place, "%s.text", where);
@@ -704,7 +717,7 @@ static mm_status read_content(chat_reader *r, const mmi_json_value *content, con
 
 static mm_status read_role(const mmi_json_value *role, const char *where, mmi_chat_role *out)
 {
-    MMI_TRY(expect(role, MMI_JSON_STRING, where));
+    MMI_TRY(expect_name(role, where));
     if (strcmp(role->str, "developer") == 0) /* OpenAI's newer name for system */
         *out = MMI_ROLE_SYSTEM;
     else if (!mmi_chat_role_from_name(role->str, out))

@@ -60,6 +60,7 @@ struct mm_session {
     size_t n_stops, max_stop_len;
     mmi_detok_stream detok;   /* only with a tokenizer */
     generation gen;
+    int in_callback;          /* the caller's piece callback is running: no re-entry */
     mm_stop_reason stop_reason;
 };
 
@@ -68,6 +69,14 @@ struct mm_session {
 const mm_model *mmi_session_model(const mm_session *s)
 {
     return s->model;
+}
+
+mm_status mmi_session_check_reentry(const mm_session *s, const char *fn)
+{
+    if (s->in_callback)
+        return mmi_fail(MM_ERR_STATE, "%s: called from inside this session's own callback (only "
+                        "mm_session_cancel may be)", fn);
+    return MM_OK;
 }
 
 static const char *file_chat_template(const mm_model *m)
@@ -641,7 +650,10 @@ mm_status mmi_session_generate(mm_session *s, const mm_options *options, mm_piec
         MMI_TRY(step(s, &token, &piece, &len));
         if (!piece)
             return MM_OK;
-        if (len > 0 && fn && fn(user, piece, len) != 0) {
+        s->in_callback = 1;
+        int stop = len > 0 && fn && fn(user, piece, len) != 0;
+        s->in_callback = 0;
+        if (stop) {
             s->gen.active = 0;
             s->stop_reason = MM_STOP_CALLBACK;
             return MM_OK;

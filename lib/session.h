@@ -16,6 +16,9 @@ mm_status mmi_session_create(mm_model *model, const mm_options *options, mm_sess
 /* The model the session runs on. */
 const mm_model *mmi_session_model(const mm_session *s);
 void mmi_session_free(mm_session *s);
+/* MM_ERR_STATE, naming fn, while the session's piece callback runs: a callback must not use
+ * its own session (mm_session_cancel excepted). */
+mm_status mmi_session_check_reentry(const mm_session *s, const char *fn);
 mm_status mmi_session_set_options(mm_session *s, const mm_options *options);
 
 mm_status mmi_session_add_text(mm_session *s, const char *text, size_t len, unsigned flags);

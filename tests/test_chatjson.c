@@ -461,6 +461,11 @@ START_TEST(chat_rejects_with_places)
         {"[{\"role\":\"tool\",\"content\":\"x\"}]", MM_ERR_UNSUPPORTED,
          "messages[0].role \"tool\" is not supported"},
         {"[{\"role\":\"user\"}]", MM_ERR_FORMAT, "messages[0].content: missing (array expected)"},
+        /* Names with a NUL inside are not the shorter name. */
+        {"[{\"role\":\"user\\u0000\",\"content\":\"x\"}]", MM_ERR_FORMAT,
+         "messages[0].role: \"user\\u0000...\" contains a NUL character"},
+        {"[{\"role\":\"user\",\"content\":[{\"type\":\"text\\u0000\",\"text\":\"x\"}]}]",
+         MM_ERR_FORMAT, "messages[0].content[0]: \"text\\u0000...\" contains a NUL"},
         {"[{\"role\":\"user\",\"content\":null}]", MM_ERR_FORMAT,
          "messages[0].content: array expected, found null"},
         {"[{\"role\":\"user\",\"content\":[{\"text\":\"x\"}]}]", MM_ERR_FORMAT,
