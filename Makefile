@@ -3,8 +3,10 @@
 # `make SANITIZE=1 test` builds with AddressSanitizer + UndefinedBehaviorSanitizer
 # (run `make clean` when switching).
 
-ABI_VERSION := 1
-VERSION     := 0.1.0
+# The version is written in one place, include/mm.h (MM_VERSION_*, MM_ABI_VERSION); read it here.
+mm_define    = $(shell sed -n 's/^\#define MM_$(1) \([0-9][0-9]*\)$$/\1/p' include/mm.h)
+ABI_VERSION := $(call mm_define,ABI_VERSION)
+VERSION     := $(call mm_define,VERSION_MAJOR).$(call mm_define,VERSION_MINOR).$(call mm_define,VERSION_PATCH)
 PREFIX      ?= /usr/local
 LIBDIR      ?= $(PREFIX)/lib
 INCLUDEDIR  ?= $(PREFIX)/include
@@ -48,7 +50,7 @@ SUITES    := $(patsubst %.c,%,$(wildcard tests/test_*.c))
 # Other test programs built from tests/*.c (conformance runners etc.).
 TOOLS     := $(patsubst %.c,%,$(filter-out tests/test_%.c,$(wildcard tests/*.c)))
 
-.PHONY: all test bench install uninstall clean demo eval fuzz valgrind tsan
+.PHONY: all test bench install uninstall clean demo eval fuzz valgrind tsan version
 all: $(SHARED) lib/$(SONAME) lib/libmm.so $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS)
 
 lib/%.o: lib/%.c $(LIB_HDR) Makefile
@@ -87,6 +89,9 @@ $(TOOLS): %: %.c $(STATIC)
 
 test: all
 	@tests/run_all.sh
+
+version:
+	@echo $(VERSION) $(ABI_VERSION)
 
 # The bundled scenes model (models/README.md): describe the bundled images; measure held-out
 # accuracy (EVAL_SEED, EVAL_COUNT scenes; EVAL_FLAGS go to mm-eval, e.g. --markdown).
