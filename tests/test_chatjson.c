@@ -593,13 +593,13 @@ END_TEST
 
 /* ---- feeding a session ---- */
 
-/* A tiny random llama with the LLaMA SentencePiece vocabulary (../shared/vectors/tokenizer). */
+/* A tiny random llama with the LLaMA SentencePiece vocabulary (tests/vectors/tokenizer). */
 static mm_model *text_model;
 
 static void load_text_model(void)
 {
     tiny_llama c = tiny_llama_default;
-    c.vocab_path = test_shared_path("vectors/tokenizer/ggml-vocab-llama-spm.gguf");
+    c.vocab_path = test_vectors_path("tokenizer/ggml-vocab-llama-spm.gguf");
     c.n_ctx = 128;
     ck_assert_ok(tiny_llama_load(&c, &text_model));
 }

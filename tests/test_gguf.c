@@ -463,7 +463,7 @@ START_TEST(reads_llama_cpp_vocab_files)
         int b;
         mmi_gguf_type type;
         uint64_t count;
-        ck_assert_ok(mmi_gguf_open(test_shared_path("vectors/tokenizer/ggml-vocab-llama-spm.gguf"),
+        ck_assert_ok(mmi_gguf_open(test_vectors_path("tokenizer/ggml-vocab-llama-spm.gguf"),
                                    use_mmap, &g));
         ck_assert_uint_eq(mmi_gguf_version(g), 3);
         ck_assert_uint_eq(mmi_gguf_n_tensors(g), 0);
@@ -495,7 +495,7 @@ START_TEST(reads_llama_cpp_vocab_files)
         ck_assert(d == 9.999999747378752e-06);
         mmi_gguf_close(g);
 
-        ck_assert_ok(mmi_gguf_open(test_shared_path("vectors/tokenizer/ggml-vocab-gpt-2.gguf"),
+        ck_assert_ok(mmi_gguf_open(test_vectors_path("tokenizer/ggml-vocab-gpt-2.gguf"),
                                    use_mmap, &g));
         ck_assert_ok(mmi_gguf_get_string(g, "tokenizer.ggml.model", &s, NULL));
         ck_assert_str_eq(s, "gpt2");

@@ -27,7 +27,7 @@ static mm_model *vocab_model, *ids_model;
 static void load_models(void)
 {
     tiny_llama c = tiny_llama_default;
-    c.vocab_path = test_shared_path("vectors/tokenizer/ggml-vocab-llama-spm.gguf");
+    c.vocab_path = test_vectors_path("tokenizer/ggml-vocab-llama-spm.gguf");
     c.n_ctx = 256;
     ck_assert_ok(tiny_llama_load(&c, &vocab_model));
     ck_assert_ok(tiny_llama_load(&tiny_llama_default, &ids_model));
@@ -464,7 +464,7 @@ END_TEST
 static mm_model *llava_model(void)
 {
     tiny_llama c = tiny_llama_default;
-    c.vocab_path = test_shared_path("vectors/tokenizer/ggml-vocab-llama-spm.gguf");
+    c.vocab_path = test_vectors_path("tokenizer/ggml-vocab-llama-spm.gguf");
     mm_model *m;
     ck_assert_ok(tiny_llava_load(&c, &m));
     ck_assert_ptr_nonnull(m->vision);
@@ -680,7 +680,7 @@ static void always_eos(const char *name, float *v, size_t n, void *user)
 START_TEST(end_of_generation_token_ends_and_closes_the_answer)
 {
     tiny_llama c = tiny_llama_default;
-    c.vocab_path = test_shared_path("vectors/tokenizer/ggml-vocab-llama-spm.gguf");
+    c.vocab_path = test_vectors_path("tokenizer/ggml-vocab-llama-spm.gguf");
     c.hook = always_eos;
     mm_model *m;
     ck_assert_ok(tiny_llama_load(&c, &m));
