@@ -28,6 +28,7 @@ typedef struct {
     int active;        /* a generation is under way */
     int finished;      /* its last token is out; the next step reports the end */
     int n_generated;   /* tokens sampled in it */
+    size_t stop_index; /* the stop string that ended it (stop_reason MM_STOP_STRING) */
     char *held;        /* text not yet emitted: it may be the start of a stop string */
     size_t n_held;
     char *emit;        /* the piece handed to the caller */
@@ -594,10 +595,26 @@ mm_status mmi_session_add_stop_string(mm_session *s, const char *stop)
 
 void mmi_session_clear_stop_strings(mm_session *s)
 {
-    for (size_t i = 0; i < s->n_stops; i++)
-        mmi_free(s->stops[i]);
-    s->n_stops = 0;
+    mmi_session_drop_stop_strings(s, 0);
+}
+
+size_t mmi_session_n_stop_strings(const mm_session *s)
+{
+    return s->n_stops;
+}
+
+void mmi_session_drop_stop_strings(mm_session *s, size_t keep)
+{
     s->max_stop_len = 0;
+    for (size_t i = 0; i < s->n_stops; i++) {
+        size_t len = strlen(s->stops[i]);
+        if (i >= keep)
+            mmi_free(s->stops[i]);
+        else if (len > s->max_stop_len)
+            s->max_stop_len = len;
+    }
+    if (keep < s->n_stops)
+        s->n_stops = keep;
 }
 
 /* ---- generation ---- */
@@ -615,6 +632,7 @@ static int release_text(mm_session *s, int all, size_t *n_emit)
         if (at && (size_t)(at - g->held) < cut) {
             cut = (size_t)(at - g->held);
             stopped = 1;
+            g->stop_index = i;
         }
         /* Longest tail of the held text that begins this stop string. */
         for (size_t k = len - 1; !all && k > keep; k--)
@@ -765,6 +783,18 @@ mm_status mmi_session_generate(mm_session *s, const mm_options *options, mm_piec
 mm_stop_reason mmi_session_stop_reason(const mm_session *s)
 {
     return s->stop_reason;
+}
+
+int mmi_session_n_generated(const mm_session *s)
+{
+    return s->gen.n_generated;
+}
+
+const char *mmi_session_matched_stop(const mm_session *s)
+{
+    if (s->stop_reason != MM_STOP_STRING || s->gen.stop_index >= s->n_stops)
+        return NULL;
+    return s->stops[s->gen.stop_index];
 }
 
 /* ---- state ---- */
