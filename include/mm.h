@@ -420,8 +420,13 @@ MM_API mm_status mm_session_add_text(mm_session *session, const char *text, size
  * ... unless generation already ended on it). An assistant message added while an answer is
  * open becomes that answer. With "llama2" a system message is held and written inside the next
  * user message's [INST] (anything else added before that user message: MM_ERR_STATE). Each
- * message is tokenized on its own; the rendered text is tokenized with control tokens parsed, as
- * llama.cpp does: "</s>" written in a message is the end-of-sequence token. Errors as
+ * message is tokenized on its own. Only the template's own markup makes control tokens: text
+ * in a message stays text whatever it holds, so "</s>", "<|im_end|>" or "<s>[INST]" typed by a
+ * user are the tokens of those characters, never end-of-sequence or turn tokens, and a message
+ * cannot end its turn or open another (mm_session_add_text with MM_TOKENIZE_PARSE_SPECIAL is
+ * the way to write control tokens as text). Templates whose markup is plain text ("llava":
+ * "USER:", "ASSISTANT:") give the same tokens for that text wherever it comes from. The ids are
+ * otherwise those of the whole rendered text tokenized at once, as llama.cpp does. Errors as
  * mm_session_add_text, and MM_ERR_ARG for an unknown role. */
 MM_API mm_status mm_session_add_message(mm_session *session, const char *role, const char *text,
                                         size_t len);
@@ -534,7 +539,8 @@ MM_API void mm_session_reset(mm_session *session);
  * Each message goes through the session's chat template as mm_session_add_message_images()
  * takes it: images before all of a message's text go where the template puts images (LLaVA:
  * first, each followed by a newline), an image after some text stays at its place in the text;
- * consecutive text parts are joined by a newline.
+ * consecutive text parts are joined by a newline. As there, control-token text in a message
+ * ("</s>", "<|im_end|>") stays text.
  * The whole JSON is checked (strict RFC 8259: UTF-8, no duplicate keys where libmm reads, depth
  * at most 64, at most 2^20 values; canonical padded base64) and every image decoded (limits:
  * MM_OPT_IMAGE_MAX_SIDE / MM_OPT_IMAGE_MAX_PIXELS from options, NULL for defaults) before the

@@ -373,10 +373,14 @@ static size_t count_markers(const char *text, size_t len)
 }
 
 /* The whole message as text with a marker where each image goes: the close of an open answer,
- * the role's prefix, the content, its suffix (and for a user message the generation prompt). */
+ * the role's prefix, the content, its suffix (and for a user message the generation prompt).
+ * literal[] receives the spans of the caller's text (the content, a held system text), which
+ * must stay text: only the template's markup may produce control tokens. */
 static void render_message(const mm_session *s, mmi_chat_role role, const char *text,
-                           size_t len, size_t n_media, strbuf *b)
+                           size_t len, size_t n_media, strbuf *b, mmi_text_span literal[2],
+                           size_t *n_literal)
 {
+    *n_literal = 0;
     const mmi_chat_template *t = s->tmpl;
     int continues_answer = s->answer_open && role == MMI_ROLE_ASSISTANT;
     if (s->answer_open && !continues_answer) {
@@ -388,6 +392,7 @@ static void render_message(const mm_session *s, mmi_chat_role role, const char *
         sb_str(b, t->turn_start);
     if (role == MMI_ROLE_USER && s->held_system) {
         sb_str(b, t->prefix[MMI_ROLE_SYSTEM]);
+        literal[(*n_literal)++] = (mmi_text_span){b->n, b->n + strlen(s->held_system)};
         sb_str(b, s->held_system);
         sb_str(b, t->suffix[MMI_ROLE_SYSTEM]);
     } else if (!continues_answer) {
@@ -398,6 +403,7 @@ static void render_message(const mm_session *s, mmi_chat_role role, const char *
             sb_str(b, MMI_IMAGE_MARKER);
             sb_str(b, t->image_suffix);
         }
+    literal[(*n_literal)++] = (mmi_text_span){b->n, b->n + len};
     sb_add(b, text, len);
     sb_str(b, t->suffix[role]);
     if (role == MMI_ROLE_USER)
@@ -406,6 +412,25 @@ static void render_message(const mm_session *s, mmi_chat_role role, const char *
         sb_str(b, t->end_token);
         sb_str(b, t->after_end);
     }
+}
+
+/* Tokenize the stretch [p, stop) of the rendered message `all` with control tokens parsed
+ * outside the literal spans (given in offsets into `all`). */
+static mm_status tokenize_stretch(const mm_session *s, const char *all, const char *p,
+                                  const char *stop, const mmi_text_span *literal,
+                                  size_t n_literal, mmi_tokens *ids)
+{
+    size_t from = (size_t)(p - all), to = (size_t)(stop - all);
+    mmi_text_span local[2];
+    size_t n_local = 0;
+    for (size_t i = 0; i < n_literal; i++) {
+        size_t a = literal[i].start > from ? literal[i].start : from;
+        size_t z = literal[i].end < to ? literal[i].end : to;
+        if (a < z)
+            local[n_local++] = (mmi_text_span){a - from, z - from};
+    }
+    return mmi_tokenize_literal(s->tok, p, (size_t)(stop - p), MM_TOKENIZE_PARSE_SPECIAL, local,
+                                n_local, ids);
 }
 
 mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char *text, size_t len,
@@ -442,7 +467,9 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
             return mmi_fail(MM_ERR_ARG, "%s: image %zu has no embeddings", fn, i);
 
     strbuf b = {0};
-    render_message(s, role, text, len, n_inline, &b);
+    mmi_text_span literal[2];
+    size_t n_literal;
+    render_message(s, role, text, len, n_inline, &b, literal, &n_literal);
     mmi_tokens ids = {0};
     part *parts = mmi_array(2 * n_media + 2, sizeof *parts);
     size_t *ends = mmi_array(n_media + 1, sizeof *ends); /* token count after each stretch */
@@ -453,12 +480,13 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
     if (st == MM_OK && wants_bos(s) && (st = mmi_tokens_reserve(&ids, 1)) == MM_OK)
         ids.ids[ids.n++] = mmi_token_bos(s->tok);
     /* Tokenize each stretch between images on its own, as llama.cpp's multimodal tool does. */
-    const char *p = b.p ? b.p : "", *end = p + b.n; /* an empty rendering has no buffer */
+    const char *rendered = b.p ? b.p : ""; /* an empty rendering has no buffer */
+    const char *p = rendered, *end = p + b.n;
     size_t m = strlen(MMI_IMAGE_MARKER);
     for (size_t i = 0; i <= n_inline && st == MM_OK; i++) {
         const char *stop = i < n_inline ? memmem(p, (size_t)(end - p), MMI_IMAGE_MARKER, m) : end;
         if (stop > p)
-            st = mmi_tokenize(s->tok, p, (size_t)(stop - p), MM_TOKENIZE_PARSE_SPECIAL, &ids);
+            st = tokenize_stretch(s, rendered, p, stop, literal, n_literal, &ids);
         ends[i] = ids.n;
         if (i < n_inline)
             p = stop + m;
