@@ -77,8 +77,8 @@ static void free_set(row_set *s)
 static int open_vectors(int i, st_file *f)
 {
     char rel[64], path[256];
-    snprintf(rel, sizeof rel, "vectors/quant/%s.safetensors", files[i].file);
-    snprintf(path, sizeof path, "%.200s", test_shared_path(rel));
+    snprintf(rel, sizeof rel, "quant/%s.safetensors", files[i].file);
+    snprintf(path, sizeof path, "%.200s", test_vectors_path(rel));
     ck_assert_msg(st_load(f, path) == 0, "%s", f->error);
     return 1;
 }
