@@ -745,8 +745,10 @@ def tokenizer_keys(folder, args, n_vocab):
         if "tokenizer.ggml.tokens" not in kv:
             raise ConvertError("%s has no tokenizer.ggml.tokens" % args.vocab)
         n = len(kv["tokenizer.ggml.tokens"][1])
-        if n != n_vocab:
-            warn("--vocab has %d tokens but the model's embedding has %d rows" % (n, n_vocab))
+        if n != n_vocab:    # ids would name other rows, or rows no id reaches: garbage text
+            raise ConvertError("--vocab %s has %d tokens but the model's embedding has %d rows: "
+                               "not this model's vocabulary (nothing written)"
+                               % (args.vocab, n, n_vocab))
         return kv
     sp = os.path.join(folder, "tokenizer.model")
     tj = os.path.join(folder, "tokenizer.json")
