@@ -1,5 +1,6 @@
 """CLIP and image encoding through the Python package, against the HF transformers vectors of the
-shared `clip` case (tolerance |c - ref| <= 1e-4 * max(1, |ref|), as the case advises)."""
+reference `clip` case in tests/vectors/hf (tolerance |c - ref| <= 1e-4 * max(1, |ref|), as the
+case advises)."""
 import os
 import subprocess
 import sys
@@ -56,7 +57,7 @@ class TestClip(unittest.TestCase):
         np.testing.assert_array_equal(emb2.to_numpy(), emb.to_numpy())
 
     def test_images_are_preprocessed_as_hf_does(self):
-        # the CLIPImageProcessor outputs at size 32 of the shared preprocess case, through the
+        # the CLIPImageProcessor outputs at size 32 of the reference preprocess case, through the
         # same 32-pixel model: decoding + preprocessing in libmm gives the same embedding
         pre = reference("preprocess")
         for name in ("rgb_61x47.png", "rgba_40x64.png", "q90_80x50.jpg"):
