@@ -531,6 +531,28 @@ static int fuzz_chatjson(const uint8_t *data, size_t size)
     } else {
         fuzz_check_failure(st, "mmi_json_parse");
     }
+    /* Any bytes written as a JSON string read back: as they were when they are UTF-8. */
+    mmi_json_writer w = {0};
+    mmi_json_write_string(&w, text, size);
+    if (mmi_json_writer_finish(&w) == MM_OK) {
+        st = mmi_json_parse(w.data, w.len, &doc);
+        FUZZ_CHECK(st == MM_OK && doc.values[0].type == MMI_JSON_STRING,
+                   "written string does not read back: %s", mm_last_error());
+        if (mmi_utf8_check(text, size) == size)
+            FUZZ_CHECK(doc.values[0].len == size && memcmp(doc.values[0].str, text, size) == 0,
+                       "written string reads back changed");
+        mmi_json_free(&doc);
+        mmi_free(w.data);
+    }
+    mm_chat_request *request;
+    st = mm_chat_request_parse(text, size, &request);
+    if (st == MM_OK) {
+        for (size_t i = 0; i < mm_chat_request_n_stop(request); i++)
+            FUZZ_CHECK(mm_chat_request_stop(request, i)[0] != '\0', "empty stop string %zu", i);
+        mm_chat_request_free(request);
+    } else {
+        fuzz_check_failure(st, "mm_chat_request_parse");
+    }
     mmi_chat chat;
     st = mmi_chat_parse(text, size, &chat);
     if (st != MM_OK) {

@@ -120,6 +120,33 @@ class TestConversation(unittest.TestCase):
         self.assertEqual(part, full[:full.index(stop)])
         self.assertEqual(s2.stop_reason, libmm.StopReason.STRING)
 
+    def test_respond_to_a_request(self):
+        s = self.session(max_tokens=24)
+        s.add_message("user", "Tell me a story.")
+        n_prompt = s.n_past
+        full = "".join(s.generate())
+        stop = full[len(full) // 2:len(full) // 2 + 3]
+        request = {"model": "tiny", "max_tokens": 24, "stop": [stop],
+                   "messages": [{"role": "user", "content": "Tell me a story."}]}
+        response = self.session().respond(request)
+        self.assertEqual(response["object"], "chat.completion")
+        self.assertEqual(response["model"], "tiny")
+        choice = response["choices"][0]
+        self.assertEqual(choice["message"]["content"], full[:full.index(stop)])
+        self.assertEqual(choice["finish_reason"], "stop")
+        self.assertEqual(response["usage"]["prompt_tokens"], n_prompt)
+        # Anthropic-shaped; the request's max_tokens overrides the session's options
+        request = {"system": "", "max_tokens": 4,
+                   "messages": [{"role": "user", "content": "Tell me a story."}]}
+        response = self.session(max_tokens=24).respond(request)
+        self.assertEqual(response["type"], "message")
+        self.assertEqual(response["stop_reason"], "max_tokens")
+        self.assertEqual(response["usage"]["output_tokens"], 4)
+        with self.assertRaises(libmm.MMError) as cm:
+            self.session().respond({"messages": [], "temperature": "hot"})
+        self.assertEqual(cm.exception.status, libmm.Status.ERR_FORMAT)
+        self.assertIn("temperature: a number expected, found string", cm.exception.detail)
+
     def test_message_errors(self):
         s = self.session()
         with self.assertRaises(libmm.MMError) as cm:
