@@ -122,7 +122,7 @@ typedef enum mm_opt {
     MM_OPT_MIN_P           = 206, /* float in [0,1), 0 = off; default 0 */
     MM_OPT_REPEAT_PENALTY  = 207, /* float > 0, 1 = off; default 1 */
     MM_OPT_REPEAT_LAST_N   = 208, /* int >= 0, tokens the penalty looks back on; default 64 */
-    MM_OPT_CHAT_TEMPLATE   = 209, /* string: "llava", "chatml", "llama2", "raw"; default: model's */
+    MM_OPT_CHAT_TEMPLATE   = 209, /* string: llava chatml phi3 llama2 raw; default: model's */
     MM_OPT_IMAGE_MAX_SIDE  = 300, /* int, largest width or height accepted; default 16384 */
     MM_OPT_IMAGE_MAX_PIXELS= 301  /* int, largest width*height accepted; default 64 Mi pixels */
 } mm_opt;
@@ -194,6 +194,11 @@ MM_API mm_status mm_model_load(const char *path, const char *mmproj_path,
 /* Release the caller's reference. Sessions created on the model keep their own reference, so
  * the model may be freed before them. Accepts NULL. */
 MM_API void mm_model_free(mm_model *model);
+/* The family of the model's language model, as its file's general.architecture names it:
+ * "llama" (also Mistral), "qwen2", "phi3" or "opt" (docs/model-format.md §1-2). NULL for a
+ * model without language model (a CLIP file) and for NULL. The string lives as long as the
+ * library. */
+MM_API const char *mm_model_family(const mm_model *model);
 
 /* ---- section: images (image.c, preprocess.c) ---- */
 
@@ -421,7 +426,8 @@ MM_API mm_status mm_session_add_text(mm_session *session, const char *text, size
  * tokenizer.chat_template when it is one of these, else "llava" for a model with a vision
  * encoder and "raw" otherwise):
  *   "llava"  (alias "vicuna"; LLaVA-1.5)  USER: <image>\n{text} ASSISTANT:  ... answer</s>
- *   "chatml"  <|im_start|>{role}\n{text}<|im_end|>\n ... <|im_start|>assistant\n
+ *   "chatml"  <|im_start|>{role}\n{text}<|im_end|>\n ... <|im_start|>assistant\n  (Qwen2)
+ *   "phi3"    <|{role}|>\n{text}<|end|>\n ... <|assistant|>\n  answer<|end|>\n
  *   "llama2"  [INST] <<SYS>>\n{system}\n<</SYS>>\n\n{text} [/INST] answer </s><s>[INST] ...
  *   "raw"     the text alone.
  * A user message ends with the template's answer prompt ("ASSISTANT:"), so mm_session_generate
@@ -520,7 +526,8 @@ MM_API mm_status mm_session_logits(const mm_session *session, const float **logi
 /* Context size in positions, and positions in use (0 for NULL). */
 MM_API int mm_session_n_ctx(const mm_session *session);
 MM_API int mm_session_n_past(const mm_session *session);
-/* Name of the chat template in use ("llava", "chatml", "llama2", "raw"); NULL for NULL. */
+/* Name of the chat template in use ("llava", "chatml", "phi3", "llama2", "raw"); NULL for
+ * NULL. */
 MM_API const char *mm_session_chat_template(const mm_session *session);
 
 /* Stop the call in progress on this session as soon as possible (between two layers of the

@@ -748,6 +748,7 @@ void mmi_session_cancel(mm_session *s)
 void mmi_session_reset(mm_session *s)
 {
     s->state.n_past = 0;
+    s->state.pos_delta = 0;
     s->pending = -1;
     s->answer_open = 0;
     mmi_free(s->held_system);

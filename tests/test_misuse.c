@@ -316,6 +316,12 @@ static void m_mm_model_load(void)
 }
 
 /* Sessions and embeddings keep working after their model is freed. */
+static void m_mm_model_family(void)
+{
+    ck_assert_ptr_null(mm_model_family(NULL));
+    ck_assert_str_eq(mm_model_family(llava), "llama");
+}
+
 static void m_mm_model_free(void)
 {
     mm_model_free(NULL);
@@ -1033,7 +1039,7 @@ static const struct {
     CASE(mm_options_unset), CASE(mm_options_get_int), CASE(mm_options_get_float),
     CASE(mm_options_get_string), CASE(mm_option_name), CASE(mm_option_type),
     CASE(mm_options_set_progress),
-    CASE(mm_model_load), CASE(mm_model_free),
+    CASE(mm_model_load), CASE(mm_model_free), CASE(mm_model_family),
     CASE(mm_image_load_file), CASE(mm_image_load_memory), CASE(mm_image_from_pixels),
     CASE(mm_image_width), CASE(mm_image_height), CASE(mm_image_pixels), CASE(mm_image_free),
     CASE(mm_image_encode), CASE(mm_image_encode_pixels), CASE(mm_embeddings_n_tokens),

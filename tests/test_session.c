@@ -372,6 +372,8 @@ START_TEST(chatml_and_llama2_templates)
 {
     check_two_turns("chatml", NULL, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
                     "<|im_end|>\n<|im_start|>user\nMore<|im_end|>\n<|im_start|>assistant\n");
+    check_two_turns("phi3", NULL, "<|user|>\nHi<|end|>\n<|assistant|>\n",
+                    "<|end|>\n<|user|>\nMore<|end|>\n<|assistant|>\n");
     check_two_turns("llama2", "Be brief.", "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST]",
                     "</s><s>[INST] More [/INST]");
     check_two_turns("raw", NULL, "Hi", "More");
@@ -451,6 +453,8 @@ START_TEST(template_from_the_file)
          "llama2"},
         {"{% for message in messages %}{{ message['role'].upper() + ': ' }}{% endfor %}"
          "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}", "llava"},
+        {"{% for message in messages %}{% if message['role'] == 'user' %}{{'<|user|>\n' + "
+         "message['content'] + '<|end|>\n' + '<|assistant|>\n'}}{% endif %}{% endfor %}", "phi3"},
         {"vicuna", "llava"},
         {"{{ something else }}", "raw"}, /* not ours, and no vision tower */
     };
