@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "half.h"
+#include "quant_block.h"
 
 /* ---- dequantization ---- */
 
@@ -154,18 +155,6 @@ static void q3_k_to_f32(const void *src, float *y, size_t n)
     }
 }
 
-/* The 6-bit scale and min of group j (0..7) of a Q4_K/Q5_K block's 12 scale bytes. */
-static void k4_scale_min(const uint8_t *s, int j, int *sc, int *mn)
-{
-    if (j < 4) {
-        *sc = s[j] & 63;
-        *mn = s[j + 4] & 63;
-    } else {
-        *sc = (s[j + 4] & 15) | (s[j - 4] >> 6) << 4;
-        *mn = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
-    }
-}
-
 /* Q4_K: f16 d, f16 dmin, 12 scale bytes, 128 bytes of nibbles; each 32 bytes hold two groups
  * of 32 (low nibbles, then high); x = d sc q - dmin m. */
 static void q4_k_to_f32(const void *src, float *y, size_t n)
@@ -175,9 +164,9 @@ static void q4_k_to_f32(const void *src, float *y, size_t n)
         const uint8_t *q = b + 16;
         for (int j = 0; j < 8; j += 2, q += 32) {
             int sc, mn;
-            k4_scale_min(b + 4, j, &sc, &mn);
+            mmi_k4_scale_min(b + 4, j, &sc, &mn);
             float d1 = d * (float)sc, m1 = dmin * (float)mn;
-            k4_scale_min(b + 4, j + 1, &sc, &mn);
+            mmi_k4_scale_min(b + 4, j + 1, &sc, &mn);
             float d2 = d * (float)sc, m2 = dmin * (float)mn;
             for (int l = 0; l < 32; l++)
                 *y++ = d1 * (float)(q[l] & 15) - m1;
@@ -196,9 +185,9 @@ static void q5_k_to_f32(const void *src, float *y, size_t n)
         const uint8_t *qh = b + 16, *q = b + 48;
         for (int j = 0; j < 8; j += 2, q += 32) {
             int sc, mn;
-            k4_scale_min(b + 4, j, &sc, &mn);
+            mmi_k4_scale_min(b + 4, j, &sc, &mn);
             float d1 = d * (float)sc, m1 = dmin * (float)mn;
-            k4_scale_min(b + 4, j + 1, &sc, &mn);
+            mmi_k4_scale_min(b + 4, j + 1, &sc, &mn);
             float d2 = d * (float)sc, m2 = dmin * (float)mn;
             for (int l = 0; l < 32; l++)
                 *y++ = d1 * (float)((q[l] & 15) + ((qh[l] >> j) & 1) * 16) - m1;
@@ -468,11 +457,6 @@ static void q8_k_from_f32(const float *x, void *dst, size_t n)
 /* ---- portable dot kernels ----
  * Each block's integer sum is exact; the blocks are accumulated in float, in order. */
 
-static int16_t le16s(const uint8_t *p)
-{
-    return (int16_t)(p[0] | p[1] << 8);
-}
-
 /* Sum of w[i] * x[i] over n int8 pairs. */
 static int32_t isum8(const int8_t *w, const int8_t *x, int n)
 {
@@ -548,16 +532,6 @@ DOT_Q8_1(dot_q5_1, 24, 4)
 
 /* The K types against Q8_K (f32 d, 256 int8, int16 sums of each 16): per block
  * d_w d_x sum_g(scale_g sum(q_w q_x)) - dmin_w d_x sum_g(min_g sum_g(q_x)). */
-static float q8_k_d(const uint8_t *x)
-{
-    return mmi_bits_f32(le32(x));
-}
-
-static int32_t q8_k_bsum(const uint8_t *x, int g)
-{
-    return le16s(x + 260 + 2 * g);
-}
-
 static float dot_q2_k(const void *w, const void *xq, size_t n)
 {
     const uint8_t *b = w, *x = xq;
@@ -570,9 +544,9 @@ static float dot_q2_k(const void *w, const void *xq, size_t n)
         int32_t isum = 0, imin = 0;
         for (int g = 0; g < 16; g++) {
             isum += (b[g] & 15) * isum8(q + 16 * g, (const int8_t *)x + 4 + 16 * g, 16);
-            imin += (b[g] >> 4) * q8_k_bsum(x, g);
+            imin += (b[g] >> 4) * mmi_q8_k_bsum(x, g);
         }
-        float dx = q8_k_d(x);
+        float dx = mmi_q8_k_d(x);
         sum += dx * mmi_f16_at(b + 80) * (float)isum - dx * mmi_f16_at(b + 82) * (float)imin;
     }
     return sum;
@@ -593,7 +567,7 @@ static float dot_q3_k(const void *w, const void *xq, size_t n)
         int32_t isum = 0;
         for (int g = 0; g < 16; g++)
             isum += q3_k_scale(b + 96, g) * isum8(q + 16 * g, (const int8_t *)x + 4 + 16 * g, 16);
-        sum += q8_k_d(x) * mmi_f16_at(b + 108) * (float)isum;
+        sum += mmi_q8_k_d(x) * mmi_f16_at(b + 108) * (float)isum;
     }
     return sum;
 }
@@ -604,11 +578,11 @@ static float k4_block(const uint8_t *b, const int8_t q[256], const uint8_t *x)
     int32_t isum = 0, imin = 0;
     for (int g = 0; g < 8; g++) {
         int sc, mn;
-        k4_scale_min(b + 4, g, &sc, &mn);
+        mmi_k4_scale_min(b + 4, g, &sc, &mn);
         isum += sc * isum8(q + 32 * g, (const int8_t *)x + 4 + 32 * g, 32);
-        imin += mn * (q8_k_bsum(x, 2 * g) + q8_k_bsum(x, 2 * g + 1));
+        imin += mn * (mmi_q8_k_bsum(x, 2 * g) + mmi_q8_k_bsum(x, 2 * g + 1));
     }
-    float dx = q8_k_d(x);
+    float dx = mmi_q8_k_d(x);
     return dx * mmi_f16_at(b) * (float)isum - dx * mmi_f16_at(b + 2) * (float)imin;
 }
 
@@ -651,7 +625,7 @@ static float dot_q6_k(const void *w, const void *xq, size_t n)
         int32_t isum = 0;
         for (int g = 0; g < 16; g++)
             isum += (int8_t)b[192 + g] * isum8(q + 16 * g, (const int8_t *)x + 4 + 16 * g, 16);
-        sum += q8_k_d(x) * mmi_f16_at(b + 208) * (float)isum;
+        sum += mmi_q8_k_d(x) * mmi_f16_at(b + 208) * (float)isum;
     }
     return sum;
 }
@@ -667,7 +641,7 @@ static float dot_iq4_xs(const void *w, const void *xq, size_t n)
             unpack_nibbles(b + 8 + 16 * g, NULL, iq4_grid, 0, q);
             isum += iq4_xs_scale(b, g) * isum8(q, (const int8_t *)x + 4 + 32 * g, 32);
         }
-        sum += q8_k_d(x) * mmi_f16_at(b) * (float)isum;
+        sum += mmi_q8_k_d(x) * mmi_f16_at(b) * (float)isum;
     }
     return sum;
 }
