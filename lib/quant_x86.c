@@ -2,16 +2,17 @@
  * build needs no -march, each function carries its own target attribute.
  *
  * Only the integer sums of a block are vectorised; the block's float terms are formed and
- * accumulated exactly as the portable kernels do (same expressions, same order, no
- * contraction under -std=c11), so both give bit-identical results. The activations are
- * Q8_0/Q8_K values in [-127, 127] (our quantizers never produce -128), so the 16-bit pair
+ * accumulated exactly as the portable kernels do (same expressions, same order, block scales
+ * converted with F16C, which is exact; no contraction under -std=c11), so both give
+ * bit-identical results. (The order matters beyond the last bit: a later layer quantizes its
+ * input to Q8 again, and a value on a rounding boundary moves a whole step.) The activations
+ * are Q8_0/Q8_K values in [-127, 127] (our quantizers never produce -128), so the 16-bit pair
  * sums of _mm256_maddubs_epi16 (at most 2 * 128 * 127 here) cannot saturate. */
 #include "quant.h"
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
 
-#include "half.h"
 #include "quant_block.h"
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -22,6 +23,20 @@ AVX2 static inline int32_t hsum_i32(__m256i v)
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
     return _mm_cvtsi128_si32(s);
+}
+
+/* The horizontal sums of four vectors at once: out[k] = sum of v[k]'s lanes. */
+AVX2 static inline void hsum4_i32(__m256i v0, __m256i v1, __m256i v2, __m256i v3, int32_t out[4])
+{
+    __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+    _mm_storeu_si128((__m128i *)out, s);
+}
+
+/* A little-endian f16 at p, by F16C (exact, as mmi_f16_at). */
+AVX2 static inline float f16_at(const uint8_t *p)
+{
+    return _cvtsh_ss((unsigned short)(p[0] | p[1] << 8));
 }
 
 /* Sums of signed w * signed x over each 4 bytes, as 8 int32. */
@@ -44,33 +59,46 @@ AVX2 static inline __m256i nibbles(const uint8_t *qs)
     return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), mask), _mm_and_si128(q, mask));
 }
 
-AVX2 static float dot_q8_0_avx2(const void *w, const void *xq, size_t n)
+/* Q8_0 and Q4_0 against Q8_0, four blocks' integer sums reduced together. */
+#define DOT_Q8_0_AVX2(fn, bytes, values)                                                  \
+    AVX2 static float fn(const void *w, const void *xq, size_t n)                         \
+    {                                                                                      \
+        const uint8_t *b = w, *x = xq;                                                     \
+        float sum = 0.0f;                                                                  \
+        for (; n >= 128; n -= 128) {                                                       \
+            int32_t s[4];                                                                  \
+            hsum4_i32(dot_i8(values(b), load32(x + 2)),                                    \
+                      dot_i8(values(b + (bytes)), load32(x + 36)),                         \
+                      dot_i8(values(b + 2 * (bytes)), load32(x + 70)),                     \
+                      dot_i8(values(b + 3 * (bytes)), load32(x + 104)), s);                \
+            for (int k = 0; k < 4; k++, b += (bytes), x += 34)                             \
+                sum += (float)s[k] * (f16_at(b) * f16_at(x));                              \
+        }                                                                                  \
+        for (; n; n -= 32, b += (bytes), x += 34)                                          \
+            sum += (float)hsum_i32(dot_i8(values(b), load32(x + 2))) *                     \
+                   (f16_at(b) * f16_at(x));                                                \
+        return sum;                                                                        \
+    }
+
+AVX2 static inline __m256i q8_0_values(const uint8_t *b)
 {
-    const uint8_t *b = w, *x = xq;
-    float sum = 0.0f;
-    for (; n; n -= 32, b += 34, x += 34)
-        sum += (float)hsum_i32(dot_i8(load32(b + 2), load32(x + 2))) *
-               (mmi_f16_at(b) * mmi_f16_at(x));
-    return sum;
+    return load32(b + 2);
 }
 
-AVX2 static float dot_q4_0_avx2(const void *w, const void *xq, size_t n)
+AVX2 static inline __m256i q4_0_values(const uint8_t *b)
 {
-    const uint8_t *b = w, *x = xq;
-    float sum = 0.0f;
-    for (; n; n -= 32, b += 18, x += 34) {
-        __m256i q = _mm256_sub_epi8(nibbles(b + 2), _mm256_set1_epi8(8));
-        sum += (float)hsum_i32(dot_i8(q, load32(x + 2))) * (mmi_f16_at(b) * mmi_f16_at(x));
-    }
-    return sum;
+    return _mm256_sub_epi8(nibbles(b + 2), _mm256_set1_epi8(8));
 }
+
+DOT_Q8_0_AVX2(dot_q8_0_avx2, 34, q8_0_values)
+DOT_Q8_0_AVX2(dot_q4_0_avx2, 18, q4_0_values)
 
 /* Q4_K / Q5_K: unsigned values 0..15 (0..31) by group of 32, times the group's scale; the
  * mins against the activation sums. qh: Q5_K's 5th bits, or NULL. */
 AVX2 static inline float k4_block_avx2(const uint8_t *b, const uint8_t *qs, const uint8_t *qh,
                                        const uint8_t *x)
 {
-    __m256i acc = _mm256_setzero_si256(), mask = _mm256_set1_epi8(15);
+    __m256i sums = _mm256_setzero_si256(), mask = _mm256_set1_epi8(15);
     __m256i one = _mm256_set1_epi8(1), high = qh ? load32(qh) : _mm256_setzero_si256();
     int32_t imin = 0;
     for (int j = 0; j < 8; j += 2, qs += 32) {
@@ -88,13 +116,13 @@ AVX2 static inline float k4_block_avx2(const uint8_t *b, const uint8_t *qs, cons
         }
         __m256i p0 = _mm256_maddubs_epi16(lo, load32(x + 4 + 32 * j));
         __m256i p1 = _mm256_maddubs_epi16(hi, load32(x + 4 + 32 * (j + 1)));
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, _mm256_set1_epi16((int16_t)sc0)));
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, _mm256_set1_epi16((int16_t)sc1)));
+        sums = _mm256_add_epi32(sums, _mm256_madd_epi16(p0, _mm256_set1_epi16((int16_t)sc0)));
+        sums = _mm256_add_epi32(sums, _mm256_madd_epi16(p1, _mm256_set1_epi16((int16_t)sc1)));
         imin += mn0 * (mmi_q8_k_bsum(x, 2 * j) + mmi_q8_k_bsum(x, 2 * j + 1)) +
                 mn1 * (mmi_q8_k_bsum(x, 2 * j + 2) + mmi_q8_k_bsum(x, 2 * j + 3));
     }
     float dx = mmi_q8_k_d(x);
-    return dx * mmi_f16_at(b) * (float)hsum_i32(acc) - dx * mmi_f16_at(b + 2) * (float)imin;
+    return dx * f16_at(b) * (float)hsum_i32(sums) - dx * f16_at(b + 2) * (float)imin;
 }
 
 AVX2 static float dot_q4_k_avx2(const void *w, const void *xq, size_t n)
@@ -124,7 +152,7 @@ AVX2 static float dot_q6_k_avx2(const void *w, const void *xq, size_t n)
     float sum = 0.0f;
     for (; n; n -= 256, b += 210, x += 292) {
         const int8_t *sc = (const int8_t *)b + 192;
-        __m256i acc = _mm256_setzero_si256();
+        __m256i sums = _mm256_setzero_si256();
         int32_t offset = 0;
         for (int h = 0; h < 2; h++) {
             const uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
@@ -143,12 +171,11 @@ AVX2 static float dot_q6_k_avx2(const void *w, const void *xq, size_t n)
                 int g = 8 * h + 2 * k;
                 __m256i p = _mm256_maddubs_epi16(u[k], load32(x + 4 + 16 * g));
                 __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[g + 1]), _mm_set1_epi16(sc[g]));
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, s));
+                sums = _mm256_add_epi32(sums, _mm256_madd_epi16(p, s));
                 offset += sc[g] * mmi_q8_k_bsum(x, g) + sc[g + 1] * mmi_q8_k_bsum(x, g + 1);
             }
         }
-        int32_t isum = hsum_i32(acc) - 32 * offset;
-        sum += mmi_q8_k_d(x) * mmi_f16_at(b + 208) * (float)isum;
+        sum += mmi_q8_k_d(x) * f16_at(b + 208) * (float)(hsum_i32(sums) - 32 * offset);
     }
     return sum;
 }

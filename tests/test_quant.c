@@ -7,6 +7,7 @@
  * - dot(q, yq) against ggml's dot on the same bytes: the per-block integer sums are exact in
  *   both, so only the float accumulation of the block terms differs: at most
  *   (blocks + 2) * 2^-24 * sum|w_i yq_i| (each addition and the two scale products round once).
+ *   libmm's SIMD kernels against its portable ones: bit-identical (same float order).
  * - dot(q, quantize(y)) against the exact sum(w_i y_i) (w the dequantized weights): what the Q8
  *   activation rounding costs. |y_i - yq_i| <= d/2 from rounding plus |q| |d - f16(d)| <=
  *   127 d 2^-11 from storing d as f16 (Q8_0/Q8_1; Q8_K keeps d in f32), so the bound is
@@ -378,7 +379,9 @@ START_TEST(tiny_llama_logits)
 
     /* The prompt one token at a time: every product then quantizes its activations to Q8 as
      * llama.cpp does, so only the float accumulation differs: at most n 2^-24 of the largest
-     * logit for sums of n <= n_ff terms. */
+     * logit for sums of n <= n_ff terms. (This holds while no activation lands so close to a
+     * Q8 rounding boundary that the two accumulations round it to different steps; the
+     * kernels add the blocks in ggml's order, and on these inputs none does.) */
     ck_assert_ok(mmi_decoder_state_init(&s, d, 64, 64));
     double exact_tol = d->config.n_ff * 0x1p-24 * max_logit, stepwise_err = 0;
     for (int i = 0; i < n_prompt; i++) {
