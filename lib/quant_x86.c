@@ -1,5 +1,5 @@
-/* Dot kernels for x86 with AVX2 (see quant.h), chosen at run time by mmi_quant_kernels: the
- * build needs no -march, each function carries its own target attribute.
+/* Dot kernels for x86 (see quant.h): AVX2, and AVX512-VNNI for Q8_0 / Q4_0, chosen at run time
+ * by mmi_quant_kernels. The build needs no -march: each function carries its own target.
  *
  * Only the integer sums of a block are vectorised; the block's float terms are formed and
  * accumulated exactly as the portable kernels do (same expressions, same order, block scales
@@ -16,6 +16,7 @@
 #include "quant_block.h"
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
 
 AVX2 static inline int32_t hsum_i32(__m256i v)
 {
@@ -39,11 +40,18 @@ AVX2 static inline float f16_at(const uint8_t *p)
     return _cvtsh_ss((unsigned short)(p[0] | p[1] << 8));
 }
 
-/* Sums of signed w * signed x over each 4 bytes, as 8 int32. */
+/* Sums of signed w * signed x over each 4 bytes, as 8 int32 (|w| times x with w's sign). */
 AVX2 static inline __m256i dot_i8(__m256i w, __m256i x)
 {
     __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+/* The same in one VNNI instruction (no 16-bit intermediate). */
+VNNI static inline __m256i dot_i8_vnni(__m256i w, __m256i x)
+{
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w, w),
+                               _mm256_sign_epi8(x, w));
 }
 
 AVX2 static inline __m256i load32(const uint8_t *p)
@@ -59,9 +67,10 @@ AVX2 static inline __m256i nibbles(const uint8_t *qs)
     return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), mask), _mm_and_si128(q, mask));
 }
 
-/* Q8_0 and Q4_0 against Q8_0, four blocks' integer sums reduced together. */
-#define DOT_Q8_0_AVX2(fn, bytes, values)                                                  \
-    AVX2 static float fn(const void *w, const void *xq, size_t n)                         \
+/* Q8_0 and Q4_0 against Q8_0, four blocks' integer sums reduced together; with AVX2's
+ * maddubs + madd, or AVX512-VNNI's dpbusd. */
+#define DOT_Q8_0(fn, target, dot_i8, bytes, values)                                        \
+    target static float fn(const void *w, const void *xq, size_t n)                       \
     {                                                                                      \
         const uint8_t *b = w, *x = xq;                                                     \
         float sum = 0.0f;                                                                  \
@@ -90,8 +99,10 @@ AVX2 static inline __m256i q4_0_values(const uint8_t *b)
     return _mm256_sub_epi8(nibbles(b + 2), _mm256_set1_epi8(8));
 }
 
-DOT_Q8_0_AVX2(dot_q8_0_avx2, 34, q8_0_values)
-DOT_Q8_0_AVX2(dot_q4_0_avx2, 18, q4_0_values)
+DOT_Q8_0(dot_q8_0_avx2, AVX2, dot_i8, 34, q8_0_values)
+DOT_Q8_0(dot_q4_0_avx2, AVX2, dot_i8, 18, q4_0_values)
+DOT_Q8_0(dot_q8_0_vnni, VNNI, dot_i8_vnni, 34, q8_0_values)
+DOT_Q8_0(dot_q4_0_vnni, VNNI, dot_i8_vnni, 18, q4_0_values)
 
 /* Q4_K / Q5_K: unsigned values 0..15 (0..31) by group of 32, times the group's scale; the
  * mins against the activation sums. qh: Q5_K's 5th bits, or NULL. */
@@ -192,6 +203,12 @@ void mmi_quant_kernels_x86(mmi_kernels *k)
     k->dot[MMI_TENSOR_Q5_K] = dot_q5_k_avx2;
     k->dot[MMI_TENSOR_Q6_K] = dot_q6_k_avx2;
     k->isa = "avx2";
+    if (!__builtin_cpu_supports("avx512vnni") || !__builtin_cpu_supports("avx512vl") ||
+        !__builtin_cpu_supports("avx512bw"))
+        return;
+    k->dot[MMI_TENSOR_Q8_0] = dot_q8_0_vnni;
+    k->dot[MMI_TENSOR_Q4_0] = dot_q4_0_vnni;
+    k->isa = "avx512vnni";
 }
 
 #else
