@@ -8,6 +8,7 @@
 #include "alloc.h"
 #include "image.h"
 #include "model.h"
+#include "options.h"
 #include "session.h"
 #include "status.h"
 
@@ -550,6 +551,14 @@ static mm_status at(mm_status st, const char *where)
     return mmi_fail(st, "%s: %s", where, detail);
 }
 
+/* Propagate a failure with the place in front of its message. */
+#define MMI_TRY_AT(expr, where)                   \
+    do {                                          \
+        mm_status mmi_at_st_ = (expr);            \
+        if (mmi_at_st_ != MM_OK)                  \
+            return at(mmi_at_st_, where);         \
+    } while (0)
+
 static mm_status expect(const mmi_json_value *v, mmi_json_type type, const char *where)
 {
     if (!v)
@@ -804,16 +813,46 @@ static void message_place(const mmi_chat_message *m, char *buf, size_t size)
         snprintf(buf, size, "messages[%zu]", m->json_index);
 }
 
-/* Check one part before anything is added: text must not hold the image marker; an image is
- * decoded (with the options' size limits). */
-static mm_status prepare_part(const mmi_chat_part *part, const mm_options *options,
-                              mm_image **image)
+/* Check one part before anything is added: text must not hold the image marker; an image's
+ * header is read (size limits from options) and its size returned, no pixel decoded. */
+static mm_status check_part(const mmi_chat_part *part, const mm_options *options,
+                            uint64_t *pixels)
 {
-    if (part->kind == MMI_PART_IMAGE)
-        return mmi_image_load_memory(part->image, part->image_len, options, image);
+    *pixels = 0;
+    if (part->kind == MMI_PART_IMAGE) {
+        int width, height;
+        MMI_TRY(mmi_image_size_memory(part->image, part->image_len, options, &width, &height));
+        *pixels = (uint64_t)width * (uint64_t)height;
+        return MM_OK;
+    }
     if (memmem(part->text, part->text_len, MMI_IMAGE_MARKER, strlen(MMI_IMAGE_MARKER)))
         return mmi_fail(MM_ERR_FORMAT, "text contains \"%s\", which marks image positions",
                         MMI_IMAGE_MARKER);
+    return MM_OK;
+}
+
+/* Decodes the images of one message when the session asks for them, one at a time. */
+typedef struct {
+    const mmi_chat *chat;
+    const mmi_chat_message *message;
+    const mm_options *options;
+} message_images;
+
+static mm_status decode_image(void *user, size_t index, mm_image **out)
+{
+    const message_images *mi = user;
+    const mmi_chat_part *parts = mi->chat->parts + mi->message->first_part;
+    size_t j = 0;
+    for (size_t seen = 0; j < mi->message->n_parts; j++)
+        if (parts[j].kind == MMI_PART_IMAGE && seen++ == index)
+            break;
+    mm_status st = mmi_image_load_memory(parts[j].image, parts[j].image_len, mi->options, out);
+    if (st != MM_OK) {
+        char where[64], place[96];
+        message_place(mi->message, where, sizeof where);
+        snprintf(place, sizeof place, "%s, part %zu", where, j);
+        return at(st, place);
+    }
     return MM_OK;
 }
 
@@ -871,30 +910,40 @@ mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
         return mmi_fail(MM_ERR_STATE, "conversation: %zu image%s, but the model has no vision "
                         "encoder (load an mmproj file with it)", n_images,
                         n_images == 1 ? "" : "s");
-    mm_image **images = mmi_calloc(n_images, sizeof *images);
-    mm_status st = images ? MM_OK
-                 : mmi_fail(MM_ERR_NOMEM, "conversation: out of memory for %zu images", n_images);
-    /* Every part is checked and every image decoded first, so that bad input fails the call
-     * before the session changes. */
-    char where[64];
-    size_t k = 0;
-    for (size_t i = 0; i < chat->n_messages && st == MM_OK; i++) {
+    /* The cost first, before any pixel is decoded or the session changes: every part is
+     * checked, every image's size read from its header and counted against the pixel budget,
+     * and the positions of all images against the free context. */
+    uint64_t max_total = (uint64_t)mmi_opt_int(options, MM_OPT_IMAGE_MAX_TOTAL_PIXELS);
+    uint64_t total = 0;
+    char where[64], place[96];
+    for (size_t i = 0; i < chat->n_messages; i++) {
         const mmi_chat_message *m = &chat->messages[i];
-        for (size_t j = 0; j < m->n_parts && st == MM_OK; j++) {
-            const mmi_chat_part *part = &chat->parts[m->first_part + j];
-            st = prepare_part(part, options, &images[k]);
-            k += part->kind == MMI_PART_IMAGE;
-            if (st != MM_OK) {
-                char place[96];
-                message_place(m, where, sizeof where);
-                snprintf(place, sizeof place, "%s, part %zu", where, j);
-                st = at(st, place);
-            }
+        for (size_t j = 0; j < m->n_parts; j++) {
+            uint64_t pixels;
+            message_place(m, where, sizeof where);
+            snprintf(place, sizeof place, "%s, part %zu", where, j);
+            MMI_TRY_AT(check_part(&chat->parts[m->first_part + j], options, &pixels), place);
+            total += pixels;
+            if (total > max_total)
+                return mmi_fail(MM_ERR_LIMIT, "%s: the images up to this one have %llu pixels, "
+                                "over the budget of one call (MM_OPT_IMAGE_MAX_TOTAL_PIXELS = "
+                                "%llu); nothing was decoded", place, (unsigned long long)total,
+                                (unsigned long long)max_total);
         }
     }
-    /* Then message by message; the session encodes each message's images once it knows the
-     * message fits (and mm_session_cancel() reaches the encoding too). */
-    k = 0;
+    int per_image = 0;
+    if (n_images > 0)
+        MMI_TRY(mmi_session_image_positions(session, &per_image));
+    uint64_t need = (uint64_t)per_image * n_images;
+    int free_positions = mmi_session_n_ctx(session) - mmi_session_n_past(session);
+    if (need > (uint64_t)free_positions)
+        return mmi_fail(MM_ERR_CTX_FULL, "conversation: %zu images take %d positions each, %llu "
+                        "in all, but only %d of the context's %d are free; nothing was decoded",
+                        n_images, per_image, (unsigned long long)need, free_positions,
+                        mmi_session_n_ctx(session));
+    /* Then message by message; the session decodes and encodes each message's images one at a
+     * time once it knows the message fits (and mm_session_cancel() reaches the encoding). */
+    mm_status st = MM_OK;
     for (size_t i = 0; i < chat->n_messages && st == MM_OK; i++) {
         const mmi_chat_message *m = &chat->messages[i];
         size_t n_media = 0;
@@ -906,19 +955,16 @@ mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
         st = message_text(chat, m, where, &text, &len);
         if (st != MM_OK)
             break;
-        st = mmi_session_add_message_images(session, m->role, text, len,
-                                            (const mm_image *const *)images + k, n_media);
+        message_images mi = {chat, m, options};
+        st = mmi_session_add_message_decoding(session, m->role, text, len, n_media, decode_image,
+                                              &mi);
         mmi_free(text);
-        k += n_media;
         if (st != MM_OK) {
-            char place[128];
-            snprintf(place, sizeof place, "%s (%zu earlier message%s added)", where, i,
+            char detail[128];
+            snprintf(detail, sizeof detail, "%s (%zu earlier message%s added)", where, i,
                      i == 1 ? " was" : "s were");
-            st = at(st, place);
+            st = at(st, detail);
         }
     }
-    for (size_t i = 0; i < n_images && images; i++)
-        mmi_image_free(images[i]);
-    mmi_free(images);
     return st;
 }

@@ -14,6 +14,7 @@
 
 #include "alloc.h"
 #include "decoder.h"
+#include "image.h"
 #include "model.h"
 #include "options.h"
 #include "sampler.h"
@@ -524,17 +525,24 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
 
 typedef struct {
     const mmi_vision *vision;
-    const mm_image *const *images;
+    const mm_image *const *images; /* decoded images, or NULL: decode each one on demand */
+    mmi_image_decoder decode;
+    void *decode_user;
     int side; /* the view side the rows were counted for */
 } image_source;
 
-/* Preprocess image i as the vision file says and run the tower and projector into out. */
+/* Preprocess image i as the vision file says and run the tower and projector into out. An
+ * image decoded here is freed once preprocessed, before the tower runs. */
 static mm_status encode_image(void *user, size_t i, float *out, const atomic_int *cancel)
 {
     const image_source *src = user;
+    mm_image *decoded = NULL;
+    if (!src->images)
+        MMI_TRY(src->decode(src->decode_user, i, &decoded));
     mmi_views views;
-    MMI_TRY(mmi_vision_preprocess(src->vision, src->images[i], &views));
-    mm_status st = MM_OK;
+    mm_status st = mmi_vision_preprocess(src->vision, decoded ? decoded : src->images[i], &views);
+    mmi_image_free(decoded);
+    MMI_TRY(st);
     if (views.n_views != 1 || views.size != src->side)
         st = mmi_fail(MM_ERR_UNSUPPORTED, "image %zu: preprocessing gave %d views of side %d, "
                       "expected one of %d", i, views.n_views, views.size, src->side);
@@ -544,9 +552,21 @@ static mm_status encode_image(void *user, size_t i, float *out, const atomic_int
     return st;
 }
 
-mm_status mmi_session_add_message_images(mm_session *s, mmi_chat_role role, const char *text,
-                                         size_t len, const mm_image *const *images,
-                                         size_t n_images)
+mm_status mmi_session_image_positions(const mm_session *s, int *n)
+{
+    const mmi_vision *v = s->model->vision;
+    int n_embd;
+    *n = 0;
+    /* Every image becomes one view of the trained side (a GGUF file's crop size is its image
+     * size), so the cost is known before any decoding; encode_image checks it. */
+    if (!v)
+        return MM_OK;
+    return mmi_vision_output_shape(v, v->preprocess.image_size, v->preprocess.image_size, n,
+                                   &n_embd);
+}
+
+static mm_status add_images(mm_session *s, mmi_chat_role role, const char *text, size_t len,
+                            size_t n_images, image_source *src)
 {
     static const char fn[] = "mm_session_add_message_images";
     const mmi_vision *v = s->model->vision;
@@ -556,20 +576,33 @@ mm_status mmi_session_add_message_images(mm_session *s, mmi_chat_role role, cons
     mmi_media *media = mmi_calloc(n_images + 1, sizeof *media);
     if (!media)
         return mmi_fail(MM_ERR_NOMEM, "%s: out of memory", fn);
-    /* Every image becomes one view of the trained side (a GGUF file's crop size is its image
-     * size), so the cost is known before any preprocessing; encode_image checks it. */
-    int side = v ? v->preprocess.image_size : 0, n_tokens = 0, n_embd = 0;
-    mm_status st = MM_OK;
-    if (n_images > 0)
-        st = mmi_vision_output_shape(v, side, side, &n_tokens, &n_embd);
-    /* n_embd is the language model's: the model load checked that the files agree. */
+    /* The rows are the language model's width: the model load checked that the files agree. */
+    int n_tokens;
+    mm_status st = n_images > 0 ? mmi_session_image_positions(s, &n_tokens) : MM_OK;
     for (size_t i = 0; i < n_images && st == MM_OK; i++)
         media[i].n_rows = (size_t)n_tokens;
-    image_source src = {v, images, side};
+    src->vision = v;
+    src->side = v ? v->preprocess.image_size : 0;
     if (st == MM_OK)
-        st = mmi_session_add_message(s, role, text, len, media, n_images, encode_image, &src);
+        st = mmi_session_add_message(s, role, text, len, media, n_images, encode_image, src);
     mmi_free(media);
     return st;
+}
+
+mm_status mmi_session_add_message_images(mm_session *s, mmi_chat_role role, const char *text,
+                                         size_t len, const mm_image *const *images,
+                                         size_t n_images)
+{
+    image_source src = {.images = images};
+    return add_images(s, role, text, len, n_images, &src);
+}
+
+mm_status mmi_session_add_message_decoding(mm_session *s, mmi_chat_role role, const char *text,
+                                           size_t len, size_t n_images, mmi_image_decoder decode,
+                                           void *user)
+{
+    image_source src = {.decode = decode, .decode_user = user};
+    return add_images(s, role, text, len, n_images, &src);
 }
 
 /* ---- stop strings ---- */

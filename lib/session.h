@@ -49,6 +49,16 @@ mm_status mmi_session_add_message_images(mm_session *s, mmi_chat_role role, cons
                                          size_t len, const mm_image *const *images,
                                          size_t n_images);
 
+/* The same with images decoded on demand: decode(user, i, &image) runs for image i once the
+ * message is known to fit, just before that image is encoded, and the image is freed once
+ * preprocessed: one decoded picture is in memory at a time. */
+typedef mm_status (*mmi_image_decoder)(void *user, size_t index, mm_image **out);
+mm_status mmi_session_add_message_decoding(mm_session *s, mmi_chat_role role, const char *text,
+                                           size_t len, size_t n_images, mmi_image_decoder decode,
+                                           void *user);
+/* Positions one image takes in this session (0 without a vision encoder). */
+mm_status mmi_session_image_positions(const mm_session *s, int *n);
+
 mm_status mmi_session_add_stop_string(mm_session *s, const char *stop);
 void mmi_session_clear_stop_strings(mm_session *s);
 

@@ -1,0 +1,45 @@
+#!/usr/bin/python3
+"""Write the small hostile JPEGs of tests/data/images/bomb_*.jpg (run with /usr/bin/python3).
+
+Each is a real JPEG written by PIL (libjpeg-turbo) whose entropy-coded data is cut short and
+closed with an EOI marker, so that a few hundred bytes declare a huge picture:
+  bomb_baseline.jpg     16384x4096 grey, baseline, 64 bytes of scan data
+  bomb_progressive.jpg  16384x4096 grey, progressive, 16 bytes of its first scan
+  bomb_cmyk_head.jpg    2048x1024 CMYK progressive (4 components: 8 bytes of DCT coefficients
+                        per pixel until the last scan), no scan data at all
+libjpeg would paint the missing pixels grey; PIL accepts the first two (it refuses only a file
+without EOI) and libmm refuses all three (tests/test_image.c, tests/test_chatjson.c,
+tests/run_6.d/resource_limits).
+"""
+import io
+import os
+
+from PIL import Image
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "images")
+
+
+def cut(data, keep):
+    """The file up to its first scan's header, `keep` bytes of scan data, then EOI."""
+    sos = data.index(b"\xff\xda")
+    start = sos + 2 + (data[sos + 2] << 8 | data[sos + 3])
+    return data[:start + keep] + b"\xff\xd9"
+
+
+def jpeg(image, **options):
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", **options)
+    return buf.getvalue()
+
+
+grey = Image.new("L", (16384, 4096), 128)
+files = {
+    "bomb_baseline.jpg": cut(jpeg(grey, quality=50), 64),
+    "bomb_progressive.jpg": cut(jpeg(grey, quality=50, progressive=True), 16),
+    "bomb_cmyk_head.jpg": cut(jpeg(Image.new("CMYK", (2048, 1024), (10, 200, 30, 40)),
+                                   quality=50, progressive=True), 0),
+}
+for name, data in files.items():
+    with open(os.path.join(OUT, name), "wb") as f:
+        f.write(data)
+    print(name, len(data), "bytes")
