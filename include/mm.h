@@ -129,6 +129,20 @@ typedef enum mm_opt {
                                             call (chat JSON); default 128 Mi pixels */
 } mm_opt;
 
+/* Budgets: what one call may cost is bounded before the work starts, never found out after.
+ *  - Images (per image, every decode): MM_OPT_IMAGE_MAX_SIDE (default 16384) and
+ *    MM_OPT_IMAGE_MAX_PIXELS (default 64 Mi) against the size in the file's header, before
+ *    pixel memory is allocated; libjpeg's working memory at most 6 bytes per
+ *    MM_OPT_IMAGE_MAX_PIXELS pixel + 2 MiB; data cut short or corrupt is MM_ERR_FORMAT.
+ *  - Images of one request (mm_session_add_messages_json): MM_OPT_IMAGE_MAX_TOTAL_PIXELS
+ *    (default 128 Mi) summed from the headers, and the positions the images take against the
+ *    free context, both before any is decoded; then one decoded image in memory at a time.
+ *  - Context (MM_OPT_N_CTX): every mm_session_add_* call counts its positions before any work;
+ *    text that cannot fit is refused from its length before it is tokenized (no token stands
+ *    for more bytes than the longest entry of the vocabulary).
+ *  - Generation: MM_OPT_MAX_TOKENS tokens per call.
+ *  - JSON (fixed): depth 64, 2^20 values. */
+
 /* Create an empty bag. Free with mm_options_free(). Any thread. */
 MM_API mm_status mm_options_create(mm_options **out);
 /* Deep copy (strings included). */

@@ -47,6 +47,10 @@ mm_status mmi_tokens_reserve(mmi_tokens *t, size_t extra);
 mm_status mmi_tokenize(const mmi_tokenizer *tok, const char *text, size_t len, unsigned flags,
                        mmi_tokens *out);
 
+/* A lower bound of the tokens text of len bytes becomes (0 when the vocabulary gives none), so
+ * that a text too long for the context is refused before it is tokenized. */
+size_t mmi_tokenizer_min_tokens(const mmi_tokenizer *tok, size_t len);
+
 int32_t mmi_tokenizer_n_vocab(const mmi_tokenizer *tok);
 /* Special ids, -1 when the vocabulary has none. eot: the end-of-turn token of chat models
  * (tokenizer.ggml.eot_token_id, else a control token such as <|eot_id|> or <|im_end|>). */
