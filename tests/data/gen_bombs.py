@@ -11,6 +11,7 @@ libjpeg would paint the missing pixels grey; PIL accepts the first two (it refus
 without EOI) and libmm refuses all three (tests/test_image.c, tests/test_chatjson.c,
 tests/run_6.d/resource_limits).
 """
+import base64
 import io
 import os
 
@@ -43,3 +44,28 @@ for name, data in files.items():
     with open(os.path.join(OUT, name), "wb") as f:
         f.write(data)
     print(name, len(data), "bytes")
+
+# Seeds for the fuzzers (tests/fuzz/corpus), within their small limits so that the decoder
+# reaches the cut (image: 1024 x 256; chatjson: 128 x 128, a dozen in one message).
+FUZZ = os.path.join(os.path.dirname(OUT), "..", "fuzz", "corpus")
+small = Image.new("L", (1024, 256), 128)
+tiny = Image.new("L", (128, 128), 128)
+seeds = {
+    "image/bomb_baseline.jpg": files["bomb_baseline.jpg"],
+    "image/bomb_progressive.jpg": files["bomb_progressive.jpg"],
+    "image/bomb_cmyk_head.jpg": files["bomb_cmyk_head.jpg"],
+    "image/bomb_small_baseline.jpg": cut(jpeg(small, quality=50), 32),
+    "image/bomb_small_progressive.jpg": cut(jpeg(small, quality=50, progressive=True), 8),
+}
+parts = []
+for i in range(12):
+    data = cut(jpeg(tiny, quality=50, progressive=i % 2 == 1), 8)
+    parts.append('{"type":"image_url","image_url":{"url":"data:image/jpeg;base64,%s"}}'
+                 % base64.b64encode(data).decode())
+seeds["chatjson/bombs.json"] = ('{"messages":[{"role":"user","content":[%s,'
+                                '{"type":"text","text":"Describe them."}]}]}'
+                                % ",".join(parts)).encode()
+for name, data in seeds.items():
+    with open(os.path.join(FUZZ, name), "wb") as f:
+        f.write(data)
+    print("fuzz corpus", name, len(data), "bytes")
