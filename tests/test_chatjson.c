@@ -784,31 +784,10 @@ static void free_llava(void)
     mm_model_free(llava);
 }
 
-static char *base64(const unsigned char *data, size_t n)
-{
-    static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *out = malloc(4 * (n / 3 + 1) + 1), *o = out;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)data[i] << 16 | (i + 1 < n ? data[i + 1] << 8 : 0) |
-                     (i + 2 < n ? data[i + 2] : 0);
-        *o++ = digits[v >> 18];
-        *o++ = digits[v >> 12 & 63];
-        *o++ = i + 1 < n ? digits[v >> 6 & 63] : '=';
-        *o++ = i + 2 < n ? digits[v & 63] : '=';
-    }
-    *o = '\0';
-    return out;
-}
-
 /* One user message holding the file at `path` n times, then a question (malloc'ed). */
 static char *json_with_images(const char *path, int n)
 {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    unsigned char data[4096];
-    size_t size = fread(data, 1, sizeof data, f);
-    fclose(f);
-    char *b64 = base64(data, size);
+    char *b64 = test_file_base64(path);
     size_t cap = (size_t)n * (strlen(b64) + 100) + 200, len = 0;
     char *json = malloc(cap);
     len += (size_t)snprintf(json + len, cap - len, "[{\"role\":\"user\",\"content\":[");

@@ -123,38 +123,12 @@ static void check_bounds(const char *what, measure m, mm_status expected, double
                   max_growth_mib * memory_scale());
 }
 
-static char *base64(const unsigned char *data, size_t n)
-{
-    static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *out = malloc(4 * (n / 3 + 1) + 1), *o = out;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)data[i] << 16 | (i + 1 < n ? data[i + 1] << 8 : 0) |
-                     (i + 2 < n ? data[i + 2] : 0);
-        *o++ = digits[v >> 18];
-        *o++ = digits[v >> 12 & 63];
-        *o++ = i + 1 < n ? digits[v >> 6 & 63] : '=';
-        *o++ = i + 2 < n ? digits[v & 63] : '=';
-    }
-    *o = '\0';
-    return out;
-}
-
-static char *read_base64(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    unsigned char data[4096];
-    size_t n = fread(data, 1, sizeof data, f);
-    fclose(f);
-    return base64(data, n);
-}
-
 /* One user message: n_baseline then n_progressive bomb JPEGs (tests/data/gen_bombs.py: a few
  * hundred bytes declaring 16384x4096 each), then a question. */
 static char *bomb_json(int n_baseline, int n_progressive)
 {
-    char *baseline = read_base64("tests/data/images/bomb_baseline.jpg");
-    char *progressive = read_base64("tests/data/images/bomb_progressive.jpg");
+    char *baseline = test_file_base64("tests/data/images/bomb_baseline.jpg");
+    char *progressive = test_file_base64("tests/data/images/bomb_progressive.jpg");
     size_t cap = (size_t)(n_baseline + n_progressive) * (strlen(baseline) + 100) + 200, len = 0;
     char *json = malloc(cap);
     len += (size_t)snprintf(json, cap, "{\"model\":\"x\",\"messages\":[{\"role\":\"user\","
