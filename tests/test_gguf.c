@@ -463,7 +463,7 @@ START_TEST(reads_llama_cpp_vocab_files)
         int b;
         mmi_gguf_type type;
         uint64_t count;
-        ck_assert_ok(mmi_gguf_open(test_shared_path("vectors/tokenizer/ggml-vocab-llama-spm.gguf"),
+        ck_assert_ok(mmi_gguf_open(test_vectors_path("tokenizer/ggml-vocab-llama-spm.gguf"),
                                    use_mmap, &g));
         ck_assert_uint_eq(mmi_gguf_version(g), 3);
         ck_assert_uint_eq(mmi_gguf_n_tensors(g), 0);
@@ -495,7 +495,7 @@ START_TEST(reads_llama_cpp_vocab_files)
         ck_assert(d == 9.999999747378752e-06);
         mmi_gguf_close(g);
 
-        ck_assert_ok(mmi_gguf_open(test_shared_path("vectors/tokenizer/ggml-vocab-gpt-2.gguf"),
+        ck_assert_ok(mmi_gguf_open(test_vectors_path("tokenizer/ggml-vocab-gpt-2.gguf"),
                                    use_mmap, &g));
         ck_assert_ok(mmi_gguf_get_string(g, "tokenizer.ggml.model", &s, NULL));
         ck_assert_str_eq(s, "gpt2");
@@ -857,8 +857,10 @@ START_TEST(bad_tensor_infos)
     const uint64_t row32[1] = {32};
     b_tensor_file(&b, 1, row32, MMI_TENSOR_Q8_0, 0, 34);
     expect_ok(&b);
-    b_tensor_file(&b, 1, row32, 12, 0, 144);
-    expect_failure(&b, MM_ERR_UNSUPPORTED, "unsupported tensor type Q4_K (12) in tensor 'blk.0.attn_q.weight'", NULL);
+    b_tensor_file(&b, 1, row32, 16, 0, 144);
+    expect_failure(&b, MM_ERR_UNSUPPORTED, "unsupported tensor type IQ2_XXS (16) in tensor 'blk.0.attn_q.weight'", NULL);
+    b_tensor_file(&b, 1, row32, MMI_TENSOR_Q8_K, 0, 292);
+    expect_failure(&b, MM_ERR_UNSUPPORTED, "unsupported tensor type Q8_K (15) in tensor 'blk.0.attn_q.weight'", NULL);
     b_tensor_file(&b, 1, row32, 1000, 0, 144);
     expect_failure(&b, MM_ERR_UNSUPPORTED, "unsupported tensor type", "'blk.0.attn_q.weight'");
 

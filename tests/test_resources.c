@@ -20,7 +20,7 @@ static char text_path[512], vision_path[512];
 static void write_models(void)
 {
     tiny_llama c = tiny_llama_default;
-    c.vocab_path = test_shared_path("vectors/tokenizer/ggml-vocab-llama-spm.gguf");
+    c.vocab_path = test_vectors_path("tokenizer/ggml-vocab-llama-spm.gguf");
     snprintf(text_path, sizeof text_path, "%s", tiny_temp_path("resources_text.gguf"));
     snprintf(vision_path, sizeof vision_path, "%s", tiny_temp_path("resources_vision.gguf"));
     ck_assert_ok(tiny_llama_write(&c, text_path));

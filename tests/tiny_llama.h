@@ -1,7 +1,7 @@
 /* Tiny random-weight `llama` text models written with libmm's own GGUF writer, for the decoder
  * and session suites. Weights come from a fixed-seed generator (matrices stored f32, f16 or
  * bf16); a hook may overwrite any tensor; the tokenizer keys may be copied from a vocabulary
- * GGUF (../shared/vectors/tokenizer). */
+ * GGUF (tests/vectors/tokenizer). */
 #ifndef MM_TINY_LLAMA_H
 #define MM_TINY_LLAMA_H
 
