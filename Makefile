@@ -154,7 +154,7 @@ tests/fuzz/build/fuzz_%: tests/fuzz/fuzz.c tests/fuzz/targets.h $(FUZZ_OBJ)
 
 # The replay suite runs the fuzz targets on the committed inputs.
 tests/test_fuzz_replay: tests/fuzz/targets.h
-tests/test_misuse tests/test_robust: tests/tiny_llama.h
+tests/test_misuse tests/test_robust tests/test_resources: tests/tiny_llama.h
 
 # Random-weight models of realistic shapes (written once into BENCH_DIR, several GB), then
 # mm-bench on each with 1 and 2 threads; see docs/performance.md.

@@ -163,6 +163,7 @@ static void m_mm_options_set_int(void)
         {MM_OPT_MAX_TOKENS, INT64_MAX}, {MM_OPT_SEED, -1},        {MM_OPT_TOP_K, -1},
         {MM_OPT_REPEAT_LAST_N, INT64_MIN}, {MM_OPT_IMAGE_MAX_SIDE, 0},
         {MM_OPT_IMAGE_MAX_PIXELS, 0}, {MM_OPT_N_CTX, INT64_MIN},
+        {MM_OPT_IMAGE_MAX_TOTAL_PIXELS, 0}, {MM_OPT_IMAGE_MAX_TOTAL_PIXELS, INT64_MAX},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         EXPECT(mm_options_set_int(o, bad[i].key, bad[i].value), MM_ERR_ARG);
