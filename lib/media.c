@@ -5,8 +5,23 @@
 
 #include "alloc.h"
 #include "chat.h"
+#include "options.h"
 #include "status.h"
 #include "vit.h"
+
+mm_status mmi_media_params_from_options(const mm_options *o, mmi_media_params *out)
+{
+    const char *detail = mmi_opt_string(o, MM_OPT_IMAGE_DETAIL);
+    out->detail = MMI_DETAIL_HIGH;
+    if (!detail || strcmp(detail, "auto") == 0 || strcmp(detail, "high") == 0)
+        return MM_OK;
+    if (strcmp(detail, "low") == 0) {
+        out->detail = MMI_DETAIL_LOW;
+        return MM_OK;
+    }
+    return mmi_fail(MM_ERR_ARG, "image_detail '%s' (expected \"low\", \"high\" or \"auto\")",
+                    detail);
+}
 
 const char *mmi_media_find_marker(const char *text, size_t len, size_t *marker_len)
 {
