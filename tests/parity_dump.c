@@ -255,6 +255,39 @@ static void put_encoded(dump *d, const char *name, const float *px, int B, int H
     free(all);
 }
 
+/* mm_image_token_count against what encoding then gives, at every detail level, for images
+ * of several shapes (dies on a difference). */
+static void check_token_counts(dump *d)
+{
+    static const int sizes[][2] = {{75, 50}, {23, 61}, {64, 64}, {300, 41}};
+    static const char *const details[] = {"low", "high", "auto"};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        int w = sizes[i][0], h = sizes[i][1];
+        uint8_t *px = xmalloc((size_t)w * h * 3);
+        for (size_t k = 0; k < (size_t)w * h * 3; k++)
+            px[k] = (uint8_t)(k * 7 % 251);
+        mm_image *image;
+        check(mm_image_from_pixels(px, w, h, (size_t)w * 3, MM_PIXEL_RGB8, &image), "image");
+        for (size_t j = 0; j < sizeof details / sizeof details[0]; j++) {
+            mm_options *o;
+            check(mm_options_create(&o), "options");
+            check(mm_options_set_string(o, MM_OPT_IMAGE_DETAIL, details[j]), "detail");
+            size_t count;
+            int views;
+            check(mm_image_token_count(d->model, w, h, o, &count, &views), "token count");
+            mm_embeddings *e;
+            check(mm_image_encode(d->model, image, o, &e), "mm_image_encode");
+            if (mm_embeddings_n_tokens(e) != count)
+                die("%dx%d at %s detail: %zu rows encoded, mm_image_token_count said %zu", w, h,
+                    details[j], mm_embeddings_n_tokens(e), count);
+            mm_embeddings_free(e);
+            mm_options_free(o);
+        }
+        mm_image_free(image);
+        free(px);
+    }
+}
+
 /* ---- language model outputs shared by several classes ---- */
 
 /* Record integer outputs (token ids, sizes) as I64: [rows][cols], or [cols] when rows is 0. */
@@ -522,6 +555,7 @@ static void dump_llava(dump *d)
     const mmi_vision *v = d->model->vision;
     if (!v)
         die("the LLaVA pair has no vision file");
+    check_token_counts(d);
     int B, H, W;
     float *px = input_pixels(d, &B, &H, &W);
     put_hidden_state(d, "vision_embeddings", px, B, H, W, 0, 0);
@@ -554,6 +588,7 @@ static void dump_llava_next(dump *d)
     const mmi_vision *v = d->model->vision;
     if (!v || !v->image_newline || v->n_feature_layers != 1)
         die("the LLaVA-NeXT pair has no vision file with one feature layer and image_newline");
+    check_token_counts(d);
     char path[sizeof d->case_dir + 16];
     snprintf(path, sizeof path, "%s/image.png", d->case_dir);
     mm_image *image;
@@ -622,6 +657,7 @@ static void dump_blip2(dump *d)
     const mmi_decoder *dec = d->model->decoder;
     if (!v || v->connector.kind != MMI_CONNECTOR_QFORMER || !dec)
         die("the BLIP-2 pair lacks the vision file with a Q-Former or the language model");
+    check_token_counts(d);
     int B, H, W, n, D = v->enc.n_embd, last = v->enc.n_layer;
     float *px = input_pixels(d, &B, &H, &W);
     put_hidden_state(d, "vision_last_hidden_state", px, B, H, W, last, 1);
