@@ -56,7 +56,7 @@ static mm_status plan_media(const mm_model *m, const mmi_media_params *p, const 
                             size_t i, int n_embd, mmi_media_plan *plan, const char *fn)
 {
     if (media->ops) {
-        MMI_TRY(media->ops->plan(m, media->source, p, plan));
+        MMI_TRY(media->ops->plan(m, media->source, media->params ? media->params : p, plan));
         if (plan->n_embd != n_embd)
             return mmi_fail(MM_ERR_FORMAT, "%s: %s %zu encodes to rows of %d values, the "
                             "language model takes %d", fn, media->ops->kind, i, plan->n_embd,
@@ -150,7 +150,8 @@ mm_status mmi_message_encode(mmi_message *msg, const mm_model *m, const mmi_medi
         if (!msg->encoded[i])
             return mmi_fail(MM_ERR_NOMEM, "%s: out of memory for %zu rows of %s %zu", fn,
                             plan->n_rows, media[i].ops->kind, i);
-        MMI_TRY(media[i].ops->encode(m, media[i].source, p, plan, msg->encoded[i], cancel));
+        MMI_TRY(media[i].ops->encode(m, media[i].source, media[i].params ? media[i].params : p,
+                                     plan, msg->encoded[i], cancel));
         part->rows = msg->encoded[i];
     }
     return MM_OK;

@@ -53,12 +53,14 @@ mm_status mmi_image_plan(const mm_model *m, int width, int height, const mmi_med
                          mmi_media_plan *out);
 
 /* A media item of a message: rows given by the caller (ops NULL), or a source its ops plan
- * and encode. */
+ * and encode, with its own params (e.g. a chat JSON part's "detail") or, when NULL, the
+ * message's. */
 typedef struct {
     const float *rows;
     size_t n_rows;
     const mmi_media_ops *ops;
     const void *source;
+    const mmi_media_params *params;
 } mmi_media;
 
 /* A run of a message's input: token ids, or rows of one media item (ids NULL). */

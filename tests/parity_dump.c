@@ -546,6 +546,21 @@ static void dump_llama(dump *d)
     free(ids);
 }
 
+/* put_language_model on the case's input_ids, whose clip.image_token_id positions take the
+ * image's rows in order. */
+static void put_prompt_with_image(dump *d, const float *image, size_t n_rows)
+{
+    int64_t image_token;
+    check(mmi_gguf_get_int(d->model->files[1], "clip.image_token_id", &image_token),
+          "clip.image_token_id");
+    int64_t shape[ST_MAX_DIMS];
+    int32_t *ids = input_ids(d, "input_ids", shape);
+    if (shape[0] != 1)
+        die("input_ids has a batch of %lld", (long long)shape[0]);
+    put_language_model(d, ids, (int)shape[1], (int32_t)image_token, image, n_rows);
+    free(ids);
+}
+
 /* transformers.LlavaForConditionalGeneration: the vision half (embeddings, the feature layer,
  * the projected image features), then the language model on the prompt whose image-token
  * positions (clip.image_token_id) take the image features in order. */
@@ -563,17 +578,7 @@ static void dump_llava(dump *d)
         put_hidden_state(d, "vision_hidden_states", px, B, H, W, v->feature_layers[0], 0);
     put_encoded(d, "image_features", px, B, H, W, 0);
     const dump_tensor *features = &d->out[d->n_out - 1];
-
-    int64_t image_token;
-    check(mmi_gguf_get_int(d->model->files[1], "clip.image_token_id", &image_token),
-          "clip.image_token_id");
-    int64_t shape[ST_MAX_DIMS];
-    int32_t *ids = input_ids(d, "input_ids", shape);
-    if (shape[0] != 1)
-        die("input_ids has a batch of %lld", (long long)shape[0]);
-    put_language_model(d, ids, (int)shape[1], (int32_t)image_token, features->data,
-                       (size_t)features->shape[0]);
-    free(ids);
+    put_prompt_with_image(d, features->data, (size_t)features->shape[0]);
     free(px);
 }
 
@@ -629,16 +634,7 @@ static void dump_llava_next(dump *d)
         die("mm_image_encode made %zu rows, mm_image_token_count said %zu", rows, count);
     put_f32(d, "image_features", mm_embeddings_data(e), 2, (int64_t)rows, (int64_t)E);
 
-    int64_t image_token;
-    check(mmi_gguf_get_int(d->model->files[1], "clip.image_token_id", &image_token),
-          "clip.image_token_id");
-    int64_t shape[ST_MAX_DIMS];
-    int32_t *ids = input_ids(d, "input_ids", shape);
-    if (shape[0] != 1)
-        die("input_ids has a batch of %lld", (long long)shape[0]);
-    put_language_model(d, ids, (int)shape[1], (int32_t)image_token, mm_embeddings_data(e),
-                       rows);
-    free(ids);
+    put_prompt_with_image(d, mm_embeddings_data(e), rows);
     mm_embeddings_free(e);
     free(tiles);
     free(states);

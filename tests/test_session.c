@@ -507,6 +507,7 @@ START_TEST(detail_levels_cost_what_the_count_says)
      * unpadded to 4 rows of int(20 * 4 / 30) = 2 columns, each row + a newline. */
     const size_t want[] = {4 + 1, 4 + 4 * (2 + 1), 4 + 4 * (2 + 1)};
     const int want_views[] = {1, 5, 5};
+    int n_past[3];
     for (int i = 0; i < 3; i++) {
         mm_options *o;
         ck_assert_ok(mm_options_create(&o));
@@ -526,6 +527,7 @@ START_TEST(detail_levels_cost_what_the_count_says)
         const mm_embeddings *embds[1] = {e};
         ck_assert_ok(mm_session_add_message_embeddings(ref, "user", "Hi", 2, embds, 1));
         ck_assert_int_eq(mm_session_n_past(s), mm_session_n_past(ref));
+        n_past[i] = mm_session_n_past(s);
         const float *a, *b;
         size_t n_vocab;
         ck_assert_ok(mm_session_logits(s, &a, &n_vocab));
@@ -543,6 +545,14 @@ START_TEST(detail_levels_cost_what_the_count_says)
         mm_embeddings_free(e);
         mm_options_free(o);
     }
+    /* A media item's own detail (a chat JSON part's) overrides the session's. */
+    const mmi_media_params low = {MMI_DETAIL_LOW};
+    const mmi_media item = {.ops = &mmi_image_ops, .source = img, .params = &low};
+    mm_session *s = session_with(m, NULL, 0);
+    ck_assert_ok(mmi_session_add_message(s, MMI_ROLE_USER, "Hi", 2, &item, 1));
+    ck_assert_int_eq(mm_session_n_past(s), n_past[0]);
+    ck_assert_int_lt(n_past[0], n_past[2]);
+    mm_session_free(s);
     mm_image_free(img);
     mm_model_free(m);
 }

@@ -35,25 +35,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_gguf_py import read_safetensors  # noqa: E402
+
 torch.set_default_dtype(torch.float64)
 
 
-# ---- safetensors (a reader and a writer of their own) ----
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    out = {}
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        dt = {"F32": "<f4", "I64": "<i8"}[e["dtype"]]
-        b, end = e["data_offsets"]
-        out[name] = np.frombuffer(data[8 + n + b:8 + n + end], dt).reshape(e["shape"])
-    return out
-
+# ---- safetensors (test_gguf_py's independent reader, and a writer) ----
 
 def write_safetensors(path, tensors):
     header, blobs, offset = {"__metadata__": {"format": "pt"}}, [], 0
