@@ -119,6 +119,12 @@ mm_status mmi_smart_resize(int width, int height, int factor, int64_t min_pixels
 mm_status mmi_preprocess_patch_rows(const mmi_preprocess_config *cfg, const mmi_patch_grid *pg,
                                     const mm_image *image, float **rows, int grid[3]);
 
+/* LlavaNextForConditionalGeneration's unpad_image on a rows x cols grid of tile features for
+ * a width x height image: the window [top, top + kept_rows) x [left, left + kept_cols) that
+ * holds the image rather than the padding. */
+void mmi_unpad_window(int width, int height, int rows, int cols, int *top, int *left,
+                      int *kept_rows, int *kept_cols);
+
 /* The steps, exposed for tests and for callers that need one of them. Each allocates a new
  * image (free with mmi_image_free). */
 mm_status mmi_resize(const mm_image *src, int width, int height, mmi_resample filter,
