@@ -66,17 +66,17 @@ $(STATIC): $(LIB_OBJ)
 	ar rcs $@ $(LIB_OBJ)
 
 # Examples link against the shared object, as a user's program would.
-examples/%: examples/%.c include/mm.h lib/libmm.so lib/$(SONAME)
+examples/%: examples/%.c examples/args.h include/mm.h lib/libmm.so lib/$(SONAME)
 	$(CC) $(APP_CFLAGS) $< -o $@ -Llib -lmm -Wl,-rpath,'$$ORIGIN/../lib' -lm
 
 # mm-bench drives libmm through the public API but links it statically: the linker wraps the
 # library's BLAS calls so the benchmark can count them, and it reads tensor sizes with the GGUF
 # reader.
 BENCH_WRAP := -Wl,--wrap=cblas_sgemm -Wl,--wrap=cblas_sgemv
-examples/mm-bench: examples/mm-bench.c $(STATIC) $(LIB_HDR)
+examples/mm-bench: examples/mm-bench.c examples/args.h $(STATIC) $(LIB_HDR)
 	$(CC) $(APP_CFLAGS) -Ilib $(DEP_CFLAGS) $< -o $@ $(STATIC) $(BENCH_WRAP) $(DEP_LIBS)
 
-examples/cpp/%: examples/cpp/%.cpp examples/cpp/mm.hpp include/mm.h lib/libmm.so lib/$(SONAME)
+examples/cpp/%: examples/cpp/%.cpp examples/cpp/mm.hpp examples/args.h include/mm.h lib/libmm.so lib/$(SONAME)
 	$(CXX) $(APP_CXXFLAGS) $< -o $@ -Llib -lmm -Wl,-rpath,'$$ORIGIN/../../lib'
 
 tests/test_%: tests/test_%.c tests/testutil.h $(STATIC)
