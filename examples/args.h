@@ -267,6 +267,20 @@ static inline int args_parse(arg_parser *p, int argc, char **argv)
     return -1;
 }
 
+/* For a program that also takes its model files without flags: MODEL.gguf [MMPROJ.gguf] from
+ * the positional arguments where -m / --mmproj were not given. Returns -1 to go on, else 2. */
+static inline int args_model_files(const arg_parser *p, const char **model, const char **mmproj)
+{
+    int n = p->n_positional;
+    if (n > 0 && (*model || n > 1 + !*mmproj))
+        return args_refuse(p, p->positional[0], "model files given twice");
+    if (!*model && n > 0)
+        *model = p->positional[0];
+    if (!*mmproj && n > 1)
+        *mmproj = p->positional[1];
+    return -1;
+}
+
 /* "1 2 3" (or "1,2,3") as token ids, into a malloc'ed array; 0 with the reason on stderr. */
 static inline int args_token_ids(const char *program, const char *flag, const char *text,
                                  int32_t **ids, size_t *n_ids)

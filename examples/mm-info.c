@@ -221,14 +221,10 @@ int main(int argc, char **argv)
                          "library's version and option keys.",
                          specs, sizeof specs / sizeof specs[0], NULL, positional, 0, 2, 0};
     int rc = args_parse(&parser, argc, argv);
+    if (rc < 0)
+        rc = args_model_files(&parser, &model_path, &mmproj_path);
     if (rc >= 0)
         return rc;
-    if (parser.n_positional > 0 && (model_path || parser.n_positional > 1 + !mmproj_path))
-        return args_refuse(&parser, positional[0], "model files given twice");
-    if (!model_path && parser.n_positional > 0)
-        model_path = positional[0];
-    if (!mmproj_path && parser.n_positional > 1)
-        mmproj_path = positional[1];
     if (!model_path)
         return print_library();
 
