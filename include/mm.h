@@ -182,6 +182,11 @@ typedef struct mm_model mm_model;
  * callback (MM_PROGRESS_MODEL_LOAD; stopping it gives MM_ERR_CANCELLED) from options (NULL for
  * defaults). Errors: MM_ERR_IO (cannot read), MM_ERR_FORMAT (malformed file, message
  * names the file, key or tensor and offset), MM_ERR_UNSUPPORTED (architecture or tensor type).
+ * The files must fit each other (else MM_ERR_FORMAT naming both): the vocabulary has exactly as
+ * many tokens as token_embd.weight and the output have rows, special token ids lie inside it,
+ * and a vision file given with a language model has a projector (a CLIP dual-encoder file does
+ * not) whose output width is the language model's embedding width. Strings compared as names
+ * (general.architecture, ...) must not hold a NUL byte.
  * A model is immutable after load and may be used by any number of threads and sessions at
  * once. */
 MM_API mm_status mm_model_load(const char *path, const char *mmproj_path,
@@ -400,6 +405,10 @@ MM_API int mm_token_is_eog(const mm_model *model, int32_t id);
  *
  * Threads: a session is used by one thread at a time (different sessions on one model may run
  * on different threads at once); mm_session_cancel() alone may be called from any thread.
+ * Re-entry: a callback of a session call (the mm_piece_fn of mm_session_generate) must not call
+ * that session again: every mm_session_* call on it except mm_session_cancel() then fails with
+ * MM_ERR_STATE (mm_session_reset, mm_session_clear_stop_strings and mm_session_free do nothing,
+ * and mm_last_error() says why). Other sessions may be used from a callback.
  * Memory: everything a session needs for its context is allocated by mm_session_create();
  * adding input and generating allocate only per call (tokenizing a text), never per token.
  * Atomicity: every mm_session_add_* call is all-or-nothing. It first checks that its input

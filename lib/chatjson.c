@@ -153,6 +153,17 @@ static mm_status expect(const mmi_json_value *v, mmi_json_type type, const char 
     return MM_OK;
 }
 
+/* A string compared as a name (role, type): a NUL inside would compare as a shorter C string,
+ * so "user\u0000" is refused rather than taken as "user". */
+static mm_status expect_name(const mmi_json_value *v, const char *where)
+{
+    MMI_TRY(expect(v, MMI_JSON_STRING, where));
+    if (memchr(v->str, '\0', v->len))
+        return mmi_fail(MM_ERR_FORMAT, "%s: \"%.64s\\u0000...\" contains a NUL character "
+                        "(offset %zu)", where, v->str, v->offset);
+    return MM_OK;
+}
+
 /* A member that must be present with the given type. */
 static mm_status member(const mmi_json *doc, const mmi_json_value *object, const char *key,
                         mmi_json_type type, const char *where, const mmi_json_value **out)
@@ -265,6 +276,7 @@ static mm_status read_image_source(chat_reader *r, const mmi_json_value *part, c
     const mmi_json_value *source, *type, *media_type, *data;
     MMI_TRY(member(doc, part, "source", MMI_JSON_OBJECT, where, &source));
     MMI_TRY(member(doc, source, "type", MMI_JSON_STRING, place, &type));
+    MMI_TRY(expect_name(type, place));
     if (strcmp(type->str, "base64") != 0)
         return mmi_fail(MM_ERR_UNSUPPORTED,
                         "%s.type \"%.64s\" is not supported: images must be inline (base64)",
@@ -287,6 +299,7 @@ static mm_status read_part(chat_reader *r, const mmi_json_value *part, const cha
     const mmi_json_value *type, *text;
     MMI_TRY(expect(part, MMI_JSON_OBJECT, where));
     MMI_TRY(member(doc, part, "type", MMI_JSON_STRING, where, &type));
+    MMI_TRY(expect_name(type, where));
     if (strcmp(type->str, "text") == 0 || strcmp(type->str, "input_text") == 0) {
         char place[160];
         snprintf(place, sizeof place, "%s.text", where);
@@ -318,7 +331,7 @@ static mm_status read_content(chat_reader *r, const mmi_json_value *content, con
 
 static mm_status read_role(const mmi_json_value *role, const char *where, mmi_chat_role *out)
 {
-    MMI_TRY(expect(role, MMI_JSON_STRING, where));
+    MMI_TRY(expect_name(role, where));
     if (strcmp(role->str, "developer") == 0) /* OpenAI's newer name for system */
         *out = MMI_ROLE_SYSTEM;
     else if (!mmi_chat_role_from_name(role->str, out))
@@ -405,16 +418,18 @@ static void message_place(const mmi_chat_message *m, char *buf, size_t size)
         snprintf(buf, size, "messages[%zu]", m->json_index);
 }
 
-/* Check one part before anything is added: text must not hold the image marker; an image is
+/* Check one part before anything is added: text must not hold a media marker; an image is
  * decoded (with the options' size limits). */
 static mm_status prepare_part(const mmi_chat_part *part, const mm_options *options,
                               mm_image **image)
 {
     if (part->kind == MMI_PART_IMAGE)
         return mmi_image_load_memory(part->image, part->image_len, options, image);
-    if (memmem(part->text, part->text_len, MMI_IMAGE_MARKER, strlen(MMI_IMAGE_MARKER)))
-        return mmi_fail(MM_ERR_FORMAT, "text contains \"%s\", which marks image positions",
-                        MMI_IMAGE_MARKER);
+    size_t n;
+    const char *marker = mmi_media_find_marker(part->text, part->text_len, &n);
+    if (marker)
+        return mmi_fail(MM_ERR_FORMAT, "text contains \"%.*s\", which marks media positions",
+                        (int)n, marker);
     return MM_OK;
 }
 

@@ -14,7 +14,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model.h"
+#include "gguf.h"
+#include "mm.h"
+
+typedef struct mmi_tokenizer mmi_tokenizer; /* opaque: tokenizer.c */
 
 /* Token types, numbered as tokenizer.ggml.token_type stores them. */
 typedef enum {

@@ -465,6 +465,11 @@ START_TEST(chat_rejects_with_places)
         {"[{\"role\":\"tool\",\"content\":\"x\"}]", MM_ERR_UNSUPPORTED,
          "messages[0].role \"tool\" is not supported"},
         {"[{\"role\":\"user\"}]", MM_ERR_FORMAT, "messages[0].content: missing (array expected)"},
+        /* Names with a NUL inside are not the shorter name. */
+        {"[{\"role\":\"user\\u0000\",\"content\":\"x\"}]", MM_ERR_FORMAT,
+         "messages[0].role: \"user\\u0000...\" contains a NUL character"},
+        {"[{\"role\":\"user\",\"content\":[{\"type\":\"text\\u0000\",\"text\":\"x\"}]}]",
+         MM_ERR_FORMAT, "messages[0].content[0]: \"text\\u0000...\" contains a NUL"},
         {"[{\"role\":\"user\",\"content\":null}]", MM_ERR_FORMAT,
          "messages[0].content: array expected, found null"},
         {"[{\"role\":\"user\",\"content\":[{\"text\":\"x\"}]}]", MM_ERR_FORMAT,
@@ -874,13 +879,13 @@ END_TEST
 
 /* ---- feeding a session ---- */
 
-/* A tiny random llama with the LLaMA SentencePiece vocabulary (../shared/vectors/tokenizer). */
+/* A tiny random llama with the LLaMA SentencePiece vocabulary (tests/vectors/tokenizer). */
 static mm_model *text_model;
 
 static void load_text_model(void)
 {
     tiny_llama c = tiny_llama_default;
-    c.vocab_path = test_shared_path("vectors/tokenizer/ggml-vocab-llama-spm.gguf");
+    c.vocab_path = test_vectors_path("tokenizer/ggml-vocab-llama-spm.gguf");
     c.n_ctx = 128;
     ck_assert_ok(tiny_llama_load(&c, &text_model));
 }
@@ -1001,6 +1006,8 @@ START_TEST(session_json_errors_leave_the_session_unchanged)
         {"[{\"role\":\"user\",\"content\":\"ok\"},{\"role\":\"user\",\"content\":"
          "\"see <image> here\"}]",
          MM_ERR_FORMAT, "messages[1], part 0: text contains \"<image>\""},
+        {"[{\"role\":\"user\",\"content\":\"a <media> b\"}]",
+         MM_ERR_FORMAT, "messages[0], part 0: text contains \"<media>\""},
         {"[{\"role\":\"user\",\"content\":\"ok\"},{\"role\":\"tool\",\"content\":\"x\"}]",
          MM_ERR_UNSUPPORTED, "messages[1].role \"tool\" is not supported"},
         {"[{\"role\":\"user\",\"content\":\"ok\"}", MM_ERR_FORMAT, "JSON: unexpected end"},
