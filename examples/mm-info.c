@@ -3,6 +3,7 @@
  *   mm-info [MODEL.gguf [MMPROJ.gguf]]
  * The smallest libmm program; it links the shared library like any user program. */
 #include <stdio.h>
+#include <string.h>
 
 #include "mm.h"
 
@@ -45,6 +46,12 @@ static int print_image_costs(const char *path, const char *mmproj)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        printf("usage: mm-info [MODEL.gguf [MMPROJ.gguf]]\n"
+               "  prints libmm's version and option keys; given a model, what images of a few\n"
+               "  sizes cost in its context at each detail level (MM_OPT_IMAGE_DETAIL)\n");
+        return 0;
+    }
     printf("libmm %s (version number %u, ABI %d)\n", mm_version_string(), mm_version_number(),
            mm_abi_version());
     if (mm_abi_version() != MM_ABI_VERSION) {

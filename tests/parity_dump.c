@@ -532,7 +532,7 @@ static void put_decoder_hidden_states(dump *d, const int32_t *ids, int T)
     free(all);
 }
 
-/* transformers.LlamaForCausalLM: hidden states and logits of the prompt, greedy generation
+/* transformers.LlamaForCausalLM, and every decoder-only family: hidden states and logits of the prompt, greedy generation
  * with the cache. */
 static void dump_llama(dump *d)
 {
@@ -746,6 +746,7 @@ static const struct {
     {"transformers.LlavaForConditionalGeneration", dump_llava},
     {"transformers.LlavaNextForConditionalGeneration", dump_llava_next},
     {"transformers.LlamaForCausalLM", dump_llama},
+    {"transformers.Qwen2ForCausalLM", dump_llama},
     {"transformers.Blip2ForConditionalGeneration", dump_blip2},
     {"transformers.models.idefics2.modeling_idefics2.Idefics2PerceiverResampler",
      dump_idefics2_perceiver},
