@@ -551,6 +551,17 @@ static mm_image *test_image(void)
 
 /* A LLaVA-1.6-style model: every detail level costs what mm_image_token_count says, in
  * mm_image_encode's rows and in the session's positions, and the context check uses it. */
+/* Two sessions at the same position with bit-identical logits. */
+static void assert_same_state(const mm_session *s, const mm_session *ref)
+{
+    ck_assert_int_eq(mm_session_n_past(s), mm_session_n_past(ref));
+    const float *a, *b;
+    size_t n_vocab;
+    ck_assert_ok(mm_session_logits(s, &a, &n_vocab));
+    ck_assert_ok(mm_session_logits(ref, &b, &n_vocab));
+    ck_assert_mem_eq(a, b, n_vocab * sizeof *a);
+}
+
 static mm_model *tiled_model(void)
 {
     tiny_llama c = tiny_llama_default;
@@ -600,13 +611,8 @@ START_TEST(detail_levels_cost_what_the_count_says)
         ck_assert_ok(mm_session_add_message_images(s, "user", "Hi", 2, images, 1));
         const mm_embeddings *embds[1] = {e};
         ck_assert_ok(mm_session_add_message_embeddings(ref, "user", "Hi", 2, embds, 1));
-        ck_assert_int_eq(mm_session_n_past(s), mm_session_n_past(ref));
+        assert_same_state(s, ref);
         n_past[i] = mm_session_n_past(s);
-        const float *a, *b;
-        size_t n_vocab;
-        ck_assert_ok(mm_session_logits(s, &a, &n_vocab));
-        ck_assert_ok(mm_session_logits(ref, &b, &n_vocab));
-        ck_assert_mem_eq(a, b, n_vocab * sizeof *a);
         mm_session_free(ref);
         mm_session_free(s);
         /* A context of exactly the image's positions has no room for the rest. */
@@ -685,12 +691,7 @@ START_TEST(chat_json_detail_applies_to_its_image)
         mm_session *s;
         ck_assert_ok(mm_session_create(m, o, &s));
         ck_assert_ok(mm_session_add_messages_json(s, json, strlen(json), NULL));
-        ck_assert_int_eq(mm_session_n_past(s), mm_session_n_past(ref));
-        const float *a, *b;
-        size_t n_vocab;
-        ck_assert_ok(mm_session_logits(s, &a, &n_vocab));
-        ck_assert_ok(mm_session_logits(ref, &b, &n_vocab));
-        ck_assert_mem_eq(a, b, n_vocab * sizeof *a);
+        assert_same_state(s, ref);
         mm_session_free(s);
         mm_session_free(ref);
         mm_options_free(o);
