@@ -90,11 +90,20 @@ static mmi_tensor_type choose(const target *tg, const mmi_gguf *g, const mmi_ten
     return t->ne[0] % mmi_type(type)->block_elems ? t->type : type;
 }
 
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: mm-quantize IN.gguf OUT.gguf TYPE\n"
+                 "TYPE: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K Q4_K_M Q5_K_M\n");
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        usage(stdout);
+        return 0;
+    }
     if (argc != 4) {
-        fprintf(stderr, "usage: mm-quantize IN.gguf OUT.gguf TYPE\n"
-                        "TYPE: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K Q4_K_M Q5_K_M\n");
+        usage(stderr);
         return 2;
     }
     const target *tg = NULL;

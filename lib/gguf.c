@@ -793,6 +793,9 @@ mm_status mmi_gguf_get_string(const mmi_gguf *g, const char *key, const char **o
     *out = g->strings + kv->str_at;
     if (len)
         *len = kv->str_len;
+    else if (strlen(*out) != kv->str_len) /* read as a C string: "llama\0x" is not "llama" */
+        return mmi_fail(MM_ERR_FORMAT, "%s: %s = \"%s\\0...\" contains a NUL byte", g->path,
+                        key, *out);
     return MM_OK;
 }
 

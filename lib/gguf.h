@@ -61,7 +61,8 @@ mm_status mmi_gguf_get_float(const mmi_gguf *g, const char *key, double *out);
 mm_status mmi_gguf_get_float_or(const mmi_gguf *g, const char *key, double def, double *out);
 mm_status mmi_gguf_get_bool(const mmi_gguf *g, const char *key, int *out);
 mm_status mmi_gguf_get_bool_or(const mmi_gguf *g, const char *key, int def, int *out);
-/* String: NUL-terminated copy owned by g; *len excludes the NUL (len may be NULL). */
+/* String: NUL-terminated copy owned by g; *len excludes the NUL. len NULL means the caller reads
+ * it as a C string (a name): a value holding a NUL byte is then MM_ERR_FORMAT. */
 mm_status mmi_gguf_get_string(const mmi_gguf *g, const char *key, const char **out, size_t *len);
 
 /* The value's bytes exactly as stored in the file (for an array: element type, count and

@@ -5,7 +5,7 @@
 # included), that the metadata is llama.cpp's (general.file_type too), that the file has
 # llama.cpp's size (same layout and alignment), and that libmm reads every tensor back.
 cd "$(dirname "$0")/.." || exit 1
-models=${MM_SHARED_DIR:-tests}/vectors/quant/model
+models=${MM_VECTORS_DIR:-tests/vectors}/quant/model
 bin=${MM_TEST_BIN:-tests} # meson: its build folder's tests/, beside examples/
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Random-weight GGUF files of realistic shapes for examples/mm-bench (`make bench`).
 
-    python3 tools/bench_models.py OUTDIR [NAME ...]
+    tools/bench_models.py OUTDIR [NAME ...]
 
 writes OUTDIR/NAME.gguf for each NAME (all of them when none is given), skipping files that
 already exist with the same spec (kept in general.description). Written with tools/gguf.py, one

@@ -7,6 +7,8 @@
 MODEL_DIR holds config.json and *.safetensors (one file or shards). Written files:
 
     LlamaForCausalLM               OUTDIR/model.gguf   (llama)
+    MistralForCausalLM             OUTDIR/model.gguf   (llama)
+    Qwen2ForCausalLM               OUTDIR/model.gguf   (qwen2)
     LlavaForConditionalGeneration  OUTDIR/model.gguf   (llama) + OUTDIR/mmproj.gguf (clip, mlp)
     Blip2ForConditionalGeneration  OUTDIR/model.gguf   (opt)   + OUTDIR/mmproj.gguf (clip, qformer)
     CLIPModel                      OUTDIR/model.gguf   (clip: both towers + projections)
@@ -173,6 +175,12 @@ DEFAULTS = {
                     tie_word_embeddings=False, rope_theta=10000.0, rope_scaling=None,
                     attention_bias=False, mlp_bias=False, head_dim=None, sliding_window=4096,
                     bos_token_id=1, eos_token_id=2, pad_token_id=None),
+    "qwen2": dict(vocab_size=151936, hidden_size=4096, intermediate_size=22016,
+                  num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
+                  hidden_act="silu", max_position_embeddings=32768, rms_norm_eps=1e-6,
+                  tie_word_embeddings=False, rope_theta=10000.0, rope_scaling=None,
+                  use_sliding_window=False, sliding_window=4096, max_window_layers=28,
+                  head_dim=None, bos_token_id=None, eos_token_id=None, pad_token_id=None),
     "clip_vision_model": dict(hidden_size=768, intermediate_size=3072, projection_dim=512,
                               num_hidden_layers=12, num_attention_heads=12, num_channels=3,
                               image_size=224, patch_size=32, hidden_act="quick_gelu",
@@ -318,9 +326,14 @@ def permute_rope_rows(w, n_head):
     return (w.reshape(n_head, 2, hd // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape))
 
 
-def write_llama(out, cfg, ck, prefix, lm_head):
-    """cfg: Config of kind llama/mistral; prefix: of `embed_tokens` etc.; lm_head: its name."""
+def write_llama(out, cfg, ck, prefix, lm_head, arch="llama"):
+    """cfg: Config of kind llama/mistral/qwen2; prefix: of `embed_tokens` etc.; lm_head: its
+    name; arch: `llama` (Q/K rows permuted to adjacent RoPE pairs) or `qwen2` (rows as HF has
+    them, RoPE on halves; Q/K/V biases required)."""
     cfg.require("hidden_act", ["silu"])
+    if cfg.kind == "qwen2" and cfg["use_sliding_window"]:
+        raise ConvertError("qwen2 use_sliding_window = true: sliding-window attention is not "
+                           "supported")
     if cfg.kind == "mistral" and cfg["sliding_window"] is not None:
         if cfg["sliding_window"] < cfg["max_position_embeddings"]:
             raise ConvertError("mistral sliding_window = %d < max_position_embeddings: "
@@ -339,7 +352,7 @@ def write_llama(out, cfg, ck, prefix, lm_head):
             raise ConvertError("%s has %d rows, the config implies %d (heads x head_dim)"
                                % (hf, shape[0], rows))
     V = ck.shape(prefix + "embed_tokens.weight")[0]
-    a = "llama."
+    a = arch + "."
     out.add(a + "vocab_size", V)
     out.add(a + "context_length", cfg["max_position_embeddings"])
     out.add(a + "embedding_length", E)
@@ -364,13 +377,18 @@ def write_llama(out, cfg, ck, prefix, lm_head):
     for i in range(L):
         p, b = "%slayers.%d." % (prefix, i), "blk.%d." % i
         out.tensor(b + "attn_norm.weight", ck.lazy(p + "input_layernorm.weight"))
-        for g, hf, n in (("attn_q", "q_proj", H), ("attn_k", "k_proj", Hkv)):
-            for part in ("weight", "bias"):
-                name = p + "self_attn.%s.%s" % (hf, part)
-                if part == "weight" or name in ck:
-                    out.tensor(b + g + "." + part,
-                               ck.lazy(name, lambda a, n=n: permute_rope_rows(a, n)))
-        linear(out, ck, b + "attn_v", p + "self_attn.v_proj")
+        if arch == "llama":
+            for g, hf, n in (("attn_q", "q_proj", H), ("attn_k", "k_proj", Hkv)):
+                for part in ("weight", "bias"):
+                    name = p + "self_attn.%s.%s" % (hf, part)
+                    if part == "weight" or name in ck:
+                        out.tensor(b + g + "." + part,
+                                   ck.lazy(name, lambda a, n=n: permute_rope_rows(a, n)))
+        else:
+            linear(out, ck, b + "attn_q", p + "self_attn.q_proj", bias="required")
+            linear(out, ck, b + "attn_k", p + "self_attn.k_proj", bias="required")
+        linear(out, ck, b + "attn_v", p + "self_attn.v_proj",
+               bias="required" if arch == "qwen2" else "optional")
         linear(out, ck, b + "attn_output", p + "self_attn.o_proj")
         out.tensor(b + "ffn_norm.weight", ck.lazy(p + "post_attention_layernorm.weight"))
         linear(out, ck, b + "ffn_gate", p + "mlp.gate_proj")
@@ -554,6 +572,7 @@ class Vocab:
         self.tokens, self.types, self.scores, self.merges = tokens, types, scores, merges
         self.special = {}                    # tokenizer.ggml.<x>_token_id -> id
         self.add_bos = self.add_eos = None
+        self.chat_template = None            # tokenizer_config.json's Jinja text
 
     def set_token(self, i, text, typ):
         while len(self.tokens) <= i:         # ids beyond the base vocabulary
@@ -578,6 +597,8 @@ class Vocab:
         for key, v in (("add_bos_token", self.add_bos), ("add_eos_token", self.add_eos)):
             if v is not None:
                 kv["tokenizer.ggml." + key] = ("bool", bool(v))
+        if self.chat_template:
+            kv["tokenizer.chat_template"] = ("str", self.chat_template)
         return kv
 
 
@@ -735,6 +756,8 @@ def add_special_tokens(vocab, folder, added):
     for key, attr in (("add_bos_token", "add_bos"), ("add_eos_token", "add_eos")):
         if key in tc:
             setattr(vocab, attr, bool(tc[key]))
+    if isinstance(tc.get("chat_template"), str):   # libmm recognises the template by its marks
+        vocab.chat_template = tc["chat_template"]
 
 
 def tokenizer_keys(folder, args, n_vocab):
@@ -748,8 +771,10 @@ def tokenizer_keys(folder, args, n_vocab):
         if "tokenizer.ggml.tokens" not in kv:
             raise ConvertError("%s has no tokenizer.ggml.tokens" % args.vocab)
         n = len(kv["tokenizer.ggml.tokens"][1])
-        if n != n_vocab:
-            warn("--vocab has %d tokens but the model's embedding has %d rows" % (n, n_vocab))
+        if n != n_vocab:    # ids would name other rows, or rows no id reaches: garbage text
+            raise ConvertError("--vocab %s has %d tokens but the model's embedding has %d rows: "
+                               "not this model's vocabulary (nothing written)"
+                               % (args.vocab, n, n_vocab))
         return kv
     sp = os.path.join(folder, "tokenizer.model")
     tj = os.path.join(folder, "tokenizer.json")
@@ -782,6 +807,14 @@ def add_tokenizer(out, folder, args, n_vocab):
 
 # ------------------------------------------------------------------------------------------
 # one function per checkpoint class
+
+def convert_qwen2(folder, cfg, ck, args):
+    tc = Config(cfg, "qwen2")
+    out = Output(os.path.join(args.outdir, "model.gguf"), "qwen2", args.outtype, "qwen2")
+    write_llama(out, tc, ck, "model.", "lm_head.weight", arch="qwen2")
+    add_tokenizer(out, folder, args, ck.shape("model.embed_tokens.weight")[0])
+    return [out]
+
 
 def convert_llama(folder, cfg, ck, args):
     tc = Config(cfg, cfg.get("model_type", "llama"))
@@ -1040,11 +1073,12 @@ def convert_idefics2_perceiver(folder, cfg, ck, args):
 
 
 CONVERTERS = {"LlamaForCausalLM": convert_llama, "MistralForCausalLM": convert_llama,
+              "Qwen2ForCausalLM": convert_qwen2,
               "LlavaForConditionalGeneration": convert_llava, "CLIPModel": convert_clip,
               "SiglipVisionModel": convert_siglip,
               "Blip2ForConditionalGeneration": convert_blip2}
-MODEL_TYPES = {"llama": "LlamaForCausalLM", "llava": "LlavaForConditionalGeneration",
-               "clip": "CLIPModel", "siglip_vision_model": "SiglipVisionModel",
+MODEL_TYPES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
+               "llava": "LlavaForConditionalGeneration", "clip": "CLIPModel", "siglip_vision_model": "SiglipVisionModel",
                "blip-2": "Blip2ForConditionalGeneration"}
 
 

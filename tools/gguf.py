@@ -1,3 +1,4 @@
+#!/usr/bin/python3
 """GGUF v3 reader and writer in pure Python + numpy (libmm tooling).
 
 Writing
@@ -37,7 +38,7 @@ Reading
 
     Malformed files raise GGUFError (a ValueError) naming the problem and the byte offset.
 
-Dump a file: python3 tools/gguf.py FILE.gguf
+Dump a file: tools/gguf.py FILE.gguf
 
 Strings are UTF-8; bytes that are not valid UTF-8 round-trip through 'surrogateescape'.
 Only little-endian files are supported (as llama.cpp writes them).
@@ -473,7 +474,7 @@ class GGUFReader:
 
 
 def _dump(path):
-    """`python3 tools/gguf.py FILE.gguf`: print the keys and tensor table."""
+    """`tools/gguf.py FILE.gguf`: print the keys and tensor table."""
     r = GGUFReader(path)
     print("GGUF v%d, %d keys, %d tensors" % (r.version, len(r.kv), len(r.tensors)))
     for k, v in r.kv.items():
