@@ -13,9 +13,10 @@
  * Everything else (norms, biases, position tables, convolution kernels) is copied as stored,
  * as are all metadata keys; general.file_type and general.quantization_version are set as
  * llama.cpp sets them. The quantizers are libmm's reference ones (lib/quant.c), which give
- * llama.cpp's bytes from the same floats.
+ * llama.cpp's bytes from the same floats. A tensor holding inf or NaN is refused.
  *
  * Links the static library: it uses the GGUF reader and writer and the type table. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,6 +161,12 @@ int main(int argc, char **argv)
                 return 1;
             }
             st = mmi_tensor_to_f32(t, 0, t->n_elements, values);
+            for (uint64_t k = 0; st == MM_OK && k < t->n_elements; k++)
+                if (!isfinite(values[k])) {
+                    fprintf(stderr, "mm-quantize: %s: value %llu is not finite\n", t->name,
+                            (unsigned long long)k);
+                    return 1;
+                }
             if (st == MM_OK)
                 st = mmi_gguf_writer_add_tensor(w, t->name, type, t->n_dims, t->ne, values);
             free(values);
