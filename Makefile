@@ -71,21 +71,21 @@ $(STATIC): $(LIB_OBJ)
 # Examples link against the shared object, as a user's program would: in the tree with an rpath
 # to ../lib, and again by `make install` with one to LIBDIR (link_program SOURCE, OUTPUT, RPATH).
 link_program = $(CC) $(APP_CFLAGS) $(1) -o $(2) -Llib -lmm -Wl,-rpath,'$(3)' -lm
-examples/%: examples/%.c include/mm.h lib/libmm.so lib/$(SONAME)
+examples/%: examples/%.c examples/args.h include/mm.h lib/libmm.so lib/$(SONAME)
 	$(call link_program,$<,$@,$$ORIGIN/../lib)
 
 # mm-bench drives libmm through the public API but links it statically: the linker wraps the
 # library's BLAS calls so the benchmark can count them, and it reads tensor sizes with the GGUF
 # reader.
 BENCH_WRAP := -Wl,--wrap=cblas_sgemm -Wl,--wrap=cblas_sgemv
-examples/mm-bench: examples/mm-bench.c $(STATIC) $(LIB_HDR)
+examples/mm-bench: examples/mm-bench.c examples/args.h $(STATIC) $(LIB_HDR)
 	$(CC) $(APP_CFLAGS) -Ilib $(DEP_CFLAGS) $< -o $@ $(STATIC) $(BENCH_WRAP) $(DEP_LIBS)
 
 # mm-quantize uses the GGUF reader and writer and the type table: it links the static library.
-examples/mm-quantize: examples/mm-quantize.c $(STATIC) $(LIB_HDR)
+examples/mm-quantize: examples/mm-quantize.c examples/args.h $(STATIC) $(LIB_HDR)
 	$(CC) $(APP_CFLAGS) -Ilib $(DEP_CFLAGS) $< -o $@ $(STATIC) $(DEP_LIBS)
 
-examples/cpp/%: examples/cpp/%.cpp bindings/cpp/mm.hpp include/mm.h lib/libmm.so lib/$(SONAME)
+examples/cpp/%: examples/cpp/%.cpp bindings/cpp/mm.hpp examples/args.h include/mm.h lib/libmm.so lib/$(SONAME)
 	$(CXX) $(APP_CXXFLAGS) $< -o $@ -Llib -lmm -Wl,-rpath,'$$ORIGIN/../../lib'
 
 tests/test_%: tests/test_%.c tests/testutil.h $(STATIC)
@@ -154,7 +154,7 @@ tests/fuzz/build/fuzz_%: tests/fuzz/fuzz.c tests/fuzz/targets.h $(FUZZ_OBJ)
 
 # The replay suite runs the fuzz targets on the committed inputs.
 tests/test_fuzz_replay: tests/fuzz/targets.h
-tests/test_misuse tests/test_robust: tests/tiny_llama.h
+tests/test_misuse tests/test_robust tests/test_resources: tests/tiny_llama.h
 
 # Random-weight models of realistic shapes (written once into BENCH_DIR, several GB), then
 # mm-bench on each with 1 and 2 threads; see docs/performance.md.
@@ -165,11 +165,12 @@ bench: examples/mm-bench
 
 # The headers (mm.h, the C++ wrapper mm.hpp), the libraries, libmm.pc and the command-line
 # programs. The programs that link libmm.so are linked again for their new place, with an rpath
-# to LIBDIR; mm-bench and mm-quantize hold the library statically.
+# to LIBDIR; mm-bench holds the library statically.
 # Installing as root into a system prefix refreshes the loader's cache (ldconfig); for any other
 # prefix, programs find libmm.so.1 through -Wl,-rpath,$$(pkg-config --variable=libdir libmm).
 INSTALLED_PROGRAMS := $(notdir $(EXAMPLES))
-STATIC_PROGRAMS    := mm-bench mm-quantize
+# Linked with the static library (they reach internals): installed as built.
+STATIC_PROGRAMS := mm-bench mm-quantize
 SYSTEM_PREFIXES    := /usr /usr/local
 define refresh_loader_cache
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && [ -n "$(filter $(SYSTEM_PREFIXES),$(PREFIX))" ] \

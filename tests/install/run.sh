@@ -53,7 +53,7 @@ $CC -std=c11 -Wall -Werror $san app.c -o app-static $(pkg-config --cflags libmm)
 if ldd ./app-static | grep -q libmm; then echo "install: static app still needs libmm.so"; exit 1; fi
 ./app-static
 # The installed programs: those linking libmm.so find it through their rpath (mm-bench and
-# mm-quantize hold the library statically).
+# mm-quantize reach internals and link the static library).
 for p in $programs; do
     case "$p" in mm-bench | mm-quantize) ;; *) loads_installed "$prefix/bin/$p" ;; esac
 done

@@ -677,6 +677,21 @@ class TestConvertCases(unittest.TestCase):
             else:
                 np.testing.assert_allclose(q, want, rtol=2 ** -8)
 
+    def test_vocab_of_another_size_is_refused_by_the_command(self):
+        # the HF llama case has a small vocabulary; llama.cpp's SPM test vocabulary has 32000
+        vocab = os.path.join(VOCAB, "ggml-vocab-llama-spm.gguf")
+        rows = read_safetensors(os.path.join(HF, "llama", "model.safetensors"))[
+            "model.embed_tokens.weight"].shape[0]
+        out = os.path.join(self.dir.name, "out")
+        r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert_hf_to_gguf.py"),
+                            os.path.join(HF, "llama"), "-o", out, "--vocab", vocab],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("convert_hf_to_gguf: error: --vocab %s has 32000 tokens but the model's "
+                      "embedding has %d rows" % (vocab, rows), r.stderr)
+        self.assertEqual(r.stdout, "")          # no path printed: nothing was written
+        self.assertFalse(os.path.exists(out))
+
     def test_outtype_q8_0(self):
         files, src, _ = self.convert("llava", outtype="q8_0")
         quantized = 0
@@ -693,21 +708,6 @@ class TestConvertCases(unittest.TestCase):
         q = files["mmproj.gguf"].tensors["mm.0.weight"]
         np.testing.assert_array_equal(q, gguf.dequantize_q8_0(gguf.quantize_q8_0(want), want.size)
                                       .reshape(want.shape))
-
-    def test_vocab_of_another_size_is_refused_by_the_command(self):
-        # the HF llama case has a small vocabulary; llama.cpp's SPM test vocabulary has 32000
-        vocab = os.path.join(VOCAB, "ggml-vocab-llama-spm.gguf")
-        rows = read_safetensors(os.path.join(HF, "llama", "model.safetensors"))[
-            "model.embed_tokens.weight"].shape[0]
-        out = os.path.join(self.dir.name, "out")
-        r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert_hf_to_gguf.py"),
-                            os.path.join(HF, "llama"), "-o", out, "--vocab", vocab],
-                           capture_output=True, text=True, timeout=120)
-        self.assertEqual(r.returncode, 1, r.stderr)
-        self.assertIn("convert_hf_to_gguf: error: --vocab %s has 32000 tokens but the model's "
-                      "embedding has %d rows" % (vocab, rows), r.stderr)
-        self.assertEqual(r.stdout, "")          # no path printed: nothing was written
-        self.assertFalse(os.path.exists(out))
 
 
 class _Recorder(dict):
