@@ -496,7 +496,7 @@ static void report_gemm(const stage *s, const char *name, int runs, int threads)
 }
 
 typedef struct {
-    const char *vision, *text;
+    const char *vision, *text, *precision;
     int threads, runs, n_prompt, n_gen;
 } bench_args;
 
@@ -522,7 +522,7 @@ static void report_decode(const stage *d, const char *name, int context, const f
 
 static bench_args parse_args(int argc, char **argv)
 {
-    const char *vision = NULL, *text = NULL;
+    const char *vision = NULL, *text = NULL, *precision = NULL;
     long long threads = 1, runs = 3, n_prompt = 512, n_gen = 128;
     const arg_spec specs[] = {
         {"--vision", "FILE", ARG_TEXT, &vision, (mm_opt)0, 0, 0,
@@ -536,6 +536,8 @@ static bench_args parse_args(int argc, char **argv)
         {"--prompt", "N", ARG_INT, &n_prompt, (mm_opt)0, 1, 1 << 20,
          "prefill tokens (default 512)"},
         {"--gen", "N", ARG_INT, &n_gen, (mm_opt)0, 2, 1 << 20, "decoded tokens (default 128)"},
+        {"--precision", "P", ARG_TEXT, &precision, (mm_opt)0, 0, 0,
+         "MM_OPT_MATMUL_PRECISION: f32 (default) or bf16"},
     };
     arg_parser parser = {"mm-bench", "[--vision FILE] [--text FILE] [options]",
                          "Time each stage against the BLAS rate and memory bandwidth limits "
@@ -546,7 +548,7 @@ static bench_args parse_args(int argc, char **argv)
         rc = args_refuse(&parser, "mm-bench", "--vision or --text is needed");
     if (rc >= 0)
         exit(rc);
-    bench_args a = {vision, text, (int)threads, (int)runs, (int)n_prompt, (int)n_gen};
+    bench_args a = {vision, text, precision, (int)threads, (int)runs, (int)n_prompt, (int)n_gen};
     return a;
 }
 
@@ -695,10 +697,12 @@ int main(int argc, char **argv)
     int n_ctx = a.n_prompt + a.n_gen + 1;
     check(mm_options_set_int(opts, MM_OPT_N_CTX, n_ctx), "n_ctx");
     check(mm_options_set_int(opts, MM_OPT_MAX_TOKENS, a.n_gen), "max_tokens");
+    if (a.precision)
+        check(mm_options_set_string(opts, MM_OPT_MATMUL_PRECISION, a.precision), "precision");
 
-    printf("libmm %s bench: %d thread%s, %d runs (median) after a warm-up; OpenBLAS core %s\n",
-           mm_version_string(), a.threads, a.threads > 1 ? "s" : "", a.runs,
-           openblas_get_corename());
+    printf("libmm %s bench: %d thread%s, %d runs (median) after a warm-up; OpenBLAS core %s; "
+           "matmul precision %s\n", mm_version_string(), a.threads, a.threads > 1 ? "s" : "",
+           a.runs, openblas_get_corename(), a.precision ? a.precision : "f32");
     printf("files: vision %s, text %s\n", base_name(a.vision), base_name(a.text));
     print_cpu_flags();
 
@@ -725,6 +729,7 @@ int main(int argc, char **argv)
         w.image_size = (int)fv.image_size;
         check(mm_image_token_count(w.model, W, H, opts, &w.n_positions, &w.n_views), "count");
         check(mmi_exec_init(&w.exec, a.threads), "threads");
+        check(mmi_exec_set_precision(&w.exec, a.precision), "precision");
         size_t n_px = (size_t)3 * w.image_size * w.image_size * w.n_views;
         w.chw = malloc(n_px * sizeof *w.chw);
         if (!w.chw)

@@ -9,7 +9,9 @@
 #include "ops.h"
 
 #include <cblas.h>
+#include <dlfcn.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -39,6 +41,42 @@ void mmi_exec_free(mmi_exec *e)
     mmi_pool_free(e->pool);
     mmi_free(e->scratch);
     *e = (mmi_exec){0};
+}
+
+/* OpenBLAS's bf16 GEMM, looked up at run time: builds without BUILD_BFLOAT16 (Debian's 0.3.21
+ * among them) have none, and then bf16 precision stays f32. */
+static _Atomic(mmi_sbgemm_fn) sbgemm_hook;
+
+static mmi_sbgemm_fn sbgemm(void)
+{
+    static _Atomic(mmi_sbgemm_fn) found;
+    static atomic_int looked;
+    mmi_sbgemm_fn hook = atomic_load(&sbgemm_hook);
+    if (hook)
+        return hook;
+    if (!atomic_load(&looked)) {
+        void *symbol = dlsym(RTLD_DEFAULT, "cblas_sbgemm");
+        mmi_sbgemm_fn fn;
+        memcpy(&fn, &symbol, sizeof fn); /* ISO C has no object-to-function pointer cast */
+        atomic_store(&found, fn);
+        atomic_store(&looked, 1);
+    }
+    return atomic_load(&found);
+}
+
+void mmi_ops_sbgemm_hook(mmi_sbgemm_fn fn)
+{
+    atomic_store(&sbgemm_hook, fn);
+}
+
+mm_status mmi_exec_set_precision(mmi_exec *e, const char *precision)
+{
+    if (precision && strcmp(precision, "f32") != 0 && strcmp(precision, "bf16") != 0)
+        return mmi_fail(MM_ERR_ARG, "matmul_precision \"%s\" is not \"f32\" or \"bf16\"",
+                        precision);
+    e->bf16 = precision && strcmp(precision, "bf16") == 0 && sbgemm() &&
+              (atomic_load(&sbgemm_hook) || mmi_vec_has_bf16_products());
+    return MM_OK;
 }
 
 const mmi_exec *mmi_exec_bind(const mmi_exec *e)
@@ -271,6 +309,63 @@ static void linear_quantized(float *y, const float *x, int n, const mmi_matrix *
             mmi_add(y + i * n_out, bias, n_out);
 }
 
+/* ---- bf16 products ---- */
+
+typedef struct {
+    const void *src;
+    uint16_t *dst;
+    size_t width;
+    mmi_tensor_type type;
+} bf16_job;
+
+static void to_bf16_range(void *ctx, size_t begin, size_t end)
+{
+    const bf16_job *j = ctx;
+    size_t from = begin * j->width, n = (end - begin) * j->width;
+    if (j->type == MMI_TENSOR_F16)
+        mmi_vec_f16_to_bf16((const uint16_t *)j->src + from, j->dst + from, n);
+    else
+        mmi_vec_f32_to_bf16((const float *)j->src + from, j->dst + from, n);
+}
+
+/* rows x width values of an f32 or f16 matrix to bf16, on the pool. */
+static void rows_to_bf16(const void *src, mmi_tensor_type type, size_t rows, size_t width,
+                         uint16_t *dst)
+{
+    bf16_job j = {src, dst, width, type};
+    parallel_for(rows, grain_rows(width), to_bf16_range, &j);
+}
+
+/* y (n rows) = beta y + x Wᵀ with cblas_sbgemm: the activations in batches of rows and the
+ * weights in blocks of rows, each converted to bf16 into one half of the scratch (bf16 weights
+ * are used where they lie). false when a row does not fit the scratch: the caller goes on in f32. */
+static int linear_bf16(float *y, const float *x, int n, const mmi_matrix *w, float beta)
+{
+    size_t n_in = (size_t)w->n_in, n_out = (size_t)w->n_out;
+    size_t half = MMI_EXEC_SCRATCH; /* uint16 values in each half of the scratch */
+    size_t x_rows = half / n_in, w_rows = half / n_in;
+    if (w_rows < 16 || (w->type != MMI_TENSOR_F32 && w->type != MMI_TENSOR_F16 &&
+                        w->type != MMI_TENSOR_BF16))
+        return 0; /* quantized types: converted to f32 blocks */
+    uint16_t *xb = (uint16_t *)bound->scratch, *wb = xb + half;
+    for (size_t i0 = 0; i0 < (size_t)n; i0 += x_rows) {
+        size_t rows_x = (size_t)n - i0 < x_rows ? (size_t)n - i0 : x_rows;
+        rows_to_bf16(x + i0 * n_in, MMI_TENSOR_F32, rows_x, n_in, xb);
+        for (size_t o = 0; o < n_out; o += w_rows) {
+            size_t rows = n_out - o < w_rows ? n_out - o : w_rows;
+            const uint16_t *block = wb;
+            if (w->type == MMI_TENSOR_BF16)
+                block = (const uint16_t *)row_data(w, o);
+            else
+                rows_to_bf16(row_data(w, o), w->type, rows, n_in, wb);
+            blas_begins();
+            sbgemm()(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows_x, (int)rows, (int)n_in,
+                     1.0f, xb, (int)n_in, block, (int)n_in, beta, y + i0 * n_out + o, (int)n_out);
+        }
+    }
+    return 1;
+}
+
 void mmi_linear(float *y, const float *x, int n, const mmi_matrix *w, const float *bias)
 {
     if (n <= 0)
@@ -297,6 +392,8 @@ void mmi_linear(float *y, const float *x, int n, const mmi_matrix *w, const floa
             memcpy(y + (size_t)i * n_out, bias, (size_t)n_out * sizeof(float));
         beta = 1.0f;
     }
+    if (n > 1 && bound && bound->bf16 && linear_bf16(y, x, n, w, beta))
+        return;
     if (!half) {
         blas_begins();
         if (n == 1)

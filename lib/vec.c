@@ -533,6 +533,34 @@ void mmi_vec_bf16_to_f32(const uint16_t *src, float *dst, size_t n)
         dst[i] = mmi_bf16_to_f32(src[i]);
 }
 
+void mmi_vec_f32_to_bf16(const float *src, uint16_t *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = mmi_f32_to_bf16(src[i]);
+}
+
+/* Through f32 in blocks on the stack: every f16 value is exact in f32. */
+void mmi_vec_f16_to_bf16(const uint16_t *src, uint16_t *dst, size_t n)
+{
+    float block[256];
+    for (size_t i = 0; i < n; i += 256) {
+        size_t len = n - i < 256 ? n - i : 256;
+        mmi_vec_f16_to_f32(src + i, block, len);
+        mmi_vec_f32_to_bf16(block, dst + i, len);
+    }
+}
+
+int mmi_vec_has_bf16_products(void)
+{
+#ifdef HAVE_AVX2_VARIANTS
+    unsigned eax, ebx, ecx, edx;
+    return cpu_level() >= MMI_VEC_AVX512 && __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) &&
+           (eax & (1u << 5));
+#else
+    return 0;
+#endif
+}
+
 void mmi_vec_axpy(float *y, float a, const float *x, size_t n)
 {
     for (size_t i = SIMD(axpy_avx2(y, a, x, n)); i < n; i++)

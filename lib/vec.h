@@ -33,6 +33,11 @@ void mmi_vec_dot4_bf16(const uint16_t *w, size_t stride, const float *x, size_t 
                        float out[4]);
 void mmi_vec_f16_to_f32(const uint16_t *src, float *dst, size_t n);
 void mmi_vec_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
+/* To bf16, rounding to nearest even (NaN stays NaN), as mmi_f32_to_bf16. */
+void mmi_vec_f32_to_bf16(const float *src, uint16_t *dst, size_t n);
+void mmi_vec_f16_to_bf16(const uint16_t *src, uint16_t *dst, size_t n);
+/* Whether the processor multiplies bf16 itself (AVX512_BF16): where bf16 products pay. */
+int mmi_vec_has_bf16_products(void);
 /* y[i] += a * x[i] */
 void mmi_vec_axpy(float *y, float a, const float *x, size_t n);
 

@@ -8,6 +8,7 @@
 
 #include "ops.h"
 #include "pool.h"
+#include "sbgemm_by_sgemm.h"
 #include "testutil.h"
 #include "vec.h"
 
@@ -376,6 +377,16 @@ static float hp_input(int r, int i)
     return (float)((r * 5 + i) % 9 - 4) / 8.0f;
 }
 
+static int sbgemm_calls;
+
+static void counted_sbgemm(int order, int ta, int tb, int m, int n, int k, float alpha,
+                           const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta,
+                           float *c, int ldc)
+{
+    sbgemm_calls++;
+    sbgemm_by_sgemm(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
 START_TEST(linear_half_precision)
 {
     /* f32, f16 and bf16 copies of one matrix give the same, exact products: one row by dot
@@ -425,6 +436,28 @@ START_TEST(linear_half_precision)
         for (int i = 0; i < 8; i++)
             ck_assert_float_eq(row[i], hp_weight(77, i));
     }
+    /* bf16 products (MM_OPT_MATMUL_PRECISION): the values are exact in bf16, so the results are
+     * exact too, from f32 weights (converted per block), f16 (converted) and bf16 (read where
+     * they lie), each in blocks of 32, 32 and 16 rows; through the contract's stand-in, which
+     * counts the calls, on any processor. */
+    ck_assert_int_eq(mmi_exec_set_precision(&exec, "f64"), MM_ERR_ARG);
+    mmi_ops_sbgemm_hook(counted_sbgemm);
+    ck_assert_ok(mmi_exec_set_precision(&exec, "bf16"));
+    ck_assert_int_eq(exec.bf16, 1);
+    for (int t = 0; t < 3; t++) {
+        const mmi_exec *previous = mmi_exec_bind(&exec);
+        sbgemm_calls = 0;
+        mmi_linear(y, x, HP_N, &m[t], bias);
+        ck_assert_int_eq(sbgemm_calls, 3);
+        mmi_linear(y + HP_OUT, x, 1, &m[t], NULL); /* one row: not a product of rows */
+        ck_assert_int_eq(sbgemm_calls, 3);
+        mmi_linear(y, x, HP_N, &m[t], bias);
+        mmi_exec_bind(previous);
+        ck_all_near(y, want, HP_N * HP_OUT, 0);
+    }
+    mmi_ops_sbgemm_hook(NULL);
+    ck_assert_ok(mmi_exec_set_precision(&exec, "f32"));
+    ck_assert_int_eq(exec.bf16, 0);
     mmi_exec_free(&exec);
     free(w32);
     free(w16);
