@@ -366,6 +366,14 @@ static int linear_bf16(float *y, const float *x, int n, const mmi_matrix *w, flo
     return 1;
 }
 
+/* The dot kernel's case of mmi_linear: one row, or no scratch to convert blocks in. */
+static int takes_dot_path(const mmi_matrix *w, int n)
+{
+    int block_rows = (int)(MMI_EXEC_SCRATCH / (size_t)w->n_in);
+    return (w->type == MMI_TENSOR_F16 || w->type == MMI_TENSOR_BF16) &&
+           (n == 1 || !bound || block_rows < 16);
+}
+
 void mmi_linear(float *y, const float *x, int n, const mmi_matrix *w, const float *bias)
 {
     if (n <= 0)
@@ -380,8 +388,7 @@ void mmi_linear(float *y, const float *x, int n, const mmi_matrix *w, const floa
         linear_quantized(y, x, n, w, bias);
         return;
     }
-    int half = w->type != MMI_TENSOR_F32;
-    if (half && (n == 1 || !bound || block_rows < 16)) {
+    if (takes_dot_path(w, n)) {
         parallel_for((size_t)n_out, grain_rows((size_t)n * n_in), dot_range, &j);
         return;
     }
@@ -394,7 +401,7 @@ void mmi_linear(float *y, const float *x, int n, const mmi_matrix *w, const floa
     }
     if (n > 1 && bound && bound->bf16 && linear_bf16(y, x, n, w, beta))
         return;
-    if (!half) {
+    if (w->type == MMI_TENSOR_F32) {
         blas_begins();
         if (n == 1)
             cblas_sgemv(CblasRowMajor, CblasNoTrans, n_out, n_in, 1.0f, w->data, n_in, x, 1,
@@ -412,6 +419,47 @@ void mmi_linear(float *y, const float *x, int n, const mmi_matrix *w, const floa
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, n_in, 1.0f, x, n_in,
                     j.block, n_in, beta, y + j.first, n_out);
     }
+}
+
+/* The products of mmi_linear_each, their rows end to end. */
+#define MAX_PRODUCTS 4
+
+typedef struct {
+    linear_job part[MAX_PRODUCTS];
+    size_t first[MAX_PRODUCTS + 1]; /* part i holds rows [first[i], first[i + 1]) */
+    int count;
+} each_job;
+
+static void each_range(void *ctx, size_t begin, size_t end)
+{
+    const each_job *j = ctx;
+    for (int i = 0; i < j->count && begin < end; i++) {
+        if (begin >= j->first[i + 1])
+            continue;
+        size_t stop = end < j->first[i + 1] ? end : j->first[i + 1];
+        dot_range((void *)&j->part[i], begin - j->first[i], stop - j->first[i]);
+        begin = stop;
+    }
+}
+
+void mmi_linear_each(const float *x, int n, const mmi_product *p, int count)
+{
+    /* Parts of whole groups of 8 rows: chunks start at multiples of 8, so each part's rows go
+     * in the same groups of four whatever the chunking (results independent of threads). */
+    int fuse = n > 0 && count <= MAX_PRODUCTS;
+    for (int i = 0; fuse && i < count; i++)
+        fuse = takes_dot_path(p[i].w, n) && p[i].w->n_out % 8 == 0 && p[i].w->n_in == p[0].w->n_in;
+    if (!fuse) {
+        for (int i = 0; i < count; i++)
+            mmi_linear(p[i].y, x, n, p[i].w, p[i].bias);
+        return;
+    }
+    each_job j = {.count = count};
+    for (int i = 0; i < count; i++) {
+        j.part[i] = (linear_job){p[i].y, x, n, p[i].w, p[i].bias, NULL, 0};
+        j.first[i + 1] = j.first[i] + (size_t)p[i].w->n_out;
+    }
+    parallel_for(j.first[count], grain_rows((size_t)n * p[0].w->n_in), each_range, &j);
 }
 
 /* ---- norms ---- */

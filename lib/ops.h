@@ -65,6 +65,16 @@ void mmi_matrix_row(const mmi_matrix *w, int r, float *out);
  * time for cblas_sgemm as F16. */
 #define MMI_QUANT_DOT_ROWS 4
 void mmi_linear(float *y, const float *x, int n, const mmi_matrix *w, const float *bias);
+
+/* Several products of one input (a block's q, k, v; gate and up): as mmi_linear each, but
+ * where all take the dot kernel (f16/bf16 weights, one row) their rows are one job on the pool,
+ * so the threads stream from one matrix into the next without meeting in between. */
+typedef struct {
+    float *y;
+    const mmi_matrix *w;
+    const float *bias;
+} mmi_product;
+void mmi_linear_each(const float *x, int n, const mmi_product *p, int count);
 /* C[m][n] = alpha · A[m][k] · B[n][k]ᵀ + beta · C, with leading dimensions lda, ldb, ldc. */
 void mmi_gemm_nt(int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                  int ldb, float beta, float *c, int ldc);

@@ -436,6 +436,24 @@ START_TEST(linear_half_precision)
         for (int i = 0; i < 8; i++)
             ck_assert_float_eq(row[i], hp_weight(77, i));
     }
+    /* Products of one input as one job (f16 and bf16, one row) or one by one (with f32): the
+     * same exact values, bound and unbound. */
+    float y2[3][HP_OUT];
+    for (int bind = 0; bind < 2; bind++) {
+        const mmi_exec *previous = mmi_exec_bind(bind ? &exec : NULL);
+        const mmi_product each[3] = {{y2[0], &m[1], bias}, {y2[1], &m[2], NULL},
+                                     {y2[2], &m[0], bias}};
+        for (int count = 2; count <= 3; count++) {
+            memset(y2, 0, sizeof y2);
+            mmi_linear_each(x, 1, each, count);
+            ck_all_near(y2[0], want, HP_OUT, 0);
+            for (int o = 0; o < HP_OUT; o++)
+                ck_assert_float_eq(y2[1][o], (float)(want[o] - bias[o]));
+            if (count == 3)
+                ck_all_near(y2[2], want, HP_OUT, 0);
+        }
+        mmi_exec_bind(previous);
+    }
     /* bf16 products (MM_OPT_MATMUL_PRECISION): the values are exact in bf16, so the results are
      * exact too, from f32 weights (converted per block), f16 (converted) and bf16 (read where
      * they lie), each in blocks of 32, 32 and 16 rows; through the contract's stand-in, which
