@@ -749,47 +749,59 @@ static void block_softmax_range(void *ctx, size_t begin, size_t end)
     }
 }
 
-/* Heads [begin, end) of a single query row (a decoded token) by single-row products, keys in
- * chunks with a running softmax: scores of a chunk, then the earlier sum rescaled to the new
- * maximum. Needs no scratch, so the heads can run in parallel. */
+/* A single query row (a decoded token) by single-row products, keys in chunks with a running
+ * softmax: scores of a chunk, then the earlier sum rescaled to the new maximum. The work items
+ * are batches of up to GROUP_BATCH heads that share one KV head (GQA): each chunk of keys and
+ * values is read from memory once for the batch and from the cache for its other heads. Needs
+ * no scratch, so the batches can run in parallel. */
 #define KEY_CHUNK 256
+#define GROUP_BATCH 8
 
 static void one_row_range(void *ctx, size_t begin, size_t end)
 {
     const attention_job *j = ctx;
-    size_t hd = (size_t)j->head_dim;
-    float scores[KEY_CHUNK];
-    for (size_t h = begin; h < end; h++) {
-        const float *qh = j->q + h * hd;
-        const float *kh = j->k + h / (size_t)j->group * hd;
-        const float *vh = j->v + h / (size_t)j->group * hd;
-        float *oh = j->out + h * hd;
-        float max = -INFINITY, sum = 0.0f;
-        memset(oh, 0, hd * sizeof(float));
+    size_t hd = (size_t)j->head_dim, group = (size_t)j->group;
+    size_t batches = (group + GROUP_BATCH - 1) / GROUP_BATCH; /* per KV head */
+    float scores[KEY_CHUNK], max[GROUP_BATCH], sum[GROUP_BATCH];
+    for (size_t item = begin; item < end; item++) {
+        size_t kv_head = item / batches, h0 = kv_head * group + item % batches * GROUP_BATCH;
+        size_t n_heads = (kv_head + 1) * group - h0 < GROUP_BATCH ? (kv_head + 1) * group - h0
+                                                                  : GROUP_BATCH;
+        const float *kh = j->k + kv_head * hd, *vh = j->v + kv_head * hd;
+        for (size_t b = 0; b < n_heads; b++) {
+            max[b] = -INFINITY, sum[b] = 0.0f;
+            memset(j->out + (h0 + b) * hd, 0, hd * sizeof(float));
+        }
         int first = j->window && j->n_kv > j->window ? j->n_kv - j->window : 0;
         for (int t0 = first; t0 < j->n_kv; t0 += KEY_CHUNK) {
             int n = j->n_kv - t0 < KEY_CHUNK ? j->n_kv - t0 : KEY_CHUNK;
-            int t = 0;
-            for (; t + 4 <= n; t += 4) {
-                mmi_vec_dot4(kh + (size_t)(t0 + t) * j->kv_stride, (size_t)j->kv_stride, qh, hd,
-                             scores + t);
-                for (int r = 0; r < 4; r++)
-                    scores[t + r] *= j->scale;
+            for (size_t b = 0; b < n_heads; b++) {
+                const float *qh = j->q + (h0 + b) * hd;
+                float *oh = j->out + (h0 + b) * hd;
+                int t = 0;
+                for (; t + 4 <= n; t += 4) {
+                    mmi_vec_dot4(kh + (size_t)(t0 + t) * j->kv_stride, (size_t)j->kv_stride, qh,
+                                 hd, scores + t);
+                    for (int r = 0; r < 4; r++)
+                        scores[t + r] *= j->scale;
+                }
+                for (; t < n; t++)
+                    scores[t] = j->scale *
+                                mmi_vec_dot(kh + (size_t)(t0 + t) * j->kv_stride, qh, hd);
+                float chunk_max = mmi_vec_max(scores, (size_t)n);
+                if (chunk_max > max[b]) {
+                    float rescale = expf(max[b] - chunk_max);
+                    mmi_vec_scale(oh, hd, rescale);
+                    sum[b] *= rescale;
+                    max[b] = chunk_max;
+                }
+                sum[b] += mmi_vec_exp_sum(scores, (size_t)n, max[b]);
+                for (int t = 0; t < n; t++)
+                    mmi_vec_axpy(oh, scores[t], vh + (size_t)(t0 + t) * j->kv_stride, hd);
             }
-            for (; t < n; t++)
-                scores[t] = j->scale * mmi_vec_dot(kh + (size_t)(t0 + t) * j->kv_stride, qh, hd);
-            float chunk_max = mmi_vec_max(scores, (size_t)n);
-            if (chunk_max > max) {
-                float rescale = expf(max - chunk_max);
-                mmi_vec_scale(oh, hd, rescale);
-                sum *= rescale;
-                max = chunk_max;
-            }
-            sum += mmi_vec_exp_sum(scores, (size_t)n, max);
-            for (int t = 0; t < n; t++)
-                mmi_vec_axpy(oh, scores[t], vh + (size_t)(t0 + t) * j->kv_stride, hd);
         }
-        mmi_vec_scale(oh, hd, 1.0f / sum);
+        for (size_t b = 0; b < n_heads; b++)
+            mmi_vec_scale(j->out + (h0 + b) * hd, hd, 1.0f / sum[b]);
     }
 }
 
@@ -836,7 +848,8 @@ static void attend(float *out, int out_stride, const float *q, int q_stride, con
                        head_dim, 1.0f / sqrtf((float)head_dim), scratch, causal, 0, 0,
                        causal ? window : 0};
     if (n_q == 1) {
-        parallel_for((size_t)n_head, 2, one_row_range, &j);
+        size_t batches = (size_t)(j.group + GROUP_BATCH - 1) / GROUP_BATCH;
+        parallel_for((size_t)n_kv_head * batches, 1, one_row_range, &j);
         return;
     }
     int n_blocks = (n_q + QUERY_BLOCK - 1) / QUERY_BLOCK;
