@@ -71,17 +71,21 @@ $(STATIC): $(LIB_OBJ)
 # Examples link against the shared object, as a user's program would: in the tree with an rpath
 # to ../lib, and again by `make install` with one to LIBDIR (link_program SOURCE, OUTPUT, RPATH).
 link_program = $(CC) $(APP_CFLAGS) $(1) -o $(2) -Llib -lmm -Wl,-rpath,'$(3)' -lm
-examples/%: examples/%.c include/mm.h lib/libmm.so lib/$(SONAME)
+examples/%: examples/%.c examples/args.h include/mm.h lib/libmm.so lib/$(SONAME)
 	$(call link_program,$<,$@,$$ORIGIN/../lib)
 
 # mm-bench drives libmm through the public API but links it statically: the linker wraps the
 # library's BLAS calls so the benchmark can count them, and it reads tensor sizes with the GGUF
 # reader.
 BENCH_WRAP := -Wl,--wrap=cblas_sgemm -Wl,--wrap=cblas_sgemv
-examples/mm-bench: examples/mm-bench.c $(STATIC) $(LIB_HDR)
+examples/mm-bench: examples/mm-bench.c examples/args.h $(STATIC) $(LIB_HDR)
 	$(CC) $(APP_CFLAGS) -Ilib $(DEP_CFLAGS) $< -o $@ $(STATIC) $(BENCH_WRAP) $(DEP_LIBS)
 
-examples/cpp/%: examples/cpp/%.cpp bindings/cpp/mm.hpp include/mm.h lib/libmm.so lib/$(SONAME)
+# mm-quantize uses the GGUF reader and writer and the type table: it links the static library.
+examples/mm-quantize: examples/mm-quantize.c examples/args.h $(STATIC) $(LIB_HDR)
+	$(CC) $(APP_CFLAGS) -Ilib $(DEP_CFLAGS) $< -o $@ $(STATIC) $(DEP_LIBS)
+
+examples/cpp/%: examples/cpp/%.cpp bindings/cpp/mm.hpp examples/args.h include/mm.h lib/libmm.so lib/$(SONAME)
 	$(CXX) $(APP_CXXFLAGS) $< -o $@ -Llib -lmm -Wl,-rpath,'$$ORIGIN/../../lib'
 
 tests/test_%: tests/test_%.c tests/testutil.h $(STATIC)
@@ -165,6 +169,8 @@ bench: examples/mm-bench
 # Installing as root into a system prefix refreshes the loader's cache (ldconfig); for any other
 # prefix, programs find libmm.so.1 through -Wl,-rpath,$$(pkg-config --variable=libdir libmm).
 INSTALLED_PROGRAMS := $(notdir $(EXAMPLES))
+# Linked with the static library (they reach internals): installed as built.
+STATIC_PROGRAMS := mm-bench mm-quantize
 SYSTEM_PREFIXES    := /usr /usr/local
 define refresh_loader_cache
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && [ -n "$(filter $(SYSTEM_PREFIXES),$(PREFIX))" ] \
@@ -180,10 +186,10 @@ install: all
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
 	sed -e 's|@prefix@|$(PREFIX)|' -e 's|@libdir@|$(LIBDIR)|' -e 's|@includedir@|$(INCLUDEDIR)|' \
 	    -e 's|@version@|$(VERSION)|' pkgconfig/libmm.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/libmm.pc
-	for p in $(filter-out mm-bench,$(INSTALLED_PROGRAMS)); do \
+	for p in $(filter-out $(STATIC_PROGRAMS),$(INSTALLED_PROGRAMS)); do \
 	    $(call link_program,examples/$$p.c,$(DESTDIR)$(BINDIR)/$$p,$(LIBDIR)) || exit 1; \
 	done
-	install -m 755 examples/mm-bench $(DESTDIR)$(BINDIR)/
+	install -m 755 $(addprefix examples/,$(STATIC_PROGRAMS)) $(DESTDIR)$(BINDIR)/
 	$(refresh_loader_cache)
 
 uninstall:

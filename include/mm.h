@@ -107,6 +107,10 @@ typedef enum mm_opt_type {
 } mm_opt_type;
 
 /* Keys. 100s: loading and threads; 200s: sessions and generation; 300s: images.
+ * Image detail (MM_OPT_IMAGE_DETAIL): "low" is one view of the whole image at the tower's
+ * size; "high" is the model's tiling (LLaVA-1.6: a grid of tiles chosen from the file's
+ * pinpoints plus an overview) when the model has one; "auto" is high when the model tiles,
+ * else low. mm_image_token_count says what an image costs at each level.
  * Threads: MM_OPT_N_THREADS sizes libmm's own threads; the matrix products run on OpenBLAS's
  * threads, which libmm leaves as the host set them (OPENBLAS_NUM_THREADS, or
  * openblas_set_num_threads): give both the same count (docs/performance.md). */
@@ -122,10 +126,11 @@ typedef enum mm_opt {
     MM_OPT_MIN_P           = 206, /* float in [0,1), 0 = off; default 0 */
     MM_OPT_REPEAT_PENALTY  = 207, /* float > 0, 1 = off; default 1 */
     MM_OPT_REPEAT_LAST_N   = 208, /* int >= 0, tokens the penalty looks back on; default 64 */
-    MM_OPT_CHAT_TEMPLATE   = 209, /* string: "llava", "chatml", "llama2", "raw"; default: model's */
+    MM_OPT_CHAT_TEMPLATE   = 209, /* string: llava chatml phi3 llama2 raw; default: model's */
     MM_OPT_IMAGE_MAX_SIDE  = 300, /* int, largest width or height accepted; default 16384 */
     MM_OPT_IMAGE_MAX_PIXELS= 301, /* int, largest width*height accepted; default 64 Mi pixels */
-    MM_OPT_IMAGE_MAX_TOTAL_PIXELS = 302 /* int, pixels of all images of one call; default 128 Mi */
+    MM_OPT_IMAGE_MAX_TOTAL_PIXELS = 302, /* int, pixels of all images of one call; default 128 Mi */
+    MM_OPT_IMAGE_DETAIL    = 303  /* string: "low", "high", "auto"; default "auto" (above) */
 } mm_opt;
 
 /* Budgets: what one call may cost is bounded before the work starts, never found out after.
@@ -209,6 +214,41 @@ MM_API mm_status mm_model_load(const char *path, const char *mmproj_path,
 /* Release the caller's reference. Sessions created on the model keep their own reference, so
  * the model may be freed before them. Accepts NULL. */
 MM_API void mm_model_free(mm_model *model);
+/* The family of the model's language model, as its file's general.architecture names it:
+ * "llama" (also Mistral), "qwen2", "phi3" or "opt" (docs/model-format.md §1-2). NULL for a
+ * model without language model (a CLIP file) and for NULL. The string lives as long as the
+ * library. */
+MM_API const char *mm_model_family(const mm_model *model);
+
+/* Metadata of a loaded model, read-only, for tools such as mm-info (the llama.h pattern). The
+ * entries are the GGUF key/value pairs of the model's files: the main file's in file order,
+ * then the vision file's (a key present in both appears twice). Any thread. */
+MM_API size_t mm_model_meta_count(const mm_model *model);
+/* Key number `index` ("general.architecture"), owned by the model; NULL for NULL or an index
+ * out of range. */
+MM_API const char *mm_model_meta_key(const mm_model *model, size_t index);
+/* Value number `index` as text: a string as it is, an integer in decimal, a float as %.9g,
+ * a bool as true/false, a numeric array of up to 16 items as "[1, 2, 3]", a longer or string
+ * array as "[32000 strings]" / "[100 numbers]". Written NUL-terminated into buf[0..capacity);
+ * *len (may be NULL) receives the text's length without the NUL whether it fits or not.
+ * Errors: MM_ERR_ARG (NULL model, index out of range, buf NULL with capacity > 0, capacity
+ * <= the length: nothing is written then, *len says how much is needed). */
+MM_API mm_status mm_model_meta_value(const mm_model *model, size_t index, char *buf,
+                                     size_t capacity, size_t *len);
+/* Tensors of the model's files, in the same order as the metadata. Tensor `index`: its name,
+ * its type's name as ggml spells it ("F32", "F16", "BF16", "Q8_0", "Q4_0") (both owned by the model) and the
+ * bytes of its data in the file; any output pointer may be NULL. Errors: MM_ERR_ARG (NULL
+ * model, index out of range). Any thread. */
+MM_API size_t mm_model_tensor_count(const mm_model *model);
+MM_API mm_status mm_model_tensor_info(const mm_model *model, size_t index, const char **name,
+                                      const char **type, uint64_t *n_bytes);
+/* Memory the model takes: *weight_bytes, its tensors' data in the files (mapped, or read when
+ * MM_OPT_USE_MMAP is 0) plus the copies made at load for tensor types the kernels do not read
+ * as stored; *kv_bytes, the KV cache a session of n_ctx positions allocates (n_ctx 0: the
+ * model's trained context; 0 bytes for a model without a language model). Either pointer may
+ * be NULL. Errors: MM_ERR_ARG (NULL model, n_ctx < 0). Any thread. */
+MM_API mm_status mm_model_memory(const mm_model *model, int n_ctx, uint64_t *weight_bytes,
+                                 uint64_t *kv_bytes);
 
 /* ---- section: images (image.c, preprocess.c) ---- */
 
@@ -275,11 +315,13 @@ MM_API void mm_image_free(mm_image *image);
  * class token first). An mm_embeddings is immutable: any thread may read it; free it once. */
 typedef struct mm_embeddings mm_embeddings;
 
-/* Preprocess `image` as the model file says (resize, crop, normalise) and run the vision
- * encoder and projector. Reads MM_OPT_N_THREADS (threads started for this call) and the
- * progress callback from options (NULL for defaults). Errors: MM_ERR_ARG (NULL argument, model
- * without a vision encoder), MM_ERR_NOMEM. The model is only read: any number of threads may
- * encode with one model at once. */
+/* Preprocess `image` as the model file says (resize, crop, normalise; at MM_OPT_IMAGE_DETAIL
+ * "high", the tiles and the overview) and run the vision encoder and projector: the rows a
+ * session would put in the context for it (LLaVA-1.6: packed, with its newline rows). Reads
+ * MM_OPT_IMAGE_DETAIL, MM_OPT_N_THREADS (threads started for this call) and the progress
+ * callback from options (NULL for defaults). Errors: MM_ERR_ARG (NULL argument, model without a
+ * vision encoder, unknown detail), MM_ERR_NOMEM. The model is only read: any number of threads
+ * may encode with one model at once. */
 MM_API mm_status mm_image_encode(const mm_model *model, const mm_image *image,
                                  const mm_options *options, mm_embeddings **out);
 /* The same for a caller who preprocesses: planar_chw holds 3 planes (R, G, B) of height rows
@@ -290,6 +332,16 @@ MM_API mm_status mm_image_encode(const mm_model *model, const mm_image *image,
 MM_API mm_status mm_image_encode_pixels(const mm_model *model, const float *planar_chw,
                                         int width, int height, const mm_options *options,
                                         mm_embeddings **out);
+/* What an image of width x height pixels will cost, without decoding or encoding anything:
+ * the positions it takes in a session's context (*n_positions) and the views the vision tower
+ * runs on (*n_views: 1, or the tiles plus the overview; may be NULL), at the options'
+ * MM_OPT_IMAGE_DETAIL (NULL options: "auto"). Equal to what mm_image_encode and a session's
+ * mm_session_add_message_images then produce. Errors: MM_ERR_ARG (NULL model or n_positions,
+ * width or height < 1, unknown detail, model without a vision encoder), MM_ERR_LIMIT. Any
+ * thread. */
+MM_API mm_status mm_image_token_count(const mm_model *model, int width, int height,
+                                      const mm_options *options, size_t *n_positions,
+                                      int *n_views);
 /* Getters; NULL gives 0 / NULL. data holds n_tokens * n_embd floats valid until
  * mm_embeddings_free. */
 MM_API size_t mm_embeddings_n_tokens(const mm_embeddings *embeddings);
@@ -441,7 +493,8 @@ MM_API mm_status mm_session_add_text(mm_session *session, const char *text, size
  * tokenizer.chat_template when it is one of these, else "llava" for a model with a vision
  * encoder and "raw" otherwise):
  *   "llava"  (alias "vicuna"; LLaVA-1.5)  USER: <image>\n{text} ASSISTANT:  ... answer</s>
- *   "chatml"  <|im_start|>{role}\n{text}<|im_end|>\n ... <|im_start|>assistant\n
+ *   "chatml"  <|im_start|>{role}\n{text}<|im_end|>\n ... <|im_start|>assistant\n  (Qwen2)
+ *   "phi3"    <|{role}|>\n{text}<|end|>\n ... <|assistant|>\n  answer<|end|>\n
  *   "llama2"  [INST] <<SYS>>\n{system}\n<</SYS>>\n\n{text} [/INST] answer </s><s>[INST] ...
  *   "raw"     the text alone.
  * A user message ends with the template's answer prompt ("ASSISTANT:"), so mm_session_generate
@@ -540,7 +593,8 @@ MM_API mm_status mm_session_logits(const mm_session *session, const float **logi
 /* Context size in positions, and positions in use (0 for NULL). */
 MM_API int mm_session_n_ctx(const mm_session *session);
 MM_API int mm_session_n_past(const mm_session *session);
-/* Name of the chat template in use ("llava", "chatml", "llama2", "raw"); NULL for NULL. */
+/* Name of the chat template in use ("llava", "chatml", "phi3", "llama2", "raw"); NULL for
+ * NULL. */
 MM_API const char *mm_session_chat_template(const mm_session *session);
 
 /* Stop the call in progress on this session as soon as possible (between two layers of the

@@ -1,11 +1,13 @@
 /* Exported entry points for the library's handles: argument checks, then the stage that does
  * the work. (Status and log functions live in status.c, the options bag in options.c.) */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "alloc.h"
 #include "chatjson.h"
 #include "clip.h"
+#include "decoder.h"
 #include "mm.h"
 #include "image.h"
 #include "model.h"
@@ -50,6 +52,96 @@ mm_status mm_model_load(const char *path, const char *mmproj_path, const mm_opti
 void mm_model_free(mm_model *model)
 {
     mmi_model_release(model);
+}
+
+const char *mm_model_family(const mm_model *model)
+{
+    return model && model->decoder ? model->decoder->config.family->arch : NULL;
+}
+
+size_t mm_model_meta_count(const mm_model *model)
+{
+    return model ? mmi_model_meta_count(model) : 0;
+}
+
+const char *mm_model_meta_key(const mm_model *model, size_t index)
+{
+    if (!model || index >= mmi_model_meta_count(model))
+        return NULL;
+    const mmi_gguf *g = mmi_model_meta_file(model, &index);
+    return mmi_gguf_key(g, index);
+}
+
+mm_status mm_model_meta_value(const mm_model *model, size_t index, char *buf, size_t capacity,
+                              size_t *len)
+{
+    static const char fn[] = "mm_model_meta_value";
+    if (len)
+        *len = 0;
+    if (!model || (!buf && capacity > 0))
+        return mmi_fail(MM_ERR_ARG, "%s: %s is NULL", fn, model ? "buf" : "model");
+    size_t n = mmi_model_meta_count(model), need;
+    if (index >= n)
+        return mmi_fail(MM_ERR_ARG, "%s: index %zu, the model has %zu entries", fn, index, n);
+    mmi_model_meta_text(model, index, NULL, 0, &need);
+    if (len)
+        *len = need;
+    if (capacity <= need)
+        return mmi_fail(MM_ERR_ARG, "%s: the value of %s takes %zu bytes and its NUL, the "
+                        "buffer holds %zu", fn, mm_model_meta_key(model, index), need, capacity);
+    mmi_model_meta_text(model, index, buf, capacity, &need);
+    return MM_OK;
+}
+
+size_t mm_model_tensor_count(const mm_model *model)
+{
+    return model ? mmi_model_tensor_count(model) : 0;
+}
+
+mm_status mm_model_tensor_info(const mm_model *model, size_t index, const char **name,
+                               const char **type, uint64_t *n_bytes)
+{
+    if (name)
+        *name = NULL;
+    if (type)
+        *type = NULL;
+    if (n_bytes)
+        *n_bytes = 0;
+    if (!model)
+        return mmi_fail(MM_ERR_ARG, "mm_model_tensor_info: model is NULL");
+    const mmi_tensor *t = mmi_model_tensor(model, index);
+    if (!t)
+        return mmi_fail(MM_ERR_ARG, "mm_model_tensor_info: index %zu, the model has %zu "
+                        "tensors", index, mmi_model_tensor_count(model));
+    if (name)
+        *name = t->name;
+    if (type)
+        *type = mmi_tensor_type_name(t->type);
+    if (n_bytes)
+        *n_bytes = t->n_bytes;
+    return MM_OK;
+}
+
+mm_status mm_model_memory(const mm_model *model, int n_ctx, uint64_t *weight_bytes,
+                          uint64_t *kv_bytes)
+{
+    if (weight_bytes)
+        *weight_bytes = 0;
+    if (kv_bytes)
+        *kv_bytes = 0;
+    if (!model || n_ctx < 0)
+        return mmi_fail(MM_ERR_ARG, "mm_model_memory: %s", model ? "n_ctx < 0" : "model is NULL");
+    uint64_t in_files, converted;
+    mmi_model_weight_bytes(model, &in_files, &converted);
+    if (weight_bytes)
+        *weight_bytes = in_files + converted;
+    if (kv_bytes && model->decoder) {
+        const mmi_decoder_config *c = &model->decoder->config;
+        uint64_t positions = (uint64_t)(n_ctx ? n_ctx : c->n_ctx_train);
+        *kv_bytes = 2 * (uint64_t)c->n_layer * positions * (uint64_t)c->n_head_kv *
+                    (uint64_t)c->head_dim * sizeof(float);
+    }
+    return MM_OK;
 }
 
 /* ---- images ---- */
@@ -143,6 +235,58 @@ static mm_status check_pixels(const char *fn, const float *planar_chw, int width
     return MM_OK;
 }
 
+/* Rows of one image into a new mm_embeddings: run(model, job, rows) on the options' threads,
+ * progress reported in vision blocks, for now before and after the tower runs. */
+static mm_status new_embeddings(const mm_model *model, const mm_options *options, size_t n_rows,
+                                int n_embd, mm_status (*run)(const mm_model *, const void *,
+                                                             float *),
+                                const void *job, mm_embeddings **out)
+{
+    size_t n = n_rows * (size_t)n_embd;
+    mm_embeddings *e = mmi_malloc(sizeof *e + n * sizeof(float));
+    if (!e)
+        return mmi_fail(MM_ERR_NOMEM, "out of memory for %zu image embeddings of %d floats",
+                        n_rows, n_embd);
+    e->n_tokens = n_rows;
+    e->n_embd = (size_t)n_embd;
+    uint64_t n_blocks = (uint64_t)model->vision->enc.n_layer;
+    mm_status st = mmi_progress(options, MM_PROGRESS_IMAGE_ENCODE, 0, n_blocks);
+    compute c;
+    if (st == MM_OK && (st = compute_begin(&c, options)) == MM_OK)
+        st = compute_end(&c, run(model, job, e->data));
+    if (st == MM_OK)
+        st = mmi_progress(options, MM_PROGRESS_IMAGE_ENCODE, n_blocks, n_blocks);
+    if (st != MM_OK) {
+        mmi_free(e);
+        return st;
+    }
+    *out = e;
+    return MM_OK;
+}
+
+typedef struct {
+    const float *chw;
+    int width, height;
+} pixels_job;
+
+static mm_status encode_pixels(const mm_model *model, const void *job, float *rows)
+{
+    const pixels_job *j = job;
+    return mmi_vision_encode(model->vision, j->chw, j->width, j->height, rows, NULL);
+}
+
+typedef struct {
+    const mm_image *image;
+    const mmi_media_params *params;
+    const mmi_media_plan *plan;
+} image_job;
+
+static mm_status encode_image(const mm_model *model, const void *job, float *rows)
+{
+    const image_job *j = job;
+    return mmi_image_ops.encode(model, j->image, j->params, j->plan, rows, NULL);
+}
+
 mm_status mm_image_encode_pixels(const mm_model *model, const float *planar_chw, int width,
                                  int height, const mm_options *options, mm_embeddings **out)
 {
@@ -156,28 +300,8 @@ mm_status mm_image_encode_pixels(const mm_model *model, const float *planar_chw,
     MMI_TRY(check_pixels("mm_image_encode_pixels", planar_chw, width, height));
     int n_tokens, n_embd;
     MMI_TRY(mmi_vision_output_shape(model->vision, width, height, &n_tokens, &n_embd));
-    size_t n = (size_t)n_tokens * (size_t)n_embd;
-    mm_embeddings *e = mmi_malloc(sizeof *e + n * sizeof(float));
-    if (!e)
-        return mmi_fail(MM_ERR_NOMEM, "out of memory for %d image embeddings of %d floats",
-                        n_tokens, n_embd);
-    e->n_tokens = (size_t)n_tokens;
-    e->n_embd = (size_t)n_embd;
-    /* Progress in vision blocks; for now reported before and after the tower runs. */
-    uint64_t n_blocks = (uint64_t)model->vision->enc.n_layer;
-    mm_status st = mmi_progress(options, MM_PROGRESS_IMAGE_ENCODE, 0, n_blocks);
-    compute c;
-    if (st == MM_OK && (st = compute_begin(&c, options)) == MM_OK)
-        st = compute_end(&c, mmi_vision_encode(model->vision, planar_chw, width, height, e->data,
-                                               NULL));
-    if (st == MM_OK)
-        st = mmi_progress(options, MM_PROGRESS_IMAGE_ENCODE, n_blocks, n_blocks);
-    if (st != MM_OK) {
-        mmi_free(e);
-        return st;
-    }
-    *out = e;
-    return MM_OK;
+    pixels_job job = {planar_chw, width, height};
+    return new_embeddings(model, options, (size_t)n_tokens, n_embd, encode_pixels, &job, out);
 }
 
 mm_status mm_image_encode(const mm_model *model, const mm_image *image, const mm_options *options,
@@ -190,12 +314,39 @@ mm_status mm_image_encode(const mm_model *model, const mm_image *image, const mm
         return mmi_fail(MM_ERR_ARG, "mm_image_encode: %s is NULL", model ? "image" : "model");
     if (!model->vision)
         return mmi_fail(MM_ERR_ARG, "mm_image_encode: the model has no vision encoder");
-    mmi_views views;
-    MMI_TRY(mmi_vision_preprocess(model->vision, image, &views));
-    mm_status st = mm_image_encode_pixels(model, views.pixels, views.size, views.size, options,
-                                          out);
-    mmi_views_free(&views);
-    return st;
+    mmi_media_params p;
+    mmi_media_plan plan;
+    MMI_TRY(mmi_media_params_from_options(options, &p));
+    MMI_TRY(mmi_image_ops.plan(model, image, &p, &plan));
+    image_job job = {image, &p, &plan};
+    return new_embeddings(model, options, plan.n_rows, plan.n_embd, encode_image, &job, out);
+}
+
+mm_status mm_image_token_count(const mm_model *model, int width, int height,
+                               const mm_options *options, size_t *n_positions, int *n_views)
+{
+    static const char fn[] = "mm_image_token_count";
+    if (!model || !n_positions)
+        return mmi_fail(MM_ERR_ARG, "%s: %s is NULL", fn, model ? "n_positions" : "model");
+    *n_positions = 0;
+    if (n_views)
+        *n_views = 0;
+    if (!model->vision)
+        return mmi_fail(MM_ERR_ARG, "%s: the model has no vision encoder", fn);
+    mmi_media_params p;
+    mmi_media_plan plan;
+    mm_status st = mmi_media_params_from_options(options, &p);
+    if (st == MM_OK)
+        st = mmi_image_plan(model, width, height, &p, &plan);
+    if (st != MM_OK) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", mm_last_error());
+        return mmi_fail(st, "%s: %s", fn, why);
+    }
+    *n_positions = (size_t)plan.n_pos;
+    if (n_views)
+        *n_views = plan.n_views;
+    return MM_OK;
 }
 
 size_t mm_embeddings_n_tokens(const mm_embeddings *embeddings)

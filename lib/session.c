@@ -116,6 +116,7 @@ static mm_status reserve_text(mm_session *s)
 
 mm_status mmi_session_set_options(mm_session *s, const mm_options *options)
 {
+    MMI_TRY(mmi_media_params_from_options(options, &s->media_params));
     mmi_sampler_params p;
     mmi_sampler_params_from_options(&p, options);
     mmi_sampler_set_params(&s->sampler, &p);
@@ -780,6 +781,7 @@ void mmi_session_cancel(mm_session *s)
 void mmi_session_reset(mm_session *s)
 {
     s->state.n_past = 0;
+    s->state.pos_delta = 0;
     s->pending = -1;
     s->answer_open = 0;
     mmi_free(s->held_system);

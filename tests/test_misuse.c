@@ -317,6 +317,12 @@ static void m_mm_model_load(void)
 }
 
 /* Sessions and embeddings keep working after their model is freed. */
+static void m_mm_model_family(void)
+{
+    ck_assert_ptr_null(mm_model_family(NULL));
+    ck_assert_str_eq(mm_model_family(llava), "llama");
+}
+
 static void m_mm_model_free(void)
 {
     mm_model_free(NULL);
@@ -348,6 +354,62 @@ static void m_mm_model_free(void)
     mm_options_free(o);
     mm_session_free(s);
     mm_embeddings_free(e);
+}
+
+
+/* ---- model metadata ---- */
+
+static void m_mm_model_meta_count(void)
+{
+    ck_assert_uint_eq(mm_model_meta_count(NULL), 0);
+}
+
+static void m_mm_model_meta_key(void)
+{
+    ck_assert_ptr_null(mm_model_meta_key(NULL, 0));
+    ck_assert_ptr_null(mm_model_meta_key(llava, mm_model_meta_count(llava)));
+    ck_assert_ptr_null(mm_model_meta_key(llava, SIZE_MAX));
+}
+
+static void m_mm_model_meta_value(void)
+{
+    char buf[8];
+    size_t len = 5;
+    EXPECT(mm_model_meta_value(NULL, 0, buf, sizeof buf, &len), MM_ERR_ARG);
+    ck_assert_uint_eq(len, 0);
+    EXPECT(mm_model_meta_value(llava, 0, NULL, 8, &len), MM_ERR_ARG);
+    EXPECT(mm_model_meta_value(llava, SIZE_MAX, buf, sizeof buf, NULL), MM_ERR_ARG);
+    EXPECT(mm_model_meta_value(llava, 0, buf, 0, NULL), MM_ERR_ARG);
+}
+
+static void m_mm_model_tensor_count(void)
+{
+    ck_assert_uint_eq(mm_model_tensor_count(NULL), 0);
+}
+
+static void m_mm_model_tensor_info(void)
+{
+    const char *name = SENTINEL, *type = SENTINEL;
+    uint64_t n = 5;
+    EXPECT(mm_model_tensor_info(NULL, 0, &name, &type, &n), MM_ERR_ARG);
+    ck_assert_ptr_null(name);
+    ck_assert_ptr_null(type);
+    ck_assert_uint_eq(n, 0);
+    EXPECT(mm_model_tensor_info(llava, mm_model_tensor_count(llava), &name, NULL, NULL),
+           MM_ERR_ARG);
+    ck_assert_ok(mm_model_tensor_info(llava, 0, NULL, NULL, NULL));
+}
+
+static void m_mm_model_memory(void)
+{
+    uint64_t w = 5, kv = 5;
+    EXPECT(mm_model_memory(NULL, 0, &w, &kv), MM_ERR_ARG);
+    ck_assert_uint_eq(w, 0);
+    ck_assert_uint_eq(kv, 0);
+    EXPECT(mm_model_memory(llava, -1, &w, &kv), MM_ERR_ARG);
+    ck_assert_ok(mm_model_memory(clip, 0, &w, &kv)); /* no language model: no KV cache */
+    ck_assert_uint_gt(w, 0);
+    ck_assert_uint_eq(kv, 0);
 }
 
 /* ---- images ---- */
@@ -428,6 +490,32 @@ static void m_mm_image_encode(void)
     e = SENTINEL;
     EXPECT(mm_image_encode(ids_model, image, NULL, &e), MM_ERR_ARG); /* no vision tower */
     ck_assert_ptr_null(e);
+    mm_options *o = new_options();
+    ck_assert_ok(mm_options_set_string(o, MM_OPT_IMAGE_DETAIL, "ultra"));
+    e = SENTINEL;
+    EXPECT(mm_image_encode(llava, image, o, &e), MM_ERR_ARG);
+    ck_assert_ptr_null(e);
+    mm_options_free(o);
+}
+
+static void m_mm_image_token_count(void)
+{
+    size_t n = 7;
+    int views = 7;
+    EXPECT(mm_image_token_count(NULL, 64, 64, NULL, &n, &views), MM_ERR_ARG);
+    EXPECT(mm_image_token_count(llava, 64, 64, NULL, NULL, &views), MM_ERR_ARG);
+    EXPECT(mm_image_token_count(llava, 0, 64, NULL, &n, &views), MM_ERR_ARG);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(views, 0);
+    EXPECT(mm_image_token_count(llava, 64, -1, NULL, &n, NULL), MM_ERR_ARG);
+    EXPECT(mm_image_token_count(ids_model, 64, 64, NULL, &n, NULL), MM_ERR_ARG);
+    mm_options *o = new_options();
+    ck_assert_ok(mm_options_set_string(o, MM_OPT_IMAGE_DETAIL, "ultra"));
+    EXPECT(mm_image_token_count(llava, 64, 64, o, &n, NULL), MM_ERR_ARG);
+    mm_options_free(o);
+    /* Any size is counted without overflow. */
+    ck_assert_ok(mm_image_token_count(llava, INT_MAX, INT_MAX, NULL, &n, &views));
+    ck_assert_uint_gt(n, 0);
 }
 
 static void m_mm_image_encode_pixels(void)
@@ -661,6 +749,12 @@ static void m_mm_session_create(void)
     ck_assert_ptr_null(s);
     mm_options *o = new_options();
     ck_assert_ok(mm_options_set_string(o, MM_OPT_CHAT_TEMPLATE, "klingon"));
+    s = SENTINEL;
+    EXPECT(mm_session_create(llava, o, &s), MM_ERR_ARG);
+    ck_assert_ptr_null(s);
+    mm_options_free(o);
+    o = new_options();
+    ck_assert_ok(mm_options_set_string(o, MM_OPT_IMAGE_DETAIL, "medium"));
     s = SENTINEL;
     EXPECT(mm_session_create(llava, o, &s), MM_ERR_ARG);
     ck_assert_ptr_null(s);
@@ -1034,10 +1128,12 @@ static const struct {
     CASE(mm_options_unset), CASE(mm_options_get_int), CASE(mm_options_get_float),
     CASE(mm_options_get_string), CASE(mm_option_name), CASE(mm_option_type),
     CASE(mm_options_set_progress),
-    CASE(mm_model_load), CASE(mm_model_free),
+    CASE(mm_model_load), CASE(mm_model_free), CASE(mm_model_family), CASE(mm_model_meta_count),
+    CASE(mm_model_meta_key), CASE(mm_model_meta_value), CASE(mm_model_tensor_count),
+    CASE(mm_model_tensor_info), CASE(mm_model_memory),
     CASE(mm_image_load_file), CASE(mm_image_load_memory), CASE(mm_image_from_pixels),
     CASE(mm_image_width), CASE(mm_image_height), CASE(mm_image_pixels), CASE(mm_image_free),
-    CASE(mm_image_encode), CASE(mm_image_encode_pixels), CASE(mm_embeddings_n_tokens),
+    CASE(mm_image_encode), CASE(mm_image_token_count), CASE(mm_image_encode_pixels), CASE(mm_embeddings_n_tokens),
     CASE(mm_embeddings_n_embd), CASE(mm_embeddings_data), CASE(mm_embeddings_free),
     CASE(mm_clip_embedding_size), CASE(mm_clip_logit_scale), CASE(mm_clip_image_embedding),
     CASE(mm_clip_image_embedding_pixels), CASE(mm_clip_text_embedding),

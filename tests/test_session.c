@@ -372,6 +372,8 @@ START_TEST(chatml_and_llama2_templates)
 {
     check_two_turns("chatml", NULL, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
                     "<|im_end|>\n<|im_start|>user\nMore<|im_end|>\n<|im_start|>assistant\n");
+    check_two_turns("phi3", NULL, "<|user|>\nHi<|end|>\n<|assistant|>\n",
+                    "<|end|>\n<|user|>\nMore<|end|>\n<|assistant|>\n");
     check_two_turns("llama2", "Be brief.", "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST]",
                     "</s><s>[INST] More [/INST]");
     check_two_turns("raw", NULL, "Hi", "More");
@@ -442,6 +444,75 @@ START_TEST(message_text_cannot_make_control_tokens)
 }
 END_TEST
 
+
+/* The index of metadata `key`, which must be present. */
+static size_t meta_index(const mm_model *m, const char *key)
+{
+    for (size_t i = 0; i < mm_model_meta_count(m); i++)
+        if (strcmp(mm_model_meta_key(m, i), key) == 0)
+            return i;
+    ck_abort_msg("no metadata key %s", key);
+    return 0;
+}
+
+static void assert_meta(const mm_model *m, const char *key, const char *expected)
+{
+    char buf[64];
+    size_t len;
+    ck_assert_ok(mm_model_meta_value(m, meta_index(m, key), buf, sizeof buf, &len));
+    ck_assert_str_eq(buf, expected);
+    ck_assert_uint_eq(len, strlen(expected));
+}
+
+/* Metadata, tensors and memory of tiny_llama_default, against values worked out by hand from
+ * what tests/tiny_llama.h writes: V 50, E 32, 2 layers, F 48, 4 heads of 8, 2 KV heads, n_ctx
+ * 64, every tensor F32. */
+START_TEST(model_metadata_tensors_and_memory)
+{
+    const mm_model *m = ids_model;
+    assert_meta(m, "general.architecture", "llama");
+    assert_meta(m, "llama.block_count", "2");
+    assert_meta(m, "llama.attention.head_count_kv", "2");
+    assert_meta(m, "llama.rope.freq_base", "10000");
+    assert_meta(m, "llama.attention.layer_norm_rms_epsilon", "9.99999975e-06"); /* f32(1e-5) */
+    assert_meta(vocab_model, "tokenizer.ggml.tokens", "[32000 strings]");
+    assert_meta(vocab_model, "tokenizer.ggml.model", "llama");
+    /* A buffer too small: refused, with the length needed. */
+    char small[4] = "xyz";
+    size_t len;
+    size_t arch = meta_index(m, "general.architecture");
+    ck_assert_int_eq(mm_model_meta_value(m, arch, small, 5 - 1, &len), MM_ERR_ARG);
+    ck_assert_uint_eq(len, 5);
+    ck_assert_str_eq(small, "xyz");
+    ck_assert_int_eq(mm_model_meta_value(m, arch, NULL, 0, &len), MM_ERR_ARG);
+    ck_assert_uint_eq(len, 5);
+    ck_assert_ptr_null(mm_model_meta_key(m, mm_model_meta_count(m)));
+
+    /* 21 tensors: token_embd, 9 per layer, output_norm, output. */
+    ck_assert_uint_eq(mm_model_tensor_count(m), 21);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < 21; i++) {
+        const char *name, *type;
+        uint64_t n;
+        ck_assert_ok(mm_model_tensor_info(m, i, &name, &type, &n));
+        ck_assert_str_eq(type, "F32");
+        if (strcmp(name, "blk.1.ffn_gate.weight") == 0)
+            ck_assert_uint_eq(n, 32 * 48 * 4);
+        sum += n;
+    }
+    /* token_embd 50x32, per layer 2x32 + 2x32x32 + 2x32x16 + 3x32x48, output_norm 32,
+     * output 50x32: 18720 floats. */
+    ck_assert_uint_eq(sum, 18720 * 4);
+    uint64_t weights, kv;
+    ck_assert_ok(mm_model_memory(m, 0, &weights, &kv));
+    ck_assert_uint_eq(weights, 18720 * 4); /* F32 tensors are used where they lie */
+    ck_assert_uint_eq(kv, 2 * 2 * 64 * 16 * 4); /* K and V, 2 layers, 64 positions, 2 x 8 */
+    ck_assert_ok(mm_model_memory(m, 10, NULL, &kv));
+    ck_assert_uint_eq(kv, 2 * 2 * 10 * 16 * 4);
+    ck_assert_int_eq(mm_model_memory(m, -1, &weights, &kv), MM_ERR_ARG);
+}
+END_TEST
+
 START_TEST(template_from_the_file)
 {
     static const struct { const char *file_template; const char *expected; } cases[] = {
@@ -451,6 +522,8 @@ START_TEST(template_from_the_file)
          "llama2"},
         {"{% for message in messages %}{{ message['role'].upper() + ': ' }}{% endfor %}"
          "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}", "llava"},
+        {"{% for message in messages %}{% if message['role'] == 'user' %}{{'<|user|>\n' + "
+         "message['content'] + '<|end|>\n' + '<|assistant|>\n'}}{% endif %}{% endfor %}", "phi3"},
         {"vicuna", "llava"},
         {"{{ something else }}", "raw"}, /* not ours, and no vision tower */
     };
@@ -544,6 +617,83 @@ static mm_image *test_image(void)
     ck_assert_ok(mm_image_from_pixels(px, 20, 30, 60, MM_PIXEL_RGB8, &img));
     return img;
 }
+
+/* A LLaVA-1.6-style model: every detail level costs what mm_image_token_count says, in
+ * mm_image_encode's rows and in the session's positions, and the context check uses it. */
+START_TEST(detail_levels_cost_what_the_count_says)
+{
+    tiny_llama c = tiny_llama_default;
+    c.vocab_path = test_vectors_path("tokenizer/ggml-vocab-llama-spm.gguf");
+    tiny_vision v = tiny_vision_default;
+    v.tiled = 1;
+    char text_path[512];
+    snprintf(text_path, sizeof text_path, "%s", tiny_temp_path("text.gguf"));
+    const char *vision_path = tiny_temp_path("vision.gguf");
+    ck_assert_ok(tiny_llama_write(&c, text_path));
+    ck_assert_ok(tiny_vision_write_sized(vision_path, c.n_embd, &v));
+    mm_model *m;
+    ck_assert_ok(mm_model_load(text_path, vision_path, NULL, &m));
+    unlink(text_path);
+    unlink(vision_path);
+    /* 20x30 (WxH): the (2S, 2S) pinpoint keeps the most pixels (600 against 384 and 160), so
+     * 2x2 tiles plus the overview */
+    mm_image *img = test_image();
+    const mm_image *images[1] = {img};
+    static const char *const details[] = {"low", "high", "auto"};
+    /* 2x2 patches a view. Low: 4 + the newline HF appends. High: 4 + the 4x4 feature grid
+     * unpadded to 4 rows of int(20 * 4 / 30) = 2 columns, each row + a newline. */
+    const size_t want[] = {4 + 1, 4 + 4 * (2 + 1), 4 + 4 * (2 + 1)};
+    const int want_views[] = {1, 5, 5};
+    int n_past[3];
+    for (int i = 0; i < 3; i++) {
+        mm_options *o;
+        ck_assert_ok(mm_options_create(&o));
+        ck_assert_ok(mm_options_set_string(o, MM_OPT_IMAGE_DETAIL, details[i]));
+        size_t n;
+        int views;
+        ck_assert_ok(mm_image_token_count(m, 20, 30, o, &n, &views));
+        ck_assert_uint_eq(n, want[i]);
+        ck_assert_int_eq(views, want_views[i]);
+        mm_embeddings *e;
+        ck_assert_ok(mm_image_encode(m, img, o, &e));
+        ck_assert_uint_eq(mm_embeddings_n_tokens(e), n);
+        /* The session takes the same rows as the embeddings at the same place. */
+        mm_session *s, *ref = session_with(m, NULL, 0);
+        ck_assert_ok(mm_session_create(m, o, &s));
+        ck_assert_ok(mm_session_add_message_images(s, "user", "Hi", 2, images, 1));
+        const mm_embeddings *embds[1] = {e};
+        ck_assert_ok(mm_session_add_message_embeddings(ref, "user", "Hi", 2, embds, 1));
+        ck_assert_int_eq(mm_session_n_past(s), mm_session_n_past(ref));
+        n_past[i] = mm_session_n_past(s);
+        const float *a, *b;
+        size_t n_vocab;
+        ck_assert_ok(mm_session_logits(s, &a, &n_vocab));
+        ck_assert_ok(mm_session_logits(ref, &b, &n_vocab));
+        ck_assert_mem_eq(a, b, n_vocab * sizeof *a);
+        mm_session_free(ref);
+        mm_session_free(s);
+        /* A context of exactly the image's positions has no room for the rest. */
+        ck_assert_ok(mm_options_set_int(o, MM_OPT_N_CTX, (int64_t)n));
+        ck_assert_ok(mm_session_create(m, o, &s));
+        ck_assert_status(mm_session_add_message_images(s, "user", "Hi", 2, images, 1),
+                         MM_ERR_CTX_FULL);
+        ck_assert_int_eq(mm_session_n_past(s), 0);
+        mm_session_free(s);
+        mm_embeddings_free(e);
+        mm_options_free(o);
+    }
+    /* A media item's own detail (a chat JSON part's) overrides the session's. */
+    const mmi_media_params low = {MMI_DETAIL_LOW};
+    const mmi_media item = {.ops = &mmi_image_ops, .source = img, .params = &low};
+    mm_session *s = session_with(m, NULL, 0);
+    ck_assert_ok(mmi_session_add_message(s, MMI_ROLE_USER, "Hi", 2, &item, 1));
+    ck_assert_int_eq(mm_session_n_past(s), n_past[0]);
+    ck_assert_int_lt(n_past[0], n_past[2]);
+    mm_session_free(s);
+    mm_image_free(img);
+    mm_model_free(m);
+}
+END_TEST
 
 /* A picture added to a message is encoded as mm_image_encode encodes it, and sits where the
  * template puts it. */
@@ -1060,8 +1210,10 @@ int main(void)
     tcase_add_test(tc, chatml_and_llama2_templates);
     tcase_add_test(tc, message_text_cannot_make_control_tokens);
     tcase_add_test(tc, template_from_the_file);
+    tcase_add_test(tc, model_metadata_tensors_and_memory);
     tcase_add_test(tc, images_go_at_their_markers);
     tcase_add_test(tc, pictures_are_encoded_in_the_message);
+    tcase_add_test(tc, detail_levels_cost_what_the_count_says);
     tcase_add_test(tc, picture_overflow_and_cancel_before_and_during_encoding);
     tcase_add_test(tc, stop_strings_cut_the_text);
     tcase_add_test(tc, end_of_generation_token_ends_and_closes_the_answer);
