@@ -284,6 +284,15 @@ AVX2 static size_t axpy_avx2(float *y, float a, const float *x, size_t n)
 
 /* ---- dispatch ---- */
 
+int mmi_cpu_has_avx2(void)
+{
+#ifdef HAVE_AVX2_VARIANTS
+    return have_avx2();
+#else
+    return 0;
+#endif
+}
+
 int mmi_vec_allow_simd(int allow)
 {
     atomic_store(&simd_allowed, allow);
