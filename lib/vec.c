@@ -6,7 +6,7 @@
 #include <math.h>
 #include <stdatomic.h>
 
-#include "gguf.h"
+#include "half.h"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #  define HAVE_AVX2_VARIANTS 1
