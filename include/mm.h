@@ -204,7 +204,7 @@ MM_API size_t mm_model_meta_count(const mm_model *model);
 MM_API const char *mm_model_meta_key(const mm_model *model, size_t index);
 /* Value number `index` as text: a string as it is, an integer in decimal, a float as %.9g,
  * a bool as true/false, a numeric array of up to 16 items as "[1, 2, 3]", a longer or string
- * array as "[32000 strings]" / "[100 numbers]". Written NUL-terminated into buf[0..capacity);
+ * array as "[32000 strings]" / "[100 numbers]" / "[3 bools]". Written NUL-terminated into buf[0..capacity);
  * *len (may be NULL) receives the text's length without the NUL whether it fits or not.
  * Errors: MM_ERR_ARG (NULL model, index out of range, buf NULL with capacity > 0, capacity
  * <= the length: nothing is written then, *len says how much is needed). */
