@@ -99,23 +99,34 @@ static void print_tensor_types(const mm_model *m)
     printf(")\n");
 }
 
-/* Tokens one image becomes, counted the sure way: a one-pixel image through the tower. */
-static void print_image_tokens(mm_model *m)
+/* Positions (and views) an image of a few sizes takes in the context at each detail level,
+ * counted without encoding (mm_image_token_count). */
+static void print_image_tokens(const mm_model *m)
 {
-    static const uint8_t grey[3] = {128, 128, 128};
-    mm_image *image;
-    mm_embeddings *e;
-    if (mm_image_from_pixels(grey, 1, 1, 3, MM_PIXEL_RGB8, &image) != MM_OK)
-        return;
-    mm_status st = mm_image_encode(m, image, NULL, &e);
-    mm_image_free(image);
-    if (st != MM_OK) {
-        printf("  image tokens: (cannot encode: %s)\n", mm_last_error());
-        return;
+    static const int sizes[][2] = {{224, 224}, {336, 336}, {640, 480}, {1024, 768}, {1920, 1080},
+                                   {300, 1000}};
+    static const char *const details[] = {"low", "high"};
+    printf("  image tokens: positions in the context (views) by detail\n");
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        printf("    %4dx%-4d", sizes[i][0], sizes[i][1]);
+        for (int d = 0; d < 2; d++) {
+            mm_options *o = NULL;
+            size_t n = 0;
+            int views = 0;
+            mm_status st = mm_options_create(&o);
+            if (st == MM_OK)
+                st = mm_options_set_string(o, MM_OPT_IMAGE_DETAIL, details[d]);
+            if (st == MM_OK)
+                st = mm_image_token_count(m, sizes[i][0], sizes[i][1], o, &n, &views);
+            mm_options_free(o);
+            if (st != MM_OK) {
+                printf("  (%s)\n", mm_last_error());
+                return;
+            }
+            printf("  %s %5zu (%d)", details[d], n, views);
+        }
+        printf("\n");
     }
-    printf("  image tokens: %zu per image, rows of %zu values\n", mm_embeddings_n_tokens(e),
-           mm_embeddings_n_embd(e));
-    mm_embeddings_free(e);
 }
 
 static double mib(uint64_t bytes)
@@ -129,7 +140,9 @@ static int print_model(mm_model *m, int n_ctx, int all)
     if (!meta(m, "general.architecture", arch, sizeof arch))
         snprintf(arch, sizeof arch, "?");
     const char *name = meta(m, "general.name", value, sizeof value);
-    printf("  architecture: %s%s%s\n", arch, name ? ", name " : "", name ? name : "");
+    const char *family = mm_model_family(m);
+    printf("  architecture: %s%s%s%s%s\n", arch, family ? ", family " : "", family ? family : "",
+           name ? ", name " : "", name ? name : "");
     if (strcmp(arch, "clip") != 0)
         print_sizes(m, arch);
     print_tensor_types(m);
