@@ -231,8 +231,9 @@ MM_API const char *mm_model_meta_key(const mm_model *model, size_t index);
  * a bool as true/false, a numeric array of up to 16 items as "[1, 2, 3]", other arrays as
  * "[32000 strings]", "[100 numbers]", "[3 bools]". Written NUL-terminated into
  * buf[0..capacity); *len (may be NULL) receives the text's length without the NUL whether
- * it fits or not. Errors: MM_ERR_ARG (NULL model, index out of range, buf NULL with capacity > 0, capacity
- * <= the length: nothing is written then, *len says how much is needed). */
+ * it fits or not. Errors: MM_ERR_ARG (NULL model, index out of range, buf NULL with
+ * capacity > 0, capacity <= the length: nothing is written then, *len says how much is
+ * needed). */
 MM_API mm_status mm_model_meta_value(const mm_model *model, size_t index, char *buf,
                                      size_t capacity, size_t *len);
 /* Tensors of the model's files, in the same order as the metadata. Tensor `index`: its name,
