@@ -407,6 +407,19 @@ static void check_tensors(const mmi_gguf *g)
 }
 
 
+/* The file a writer makes, opened from memory (the writer is freed). */
+static mmi_gguf *open_written(mmi_gguf_writer *w)
+{
+    void *data;
+    size_t size;
+    ck_assert_ok(mmi_gguf_writer_write_memory(w, &data, &size));
+    mmi_gguf_writer_free(w);
+    mmi_gguf *g;
+    ck_assert_ok(mmi_gguf_open_memory(data, size, &g));
+    mmi_free(data);
+    return g;
+}
+
 /* Values as text (mm_model_meta_value, mm-info), written out by hand for each kind. */
 START_TEST(values_as_text)
 {
@@ -429,13 +442,7 @@ START_TEST(values_as_text)
     ck_assert_ok(mmi_gguf_writer_add_array(w, "many", MMI_GGUF_INT32, many, 17));
     ck_assert_ok(mmi_gguf_writer_add_array(w, "none", MMI_GGUF_INT32, many, 0));
     ck_assert_ok(mmi_gguf_writer_add_string_array(w, "words", words, 2));
-    void *data;
-    size_t size;
-    ck_assert_ok(mmi_gguf_writer_write_memory(w, &data, &size));
-    mmi_gguf_writer_free(w);
-    mmi_gguf *g;
-    ck_assert_ok(mmi_gguf_open_memory(data, size, &g));
-    mmi_free(data);
+    mmi_gguf *g = open_written(w);
     static const char *const expected[] = {
         "text here", "18446744073709551615", "-5",
         "0.100000001",            /* f32(0.1) to 9 digits */
@@ -462,13 +469,7 @@ END_TEST
 START_TEST(round_trip_memory)
 {
     mmi_gguf_writer *w = make_writer();
-    void *data;
-    size_t size;
-    ck_assert_ok(mmi_gguf_writer_write_memory(w, &data, &size));
-    mmi_gguf_writer_free(w);
-    mmi_gguf *g;
-    ck_assert_ok(mmi_gguf_open_memory(data, size, &g));
-    mmi_free(data);
+    mmi_gguf *g = open_written(w);
     ck_assert_str_eq(mmi_gguf_path(g), "<memory>");
     check_metadata(g);
     check_tensors(g);
