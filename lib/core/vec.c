@@ -386,6 +386,15 @@ TO_F32_AVX512(bf16_to_f32_avx512, load16_bf16)
 
 /* ---- dispatch ---- */
 
+int mmi_cpu_has_avx2(void)
+{
+#ifdef HAVE_AVX2_VARIANTS
+    return cpu_level() >= MMI_VEC_AVX2;
+#else
+    return 0;
+#endif
+}
+
 /* The weight-streaming kernels of one level; each returns how many values it covered. */
 typedef struct {
     size_t (*dot)(const float *w, const float *x, size_t n, float *sum);

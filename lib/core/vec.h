@@ -41,6 +41,9 @@ int mmi_vec_has_bf16_products(void);
 /* y[i] += a * x[i] */
 void mmi_vec_axpy(float *y, float a, const float *x, size_t n);
 
+/* Whether the processor has AVX2, FMA and F16C, what the x86 kernels need (0 elsewhere). */
+int mmi_cpu_has_avx2(void);
+
 /* Instruction-set levels of the variants. */
 enum { MMI_VEC_PORTABLE, MMI_VEC_AVX2, MMI_VEC_AVX512 };
 /* Test and benchmark hook: the functions use no variant above `level` (the default allows
