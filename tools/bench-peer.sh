@@ -4,9 +4,10 @@
 # MODELS holds tools/bench_models.py's llama-1b-f16.gguf and vit-b16.gguf (the decoder carries a
 # vocabulary, so llama.cpp loads it); DIR is a llama.cpp build (DIR/bin/llama-bench, or DIR
 # itself holding it). Each round runs, one after the other:
-#   libmm     examples/mm-bench --text (prefill 512, decode 64 from an empty context) and
+#   libmm     examples/mm-bench --text (prefill PROMPT tokens, default 512; decode 64 from an
+#             empty context) and
 #             --vision (preprocess + encode of a 640x480 picture), one timed run each;
-#   llama.cpp llama-bench -p 512 and -n 64 (one repetition each), and llama-llava-cli on the
+#   llama.cpp llama-bench -p PROMPT and -n 64 (one repetition each), and llama-llava-cli on the
 #             same picture (its "image encoded in" time; it includes no preprocessing).
 # and prints per round, then as median [min, max] over rounds, libmm's speed ÷ llama.cpp's per
 # stage (above 1: libmm faster). Both use THREADS threads (default 2). The OpenBLAS core libmm
@@ -15,6 +16,7 @@ set -e
 models=${1:?usage: LLAMA_CPP_DIR=DIR tools/bench-peer.sh MODELS [ROUNDS] [THREADS]}
 rounds=${2:-3}
 threads=${3:-2}
+prompt=${PROMPT:-512}
 peer=${LLAMA_CPP_DIR:?set LLAMA_CPP_DIR to a llama.cpp build}
 [ -x "$peer/bin/llama-bench" ] && peer=$peer/bin
 for tool in llama-bench llama-llava-cli; do
@@ -45,11 +47,11 @@ peer_speed() {
         { gsub(/"/, "") } $col["n_prompt"] == p && $col["n_gen"] == g { print $col["avg_ts"] }'
 }
 
-printf 'round | libmm core | decode (empty ctx) | prefill 512 | image encode\n' > "$work/rounds"
+printf 'round | libmm core | decode (empty ctx) | prefill %s | image encode\n' "$prompt" > "$work/rounds"
 for r in $(seq "$rounds"); do
-    examples/mm-bench --text "$text" -t "$threads" -r 1 --prompt 512 --gen 64 > "$work/mt"
+    examples/mm-bench --text "$text" -t "$threads" -r 1 --prompt "$prompt" --gen 64 > "$work/mt"
     examples/mm-bench --vision "$vision" -t "$threads" -r 1 > "$work/mv"
-    "$peer/llama-bench" -m "$text" -t "$threads" -r 1 -p 512 -n 64 -o csv > "$work/pt" 2>/dev/null
+    "$peer/llama-bench" -m "$text" -t "$threads" -r 1 -p "$prompt" -n 64 -o csv > "$work/pt" 2>/dev/null
     "$peer/llama-llava-cli" -m "$text" --mmproj "$vision" --image "$work/picture.png" \
         -t "$threads" -p "x" -n 1 --temp 0 > "$work/pv" 2>&1 || true
     core=$(sed -n 's/.*OpenBLAS core \([A-Za-z0-9]*\).*/\1/p' "$work/mt")
@@ -57,7 +59,7 @@ for r in $(seq "$rounds"); do
     m_pre=$(awk '$1 == "prefill" { print $2; exit }' "$work/mt")
     m_img=$(awk '$1 == "vision" { print $2; exit }' "$work/mv")
     p_dec=$(peer_speed 0 64 < "$work/pt")
-    p_pre=$(peer_speed 512 0 < "$work/pt")
+    p_pre=$(peer_speed "$prompt" 0 < "$work/pt")
     p_img=$(sed -n 's/.*image encoded in *\([0-9.]*\) ms.*/\1/p' "$work/pv" | head -n 1)
     echo "round $r: libmm ($core) decode $m_dec tok/s, prefill $m_pre tok/s, image $m_img ms;" \
          "llama.cpp decode ${p_dec:-?} tok/s, prefill ${p_pre:-?} tok/s, image ${p_img:-?} ms;" \

@@ -273,16 +273,17 @@ DOT4_AVX2(dot4_avx2, float, load_f32)
 DOT4_AVX2(dot4_f16_avx2, uint16_t, load_f16)
 DOT4_AVX2(dot4_bf16_avx2, uint16_t, load_bf16)
 
-#define TO_F32_AVX2(name, load)                                                              \
-    AVX2 static size_t name(const uint16_t *src, float *dst, size_t n)                       \
+/* Conversions to f32, `lanes` values per register (AVX2 and AVX-512 alike). */
+#define TO_F32(name, target, lanes, store, load)                                             \
+    target static size_t name(const uint16_t *src, float *dst, size_t n)                     \
     {                                                                                         \
         size_t i = 0;                                                                         \
-        for (; i + 8 <= n; i += 8)                                                            \
-            _mm256_storeu_ps(dst + i, load(src + i));                                         \
+        for (; i + lanes <= n; i += lanes)                                                    \
+            store(dst + i, load(src + i));                                                    \
         return i;                                                                             \
     }
-TO_F32_AVX2(f16_to_f32_avx2, load_f16)
-TO_F32_AVX2(bf16_to_f32_avx2, load_bf16)
+TO_F32(f16_to_f32_avx2, AVX2, 8, _mm256_storeu_ps, load_f16)
+TO_F32(bf16_to_f32_avx2, AVX2, 8, _mm256_storeu_ps, load_bf16)
 
 AVX2 static size_t axpy_avx2(float *y, float a, const float *x, size_t n)
 {
@@ -372,16 +373,8 @@ DOT4_AVX512(dot4_avx512, float, load16_f32)
 DOT4_AVX512(dot4_f16_avx512, uint16_t, load16_f16)
 DOT4_AVX512(dot4_bf16_avx512, uint16_t, load16_bf16)
 
-#define TO_F32_AVX512(name, load)                                                            \
-    AVX512 static size_t name(const uint16_t *src, float *dst, size_t n)                     \
-    {                                                                                         \
-        size_t i = 0;                                                                         \
-        for (; i + 16 <= n; i += 16)                                                          \
-            _mm512_storeu_ps(dst + i, load(src + i));                                         \
-        return i;                                                                             \
-    }
-TO_F32_AVX512(f16_to_f32_avx512, load16_f16)
-TO_F32_AVX512(bf16_to_f32_avx512, load16_bf16)
+TO_F32(f16_to_f32_avx512, AVX512, 16, _mm512_storeu_ps, load16_f16)
+TO_F32(bf16_to_f32_avx512, AVX512, 16, _mm512_storeu_ps, load16_bf16)
 #endif /* HAVE_AVX2_VARIANTS */
 
 /* ---- dispatch ---- */
