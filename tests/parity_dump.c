@@ -742,26 +742,62 @@ static void dump_idefics2_perceiver(dump *d)
 /* transformers.Qwen2VLForConditionalGeneration, language side: M-RoPE position_ids [3][1][T]
  * and rope_deltas as get_rope_index gives them (text one position per token, each run of
  * qwen2vl.image_token_id the cells of the next image_grid_thw entry, merged to as many cells
- * as the run has tokens); the prompt's rows (token embeddings, the case's image_embeds at the
- * image tokens) at those positions give text_hidden_states and logits; greedy generation then
- * continues on the decoder's cache after the largest position (HF's rope_deltas). The vision
- * tower is not computed yet (its tensors get SKIP lines). */
+ * as the run has tokens); the vision tower on pixel_values (patch rows, one image per
+ * image_grid_thw row) gives patch_embeds, vision_last_block and image_embeds; the prompt's rows
+ * (token embeddings, those image_embeds at the image tokens) at the positions give
+ * text_hidden_states and logits; greedy generation then continues on the decoder's cache after
+ * the largest position (HF's rope_deltas). */
 static void dump_qwen2_vl(dump *d)
 {
-    load_model(d, "model.gguf", NULL);
+    load_model(d, "model.gguf", "mmproj.gguf");
     const mmi_decoder *dec = d->model->decoder;
+    const mmi_vision *vis = d->model->vision;
     int64_t image_token;
     check(mmi_gguf_get_int(d->model->files[0], "qwen2vl.image_token_id", &image_token),
           "qwen2vl.image_token_id");
     int64_t shape[ST_MAX_DIMS], img_shape[ST_MAX_DIMS];
     int32_t *ids = input_ids(d, "input_ids", shape);
     int T = (int)shape[1], E = dec->config.n_embd, V = dec->config.n_vocab;
-    float *image = input_f32(d, "image_embeds", 2, img_shape);
-    if (img_shape[1] != E)
-        die("image_embeds rows are %lld wide, the model %d", (long long)img_shape[1], E);
     int dims = dec->config.n_pos_dims;
     int32_t *grids = input_ids(d, "image_grid_thw", shape); /* [images][3] */
     int n_images = (int)shape[0], grid = 0;
+    int64_t px_shape[ST_MAX_DIMS];
+    float *pixels = input_f32(d, "pixel_values", 2, px_shape);
+    int64_t n_patches = 0, n_merged = 0, MM = (int64_t)vis->grid.merge * vis->grid.merge;
+    for (int i = 0; i < n_images; i++)
+        n_patches += (int64_t)grids[3 * i] * grids[3 * i + 1] * grids[3 * i + 2];
+    n_merged = n_patches / MM;
+    if (n_patches != px_shape[0] || px_shape[1] != vis->rows_embd.n_in)
+        die("pixel_values [%lld, %lld] do not match the grids' %lld patches of %d values",
+            (long long)px_shape[0], (long long)px_shape[1], (long long)n_patches,
+            vis->rows_embd.n_in);
+    int Dv = vis->enc.n_embd;
+    float *patch = xmalloc((size_t)n_patches * Dv * sizeof(float));
+    float *last = xmalloc((size_t)n_patches * Dv * sizeof(float));
+    float *image = xmalloc((size_t)n_merged * E * sizeof(float));
+    img_shape[0] = n_merged;
+    for (int i = 0, at = 0; i < n_images; i++) {
+        int g[3] = {grids[3 * i], grids[3 * i + 1], grids[3 * i + 2]}, n = g[0] * g[1] * g[2];
+        const float *px = pixels + (size_t)at * vis->rows_embd.n_in;
+        mmi_linear(patch + (size_t)at * Dv, px, n, &vis->rows_embd, vis->patch.bias);
+        check(mmi_vision_patch_rows_hidden(vis, px, g, last + (size_t)at * Dv, NULL), "tower");
+        check(mmi_vision_encode_patch_rows(vis, px, g, image + (size_t)(at / MM) * E, NULL),
+              "image embeddings");
+        at += n;
+    }
+    int32_t *rope_pos = xmalloc((size_t)n_patches * 2 * sizeof *rope_pos);
+    for (int i = 0, at = 0; i < n_images; i++) {
+        mmi_vision_patch_positions(vis, grids + 3 * i, rope_pos + (size_t)at * 2);
+        at += grids[3 * i] * grids[3 * i + 1] * grids[3 * i + 2];
+    }
+    put_i64(d, "vision_rope_pos_ids", rope_pos, n_patches, 2);
+    free(rope_pos);
+    put_f32(d, "patch_embeds", patch, 2, n_patches, (int64_t)Dv);
+    put_f32(d, "vision_last_block", last, 2, n_patches, (int64_t)Dv);
+    put_f32(d, "image_embeds", image, 2, n_merged, (int64_t)E);
+    free(patch);
+    free(last);
+    free(pixels);
     int32_t *pos = xmalloc((size_t)T * dims * sizeof *pos);
     int64_t next = 0;
     for (int t = 0; t < T;) {
