@@ -757,7 +757,7 @@ static mm_status plan_for_test(const mm_model *m, const void *source, const mmi_
                                mmi_media_plan *out)
 {
     (void)source, (void)p;
-    *out = (mmi_media_plan){4, 4, 1, m->decoder->config.n_embd};
+    *out = (mmi_media_plan){4, 4, 1, m->decoder->config.n_embd, {0, 0, 0}};
     return MM_OK;
 }
 
