@@ -71,7 +71,9 @@ static mm_status check_towers_agree(const mm_model *m)
                         "clip.projector_type, clip.has_llava_projector or mm.* tensors): it "
                         "cannot be the mmproj of the language model %s, which needs %d-wide "
                         "image embeddings", paths[1], paths[0], m->decoder->config.n_embd);
-    int side = v->preprocess.image_size, n_tokens, n_embd;
+    /* A patch-row tower takes any size: one merge window is enough to learn the width. */
+    int side = v->grid.merge ? v->grid.patch * v->grid.merge : v->preprocess.image_size;
+    int n_tokens, n_embd;
     MMI_TRY(mmi_vision_output_shape(v, side, side, &n_tokens, &n_embd));
     if (n_embd != m->decoder->config.n_embd)
         return mmi_fail(MM_ERR_FORMAT, "%s projects images to %d values but the language model "
