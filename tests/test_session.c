@@ -637,15 +637,8 @@ static mm_model *tiled_model(void)
     c.vocab_path = test_vectors_path("tokenizer/ggml-vocab-llama-spm.gguf");
     tiny_vision v = tiny_vision_default;
     v.tiled = 1;
-    char text_path[512];
-    snprintf(text_path, sizeof text_path, "%s", tiny_temp_path("text.gguf"));
-    const char *vision_path = tiny_temp_path("vision.gguf");
-    ck_assert_ok(tiny_llama_write(&c, text_path));
-    ck_assert_ok(tiny_vision_write_sized(vision_path, c.n_embd, &v));
     mm_model *m;
-    ck_assert_ok(mm_model_load(text_path, vision_path, NULL, &m));
-    unlink(text_path);
-    unlink(vision_path);
+    ck_assert_ok(tiny_pair_load(&c, &v, &m));
     return m;
 }
 
@@ -726,15 +719,8 @@ START_TEST(qwen2vl_images_sit_on_their_grid)
     tiny_vision v = tiny_vision_default;
     v.merger = 1;
     v.patch = 4;
-    char text_path[512];
-    snprintf(text_path, sizeof text_path, "%s", tiny_temp_path("text.gguf"));
-    const char *vision_path = tiny_temp_path("vision.gguf");
-    ck_assert_ok(tiny_llama_write(&c, text_path));
-    ck_assert_ok(tiny_vision_write_sized(vision_path, c.n_embd, &v));
     mm_model *m;
-    ck_assert_ok(mm_model_load(text_path, vision_path, NULL, &m));
-    unlink(text_path);
-    unlink(vision_path);
+    ck_assert_ok(tiny_pair_load(&c, &v, &m));
     /* 20x30 (WxH), factor 4 * 2: 16 x 32 pixels (2.5 rounds to even), 4 x 8 patches, 2 x 4
      * windows: 8 rows */
     size_t n;

@@ -361,20 +361,27 @@ static inline mm_status tiny_vision_write(const char *path, int n_embd_text)
     return tiny_vision_write_sized(path, n_embd_text, &tiny_vision_default);
 }
 
-/* The text model and a vision file for it, loaded as a pair; the files are removed at once. */
-static inline mm_status tiny_llava_load(const tiny_llama *c, mm_model **out)
+/* The text model and a vision file `v` for it, loaded as a pair; the files are removed at
+ * once. */
+static inline mm_status tiny_pair_load(const tiny_llama *c, const tiny_vision *v, mm_model **out)
 {
     char text_path[512];
     snprintf(text_path, sizeof text_path, "%s", tiny_temp_path("text.gguf"));
     const char *vision_path = tiny_temp_path("vision.gguf");
     mm_status st = tiny_llama_write(c, text_path);
     if (st == MM_OK)
-        st = tiny_vision_write(vision_path, c->n_embd);
+        st = tiny_vision_write_sized(vision_path, c->n_embd, v);
     if (st == MM_OK)
         st = mm_model_load(text_path, vision_path, NULL, out);
     unlink(text_path);
     unlink(vision_path);
     return st;
+}
+
+/* The same with the default vision file. */
+static inline mm_status tiny_llava_load(const tiny_llama *c, mm_model **out)
+{
+    return tiny_pair_load(c, &tiny_vision_default, out);
 }
 
 /* Write the model to a temporary file and load it; the file is removed at once. */
