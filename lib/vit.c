@@ -421,6 +421,16 @@ static mm_status run_tower(const mmi_vision *v, const float *chw, int n_views, i
     }
 }
 
+/* The paths that run whole square views: a patch-row tower (Qwen2-VL) has no such input. */
+static mm_status check_takes_views(const mmi_vision *v)
+{
+    if (v->grid.merge)
+        return mmi_fail(MM_ERR_UNSUPPORTED, "this vision tower (qwen2vl_merger) takes an image "
+                        "at its own resolution as patch rows, not normalized pixels: encode the "
+                        "image itself");
+    return MM_OK;
+}
+
 static mm_status alloc_state(size_t n_floats, float **out)
 {
     *out = mmi_array(n_floats, sizeof(float));
@@ -435,6 +445,7 @@ mm_status mmi_vision_hidden_states(const mmi_vision *v, const float *chw, int wi
                                    const atomic_int *cancel)
 {
     int n;
+    MMI_TRY(check_takes_views(v));
     MMI_TRY(mmi_vision_tower_tokens(v, width, height, &n));
     for (int j = 0; j < n_layers; j++)
         if (layers[j] < 0 || layers[j] > v->enc.n_layer)
@@ -525,6 +536,7 @@ mm_status mmi_vision_encode_views(const mmi_vision *v, const float *chw, int n_v
                                   int height, float *out, const atomic_int *cancel)
 {
     int n, D = v->enc.n_embd, k = v->n_feature_layers;
+    MMI_TRY(check_takes_views(v));
     MMI_TRY(mmi_vision_tower_tokens(v, width, height, &n));
     if (n_views < 1)
         return mmi_fail(MM_ERR_ARG, "%d views to encode", n_views);

@@ -730,6 +730,11 @@ START_TEST(qwen2vl_images_sit_on_their_grid)
     mm_embeddings *e;
     ck_assert_ok(mm_image_encode(m, img, NULL, &e));
     ck_assert_uint_eq(mm_embeddings_n_tokens(e), 8);
+    /* Its tower takes patch rows made from the image, not a caller's square pixels. */
+    float chw[3 * 16 * 16] = {0};
+    mm_embeddings *none = (mm_embeddings *)1;
+    ck_assert_status(mm_image_encode_pixels(m, chw, 16, 16, NULL, &none), MM_ERR_UNSUPPORTED);
+    ck_assert_ptr_null(none);
 
     mm_session *s = session_with(m, "raw", 0);
     const mm_image *images[1] = {img};
