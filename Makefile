@@ -43,13 +43,19 @@ STATIC    := lib/libmm.a
 EXAMPLES  := $(patsubst %.c,%,$(wildcard examples/mm-*.c))
 # C++17 examples using the header-only wrapper examples/cpp/mm.hpp.
 CXX_EXAMPLES := $(patsubst %.cpp,%,$(wildcard examples/cpp/mm-*.cpp))
+# mm-server (server/), where libmicrohttpd is found. It reuses libmm's JSON reader for its
+# requests, so it links the library statically, as mm-bench does.
+MHD_LIBS  := $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
+ifneq ($(MHD_LIBS),)
+SERVER    := server/mm-server
+endif
 # Check suites: each tests/test_*.c is one binary linked statically, so it can reach internals.
 SUITES    := $(patsubst %.c,%,$(wildcard tests/test_*.c))
 # Other test programs built from tests/*.c (conformance runners etc.).
 TOOLS     := $(patsubst %.c,%,$(filter-out tests/test_%.c,$(wildcard tests/*.c)))
 
 .PHONY: all test bench install uninstall clean demo eval fuzz valgrind tsan
-all: $(SHARED) lib/$(SONAME) lib/libmm.so $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS)
+all: $(SHARED) lib/$(SONAME) lib/libmm.so $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SERVER) $(SUITES) $(TOOLS)
 
 lib/%.o: lib/%.c $(LIB_HDR) Makefile
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
@@ -75,6 +81,10 @@ examples/%: examples/%.c include/mm.h lib/libmm.so lib/$(SONAME)
 BENCH_WRAP := -Wl,--wrap=cblas_sgemm -Wl,--wrap=cblas_sgemv
 examples/mm-bench: examples/mm-bench.c $(STATIC) $(LIB_HDR)
 	$(CC) $(APP_CFLAGS) -Ilib $(DEP_CFLAGS) $< -o $@ $(STATIC) $(BENCH_WRAP) $(DEP_LIBS)
+
+server/mm-server: $(wildcard server/*.c server/*.h) $(STATIC) $(LIB_HDR)
+	$(CC) $(APP_CFLAGS) -Ilib $(DEP_CFLAGS) $(shell pkg-config --cflags libmicrohttpd) \
+	    $(filter %.c,$^) -o $@ $(STATIC) $(MHD_LIBS) $(DEP_LIBS)
 
 examples/cpp/%: examples/cpp/%.cpp examples/cpp/mm.hpp include/mm.h lib/libmm.so lib/$(SONAME)
 	$(CXX) $(APP_CXXFLAGS) $< -o $@ -Llib -lmm -Wl,-rpath,'$$ORIGIN/../../lib'
@@ -166,5 +176,5 @@ uninstall:
 	    $(DESTDIR)$(PKGCONFIGDIR)/libmm.pc
 
 clean:
-	rm -f lib/*.o lib/libmm.so* $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS)
+	rm -f lib/*.o lib/libmm.so* $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS) server/mm-server
 	rm -rf tests/fuzz/build build-tsan
