@@ -118,10 +118,16 @@ static void run_job(mms_server *srv, mms_request *req, mms_reply *reply, mms_job
         return;
     }
     pthread_mutex_lock(&job->mu);
-    int done = job->done;
+    int failed = job->done && job->status != 200;
     pthread_mutex_unlock(&job->mu);
-    stream_ctx *s = NULL;
-    if (streamed && !(done && job->status != 200) && (s = malloc(sizeof *s))) {
+    if (streamed && !failed) {
+        stream_ctx *s = malloc(sizeof *s);
+        if (!s) {
+            mms_job_cancel(job);
+            mms_job_release(job);
+            mms_reply_error(reply, req->path, 503, "out of memory");
+            return;
+        }
         *s = (stream_ctx){job, req->fd};
         reply->status = 200;
         reply->content_type = "text/event-stream";
@@ -130,12 +136,10 @@ static void run_job(mms_server *srv, mms_request *req, mms_reply *reply, mms_job
         reply->close = stream_close;
         return;
     }
-    reply->status = s || !streamed ? job->status : 503;
+    reply->status = job->status; /* done: nothing else touches the job now */
     reply->content_type = "application/json";
-    reply->body = job->out; /* done: nothing else touches it */
+    reply->body = job->out;
     job->out = (mmi_json_writer){0};
-    if (streamed && job->status == 200) /* no memory for the stream */
-        mms_reply_error(reply, req->path, 503, "out of memory");
     mms_job_release(job);
 }
 

@@ -11,6 +11,7 @@
 #define MMS_SERVER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -146,7 +147,7 @@ typedef struct {
     mm_options *options;    /* the server's settings under a request's own: the default
                                max_tokens, image limits */
     int max_tokens;         /* cap on a request's max_tokens */
-    volatile int draining;  /* SIGTERM received: new work gets 503 */
+    atomic_int draining;    /* SIGTERM received: new work gets 503 */
 } mms_server;
 
 void mms_serve(void *server, mms_request *req, mms_reply *reply);

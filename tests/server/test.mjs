@@ -112,6 +112,18 @@ async function main() {
           anthropic.stop_reason === 'end_turn' && anthropic.usage.output_tokens > 0,
           `/v1/messages: "${anthropic.content?.[0]?.text}" with stop_reason end_turn`);
 
+    const events = await (await post('/v1/messages', JSON.stringify({
+        model: 'scenes', max_tokens: 64, stream: true, messages: [{ role: 'user', content: [
+            { type: 'image', source: { type: 'base64', media_type: 'image/png',
+                                       data: q0.dataUrl.split(',')[1] } },
+            { type: 'text', text: q0.question }] }] }))).text();
+    const data = events.split('\n').filter((l) => l.startsWith('data: ')).map((l) => JSON.parse(l.slice(6)));
+    const streamed = data.filter((e) => e.type === 'content_block_delta').map((e) => e.delta.text).join('');
+    check(streamed === q0.answer && data[0].type === 'message_start' &&
+          data.at(-1).type === 'message_stop' &&
+          data.find((e) => e.type === 'message_delta')?.delta.stop_reason === 'end_turn',
+          '/v1/messages streamed: Anthropic\'s events, the right answer');
+
     // Sampling settings reach the model: max_tokens cuts the answer, "stop" ends it early.
     const cut = await ask(questions[0], { max_tokens: 3 });
     check(cut.choices[0].finish_reason === 'length' && cut.usage.completion_tokens === 3 &&
