@@ -3,9 +3,12 @@
 # `make SANITIZE=1 test` builds with AddressSanitizer + UndefinedBehaviorSanitizer
 # (run `make clean` when switching).
 
-ABI_VERSION := 1
-VERSION     := 0.1.0
+# The version is written in one place, include/mm.h (MM_VERSION_*, MM_ABI_VERSION); read it here.
+mm_define    = $(shell sed -n 's/^\#define MM_$(1) \([0-9][0-9]*\)$$/\1/p' include/mm.h)
+ABI_VERSION := $(call mm_define,ABI_VERSION)
+VERSION     := $(call mm_define,VERSION_MAJOR).$(call mm_define,VERSION_MINOR).$(call mm_define,VERSION_PATCH)
 PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
 LIBDIR      ?= $(PREFIX)/lib
 INCLUDEDIR  ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
@@ -30,7 +33,7 @@ endif
 
 LIB_CFLAGS := -std=c11 $(WARN) -fPIC -fvisibility=hidden -D_GNU_SOURCE -DMM_BUILDING -Iinclude $(DEP_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
 APP_CFLAGS := -std=c11 $(WARN) -D_GNU_SOURCE -Iinclude $(SAN_FLAGS) $(CFLAGS)
-APP_CXXFLAGS := -std=c++17 $(WARN) -Iinclude $(SAN_FLAGS) $(CXXFLAGS)
+APP_CXXFLAGS := -std=c++17 $(WARN) -Iinclude -Ibindings/cpp $(SAN_FLAGS) $(CXXFLAGS)
 TEST_CFLAGS := -std=c11 $(WARN) -D_GNU_SOURCE -Iinclude -Ilib $(DEP_CFLAGS) $(CHECK_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
 
 LIB_SRC   := $(sort $(wildcard lib/*.c))
@@ -41,7 +44,7 @@ SHARED    := lib/libmm.so.$(VERSION)
 STATIC    := lib/libmm.a
 
 EXAMPLES  := $(patsubst %.c,%,$(wildcard examples/mm-*.c))
-# C++17 examples using the header-only wrapper examples/cpp/mm.hpp.
+# C++17 examples using the header-only wrapper bindings/cpp/mm.hpp.
 CXX_EXAMPLES := $(patsubst %.cpp,%,$(wildcard examples/cpp/mm-*.cpp))
 # mm-server (server/), where libmicrohttpd is found. It reuses libmm's JSON reader for its
 # requests, so it links the library statically, as mm-bench does.
@@ -54,7 +57,7 @@ SUITES    := $(patsubst %.c,%,$(wildcard tests/test_*.c))
 # Other test programs built from tests/*.c (conformance runners etc.).
 TOOLS     := $(patsubst %.c,%,$(filter-out tests/test_%.c,$(wildcard tests/*.c)))
 
-.PHONY: all test bench install uninstall clean demo eval fuzz valgrind tsan
+.PHONY: all test bench install uninstall clean demo eval fuzz valgrind tsan version
 all: $(SHARED) lib/$(SONAME) lib/libmm.so $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SERVER) $(SUITES) $(TOOLS)
 
 lib/%.o: lib/%.c $(LIB_HDR) Makefile
@@ -71,9 +74,11 @@ $(STATIC): $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $(LIB_OBJ)
 
-# Examples link against the shared object, as a user's program would.
+# Examples link against the shared object, as a user's program would: in the tree with an rpath
+# to ../lib, and again by `make install` with one to LIBDIR (link_program SOURCE, OUTPUT, RPATH).
+link_program = $(CC) $(APP_CFLAGS) $(1) -o $(2) -Llib -lmm -Wl,-rpath,'$(3)' -lm
 examples/%: examples/%.c include/mm.h lib/libmm.so lib/$(SONAME)
-	$(CC) $(APP_CFLAGS) $< -o $@ -Llib -lmm -Wl,-rpath,'$$ORIGIN/../lib' -lm
+	$(call link_program,$<,$@,$$ORIGIN/../lib)
 
 # mm-bench drives libmm through the public API but links it statically: the linker wraps the
 # library's BLAS calls so the benchmark can count them, and it reads tensor sizes with the GGUF
@@ -86,7 +91,11 @@ server/mm-server: $(wildcard server/*.c server/*.h) $(STATIC) $(LIB_HDR)
 	$(CC) $(APP_CFLAGS) -Ilib $(DEP_CFLAGS) $(shell pkg-config --cflags libmicrohttpd) \
 	    $(filter %.c,$^) -o $@ $(STATIC) $(MHD_LIBS) $(DEP_LIBS)
 
-examples/cpp/%: examples/cpp/%.cpp examples/cpp/mm.hpp include/mm.h lib/libmm.so lib/$(SONAME)
+# mm-quantize uses the GGUF reader and writer and the type table: it links the static library.
+examples/mm-quantize: examples/mm-quantize.c $(STATIC) $(LIB_HDR)
+	$(CC) $(APP_CFLAGS) -Ilib $(DEP_CFLAGS) $< -o $@ $(STATIC) $(DEP_LIBS)
+
+examples/cpp/%: examples/cpp/%.cpp bindings/cpp/mm.hpp include/mm.h lib/libmm.so lib/$(SONAME)
 	$(CXX) $(APP_CXXFLAGS) $< -o $@ -Llib -lmm -Wl,-rpath,'$$ORIGIN/../../lib'
 
 tests/test_%: tests/test_%.c tests/testutil.h $(STATIC)
@@ -97,6 +106,9 @@ $(TOOLS): %: %.c $(STATIC)
 
 test: all
 	@tests/run_all.sh
+
+version:
+	@echo $(VERSION) $(ABI_VERSION)
 
 # The bundled scenes model (models/README.md): describe the bundled images; measure held-out
 # accuracy (EVAL_SEED, EVAL_COUNT scenes; EVAL_FLAGS go to mm-eval, e.g. --markdown).
@@ -152,7 +164,7 @@ tests/fuzz/build/fuzz_%: tests/fuzz/fuzz.c tests/fuzz/targets.h $(FUZZ_OBJ)
 
 # The replay suite runs the fuzz targets on the committed inputs.
 tests/test_fuzz_replay: tests/fuzz/targets.h
-tests/test_misuse tests/test_robust: tests/tiny_llama.h
+tests/test_misuse tests/test_robust tests/test_resources: tests/tiny_llama.h
 
 # Random-weight models of realistic shapes (written once into BENCH_DIR, several GB), then
 # mm-bench on each with 1 and 2 threads; see docs/performance.md.
@@ -161,19 +173,40 @@ bench: examples/mm-bench
 	/usr/bin/python3 tools/bench_models.py $(BENCH_DIR)
 	tools/bench.sh $(BENCH_DIR)
 
+# The headers (mm.h, the C++ wrapper mm.hpp), the libraries, libmm.pc and the command-line
+# programs. The programs that link libmm.so are linked again for their new place, with an rpath
+# to LIBDIR; mm-bench holds the library statically.
+# Installing as root into a system prefix refreshes the loader's cache (ldconfig); for any other
+# prefix, programs find libmm.so.1 through -Wl,-rpath,$$(pkg-config --variable=libdir libmm).
+INSTALLED_PROGRAMS := $(notdir $(EXAMPLES))
+# Linked with the static library (they reach internals): installed as built.
+STATIC_PROGRAMS := mm-bench mm-quantize
+SYSTEM_PREFIXES    := /usr /usr/local
+define refresh_loader_cache
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && [ -n "$(filter $(SYSTEM_PREFIXES),$(PREFIX))" ] \
+	    && command -v ldconfig >/dev/null; then echo ldconfig; ldconfig; fi
+endef
+
 install: all
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
-	install -m 644 include/mm.h $(DESTDIR)$(INCLUDEDIR)/mm.h
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 include/mm.h bindings/cpp/mm.hpp $(DESTDIR)$(INCLUDEDIR)/
 	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
 	ln -sf libmm.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libmm.so
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
 	sed -e 's|@prefix@|$(PREFIX)|' -e 's|@libdir@|$(LIBDIR)|' -e 's|@includedir@|$(INCLUDEDIR)|' \
 	    -e 's|@version@|$(VERSION)|' pkgconfig/libmm.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/libmm.pc
+	for p in $(filter-out $(STATIC_PROGRAMS),$(INSTALLED_PROGRAMS)); do \
+	    $(call link_program,examples/$$p.c,$(DESTDIR)$(BINDIR)/$$p,$(LIBDIR)) || exit 1; \
+	done
+	install -m 755 $(addprefix examples/,$(STATIC_PROGRAMS)) $(DESTDIR)$(BINDIR)/
+	$(refresh_loader_cache)
 
 uninstall:
-	rm -f $(DESTDIR)$(INCLUDEDIR)/mm.h $(DESTDIR)$(LIBDIR)/libmm.so* $(DESTDIR)$(LIBDIR)/libmm.a \
-	    $(DESTDIR)$(PKGCONFIGDIR)/libmm.pc
+	rm -f $(DESTDIR)$(INCLUDEDIR)/mm.h $(DESTDIR)$(INCLUDEDIR)/mm.hpp \
+	    $(DESTDIR)$(LIBDIR)/libmm.so* $(DESTDIR)$(LIBDIR)/libmm.a $(DESTDIR)$(PKGCONFIGDIR)/libmm.pc \
+	    $(addprefix $(DESTDIR)$(BINDIR)/,$(INSTALLED_PROGRAMS))
+	$(refresh_loader_cache)
 
 clean:
 	rm -f lib/*.o lib/libmm.so* $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS) server/mm-server

@@ -122,10 +122,25 @@ typedef enum mm_opt {
     MM_OPT_MIN_P           = 206, /* float in [0,1), 0 = off; default 0 */
     MM_OPT_REPEAT_PENALTY  = 207, /* float > 0, 1 = off; default 1 */
     MM_OPT_REPEAT_LAST_N   = 208, /* int >= 0, tokens the penalty looks back on; default 64 */
-    MM_OPT_CHAT_TEMPLATE   = 209, /* string: "llava", "chatml", "llama2", "raw"; default: model's */
+    MM_OPT_CHAT_TEMPLATE   = 209, /* string: llava chatml phi3 llama2 raw; default: model's */
     MM_OPT_IMAGE_MAX_SIDE  = 300, /* int, largest width or height accepted; default 16384 */
-    MM_OPT_IMAGE_MAX_PIXELS= 301  /* int, largest width*height accepted; default 64 Mi pixels */
+    MM_OPT_IMAGE_MAX_PIXELS= 301, /* int, largest width*height accepted; default 64 Mi pixels */
+    MM_OPT_IMAGE_MAX_TOTAL_PIXELS = 302 /* int, pixels of all images of one call; default 128 Mi */
 } mm_opt;
+
+/* Budgets: what one call may cost is bounded before the work starts, never found out after.
+ *  - Images (per image, every decode): MM_OPT_IMAGE_MAX_SIDE (default 16384) and
+ *    MM_OPT_IMAGE_MAX_PIXELS (default 64 Mi) against the size in the file's header, before
+ *    pixel memory is allocated; libjpeg's working memory at most 6 bytes per
+ *    MM_OPT_IMAGE_MAX_PIXELS pixel + 2 MiB; data cut short or corrupt is MM_ERR_FORMAT.
+ *  - Images of one request (mm_session_add_messages_json): MM_OPT_IMAGE_MAX_TOTAL_PIXELS
+ *    (default 128 Mi) summed from the headers, and the positions the images take against the
+ *    free context, both before any is decoded; then one decoded image in memory at a time.
+ *  - Context (MM_OPT_N_CTX): every mm_session_add_* call counts its positions before any work;
+ *    text that cannot fit is refused from its length before it is tokenized (no token stands
+ *    for more bytes than the longest entry of the vocabulary).
+ *  - Generation: MM_OPT_MAX_TOKENS tokens per call.
+ *  - JSON (fixed): depth 64, 2^20 values. */
 
 /* Create an empty bag. Free with mm_options_free(). Any thread. */
 MM_API mm_status mm_options_create(mm_options **out);
@@ -182,6 +197,11 @@ typedef struct mm_model mm_model;
  * callback (MM_PROGRESS_MODEL_LOAD; stopping it gives MM_ERR_CANCELLED) from options (NULL for
  * defaults). Errors: MM_ERR_IO (cannot read), MM_ERR_FORMAT (malformed file, message
  * names the file, key or tensor and offset), MM_ERR_UNSUPPORTED (architecture or tensor type).
+ * The files must fit each other (else MM_ERR_FORMAT naming both): the vocabulary has exactly as
+ * many tokens as token_embd.weight and the output have rows, special token ids lie inside it,
+ * and a vision file given with a language model has a projector (a CLIP dual-encoder file does
+ * not) whose output width is the language model's embedding width. Strings compared as names
+ * (general.architecture, ...) must not hold a NUL byte.
  * A model is immutable after load and may be used by any number of threads and sessions at
  * once. */
 MM_API mm_status mm_model_load(const char *path, const char *mmproj_path,
@@ -189,6 +209,11 @@ MM_API mm_status mm_model_load(const char *path, const char *mmproj_path,
 /* Release the caller's reference. Sessions created on the model keep their own reference, so
  * the model may be freed before them. Accepts NULL. */
 MM_API void mm_model_free(mm_model *model);
+/* The family of the model's language model, as its file's general.architecture names it:
+ * "llama" (also Mistral), "qwen2", "phi3" or "opt" (docs/model-format.md §1-2). NULL for a
+ * model without language model (a CLIP file) and for NULL. The string lives as long as the
+ * library. */
+MM_API const char *mm_model_family(const mm_model *model);
 
 /* ---- section: images (image.c, preprocess.c) ---- */
 
@@ -213,7 +238,12 @@ typedef enum mm_pixel_format {
  *  - JPEG EXIF orientation is applied (the image comes out upright), which PIL's plain decode
  *    does not do; Adobe CMYK/YCCK JPEGs are converted to RGB.
  * Reads MM_OPT_IMAGE_MAX_SIDE and MM_OPT_IMAGE_MAX_PIXELS from options (NULL for defaults): a
- * larger declared size fails with MM_ERR_LIMIT before pixel memory is allocated.
+ * larger declared size fails with MM_ERR_LIMIT before pixel memory is allocated, and libjpeg's
+ * working memory is capped at 6 bytes per MM_OPT_IMAGE_MAX_PIXELS pixel plus 2 MiB (a progressive
+ * JPEG holds 2 bytes per sample until its last scan: a progressive CMYK image over 3/4 of the
+ * pixel limit exceeds it, MM_ERR_LIMIT).
+ * A file whose pixels are not all there is refused, not painted grey: a PNG or JPEG that ends
+ * early, and (stricter than PIL) a JPEG whose entropy-coded data stops at a marker or is corrupt.
  * Errors: MM_ERR_ARG (NULL path or out), MM_ERR_IO (cannot open or read), MM_ERR_FORMAT (not PNG
  * or JPEG, corrupt or truncated data; the message names the problem), MM_ERR_LIMIT,
  * MM_ERR_NOMEM. Any thread. */
@@ -370,6 +400,10 @@ MM_API int mm_token_is_eog(const mm_model *model, int32_t id);
  *
  * Threads: a session is used by one thread at a time (different sessions on one model may run
  * on different threads at once); mm_session_cancel() alone may be called from any thread.
+ * Re-entry: a callback of a session call (the mm_piece_fn of mm_session_generate) must not call
+ * that session again: every mm_session_* call on it except mm_session_cancel() then fails with
+ * MM_ERR_STATE (mm_session_reset, mm_session_clear_stop_strings and mm_session_free do nothing,
+ * and mm_last_error() says why). Other sessions may be used from a callback.
  * Memory: everything a session needs for its context is allocated by mm_session_create();
  * adding input and generating allocate only per call (tokenizing a text), never per token.
  * Atomicity: every mm_session_add_* call is all-or-nothing. It first checks that its input
@@ -412,7 +446,8 @@ MM_API mm_status mm_session_add_text(mm_session *session, const char *text, size
  * tokenizer.chat_template when it is one of these, else "llava" for a model with a vision
  * encoder and "raw" otherwise):
  *   "llava"  (alias "vicuna"; LLaVA-1.5)  USER: <image>\n{text} ASSISTANT:  ... answer</s>
- *   "chatml"  <|im_start|>{role}\n{text}<|im_end|>\n ... <|im_start|>assistant\n
+ *   "chatml"  <|im_start|>{role}\n{text}<|im_end|>\n ... <|im_start|>assistant\n  (Qwen2)
+ *   "phi3"    <|{role}|>\n{text}<|end|>\n ... <|assistant|>\n  answer<|end|>\n
  *   "llama2"  [INST] <<SYS>>\n{system}\n<</SYS>>\n\n{text} [/INST] answer </s><s>[INST] ...
  *   "raw"     the text alone.
  * A user message ends with the template's answer prompt ("ASSISTANT:"), so mm_session_generate
@@ -420,8 +455,13 @@ MM_API mm_status mm_session_add_text(mm_session *session, const char *text, size
  * ... unless generation already ended on it). An assistant message added while an answer is
  * open becomes that answer. With "llama2" a system message is held and written inside the next
  * user message's [INST] (anything else added before that user message: MM_ERR_STATE). Each
- * message is tokenized on its own; the rendered text is tokenized with control tokens parsed, as
- * llama.cpp does: "</s>" written in a message is the end-of-sequence token. Errors as
+ * message is tokenized on its own. Only the template's own markup makes control tokens: text
+ * in a message stays text whatever it holds, so "</s>", "<|im_end|>" or "<s>[INST]" typed by a
+ * user are the tokens of those characters, never end-of-sequence or turn tokens, and a message
+ * cannot end its turn or open another (mm_session_add_text with MM_TOKENIZE_PARSE_SPECIAL is
+ * the way to write control tokens as text). Templates whose markup is plain text ("llava":
+ * "USER:", "ASSISTANT:") give the same tokens for that text wherever it comes from. The ids are
+ * otherwise those of the whole rendered text tokenized at once, as llama.cpp does. Errors as
  * mm_session_add_text, and MM_ERR_ARG for an unknown role. */
 MM_API mm_status mm_session_add_message(mm_session *session, const char *role, const char *text,
                                         size_t len);
@@ -506,7 +546,8 @@ MM_API mm_status mm_session_logits(const mm_session *session, const float **logi
 /* Context size in positions, and positions in use (0 for NULL). */
 MM_API int mm_session_n_ctx(const mm_session *session);
 MM_API int mm_session_n_past(const mm_session *session);
-/* Name of the chat template in use ("llava", "chatml", "llama2", "raw"); NULL for NULL. */
+/* Name of the chat template in use ("llava", "chatml", "phi3", "llama2", "raw"); NULL for
+ * NULL. */
 MM_API const char *mm_session_chat_template(const mm_session *session);
 
 /* Stop the call in progress on this session as soon as possible (between two layers of the
@@ -534,14 +575,19 @@ MM_API void mm_session_reset(mm_session *session);
  * Each message goes through the session's chat template as mm_session_add_message_images()
  * takes it: images before all of a message's text go where the template puts images (LLaVA:
  * first, each followed by a newline), an image after some text stays at its place in the text;
- * consecutive text parts are joined by a newline.
- * The whole JSON is checked (strict RFC 8259: UTF-8, no duplicate keys where libmm reads, depth
- * at most 64, at most 2^20 values; canonical padded base64) and every image decoded (limits:
- * MM_OPT_IMAGE_MAX_SIDE / MM_OPT_IMAGE_MAX_PIXELS from options, NULL for defaults) before the
- * session changes; a failure there leaves it as it was. Messages are then added in order, each
- * image encoded as its message is added (mm_session_cancel() stops that too); if the session
- * refuses a message (MM_ERR_CTX_FULL, MM_ERR_CANCELLED, ...), the messages before it stay added
- * and the error text says how many. The JSON is only read during the call.
+ * consecutive text parts are joined by a newline. As there, control-token text in a message
+ * ("</s>", "<|im_end|>") stays text.
+ * The whole request is checked before the session changes or any pixel is decoded, and a
+ * failure there leaves the session as it was: the JSON (strict RFC 8259: UTF-8, no duplicate keys
+ * where libmm reads, depth at most 64, at most 2^20 values; canonical padded base64), each
+ * image's size read from its header (MM_OPT_IMAGE_MAX_SIDE, MM_OPT_IMAGE_MAX_PIXELS), the pixels
+ * of all its images together (MM_OPT_IMAGE_MAX_TOTAL_PIXELS: MM_ERR_LIMIT) and the positions all
+ * images take against the free context (MM_ERR_CTX_FULL); options NULL for defaults. Messages
+ * are then added in order; each image is decoded as its message is added and encoded before the
+ * next is decoded, so one decoded picture is in memory at a time (mm_session_cancel() stops the
+ * encoding too). If the session refuses a message (MM_ERR_CTX_FULL, MM_ERR_CANCELLED, an image
+ * whose data turns out cut short or corrupt: MM_ERR_FORMAT, ...), the messages before it stay
+ * added and the error text says how many. The JSON is only read during the call.
  * Errors: MM_ERR_ARG (NULL session, json NULL with len > 0), MM_ERR_FORMAT (malformed JSON,
  * base64, data URL or image, a message of the wrong shape, text containing "<image>"; the text
  * names the place, e.g. "messages[2].content[1].image_url: base64: length 5 is not a multiple

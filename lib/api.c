@@ -52,6 +52,11 @@ void mm_model_free(mm_model *model)
     mmi_model_release(model);
 }
 
+const char *mm_model_family(const mm_model *model)
+{
+    return model && model->decoder ? model->decoder->config.family->arch : NULL;
+}
+
 /* ---- images ---- */
 
 mm_status mm_image_load_file(const char *path, const mm_options *options, mm_image **out)
@@ -483,6 +488,7 @@ int mm_token_is_eog(const mm_model *model, int32_t id)
     do {                                                                     \
         if (!(s))                                                            \
             return mmi_fail(MM_ERR_ARG, fn ": session is NULL");             \
+        MMI_TRY(mmi_session_check_reentry(s, fn));                           \
     } while (0)
 
 mm_status mm_session_create(mm_model *model, const mm_options *options, mm_session **out)
@@ -495,9 +501,11 @@ mm_status mm_session_create(mm_model *model, const mm_options *options, mm_sessi
     return mmi_session_create(model, options, out);
 }
 
+/* A void call refused for re-entry does nothing; mm_last_error() says why. */
 void mm_session_free(mm_session *session)
 {
-    mmi_session_free(session);
+    if (session && mmi_session_check_reentry(session, "mm_session_free") == MM_OK)
+        mmi_session_free(session);
 }
 
 mm_status mm_session_set_options(mm_session *session, const mm_options *options)
@@ -521,6 +529,7 @@ static mm_status check_message(const char *fn, const mm_session *session, const 
 {
     if (!session)
         return mmi_fail(MM_ERR_ARG, "%s: session is NULL", fn);
+    MMI_TRY(mmi_session_check_reentry(session, fn));
     if (!role || !mmi_chat_role_from_name(role, r))
         return mmi_fail(MM_ERR_ARG, "%s: role '%s' is not system, user or assistant", fn,
                         role ? role : "(null)");
@@ -536,7 +545,7 @@ mm_status mm_session_add_message(mm_session *session, const char *role, const ch
 {
     mmi_chat_role r;
     MMI_TRY(check_message("mm_session_add_message", session, role, &r, text, len, NULL, 0));
-    return mmi_session_add_message(session, r, text ? text : "", len, NULL, 0, NULL, NULL);
+    return mmi_session_add_message(session, r, text ? text : "", len, NULL, 0);
 }
 
 mm_status mm_session_add_message_images(mm_session *session, const char *role, const char *text,
@@ -569,11 +578,10 @@ mm_status mm_session_add_message_embeddings(mm_session *session, const char *rol
             st = mmi_fail(MM_ERR_ARG, "%s: image %zu has rows of %zu values, the language model "
                           "takes %zu", fn, i, images[i] ? images[i]->n_embd : 0, n_embd);
         else
-            media[i] = (mmi_media){images[i]->data, images[i]->n_tokens};
+            media[i] = (mmi_media){.rows = images[i]->data, .n_rows = images[i]->n_tokens};
     }
     if (st == MM_OK)
-        st = mmi_session_add_message(session, r, text ? text : "", len, media, n_images, NULL,
-                                     NULL);
+        st = mmi_session_add_message(session, r, text ? text : "", len, media, n_images);
     mmi_free(media);
     return st;
 }
@@ -605,7 +613,7 @@ mm_status mm_session_add_stop_string(mm_session *session, const char *stop)
 
 void mm_session_clear_stop_strings(mm_session *session)
 {
-    if (session)
+    if (session && mmi_session_check_reentry(session, "mm_session_clear_stop_strings") == MM_OK)
         mmi_session_clear_stop_strings(session);
 }
 
@@ -660,7 +668,7 @@ void mm_session_cancel(mm_session *session)
 
 void mm_session_reset(mm_session *session)
 {
-    if (session)
+    if (session && mmi_session_check_reentry(session, "mm_session_reset") == MM_OK)
         mmi_session_reset(session);
 }
 

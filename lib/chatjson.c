@@ -153,6 +153,17 @@ static mm_status expect(const mmi_json_value *v, mmi_json_type type, const char 
     return MM_OK;
 }
 
+/* A string compared as a name (role, type): a NUL inside would compare as a shorter C string,
+ * so "user\u0000" is refused rather than taken as "user". */
+static mm_status expect_name(const mmi_json_value *v, const char *where)
+{
+    MMI_TRY(expect(v, MMI_JSON_STRING, where));
+    if (memchr(v->str, '\0', v->len))
+        return mmi_fail(MM_ERR_FORMAT, "%s: \"%.64s\\u0000...\" contains a NUL character "
+                        "(offset %zu)", where, v->str, v->offset);
+    return MM_OK;
+}
+
 /* A member that must be present with the given type. */
 static mm_status member(const mmi_json *doc, const mmi_json_value *object, const char *key,
                         mmi_json_type type, const char *where, const mmi_json_value **out)
@@ -265,6 +276,7 @@ static mm_status read_image_source(chat_reader *r, const mmi_json_value *part, c
     const mmi_json_value *source, *type, *media_type, *data;
     MMI_TRY(member(doc, part, "source", MMI_JSON_OBJECT, where, &source));
     MMI_TRY(member(doc, source, "type", MMI_JSON_STRING, place, &type));
+    MMI_TRY(expect_name(type, place));
     if (strcmp(type->str, "base64") != 0)
         return mmi_fail(MM_ERR_UNSUPPORTED,
                         "%s.type \"%.64s\" is not supported: images must be inline (base64)",
@@ -287,6 +299,7 @@ static mm_status read_part(chat_reader *r, const mmi_json_value *part, const cha
     const mmi_json_value *type, *text;
     MMI_TRY(expect(part, MMI_JSON_OBJECT, where));
     MMI_TRY(member(doc, part, "type", MMI_JSON_STRING, where, &type));
+    MMI_TRY(expect_name(type, where));
     if (strcmp(type->str, "text") == 0 || strcmp(type->str, "input_text") == 0) {
         char place[160];
         snprintf(place, sizeof place, "%s.text", where);
@@ -318,7 +331,7 @@ static mm_status read_content(chat_reader *r, const mmi_json_value *content, con
 
 static mm_status read_role(const mmi_json_value *role, const char *where, mmi_chat_role *out)
 {
-    MMI_TRY(expect(role, MMI_JSON_STRING, where));
+    MMI_TRY(expect_name(role, where));
     if (strcmp(role->str, "developer") == 0) /* OpenAI's newer name for system */
         *out = MMI_ROLE_SYSTEM;
     else if (!mmi_chat_role_from_name(role->str, out))
@@ -405,16 +418,23 @@ static void message_place(const mmi_chat_message *m, char *buf, size_t size)
         snprintf(buf, size, "messages[%zu]", m->json_index);
 }
 
-/* Check one part before anything is added: text must not hold the image marker; an image is
- * decoded (with the options' size limits). */
-static mm_status prepare_part(const mmi_chat_part *part, const mm_options *options,
-                              mm_image **image)
+/* Check one part before anything is added: text must not hold a media marker; an image's
+ * header is read (size limits from options) and its pixel count returned, no pixel decoded. */
+static mm_status check_part(const mmi_chat_part *part, const mm_options *options,
+                            uint64_t *pixels)
 {
-    if (part->kind == MMI_PART_IMAGE)
-        return mmi_image_load_memory(part->image, part->image_len, options, image);
-    if (memmem(part->text, part->text_len, MMI_IMAGE_MARKER, strlen(MMI_IMAGE_MARKER)))
-        return mmi_fail(MM_ERR_FORMAT, "text contains \"%s\", which marks image positions",
-                        MMI_IMAGE_MARKER);
+    *pixels = 0;
+    if (part->kind == MMI_PART_IMAGE) {
+        int width, height;
+        MMI_TRY(mmi_image_size_memory(part->image, part->image_len, options, &width, &height));
+        *pixels = (uint64_t)width * (uint64_t)height;
+        return MM_OK;
+    }
+    size_t n;
+    const char *marker = mmi_media_find_marker(part->text, part->text_len, &n);
+    if (marker)
+        return mmi_fail(MM_ERR_FORMAT, "text contains \"%.*s\", which marks media positions",
+                        (int)n, marker);
     return MM_OK;
 }
 
@@ -462,6 +482,47 @@ static mm_status message_text(const mmi_chat *chat, const mmi_chat_message *m, c
     return MM_OK;
 }
 
+/* The cost of the whole conversation, before the session changes or any pixel is decoded:
+ * every part checked, every image's size read from its header and counted against the pixel
+ * budget of the call, and the positions of all images against the free context. */
+static mm_status check_cost(mm_session *session, const mmi_chat *chat, const mm_options *options,
+                            const mmi_media *media, size_t n_images)
+{
+    uint64_t max_total = (uint64_t)mmi_opt_int(options, MM_OPT_IMAGE_MAX_TOTAL_PIXELS);
+    uint64_t total = 0;
+    char where[64], place[96];
+    for (size_t i = 0; i < chat->n_messages; i++) {
+        const mmi_chat_message *m = &chat->messages[i];
+        for (size_t j = 0; j < m->n_parts; j++) {
+            uint64_t pixels;
+            message_place(m, where, sizeof where);
+            snprintf(place, sizeof place, "%s, part %zu", where, j);
+            mm_status st = check_part(&chat->parts[m->first_part + j], options, &pixels);
+            if (st != MM_OK)
+                return at(st, place);
+            total += pixels;
+            if (total > max_total)
+                return mmi_fail(MM_ERR_LIMIT, "%s: the images up to this one have %llu pixels, "
+                                "over the budget of one call (MM_OPT_IMAGE_MAX_TOTAL_PIXELS = "
+                                "%llu); nothing was decoded", place, (unsigned long long)total,
+                                (unsigned long long)max_total);
+        }
+    }
+    uint64_t need = 0;
+    for (size_t k = 0; k < n_images; k++) {
+        mmi_media_plan plan;
+        MMI_TRY(media[k].ops->plan(mmi_session_model(session), media[k].source,
+                                   mmi_session_media_params(session), &plan));
+        need += (uint64_t)plan.n_pos;
+    }
+    int free_positions = mmi_session_n_ctx(session) - mmi_session_n_past(session);
+    if (need > (uint64_t)free_positions)
+        return mmi_fail(MM_ERR_CTX_FULL, "conversation: %zu images take %llu positions, but only "
+                        "%d of the context's %d are free; nothing was decoded", n_images,
+                        (unsigned long long)need, free_positions, mmi_session_n_ctx(session));
+    return MM_OK;
+}
+
 mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
                                   const mm_options *options)
 {
@@ -472,29 +533,33 @@ mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
         return mmi_fail(MM_ERR_STATE, "conversation: %zu image%s, but the model has no vision "
                         "encoder (load an mmproj file with it)", n_images,
                         n_images == 1 ? "" : "s");
-    mm_image **images = mmi_calloc(n_images, sizeof *images);
-    mm_status st = images ? MM_OK
+    /* Images stay in their files' bytes: each is decoded only while the session encodes it. */
+    typedef char place[64];
+    mmi_image_bytes *sources = mmi_calloc(n_images + 1, sizeof *sources);
+    mmi_media *media = mmi_calloc(n_images + 1, sizeof *media);
+    place *places = mmi_calloc(n_images + 1, sizeof *places);
+    mm_status st = sources && media && places ? MM_OK
                  : mmi_fail(MM_ERR_NOMEM, "conversation: out of memory for %zu images", n_images);
-    /* Every part is checked and every image decoded first, so that bad input fails the call
-     * before the session changes. */
-    char where[64];
     size_t k = 0;
     for (size_t i = 0; i < chat->n_messages && st == MM_OK; i++) {
         const mmi_chat_message *m = &chat->messages[i];
-        for (size_t j = 0; j < m->n_parts && st == MM_OK; j++) {
+        for (size_t j = 0; j < m->n_parts; j++) {
             const mmi_chat_part *part = &chat->parts[m->first_part + j];
-            st = prepare_part(part, options, &images[k]);
-            k += part->kind == MMI_PART_IMAGE;
-            if (st != MM_OK) {
-                char place[96];
-                message_place(m, where, sizeof where);
-                snprintf(place, sizeof place, "%s, part %zu", where, j);
-                st = at(st, place);
-            }
+            if (part->kind != MMI_PART_IMAGE)
+                continue;
+            char where[32];
+            message_place(m, where, sizeof where);
+            snprintf(places[k], sizeof places[k], "%s, part %zu", where, j);
+            sources[k] = (mmi_image_bytes){part->image, part->image_len, options, places[k]};
+            media[k] = (mmi_media){.ops = &mmi_image_bytes_ops, .source = &sources[k]};
+            k++;
         }
     }
-    /* Then message by message; the session encodes each message's images once it knows the
-     * message fits (and mm_session_cancel() reaches the encoding too). */
+    if (st == MM_OK)
+        st = check_cost(session, chat, options, media, n_images);
+    /* Then message by message; the session decodes and encodes each image in turn once it
+     * knows the message fits (and mm_session_cancel() reaches the encoding too). */
+    char where[64];
     k = 0;
     for (size_t i = 0; i < chat->n_messages && st == MM_OK; i++) {
         const mmi_chat_message *m = &chat->messages[i];
@@ -507,8 +572,7 @@ mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
         st = message_text(chat, m, where, &text, &len);
         if (st != MM_OK)
             break;
-        st = mmi_session_add_message_images(session, m->role, text, len,
-                                            (const mm_image *const *)images + k, n_media);
+        st = mmi_session_add_message(session, m->role, text, len, media + k, n_media);
         mmi_free(text);
         k += n_media;
         if (st != MM_OK) {
@@ -518,9 +582,9 @@ mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
             st = at(st, place);
         }
     }
-    for (size_t i = 0; i < n_images && images; i++)
-        mmi_image_free(images[i]);
-    mmi_free(images);
+    mmi_free(sources);
+    mmi_free(media);
+    mmi_free(places);
     return st;
 }
 

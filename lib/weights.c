@@ -95,9 +95,10 @@ mm_status mmi_weights_matrix(mmi_weights *w, int required, mmi_matrix *out, int 
     MMI_TRY(find(w, required, 2, ne, full, &t));
     if (!t)
         return MM_OK;
-    /* Half-precision matrices stay in the file too: the kernels read them as they are. */
-    if ((t->type == MMI_TENSOR_F16 || t->type == MMI_TENSOR_BF16) &&
-        (uintptr_t)t->data % sizeof(uint16_t) == 0) {
+    /* Matrices stay in the file, whatever their type: the kernels read them as they are. Only
+     * float data the file placed off its element alignment is converted. */
+    const mmi_type_traits *tt = mmi_type(t->type);
+    if (tt->block_elems > 1 || (uintptr_t)t->data % tt->block_bytes == 0) {
         out->data = t->data;
         out->type = t->type;
         return MM_OK;
@@ -119,13 +120,25 @@ mm_status mmi_weights_vector(mmi_weights *w, int required, const float **out, in
     return st;
 }
 
-mm_status mmi_weights_dim(const mmi_gguf *g, const char *key, int max, int *out)
+static mm_status check_dim(const mmi_gguf *g, const char *key, int64_t v, int max, int *out)
 {
-    int64_t v;
-    MMI_TRY(mmi_gguf_get_int(g, key, &v));
     if (v < 1 || v > max)
         return mmi_fail(MM_ERR_FORMAT, "%s: %s = %lld is out of range [1, %d]", mmi_gguf_path(g),
                         key, (long long)v, max);
     *out = (int)v;
     return MM_OK;
+}
+
+mm_status mmi_weights_dim(const mmi_gguf *g, const char *key, int max, int *out)
+{
+    int64_t v;
+    MMI_TRY(mmi_gguf_get_int(g, key, &v));
+    return check_dim(g, key, v, max, out);
+}
+
+mm_status mmi_weights_dim_or(const mmi_gguf *g, const char *key, int64_t def, int max, int *out)
+{
+    int64_t v;
+    MMI_TRY(mmi_gguf_get_int_or(g, key, def, &v));
+    return check_dim(g, key, v, max, out);
 }

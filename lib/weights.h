@@ -1,7 +1,7 @@
 /* Weight lookup for the tower loaders: find a tensor by name, check its shape, and hand back
- * its data — the mapped file's own bytes for F32 tensors and for F16/BF16 matrices (the
- * kernels read those as they are), a buffer converted to f32 once at load otherwise (owned by
- * the mmi_weights and freed with it). */
+ * its data. Matrices (mmi_weights_matrix) are the mapped file's own bytes, of any type; other
+ * tensors (vectors, tables) are the file's bytes for F32 and a buffer converted to f32 once at
+ * load otherwise (owned by the mmi_weights and freed with it). */
 #ifndef MMI_WEIGHTS_H
 #define MMI_WEIGHTS_H
 
@@ -23,21 +23,22 @@ void mmi_weights_free(mmi_weights *w);
 mm_status mmi_weights_get(mmi_weights *w, int required, const float **out, uint32_t n_dims,
                           const uint64_t *ne, const char *name, ...) MMI_PRINTF(6, 7);
 
-/* A [n_in, n_out] (ggml order) matrix, F32, F16 or BF16 as stored (other types converted to
- * F32); optional: data NULL when absent. */
+/* A [n_in, n_out] (ggml order) matrix as stored, any type; optional: data NULL when absent. */
 mm_status mmi_weights_matrix(mmi_weights *w, int required, mmi_matrix *out, int n_in, int n_out,
                              const char *name, ...) MMI_PRINTF(6, 7);
 /* A vector of n floats. */
 mm_status mmi_weights_vector(mmi_weights *w, int required, const float **out, int n,
                              const char *name, ...) MMI_PRINTF(5, 6);
 
-/* The largest width or count a connector's metadata may declare: keeps every size product
- * within size_t and every row length within int. The tensors must exist anyway, which bounds
- * the rest. */
+/* The largest width or count any model file may declare (widths, heads, vocabulary, layers):
+ * keeps every product of two within size_t and every row length within int. The tensors must
+ * exist anyway, which bounds the rest. */
 #define MMI_MAX_DIM (1 << 20)
 
 /* A size read from metadata key `key`: an integer in [1, max], else MM_ERR_FORMAT naming the
- * key, its value and the file. */
+ * key, its value and the file. The _or form gives def when the key is absent (def itself is
+ * checked too). */
 mm_status mmi_weights_dim(const mmi_gguf *g, const char *key, int max, int *out);
+mm_status mmi_weights_dim_or(const mmi_gguf *g, const char *key, int64_t def, int max, int *out);
 
 #endif

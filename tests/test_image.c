@@ -1,6 +1,6 @@
 /* Image decoding (lib/image.c) and preprocessing (lib/preprocess.c) against PIL and HF.
  *
- * References: ../shared/vectors/hf/preprocess (PIL + CLIPImageProcessor, HF transformers 4.45)
+ * References: tests/vectors/hf/preprocess (PIL + CLIPImageProcessor, HF transformers 4.45)
  * and tests/data/images/reference.safetensors, written by tests/data/gen_images.py from PIL and
  * from a NumPy restatement of HF's processors. */
 #include <math.h>
@@ -19,12 +19,12 @@
 #define DATA_DIR "tests/data/images/"
 
 static st_file refs;   /* tests/data/images/reference.safetensors */
-static st_file shared; /* ../shared/vectors/hf/preprocess/io.safetensors */
+static st_file shared; /* tests/vectors/hf/preprocess/io.safetensors */
 
 static void load_refs(void)
 {
     ck_assert_msg(st_load(&refs, DATA_DIR "reference.safetensors") == 0, "%s", refs.error);
-    ck_assert_msg(st_load(&shared, test_shared_path("vectors/hf/preprocess/io.safetensors")) == 0,
+    ck_assert_msg(st_load(&shared, test_vectors_path("hf/preprocess/io.safetensors")) == 0,
                   "%s", shared.error);
 }
 
@@ -87,15 +87,15 @@ START_TEST(decodes_shared_vectors_like_pil)
     load_refs();
     for (size_t i = 0; i < 3; i++) {
         char path[256], name[64];
-        snprintf(path, sizeof path, "vectors/hf/preprocess/%s", files[i]);
+        snprintf(path, sizeof path, "hf/preprocess/%s", files[i]);
         snprintf(name, sizeof name, "%.*s.rgb", (int)(strchr(files[i], '.') - files[i]), files[i]);
         mm_image *image;
-        ck_assert_ok(mm_image_load_file(test_shared_path(path), NULL, &image));
+        ck_assert_ok(mm_image_load_file(test_vectors_path(path), NULL, &image));
         assert_pixels(image, &shared, name);
         mm_image_free(image);
 
         size_t size;
-        unsigned char *data = read_file(test_shared_path(path), &size);
+        unsigned char *data = read_file(test_vectors_path(path), &size);
         ck_assert_ok(mm_image_load_memory(data, size, NULL, &image));
         assert_pixels(image, &shared, name);
         mm_image_free(image);
@@ -105,7 +105,7 @@ START_TEST(decodes_shared_vectors_like_pil)
     int64_t shape[ST_MAX_DIMS];
     unsigned char *rgba = st_read_raw(&shared, "rgba_40x64.decoded", NULL, shape, NULL, NULL);
     mm_image *image;
-    ck_assert_ok(mm_image_load_file(test_shared_path("vectors/hf/preprocess/rgba_40x64.png"),
+    ck_assert_ok(mm_image_load_file(test_vectors_path("hf/preprocess/rgba_40x64.png"),
                                     NULL, &image));
     for (int64_t p = 0; p < shape[0] * shape[1]; p++)
         for (int c = 0; c < 3; c++)
@@ -264,7 +264,7 @@ START_TEST(refuses_huge_declared_sizes_before_allocating)
         ck_assert_msg(strstr(mm_last_error(), words[i]), "%s", mm_last_error());
     }
     /* Configured limits, on both sides of the boundary (61 x 47 = 2867 pixels). */
-    const char *png = test_shared_path("vectors/hf/preprocess/rgb_61x47.png");
+    const char *png = test_vectors_path("hf/preprocess/rgb_61x47.png");
     char path[4096];
     snprintf(path, sizeof path, "%s", png);
     mm_options *o;
@@ -278,7 +278,7 @@ START_TEST(refuses_huge_declared_sizes_before_allocating)
     ck_assert_ok(mm_options_set_int(o, MM_OPT_IMAGE_MAX_PIXELS, 61 * 47));
     count_allocations(MM_OK, path, o);
     ck_assert_ok(mm_options_set_int(o, MM_OPT_IMAGE_MAX_SIDE, 49)); /* JPEG: 80 x 50 */
-    count_allocations(MM_ERR_LIMIT, test_shared_path("vectors/hf/preprocess/q90_80x50.jpg"), o);
+    count_allocations(MM_ERR_LIMIT, test_vectors_path("hf/preprocess/q90_80x50.jpg"), o);
     mm_options_free(o);
 }
 END_TEST
@@ -349,6 +349,70 @@ START_TEST(truncated_files_fail_with_format_errors)
     ck_assert_msg(strstr(e, "truncated") || strstr(e, "Premature end"), "%s", e);
     free(data);
     free_refs();
+}
+END_TEST
+
+/* A few hundred bytes declaring a huge picture (tests/data/gen_bombs.py: scan data cut short and
+ * closed with EOI) are refused, not painted grey. PIL accepts these two (it refuses only a file
+ * without EOI); libmm refuses any JPEG whose pixels are not all in the file. */
+START_TEST(bombs_are_refused)
+{
+    static const char *bombs[] = {DATA_DIR "bomb_baseline.jpg", DATA_DIR "bomb_progressive.jpg"};
+    for (int i = 0; i < 2; i++) {
+        int width = 0, height = 0;
+        size_t size;
+        unsigned char *data = read_file(bombs[i], &size);
+        ck_assert_uint_lt(size, 400);
+        /* The header alone: the declared size, no pixel memory asked for. */
+        mmi_alloc_largest();
+        ck_assert_ok(mmi_image_size_memory(data, size, NULL, &width, &height));
+        ck_assert_int_eq(width, 16384);
+        ck_assert_int_eq(height, 4096);
+        ck_assert_uint_lt(mmi_alloc_largest(), 1 << 20);
+        mm_image *image = (mm_image *)1;
+        ck_assert_status(mm_image_load_memory(data, size, NULL, &image), MM_ERR_FORMAT);
+        ck_assert_ptr_null(image);
+        ck_assert_msg(strstr(mm_last_error(), "premature end of data segment"), "%s", mm_last_error());
+        free(data);
+    }
+    /* libjpeg's working memory is capped from MM_OPT_IMAGE_MAX_PIXELS: a progressive CMYK
+     * image keeps 8 bytes of coefficients per pixel, over the cap of 6 per allowed pixel when
+     * the image is as large as allowed (2048 x 1024), under it with room to spare. */
+    mm_options *o;
+    ck_assert_ok(mm_options_create(&o));
+    ck_assert_ok(mm_options_set_int(o, MM_OPT_IMAGE_MAX_PIXELS, 2048 * 1024));
+    mm_image *image;
+    ck_assert_status(mm_image_load_file(DATA_DIR "bomb_cmyk_head.jpg", o, &image), MM_ERR_LIMIT);
+    ck_assert_msg(strstr(mm_last_error(), "working memory") &&
+                  strstr(mm_last_error(), "MM_OPT_IMAGE_MAX_PIXELS = 2097152"), "%s",
+                  mm_last_error());
+    ck_assert_ok(mm_options_set_int(o, MM_OPT_IMAGE_MAX_PIXELS, 2 * 2048 * 1024));
+    ck_assert_status(mm_image_load_file(DATA_DIR "bomb_cmyk_head.jpg", o, &image), MM_ERR_FORMAT);
+    mm_options_free(o);
+}
+END_TEST
+
+/* The size read from the header is the decoded size, EXIF orientation included. */
+START_TEST(header_size_equals_decoded_size)
+{
+    static const char *files[] = {"rgb8.png", "rgb8_interlaced.png", "palette4.png",
+                                  "baseline444.jpg", "progressive420.jpg", "cmyk_adobe.jpg",
+                                  "exif_orient5.jpg", "exif_orient6.jpg", "exif_be_orient6.jpg"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, DATA_DIR "%s", files[i]);
+        size_t size;
+        unsigned char *data = read_file(path, &size);
+        int width, height;
+        mm_image *image;
+        ck_assert_ok(mmi_image_size_memory(data, size, NULL, &width, &height));
+        ck_assert_ok(mm_image_load_memory(data, size, NULL, &image));
+        ck_assert_msg(width == mm_image_width(image) && height == mm_image_height(image),
+                      "%s: header says %dx%d, decoded %dx%d", files[i], width, height,
+                      mm_image_width(image), mm_image_height(image));
+        mm_image_free(image);
+        free(data);
+    }
 }
 END_TEST
 
@@ -508,8 +572,8 @@ START_TEST(clip_processor_matches_hf_vectors)
     load_refs();
     for (int i = 0; i < 3; i++) {
         char path[256], name[128];
-        snprintf(path, sizeof path, "vectors/hf/preprocess/%s", files[i]);
-        mm_image *image = load_image(test_shared_path(path));
+        snprintf(path, sizeof path, "hf/preprocess/%s", files[i]);
+        mm_image *image = load_image(test_vectors_path(path));
         /* The bicubic resize before the crop (sizes from the reference's shape). */
         snprintf(name, sizeof name, "%s.resized_s32", stems[i]);
         const st_tensor *t = st_find(&shared, name);
@@ -826,6 +890,8 @@ int main(void)
     tcase_add_loop_test(decode, truncated_files_fail_with_format_errors, 0, N_DAMAGED);
     tcase_add_loop_test(decode, corrupt_bytes_never_crash, 0, N_DAMAGED);
     tcase_add_test(decode, allocation_failures_are_reported);
+    tcase_add_test(decode, bombs_are_refused);
+    tcase_add_test(decode, header_size_equals_decoded_size);
     suite_add_tcase(s, decode);
     TCase *pre = tcase_create("preprocess");
     tcase_set_timeout(pre, 60);

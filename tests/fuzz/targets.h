@@ -350,7 +350,7 @@ static int fuzz_image(const uint8_t *data, size_t size)
 
 /* ---- tokenizer: arbitrary text through llama.cpp's vocabularies ---- */
 
-/* The vocabularies, opened once: $MM_SHARED_DIR/vectors/tokenizer (default ../shared). */
+/* The vocabularies, opened once: $MM_VECTORS_DIR/tokenizer (default tests/vectors/tokenizer). */
 #define FUZZ_N_VOCABS 2
 static mmi_gguf *fuzz_vocab_files[FUZZ_N_VOCABS];
 static mmi_tokenizer *fuzz_vocabs[FUZZ_N_VOCABS];
@@ -372,9 +372,9 @@ static const mmi_tokenizer *fuzz_vocab(int i)
     if (!fuzz_vocabs[0] && !fuzz_vocabs[1])
         atexit(fuzz_vocabs_free);
     if (!fuzz_vocabs[i]) {
-        const char *dir = getenv("MM_SHARED_DIR");
+        const char *dir = getenv("MM_VECTORS_DIR");
         char path[4096];
-        snprintf(path, sizeof path, "%s/vectors/tokenizer/%s", dir ? dir : "tests",
+        snprintf(path, sizeof path, "%s/tokenizer/%s", dir && *dir ? dir : "tests/vectors",
                  names[i]);
         if (mmi_gguf_open(path, 1, &fuzz_vocab_files[i]) != MM_OK ||
             mmi_tokenizer_load(fuzz_vocab_files[i], &fuzz_vocabs[i]) != MM_OK) {
@@ -581,6 +581,7 @@ static int fuzz_chatjson(const uint8_t *data, size_t size)
         return 0;
     mm_options_set_int(options, MM_OPT_IMAGE_MAX_SIDE, 256);
     mm_options_set_int(options, MM_OPT_IMAGE_MAX_PIXELS, 1 << 14);
+    mm_options_set_int(options, MM_OPT_IMAGE_MAX_TOTAL_PIXELS, 1 << 16);
     if (mm_session_create(fuzz_chat_model(), options, &session) == MM_OK) {
         st = mm_session_add_messages_json(session, text, size, options);
         if (st != MM_OK)

@@ -3,12 +3,12 @@
 
 References used, none of them the code under test:
   - the GGUF spec, as bytes assembled by hand in this file;
-  - llama.cpp-written files in ../shared/vectors/tokenizer (re-written byte for byte);
-  - the safetensors sources of ../shared/vectors/hf, parsed by a separate reader below;
+  - llama.cpp-written files in tests/vectors/tokenizer (re-written byte for byte);
+  - the safetensors sources of tests/vectors/hf, parsed by a separate reader below;
   - torch's float16/bfloat16 rounding where torch is installed;
   - RoPE written out twice (HF rotate-half, llama.cpp adjacent pairs) for the Q/K permutation.
 
-Run: /usr/bin/python3 tests/python/test_gguf_py.py   (MM_SHARED=DIR overrides ../shared)
+Run: /usr/bin/python3 tests/python/test_gguf_py.py   (MM_VECTORS_DIR=DIR overrides tests/vectors)
 """
 
 import io
@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import struct
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -29,20 +30,10 @@ import gguf  # noqa: E402
 import convert_hf_to_gguf as conv  # noqa: E402
 
 
-def find_shared():
-    for d in (os.environ.get("MM_SHARED"), os.path.join(ROOT, "tests")):
-        if d and os.path.isdir(os.path.join(d, "vectors", "hf")):
-            return os.path.abspath(d)
-    return None
-
-
-SHARED = find_shared()
-HF = os.path.join(SHARED, "vectors", "hf") if SHARED else None
-VOCAB = os.path.join(SHARED, "vectors", "tokenizer") if SHARED else None
-
-
-def need_shared(test):
-    return unittest.skipIf(SHARED is None, "../shared not found (set MM_SHARED)")(test)
+# The reference vectors are part of the repository: a missing file is a failure, not a skip.
+VECTORS = os.path.abspath(os.environ.get("MM_VECTORS_DIR") or os.path.join(ROOT, "tests", "vectors"))
+HF = os.path.join(VECTORS, "hf")
+VOCAB = os.path.join(VECTORS, "tokenizer")
 
 
 def read_safetensors(path):
@@ -168,7 +159,6 @@ class TestGGUFRoundTrip(unittest.TestCase):
         body = struct.pack("<3f", 1, 2, 3) + b"\0" * 20
         self.assertEqual(read_bytes(self.path), head + body)
 
-    @need_shared
     def test_rewrites_llama_cpp_files_byte_for_byte(self):
         for name in ("ggml-vocab-llama-spm.gguf", "ggml-vocab-gpt-2.gguf"):
             src = os.path.join(VOCAB, name)
@@ -356,7 +346,6 @@ class TestRopePermutation(unittest.TestCase):
             self.check(rng.standard_normal((H * hd, E)), rng.standard_normal((Hkv * hd, E)),
                        H, Hkv, 10000.0)
 
-    @need_shared
     def test_llama_case_weights(self):
         w = read_safetensors(os.path.join(HF, "llama", "model.safetensors"))
         self.check(w["model.layers.0.self_attn.q_proj.weight"].astype(np.float64),
@@ -375,7 +364,7 @@ class TestRopePermutation(unittest.TestCase):
 
 
 # ------------------------------------------------------------------------------------------
-# converter on every shared case
+# converter on every reference case
 
 def unpermute(w, n):
     """Inverse of the documented permutation, written with indices (independent of conv)."""
@@ -447,8 +436,6 @@ class TestConvertCases(unittest.TestCase):
     maxDiff = None
 
     def setUp(self):
-        if SHARED is None:
-            self.skipTest("../shared not found (set MM_SHARED)")
         self.dir = tempfile.TemporaryDirectory()
 
     def tearDown(self):
@@ -690,15 +677,37 @@ class TestConvertCases(unittest.TestCase):
             else:
                 np.testing.assert_allclose(q, want, rtol=2 ** -8)
 
-    def test_vocab_from_gguf(self):
-        files, src, err = self.convert("llama", vocab=os.path.join(VOCAB, "ggml-vocab-llama-spm.gguf"))
-        self.assertIn("32000 tokens", err)          # size mismatch is reported
-        kv = files["model.gguf"].kv
-        ref = gguf.GGUFReader(os.path.join(VOCAB, "ggml-vocab-llama-spm.gguf"))
-        for k, v in ref.kv.items():
-            if k.startswith("tokenizer.ggml."):
-                self.assertEqual(kv[k], v, k)
-                self.assertEqual(files["model.gguf"].types[k], ref.types[k], k)
+    def test_vocab_of_another_size_is_refused_by_the_command(self):
+        # the HF llama case has a small vocabulary; llama.cpp's SPM test vocabulary has 32000
+        vocab = os.path.join(VOCAB, "ggml-vocab-llama-spm.gguf")
+        rows = read_safetensors(os.path.join(HF, "llama", "model.safetensors"))[
+            "model.embed_tokens.weight"].shape[0]
+        out = os.path.join(self.dir.name, "out")
+        r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert_hf_to_gguf.py"),
+                            os.path.join(HF, "llama"), "-o", out, "--vocab", vocab],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("convert_hf_to_gguf: error: --vocab %s has 32000 tokens but the model's "
+                      "embedding has %d rows" % (vocab, rows), r.stderr)
+        self.assertEqual(r.stdout, "")          # no path printed: nothing was written
+        self.assertFalse(os.path.exists(out))
+
+    def test_outtype_q8_0(self):
+        files, src, _ = self.convert("llava", outtype="q8_0")
+        quantized = 0
+        for r in files.values():
+            self.assertEqual(r.kv["general.file_type"], 7)  # llama.cpp's MOSTLY_Q8_0
+            for name, t in r.tensor_types.items():
+                ne = r.tensor_ne[name]
+                small = len(ne) == 1 or name.endswith(("position_embd.weight", "class_embd"))
+                want = "f32" if small else "q8_0" if len(ne) == 2 and ne[0] % 32 == 0 else "f16"
+                self.assertEqual(t, want, name)
+                quantized += t == "q8_0"
+        self.assertGreater(quantized, 0)
+        want = src["multi_modal_projector.linear_1.weight"]
+        q = files["mmproj.gguf"].tensors["mm.0.weight"]
+        np.testing.assert_array_equal(q, gguf.dequantize_q8_0(gguf.quantize_q8_0(want), want.size)
+                                      .reshape(want.shape))
 
 
 class _Recorder(dict):
@@ -767,6 +776,39 @@ class TestSynthetic(unittest.TestCase):
             convert_quiet(self.src, self.out)
         self.assertRegex(str(cm.exception), pattern)
         self.assertFalse(os.path.exists(os.path.join(self.out, "model.gguf")))
+
+    def write_vocab(self, path, n):
+        """A GGUF holding the first n tokens of llama.cpp's SPM test vocabulary (arrays cut to n,
+        the other tokenizer.ggml.* keys as they are)."""
+        ref = gguf.GGUFReader(os.path.join(VOCAB, "ggml-vocab-llama-spm.gguf"))
+        w = gguf.GGUFWriter(path)
+        for k, v in ref.kv.items():
+            if k.startswith("tokenizer.ggml."):
+                w.add(k, v[:n] if isinstance(v, list) else v, type=ref.types[k])
+        w.write()
+        return gguf.GGUFReader(path)
+
+    def test_vocab_from_gguf(self):
+        tiny_llama(self.src)                    # 10 embedding rows
+        vocab = os.path.join(self.dir.name, "vocab10.gguf")
+        ref = self.write_vocab(vocab, 10)
+        paths, _ = convert_quiet(self.src, self.out, vocab=vocab)
+        r = gguf.GGUFReader(paths[0])
+        copied = {k: v for k, v in r.kv.items() if k.startswith("tokenizer.ggml.")}
+        self.assertEqual(copied, ref.kv)
+        for k in copied:
+            self.assertEqual(r.types[k], ref.types[k], k)
+        self.assertEqual(len(copied["tokenizer.ggml.tokens"]), 10)
+        # one token more or less than the embedding's rows: refused, nothing written
+        for n in (9, 11):
+            shutil.rmtree(self.out, ignore_errors=True)
+            vocab_n = os.path.join(self.dir.name, "vocab%d.gguf" % n)
+            self.write_vocab(vocab_n, n)
+            with self.assertRaises(conv.ConvertError) as cm:
+                convert_quiet(self.src, self.out, vocab=vocab_n)
+            self.assertIn("has %d tokens but the model's embedding has 10 rows" % n,
+                          str(cm.exception))
+            self.assertFalse(os.path.exists(self.out))
 
     def test_refusals(self):
         tiny_llama(self.src, rope_scaling={"rope_type": "dynamic", "factor": 2.0})

@@ -1,10 +1,11 @@
+#!/usr/bin/python3
 """Staged training of the bundled model (CPU, 1 thread; seeded, fixed step counts).
 
-    python3 tools/train/train.py clip     --run DIR   # 1. CLIP: a) vision tower on cell attributes,
-                                                      #    b) contrastive on image-caption pairs
-    python3 tools/train/train.py align    --run DIR   # 2. vision frozen; projector + decoder on captions
-    python3 tools/train/train.py instruct --run DIR   # 3. vision frozen; question/answer conversations
-    python3 tools/train/train.py eval     --run DIR   # held-out accuracy of the finished run
+    tools/train/train.py clip     --run DIR   # 1. CLIP: a) vision tower on cell attributes,
+                                              #    b) contrastive on image-caption pairs
+    tools/train/train.py align    --run DIR   # 2. vision frozen; projector + decoder on captions
+    tools/train/train.py instruct --run DIR   # 3. vision frozen; question/answer conversations
+    tools/train/train.py eval     --run DIR   # held-out accuracy of the finished run
 
 The recipe (model shapes, steps, batch sizes, learning rates) is tools/train/recipe.json; `--set
 key=value` overrides one entry (e.g. --set instruct.steps=200) for short experiments. Each stage
@@ -44,6 +45,9 @@ def load_recipe(overrides):
         for p in path:
             node = node[p]
         node[last] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
+    if not recipe["cache_dir"]:   # the user's cache directory, never a path of one machine
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        recipe["cache_dir"] = os.path.join(cache, "libmm-train")
     return recipe
 
 

@@ -9,8 +9,8 @@ import sys
 import tempfile
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
-SHARED = os.environ.get("MM_SHARED_DIR") or os.path.join(ROOT, "tests")
-VECTORS = os.path.join(SHARED, "vectors", "hf")
+VECTORS_DIR = os.environ.get("MM_VECTORS_DIR") or os.path.join(ROOT, "tests", "vectors")
+VECTORS = os.path.join(VECTORS_DIR, "hf")
 
 _tmp = tempfile.mkdtemp(prefix="libmm-pytest-")
 atexit.register(shutil.rmtree, _tmp, True)
@@ -22,7 +22,8 @@ def tmp_path(name):
 
 
 def converted(case, *extra):
-    """{'model': path[, 'mmproj': path]} of the shared HF case `case` converted to GGUF."""
+    """{'model': path[, 'mmproj': path]} of the HF reference case `case` (tests/vectors/hf)
+    converted to GGUF."""
     key = (case,) + extra
     if key not in _converted:
         out = tmp_path("-".join(key).replace("/", "_"))
@@ -69,14 +70,15 @@ def n_tensors(path):
 def tiny_llama_with_vocab(vocab="ggml-vocab-llama-spm.gguf", n_embd=16, n_layer=1, n_ctx=256,
                           seed=0):
     """A tiny random-weight llama (written with tools/gguf.py) carrying the tokenizer of a
-    shared llama.cpp vocabulary file, so text, chat templates and detokenizing can run."""
+    llama.cpp vocabulary file from tests/vectors/tokenizer, so text, chat templates and
+    detokenizing can run."""
     key = ("tiny", vocab, n_embd, n_layer, n_ctx, seed)
     if key in _converted:
         return _converted[key]
     import numpy as np
     sys.path.insert(0, os.path.join(ROOT, "tools"))
     import gguf
-    src = gguf.GGUFReader(os.path.join(SHARED, "vectors", "tokenizer", vocab))
+    src = gguf.GGUFReader(os.path.join(VECTORS_DIR, "tokenizer", vocab))
     n_vocab = len(src.kv["tokenizer.ggml.tokens"])
     path = tmp_path("tiny-%s-%d.gguf" % (vocab, seed))
     w = gguf.GGUFWriter(path, arch="llama")

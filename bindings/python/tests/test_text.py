@@ -1,5 +1,5 @@
 """Text through the Python package: tokenizing against llama.cpp's own vocabulary test vectors
-(../shared/vectors/tokenizer: the .inp strings and the ids llama.cpp produced), detokenizing,
+(tests/vectors/tokenizer: the .inp strings and the ids llama.cpp produced), detokenizing,
 streaming, conversations in the OpenAI / Anthropic shape, stop strings."""
 import os
 import unittest
@@ -8,14 +8,14 @@ import numpy as np
 
 import libmm
 
-from fixtures import SHARED, tiny_llama_with_vocab
+from fixtures import VECTORS_DIR, tiny_llama_with_vocab
 
 VOCABS = ("ggml-vocab-llama-spm.gguf", "ggml-vocab-gpt-2.gguf")
 
 
 def vocab_cases(vocab):
     """(text, ids) pairs of llama.cpp's test-tokenizer-0 files for `vocab`."""
-    base = os.path.join(SHARED, "vectors", "tokenizer", vocab)
+    base = os.path.join(VECTORS_DIR, "tokenizer", vocab)
     with open(base + ".inp", encoding="utf-8") as f:
         texts = f.read().split("\n__ggml_vocab_test__\n")[:-1]
     with open(base + ".out", encoding="utf-8") as f:
