@@ -55,6 +55,8 @@ start -m $models/scenes-llava.gguf --mmproj $models/scenes-mmproj.gguf \
 "$node" tests/server/test.mjs main "$url" test-key "$pid" "$models" || status=1
 kill -TERM $pid
 stopped || status=1
+# (under ASan a leak makes the exit status non-zero)
+[ "$rc" = 0 ] || { echo "FAIL: the server exited with $rc"; cat "$tmp/err"; status=1; }
 
 "$bin/endless_llama" "${MM_SHARED_DIR:-tests}/vectors/tokenizer/ggml-vocab-llama-spm.gguf" \
     "$tmp/endless.gguf" || exit 1
