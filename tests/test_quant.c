@@ -294,7 +294,7 @@ static int json_ints(const char *text, const char *key, int32_t *out, int cap)
 
 static void *read_file(const char *rel, size_t *size)
 {
-    FILE *f = fopen(test_shared_path(rel), "rb");
+    FILE *f = fopen(test_vectors_path(rel), "rb");
     ck_assert_msg(f, "cannot open %s", rel);
     fseek(f, 0, SEEK_END);
     *size = (size_t)ftell(f);
@@ -326,20 +326,20 @@ START_TEST(tiny_llama_logits)
 {
     char rel[128];
     size_t size;
-    snprintf(rel, sizeof rel, "vectors/quant/logits/tiny-llama-%s.json", models[_i]);
+    snprintf(rel, sizeof rel, "quant/logits/tiny-llama-%s.json", models[_i]);
     char *json = read_file(rel, &size);
     int32_t prompt[64], greedy[64];
     int n_prompt = json_ints(json, "prompt", prompt, 64);
     int n_greedy = json_ints(json, "greedy", greedy, 64);
     free(json);
-    snprintf(rel, sizeof rel, "vectors/quant/logits/tiny-llama-%s.logits.f32", models[_i]);
+    snprintf(rel, sizeof rel, "quant/logits/tiny-llama-%s.logits.f32", models[_i]);
     float *want = read_file(rel, &size);
-    snprintf(rel, sizeof rel, "vectors/quant/logits/tiny-llama-%s.greedy_logits.f32", models[_i]);
+    snprintf(rel, sizeof rel, "quant/logits/tiny-llama-%s.greedy_logits.f32", models[_i]);
     float *want_greedy = read_file(rel, &size);
 
-    snprintf(rel, sizeof rel, "vectors/quant/model/tiny-llama-%s.gguf", models[_i]);
+    snprintf(rel, sizeof rel, "quant/model/tiny-llama-%s.gguf", models[_i]);
     mmi_gguf *g;
-    ck_assert_ok(mmi_gguf_open(test_shared_path(rel), 1, &g));
+    ck_assert_ok(mmi_gguf_open(test_vectors_path(rel), 1, &g));
     mmi_decoder *d;
     ck_assert_ok(mmi_decoder_load(g, &d));
     int v = d->config.n_vocab;
