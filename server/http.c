@@ -133,8 +133,7 @@ static enum MHD_Result check_headers(mms_http *h, struct MHD_Connection *conn,
         if (!key)  /* Anthropic's clients send the key as x-api-key */
             key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-api-key");
         if (!key || !same_key(key, h->config.api_key))
-            return refuse(rs, 401, "invalid or missing API key "
-                                               "(Authorization: Bearer KEY)");
+            return refuse(rs, 401, "invalid or missing API key (Authorization: Bearer KEY)");
     }
     if (strcmp(method, "POST") != 0)
         return MHD_YES;
