@@ -46,8 +46,8 @@ STATIC    := lib/libmm.a
 EXAMPLES  := $(patsubst %.c,%,$(wildcard examples/mm-*.c))
 # C++17 examples using the header-only wrapper bindings/cpp/mm.hpp.
 CXX_EXAMPLES := $(patsubst %.cpp,%,$(wildcard examples/cpp/mm-*.cpp))
-# mm-server (server/), where libmicrohttpd is found. It reuses libmm's JSON reader for its
-# requests, so it links the library statically, as mm-bench does.
+# mm-server (server/), where libmicrohttpd is found. It reuses libmm's JSON reader and writer,
+# so it links the library statically, as mm-bench does; its command line is examples/args.h.
 MHD_LIBS  := $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
 ifneq ($(MHD_LIBS),)
 SERVER    := server/mm-server
@@ -87,8 +87,8 @@ BENCH_WRAP := -Wl,--wrap=cblas_sgemm -Wl,--wrap=cblas_sgemv
 examples/mm-bench: examples/mm-bench.c examples/args.h $(STATIC) $(LIB_HDR)
 	$(CC) $(APP_CFLAGS) -Ilib $(DEP_CFLAGS) $< -o $@ $(STATIC) $(BENCH_WRAP) $(DEP_LIBS)
 
-server/mm-server: $(wildcard server/*.c server/*.h) $(STATIC) $(LIB_HDR)
-	$(CC) $(APP_CFLAGS) -Ilib $(DEP_CFLAGS) $(shell pkg-config --cflags libmicrohttpd) \
+server/mm-server: $(wildcard server/*.c server/*.h) examples/args.h $(STATIC) $(LIB_HDR)
+	$(CC) $(APP_CFLAGS) -Ilib -Iexamples $(DEP_CFLAGS) $(shell pkg-config --cflags libmicrohttpd) \
 	    $(filter %.c,$^) -o $@ $(STATIC) $(MHD_LIBS) $(DEP_LIBS)
 
 # mm-quantize uses the GGUF reader and writer and the type table: it links the static library.

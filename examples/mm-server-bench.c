@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "mm.h"
 
 typedef struct {
@@ -204,52 +205,47 @@ static double cpu_seconds(long pid)
     return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
-static int usage(void)
-{
-    fputs("usage: mm-server-bench (-u http://127.0.0.1:PORT [-p SERVER_PID] | -m MODEL.gguf "
-          "[--mmproj FILE]) [-np N] [-r REQUESTS] FILE.json...\n", stderr);
-    return 2;
-}
-
 int main(int argc, char **argv)
 {
+    static const char *files[4096];
     const char *url = NULL, *model_path = NULL, *mmproj = NULL;
-    int parallel = 1, n_requests = 100, i = 1;
-    long server_pid = 0;
-    for (; i + 1 < argc && argv[i][0] == '-'; i += 2) {
-        if (!strcmp(argv[i], "-u"))
-            url = argv[i + 1];
-        else if (!strcmp(argv[i], "-m"))
-            model_path = argv[i + 1];
-        else if (!strcmp(argv[i], "-p"))
-            server_pid = atol(argv[i + 1]);
-        else if (!strcmp(argv[i], "--mmproj"))
-            mmproj = argv[i + 1];
-        else if (!strcmp(argv[i], "-np") && (parallel = atoi(argv[i + 1])) >= 1)
-            continue;
-        else if (!strcmp(argv[i], "-r") && (n_requests = atoi(argv[i + 1])) >= 1)
-            continue;
-        else
-            return usage();
-    }
-    if (i >= argc || !url == !model_path || parallel > 256)
-        return usage();
-
-    bench b = {.n_bodies = argc - i, .n_requests = n_requests};
+    long long parallel = 1, n_requests = 100, server_pid = 0;
+    const arg_spec specs[] = {
+        {"-u, --url", "URL", ARG_TEXT, &url, (mm_opt)0, 0, 0,
+         "a running mm-server, http://A.B.C.D:PORT"},
+        {"-p, --pid", "PID", ARG_INT, &server_pid, (mm_opt)0, 1, 1 << 30,
+         "the server's process, whose CPU time is then measured"},
+        ARG_MODEL(&model_path),
+        ARG_MMPROJ(&mmproj),
+        {"-np, --parallel", "N", ARG_INT, &parallel, (mm_opt)0, 1, 256,
+         "concurrent clients, or sessions in process (default 1)"},
+        {"-r, --requests", "N", ARG_INT, &n_requests, (mm_opt)0, 1, 1 << 24,
+         "requests in all (default 100)"},
+    };
+    arg_parser parser = {"mm-server-bench",
+                         "(-u http://A.B.C.D:PORT [-p PID] | -m MODEL.gguf [--mmproj FILE]) "
+                         "[-np N] [-r N] REQUEST.json...",
+                         "The same chat requests through mm-server or in this process with the C "
+                         "API: requests/s, latency, CPU time per request.",
+                         specs, sizeof specs / sizeof specs[0], NULL, files, 1, 4096, 0};
+    int rc = args_parse(&parser, argc, argv);
+    if (rc < 0 && !url == !model_path)
+        rc = args_refuse(&parser, "-u", "give either -u (a server) or -m (in process)");
+    if (rc >= 0)
+        return rc;
+    bench b = {.n_bodies = parser.n_positional, .n_requests = (int)n_requests};
     body *bodies = calloc((size_t)b.n_bodies, sizeof *bodies);
     b.latency_ms = calloc((size_t)n_requests, sizeof *b.latency_ms);
     for (int k = 0; bodies && k < b.n_bodies; k++)
-        if (!(bodies[k].text = read_file(argv[i + k], &bodies[k].len))) {
-            fprintf(stderr, "mm-server-bench: cannot read %s\n", argv[i + k]);
+        if (!(bodies[k].text = read_file(files[k], &bodies[k].len))) {
+            fprintf(stderr, "mm-server-bench: cannot read %s\n", files[k]);
             return 1;
         }
     b.bodies = bodies;
     if (url) {
         unsigned a, c, d, e, port;
-        if (sscanf(url, "http://%u.%u.%u.%u:%u", &a, &c, &d, &e, &port) != 5) {
-            fprintf(stderr, "mm-server-bench: -u takes http://A.B.C.D:PORT\n");
-            return 2;
-        }
+        if (sscanf(url, "http://%u.%u.%u.%u:%u", &a, &c, &d, &e, &port) != 5)
+            return args_refuse(&parser, "-u", "http://A.B.C.D:PORT expected");
         b.server.sin_family = AF_INET;
         b.server.sin_port = htons((uint16_t)port);
         b.server.sin_addr.s_addr = htonl(a << 24 | c << 16 | d << 8 | e);
@@ -270,8 +266,9 @@ int main(int argc, char **argv)
     qsort(b.latency_ms, (size_t)n_requests, sizeof *b.latency_ms, by_value);
     printf("%s parallel %d: %d requests in %.2f s, %.1f requests/s, latency p50 %.1f ms, "
            "p99 %.1f ms, CPU %.2f ms per request, %d failed\n", url ? "server " : "in-process",
-           parallel, n_requests, seconds, n_requests / seconds, b.latency_ms[n_requests / 2],
-           b.latency_ms[(size_t)(0.99 * (n_requests - 1))], 1e3 * cpu / n_requests,
+           (int)parallel, b.n_requests, seconds, b.n_requests / seconds,
+           b.latency_ms[b.n_requests / 2], b.latency_ms[(size_t)(0.99 * (b.n_requests - 1))],
+           1e3 * cpu / b.n_requests,
            atomic_load(&b.failures));
     pthread_barrier_destroy(&b.ready);
     mm_model_free(b.model);

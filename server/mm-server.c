@@ -6,129 +6,14 @@
  * CLIP file: text, or images as data URLs), GET /v1/models, GET /health. Prints
  * "listening on http://HOST:PORT" once it serves; SIGTERM or SIGINT lets running requests
  * finish, then exits. Options are llama-server's where it has them (--help). */
-#include <errno.h>
 #include <signal.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "args.h" /* examples/args.h: the command line of every libmm program */
 #include "server.h"
-
-typedef struct {
-    const char *model, *mmproj, *clip, *host, *api_key, *alias;
-    long port, parallel, queue, n_ctx, threads, timeout, max_body_mib, max_tokens, n_predict,
-        image_max_side, image_max_pixels;
-} server_args;
-
-static void usage(FILE *f)
-{
-    fputs("usage: mm-server -m MODEL.gguf [--mmproj VISION.gguf] [--clip CLIP.gguf] [options]\n"
-          "  -m, --model FILE        language model, or a CLIP file to serve embeddings only\n"
-          "      --mmproj FILE       the language model's vision file\n"
-          "      --clip FILE         a CLIP dual encoder for /v1/embeddings\n"
-          "      --host ADDR         address to listen on (default 127.0.0.1)\n"
-          "      --port N            port (default 8080; 0: any free port)\n"
-          "  -np, --parallel N       requests worked on at once, one session each (default 1)\n"
-          "      --queue N           requests waiting beyond those; more get 503 (default 16)\n"
-          "  -c, --ctx-size N        context per session (default: the model's)\n"
-          "  -t, --threads N         threads per session (default: CPUs / parallel)\n"
-          "  -n, --n-predict N       max_tokens when a request gives none (default 256)\n"
-          "      --max-tokens N      largest max_tokens a request may ask (default 4096)\n"
-          "      --api-key KEY       require \"Authorization: Bearer KEY\" (not for /health)\n"
-          "      --timeout S         idle connection timeout, and the most a request may take\n"
-          "                          to arrive, in seconds (default 30)\n"
-          "      --max-body MIB      largest request body in MiB (default 32)\n"
-          "      --image-max-side N  largest image width or height (default 4096)\n"
-          "      --image-max-pixels N  largest width*height (default 16777216)\n"
-          "  -a, --alias NAME        model name in /v1/models (default: the file's name)\n"
-          "  -h, --help\n", f);
-}
-
-/* A whole number in [lo, hi], or a message and 0. */
-static int number(const char *name, const char *text, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = text ? strtol(text, &end, 10) : 0;
-    if (!text || errno || end == text || *end || v < lo || v > hi) {
-        fprintf(stderr, "mm-server: %s: a whole number in [%ld, %ld] expected, got '%s'\n",
-                name, lo, hi, text ? text : "");
-        return 0;
-    }
-    *out = v;
-    return 1;
-}
-
-static int parse_args(int argc, char **argv, server_args *a)
-{
-    *a = (server_args){.host = "127.0.0.1", .port = 8080, .parallel = 1, .queue = 16,
-                       .timeout = 30, .max_body_mib = 32, .max_tokens = 4096, .n_predict = 256,
-                       .image_max_side = 4096, .image_max_pixels = 16777216};
-    static const struct {
-        const char *short_name, *long_name;
-        size_t field;  /* offsetof in server_args */
-        int is_number; /* a long in [lo, hi], else a string */
-        long lo, hi;
-    } opts[] = {
-#define S(f) offsetof(server_args, f), 0, 0, 0
-#define N(f, lo, hi) offsetof(server_args, f), 1, lo, hi
-        {"-m", "--model", S(model)},
-        {NULL, "--mmproj", S(mmproj)},
-        {NULL, "--clip", S(clip)},
-        {NULL, "--host", S(host)},
-        {NULL, "--api-key", S(api_key)},
-        {"-a", "--alias", S(alias)},
-        {NULL, "--port", N(port, 0, 65535)},
-        {"-np", "--parallel", N(parallel, 1, 64)},
-        {NULL, "--queue", N(queue, 0, 4096)},
-        {"-c", "--ctx-size", N(n_ctx, 0, 1 << 24)},
-        {"-t", "--threads", N(threads, 0, 1024)},
-        {NULL, "--timeout", N(timeout, 1, 86400)},
-        {NULL, "--max-body", N(max_body_mib, 1, 4096)},
-        {NULL, "--max-tokens", N(max_tokens, 1, 1 << 24)},
-        {"-n", "--n-predict", N(n_predict, 1, 1 << 24)},
-        {NULL, "--image-max-side", N(image_max_side, 1, 1 << 20)},
-        {NULL, "--image-max-pixels", N(image_max_pixels, 1, 1L << 30)},
-#undef S
-#undef N
-    };
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage(stdout);
-            exit(0);
-        }
-        size_t k = 0, n_opts = sizeof opts / sizeof opts[0];
-        while (k < n_opts && !((opts[k].short_name && !strcmp(argv[i], opts[k].short_name)) ||
-                               !strcmp(argv[i], opts[k].long_name)))
-            k++;
-        if (k == n_opts) {
-            fprintf(stderr, "mm-server: unknown option '%s' (--help lists them)\n", argv[i]);
-            return 0;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "mm-server: %s needs a value\n", argv[i]);
-            return 0;
-        }
-        const char *value = argv[++i];
-        void *field = (char *)a + opts[k].field;
-        if (!opts[k].is_number)
-            *(const char **)field = value;
-        else if (!number(opts[k].long_name, value, opts[k].lo, opts[k].hi, field))
-            return 0;
-    }
-    if (!a->model && !a->clip) {
-        fprintf(stderr, "mm-server: no model: give -m MODEL.gguf (or --clip CLIP.gguf)\n");
-        return 0;
-    }
-    if (a->n_predict > a->max_tokens) {
-        fprintf(stderr, "mm-server: --n-predict %ld is over --max-tokens %ld\n", a->n_predict,
-                a->max_tokens);
-        return 0;
-    }
-    return 1;
-}
 
 static const char *file_name(const char *path)
 {
@@ -147,11 +32,78 @@ static mm_model *load(const char *path, const char *mmproj, const mm_options *op
 
 int main(int argc, char **argv)
 {
-    server_args a;
-    if (!parse_args(argc, argv, &a)) {
-        usage(stderr);
-        return 2;
+    mms_server srv = {0};
+    if (mm_options_create(&srv.options) != MM_OK)
+        return 1;
+    /* the server's defaults, before the command line may change them */
+    mm_options_set_int(srv.options, MM_OPT_MAX_TOKENS, 256);
+    mm_options_set_int(srv.options, MM_OPT_IMAGE_MAX_SIDE, 4096);
+    mm_options_set_int(srv.options, MM_OPT_IMAGE_MAX_PIXELS, 4096 * 4096);
+    const char *model = NULL, *mmproj = NULL, *clip = NULL, *host = "127.0.0.1",
+               *api_key = NULL, *alias = NULL;
+    long long port = 8080, parallel = 1, queue = 16, threads = 0, timeout = 30, max_body = 32,
+              max_tokens = 4096;
+    int verbose = 0;
+    const arg_spec specs[] = {
+        ARG_MODEL(&model),
+        ARG_MMPROJ(&mmproj),
+        {"--clip", "FILE", ARG_TEXT, &clip, (mm_opt)0, 0, 0,
+         "a CLIP dual encoder for /v1/embeddings (-m may also name a CLIP file alone)"},
+        {"--host", "ADDR", ARG_TEXT, &host, (mm_opt)0, 0, 0,
+         "address to listen on (default 127.0.0.1)"},
+        {"--port", "N", ARG_INT, &port, (mm_opt)0, 0, 65535,
+         "port (default 8080; 0: any free port)"},
+        {"-np, --parallel", "N", ARG_INT, &parallel, (mm_opt)0, 1, 64,
+         "requests worked on at once, one session each (default 1)"},
+        {"--queue", "N", ARG_INT, &queue, (mm_opt)0, 0, 4096,
+         "requests that wait for a session; more get 503 (default 16)"},
+        {"-t, --threads", "N", ARG_INT, &threads, (mm_opt)0, 0, 1024,
+         "threads per session (default: CPUs / parallel)"},
+        ARG_CTX,
+        ARG_N_PREDICT("256, for requests without max_tokens"),
+        {"--max-tokens-limit", "N", ARG_INT, &max_tokens, (mm_opt)0, 1, 1 << 24,
+         "the most max_tokens a request may ask (default 4096)"},
+        ARG_TEMPLATE,
+        ARG_SAMPLING,
+        {"--api-key", "KEY", ARG_TEXT, &api_key, (mm_opt)0, 0, 0,
+         "require \"Authorization: Bearer KEY\" (not for /health)"},
+        {"--timeout", "S", ARG_INT, &timeout, (mm_opt)0, 1, 86400,
+         "idle connection timeout, and the most a request may take to arrive (default 30)"},
+        {"--max-body", "MIB", ARG_INT, &max_body, (mm_opt)0, 1, 4096,
+         "largest request body in MiB (default 32)"},
+        ARG_OPT("--image-max-side", "N", MM_OPT_IMAGE_MAX_SIDE,
+                "largest image width or height (default 4096)"),
+        ARG_OPT("--image-max-pixels", "N", MM_OPT_IMAGE_MAX_PIXELS,
+                "largest image width x height (default 16777216)"),
+        {"-a, --alias", "NAME", ARG_TEXT, &alias, (mm_opt)0, 0, 0,
+         "the model's name in /v1/models (default: its file name)"},
+        ARG_VERBOSE(&verbose),
+    };
+    arg_parser parser = {"mm-server", "-m MODEL.gguf [--mmproj VISION.gguf] [--clip CLIP.gguf] "
+                         "[options]",
+                         "Serve the model over HTTP: POST /v1/chat/completions, /v1/messages "
+                         "(Anthropic), /v1/embeddings (CLIP); GET /v1/models, /health. Request "
+                         "settings override the sampling options given here (docs/server.md).",
+                         specs, sizeof specs / sizeof specs[0], srv.options, NULL, 0, 0, 0};
+    int parsed = args_parse(&parser, argc, argv);
+    int64_t n_predict = 0;
+    mm_options_get_int(srv.options, MM_OPT_MAX_TOKENS, &n_predict);
+    if (parsed < 0 && !model && !clip)
+        parsed = args_refuse(&parser, "-m", "a model file is required (or --clip CLIP.gguf)");
+    if (parsed < 0 && n_predict > max_tokens)
+        parsed = args_refuse(&parser, "-n", "over --max-tokens-limit");
+    if (parsed >= 0) {
+        mm_options_free(srv.options);
+        return parsed;
     }
+    if (verbose)
+        mm_set_log(args_print_log, NULL, MM_LOG_INFO);
+    srv.max_tokens = (int)max_tokens;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (!threads)
+        threads = cpus > parallel ? cpus / parallel : 1;
+    mm_options_set_int(srv.options, MM_OPT_N_THREADS, threads);
+
     /* Signals are taken by sigwait below, never by the serving threads started after this. */
     sigset_t stop;
     sigemptyset(&stop);
@@ -160,51 +112,39 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    mms_server srv = {.max_tokens = (int)a.max_tokens};
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    long threads = a.threads ? a.threads : cpus > a.parallel ? cpus / a.parallel : 1;
-    if (mm_options_create(&srv.options) != MM_OK ||
-        mm_options_set_int(srv.options, MM_OPT_N_THREADS, threads) != MM_OK ||
-        mm_options_set_int(srv.options, MM_OPT_N_CTX, a.n_ctx) != MM_OK ||
-        mm_options_set_int(srv.options, MM_OPT_MAX_TOKENS, a.n_predict) != MM_OK ||
-        mm_options_set_int(srv.options, MM_OPT_IMAGE_MAX_SIDE, a.image_max_side) != MM_OK ||
-        mm_options_set_int(srv.options, MM_OPT_IMAGE_MAX_PIXELS, a.image_max_pixels) != MM_OK) {
-        fprintf(stderr, "mm-server: options: %s\n", mm_last_error());
-        return 1;
-    }
     int rc = 1;
     mms_http *http = NULL;
     int queue_started = 0;
-    if (a.model && !(srv.model = load(a.model, a.mmproj, srv.options)))
+    if (model && !(srv.model = load(model, mmproj, srv.options)))
         goto done;
-    if (a.clip && !(srv.clip = load(a.clip, NULL, srv.options)))
+    if (clip && !(srv.clip = load(clip, NULL, srv.options)))
         goto done;
-    if (srv.model && !a.mmproj && !a.clip && mm_clip_embedding_size(srv.model)) {
+    if (srv.model && !mmproj && !clip && mm_clip_embedding_size(srv.model)) {
         srv.clip = srv.model; /* -m named a CLIP file: embeddings only */
         srv.model = NULL;
     }
-    srv.model_id = a.alias ? a.alias : a.model ? file_name(a.model) : NULL;
-    srv.clip_id = a.clip ? file_name(a.clip) : srv.model_id;
+    srv.model_id = alias ? alias : model ? file_name(model) : NULL;
+    srv.clip_id = clip ? file_name(clip) : srv.model_id;
 
     char err[256];
-    if (!mms_queue_start(&srv.queue, srv.model, srv.options, (unsigned)a.parallel,
-                         (unsigned)a.queue, err, sizeof err)) {
+    if (!mms_queue_start(&srv.queue, srv.model, srv.options, (unsigned)parallel,
+                         (unsigned)queue, err, sizeof err)) {
         fprintf(stderr, "mm-server: %s\n", err);
         goto done;
     }
     queue_started = 1;
     mms_http_config config = {
-        .host = a.host, .port = (int)a.port, .timeout_s = (unsigned)a.timeout,
-        .max_body = (size_t)a.max_body_mib << 20, .api_key = a.api_key,
+        .host = host, .port = (int)port, .timeout_s = (unsigned)timeout,
+        .max_body = (size_t)max_body << 20, .api_key = api_key,
         /* connections beyond the slots and the queue only wait to be refused */
-        .max_connections = (unsigned)(a.parallel + a.queue + 16),
+        .max_connections = (unsigned)(parallel + queue + 16),
     };
     if (!mms_http_start(&config, mms_serve, &srv, &http, err, sizeof err)) {
         fprintf(stderr, "mm-server: %s\n", err);
         goto done;
     }
-    printf("mm-server: listening on http://%s:%d (%ld parallel, %ld queued, %ld threads each)\n",
-           a.host, mms_http_port(http), a.parallel, a.queue, threads);
+    printf("mm-server: listening on http://%s:%d (%lld parallel, %lld queued, %lld threads "
+           "each)\n", host, mms_http_port(http), parallel, queue, threads);
     fflush(stdout);
 
     int sig = 0;

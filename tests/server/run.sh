@@ -60,7 +60,7 @@ stopped || status=1
 
 "$bin/endless_llama" "${MM_SHARED_DIR:-tests}/vectors/tokenizer/ggml-vocab-llama-spm.gguf" \
     "$tmp/endless.gguf" || exit 1
-start -m "$tmp/endless.gguf" --parallel 1 --queue 1 --max-tokens 100000 -t 1 || exit 1
+start -m "$tmp/endless.gguf" --parallel 1 --queue 1 --max-tokens-limit 100000 -t 1 || exit 1
 "$node" tests/server/test.mjs cancel "$url" "$pid" || status=1
 stopped || status=1
 if [ "$rc" != 0 ] || ! grep -q 'mm-server: stopped' "$tmp/err"; then
