@@ -244,12 +244,17 @@ def write_variant(kind, seed, parent):
     return out
 
 
-def check(case_dir):
-    """Compare the reference with a case's HF outputs; returns the number of failures."""
+def load_case(case_dir):
+    """A case's config, weights, io tensors and prompt ids."""
     cfg, W = load_case_model(case_dir)
     io = read_safetensors(os.path.join(case_dir, "io.safetensors"))
     io = io[0] if isinstance(io, tuple) else io
-    ids = [int(i) for i in io["input_ids"][0]]
+    return cfg, W, io, [int(i) for i in io["input_ids"][0]]
+
+
+def check(case_dir):
+    """Compare the reference with a case's HF outputs; returns the number of failures."""
+    cfg, W, io, ids = load_case(case_dir)
     hidden, logits = forward(cfg, W, ids)
     tokens, steps = greedy(cfg, W, ids, io["generated"].shape[1])
     failures = 0

@@ -35,8 +35,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hf_decoder  # noqa: E402
-from hf_decoder import TOLERANCE, linear, load_case_model, write_safetensors  # noqa: E402
-from test_gguf_py import read_safetensors  # noqa: E402
+from hf_decoder import TOLERANCE, linear, write_safetensors  # noqa: E402
 
 MEAN, STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 
@@ -182,10 +181,7 @@ def load_pp(case_dir):
 
 
 def check(case_dir):
-    cfg, W = load_case_model(case_dir)
-    io = read_safetensors(os.path.join(case_dir, "io.safetensors"))
-    io = io[0] if isinstance(io, tuple) else io
-    ids = [int(i) for i in io["input_ids"][0]]
+    cfg, W, io, ids = hf_decoder.load_case(case_dir)
     got = run(cfg, W, load_pp(case_dir), Image.open(os.path.join(case_dir, "image.png")), ids,
               io["generated"].shape[1])
     failures = 0
