@@ -106,7 +106,7 @@ typedef enum mm_opt_type {
     MM_OPT_TYPE_STRING = 3
 } mm_opt_type;
 
-/* Keys. 100s: loading and threads; 200s: sessions and generation; 300s: images.
+/* Keys. 100s: loading and threads; 200s: sessions and generation; 300s: images; 400s: audio.
  * Threads: MM_OPT_N_THREADS sizes libmm's own threads; the matrix products run on OpenBLAS's
  * threads, which libmm leaves as the host set them (OPENBLAS_NUM_THREADS, or
  * openblas_set_num_threads): give both the same count (docs/performance.md). */
@@ -124,7 +124,8 @@ typedef enum mm_opt {
     MM_OPT_REPEAT_LAST_N   = 208, /* int >= 0, tokens the penalty looks back on; default 64 */
     MM_OPT_CHAT_TEMPLATE   = 209, /* string: "llava", "chatml", "llama2", "raw"; default: model's */
     MM_OPT_IMAGE_MAX_SIDE  = 300, /* int, largest width or height accepted; default 16384 */
-    MM_OPT_IMAGE_MAX_PIXELS= 301  /* int, largest width*height accepted; default 64 Mi pixels */
+    MM_OPT_IMAGE_MAX_PIXELS= 301, /* int, largest width*height accepted; default 64 Mi pixels */
+    MM_OPT_AUDIO_MAX_SECONDS = 400 /* int, longest audio clip read from a file; default 600 */
 } mm_opt;
 
 /* Create an empty bag. Free with mm_options_free(). Any thread. */
@@ -240,6 +241,50 @@ MM_API const uint8_t *mm_image_pixels(const mm_image *image);
 
 /* Release an image. Accepts NULL. */
 MM_API void mm_image_free(mm_image *image);
+
+/* ---- section: audio (audio.c) ---- */
+
+/* An audio clip held as mono float samples at its own sample rate. Immutable once created: any
+ * number of threads may read it and pass it to encoding calls at once. Free with
+ * mm_audio_free(). An audio encoder resamples it to its own rate (Whisper: 16 kHz) when
+ * libmm was built with libsoxr (mm_audio_resampling_available()). */
+typedef struct mm_audio mm_audio;
+
+/* Read a WAV file: RIFF (little-endian) or RIFX (big-endian); PCM 8 (unsigned), 16, 24 or 32
+ * bits, or IEEE float 32 or 64 bits; plain or WAVE_FORMAT_EXTENSIBLE; any channel count, the
+ * channels averaged into one. Integer samples are scaled by the full range of their size
+ * (x / 32768 for 16 bits), as soundfile and librosa load them. Reads MM_OPT_AUDIO_MAX_SECONDS
+ * from options (NULL for defaults): a longer clip fails with MM_ERR_LIMIT before sample memory
+ * is allocated.
+ * Errors: MM_ERR_ARG (NULL path or out), MM_ERR_IO (cannot open or read), MM_ERR_FORMAT (not
+ * WAV, corrupt or truncated data, a sample that is not a finite number; the message names the
+ * problem), MM_ERR_UNSUPPORTED (MP3, FLAC, Ogg, AIFF, RF64 or a compressed WAV; the message
+ * names the format), MM_ERR_LIMIT, MM_ERR_NOMEM. Any thread. */
+MM_API mm_status mm_audio_load_file(const char *path, const mm_options *options, mm_audio **out);
+
+/* Same as mm_audio_load_file(), from `size` bytes at `data` (the caller keeps ownership). */
+MM_API mm_status mm_audio_load_memory(const void *data, size_t size, const mm_options *options,
+                                      mm_audio **out);
+
+/* Copy caller samples: n_frames frames of n_channels interleaved float samples (nominally in
+ * [-1, 1]) at sample_rate Hz; the channels are averaged into one. Errors: MM_ERR_ARG (NULL
+ * pointer, n_frames 0, n_channels not in [1, 1024], sample_rate not in [1, 1000000], a sample
+ * that is not a finite number), MM_ERR_NOMEM. Any thread. */
+MM_API mm_status mm_audio_from_samples(const float *samples, size_t n_frames, int n_channels,
+                                       int sample_rate, mm_audio **out);
+
+/* Sample rate in Hz and length in (mono) samples; 0 for NULL. Any thread. */
+MM_API int mm_audio_sample_rate(const mm_audio *audio);
+MM_API size_t mm_audio_n_samples(const mm_audio *audio);
+/* The mono samples, owned by the clip and valid until mm_audio_free(); NULL for NULL. */
+MM_API const float *mm_audio_samples(const mm_audio *audio);
+
+/* Release a clip. Accepts NULL. */
+MM_API void mm_audio_free(mm_audio *audio);
+
+/* 1 when this build resamples clips to an encoder's rate (libsoxr), else 0: a clip at another
+ * rate is then refused with MM_ERR_UNSUPPORTED by the calls that encode it. Any thread. */
+MM_API int mm_audio_resampling_available(void);
 
 /* ---- section: vision encoding and CLIP (vit.c, connector.c, clip.c) ---- */
 

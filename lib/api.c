@@ -4,8 +4,10 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "audio.h"
 #include "chatjson.h"
 #include "clip.h"
+#include "ext/resample.h"
 #include "mm.h"
 #include "image.h"
 #include "model.h"
@@ -104,6 +106,65 @@ const uint8_t *mm_image_pixels(const mm_image *image)
 void mm_image_free(mm_image *image)
 {
     mmi_image_free(image);
+}
+
+/* ---- audio ---- */
+
+mm_status mm_audio_load_file(const char *path, const mm_options *options, mm_audio **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_audio_load_file: out is NULL");
+    *out = NULL;
+    if (!path)
+        return mmi_fail(MM_ERR_ARG, "mm_audio_load_file: path is NULL");
+    return mmi_audio_load_file(path, options, out);
+}
+
+mm_status mm_audio_load_memory(const void *data, size_t size, const mm_options *options,
+                               mm_audio **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_audio_load_memory: out is NULL");
+    *out = NULL;
+    if (!data)
+        return mmi_fail(MM_ERR_ARG, "mm_audio_load_memory: data is NULL");
+    return mmi_audio_load_memory(data, size, options, out);
+}
+
+mm_status mm_audio_from_samples(const float *samples, size_t n_frames, int n_channels,
+                                int sample_rate, mm_audio **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_audio_from_samples: out is NULL");
+    *out = NULL;
+    if (!samples)
+        return mmi_fail(MM_ERR_ARG, "mm_audio_from_samples: samples is NULL");
+    return mmi_audio_from_samples(samples, n_frames, n_channels, sample_rate, out);
+}
+
+int mm_audio_sample_rate(const mm_audio *audio)
+{
+    return audio ? audio->sample_rate : 0;
+}
+
+size_t mm_audio_n_samples(const mm_audio *audio)
+{
+    return audio ? audio->n_samples : 0;
+}
+
+const float *mm_audio_samples(const mm_audio *audio)
+{
+    return audio ? audio->samples : NULL;
+}
+
+void mm_audio_free(mm_audio *audio)
+{
+    mmi_audio_free(audio);
+}
+
+int mm_audio_resampling_available(void)
+{
+    return mmi_resampling_available();
 }
 
 /* ---- vision encoding and CLIP ---- */

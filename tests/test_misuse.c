@@ -162,7 +162,7 @@ static void m_mm_options_set_int(void)
         {MM_OPT_N_CTX, -1},           {MM_OPT_N_CTX, (1 << 24) + 1}, {MM_OPT_MAX_TOKENS, -1},
         {MM_OPT_MAX_TOKENS, INT64_MAX}, {MM_OPT_SEED, -1},        {MM_OPT_TOP_K, -1},
         {MM_OPT_REPEAT_LAST_N, INT64_MIN}, {MM_OPT_IMAGE_MAX_SIDE, 0},
-        {MM_OPT_IMAGE_MAX_PIXELS, 0}, {MM_OPT_N_CTX, INT64_MIN},
+        {MM_OPT_IMAGE_MAX_PIXELS, 0}, {MM_OPT_N_CTX, INT64_MIN}, {MM_OPT_AUDIO_MAX_SECONDS, 0},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         EXPECT(mm_options_set_int(o, bad[i].key, bad[i].value), MM_ERR_ARG);
@@ -413,6 +413,71 @@ static void m_mm_image_pixels(void)
 static void m_mm_image_free(void)
 {
     mm_image_free(NULL);
+}
+
+/* ---- audio ---- */
+
+static void m_mm_audio_load_file(void)
+{
+    mm_audio *a = SENTINEL;
+    EXPECT(mm_audio_load_file(NULL, NULL, &a), MM_ERR_ARG);
+    ck_assert_ptr_null(a);
+    EXPECT(mm_audio_load_file("tests/vectors/hf/qwen2_audio/audio.wav", NULL, NULL), MM_ERR_ARG);
+    EXPECT(mm_audio_load_file("tests/no-such-clip.wav", NULL, &a), MM_ERR_IO);
+    EXPECT(mm_audio_load_file(CLIP_FILE, NULL, &a), MM_ERR_FORMAT);
+    ck_assert_ptr_null(a);
+}
+
+static void m_mm_audio_load_memory(void)
+{
+    mm_audio *a = SENTINEL;
+    EXPECT(mm_audio_load_memory(NULL, 10, NULL, &a), MM_ERR_ARG);
+    ck_assert_ptr_null(a);
+    EXPECT(mm_audio_load_memory("RIFF", 4, NULL, NULL), MM_ERR_ARG);
+    EXPECT(mm_audio_load_memory("RIFF", 0, NULL, &a), MM_ERR_FORMAT);
+    EXPECT(mm_audio_load_memory("RIFF\x04\0\0\0WAVE", 12, NULL, &a), MM_ERR_FORMAT);
+    EXPECT(mm_audio_load_memory("fLaC", 4, NULL, &a), MM_ERR_UNSUPPORTED);
+    ck_assert_ptr_null(a);
+}
+
+static void m_mm_audio_from_samples(void)
+{
+    float x[4] = {0};
+    mm_audio *a = SENTINEL;
+    EXPECT(mm_audio_from_samples(NULL, 2, 1, 16000, &a), MM_ERR_ARG);
+    ck_assert_ptr_null(a);
+    EXPECT(mm_audio_from_samples(x, 2, 1, 16000, NULL), MM_ERR_ARG);
+    EXPECT(mm_audio_from_samples(x, 0, 1, 16000, &a), MM_ERR_ARG);
+    EXPECT(mm_audio_from_samples(x, 2, 0, 16000, &a), MM_ERR_ARG);
+    EXPECT(mm_audio_from_samples(x, 2, 1, -1, &a), MM_ERR_ARG);
+    EXPECT(mm_audio_from_samples(x, SIZE_MAX, 2, 16000, &a), MM_ERR_ARG);
+    ck_assert_ptr_null(a);
+}
+
+static void m_mm_audio_sample_rate(void)
+{
+    ck_assert_int_eq(mm_audio_sample_rate(NULL), 0);
+}
+
+static void m_mm_audio_n_samples(void)
+{
+    ck_assert_uint_eq(mm_audio_n_samples(NULL), 0);
+}
+
+static void m_mm_audio_samples(void)
+{
+    ck_assert_ptr_null(mm_audio_samples(NULL));
+}
+
+static void m_mm_audio_free(void)
+{
+    mm_audio_free(NULL);
+}
+
+static void m_mm_audio_resampling_available(void)
+{
+    int r = mm_audio_resampling_available();
+    ck_assert(r == 0 || r == 1);
 }
 
 /* ---- vision encoding and CLIP ---- */
@@ -930,6 +995,9 @@ static const struct {
     CASE(mm_model_load), CASE(mm_model_free),
     CASE(mm_image_load_file), CASE(mm_image_load_memory), CASE(mm_image_from_pixels),
     CASE(mm_image_width), CASE(mm_image_height), CASE(mm_image_pixels), CASE(mm_image_free),
+    CASE(mm_audio_load_file), CASE(mm_audio_load_memory), CASE(mm_audio_from_samples),
+    CASE(mm_audio_sample_rate), CASE(mm_audio_n_samples), CASE(mm_audio_samples),
+    CASE(mm_audio_free), CASE(mm_audio_resampling_available),
     CASE(mm_image_encode), CASE(mm_image_encode_pixels), CASE(mm_embeddings_n_tokens),
     CASE(mm_embeddings_n_embd), CASE(mm_embeddings_data), CASE(mm_embeddings_free),
     CASE(mm_clip_embedding_size), CASE(mm_clip_logit_scale), CASE(mm_clip_image_embedding),
