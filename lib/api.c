@@ -597,7 +597,7 @@ mm_status mm_session_add_message(mm_session *session, const char *role, const ch
 {
     mmi_chat_role r;
     MMI_TRY(check_message("mm_session_add_message", session, role, &r, text, len, NULL, 0));
-    return mmi_session_add_message(session, r, text ? text : "", len, NULL, 0, NULL, NULL);
+    return mmi_session_add_message(session, r, text ? text : "", len, NULL, 0);
 }
 
 mm_status mm_session_add_message_images(mm_session *session, const char *role, const char *text,
@@ -630,11 +630,10 @@ mm_status mm_session_add_message_embeddings(mm_session *session, const char *rol
             st = mmi_fail(MM_ERR_ARG, "%s: image %zu has rows of %zu values, the language model "
                           "takes %zu", fn, i, images[i] ? images[i]->n_embd : 0, n_embd);
         else
-            media[i] = (mmi_media){images[i]->data, images[i]->n_tokens};
+            media[i] = (mmi_media){.rows = images[i]->data, .n_rows = images[i]->n_tokens};
     }
     if (st == MM_OK)
-        st = mmi_session_add_message(session, r, text ? text : "", len, media, n_images, NULL,
-                                     NULL);
+        st = mmi_session_add_message(session, r, text ? text : "", len, media, n_images);
     mmi_free(media);
     return st;
 }

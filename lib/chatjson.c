@@ -791,16 +791,18 @@ static void message_place(const mmi_chat_message *m, char *buf, size_t size)
         snprintf(buf, size, "messages[%zu]", m->json_index);
 }
 
-/* Check one part before anything is added: text must not hold the image marker; an image is
+/* Check one part before anything is added: text must not hold a media marker; an image is
  * decoded (with the options' size limits). */
 static mm_status prepare_part(const mmi_chat_part *part, const mm_options *options,
                               mm_image **image)
 {
     if (part->kind == MMI_PART_IMAGE)
         return mmi_image_load_memory(part->image, part->image_len, options, image);
-    if (memmem(part->text, part->text_len, MMI_IMAGE_MARKER, strlen(MMI_IMAGE_MARKER)))
-        return mmi_fail(MM_ERR_FORMAT, "text contains \"%s\", which marks image positions",
-                        MMI_IMAGE_MARKER);
+    size_t n;
+    const char *marker = mmi_media_find_marker(part->text, part->text_len, &n);
+    if (marker)
+        return mmi_fail(MM_ERR_FORMAT, "text contains \"%.*s\", which marks media positions",
+                        (int)n, marker);
     return MM_OK;
 }
 

@@ -14,12 +14,12 @@
 
 #include "alloc.h"
 #include "decoder.h"
+#include "media.h"
 #include "model.h"
 #include "options.h"
 #include "sampler.h"
 #include "status.h"
 #include "tokenizer.h"
-#include "vit.h"
 
 /* Rows one forward pass takes; longer inputs run in chunks of this many. */
 #define SESSION_BATCH 512
@@ -48,6 +48,7 @@ struct mm_session {
 
     int max_tokens;
     mmi_sampler sampler;
+    mmi_media_params media_params;
 
     /* chat state */
     int answer_open;          /* a user message opened the model's answer; not closed yet */
@@ -107,13 +108,6 @@ mm_status mmi_session_set_options(mm_session *s, const mm_options *options)
     return MM_OK;
 }
 
-/* BLIP-2 takes its image in front of the prompt, BOS included (HF prepends the projected
- * queries to the embedded text), and plain-text prompts rather than LLaVA's template. */
-static int images_first(const mm_model *m)
-{
-    return m->vision && m->vision->connector.images_first;
-}
-
 mm_status mmi_session_create(mm_model *model, const mm_options *options, mm_session **out)
 {
     *out = NULL;
@@ -124,7 +118,9 @@ mm_status mmi_session_create(mm_model *model, const mm_options *options, mm_sess
     if (n_ctx == 0)
         n_ctx = c->n_ctx_train;
     const mmi_chat_template *tmpl;
-    int llava_like = model->vision != NULL && !images_first(model);
+    /* BLIP-2 takes its image in front of the prompt, BOS included (HF prepends the projected
+     * queries to the embedded text), and plain-text prompts rather than LLaVA's template. */
+    int llava_like = model->vision != NULL && !mmi_media_first(model);
     MMI_TRY(mmi_chat_template_choose(mmi_opt_string(options, MM_OPT_CHAT_TEMPLATE),
                                      file_chat_template(model), llava_like, &tmpl));
 
@@ -186,20 +182,13 @@ void mmi_session_free(mm_session *s)
 
 /* ---- evaluating input ---- */
 
-/* A run of input rows: token ids, or embedding rows when ids is NULL. */
-typedef struct {
-    const int32_t *ids;
-    const float *embd;
-    size_t n;
-} part;
-
 static int cancel_requested(mm_session *s)
 {
     return atomic_load(&s->cancel) != 0;
 }
 
 /* MM_OK when the pending token and every part fit in the context and every id is valid. */
-static mm_status check_parts(const mm_session *s, const part *parts, size_t n_parts,
+static mm_status check_parts(const mm_session *s, const mmi_part *parts, size_t n_parts,
                              const char *what)
 {
     const mmi_decoder_state *ds = &s->state;
@@ -231,7 +220,7 @@ static mm_status eval(mm_session *s, const int32_t *ids, const float *embd, int 
 }
 
 /* The pending token, then every part, as one all-or-nothing addition. */
-static mm_status eval_parts(mm_session *s, const part *parts, size_t n_parts, const char *what)
+static mm_status eval_parts(mm_session *s, const mmi_part *parts, size_t n_parts, const char *what)
 {
     mmi_decoder_state *ds = &s->state;
     int n_vocab = s->dec->config.n_vocab;
@@ -251,7 +240,7 @@ static mm_status eval_parts(mm_session *s, const part *parts, size_t n_parts, co
             continue;
         for (size_t j = 0; j < parts[i].n; j++)
             s->history[(size_t)ds->n_past + j] = parts[i].ids ? parts[i].ids[j] : -1;
-        st = eval(s, parts[i].ids, parts[i].embd, (int)parts[i].n);
+        st = eval(s, parts[i].ids, parts[i].rows, (int)parts[i].n);
     }
     if (st != MM_OK) {
         ds->n_past = past0;
@@ -283,7 +272,7 @@ mm_status mmi_session_add_tokens(mm_session *s, const int32_t *ids, size_t n)
 {
     atomic_store(&s->cancel, 0);
     MMI_TRY(check_no_held_system(s, "mm_session_add_tokens"));
-    part p = {ids, NULL, n};
+    mmi_part p = {.ids = ids, .n = n};
     return eval_parts(s, &p, 1, "mm_session_add_tokens");
 }
 
@@ -296,7 +285,7 @@ mm_status mmi_session_add_embeddings(mm_session *s, const float *embd, size_t n_
         return mmi_fail(MM_ERR_ARG, "mm_session_add_embeddings: rows of %zu values, the model "
                         "takes %d", n_embd, s->dec->config.n_embd);
     int32_t bos = s->tok ? mmi_token_bos(s->tok) : -1;
-    part parts[2] = {{&bos, NULL, wants_bos(s)}, {NULL, embd, n_rows}};
+    mmi_part parts[2] = {{.ids = &bos, .n = wants_bos(s)}, {.rows = embd, .n = n_rows}};
     return eval_parts(s, parts, 2, "mm_session_add_embeddings");
 }
 
@@ -323,7 +312,7 @@ mm_status mmi_session_add_text(mm_session *s, const char *text, size_t len, unsi
     if (st == MM_OK)
         st = mmi_tokenize(s->tok, text, len, flags, &ids);
     if (st == MM_OK) {
-        part p = {ids.ids, NULL, ids.n};
+        mmi_part p = {.ids = ids.ids, .n = ids.n};
         st = eval_parts(s, &p, 1, "mm_session_add_text");
     }
     mmi_tokens_free(&ids);
@@ -362,15 +351,6 @@ static void sb_str(strbuf *b, const char *text)
     sb_add(b, text, strlen(text));
 }
 
-static size_t count_markers(const char *text, size_t len)
-{
-    size_t n = 0, m = strlen(MMI_IMAGE_MARKER);
-    for (const char *p = text; (p = memmem(p, len - (size_t)(p - text), MMI_IMAGE_MARKER, m));
-         p += m)
-        n++;
-    return n;
-}
-
 /* The whole message as text with a marker where each image goes: the close of an open answer,
  * the role's prefix, the content, its suffix (and for a user message the generation prompt). */
 static void render_message(const mm_session *s, mmi_chat_role role, const char *text,
@@ -392,9 +372,9 @@ static void render_message(const mm_session *s, mmi_chat_role role, const char *
     } else if (!continues_answer) {
         sb_str(b, t->prefix[role]);
     }
-    if (n_media > 0 && count_markers(text, len) == 0)
+    if (n_media > 0 && mmi_media_count_markers(text, len) == 0)
         for (size_t i = 0; i < n_media; i++) {
-            sb_str(b, MMI_IMAGE_MARKER);
+            sb_str(b, MMI_MEDIA_MARKER);
             sb_str(b, t->image_suffix);
         }
     sb_add(b, text, len);
@@ -408,8 +388,7 @@ static void render_message(const mm_session *s, mmi_chat_role role, const char *
 }
 
 mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char *text, size_t len,
-                                  const mmi_media *media, size_t n_media,
-                                  mmi_media_encoder encode, void *user)
+                                  const mmi_media *media, size_t n_media)
 {
     static const char fn[] = "mm_session_add_message";
     atomic_store(&s->cancel, 0);
@@ -427,79 +406,31 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
         s->held_system[len] = '\0';
         return MM_OK;
     }
-    size_t markers = count_markers(text, len);
-    int first = n_media > 0 && images_first(s->model); /* else each image at its marker */
-    if (first && markers > 0)
-        return mmi_fail(MM_ERR_UNSUPPORTED, "%s: this model takes its image in front of the "
-                        "text, not at %s markers", fn, MMI_IMAGE_MARKER);
-    size_t n_inline = first ? 0 : n_media; /* images at markers */
-    if (markers > 0 && markers != n_media)
-        return mmi_fail(MM_ERR_ARG, "%s: the text has %zu %s markers for %zu images", fn, markers,
-                        MMI_IMAGE_MARKER, n_media);
-    for (size_t i = 0; i < n_media; i++)
-        if ((!media[i].embd && !encode) || media[i].n_rows == 0)
-            return mmi_fail(MM_ERR_ARG, "%s: image %zu has no embeddings", fn, i);
+    int first = n_media > 0 && mmi_media_first(s->model); /* else each item at its marker */
+    MMI_TRY(mmi_media_check_markers(text, len, n_media, first, fn));
 
+    /* Plan the whole message, check that it fits, then encode, then evaluate. */
     strbuf b = {0};
-    render_message(s, role, text, len, n_inline, &b);
-    mmi_tokens ids = {0};
-    part *parts = mmi_array(2 * n_media + 2, sizeof *parts);
-    size_t *ends = mmi_array(n_media + 1, sizeof *ends); /* token count after each stretch */
-    float **encoded = mmi_calloc(n_media + 1, sizeof *encoded);
+    render_message(s, role, text, len, first ? 0 : n_media, &b);
+    mmi_message msg = {0};
     mm_status st = MM_OK;
-    if (b.failed || !parts || !ends || !encoded)
+    if (b.failed)
         st = mmi_fail(MM_ERR_NOMEM, "%s: out of memory", fn);
-    if (st == MM_OK && wants_bos(s) && (st = mmi_tokens_reserve(&ids, 1)) == MM_OK)
-        ids.ids[ids.n++] = mmi_token_bos(s->tok);
-    /* Tokenize each stretch between images on its own, as llama.cpp's multimodal tool does. */
-    const char *p = b.p ? b.p : "", *end = p + b.n; /* an empty rendering has no buffer */
-    size_t m = strlen(MMI_IMAGE_MARKER);
-    for (size_t i = 0; i <= n_inline && st == MM_OK; i++) {
-        const char *stop = i < n_inline ? memmem(p, (size_t)(end - p), MMI_IMAGE_MARKER, m) : end;
-        if (stop > p)
-            st = mmi_tokenize(s->tok, p, (size_t)(stop - p), MM_TOKENIZE_PARSE_SPECIAL, &ids);
-        ends[i] = ids.n;
-        if (i < n_inline)
-            p = stop + m;
-    }
-    /* Part of image i: in front of the text (first), else after the i-th stretch of text. */
-    size_t n_parts = 0, start = 0;
-    for (size_t i = 0; first && st == MM_OK && i < n_media; i++)
-        parts[n_parts++] = (part){NULL, media[i].embd, media[i].n_rows};
-    for (size_t i = 0; i <= n_inline && st == MM_OK; i++) {
-        /* No ids at all (an empty message): ids.ids is NULL and every stretch is empty. */
-        parts[n_parts++] = (part){ids.n ? ids.ids + start : NULL, NULL, ends[i] - start};
-        start = ends[i];
-        if (i < n_inline)
-            parts[n_parts++] = (part){NULL, media[i].embd, media[i].n_rows};
-    }
-    /* Images to encode are encoded once the whole message is known to fit. */
     if (st == MM_OK)
-        st = check_parts(s, parts, n_parts, fn);
-    size_t n_embd = (size_t)s->dec->config.n_embd;
-    for (size_t i = 0; i < n_media && st == MM_OK; i++) {
-        if (media[i].embd)
-            continue;
-        encoded[i] = mmi_array(media[i].n_rows * n_embd, sizeof(float));
-        if (!encoded[i]) {
-            st = mmi_fail(MM_ERR_NOMEM, "%s: out of memory for %zu image rows", fn,
-                          media[i].n_rows);
-        } else { /* on the session's threads */
-            const mmi_exec *previous = mmi_exec_bind(&s->exec);
-            st = encode(user, i, encoded[i], &s->cancel);
-            mmi_exec_bind(previous);
-        }
-        parts[first ? i : 2 * i + 1].embd = encoded[i];
+        st = mmi_message_plan(&msg, s->model, &s->media_params, b.p ? b.p : "", b.n,
+                              wants_bos(s) ? mmi_token_bos(s->tok) : -1, media, n_media, first,
+                              s->dec->config.n_embd, fn);
+    if (st == MM_OK)
+        st = check_parts(s, msg.parts, msg.n_parts, fn);
+    if (st == MM_OK) { /* on the session's threads */
+        const mmi_exec *previous = mmi_exec_bind(&s->exec);
+        st = mmi_message_encode(&msg, s->model, &s->media_params, media, &s->cancel, fn);
+        mmi_exec_bind(previous);
     }
     if (st == MM_OK)
-        st = eval_parts(s, parts, n_parts, fn);
-    for (size_t i = 0; encoded && i < n_media; i++)
-        mmi_free(encoded[i]);
-    mmi_free(encoded);
+        st = eval_parts(s, msg.parts, msg.n_parts, fn);
+    mmi_message_free(&msg);
     mmi_free(b.p);
-    mmi_free(parts);
-    mmi_free(ends);
-    mmi_tokens_free(&ids);
     if (st != MM_OK)
         return st;
     s->answer_open = role == MMI_ROLE_USER;
@@ -511,56 +442,16 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
     return MM_OK;
 }
 
-/* ---- images ---- */
-
-typedef struct {
-    const mmi_vision *vision;
-    const mm_image *const *images;
-    int side; /* the view side the rows were counted for */
-} image_source;
-
-/* Preprocess image i as the vision file says and run the tower and projector into out. */
-static mm_status encode_image(void *user, size_t i, float *out, const atomic_int *cancel)
-{
-    const image_source *src = user;
-    mmi_views views;
-    MMI_TRY(mmi_vision_preprocess(src->vision, src->images[i], &views));
-    mm_status st = MM_OK;
-    if (views.n_views != 1 || views.size != src->side)
-        st = mmi_fail(MM_ERR_UNSUPPORTED, "image %zu: preprocessing gave %d views of side %d, "
-                      "expected one of %d", i, views.n_views, views.size, src->side);
-    if (st == MM_OK)
-        st = mmi_vision_encode(src->vision, views.pixels, views.size, views.size, out, cancel);
-    mmi_views_free(&views);
-    return st;
-}
-
 mm_status mmi_session_add_message_images(mm_session *s, mmi_chat_role role, const char *text,
                                          size_t len, const mm_image *const *images,
                                          size_t n_images)
 {
-    static const char fn[] = "mm_session_add_message_images";
-    const mmi_vision *v = s->model->vision;
-    if (n_images > 0 && !v)
-        return mmi_fail(MM_ERR_STATE, "%s: the model has no vision encoder (load an mmproj "
-                        "file with it)", fn);
     mmi_media *media = mmi_calloc(n_images + 1, sizeof *media);
     if (!media)
-        return mmi_fail(MM_ERR_NOMEM, "%s: out of memory", fn);
-    /* Every image becomes one view of the trained side (a GGUF file's crop size is its image
-     * size), so the cost is known before any preprocessing; encode_image checks it. */
-    int side = v ? v->preprocess.image_size : 0, n_tokens = 0, n_embd = 0;
-    mm_status st = MM_OK;
-    if (n_images > 0)
-        st = mmi_vision_output_shape(v, side, side, &n_tokens, &n_embd);
-    if (st == MM_OK && n_images > 0 && n_embd != s->dec->config.n_embd)
-        st = mmi_fail(MM_ERR_FORMAT, "%s: the vision file projects to %d values, the language "
-                      "model takes %d", fn, n_embd, s->dec->config.n_embd);
-    for (size_t i = 0; i < n_images && st == MM_OK; i++)
-        media[i].n_rows = (size_t)n_tokens;
-    image_source src = {v, images, side};
-    if (st == MM_OK)
-        st = mmi_session_add_message(s, role, text, len, media, n_images, encode_image, &src);
+        return mmi_fail(MM_ERR_NOMEM, "mm_session_add_message_images: out of memory");
+    for (size_t i = 0; i < n_images; i++)
+        media[i] = (mmi_media){.ops = &mmi_image_ops, .source = images[i]};
+    mm_status st = mmi_session_add_message(s, role, text, len, media, n_images);
     mmi_free(media);
     return st;
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "chat.h"
+#include "media.h"
 #include "mm.h"
 
 mm_status mmi_session_create(mm_model *model, const mm_options *options, mm_session **out);
@@ -22,26 +23,13 @@ mm_status mmi_session_add_tokens(mm_session *s, const int32_t *ids, size_t n);
 mm_status mmi_session_add_embeddings(mm_session *s, const float *embd, size_t n_rows,
                                      size_t n_embd);
 
-/* A message's image: n_rows rows of the model's embedding width, given (embd) or, when embd
- * is NULL, produced by the message's encoder into a buffer the session provides. */
-typedef struct {
-    const float *embd;
-    size_t n_rows;
-} mmi_media;
-
-/* Fills out[n_rows][n_embd] for image `index`; reads cancel between layers. */
-typedef mm_status (*mmi_media_encoder)(void *user, size_t index, float *out,
-                                       const atomic_int *cancel);
-
 /* A chat message: the template's text for `role` around text[0..len), with media[i] at the
- * i-th MMI_IMAGE_MARKER (or, when the text has no marker, each at the start followed by the
- * template's image_suffix). Images without embd are encoded (encode(user, i, ...)) after the
- * whole message is known to fit in the context, before anything is evaluated. */
+ * i-th media marker (MMI_MEDIA_MARKER or MMI_IMAGE_MARKER; when the text has none, each at the
+ * start followed by the template's image_suffix). The whole message is planned and checked
+ * against the context before any media is encoded, and encoded before anything is evaluated. */
 mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char *text, size_t len,
-                                  const mmi_media *media, size_t n_media,
-                                  mmi_media_encoder encode, void *user);
-/* The same with pictures, each preprocessed and encoded by the model's vision tower (one view
- * of the trained size per image). */
+                                  const mmi_media *media, size_t n_media);
+/* The same with pictures (mmi_image_ops), encoded at the session's detail level. */
 mm_status mmi_session_add_message_images(mm_session *s, mmi_chat_role role, const char *text,
                                          size_t len, const mm_image *const *images,
                                          size_t n_images);

@@ -698,6 +698,8 @@ START_TEST(session_json_errors_leave_the_session_unchanged)
         {"[{\"role\":\"user\",\"content\":\"ok\"},{\"role\":\"user\",\"content\":"
          "\"see <image> here\"}]",
          MM_ERR_FORMAT, "messages[1], part 0: text contains \"<image>\""},
+        {"[{\"role\":\"user\",\"content\":\"a <media> b\"}]",
+         MM_ERR_FORMAT, "messages[0], part 0: text contains \"<media>\""},
         {"[{\"role\":\"user\",\"content\":\"ok\"},{\"role\":\"tool\",\"content\":\"x\"}]",
          MM_ERR_UNSUPPORTED, "messages[1].role \"tool\" is not supported"},
         {"[{\"role\":\"user\",\"content\":\"ok\"}", MM_ERR_FORMAT, "JSON: unexpected end"},

@@ -423,14 +423,25 @@ END_TEST
 
 /* ---- where BLIP-2's image goes in a chat message ---- */
 
-/* A media encoder handing out the 3 rows of 32 at user. */
-static mm_status encode_rows(void *user, size_t index, float *out, const atomic_int *cancel)
+/* A kind of media whose source is 3 rows of 32, handed out by its encoder. */
+static mm_status plan_rows(const mm_model *m, const void *source, const mmi_media_params *p,
+                           mmi_media_plan *out)
 {
-    (void)cancel;
-    ck_assert_uint_eq(index, 0);
-    memcpy(out, user, 3 * 32 * sizeof(float));
+    (void)m, (void)source, (void)p;
+    *out = (mmi_media_plan){3, 3, 1, 32};
     return MM_OK;
 }
+
+static mm_status encode_rows(const mm_model *m, const void *source, const mmi_media_params *p,
+                             const mmi_media_plan *plan, float *rows, const atomic_int *cancel)
+{
+    (void)m, (void)p, (void)cancel;
+    ck_assert_uint_eq(plan->n_rows, 3);
+    memcpy(rows, source, 3 * 32 * sizeof(float));
+    return MM_OK;
+}
+
+static const mmi_media_ops rows_ops = {"rows", plan_rows, encode_rows};
 
 START_TEST(blip2_image_goes_before_bos)
 {
@@ -451,10 +462,9 @@ START_TEST(blip2_image_goes_before_bos)
     float rows[3 * 32];
     for (int i = 0; i < 3 * 32; i++)
         rows[i] = (float)cos(i);
-    const mmi_media image = {rows, 3};
+    const mmi_media image = {.rows = rows, .n_rows = 3};
     const char *text = "Question: what is it? Answer:";
-    ck_assert_ok(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), &image, 1, NULL,
-                                         NULL));
+    ck_assert_ok(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), &image, 1));
     /* HF Blip2: [3 query rows][BOS "Question: ..."] at positions 0, 1, ... */
     int32_t want[64] = {-1, -1, -1, 1};
     size_t n;
@@ -484,9 +494,8 @@ START_TEST(blip2_image_goes_before_bos)
     ck_assert_ptr_nonnull(first_logits);
     memcpy(first_logits, logits, n_vocab * sizeof(float));
     mm_session_reset(s);
-    const mmi_media later = {NULL, 3};
-    ck_assert_ok(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), &later, 1,
-                                         encode_rows, rows));
+    const mmi_media later = {.ops = &rows_ops, .source = rows};
+    ck_assert_ok(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), &later, 1));
     ck_assert_int_eq(mm_session_n_past(s), (int)n);
     h = mmi_session_history(s);
     for (size_t i = 0; i < n; i++)
@@ -498,8 +507,7 @@ START_TEST(blip2_image_goes_before_bos)
     /* Markers make no sense for such a model. */
     mm_session_reset(s);
     text = "<image> what is it?";
-    ck_assert_status(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), &image, 1,
-                                             NULL, NULL),
+    ck_assert_status(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), &image, 1),
                      MM_ERR_UNSUPPORTED);
     ck_assert_ptr_nonnull(strstr(mm_last_error(), "in front of the text"));
     ck_assert_int_eq(mm_session_n_past(s), 0);

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "alloc.h"
+#include "decoder.h"
 #include "model.h"
 #include "vit.h"
 #include "session.h"
@@ -414,9 +415,10 @@ START_TEST(images_go_at_their_markers)
     float rows[5 * 32];
     for (int i = 0; i < 5 * 32; i++)
         rows[i] = (float)sin(i);
-    const mmi_media media[2] = {{rows, 3}, {rows + 3 * 32, 2}};
+    const mmi_media media[2] = {{.rows = rows, .n_rows = 3},
+                                {.rows = rows + 3 * 32, .n_rows = 2}};
     const char *text = "<image>\nDescribe.";
-    ck_assert_ok(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), media, 1, NULL, NULL));
+    ck_assert_ok(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), media, 1));
     /* BOS, "USER: ", 3 image rows, then the rest tokenized on its own (llama.cpp's split). */
     int32_t want[64], tail[64];
     want[0] = 1;
@@ -427,11 +429,16 @@ START_TEST(images_go_at_their_markers)
     memcpy(want + n, tail, n_tail * sizeof *tail);
     check_history(s, 0, want, n + n_tail);
     ck_assert_int_eq(mm_session_n_past(s), (int)(n + n_tail));
+    /* The generic marker is the same place. */
+    mm_session_reset(s);
+    text = "<media>\nDescribe.";
+    ck_assert_ok(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), media, 1));
+    check_history(s, 0, want, n + n_tail);
 
     /* Without markers the images open the message, each followed by "\n". */
     mm_session_reset(s);
     text = "Describe.";
-    ck_assert_ok(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), media, 2, NULL, NULL));
+    ck_assert_ok(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), media, 2));
     n = 1 + tokenize("USER: ", want + 1, 63);
     for (int i = 0; i < 3; i++)
         want[n++] = -1;
@@ -444,10 +451,9 @@ START_TEST(images_go_at_their_markers)
     /* Markers and images must agree. */
     mm_session_reset(s);
     text = "<image> and <image>";
-    ck_assert_status(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), media, 1,
-                                             NULL, NULL),
+    ck_assert_status(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), media, 1),
                      MM_ERR_ARG);
-    ck_assert_message_has("2 <image> markers for 1 images");
+    ck_assert_message_has("2 markers (<media> or <image>) for 1 media");
     ck_assert_int_eq(mm_session_n_past(s), 0);
     mm_session_free(s);
 }
@@ -531,11 +537,22 @@ typedef struct {
     int cancel;
 } test_encoder;
 
-/* Encodes as the session does, optionally cancelling the session first. */
-static mm_status encode_for_test(void *user, size_t i, float *out, const atomic_int *cancel)
+/* Plans 4 rows (the llava model's image) and encodes as the session does, optionally
+ * cancelling the session first. */
+static mm_status plan_for_test(const mm_model *m, const void *source, const mmi_media_params *p,
+                               mmi_media_plan *out)
 {
-    (void)i;
-    test_encoder *t = user;
+    (void)source, (void)p;
+    *out = (mmi_media_plan){4, 4, 1, m->decoder->config.n_embd};
+    return MM_OK;
+}
+
+static mm_status encode_for_test(const mm_model *m, const void *source,
+                                 const mmi_media_params *p, const mmi_media_plan *plan,
+                                 float *out, const atomic_int *cancel)
+{
+    (void)m, (void)p, (void)plan;
+    test_encoder *t = (test_encoder *)source;
     t->calls++;
     if (t->cancel)
         mm_session_cancel(t->s);
@@ -554,10 +571,11 @@ START_TEST(picture_overflow_and_cancel_before_and_during_encoding)
     /* 12 positions: BOS + "USER: " + 4 image rows + the rest does not fit. */
     mm_session *s = session_with(m, NULL, 12);
     test_encoder t = {.s = s, .vision = m->vision, .image = img};
-    const mmi_media media[1] = {{NULL, 4}};
+    static const mmi_media_ops test_ops = {"test", plan_for_test, encode_for_test};
+    mmi_media media[1] = {{.ops = &test_ops, .source = &t}};
     const char *text = "Describe this picture in detail.";
-    ck_assert_status(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), media, 1,
-                                             encode_for_test, &t), MM_ERR_CTX_FULL);
+    ck_assert_status(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), media, 1),
+                     MM_ERR_CTX_FULL);
     ck_assert_int_eq(t.calls, 0); /* refused before any encoding */
     ck_assert_status(mm_session_add_message_images(s, "user", text, strlen(text), images, 1),
                      MM_ERR_CTX_FULL);
@@ -568,8 +586,8 @@ START_TEST(picture_overflow_and_cancel_before_and_during_encoding)
     /* Cancelled while the tower runs: nothing added, and the session works afterwards. */
     s = session_with(m, NULL, 0);
     t = (test_encoder){.s = s, .vision = m->vision, .image = img, .cancel = 1};
-    ck_assert_status(mmi_session_add_message(s, MMI_ROLE_USER, "Hi", 2, media, 1,
-                                             encode_for_test, &t), MM_ERR_CANCELLED);
+    ck_assert_status(mmi_session_add_message(s, MMI_ROLE_USER, "Hi", 2, media, 1),
+                     MM_ERR_CANCELLED);
     ck_assert_int_eq(t.calls, 1);
     ck_assert_int_eq(mm_session_n_past(s), 0);
     ck_assert_ok(mm_session_add_message_images(s, "user", "Hi", 2, images, 1));

@@ -1,0 +1,153 @@
+/* Media parts of a message (see media.h): markers, plans, parts, encoding. */
+#include "media.h"
+
+#include <string.h>
+
+#include "alloc.h"
+#include "chat.h"
+#include "status.h"
+#include "vit.h"
+
+const char *mmi_media_find_marker(const char *text, size_t len, size_t *marker_len)
+{
+    static const char *const markers[] = {MMI_MEDIA_MARKER, MMI_IMAGE_MARKER};
+    const char *best = NULL;
+    for (size_t i = 0; i < sizeof markers / sizeof *markers; i++) {
+        size_t m = strlen(markers[i]);
+        const char *at = memmem(text, len, markers[i], m);
+        if (at && (!best || at < best)) {
+            best = at;
+            *marker_len = m;
+        }
+    }
+    return best;
+}
+
+size_t mmi_media_count_markers(const char *text, size_t len)
+{
+    size_t n = 0, m;
+    for (const char *p = text, *end = text + len; (p = mmi_media_find_marker(p, (size_t)(end - p),
+                                                                             &m)); p += m)
+        n++;
+    return n;
+}
+
+int mmi_media_first(const mm_model *m)
+{
+    return m->vision && m->vision->connector.images_first;
+}
+
+static mm_status plan_media(const mm_model *m, const mmi_media_params *p, const mmi_media *media,
+                            size_t i, int n_embd, mmi_media_plan *plan, const char *fn)
+{
+    if (media->ops) {
+        MMI_TRY(media->ops->plan(m, media->source, p, plan));
+        if (plan->n_embd != n_embd)
+            return mmi_fail(MM_ERR_FORMAT, "%s: %s %zu encodes to rows of %d values, the "
+                            "language model takes %d", fn, media->ops->kind, i, plan->n_embd,
+                            n_embd);
+    } else {
+        *plan = (mmi_media_plan){media->n_rows, (int)media->n_rows, 0, n_embd};
+        if (!media->rows)
+            return mmi_fail(MM_ERR_ARG, "%s: media %zu has no embeddings", fn, i);
+    }
+    if (plan->n_rows == 0)
+        return mmi_fail(MM_ERR_ARG, "%s: media %zu has no embeddings", fn, i);
+    return MM_OK;
+}
+
+mm_status mmi_media_check_markers(const char *text, size_t len, size_t n_media, int first,
+                                  const char *fn)
+{
+    size_t markers = mmi_media_count_markers(text, len);
+    if (first && markers > 0)
+        return mmi_fail(MM_ERR_UNSUPPORTED, "%s: this model takes its image in front of the "
+                        "text, not at %s markers", fn, MMI_IMAGE_MARKER);
+    if (markers > 0 && markers != n_media)
+        return mmi_fail(MM_ERR_ARG, "%s: the text has %zu markers (%s or %s) for %zu media", fn,
+                        markers, MMI_MEDIA_MARKER, MMI_IMAGE_MARKER, n_media);
+    return MM_OK;
+}
+
+mm_status mmi_message_plan(mmi_message *msg, const mm_model *m, const mmi_media_params *p,
+                           const char *text, size_t len, int32_t bos, const mmi_media *media,
+                           size_t n_media, int first, int n_embd, const char *fn)
+{
+    memset(msg, 0, sizeof *msg);
+    size_t n_inline = first ? 0 : n_media; /* media at markers */
+    msg->n_media = n_media;
+    msg->parts = mmi_array(2 * n_media + 1, sizeof *msg->parts);
+    msg->plans = mmi_array(n_media + 1, sizeof *msg->plans);
+    msg->encoded = mmi_calloc(n_media + 1, sizeof *msg->encoded);
+    if (!msg->parts || !msg->plans || !msg->encoded)
+        return mmi_fail(MM_ERR_NOMEM, "%s: out of memory", fn);
+    for (size_t i = 0; i < n_media; i++)
+        MMI_TRY(plan_media(m, p, &media[i], i, n_embd, &msg->plans[i], fn));
+
+    if (bos >= 0) {
+        MMI_TRY(mmi_tokens_reserve(&msg->ids, 1));
+        msg->ids.ids[msg->ids.n++] = bos;
+    }
+    /* Tokenize every stretch first (ids may move while growing), then point parts into it. */
+    size_t *ends = mmi_array(n_inline + 1, sizeof *ends); /* ids after each stretch */
+    if (!ends)
+        return mmi_fail(MM_ERR_NOMEM, "%s: out of memory", fn);
+    const char *at = text, *end = text + len;
+    mm_status st = MM_OK;
+    for (size_t i = 0; i <= n_inline && st == MM_OK; i++) {
+        size_t m_len = 0;
+        const char *stop = i < n_inline ? mmi_media_find_marker(at, (size_t)(end - at), &m_len)
+                                        : end;
+        if (stop > at)
+            st = mmi_tokenize(m->tokenizer, at, (size_t)(stop - at), MM_TOKENIZE_PARSE_SPECIAL,
+                              &msg->ids);
+        ends[i] = msg->ids.n;
+        at = stop + m_len;
+    }
+    for (size_t i = 0; first && st == MM_OK && i < n_media; i++)
+        msg->parts[msg->n_parts++] = (mmi_part){NULL, media[i].rows, msg->plans[i].n_rows,
+                                                msg->plans[i].n_pos, &msg->plans[i]};
+    size_t start = 0;
+    for (size_t i = 0; i <= n_inline && st == MM_OK; i++) {
+        /* No ids at all (an empty message): ids.ids is NULL and every stretch is empty. */
+        size_t n = ends[i] - start;
+        msg->parts[msg->n_parts++] = (mmi_part){n ? msg->ids.ids + start : NULL, NULL, n, (int)n,
+                                                NULL};
+        start = ends[i];
+        if (i < n_inline)
+            msg->parts[msg->n_parts++] = (mmi_part){NULL, media[i].rows, msg->plans[i].n_rows,
+                                                    msg->plans[i].n_pos, &msg->plans[i]};
+    }
+    mmi_free(ends);
+    return st;
+}
+
+mm_status mmi_message_encode(mmi_message *msg, const mm_model *m, const mmi_media_params *p,
+                             const mmi_media *media, const atomic_int *cancel, const char *fn)
+{
+    for (size_t k = 0; k < msg->n_parts; k++) {
+        mmi_part *part = &msg->parts[k];
+        if (!part->plan || part->rows)
+            continue;
+        const mmi_media_plan *plan = part->plan;
+        size_t i = (size_t)(plan - msg->plans);
+        msg->encoded[i] = mmi_array(plan->n_rows * (size_t)plan->n_embd, sizeof(float));
+        if (!msg->encoded[i])
+            return mmi_fail(MM_ERR_NOMEM, "%s: out of memory for %zu rows of %s %zu", fn,
+                            plan->n_rows, media[i].ops->kind, i);
+        MMI_TRY(media[i].ops->encode(m, media[i].source, p, plan, msg->encoded[i], cancel));
+        part->rows = msg->encoded[i];
+    }
+    return MM_OK;
+}
+
+void mmi_message_free(mmi_message *msg)
+{
+    for (size_t i = 0; msg->encoded && i < msg->n_media; i++)
+        mmi_free(msg->encoded[i]);
+    mmi_free(msg->encoded);
+    mmi_free(msg->parts);
+    mmi_free(msg->plans);
+    mmi_tokens_free(&msg->ids);
+    memset(msg, 0, sizeof *msg);
+}
