@@ -286,6 +286,17 @@ MM_API void mm_audio_free(mm_audio *audio);
  * rate is then refused with MM_ERR_UNSUPPORTED by the calls that encode it. Any thread. */
 MM_API int mm_audio_resampling_available(void);
 
+/* ---- section: media (media.c) ---- */
+
+/* One media item of a message, for mm_session_add_message_media(): an image or an audio clip,
+ * borrowed (not copied), so the image or clip must outlive the handle. Any thread; free with
+ * mm_media_free(). Errors: MM_ERR_ARG (NULL argument), MM_ERR_NOMEM. */
+typedef struct mm_media mm_media;
+MM_API mm_status mm_media_from_image(const mm_image *image, mm_media **out);
+MM_API mm_status mm_media_from_audio(const mm_audio *audio, mm_media **out);
+/* Release a handle (not the image or clip). Accepts NULL. */
+MM_API void mm_media_free(mm_media *media);
+
 /* ---- section: vision encoding and CLIP (vit.c, connector.c, clip.c) ---- */
 
 /* Image embeddings: n_tokens rows of n_embd floats, row-major, owned by the handle. For a model
@@ -316,6 +327,21 @@ MM_API size_t mm_embeddings_n_tokens(const mm_embeddings *embeddings);
 MM_API size_t mm_embeddings_n_embd(const mm_embeddings *embeddings);
 MM_API const float *mm_embeddings_data(const mm_embeddings *embeddings);
 MM_API void mm_embeddings_free(mm_embeddings *embeddings);
+
+/* The embedding rows (each one position) the model turns the item into, known without
+ * encoding it: for an image, the vision tower's token count; for audio, the rows of its
+ * 30-second chunks (Whisper-style encoders: 25 per second of audio for Qwen2-Audio, rounded
+ * per chunk as the encoder pools). Errors: MM_ERR_ARG (NULL argument), MM_ERR_STATE (the model
+ * has no tower for this kind of media), MM_ERR_UNSUPPORTED (a clip at another rate without
+ * resampling, mm_audio_resampling_available()). Any thread. */
+MM_API mm_status mm_media_n_tokens(const mm_model *model, const mm_media *media,
+                                   size_t *n_tokens);
+/* Encode one media item by the model's tower for its kind (an image as mm_image_encode does;
+ * a clip resampled to the encoder's rate, then its chunks), e.g. on another thread before
+ * mm_session_add_message_embeddings(). Runs on MM_OPT_N_THREADS of options (NULL: defaults).
+ * Errors as mm_media_n_tokens, and MM_ERR_NOMEM. */
+MM_API mm_status mm_media_encode(const mm_model *model, const mm_media *media,
+                                 const mm_options *options, mm_embeddings **out);
 
 /* CLIP (a `clip` file holding both towers). Embeddings are unit-length vectors in the joint
  * space, so their dot product is the cosine similarity. All functions only read the model:
@@ -481,6 +507,16 @@ MM_API mm_status mm_session_add_message(mm_session *session, const char *role, c
 MM_API mm_status mm_session_add_message_images(mm_session *session, const char *role,
                                                const char *text, size_t len,
                                                const mm_image *const *images, size_t n_images);
+/* The same with images and audio clips in one message: media[i] goes where the text has its
+ * i-th marker ("<media>", or its aliases "<image>" and "<audio>"), or at the start as for
+ * images. Each item is encoded by the model's tower for its kind (vision, or the audio encoder
+ * after resampling the clip to its rate) inside this call, after the whole message is known to
+ * fit. Errors as mm_session_add_message_images, and MM_ERR_STATE when the model has no tower
+ * for an item's kind, MM_ERR_UNSUPPORTED for a clip that needs resampling in a build without
+ * it. */
+MM_API mm_status mm_session_add_message_media(mm_session *session, const char *role,
+                                              const char *text, size_t len,
+                                              const mm_media *const *media, size_t n_media);
 /* The same with images encoded beforehand by mm_image_encode() (e.g. on other threads, or
  * reused): rows of the language model's embedding width (else MM_ERR_ARG), only read during
  * the call. */
@@ -574,25 +610,28 @@ MM_API void mm_session_reset(mm_session *session);
  * parts are {"type": "text", "text": ...} ("input_text" too), {"type": "image_url",
  * "image_url": {"url": "data:image/png;base64,..."}} (or the URL string itself; "input_image"
  * too), and {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg",
- * "data": ...}}. Images must be inline: nothing is fetched, so http(s) and file URLs are
- * MM_ERR_UNSUPPORTED.
+ * "data": ...}}, and audio as OpenAI sends it: {"type": "input_audio", "input_audio":
+ * {"data": BASE64, "format": "wav"}} (other formats MM_ERR_UNSUPPORTED). Images must be inline:
+ * nothing is fetched, so http(s) and file URLs are MM_ERR_UNSUPPORTED. Images and clips go
+ * through mm_session_add_message_media(), as the template places media.
  * Each message goes through the session's chat template as mm_session_add_message_images()
  * takes it: images before all of a message's text go where the template puts images (LLaVA:
  * first, each followed by a newline), an image after some text stays at its place in the text;
  * consecutive text parts are joined by a newline.
  * The whole JSON is checked (strict RFC 8259: UTF-8, no duplicate keys where libmm reads, depth
- * at most 64, at most 2^20 values; canonical padded base64) and every image decoded (limits:
- * MM_OPT_IMAGE_MAX_SIDE / MM_OPT_IMAGE_MAX_PIXELS from options, NULL for defaults) before the
- * session changes; a failure there leaves it as it was. Messages are then added in order, each
- * image encoded as its message is added (mm_session_cancel() stops that too); if the session
+ * at most 64, at most 2^20 values; canonical padded base64) and every image and clip decoded
+ * (limits: MM_OPT_IMAGE_MAX_SIDE / MM_OPT_IMAGE_MAX_PIXELS / MM_OPT_AUDIO_MAX_SECONDS from
+ * options, NULL for defaults) before the session changes; a failure there leaves it as it was.
+ * Messages are then added in order, each image or clip encoded as its message is added (mm_session_cancel() stops that too); if the session
  * refuses a message (MM_ERR_CTX_FULL, MM_ERR_CANCELLED, ...), the messages before it stay added
  * and the error text says how many. The JSON is only read during the call.
  * Errors: MM_ERR_ARG (NULL session, json NULL with len > 0), MM_ERR_FORMAT (malformed JSON,
  * base64, data URL or image, a message of the wrong shape, text containing "<image>"; the text
  * names the place, e.g. "messages[2].content[1].image_url: base64: length 5 is not a multiple
  * of 4"), MM_ERR_UNSUPPORTED (unknown role or part type, remote URL, non-image media type),
- * MM_ERR_STATE (images for a model without vision encoder), MM_ERR_LIMIT, MM_ERR_NOMEM, and the
- * errors of mm_session_add_message_images. One thread at a time, as every session call. */
+ * MM_ERR_STATE (images for a model without vision encoder, audio without an audio encoder),
+ * MM_ERR_LIMIT, MM_ERR_NOMEM, and the errors of mm_session_add_message_media. One thread at a
+ * time, as every session call. */
 MM_API mm_status mm_session_add_messages_json(mm_session *session, const char *json, size_t len,
                                               const mm_options *options);
 

@@ -12,10 +12,12 @@ typedef struct mmi_vision mmi_vision;       /* vit.h: preprocess config, ViT, co
 typedef struct mmi_clip_text mmi_clip_text; /* clip.h: CLIP text tower and projections */
 typedef struct mmi_tokenizer mmi_tokenizer; /* tokenizer.h */
 typedef struct mmi_decoder mmi_decoder;     /* decoder.h: the language model */
+typedef struct mmi_audio_tower mmi_audio_tower; /* tower_audio.h: Whisper encoder, connector */
 
 struct mm_model {
     mmi_gguf *files[2];        /* the text/CLIP file and the optional mmproj file */
     mmi_vision *vision;        /* NULL when no file holds a vision encoder */
+    mmi_audio_tower *audio;    /* NULL when no file holds an audio encoder */
     mmi_clip_text *clip_text;  /* NULL unless a CLIP file holds a text encoder */
     mmi_tokenizer *tokenizer;  /* NULL when no file holds tokenizer.ggml.* keys */
     mmi_decoder *decoder;      /* NULL for a CLIP-only model */

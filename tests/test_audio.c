@@ -15,6 +15,7 @@
 #include "mm.h"
 #include "safetensors.h"
 #include "testutil.h"
+#include "tiny_llama.h"
 
 #define CASE "vectors/hf/whisper_features/"
 
@@ -471,6 +472,223 @@ START_TEST(resampled_clip_matches_the_reference_features)
 }
 END_TEST
 
+/* ---- clips in sessions: a tiny llama with a tiny qwen2a audio file (chunks of 2 s) ---- */
+
+static mm_model *pair;
+
+static void load_pair(void)
+{
+    tiny_llama c = tiny_llama_default;
+    c.vocab_path = test_shared_path("vectors/tokenizer/ggml-vocab-llama-spm.gguf");
+    c.n_ctx = 256;
+    char text_path[512];
+    snprintf(text_path, sizeof text_path, "%s", tiny_temp_path("audio_text.gguf"));
+    const char *audio_path = tiny_temp_path("audio.gguf");
+    ck_assert_ok(tiny_llama_write(&c, text_path));
+    ck_assert_ok(tiny_audio_write(audio_path, c.n_embd, 32, 100));
+    ck_assert_ok(mm_model_load(text_path, audio_path, NULL, &pair));
+    unlink(text_path);
+    unlink(audio_path);
+}
+
+static void free_pair(void)
+{
+    mm_model_free(pair);
+}
+
+static mm_audio *chirp(size_t n, int rate)
+{
+    float *x = malloc(n * sizeof *x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = 0.3f * sinf(2e-3f * (float)i * (float)i / (float)rate);
+    mm_audio *a;
+    ck_assert_ok(mm_audio_from_samples(x, n, 1, rate, &a));
+    free(x);
+    return a;
+}
+
+/* HF's num_audio_tokens per chunk of `len` 16 kHz samples, in Python's floor division:
+ * (((L - 1) // 2 + 1) - 2) // 2 + 1 with L = ceil(len / 160) frames. */
+static long hf_tokens(long len)
+{
+    long frames = (len + 159) / 160, rows = (frames - 1) / 2 + 1, x = rows - 2;
+    return (x < 0 ? -((-x + 1) / 2) : x / 2) + 1;
+}
+
+START_TEST(token_counts_follow_qwen2_audio)
+{
+    static const struct { size_t n; int rate; } clips[] = {
+        {20800, 16000}, {56000, 16000}, {32000, 16000}, {32160, 16000}, {640, 16000},
+        {22050, 22050}, {33075, 44100},
+    };
+    for (size_t i = 0; i < sizeof clips / sizeof clips[0]; i++) {
+        mm_audio *a = chirp(clips[i].n, clips[i].rate);
+        mm_media *m;
+        ck_assert_ok(mm_media_from_audio(a, &m));
+        long at16 = (long)ceil((double)clips[i].n * 16000 / clips[i].rate), want = 0;
+        for (long at = 0; at < at16; at += 32000)
+            want += hf_tokens(at16 - at < 32000 ? at16 - at : 32000);
+        size_t n = 0;
+        if (clips[i].rate != 16000 && !mm_audio_resampling_available()) {
+            ck_assert_status(mm_media_n_tokens(pair, m, &n), MM_ERR_UNSUPPORTED);
+        } else {
+            ck_assert_ok(mm_media_n_tokens(pair, m, &n));
+            ck_assert_msg((long)n == want, "%zu samples at %d Hz: %zu rows, HF gives %ld",
+                          clips[i].n, clips[i].rate, n, want);
+            mm_embeddings *e;
+            ck_assert_ok(mm_media_encode(pair, m, NULL, &e));
+            ck_assert_uint_eq(mm_embeddings_n_tokens(e), n);
+            ck_assert_uint_eq(mm_embeddings_n_embd(e), 32);
+            mm_embeddings_free(e);
+        }
+        mm_media_free(m);
+        mm_audio_free(a);
+    }
+    /* 60 samples: one frame, one conv row, nothing left after pooling. */
+    mm_audio *a = chirp(60, 16000);
+    mm_media *m;
+    ck_assert_ok(mm_media_from_audio(a, &m));
+    size_t n;
+    ck_assert_status(mm_media_n_tokens(pair, m, &n), MM_ERR_ARG);
+    ck_assert_msg(strstr(mm_last_error(), "too short"), "%s", mm_last_error());
+    mm_media_free(m);
+    mm_audio_free(a);
+}
+END_TEST
+
+static mm_session *pair_session(void)
+{
+    mm_options *o;
+    ck_assert_ok(mm_options_create(&o));
+    ck_assert_ok(mm_options_set_string(o, MM_OPT_CHAT_TEMPLATE, "chatml"));
+    mm_session *s;
+    ck_assert_ok(mm_session_create(pair, o, &s));
+    mm_options_free(o);
+    return s;
+}
+
+/* Same positions and the same last logits. */
+static void assert_same_state(const mm_session *a, const mm_session *b)
+{
+    ck_assert_int_eq(mm_session_n_past(a), mm_session_n_past(b));
+    const float *la, *lb;
+    size_t na, nb;
+    ck_assert_ok(mm_session_logits(a, &la, &na));
+    ck_assert_ok(mm_session_logits(b, &lb, &nb));
+    ck_assert_uint_eq(na, nb);
+    ck_assert_int_eq(memcmp(la, lb, na * sizeof *la), 0);
+}
+
+START_TEST(a_clip_in_a_message_is_its_encoded_rows)
+{
+    /* Two chunks (3.5 s): the message through the media path equals the same message with the
+     * clip encoded beforehand and given as rows. */
+    mm_audio *a = chirp(56000, 16000);
+    mm_media *m;
+    ck_assert_ok(mm_media_from_audio(a, &m));
+    mm_embeddings *e;
+    ck_assert_ok(mm_media_encode(pair, m, NULL, &e));
+    mm_session *s1 = pair_session(), *s2 = pair_session();
+    const mm_media *media[1] = {m};
+    const mm_embeddings *rows[1] = {e};
+    ck_assert_ok(mm_session_add_message_media(s1, "user", "Hear <audio> now", 16, media, 1));
+    ck_assert_ok(mm_session_add_message_embeddings(s2, "user", "Hear <media> now", 16, rows, 1));
+    assert_same_state(s1, s2);
+    ck_assert_int_gt(mm_session_n_past(s1), 87);
+
+    /* The audio file has no vision tower. */
+    mm_image *img;
+    const uint8_t px[3] = {1, 2, 3};
+    ck_assert_ok(mm_image_from_pixels(px, 1, 1, 3, MM_PIXEL_RGB8, &img));
+    mm_media *pic;
+    ck_assert_ok(mm_media_from_image(img, &pic));
+    const mm_media *mixed[2] = {m, pic};
+    int before = mm_session_n_past(s1);
+    ck_assert_status(mm_session_add_message_media(s1, "user", "<audio> and <image>", 19, mixed,
+                                                  2), MM_ERR_STATE);
+    ck_assert_int_eq(mm_session_n_past(s1), before);
+    mm_media_free(pic);
+    mm_image_free(img);
+    mm_session_free(s1);
+    mm_session_free(s2);
+    mm_embeddings_free(e);
+    mm_media_free(m);
+    mm_audio_free(a);
+}
+END_TEST
+
+static char *base64(const unsigned char *b, size_t n)
+{
+    static const char digits[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = malloc(4 * ((n + 2) / 3) + 1), *o = out;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)b[i] << 16 | (i + 1 < n ? (uint32_t)b[i + 1] << 8 : 0) |
+                     (i + 2 < n ? b[i + 2] : 0);
+        *o++ = digits[v >> 18 & 63];
+        *o++ = digits[v >> 12 & 63];
+        *o++ = i + 1 < n ? digits[v >> 6 & 63] : '=';
+        *o++ = i + 2 < n ? digits[v & 63] : '=';
+    }
+    *o = '\0';
+    return out;
+}
+
+START_TEST(chat_json_takes_input_audio_parts)
+{
+    const char *path = test_shared_path("vectors/hf/qwen2_audio/audio.wav");
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    unsigned char *wav = malloc(1 << 20);
+    size_t n = fread(wav, 1, 1 << 20, f);
+    fclose(f);
+    char *b64 = base64(wav, n);
+    size_t cap = strlen(b64) + 512;
+    char *json = malloc(cap);
+    snprintf(json, cap, "{\"messages\": [{\"role\": \"user\", \"content\": ["
+             "{\"type\": \"input_audio\", \"input_audio\": {\"data\": \"%s\", "
+             "\"format\": \"wav\"}}, {\"type\": \"text\", \"text\": \"now\"}]}]}", b64);
+
+    mm_audio *a;
+    ck_assert_ok(mm_audio_load_file(path, NULL, &a));
+    mm_media *m;
+    ck_assert_ok(mm_media_from_audio(a, &m));
+    const mm_media *media[1] = {m};
+    mm_session *s1 = pair_session(), *s2 = pair_session();
+    ck_assert_ok(mm_session_add_messages_json(s1, json, strlen(json), NULL));
+    ck_assert_ok(mm_session_add_message_media(s2, "user", "now", 3, media, 1));
+    assert_same_state(s1, s2);
+
+    /* Another format, broken base64, a clip over the options' limit: refused, nothing added. */
+    char *fmt = strstr(json, "\"wav\"");
+    memcpy(fmt, "\"mp3\"", 5);
+    ck_assert_status(mm_session_add_messages_json(s1, json, strlen(json), NULL),
+                     MM_ERR_UNSUPPORTED);
+    ck_assert_msg(strstr(mm_last_error(), "mp3"), "%s", mm_last_error());
+    memcpy(fmt, "\"wav\"", 5);
+    char *data = strstr(json, "\"data\": \"") + 9;
+    char saved = data[5];
+    data[5] = '*';
+    ck_assert_status(mm_session_add_messages_json(s1, json, strlen(json), NULL), MM_ERR_FORMAT);
+    data[5] = saved;
+    mm_options *o;
+    ck_assert_ok(mm_options_create(&o));
+    ck_assert_ok(mm_options_set_int(o, MM_OPT_AUDIO_MAX_SECONDS, 1));
+    int before = mm_session_n_past(s1);
+    ck_assert_status(mm_session_add_messages_json(s1, json, strlen(json), o), MM_ERR_LIMIT);
+    ck_assert_int_eq(mm_session_n_past(s1), before);
+    mm_options_free(o);
+
+    mm_session_free(s1);
+    mm_session_free(s2);
+    mm_media_free(m);
+    mm_audio_free(a);
+    free(json);
+    free(b64);
+    free(wav);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("audio");
@@ -491,5 +709,12 @@ int main(void)
     tcase_add_test(mel, features_match_whisper_feature_extractor);
     tcase_add_test(mel, resampled_clip_matches_the_reference_features);
     suite_add_tcase(s, mel);
+    TCase *session = tcase_create("session");
+    tcase_add_unchecked_fixture(session, load_pair, free_pair);
+    tcase_set_timeout(session, 120);
+    tcase_add_test(session, token_counts_follow_qwen2_audio);
+    tcase_add_test(session, a_clip_in_a_message_is_its_encoded_rows);
+    tcase_add_test(session, chat_json_takes_input_audio_parts);
+    suite_add_tcase(s, session);
     return test_run_suite(s);
 }

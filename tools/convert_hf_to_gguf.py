@@ -11,6 +11,9 @@ MODEL_DIR holds config.json and *.safetensors (one file or shards). Written file
     Blip2ForConditionalGeneration  OUTDIR/model.gguf   (opt)   + OUTDIR/mmproj.gguf (clip, qformer)
     CLIPModel                      OUTDIR/model.gguf   (clip: both towers + projections)
     SiglipVisionModel              OUTDIR/model.gguf   (clip: vision tower + pooling head)
+    Qwen2AudioForConditionalGeneration
+                                   OUTDIR/model.gguf   (llama: Qwen2 as llama with q/k/v biases)
+                                                     + OUTDIR/mmproj.gguf (clip, audio: qwen2a)
     Idefics2 perceiver resampler   OUTDIR/model.gguf   (clip, perceiver; the state dict of the
                                                         resampler alone, see docs)
 
@@ -172,6 +175,15 @@ DEFAULTS = {
                     tie_word_embeddings=False, rope_theta=10000.0, rope_scaling=None,
                     attention_bias=False, mlp_bias=False, head_dim=None, sliding_window=4096,
                     bos_token_id=1, eos_token_id=2, pad_token_id=None),
+    "qwen2": dict(vocab_size=151936, hidden_size=4096, intermediate_size=22016,
+                  num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
+                  hidden_act="silu", max_position_embeddings=32768, rms_norm_eps=1e-6,
+                  tie_word_embeddings=False, rope_theta=10000.0, rope_scaling=None,
+                  use_sliding_window=False, head_dim=None, bos_token_id=None,
+                  eos_token_id=None, pad_token_id=None),
+    "qwen2_audio_encoder": dict(num_mel_bins=128, encoder_layers=32, encoder_attention_heads=20,
+                                encoder_ffn_dim=5120, d_model=1280, activation_function="gelu",
+                                max_source_positions=1500, scale_embedding=False),
     "clip_vision_model": dict(hidden_size=768, intermediate_size=3072, projection_dim=512,
                               num_hidden_layers=12, num_attention_heads=12, num_channels=3,
                               image_size=224, patch_size=32, hidden_act="quick_gelu",
@@ -1036,13 +1048,71 @@ def convert_idefics2_perceiver(folder, cfg, ck, args):
     return [out]
 
 
+def write_audio_tower(out, ac, ck, prefix):
+    """A Whisper-style encoder (HF WhisperEncoder / Qwen2AudioEncoder) as llama.cpp's a.*."""
+    ac.require("activation_function", ["gelu"])
+    ac.require("scale_embedding", [False], "the input would be scaled by sqrt(d_model)")
+    D, L = ac["d_model"], ac["encoder_layers"]
+    out.add("clip.has_audio_encoder", True)
+    out.add("clip.audio.num_mel_bins", ac["num_mel_bins"])
+    out.add("clip.audio.embedding_length", D)
+    out.add("clip.audio.feed_forward_length", ac["encoder_ffn_dim"])
+    out.add("clip.audio.block_count", L)
+    out.add("clip.audio.attention.head_count", ac["encoder_attention_heads"])
+    out.add("clip.audio.attention.layer_norm_epsilon", 1e-5, type="f32")  # nn.LayerNorm default
+    if ck.shape(prefix + "embed_positions.weight")[0] != ac["max_source_positions"]:
+        raise ConvertError("embed_positions has %d rows, max_source_positions is %d"
+                           % (ck.shape(prefix + "embed_positions.weight")[0],
+                              ac["max_source_positions"]))
+    out.tensor("a.position_embd.weight", ck.lazy(prefix + "embed_positions.weight"))
+    for i in (1, 2):
+        linear(out, ck, "a.conv1d.%d" % i, prefix + "conv%d" % i, bias="required")
+    for i in range(L):
+        p, b = "%slayers.%d." % (prefix, i), "a.blk.%d." % i
+        norm(out, ck, b + "ln1", p + "self_attn_layer_norm")
+        for g, hf in (("attn_q", "q_proj"), ("attn_k", "k_proj"), ("attn_v", "v_proj"),
+                      ("attn_out", "out_proj")):
+            linear(out, ck, b + g, p + "self_attn." + hf)
+        norm(out, ck, b + "ln2", p + "final_layer_norm")
+        linear(out, ck, b + "ffn_up", p + "fc1")
+        linear(out, ck, b + "ffn_down", p + "fc2")
+    norm(out, ck, "a.post_ln", prefix + "layer_norm")
+
+
+def convert_qwen2_audio(folder, cfg, ck, args):
+    ac = sub_config(cfg, "audio_config", "qwen2_audio_encoder")
+    tc = sub_config(cfg, "text_config", "qwen2")
+    if tc.kind != "qwen2":
+        raise ConvertError("Qwen2-Audio with a %s language model is not supported" % tc.kind)
+    tc.require("use_sliding_window", [False], "sliding-window attention is not supported")
+    # Qwen2 is llama with q/k/v biases and rotate-half RoPE: written as llama, whose q/k rows
+    # (biases included) are permuted to the interleaved pairs llama's RoPE rotates.
+    text = Output(os.path.join(args.outdir, "model.gguf"), "llama", args.outtype,
+                  "qwen2-audio text")
+    write_llama(text, tc, ck, "language_model.model.", "language_model.lm_head.weight")
+    add_tokenizer(text, folder, args, ck.shape("language_model.model.embed_tokens.weight")[0])
+
+    mm = Output(os.path.join(args.outdir, "mmproj.gguf"), "clip", args.outtype,
+                "qwen2-audio mmproj")
+    mm.add("clip.has_vision_encoder", False)
+    mm.add("clip.has_text_encoder", False)
+    mm.add("clip.projector_type", "qwen2a")
+    write_audio_tower(mm, ac, ck, "audio_tower.")
+    mm.add("clip.audio.projection_dim", ck.shape("multi_modal_projector.linear.weight")[0])
+    mm.add("clip.audio_token_id", int(cfg.get("audio_token_index", 151646)), type="i32")
+    linear(mm, ck, "mm.a.fc", "multi_modal_projector.linear")
+    return [text, mm]
+
+
 CONVERTERS = {"LlamaForCausalLM": convert_llama, "MistralForCausalLM": convert_llama,
               "LlavaForConditionalGeneration": convert_llava, "CLIPModel": convert_clip,
               "SiglipVisionModel": convert_siglip,
-              "Blip2ForConditionalGeneration": convert_blip2}
+              "Blip2ForConditionalGeneration": convert_blip2,
+              "Qwen2AudioForConditionalGeneration": convert_qwen2_audio}
 MODEL_TYPES = {"llama": "LlamaForCausalLM", "llava": "LlavaForConditionalGeneration",
                "clip": "CLIPModel", "siglip_vision_model": "SiglipVisionModel",
-               "blip-2": "Blip2ForConditionalGeneration"}
+               "blip-2": "Blip2ForConditionalGeneration",
+               "qwen2_audio": "Qwen2AudioForConditionalGeneration"}
 
 
 def supports(folder):

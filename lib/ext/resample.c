@@ -20,11 +20,16 @@ int mmi_resampling_available(void)
 #endif
 }
 
+double mmi_resampled_length(size_t n_in, int rate_in, int rate_out)
+{
+    return rate_in == rate_out ? (double)n_in : ceil((double)n_in * rate_out / rate_in);
+}
+
 mm_status mmi_resample_audio(const float *in, size_t n_in, int rate_in, int rate_out, float **out,
                        size_t *n_out)
 {
     *out = NULL;
-    double len = ceil((double)n_in * rate_out / rate_in);
+    double len = mmi_resampled_length(n_in, rate_in, rate_out);
     if (len > (double)(SIZE_MAX / sizeof(float)) || len < 1)
         return mmi_fail(MM_ERR_LIMIT, "resampling %zu samples from %d to %d Hz gives %.0f",
                         n_in, rate_in, rate_out, len);

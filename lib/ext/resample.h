@@ -16,7 +16,11 @@
 /* 1 when rates may differ in mmi_resample_audio. */
 int mmi_resampling_available(void);
 
-/* Convert in[n_in] at rate_in to *out[*n_out] at rate_out, n_out = ceil(n_in · out / in)
+/* Samples n_in samples at rate_in become at rate_out: ceil(n_in · out / in), the length
+ * torchaudio and librosa give. */
+double mmi_resampled_length(size_t n_in, int rate_in, int rate_out);
+
+/* Convert in[n_in] at rate_in to *out[*n_out] at rate_out, n_out = mmi_resampled_length
  * (allocated with mmi_array; the caller frees it). */
 mm_status mmi_resample_audio(const float *in, size_t n_in, int rate_in, int rate_out, float **out,
                        size_t *n_out);
