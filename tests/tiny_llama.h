@@ -232,6 +232,31 @@ static inline mm_status tiny_vision_tensor(mmi_gguf_writer *w, uint32_t *rng, co
     return st;
 }
 
+/* Block l of a pre-LN encoder under prefix ("v", "a"): width D, feed-forward F. */
+static inline mm_status tiny_block_write(mmi_gguf_writer *w, uint32_t *rng, const char *prefix,
+                                         int l, uint64_t D, uint64_t F, int k_bias)
+{
+    struct { const char *name; uint32_t n_dims; uint64_t ne[2]; float center, scale; } b[] = {
+        {"ln1.weight", 1, {D}, 1, 0.2f},      {"ln1.bias", 1, {D}, 0, 0.2f},
+        {"ln2.weight", 1, {D}, 1, 0.2f},      {"ln2.bias", 1, {D}, 0, 0.2f},
+        {"attn_q.weight", 2, {D, D}, 0, 0.6f}, {"attn_q.bias", 1, {D}, 0, 0.2f},
+        {"attn_k.weight", 2, {D, D}, 0, 0.6f}, {"attn_k.bias", 1, {D}, 0, 0.2f},
+        {"attn_v.weight", 2, {D, D}, 0, 0.6f}, {"attn_v.bias", 1, {D}, 0, 0.2f},
+        {"attn_out.weight", 2, {D, D}, 0, 0.6f}, {"attn_out.bias", 1, {D}, 0, 0.2f},
+        {"ffn_up.weight", 2, {D, F}, 0, 0.6f}, {"ffn_up.bias", 1, {F}, 0, 0.2f},
+        {"ffn_down.weight", 2, {F, D}, 0, 0.4f}, {"ffn_down.bias", 1, {D}, 0, 0.2f},
+    };
+    mm_status st = MM_OK;
+    for (size_t i = 0; i < sizeof b / sizeof b[0] && st == MM_OK; i++) {
+        if (!k_bias && !strcmp(b[i].name, "attn_k.bias"))
+            continue;
+        char name[64];
+        snprintf(name, sizeof name, "%s.blk.%d.%s", prefix, l, b[i].name);
+        st = tiny_vision_tensor(w, rng, name, b[i].n_dims, b[i].ne, b[i].center, b[i].scale);
+    }
+    return st;
+}
+
 static inline mm_status tiny_vision_write_sized(const char *path, int n_embd_text,
                                                const tiny_vision *v)
 {
@@ -277,24 +302,8 @@ static inline mm_status tiny_vision_write_sized(const char *path, int n_embd_tex
     for (size_t i = 0; i < sizeof t / sizeof t[0] && st == MM_OK; i++)
         st = tiny_vision_tensor(w, &rng, t[i].name, t[i].n_dims, t[i].ne, t[i].center,
                                 t[i].scale);
-    for (int l = 0; l < L && st == MM_OK; l++) {
-        struct { const char *name; uint32_t n_dims; uint64_t ne[2]; float center, scale; } b[] = {
-            {"ln1.weight", 1, {D}, 1, 0.2f},      {"ln1.bias", 1, {D}, 0, 0.2f},
-            {"ln2.weight", 1, {D}, 1, 0.2f},      {"ln2.bias", 1, {D}, 0, 0.2f},
-            {"attn_q.weight", 2, {D, D}, 0, 0.6f}, {"attn_q.bias", 1, {D}, 0, 0.2f},
-            {"attn_k.weight", 2, {D, D}, 0, 0.6f}, {"attn_k.bias", 1, {D}, 0, 0.2f},
-            {"attn_v.weight", 2, {D, D}, 0, 0.6f}, {"attn_v.bias", 1, {D}, 0, 0.2f},
-            {"attn_out.weight", 2, {D, D}, 0, 0.6f}, {"attn_out.bias", 1, {D}, 0, 0.2f},
-            {"ffn_up.weight", 2, {D, F}, 0, 0.6f}, {"ffn_up.bias", 1, {F}, 0, 0.2f},
-            {"ffn_down.weight", 2, {F, D}, 0, 0.4f}, {"ffn_down.bias", 1, {D}, 0, 0.2f},
-        };
-        for (size_t i = 0; i < sizeof b / sizeof b[0] && st == MM_OK; i++) {
-            char name[64];
-            snprintf(name, sizeof name, "v.blk.%d.%s", l, b[i].name);
-            st = tiny_vision_tensor(w, &rng, name, b[i].n_dims, b[i].ne, b[i].center,
-                                    b[i].scale);
-        }
-    }
+    for (int l = 0; l < L && st == MM_OK; l++)
+        st = tiny_block_write(w, &rng, "v", l, (uint64_t)D, (uint64_t)F, 1);
     if (st == MM_OK)
         st = mmi_gguf_writer_write_file(w, path);
     mmi_gguf_writer_free(w);
@@ -341,24 +350,8 @@ static inline mm_status tiny_audio_write(const char *path, int n_embd_text, int 
     for (size_t i = 0; i < sizeof t / sizeof t[0] && st == MM_OK; i++)
         st = tiny_vision_tensor(w, &rng, t[i].name, t[i].n_dims, t[i].ne, t[i].center,
                                 t[i].scale);
-    for (int l = 0; l < 2 && st == MM_OK; l++) {
-        struct { const char *name; uint32_t n_dims; uint64_t ne[2]; float center, scale; } b[] = {
-            {"ln1.weight", 1, {D}, 1, 0.2f},       {"ln1.bias", 1, {D}, 0, 0.2f},
-            {"ln2.weight", 1, {D}, 1, 0.2f},       {"ln2.bias", 1, {D}, 0, 0.2f},
-            {"attn_q.weight", 2, {D, D}, 0, 0.5f}, {"attn_q.bias", 1, {D}, 0, 0.2f},
-            {"attn_k.weight", 2, {D, D}, 0, 0.5f},
-            {"attn_v.weight", 2, {D, D}, 0, 0.5f}, {"attn_v.bias", 1, {D}, 0, 0.2f},
-            {"attn_out.weight", 2, {D, D}, 0, 0.5f}, {"attn_out.bias", 1, {D}, 0, 0.2f},
-            {"ffn_up.weight", 2, {D, F}, 0, 0.5f}, {"ffn_up.bias", 1, {F}, 0, 0.2f},
-            {"ffn_down.weight", 2, {F, D}, 0, 0.4f}, {"ffn_down.bias", 1, {D}, 0, 0.2f},
-        };
-        for (size_t i = 0; i < sizeof b / sizeof b[0] && st == MM_OK; i++) {
-            char name[64];
-            snprintf(name, sizeof name, "a.blk.%d.%s", l, b[i].name);
-            st = tiny_vision_tensor(w, &rng, name, b[i].n_dims, b[i].ne, b[i].center,
-                                    b[i].scale);
-        }
-    }
+    for (int l = 0; l < 2 && st == MM_OK; l++)
+        st = tiny_block_write(w, &rng, "a", l, D, F, 0); /* Whisper: no k bias */
     if (st == MM_OK)
         st = mmi_gguf_writer_write_file(w, path);
     mmi_gguf_writer_free(w);

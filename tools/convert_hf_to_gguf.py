@@ -317,6 +317,18 @@ def norm(out, ck, gguf_name, hf_name, dim=None):
         raise ConvertError("missing tensor %s.weight" % hf_name)
 
 
+def write_block(out, ck, b, p, ln1, ln2, fc1, fc2):
+    """One pre-LN block (HF names under p: ln1, self_attn.{q,k,v,out}_proj, ln2, fc1, fc2) as
+    llama.cpp's b + ln1, attn_q/k/v/out, ln2, ffn_up/down."""
+    norm(out, ck, b + "ln1", p + ln1)
+    for g, hf in (("attn_q", "q_proj"), ("attn_k", "k_proj"), ("attn_v", "v_proj"),
+                  ("attn_out", "out_proj")):
+        linear(out, ck, b + g, p + "self_attn." + hf)
+    norm(out, ck, b + "ln2", p + ln2)
+    linear(out, ck, b + "ffn_up", p + fc1)
+    linear(out, ck, b + "ffn_down", p + fc2)
+
+
 # ------------------------------------------------------------------------------------------
 # llama text model
 
@@ -899,14 +911,8 @@ def convert_clip(folder, cfg, ck, args):
     if t + "embeddings.position_ids" in ck:
         ck.ignore(t + "embeddings.position_ids")
     for i in range(Lt):
-        p, b = "%sencoder.layers.%d." % (t, i), "t.blk.%d." % i
-        norm(out, ck, b + "ln1", p + "layer_norm1")
-        for g, hf in (("attn_q", "q_proj"), ("attn_k", "k_proj"), ("attn_v", "v_proj"),
-                      ("attn_out", "out_proj")):
-            linear(out, ck, b + g, p + "self_attn." + hf)
-        norm(out, ck, b + "ln2", p + "layer_norm2")
-        linear(out, ck, b + "ffn_up", p + "mlp.fc1")
-        linear(out, ck, b + "ffn_down", p + "mlp.fc2")
+        write_block(out, ck, "t.blk.%d." % i, "%sencoder.layers.%d." % (t, i),
+                    "layer_norm1", "layer_norm2", "mlp.fc1", "mlp.fc2")
     norm(out, ck, "t.post_ln", t + "final_layer_norm")
     out.tensor("t.proj.weight", ck.lazy("text_projection.weight"))
     add_tokenizer(out, folder, args, ck.shape(t + "embeddings.token_embedding.weight")[0])
@@ -1068,14 +1074,8 @@ def write_audio_tower(out, ac, ck, prefix):
     for i in (1, 2):
         linear(out, ck, "a.conv1d.%d" % i, prefix + "conv%d" % i, bias="required")
     for i in range(L):
-        p, b = "%slayers.%d." % (prefix, i), "a.blk.%d." % i
-        norm(out, ck, b + "ln1", p + "self_attn_layer_norm")
-        for g, hf in (("attn_q", "q_proj"), ("attn_k", "k_proj"), ("attn_v", "v_proj"),
-                      ("attn_out", "out_proj")):
-            linear(out, ck, b + g, p + "self_attn." + hf)
-        norm(out, ck, b + "ln2", p + "final_layer_norm")
-        linear(out, ck, b + "ffn_up", p + "fc1")
-        linear(out, ck, b + "ffn_down", p + "fc2")
+        write_block(out, ck, "a.blk.%d." % i, "%slayers.%d." % (prefix, i),
+                    "self_attn_layer_norm", "final_layer_norm", "fc1", "fc2")
     norm(out, ck, "a.post_ln", prefix + "layer_norm")
 
 
