@@ -689,6 +689,37 @@ START_TEST(chat_json_takes_input_audio_parts)
 }
 END_TEST
 
+START_TEST(bad_audio_files_are_named)
+{
+    static const struct {
+        const char *projector, *drop;
+        int n_mels;
+        mm_status want;
+        const char *words;
+    } cases[] = {
+        {"ultravox", NULL, 32, MM_ERR_UNSUPPORTED, "'ultravox' is not supported"},
+        {NULL, "a.position_embd.weight", 32, MM_ERR_FORMAT, "a.position_embd.weight"},
+        {NULL, "mm.a.fc.weight", 32, MM_ERR_FORMAT, "mm.a.fc.weight"},
+        {NULL, "a.conv1d.2.weight", 32, MM_ERR_FORMAT, "a.conv1d.2.weight"},
+        {NULL, "a.post_ln.bias", 32, MM_ERR_FORMAT, "a.post_ln.bias"},
+        {NULL, NULL, 600, MM_ERR_FORMAT, "num_mel_bins = 600"},
+    };
+    const char *path = tiny_temp_path("bad_audio.gguf");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ck_assert_ok(tiny_audio_write_with(path, 32, cases[i].n_mels, 100, cases[i].projector,
+                                           cases[i].drop));
+        mm_model *m = NULL;
+        long live = mmi_alloc_live();
+        ck_assert_status(mm_model_load(path, NULL, NULL, &m), cases[i].want);
+        ck_assert_ptr_null(m);
+        ck_assert_int_eq(mmi_alloc_live(), live);
+        ck_assert_msg(strstr(mm_last_error(), cases[i].words), "case %zu: '%s' lacks '%s'", i,
+                      mm_last_error(), cases[i].words);
+    }
+    unlink(path);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("audio");
@@ -715,6 +746,7 @@ int main(void)
     tcase_add_test(session, token_counts_follow_qwen2_audio);
     tcase_add_test(session, a_clip_in_a_message_is_its_encoded_rows);
     tcase_add_test(session, chat_json_takes_input_audio_parts);
+    tcase_add_test(session, bad_audio_files_are_named);
     suite_add_tcase(s, session);
     return test_run_suite(s);
 }

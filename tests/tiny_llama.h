@@ -317,9 +317,11 @@ static inline mm_status tiny_vision_write(const char *path, int n_embd_text)
 
 /* ---- a tiny Qwen2-Audio-style audio file (llama.cpp's qwen2a layout): n_mels bands,
  * n_ctx positions per chunk (chunks of 2 n_ctx frames), width 16, 2 blocks, a projector to
- * n_embd_text ---- */
+ * n_embd_text; `projector` names the projector type (NULL: qwen2a) and `drop` a tensor left
+ * out (NULL: none), for the loader's error paths ---- */
 
-static inline mm_status tiny_audio_write(const char *path, int n_embd_text, int n_mels, int n_ctx)
+static inline mm_status tiny_audio_write_with(const char *path, int n_embd_text, int n_mels,
+                                              int n_ctx, const char *projector, const char *drop)
 {
     const uint64_t D = 16, F = 24, M = (uint64_t)n_mels, E = (uint64_t)n_embd_text;
     mmi_gguf_writer *w;
@@ -329,7 +331,8 @@ static inline mm_status tiny_audio_write(const char *path, int n_embd_text, int 
     if (st == MM_OK)
         st = mmi_gguf_writer_add_bool(w, "clip.has_audio_encoder", 1);
     if (st == MM_OK)
-        st = mmi_gguf_writer_add_string(w, "clip.projector_type", "qwen2a");
+        st = mmi_gguf_writer_add_string(w, "clip.projector_type",
+                                        projector ? projector : "qwen2a");
     struct { const char *key; int64_t v; } dims[] = {
         {"clip.audio.num_mel_bins", n_mels}, {"clip.audio.embedding_length", (int64_t)D},
         {"clip.audio.feed_forward_length", (int64_t)F}, {"clip.audio.block_count", 2},
@@ -348,14 +351,20 @@ static inline mm_status tiny_audio_write(const char *path, int n_embd_text, int 
         {"mm.a.fc.weight", 2, {D, E}, 0, 0.5f}, {"mm.a.fc.bias", 1, {E}, 0, 0.2f},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0] && st == MM_OK; i++)
-        st = tiny_vision_tensor(w, &rng, t[i].name, t[i].n_dims, t[i].ne, t[i].center,
-                                t[i].scale);
+        if (!drop || strcmp(drop, t[i].name))
+            st = tiny_vision_tensor(w, &rng, t[i].name, t[i].n_dims, t[i].ne, t[i].center,
+                                    t[i].scale);
     for (int l = 0; l < 2 && st == MM_OK; l++)
         st = tiny_block_write(w, &rng, "a", l, D, F, 0); /* Whisper: no k bias */
     if (st == MM_OK)
         st = mmi_gguf_writer_write_file(w, path);
     mmi_gguf_writer_free(w);
     return st;
+}
+
+static inline mm_status tiny_audio_write(const char *path, int n_embd_text, int n_mels, int n_ctx)
+{
+    return tiny_audio_write_with(path, n_embd_text, n_mels, n_ctx, NULL, NULL);
 }
 
 /* The text model and a vision file for it, loaded as a pair; the files are removed at once. */

@@ -28,6 +28,7 @@
 #include "mm.h"
 #include "preprocess.h"
 #include "tokenizer.h"
+#include "tower_audio.h"
 #include "unicode.h"
 #include "vit.h"
 
@@ -291,6 +292,16 @@ static int fuzz_gguf(const uint8_t *data, size_t size)
         mmi_clip_text_free(ct);
     } else {
         fuzz_check_failure(st, "mmi_clip_text_load");
+    }
+    /* The audio tower is loaded, not run: its run state follows the file's n_mels x frames,
+     * which a small file can make large, as an image tower's follows its image size. */
+    mmi_audio_tower *at;
+    if ((st = mmi_audio_tower_load(g, &at)) == MM_OK) {
+        FUZZ_CHECK(at->n_out > 0 && at->n_ctx > 0 && at->mel.n_frames == 2 * at->n_ctx,
+                   "audio tower of %d rows out, %d positions", at->n_out, at->n_ctx);
+        mmi_audio_tower_free(at);
+    } else {
+        fuzz_check_failure(st, "mmi_audio_tower_load");
     }
     mmi_decoder *d;
     if ((st = mmi_decoder_load(g, &d)) == MM_OK) {
