@@ -3,9 +3,12 @@
 # `make SANITIZE=1 test` builds with AddressSanitizer + UndefinedBehaviorSanitizer
 # (run `make clean` when switching).
 
-ABI_VERSION := 1
-VERSION     := 0.1.0
+# The version is written in one place, include/mm.h (MM_VERSION_*, MM_ABI_VERSION); read it here.
+mm_define    = $(shell sed -n 's/^\#define MM_$(1) \([0-9][0-9]*\)$$/\1/p' include/mm.h)
+ABI_VERSION := $(call mm_define,ABI_VERSION)
+VERSION     := $(call mm_define,VERSION_MAJOR).$(call mm_define,VERSION_MINOR).$(call mm_define,VERSION_PATCH)
 PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
 LIBDIR      ?= $(PREFIX)/lib
 INCLUDEDIR  ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
@@ -37,7 +40,7 @@ endif
 
 LIB_CFLAGS := -std=c11 $(WARN) -fPIC -fvisibility=hidden -D_GNU_SOURCE -DMM_BUILDING -Iinclude $(DEP_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
 APP_CFLAGS := -std=c11 $(WARN) -D_GNU_SOURCE -Iinclude $(SAN_FLAGS) $(CFLAGS)
-APP_CXXFLAGS := -std=c++17 $(WARN) -Iinclude $(SAN_FLAGS) $(CXXFLAGS)
+APP_CXXFLAGS := -std=c++17 $(WARN) -Iinclude -Ibindings/cpp $(SAN_FLAGS) $(CXXFLAGS)
 TEST_CFLAGS := -std=c11 $(WARN) -D_GNU_SOURCE -Iinclude -Ilib $(DEP_CFLAGS) $(CHECK_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
 
 LIB_SRC   := $(sort $(wildcard lib/*.c lib/ext/*.c))
@@ -48,14 +51,14 @@ SHARED    := lib/libmm.so.$(VERSION)
 STATIC    := lib/libmm.a
 
 EXAMPLES  := $(patsubst %.c,%,$(wildcard examples/mm-*.c))
-# C++17 examples using the header-only wrapper examples/cpp/mm.hpp.
+# C++17 examples using the header-only wrapper bindings/cpp/mm.hpp.
 CXX_EXAMPLES := $(patsubst %.cpp,%,$(wildcard examples/cpp/mm-*.cpp))
 # Check suites: each tests/test_*.c is one binary linked statically, so it can reach internals.
 SUITES    := $(patsubst %.c,%,$(wildcard tests/test_*.c))
 # Other test programs built from tests/*.c (conformance runners etc.).
 TOOLS     := $(patsubst %.c,%,$(filter-out tests/test_%.c,$(wildcard tests/*.c)))
 
-.PHONY: all test bench install uninstall clean demo eval fuzz valgrind tsan
+.PHONY: all test bench install uninstall clean demo eval fuzz valgrind tsan version
 all: $(SHARED) lib/$(SONAME) lib/libmm.so $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS)
 
 lib/%.o: lib/%.c $(LIB_HDR) Makefile
@@ -72,9 +75,11 @@ $(STATIC): $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $(LIB_OBJ)
 
-# Examples link against the shared object, as a user's program would.
+# Examples link against the shared object, as a user's program would: in the tree with an rpath
+# to ../lib, and again by `make install` with one to LIBDIR (link_program SOURCE, OUTPUT, RPATH).
+link_program = $(CC) $(APP_CFLAGS) $(1) -o $(2) -Llib -lmm -Wl,-rpath,'$(3)' -lm
 examples/%: examples/%.c include/mm.h lib/libmm.so lib/$(SONAME)
-	$(CC) $(APP_CFLAGS) $< -o $@ -Llib -lmm -Wl,-rpath,'$$ORIGIN/../lib' -lm
+	$(call link_program,$<,$@,$$ORIGIN/../lib)
 
 # mm-bench drives libmm through the public API but links it statically: the linker wraps the
 # library's BLAS calls so the benchmark can count them, and it reads tensor sizes with the GGUF
@@ -83,7 +88,7 @@ BENCH_WRAP := -Wl,--wrap=cblas_sgemm -Wl,--wrap=cblas_sgemv
 examples/mm-bench: examples/mm-bench.c $(STATIC) $(LIB_HDR)
 	$(CC) $(APP_CFLAGS) -Ilib $(DEP_CFLAGS) $< -o $@ $(STATIC) $(BENCH_WRAP) $(DEP_LIBS)
 
-examples/cpp/%: examples/cpp/%.cpp examples/cpp/mm.hpp include/mm.h lib/libmm.so lib/$(SONAME)
+examples/cpp/%: examples/cpp/%.cpp bindings/cpp/mm.hpp include/mm.h lib/libmm.so lib/$(SONAME)
 	$(CXX) $(APP_CXXFLAGS) $< -o $@ -Llib -lmm -Wl,-rpath,'$$ORIGIN/../../lib'
 
 tests/test_%: tests/test_%.c tests/testutil.h $(STATIC)
@@ -94,6 +99,9 @@ $(TOOLS): %: %.c $(STATIC)
 
 test: all
 	@tests/run_all.sh
+
+version:
+	@echo $(VERSION) $(ABI_VERSION)
 
 # The bundled scenes model (models/README.md): describe the bundled images; measure held-out
 # accuracy (EVAL_SEED, EVAL_COUNT scenes; EVAL_FLAGS go to mm-eval, e.g. --markdown).
@@ -158,9 +166,21 @@ bench: examples/mm-bench
 	/usr/bin/python3 tools/bench_models.py $(BENCH_DIR)
 	tools/bench.sh $(BENCH_DIR)
 
+# The headers (mm.h, the C++ wrapper mm.hpp), the libraries, libmm.pc and the command-line
+# programs. The programs that link libmm.so are linked again for their new place, with an rpath
+# to LIBDIR; mm-bench holds the library statically.
+# Installing as root into a system prefix refreshes the loader's cache (ldconfig); for any other
+# prefix, programs find libmm.so.1 through -Wl,-rpath,$$(pkg-config --variable=libdir libmm).
+INSTALLED_PROGRAMS := $(notdir $(EXAMPLES))
+SYSTEM_PREFIXES    := /usr /usr/local
+define refresh_loader_cache
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && [ -n "$(filter $(SYSTEM_PREFIXES),$(PREFIX))" ] \
+	    && command -v ldconfig >/dev/null; then echo ldconfig; ldconfig; fi
+endef
+
 install: all
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
-	install -m 644 include/mm.h $(DESTDIR)$(INCLUDEDIR)/mm.h
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 include/mm.h bindings/cpp/mm.hpp $(DESTDIR)$(INCLUDEDIR)/
 	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
 	ln -sf libmm.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libmm.so
@@ -168,10 +188,17 @@ install: all
 	sed -e 's|@prefix@|$(PREFIX)|' -e 's|@libdir@|$(LIBDIR)|' -e 's|@includedir@|$(INCLUDEDIR)|' \
 	    -e 's|@version@|$(VERSION)|' -e 's|@requires_soxr@|$(if $(filter 1,$(WITH_SOXR)), soxr)|' \
 	    pkgconfig/libmm.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/libmm.pc
+	for p in $(filter-out mm-bench,$(INSTALLED_PROGRAMS)); do \
+	    $(call link_program,examples/$$p.c,$(DESTDIR)$(BINDIR)/$$p,$(LIBDIR)) || exit 1; \
+	done
+	install -m 755 examples/mm-bench $(DESTDIR)$(BINDIR)/
+	$(refresh_loader_cache)
 
 uninstall:
-	rm -f $(DESTDIR)$(INCLUDEDIR)/mm.h $(DESTDIR)$(LIBDIR)/libmm.so* $(DESTDIR)$(LIBDIR)/libmm.a \
-	    $(DESTDIR)$(PKGCONFIGDIR)/libmm.pc
+	rm -f $(DESTDIR)$(INCLUDEDIR)/mm.h $(DESTDIR)$(INCLUDEDIR)/mm.hpp \
+	    $(DESTDIR)$(LIBDIR)/libmm.so* $(DESTDIR)$(LIBDIR)/libmm.a $(DESTDIR)$(PKGCONFIGDIR)/libmm.pc \
+	    $(addprefix $(DESTDIR)$(BINDIR)/,$(INSTALLED_PROGRAMS))
+	$(refresh_loader_cache)
 
 clean:
 	rm -f lib/*.o lib/ext/*.o lib/libmm.so* $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS)

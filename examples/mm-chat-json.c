@@ -8,8 +8,10 @@
  *   [{"role": "user", "content": [
  *       {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0..."}},
  *       {"type": "text", "text": "What is in this picture?"}]}]
- * The answer is streamed to stdout. Options: -n MAX_TOKENS, -t TEMPERATURE, -s SEED,
- * -c N_CTX, -T TEMPLATE (llava, chatml, llama2, raw). */
+ * The request's own settings (max_tokens, temperature, top_p, top_k, seed, stop) apply over the
+ * options given here. The response object (OpenAI's chat.completion, or Anthropic's message
+ * when the request is Anthropic-shaped) is printed to stdout. Options: -n MAX_TOKENS,
+ * -t TEMPERATURE, -s SEED, -c N_CTX, -T TEMPLATE (llava, chatml, llama2, raw). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,14 +26,6 @@ static int show_progress(void *user, mm_progress_stage stage, uint64_t done, uin
     fprintf(stderr, "\r%s: %3d%%", names[stage], total ? (int)(100 * done / total) : 100);
     if (done == total)
         fputs("\r\033[K", stderr); /* done: clear the line */
-    return 0;
-}
-
-static int print_piece(void *user, const char *piece, size_t len)
-{
-    (void)user;
-    fwrite(piece, 1, len, stdout);
-    fflush(stdout);
     return 0;
 }
 
@@ -107,23 +101,29 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    mm_chat_request *request = NULL;
     mm_model *model = NULL;
     mm_session *session = NULL;
+    const char *response;
     int rc = 1;
-    if ((st = mm_model_load(argv[optind], optind + 1 < argc ? argv[optind + 1] : NULL, opts,
-                            &model)) != MM_OK)
+    if ((st = mm_chat_request_parse(json, len, &request)) != MM_OK)
+        rc = fail(file ? file : "request", st);
+    else if ((st = mm_model_load(argv[optind], optind + 1 < argc ? argv[optind + 1] : NULL,
+                                 opts, &model)) != MM_OK)
         rc = fail(argv[optind], st);
     else if ((st = mm_session_create(model, opts, &session)) != MM_OK)
         rc = fail("session", st);
-    else if ((st = mm_session_add_messages_json(session, json, len, opts)) != MM_OK)
-        rc = fail(file ? file : "conversation", st);
-    else if ((st = mm_session_generate(session, opts, print_piece, NULL)) != MM_OK)
+    else if ((st = mm_session_add_chat_request(session, request, opts)) != MM_OK)
+        rc = fail(file ? file : "request", st);
+    else if ((st = mm_session_generate_response(session, request, opts, NULL, NULL, &response,
+                                                NULL)) != MM_OK)
         rc = fail("generation", st);
     else {
-        putchar('\n');
+        puts(response);
         rc = 0;
     }
     mm_session_free(session);
+    mm_chat_request_free(request);
     mm_model_free(model);
     mm_options_free(opts);
     free(json);

@@ -183,6 +183,11 @@ typedef struct mm_model mm_model;
  * callback (MM_PROGRESS_MODEL_LOAD; stopping it gives MM_ERR_CANCELLED) from options (NULL for
  * defaults). Errors: MM_ERR_IO (cannot read), MM_ERR_FORMAT (malformed file, message
  * names the file, key or tensor and offset), MM_ERR_UNSUPPORTED (architecture or tensor type).
+ * The files must fit each other (else MM_ERR_FORMAT naming both): the vocabulary has exactly as
+ * many tokens as token_embd.weight and the output have rows, special token ids lie inside it,
+ * and a vision file given with a language model has a projector (a CLIP dual-encoder file does
+ * not) whose output width is the language model's embedding width. Strings compared as names
+ * (general.architecture, ...) must not hold a NUL byte.
  * A model is immutable after load and may be used by any number of threads and sessions at
  * once. */
 MM_API mm_status mm_model_load(const char *path, const char *mmproj_path,
@@ -441,6 +446,10 @@ MM_API int mm_token_is_eog(const mm_model *model, int32_t id);
  *
  * Threads: a session is used by one thread at a time (different sessions on one model may run
  * on different threads at once); mm_session_cancel() alone may be called from any thread.
+ * Re-entry: a callback of a session call (the mm_piece_fn of mm_session_generate) must not call
+ * that session again: every mm_session_* call on it except mm_session_cancel() then fails with
+ * MM_ERR_STATE (mm_session_reset, mm_session_clear_stop_strings and mm_session_free do nothing,
+ * and mm_last_error() says why). Other sessions may be used from a callback.
  * Memory: everything a session needs for its context is allocated by mm_session_create();
  * adding input and generating allocate only per call (tokenizing a text), never per token.
  * Atomicity: every mm_session_add_* call is all-or-nothing. It first checks that its input
@@ -491,8 +500,13 @@ MM_API mm_status mm_session_add_text(mm_session *session, const char *text, size
  * ... unless generation already ended on it). An assistant message added while an answer is
  * open becomes that answer. With "llama2" a system message is held and written inside the next
  * user message's [INST] (anything else added before that user message: MM_ERR_STATE). Each
- * message is tokenized on its own; the rendered text is tokenized with control tokens parsed, as
- * llama.cpp does: "</s>" written in a message is the end-of-sequence token. Errors as
+ * message is tokenized on its own. Only the template's own markup makes control tokens: text
+ * in a message stays text whatever it holds, so "</s>", "<|im_end|>" or "<s>[INST]" typed by a
+ * user are the tokens of those characters, never end-of-sequence or turn tokens, and a message
+ * cannot end its turn or open another (mm_session_add_text with MM_TOKENIZE_PARSE_SPECIAL is
+ * the way to write control tokens as text). Templates whose markup is plain text ("llava":
+ * "USER:", "ASSISTANT:") give the same tokens for that text wherever it comes from. The ids are
+ * otherwise those of the whole rendered text tokenized at once, as llama.cpp does. Errors as
  * mm_session_add_text, and MM_ERR_ARG for an unknown role. */
 MM_API mm_status mm_session_add_message(mm_session *session, const char *role, const char *text,
                                         size_t len);
@@ -617,7 +631,8 @@ MM_API void mm_session_reset(mm_session *session);
  * Each message goes through the session's chat template as mm_session_add_message_images()
  * takes it: images before all of a message's text go where the template puts images (LLaVA:
  * first, each followed by a newline), an image after some text stays at its place in the text;
- * consecutive text parts are joined by a newline.
+ * consecutive text parts are joined by a newline. As there, control-token text in a message
+ * ("</s>", "<|im_end|>") stays text.
  * The whole JSON is checked (strict RFC 8259: UTF-8, no duplicate keys where libmm reads, depth
  * at most 64, at most 2^20 values; canonical padded base64) and every image and clip decoded
  * (limits: MM_OPT_IMAGE_MAX_SIDE / MM_OPT_IMAGE_MAX_PIXELS / MM_OPT_AUDIO_MAX_SECONDS from
@@ -634,6 +649,88 @@ MM_API void mm_session_reset(mm_session *session);
  * time, as every session call. */
 MM_API mm_status mm_session_add_messages_json(mm_session *session, const char *json, size_t len,
                                               const mm_options *options);
+
+/* ---- section: chat requests and responses (chatjson.c) ---- */
+
+/* A whole request body as the OpenAI Chat Completions API (POST /v1/chat/completions) or the
+ * Anthropic Messages API (POST /v1/messages) takes it: the conversation, read as
+ * mm_session_add_messages_json() reads it (an OpenAI image_url may carry "detail": "auto",
+ * "low" or "high"), and the generation settings:
+ *   "max_tokens", "max_completion_tokens" (whole number >= 1)   -> MM_OPT_MAX_TOKENS
+ *   "temperature" (number >= 0)                                  -> MM_OPT_TEMPERATURE
+ *   "top_p" (number in (0,1])                                    -> MM_OPT_TOP_P
+ *   "top_k" (whole number >= 0, Anthropic)                       -> MM_OPT_TOP_K
+ *   "seed" (whole number >= 0, OpenAI)                           -> MM_OPT_SEED
+ *   "stop" (a string or an array of strings, OpenAI), "stop_sequences" (an array, Anthropic):
+ *       stop strings; "n" (only 1), "stream" (true/false), "model" (a string).
+ * null counts as absent; other keys are ignored. A request is Anthropic-shaped when it has a
+ * top-level "system" or "stop_sequences", or an Anthropic image part ({"type": "image"});
+ * otherwise OpenAI-shaped (mm_chat_request_set_api() overrides, e.g. by the URL it came to).
+ * The request is immutable apart from the API shape and its last response; one thread at a
+ * time. */
+typedef struct mm_chat_request mm_chat_request;
+
+typedef enum mm_chat_api {
+    MM_CHAT_API_OPENAI    = 1, /* response: chat.completion with choices[0].message */
+    MM_CHAT_API_ANTHROPIC = 2  /* response: message with content blocks */
+} mm_chat_api;
+
+/* Parse and check a request (strict JSON, every image's base64 decoded, every setting in
+ * range). Errors: MM_ERR_ARG (NULL out, json NULL with len > 0), MM_ERR_FORMAT (malformed JSON
+ * or shape; a setting of the wrong type or out of range, the message naming it, e.g.
+ * "max_tokens: a whole number in [1, 2147483647] expected, found number 1.5 (offset 14)"),
+ * MM_ERR_UNSUPPORTED (as mm_session_add_messages_json; "n" other than 1), MM_ERR_LIMIT,
+ * MM_ERR_NOMEM. Any thread. */
+MM_API mm_status mm_chat_request_parse(const char *json, size_t len, mm_chat_request **out);
+MM_API void mm_chat_request_free(mm_chat_request *request);
+
+/* The API shape the response will take; 0 for NULL. Setting it: MM_ERR_ARG for NULL or a value
+ * that is not an mm_chat_api. */
+MM_API mm_chat_api mm_chat_request_api(const mm_chat_request *request);
+MM_API mm_status mm_chat_request_set_api(mm_chat_request *request, mm_chat_api api);
+
+/* The request's generation settings as an options bag holding exactly the keys it gives (the
+ * others read as their defaults); owned by the request. NULL for NULL. */
+MM_API const mm_options *mm_chat_request_options(const mm_chat_request *request);
+/* Its stop strings, in the order given ("stop" first, then "stop_sequences"); index out of
+ * range or NULL request: NULL / 0. Owned by the request. */
+MM_API size_t mm_chat_request_n_stop(const mm_chat_request *request);
+MM_API const char *mm_chat_request_stop(const mm_chat_request *request, size_t index);
+/* "model" as given (NULL when absent), and whether "stream" is true (0 for NULL). */
+MM_API const char *mm_chat_request_model(const mm_chat_request *request);
+MM_API int mm_chat_request_stream(const mm_chat_request *request);
+
+/* Append the request's conversation to the session: exactly mm_session_add_messages_json() on
+ * its JSON (same options, checks, atomicity and errors), without parsing it again. */
+MM_API mm_status mm_session_add_chat_request(mm_session *session,
+                                             const mm_chat_request *request,
+                                             const mm_options *options);
+
+/* Generate the answer to the request and give back the API's response object. Settings: the
+ * keys of `options` (NULL: none), overridden by the request's own (mm_chat_request_options);
+ * keys neither sets take their defaults; they stay in force afterwards, as with
+ * mm_session_generate(). The request's stop strings apply for this call only, with the
+ * session's own. Text streams to fn as mm_session_generate() streams it (fn may be NULL).
+ * *response (NUL-terminated, *len bytes without the NUL; len may be NULL) is owned by the
+ * request, valid until its next response or mm_chat_request_free(). Always valid JSON (UTF-8,
+ * strings escaped; bytes that form no UTF-8 character become U+FFFD):
+ *   OpenAI:    {"id":"chatcmpl-...","object":"chat.completion","created":<unix time>,
+ *               "model":<request's model, else "libmm">,"choices":[{"index":0,"message":
+ *               {"role":"assistant","content":<text>},"finish_reason":"stop"|"length"}],
+ *               "usage":{"prompt_tokens":P,"completion_tokens":C,"total_tokens":P+C}}
+ *   Anthropic: {"id":"msg_...","type":"message","role":"assistant","model":...,"content":
+ *               [{"type":"text","text":<text>}],"stop_reason":"end_turn"|"max_tokens"|
+ *               "stop_sequence","stop_sequence":<the stop string>|null,
+ *               "usage":{"input_tokens":P,"output_tokens":C}}
+ * "length" / "max_tokens" when the token budget or the context ran out, else "stop" /
+ * "end_turn" (end-of-generation token or fn stopping it) or "stop_sequence". P counts the
+ * positions in the context when generation began; C the tokens generated (an end-of-generation
+ * token included). The text holds no stop string. Errors: MM_ERR_ARG (NULL session, request
+ * or response), MM_ERR_CANCELLED, MM_ERR_NOMEM and those of mm_session_generate() (not
+ * MM_ERR_CTX_FULL: a full context ends the answer with "length"). */
+MM_API mm_status mm_session_generate_response(mm_session *session, mm_chat_request *request,
+                                              const mm_options *options, mm_piece_fn fn,
+                                              void *user, const char **response, size_t *len);
 
 #ifdef __cplusplus
 }

@@ -619,6 +619,7 @@ int mm_token_is_eog(const mm_model *model, int32_t id)
     do {                                                                     \
         if (!(s))                                                            \
             return mmi_fail(MM_ERR_ARG, fn ": session is NULL");             \
+        MMI_TRY(mmi_session_check_reentry(s, fn));                           \
     } while (0)
 
 mm_status mm_session_create(mm_model *model, const mm_options *options, mm_session **out)
@@ -631,9 +632,11 @@ mm_status mm_session_create(mm_model *model, const mm_options *options, mm_sessi
     return mmi_session_create(model, options, out);
 }
 
+/* A void call refused for re-entry does nothing; mm_last_error() says why. */
 void mm_session_free(mm_session *session)
 {
-    mmi_session_free(session);
+    if (session && mmi_session_check_reentry(session, "mm_session_free") == MM_OK)
+        mmi_session_free(session);
 }
 
 mm_status mm_session_set_options(mm_session *session, const mm_options *options)
@@ -657,6 +660,7 @@ static mm_status check_message(const char *fn, const mm_session *session, const 
 {
     if (!session)
         return mmi_fail(MM_ERR_ARG, "%s: session is NULL", fn);
+    MMI_TRY(mmi_session_check_reentry(session, fn));
     if (!role || !mmi_chat_role_from_name(role, r))
         return mmi_fail(MM_ERR_ARG, "%s: role '%s' is not system, user or assistant", fn,
                         role ? role : "(null)");
@@ -762,7 +766,7 @@ mm_status mm_session_add_stop_string(mm_session *session, const char *stop)
 
 void mm_session_clear_stop_strings(mm_session *session)
 {
-    if (session)
+    if (session && mmi_session_check_reentry(session, "mm_session_clear_stop_strings") == MM_OK)
         mmi_session_clear_stop_strings(session);
 }
 
@@ -817,7 +821,7 @@ void mm_session_cancel(mm_session *session)
 
 void mm_session_reset(mm_session *session)
 {
-    if (session)
+    if (session && mmi_session_check_reentry(session, "mm_session_reset") == MM_OK)
         mmi_session_reset(session);
 }
 
@@ -835,3 +839,90 @@ mm_status mm_session_add_messages_json(mm_session *session, const char *json, si
     mmi_chat_free(&chat);
     return st;
 }
+
+/* ---- chat requests and responses ---- */
+
+mm_status mm_chat_request_parse(const char *json, size_t len, mm_chat_request **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_chat_request_parse: out is NULL");
+    *out = NULL;
+    if (!json && len > 0)
+        return mmi_fail(MM_ERR_ARG, "mm_chat_request_parse: json is NULL");
+    return mmi_chat_request_parse(json ? json : "", len, out);
+}
+
+void mm_chat_request_free(mm_chat_request *request)
+{
+    mmi_chat_request_free(request);
+}
+
+mm_chat_api mm_chat_request_api(const mm_chat_request *request)
+{
+    return request ? request->api : (mm_chat_api)0;
+}
+
+mm_status mm_chat_request_set_api(mm_chat_request *request, mm_chat_api api)
+{
+    if (!request)
+        return mmi_fail(MM_ERR_ARG, "mm_chat_request_set_api: request is NULL");
+    if (api != MM_CHAT_API_OPENAI && api != MM_CHAT_API_ANTHROPIC)
+        return mmi_fail(MM_ERR_ARG, "mm_chat_request_set_api: %d is not an mm_chat_api",
+                        (int)api);
+    request->api = api;
+    return MM_OK;
+}
+
+const mm_options *mm_chat_request_options(const mm_chat_request *request)
+{
+    return request ? request->settings : NULL;
+}
+
+size_t mm_chat_request_n_stop(const mm_chat_request *request)
+{
+    return request ? request->n_stops : 0;
+}
+
+const char *mm_chat_request_stop(const mm_chat_request *request, size_t index)
+{
+    return request && index < request->n_stops ? request->stops[index] : NULL;
+}
+
+const char *mm_chat_request_model(const mm_chat_request *request)
+{
+    return request ? request->model : NULL;
+}
+
+int mm_chat_request_stream(const mm_chat_request *request)
+{
+    return request ? request->stream : 0;
+}
+
+mm_status mm_session_add_chat_request(mm_session *session, const mm_chat_request *request,
+                                      const mm_options *options)
+{
+    CHECK_SESSION(session, "mm_session_add_chat_request");
+    if (!request)
+        return mmi_fail(MM_ERR_ARG, "mm_session_add_chat_request: request is NULL");
+    return mmi_chat_add_to_session(session, &request->chat, options);
+}
+
+mm_status mm_session_generate_response(mm_session *session, mm_chat_request *request,
+                                       const mm_options *options, mm_piece_fn fn, void *user,
+                                       const char **response, size_t *len)
+{
+    if (response)
+        *response = NULL;
+    if (len)
+        *len = 0;
+    CHECK_SESSION(session, "mm_session_generate_response");
+    if (!request || !response)
+        return mmi_fail(MM_ERR_ARG, "mm_session_generate_response: %s is NULL",
+                        request ? "response" : "request");
+    MMI_TRY(mmi_chat_generate_response(session, request, options, fn, user));
+    *response = request->response;
+    if (len)
+        *len = request->response_len;
+    return MM_OK;
+}
+

@@ -1,429 +1,21 @@
-/* Chat conversations as JSON: a strict parser, base64 / data-URL decoding, and the reader for
- * the OpenAI and Anthropic message shapes. See chatjson.h for what is accepted. */
+/* Chat requests as JSON: base64 / data-URL decoding, the reader for the OpenAI and Anthropic
+ * request shapes and the writer of their response objects. See chatjson.h. */
 #include "chatjson.h"
 
+#include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "alloc.h"
 #include "audio.h"
 #include "image.h"
 #include "media.h"
 #include "model.h"
+#include "options.h"
 #include "session.h"
 #include "status.h"
-
-/* ---------------------------------------------------------------------------------------------
- * JSON
- * ------------------------------------------------------------------------------------------- */
-
-typedef struct {
-    const unsigned char *text;
-    size_t len, pos;
-    mmi_json *doc;
-} json_parser;
-
-static mm_status json_error(size_t offset, const char *what)
-{
-    return mmi_fail(MM_ERR_FORMAT, "JSON: %s at offset %zu", what, offset);
-}
-
-static mm_status json_unexpected(const json_parser *ps)
-{
-    if (ps->pos >= ps->len)
-        return json_error(ps->pos, "unexpected end of input");
-    unsigned char c = ps->text[ps->pos];
-    if (c >= 0x20 && c < 0x7f)
-        return mmi_fail(MM_ERR_FORMAT, "JSON: unexpected character '%c' at offset %zu", c,
-                        ps->pos);
-    return mmi_fail(MM_ERR_FORMAT, "JSON: unexpected byte 0x%02x at offset %zu", c, ps->pos);
-}
-
-static void skip_space(json_parser *ps)
-{
-    while (ps->pos < ps->len) {
-        unsigned char c = ps->text[ps->pos];
-        if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
-            break;
-        ps->pos++;
-    }
-}
-
-static int peek(const json_parser *ps)
-{
-    return ps->pos < ps->len ? ps->text[ps->pos] : -1;
-}
-
-/* Append a value; its fields other than type and offset are filled by the caller. */
-static mm_status new_value(json_parser *ps, mmi_json_type type, size_t *index)
-{
-    mmi_json *doc = ps->doc;
-    if (doc->n_values == doc->cap_values) {
-        if (doc->n_values >= MMI_JSON_MAX_VALUES)
-            return mmi_fail(MM_ERR_LIMIT, "JSON: more than %u values (at offset %zu)",
-                            MMI_JSON_MAX_VALUES, ps->pos);
-        size_t cap = doc->cap_values ? doc->cap_values * 2 : 64;
-        mmi_json_value *values = mmi_realloc(doc->values, cap * sizeof *values);
-        if (!values)
-            return mmi_fail(MM_ERR_NOMEM, "JSON: out of memory for %zu values", cap);
-        doc->values = values;
-        doc->cap_values = cap;
-    }
-    *index = doc->n_values++;
-    mmi_json_value *v = &doc->values[*index];
-    memset(v, 0, sizeof *v);
-    v->type = type;
-    v->offset = ps->pos;
-    v->next = doc->n_values;
-    return MM_OK;
-}
-
-/* Length (1-4) of the well-formed UTF-8 sequence at s (n bytes available), or 0 (RFC 3629:
- * no overlong forms, no surrogates, nothing above U+10FFFF). */
-static size_t utf8_sequence(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2;
-    else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        if (c == 0xe0)
-            lo = 0xa0; /* overlong */
-        if (c == 0xed)
-            hi = 0x9f; /* surrogates */
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        if (c == 0xf0)
-            lo = 0x90; /* overlong */
-        if (c == 0xf4)
-            hi = 0x8f; /* above U+10FFFF */
-    } else
-        return 0;
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    return len;
-}
-
-static size_t utf8_encode(uint32_t cp, char *out)
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xc0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xe0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        out[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    out[0] = (char)(0xf0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    out[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
-/* The four hex digits of a \u escape starting at ps->pos (just after the 'u'). */
-static mm_status hex4(json_parser *ps, uint32_t *out)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++, ps->pos++) {
-        int c = peek(ps), d;
-        if (c >= '0' && c <= '9')
-            d = c - '0';
-        else if (c >= 'a' && c <= 'f')
-            d = c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F')
-            d = c - 'A' + 10;
-        else
-            return json_error(ps->pos, "bad \\u escape (4 hex digits expected)");
-        v = v << 4 | (uint32_t)d;
-    }
-    *out = v;
-    return MM_OK;
-}
-
-/* One escape sequence at ps->pos (at the backslash), decoded into out; returns its length. */
-static mm_status parse_escape(json_parser *ps, char *out, size_t *n_out)
-{
-    size_t start = ps->pos;
-    ps->pos++;
-    int c = peek(ps);
-    static const char simple_in[] = "\"\\/bfnrt", simple_out[] = "\"\\/\b\f\n\r\t";
-    const char *hit = c > 0 ? strchr(simple_in, c) : NULL;
-    if (hit) {
-        ps->pos++;
-        out[0] = simple_out[hit - simple_in];
-        *n_out = 1;
-        return MM_OK;
-    }
-    if (c != 'u')
-        return json_error(start, "invalid escape sequence");
-    ps->pos++;
-    uint32_t cp;
-    MMI_TRY(hex4(ps, &cp));
-    if (cp >= 0xdc00 && cp <= 0xdfff)
-        return json_error(start, "lone low surrogate escape");
-    if (cp >= 0xd800 && cp <= 0xdbff) {
-        uint32_t low;
-        if (ps->pos + 1 >= ps->len || ps->text[ps->pos] != '\\' || ps->text[ps->pos + 1] != 'u')
-            return json_error(start, "high surrogate escape without its low surrogate");
-        ps->pos += 2;
-        MMI_TRY(hex4(ps, &low));
-        if (low < 0xdc00 || low > 0xdfff)
-            return json_error(start, "high surrogate escape without its low surrogate");
-        cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
-    }
-    *n_out = utf8_encode(cp, out);
-    return MM_OK;
-}
-
-/* Decoded text goes to doc->strings, which has room for the whole input (a string's decoded
- * form plus its NUL is shorter than its quoted form; a number's literal plus NUL fits in the
- * literal plus the byte that ends it). */
-static mm_status parse_string(json_parser *ps)
-{
-    size_t index;
-    MMI_TRY(new_value(ps, MMI_JSON_STRING, &index));
-    size_t start = ps->pos++;
-    char *dst = ps->doc->strings + ps->doc->strings_len;
-    size_t n = 0;
-    for (;;) {
-        if (ps->pos >= ps->len)
-            return json_error(start, "unterminated string");
-        unsigned char c = ps->text[ps->pos];
-        if (c == '"') {
-            ps->pos++;
-            break;
-        }
-        if (c < 0x20)
-            return mmi_fail(MM_ERR_FORMAT,
-                            "JSON: unescaped control character 0x%02x in string at offset %zu", c,
-                            ps->pos);
-        if (c == '\\') {
-            size_t k = 0;
-            MMI_TRY(parse_escape(ps, dst + n, &k));
-            n += k;
-            continue;
-        }
-        size_t k = utf8_sequence(ps->text + ps->pos, ps->len - ps->pos);
-        if (!k)
-            return json_error(ps->pos, "invalid UTF-8 in string");
-        memcpy(dst + n, ps->text + ps->pos, k);
-        n += k;
-        ps->pos += k;
-    }
-    dst[n] = '\0';
-    mmi_json_value *v = &ps->doc->values[index];
-    v->str = dst;
-    v->len = n;
-    ps->doc->strings_len += n + 1;
-    return MM_OK;
-}
-
-static int is_digit(int c)
-{
-    return c >= '0' && c <= '9';
-}
-
-static mm_status parse_number(json_parser *ps)
-{
-    size_t index;
-    MMI_TRY(new_value(ps, MMI_JSON_NUMBER, &index));
-    size_t start = ps->pos;
-    if (peek(ps) == '-')
-        ps->pos++;
-    if (peek(ps) == '0')
-        ps->pos++;
-    else if (is_digit(peek(ps)))
-        while (is_digit(peek(ps)))
-            ps->pos++;
-    else
-        return json_error(start, "invalid number");
-    if (peek(ps) == '.') {
-        ps->pos++;
-        if (!is_digit(peek(ps)))
-            return json_error(start, "invalid number (digits expected after '.')");
-        while (is_digit(peek(ps)))
-            ps->pos++;
-    }
-    if (peek(ps) == 'e' || peek(ps) == 'E') {
-        ps->pos++;
-        if (peek(ps) == '+' || peek(ps) == '-')
-            ps->pos++;
-        if (!is_digit(peek(ps)))
-            return json_error(start, "invalid number (digits expected in the exponent)");
-        while (is_digit(peek(ps)))
-            ps->pos++;
-    }
-    size_t n = ps->pos - start;
-    char *dst = ps->doc->strings + ps->doc->strings_len;
-    memcpy(dst, ps->text + start, n);
-    dst[n] = '\0';
-    ps->doc->strings_len += n + 1;
-    mmi_json_value *v = &ps->doc->values[index];
-    v->str = dst;
-    v->len = n;
-    return MM_OK;
-}
-
-static mm_status parse_literal(json_parser *ps, const char *word, mmi_json_type type)
-{
-    size_t n = strlen(word), index;
-    if (ps->len - ps->pos < n || memcmp(ps->text + ps->pos, word, n) != 0)
-        return json_unexpected(ps);
-    MMI_TRY(new_value(ps, type, &index));
-    ps->pos += n;
-    return MM_OK;
-}
-
-static mm_status parse_value(json_parser *ps, int depth);
-
-static mm_status parse_container(json_parser *ps, int depth, mmi_json_type type)
-{
-    if (depth > MMI_JSON_MAX_DEPTH)
-        return mmi_fail(MM_ERR_LIMIT, "JSON: nested deeper than %d levels at offset %zu",
-                        MMI_JSON_MAX_DEPTH, ps->pos);
-    size_t index;
-    MMI_TRY(new_value(ps, type, &index));
-    int close = type == MMI_JSON_OBJECT ? '}' : ']';
-    ps->pos++;
-    skip_space(ps);
-    uint32_t n = 0;
-    if (peek(ps) == close)
-        ps->pos++;
-    else
-        for (;;) {
-            if (type == MMI_JSON_OBJECT) {
-                skip_space(ps);
-                if (peek(ps) != '"')
-                    return ps->pos < ps->len ? json_error(ps->pos, "object key expected")
-                                             : json_unexpected(ps);
-                MMI_TRY(parse_string(ps));
-                skip_space(ps);
-                if (peek(ps) != ':')
-                    return ps->pos < ps->len ? json_error(ps->pos, "':' expected")
-                                             : json_unexpected(ps);
-                ps->pos++;
-            }
-            MMI_TRY(parse_value(ps, depth + 1));
-            n++;
-            skip_space(ps);
-            int c = peek(ps);
-            ps->pos++;
-            if (c == close)
-                break;
-            if (c != ',') {
-                ps->pos--;
-                if (c < 0)
-                    return json_unexpected(ps);
-                return json_error(ps->pos, type == MMI_JSON_OBJECT ? "',' or '}' expected"
-                                                                       : "',' or ']' expected");
-            }
-        }
-    mmi_json_value *v = &ps->doc->values[index];
-    v->n_children = n;
-    v->next = ps->doc->n_values;
-    return MM_OK;
-}
-
-static mm_status parse_value(json_parser *ps, int depth)
-{
-    skip_space(ps);
-    int c = peek(ps);
-    switch (c) {
-    case '{': return parse_container(ps, depth, MMI_JSON_OBJECT);
-    case '[': return parse_container(ps, depth, MMI_JSON_ARRAY);
-    case '"': return parse_string(ps);
-    case 't': return parse_literal(ps, "true", MMI_JSON_TRUE);
-    case 'f': return parse_literal(ps, "false", MMI_JSON_FALSE);
-    case 'n': return parse_literal(ps, "null", MMI_JSON_NULL);
-    default:
-        if (c == '-' || is_digit(c))
-            return parse_number(ps);
-        return json_unexpected(ps);
-    }
-}
-
-mm_status mmi_json_parse(const char *text, size_t len, mmi_json *out)
-{
-    memset(out, 0, sizeof *out);
-    if (len == SIZE_MAX)
-        return mmi_fail(MM_ERR_LIMIT, "JSON: input too large");
-    out->strings = mmi_malloc(len + 1);
-    if (!out->strings)
-        return mmi_fail(MM_ERR_NOMEM, "JSON: out of memory for a %zu-byte document", len);
-    json_parser ps = {(const unsigned char *)text, len, 0, out};
-    mm_status st = parse_value(&ps, 1);
-    if (st == MM_OK) {
-        skip_space(&ps);
-        if (ps.pos < len)
-            st = json_error(ps.pos, "unexpected data after the value");
-    }
-    if (st != MM_OK)
-        mmi_json_free(out);
-    return st;
-}
-
-void mmi_json_free(mmi_json *doc)
-{
-    mmi_free(doc->values);
-    mmi_free(doc->strings);
-    memset(doc, 0, sizeof *doc);
-}
-
-mm_status mmi_json_member(const mmi_json *doc, const mmi_json_value *object, const char *key,
-                          const mmi_json_value **out)
-{
-    *out = NULL;
-    if (!object || object->type != MMI_JSON_OBJECT)
-        return MM_OK;
-    size_t key_len = strlen(key);
-    size_t k = (size_t)(object - doc->values) + 1;
-    for (uint32_t i = 0; i < object->n_children; i++) {
-        const mmi_json_value *name = &doc->values[k], *value = &doc->values[k + 1];
-        if (name->len == key_len && memcmp(name->str, key, key_len) == 0) {
-            if (*out)
-                return mmi_fail(MM_ERR_FORMAT, "JSON: duplicate key \"%s\" at offset %zu", key,
-                                name->offset);
-            *out = value;
-        }
-        k = value->next;
-    }
-    return MM_OK;
-}
-
-const mmi_json_value *mmi_json_first(const mmi_json *doc, const mmi_json_value *array)
-{
-    if (!array || array->type != MMI_JSON_ARRAY || array->n_children == 0)
-        return NULL;
-    return &doc->values[array - doc->values + 1];
-}
-
-const mmi_json_value *mmi_json_next(const mmi_json *doc, const mmi_json_value *parent,
-                                    const mmi_json_value *v)
-{
-    return v->next < parent->next ? &doc->values[v->next] : NULL;
-}
-
-const char *mmi_json_type_name(mmi_json_type type)
-{
-    static const char *const names[] = {"null", "false", "true", "number",
-                                        "string", "array", "object"};
-    return names[type];
-}
 
 /* ---------------------------------------------------------------------------------------------
  * base64 and data URLs
@@ -563,6 +155,17 @@ static mm_status expect(const mmi_json_value *v, mmi_json_type type, const char 
     return MM_OK;
 }
 
+/* A string compared as a name (role, type): a NUL inside would compare as a shorter C string,
+ * so "user\u0000" is refused rather than taken as "user". */
+static mm_status expect_name(const mmi_json_value *v, const char *where)
+{
+    MMI_TRY(expect(v, MMI_JSON_STRING, where));
+    if (memchr(v->str, '\0', v->len))
+        return mmi_fail(MM_ERR_FORMAT, "%s: \"%.64s\\u0000...\" contains a NUL character "
+                        "(offset %zu)", where, v->str, v->offset);
+    return MM_OK;
+}
+
 /* A member that must be present with the given type. */
 static mm_status member(const mmi_json *doc, const mmi_json_value *object, const char *key,
                         mmi_json_type type, const char *where, const mmi_json_value **out)
@@ -596,7 +199,7 @@ static mm_status push_text(chat_reader *r, const mmi_json_value *text, const cha
     if (memchr(text->str, '\0', text->len))
         return mmi_fail(MM_ERR_FORMAT, "%s: text contains a NUL character (offset %zu)", where,
                         text->offset);
-    mmi_chat_part part = {MMI_PART_TEXT, text->str, text->len, NULL, 0};
+    mmi_chat_part part = {MMI_PART_TEXT, text->str, text->len, NULL, 0, MMI_CHAT_DETAIL_AUTO};
     return push_part(r, part);
 }
 
@@ -608,26 +211,48 @@ static mm_status check_image_type(const char *type, size_t len, const char *wher
     return MM_OK;
 }
 
-static mm_status push_media(chat_reader *r, mmi_chat_part_kind kind, uint8_t *bytes, size_t n)
+static mm_status push_media(chat_reader *r, mmi_chat_part_kind kind, uint8_t *bytes, size_t n,
+                            mmi_chat_detail detail)
 {
-    mmi_chat_part part = {kind, NULL, 0, bytes, n};
+    mmi_chat_part part = {kind, NULL, 0, bytes, n, detail};
     mm_status st = push_part(r, part);
     if (st != MM_OK)
         mmi_free(bytes);
     return st;
 }
 
-/* OpenAI: "image_url": {"url": "data:..."} or "image_url": "data:...". */
+/* OpenAI's "detail": "auto" | "low" | "high", or null / absent (auto). */
+static mm_status read_detail(const mmi_json_value *v, const char *where, mmi_chat_detail *out)
+{
+    static const char *const names[] = {"auto", "low", "high"};
+    char place[192];
+    snprintf(place, sizeof place, "%s.detail", where);
+    if (!v || v->type == MMI_JSON_NULL)
+        return MM_OK;
+    MMI_TRY(expect(v, MMI_JSON_STRING, place));
+    for (int i = 0; i < 3; i++)
+        if (strcmp(v->str, names[i]) == 0) {
+            *out = (mmi_chat_detail)i;
+            return MM_OK;
+        }
+    return mmi_fail(MM_ERR_FORMAT, "%s \"%.64s\" is not \"auto\", \"low\" or \"high\"", place,
+                    v->str);
+}
+
+/* OpenAI: "image_url": {"url": "data:...", "detail": "low"} or "image_url": "data:...". */
 static mm_status read_image_url(chat_reader *r, const mmi_json_value *part, const char *where)
 {
     const mmi_json *doc = &r->chat->doc;
     char place[160];
     snprintf(place, sizeof place, "%s.image_url", where);
-    const mmi_json_value *image_url, *url = NULL;
+    const mmi_json_value *image_url, *url = NULL, *detail_value = NULL;
+    mmi_chat_detail detail = MMI_CHAT_DETAIL_AUTO;
     MMI_TRY(mmi_json_member(doc, part, "image_url", &image_url));
-    if (image_url && image_url->type == MMI_JSON_OBJECT)
+    if (image_url && image_url->type == MMI_JSON_OBJECT) {
         MMI_TRY(member(doc, image_url, "url", MMI_JSON_STRING, place, &url));
-    else {
+        MMI_TRY(mmi_json_member(doc, image_url, "detail", &detail_value));
+        MMI_TRY(read_detail(detail_value, place, &detail));
+    } else {
         MMI_TRY(expect(image_url, MMI_JSON_STRING, place));
         url = image_url;
     }
@@ -642,7 +267,7 @@ static mm_status read_image_url(chat_reader *r, const mmi_json_value *part, cons
         mmi_free(bytes);
         return st;
     }
-    return push_media(r, MMI_PART_IMAGE, bytes, n);
+    return push_media(r, MMI_PART_IMAGE, bytes, n, detail);
 }
 
 /* Anthropic: "source": {"type": "base64", "media_type": "image/png", "data": "..."}. */
@@ -654,6 +279,7 @@ static mm_status read_image_source(chat_reader *r, const mmi_json_value *part, c
     const mmi_json_value *source, *type, *media_type, *data;
     MMI_TRY(member(doc, part, "source", MMI_JSON_OBJECT, where, &source));
     MMI_TRY(member(doc, source, "type", MMI_JSON_STRING, place, &type));
+    MMI_TRY(expect_name(type, place));
     if (strcmp(type->str, "base64") != 0)
         return mmi_fail(MM_ERR_UNSUPPORTED,
                         "%s.type \"%.64s\" is not supported: images must be inline (base64)",
@@ -666,7 +292,8 @@ static mm_status read_image_source(chat_reader *r, const mmi_json_value *part, c
     mm_status st = mmi_base64_decode(data->str, data->len, &bytes, &n);
     if (st != MM_OK)
         return at(st, place);
-    return push_media(r, MMI_PART_IMAGE, bytes, n);
+    r->chat->anthropic_parts = 1;
+    return push_media(r, MMI_PART_IMAGE, bytes, n, MMI_CHAT_DETAIL_AUTO);
 }
 
 /* OpenAI: "input_audio": {"data": "<base64>", "format": "wav"}. */
@@ -687,7 +314,7 @@ static mm_status read_input_audio(chat_reader *r, const mmi_json_value *part, co
     mm_status st = mmi_base64_decode(data->str, data->len, &bytes, &n);
     if (st != MM_OK)
         return at(st, place);
-    return push_media(r, MMI_PART_AUDIO, bytes, n);
+    return push_media(r, MMI_PART_AUDIO, bytes, n, MMI_CHAT_DETAIL_AUTO);
 }
 
 static mm_status read_part(chat_reader *r, const mmi_json_value *part, const char *where)
@@ -696,6 +323,7 @@ static mm_status read_part(chat_reader *r, const mmi_json_value *part, const cha
     const mmi_json_value *type, *text;
     MMI_TRY(expect(part, MMI_JSON_OBJECT, where));
     MMI_TRY(member(doc, part, "type", MMI_JSON_STRING, where, &type));
+    MMI_TRY(expect_name(type, where));
     if (strcmp(type->str, "text") == 0 || strcmp(type->str, "input_text") == 0) {
         char place[160];
         snprintf(place, sizeof place, "%s.text", where);
@@ -729,7 +357,7 @@ static mm_status read_content(chat_reader *r, const mmi_json_value *content, con
 
 static mm_status read_role(const mmi_json_value *role, const char *where, mmi_chat_role *out)
 {
-    MMI_TRY(expect(role, MMI_JSON_STRING, where));
+    MMI_TRY(expect_name(role, where));
     if (strcmp(role->str, "developer") == 0) /* OpenAI's newer name for system */
         *out = MMI_ROLE_SYSTEM;
     else if (!mmi_chat_role_from_name(role->str, out))
@@ -961,3 +589,299 @@ mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
     mmi_free(media);
     return st;
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * Requests: the conversation and the generation settings
+ * ------------------------------------------------------------------------------------------- */
+
+/* A member that may be absent; null counts as absent, as the APIs treat it. */
+static mm_status optional(const mmi_json *doc, const mmi_json_value *object, const char *key,
+                          const mmi_json_value **out)
+{
+    MMI_TRY(mmi_json_member(doc, object, key, out));
+    if (*out && (*out)->type == MMI_JSON_NULL)
+        *out = NULL;
+    return MM_OK;
+}
+
+/* A setting the options bag refuses (out of its range) is bad input, named by its key. */
+static mm_status setting_status(mm_status st, const char *key)
+{
+    return st == MM_ERR_ARG ? at(MM_ERR_FORMAT, key) : st;
+}
+
+static mm_status read_int_setting(mm_chat_request *rq, const mmi_json_value *root,
+                                  const char *key, mm_opt opt, int64_t min, int64_t max)
+{
+    const mmi_json_value *v;
+    int64_t value;
+    MMI_TRY(optional(&rq->chat.doc, root, key, &v));
+    if (!v)
+        return MM_OK;
+    MMI_TRY(mmi_json_int(v, min, max, key, &value));
+    return setting_status(mm_options_set_int(rq->settings, opt, value), key);
+}
+
+static mm_status read_float_setting(mm_chat_request *rq, const mmi_json_value *root,
+                                    const char *key, mm_opt opt)
+{
+    const mmi_json_value *v;
+    double value;
+    MMI_TRY(optional(&rq->chat.doc, root, key, &v));
+    if (!v)
+        return MM_OK;
+    MMI_TRY(mmi_json_double(v, key, &value));
+    return setting_status(mm_options_set_float(rq->settings, opt, value), key);
+}
+
+static mm_status push_stop(mm_chat_request *rq, const mmi_json_value *v, const char *where)
+{
+    MMI_TRY(expect(v, MMI_JSON_STRING, where));
+    if (v->len == 0 || memchr(v->str, '\0', v->len))
+        return mmi_fail(MM_ERR_FORMAT, "%s: a stop string must be non-empty text without NUL "
+                        "(offset %zu)", where, v->offset);
+    rq->stops[rq->n_stops++] = v->str;
+    return MM_OK;
+}
+
+/* OpenAI "stop": a string or an array of them; Anthropic "stop_sequences": an array. */
+static mm_status read_stops(mm_chat_request *rq, const mmi_json_value *root)
+{
+    const mmi_json *doc = &rq->chat.doc;
+    const mmi_json_value *stop, *sequences;
+    MMI_TRY(optional(doc, root, "stop", &stop));
+    MMI_TRY(optional(doc, root, "stop_sequences", &sequences));
+    if (stop && stop->type != MMI_JSON_STRING)
+        MMI_TRY(expect(stop, MMI_JSON_ARRAY, "stop (a string or an array of strings)"));
+    if (sequences)
+        MMI_TRY(expect(sequences, MMI_JSON_ARRAY, "stop_sequences"));
+    size_t n = (stop ? (stop->type == MMI_JSON_STRING ? 1 : stop->n_children) : 0) +
+               (sequences ? sequences->n_children : 0);
+    rq->stops = mmi_calloc(n ? n : 1, sizeof *rq->stops);
+    if (!rq->stops)
+        return mmi_fail(MM_ERR_NOMEM, "request: out of memory for %zu stop strings", n);
+    if (stop && stop->type == MMI_JSON_STRING)
+        return push_stop(rq, stop, "stop");
+    const mmi_json_value *arrays[2] = {stop, sequences};
+    const char *names[2] = {"stop", "stop_sequences"};
+    for (int a = 0; a < 2; a++) {
+        size_t i = 0;
+        for (const mmi_json_value *v = arrays[a] ? mmi_json_first(doc, arrays[a]) : NULL; v;
+             v = mmi_json_next(doc, arrays[a], v), i++) {
+            char where[64];
+            snprintf(where, sizeof where, "%s[%zu]", names[a], i);
+            MMI_TRY(push_stop(rq, v, where));
+        }
+    }
+    return MM_OK;
+}
+
+static mm_status read_request(mm_chat_request *rq)
+{
+    const mmi_json *doc = &rq->chat.doc;
+    const mmi_json_value *root = &doc->values[0], *v;
+    MMI_TRY(mm_options_create(&rq->settings));
+    MMI_TRY(read_int_setting(rq, root, "max_tokens", MM_OPT_MAX_TOKENS, 1, INT32_MAX));
+    MMI_TRY(read_int_setting(rq, root, "max_completion_tokens", MM_OPT_MAX_TOKENS, 1,
+                             INT32_MAX));
+    MMI_TRY(read_int_setting(rq, root, "top_k", MM_OPT_TOP_K, 0, INT32_MAX));
+    MMI_TRY(read_int_setting(rq, root, "seed", MM_OPT_SEED, 0, INT64_MAX));
+    MMI_TRY(read_float_setting(rq, root, "temperature", MM_OPT_TEMPERATURE));
+    MMI_TRY(read_float_setting(rq, root, "top_p", MM_OPT_TOP_P));
+    MMI_TRY(read_stops(rq, root));
+    MMI_TRY(optional(doc, root, "n", &v));
+    int64_t n_choices = 1;
+    if (v)
+        MMI_TRY(mmi_json_int(v, 1, INT32_MAX, "n", &n_choices));
+    if (n_choices != 1)
+        return mmi_fail(MM_ERR_UNSUPPORTED, "n: %" PRId64 " choices asked for, only 1 is "
+                        "produced", n_choices);
+    MMI_TRY(optional(doc, root, "model", &v));
+    if (v) {
+        MMI_TRY(expect(v, MMI_JSON_STRING, "model"));
+        rq->model = v->str;
+    }
+    MMI_TRY(optional(doc, root, "stream", &v));
+    if (v && v->type != MMI_JSON_TRUE && v->type != MMI_JSON_FALSE)
+        return mmi_fail(MM_ERR_FORMAT, "stream: true or false expected, found %s (offset %zu)",
+                        mmi_json_type_name(v->type), v->offset);
+    rq->stream = v && v->type == MMI_JSON_TRUE;
+    const mmi_json_value *system, *sequences;
+    MMI_TRY(mmi_json_member(doc, root, "system", &system));
+    MMI_TRY(mmi_json_member(doc, root, "stop_sequences", &sequences));
+    rq->api = system || sequences || rq->chat.anthropic_parts ? MM_CHAT_API_ANTHROPIC
+                                                              : MM_CHAT_API_OPENAI;
+    return MM_OK;
+}
+
+mm_status mmi_chat_request_parse(const char *json, size_t len, mm_chat_request **out)
+{
+    *out = NULL;
+    mm_chat_request *rq = mmi_calloc(1, sizeof *rq);
+    if (!rq)
+        return mmi_fail(MM_ERR_NOMEM, "request: out of memory");
+    mm_status st = mmi_chat_parse(json, len, &rq->chat);
+    if (st == MM_OK)
+        st = read_request(rq);
+    if (st != MM_OK) {
+        mmi_chat_request_free(rq);
+        return st;
+    }
+    *out = rq;
+    return MM_OK;
+}
+
+void mmi_chat_request_free(mm_chat_request *rq)
+{
+    if (!rq)
+        return;
+    mmi_chat_free(&rq->chat);
+    mm_options_free(rq->settings);
+    mmi_free(rq->stops);
+    mmi_free(rq->response);
+    mmi_free(rq);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Responses
+ * ------------------------------------------------------------------------------------------- */
+
+/* The answer's text as generated, passed on to the caller's callback. */
+typedef struct {
+    char *text;
+    size_t len, cap;
+    mm_status status;
+    mm_piece_fn fn;
+    void *user;
+} answer;
+
+static int collect_piece(void *user, const char *piece, size_t len)
+{
+    answer *a = user;
+    if (a->len + len > a->cap) {
+        size_t cap = a->cap ? a->cap : 256;
+        while (cap < a->len + len)
+            cap *= 2;
+        char *text = mmi_realloc(a->text, cap);
+        if (!text) {
+            a->status = mmi_fail(MM_ERR_NOMEM, "response: out of memory for %zu bytes", cap);
+            return 1;
+        }
+        a->text = text;
+        a->cap = cap;
+    }
+    memcpy(a->text + a->len, piece, len);
+    a->len += len;
+    return a->fn ? a->fn(a->user, piece, len) : 0;
+}
+
+/* A response id unlikely to repeat: a counter, the time and an address, mixed (splitmix64). */
+static void response_id(const char *prefix, char *out, size_t size)
+{
+    static atomic_uint_fast64_t counter;
+    uint64_t x = (uint64_t)time(NULL) ^ ((uint64_t)(uintptr_t)&x << 20) ^
+                 (atomic_fetch_add(&counter, 1) * 0x9e3779b97f4a7c15u);
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9u;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebu;
+    x ^= x >> 31;
+    snprintf(out, size, "%s%016" PRIx64, prefix, x);
+}
+
+static void write_openai(mmi_json_writer *w, const mm_chat_request *rq, const answer *a,
+                         mm_stop_reason why, int n_prompt, int n_completion)
+{
+    char id[48];
+    response_id("chatcmpl-", id, sizeof id);
+    const char *model = rq->model ? rq->model : "libmm";
+    mmi_json_write_raw(w, "{\"id\":");
+    mmi_json_write_string(w, id, strlen(id));
+    mmi_json_write_raw(w, ",\"object\":\"chat.completion\",\"created\":");
+    mmi_json_write_int(w, (int64_t)time(NULL));
+    mmi_json_write_raw(w, ",\"model\":");
+    mmi_json_write_string(w, model, strlen(model));
+    mmi_json_write_raw(w, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+                          "\"content\":");
+    mmi_json_write_string(w, a->text ? a->text : "", a->len);
+    mmi_json_write_raw(w, why == MM_STOP_MAX_TOKENS ? "},\"finish_reason\":\"length\"}]"
+                                                    : "},\"finish_reason\":\"stop\"}]");
+    mmi_json_write_raw(w, ",\"usage\":{\"prompt_tokens\":");
+    mmi_json_write_int(w, n_prompt);
+    mmi_json_write_raw(w, ",\"completion_tokens\":");
+    mmi_json_write_int(w, n_completion);
+    mmi_json_write_raw(w, ",\"total_tokens\":");
+    mmi_json_write_int(w, (int64_t)n_prompt + n_completion);
+    mmi_json_write_raw(w, "}}");
+}
+
+static void write_anthropic(mmi_json_writer *w, const mm_chat_request *rq, const answer *a,
+                            mm_stop_reason why, const char *stop, int n_prompt,
+                            int n_completion)
+{
+    char id[48];
+    response_id("msg_", id, sizeof id);
+    const char *model = rq->model ? rq->model : "libmm";
+    mmi_json_write_raw(w, "{\"id\":");
+    mmi_json_write_string(w, id, strlen(id));
+    mmi_json_write_raw(w, ",\"type\":\"message\",\"role\":\"assistant\",\"model\":");
+    mmi_json_write_string(w, model, strlen(model));
+    mmi_json_write_raw(w, ",\"content\":[{\"type\":\"text\",\"text\":");
+    mmi_json_write_string(w, a->text ? a->text : "", a->len);
+    mmi_json_write_raw(w, "}],\"stop_reason\":");
+    mmi_json_write_raw(w, why == MM_STOP_MAX_TOKENS ? "\"max_tokens\""
+                        : stop                      ? "\"stop_sequence\""
+                                                    : "\"end_turn\"");
+    mmi_json_write_raw(w, ",\"stop_sequence\":");
+    if (stop)
+        mmi_json_write_string(w, stop, strlen(stop));
+    else
+        mmi_json_write_raw(w, "null");
+    mmi_json_write_raw(w, ",\"usage\":{\"input_tokens\":");
+    mmi_json_write_int(w, n_prompt);
+    mmi_json_write_raw(w, ",\"output_tokens\":");
+    mmi_json_write_int(w, n_completion);
+    mmi_json_write_raw(w, "}}");
+}
+
+mm_status mmi_chat_generate_response(mm_session *session, mm_chat_request *rq,
+                                     const mm_options *options, mm_piece_fn fn, void *user)
+{
+    mm_options *settings;
+    MMI_TRY(mm_options_create(&settings));
+    mm_status st = mmi_options_merge(settings, options);
+    if (st == MM_OK)
+        st = mmi_options_merge(settings, rq->settings);
+    size_t keep = mmi_session_n_stop_strings(session);
+    for (size_t i = 0; i < rq->n_stops && st == MM_OK; i++)
+        st = mmi_session_add_stop_string(session, rq->stops[i]);
+    int n_prompt = mmi_session_n_past(session);
+    answer a = {NULL, 0, 0, MM_OK, fn, user};
+    if (st == MM_OK)
+        st = mmi_session_generate(session, settings, collect_piece, &a);
+    if (st == MM_OK)
+        st = a.status;
+    mm_stop_reason why = mmi_session_stop_reason(session);
+    if (st == MM_ERR_CTX_FULL) { /* the APIs report a full context as a length limit */
+        why = MM_STOP_MAX_TOKENS;
+        st = MM_OK;
+    }
+    if (st == MM_OK) {
+        int n_completion = mmi_session_n_generated(session);
+        mmi_json_writer w = {0};
+        if (rq->api == MM_CHAT_API_ANTHROPIC)
+            write_anthropic(&w, rq, &a, why, mmi_session_matched_stop(session), n_prompt,
+                            n_completion);
+        else
+            write_openai(&w, rq, &a, why, n_prompt, n_completion);
+        st = mmi_json_writer_finish(&w);
+        if (st == MM_OK) {
+            mmi_free(rq->response);
+            rq->response = w.data;
+            rq->response_len = w.len;
+        }
+    }
+    mmi_session_drop_stop_strings(session, keep);
+    mmi_free(a.text);
+    mm_options_free(settings);
+    return st;
+}
+

@@ -1,6 +1,7 @@
-/* Chat conversations given as JSON in the shapes of the OpenAI and Anthropic chat APIs: a strict,
- * bounds-checked JSON parser, base64 and data-URL decoding, and the reader that turns a
- * conversation into messages of text and image parts.
+/* Chat conversations given as JSON in the shapes of the OpenAI and Anthropic chat APIs: base64
+ * and data-URL decoding, the reader that turns a request into messages of text and image parts
+ * and generation settings, and the writer of the API's response object. The JSON itself is
+ * json.c's.
  *
  * Everything here works on untrusted input: any malformed byte yields MM_ERR_FORMAT with a
  * message naming the problem and its byte offset (or its place in the conversation, such as
@@ -12,59 +13,8 @@
 #include <stdint.h>
 
 #include "chat.h"
+#include "json.h"
 #include "mm.h"
-
-/* ---- JSON (RFC 8259, strict) ----
- * No comments, trailing commas, single quotes, leading zeros, BOM, or bytes after the value.
- * Strings must be valid UTF-8 (no overlongs, no surrogates) with escapes decoded, including
- * surrogate pairs; a lone surrogate escape is an error. Numbers are checked for syntax and kept
- * as their literal text (never converted, so a 1000-digit number is no problem). */
-
-#define MMI_JSON_MAX_DEPTH 64          /* nested arrays/objects */
-#define MMI_JSON_MAX_VALUES (1u << 20) /* values in one document */
-
-typedef enum {
-    MMI_JSON_NULL,
-    MMI_JSON_FALSE,
-    MMI_JSON_TRUE,
-    MMI_JSON_NUMBER,
-    MMI_JSON_STRING,
-    MMI_JSON_ARRAY,
-    MMI_JSON_OBJECT
-} mmi_json_type;
-
-/* The document is a flat array of values in document order. A container's children follow it;
- * an object's children alternate key (a string) and value. */
-typedef struct {
-    mmi_json_type type;
-    uint32_t n_children; /* array: elements; object: key/value pairs */
-    size_t next;         /* index of the first value after this one's subtree */
-    size_t offset;       /* byte offset of the value in the input */
-    const char *str;     /* string: decoded bytes; number: the literal; NUL-terminated */
-    size_t len;          /* bytes in str, without the NUL (a string may hold \u0000) */
-} mmi_json_value;
-
-typedef struct {
-    mmi_json_value *values; /* values[0] is the root */
-    size_t n_values, cap_values;
-    char *strings; /* decoded strings and number literals, each NUL-terminated */
-    size_t strings_len;
-} mmi_json;
-
-mm_status mmi_json_parse(const char *text, size_t len, mmi_json *out);
-void mmi_json_free(mmi_json *doc);
-
-/* Member `key` of an object: NULL when `object` is not an object or has no such key. Fails
- * (MM_ERR_FORMAT) when the key occurs twice, so no reader can be fooled by a second copy. */
-mm_status mmi_json_member(const mmi_json *doc, const mmi_json_value *object, const char *key,
-                          const mmi_json_value **out);
-/* Children of an array: first element (NULL if empty), and the element after `v` (NULL after
- * the last one; `parent` is the array). */
-const mmi_json_value *mmi_json_first(const mmi_json *doc, const mmi_json_value *array);
-const mmi_json_value *mmi_json_next(const mmi_json *doc, const mmi_json_value *parent,
-                                    const mmi_json_value *v);
-/* Name of a type for messages ("string", "object", ...). */
-const char *mmi_json_type_name(mmi_json_type type);
 
 /* ---- base64 (RFC 4648, standard alphabet, padded) and data URLs (RFC 2397) ----
  * Decoded bytes are allocated with mmi_malloc; the caller frees them with mmi_free. The base64
@@ -92,12 +42,16 @@ mm_status mmi_data_url_decode(const char *url, size_t len, const char **media_ty
 
 typedef enum { MMI_PART_TEXT, MMI_PART_IMAGE, MMI_PART_AUDIO } mmi_chat_part_kind;
 
+/* OpenAI's image_url.detail: how finely the image is to be looked at. */
+typedef enum { MMI_CHAT_DETAIL_AUTO, MMI_CHAT_DETAIL_LOW, MMI_CHAT_DETAIL_HIGH } mmi_chat_detail;
+
 typedef struct {
     mmi_chat_part_kind kind;
     const char *text;    /* TEXT: UTF-8, NUL-terminated, owned by the conversation's document */
     size_t text_len;
     uint8_t *image;      /* IMAGE, AUDIO: the encoded file's bytes (PNG, JPEG; WAV), owned */
     size_t image_len;
+    mmi_chat_detail detail; /* IMAGE: "detail" of the part (AUTO when absent) */
 } mmi_chat_part;
 
 typedef struct {
@@ -114,6 +68,7 @@ typedef struct {
     size_t n_messages;
     mmi_chat_part *parts;
     size_t n_parts;
+    int anthropic_parts; /* some part had a shape only Anthropic uses ({"type": "image"}) */
 } mmi_chat;
 
 /* Parse and check a whole conversation, decoding every image's bytes, before anything uses it. */
@@ -131,5 +86,30 @@ void mmi_chat_free(mmi_chat *chat);
  * says how many. */
 mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
                                   const mm_options *options);
+
+/* ---- requests and responses ---- */
+
+struct mm_chat_request {
+    mmi_chat chat;
+    mm_chat_api api;
+    mm_options *settings; /* only the keys the request gives */
+    const char **stops;   /* into chat.doc */
+    size_t n_stops;
+    const char *model;    /* "model", into chat.doc; NULL when absent */
+    int stream;
+    char *response;       /* the last response written, NUL-terminated */
+    size_t response_len;
+};
+
+/* Parse a request: the conversation (as mmi_chat_parse), the generation settings and the
+ * API shape (Anthropic when it has a top-level "system" or "stop_sequences", or an Anthropic
+ * image part; OpenAI otherwise). */
+mm_status mmi_chat_request_parse(const char *json, size_t len, mm_chat_request **out);
+void mmi_chat_request_free(mm_chat_request *request);
+
+/* Generate the answer with the request's settings over `options` and its stop strings (for
+ * this call only), and write the response object into request->response. */
+mm_status mmi_chat_generate_response(mm_session *session, mm_chat_request *request,
+                                     const mm_options *options, mm_piece_fn fn, void *user);
 
 #endif

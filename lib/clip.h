@@ -4,10 +4,11 @@
 #ifndef MMI_CLIP_H
 #define MMI_CLIP_H
 
-#include "model.h"
+#include "tokenizer.h"
 #include "vit.h"
 #include "weights.h"
 
+typedef struct mmi_clip_text mmi_clip_text; /* CLIP text tower and projections */
 struct mmi_clip_text {
     /* config */
     int n_vocab, n_ctx, n_proj; /* Vt, Ct, Pj */

@@ -1,5 +1,5 @@
-/* The decoder of the llama and opt families (see decoder.h): load from GGUF, run prefill
- * chunks and single tokens. */
+/* The decoder of every family (see decoder.h): load from GGUF, run prefill chunks and single
+ * tokens. */
 #include "decoder.h"
 
 #include <stdio.h>
@@ -8,27 +8,34 @@
 #include "alloc.h"
 #include "status.h"
 
+/* ---- the families ---- */
+
+static const mmi_family families[] = {
+    {"llama", MMI_ROPE_NORM, .eps_key = "attention.layer_norm_rms_epsilon", .gated_ffn = 1},
+    {"qwen2", MMI_ROPE_NEOX, .eps_key = "attention.layer_norm_rms_epsilon", .gated_ffn = 1,
+     .qkv_bias = 1},
+    {"opt", MMI_POS_LEARNED, .layer_norm = 1, .eps_key = "attention.layer_norm_epsilon",
+     .eps_default = 1e-5, .output_norm_optional = 1},
+};
+
+const mmi_family *mmi_family_find(const char *arch)
+{
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
+        if (strcmp(families[i].arch, arch) == 0)
+            return &families[i];
+    return NULL;
+}
+
 /* ---- loading ---- */
 
-/* Largest accepted dimension: keeps every product of two dimensions inside size_t arithmetic
- * and every single dimension inside int. */
-#define MAX_DIM (1 << 24)
-
-static mm_status get_dim(const mmi_gguf *g, const char *arch, const char *key, int required,
-                         int64_t def, int *out)
+/* `<arch>.<key>` in [1, max]; required when def < 0. */
+static mm_status get_dim(const mmi_gguf *g, const char *arch, const char *key, int64_t def,
+                         int max, int *out)
 {
     char name[96];
     snprintf(name, sizeof name, "%s.%s", arch, key);
-    int64_t v;
-    if (required)
-        MMI_TRY(mmi_gguf_get_int(g, name, &v));
-    else
-        MMI_TRY(mmi_gguf_get_int_or(g, name, def, &v));
-    if (v < 1 || v > MAX_DIM)
-        return mmi_fail(MM_ERR_FORMAT, "%s: %s = %lld is outside [1, %d]", mmi_gguf_path(g), name,
-                        (long long)v, MAX_DIM);
-    *out = (int)v;
-    return MM_OK;
+    return def < 0 ? mmi_weights_dim(g, name, max, out)
+                   : mmi_weights_dim_or(g, name, def, max, out);
 }
 
 static mm_status get_positive_float(const mmi_gguf *g, const char *arch, const char *key,
@@ -47,16 +54,11 @@ static mm_status get_positive_float(const mmi_gguf *g, const char *arch, const c
     return MM_OK;
 }
 
-/* llama: RMSNorm, RoPE (without scaling), SwiGLU, pre-norm blocks. */
-static mm_status load_llama_config(const mmi_gguf *g, const char *arch, mmi_decoder_config *c)
+/* RoPE: the rotated dims and the base, without scaling. */
+static mm_status load_rope_config(const mmi_gguf *g, const char *arch, mmi_decoder_config *c)
 {
     const char *path = mmi_gguf_path(g);
-    c->rope = 1;
-    c->norm_before = 1;
-    c->gated_ffn = 1;
-    c->ffn_act = MMI_ACT_SILU;
-    MMI_TRY(get_dim(g, arch, "rope.dimension_count", 0, c->head_dim, &c->n_rot));
-    MMI_TRY(get_positive_float(g, arch, "attention.layer_norm_rms_epsilon", 1, 0, &c->norm_eps));
+    MMI_TRY(get_dim(g, arch, "rope.dimension_count", c->head_dim, MMI_MAX_DIM, &c->n_rot));
     MMI_TRY(get_positive_float(g, arch, "rope.freq_base", 0, 10000.0, &c->rope_base));
     if (c->n_rot % 2 != 0 || c->n_rot > c->head_dim)
         return mmi_fail(MM_ERR_FORMAT, "%s: rope.dimension_count %d must be even and at most "
@@ -77,14 +79,13 @@ static mm_status load_llama_config(const mmi_gguf *g, const char *arch, mmi_deco
     return MM_OK;
 }
 
-/* opt: learned positions (the table's rows give how many), LayerNorm, pre- or post-LN blocks,
- * plain feed-forward. OPT-350m's project_in/out (word_embed_proj_dim != E) is not handled. */
-static mm_status load_opt_config(const mmi_gguf *g, const char *arch, mmi_decoder_config *c)
+/* LayerNorm families: pre- or post-LN blocks (layer_norm_before), and the plain feed-forward's
+ * activation. OPT-350m's project_in/out (word_embed_proj_dim != E) is not handled. */
+static mm_status load_layer_norm_config(const mmi_gguf *g, const char *arch,
+                                        mmi_decoder_config *c)
 {
     const char *path = mmi_gguf_path(g);
     char key[96];
-    c->layer_norm = 1;
-    MMI_TRY(get_positive_float(g, arch, "attention.layer_norm_epsilon", 0, 1e-5, &c->norm_eps));
     snprintf(key, sizeof key, "%s.layer_norm_before", arch);
     MMI_TRY(mmi_gguf_get_bool_or(g, key, 1, &c->norm_before));
     snprintf(key, sizeof key, "%s.hidden_act", arch);
@@ -94,17 +95,26 @@ static mm_status load_opt_config(const mmi_gguf *g, const char *arch, mmi_decode
     if (!mmi_act_from_name(act, &c->ffn_act))
         return mmi_fail(MM_ERR_UNSUPPORTED, "%s: %s '%s' is unknown", path, key, act);
     int word_width;
-    MMI_TRY(get_dim(g, arch, "word_embed_proj_dim", 0, c->n_embd, &word_width));
+    MMI_TRY(get_dim(g, arch, "word_embed_proj_dim", c->n_embd, MMI_MAX_DIM, &word_width));
     if (word_width != c->n_embd)
         return mmi_fail(MM_ERR_UNSUPPORTED, "%s: %s.word_embed_proj_dim %d differs from the "
                         "embedding width %d (project_in/out are not supported)", path, arch,
                         word_width, c->n_embd);
+    return MM_OK;
+}
+
+/* Learned positions: the table's rows give how many. */
+static mm_status load_learned_positions(const mmi_gguf *g, const char *arch,
+                                        mmi_decoder_config *c)
+{
+    const char *path = mmi_gguf_path(g);
+    char key[96];
     snprintf(key, sizeof key, "%s.position_offset", arch);
     int64_t offset;
     MMI_TRY(mmi_gguf_get_int_or(g, key, 2, &offset));
     const mmi_tensor *pos = mmi_gguf_find_tensor(g, "position_embd.weight");
     uint64_t rows = pos && pos->n_dims == 2 ? pos->ne[1] : 0;
-    if (offset < 0 || (uint64_t)offset >= rows || rows > MAX_DIM)
+    if (offset < 0 || (uint64_t)offset >= rows || rows > MMI_MAX_CTX)
         return mmi_fail(MM_ERR_FORMAT, "%s: %s = %lld needs position_embd.weight with more rows "
                         "(found %llu)", path, key, (long long)offset, (unsigned long long)rows);
     c->pos_offset = (int)offset;
@@ -118,24 +128,29 @@ static mm_status load_config(const mmi_gguf *g, mmi_decoder_config *c)
 {
     const char *path = mmi_gguf_path(g), *arch;
     MMI_TRY(mmi_gguf_get_string(g, "general.architecture", &arch, NULL));
-    if (strcmp(arch, "llama") == 0)
-        c->arch = MMI_DECODER_LLAMA;
-    else if (strcmp(arch, "opt") == 0)
-        c->arch = MMI_DECODER_OPT;
-    else
+    const mmi_family *f = c->family = mmi_family_find(arch);
+    if (!f)
         return mmi_fail(MM_ERR_UNSUPPORTED, "%s: language model architecture '%s' is not "
-                        "supported (llama or opt)", path, arch);
-    MMI_TRY(get_dim(g, arch, "embedding_length", 1, 0, &c->n_embd));
-    MMI_TRY(get_dim(g, arch, "block_count", 1, 0, &c->n_layer));
-    MMI_TRY(get_dim(g, arch, "feed_forward_length", 1, 0, &c->n_ff));
-    MMI_TRY(get_dim(g, arch, "attention.head_count", 1, 0, &c->n_head));
-    MMI_TRY(get_dim(g, arch, "attention.head_count_kv", 0, c->n_head, &c->n_head_kv));
-    MMI_TRY(get_dim(g, arch, "attention.key_length", 0, c->n_embd / c->n_head, &c->head_dim));
-    MMI_TRY(get_dim(g, arch, "context_length", 1, 0, &c->n_ctx_train));
-    if (c->arch == MMI_DECODER_LLAMA)
-        MMI_TRY(load_llama_config(g, arch, c));
+                        "supported (llama, qwen2 or opt)", path, arch);
+    MMI_TRY(get_dim(g, arch, "embedding_length", -1, MMI_MAX_DIM, &c->n_embd));
+    MMI_TRY(get_dim(g, arch, "block_count", -1, MMI_MAX_DIM, &c->n_layer));
+    MMI_TRY(get_dim(g, arch, "feed_forward_length", -1, MMI_MAX_DIM, &c->n_ff));
+    MMI_TRY(get_dim(g, arch, "attention.head_count", -1, MMI_MAX_DIM, &c->n_head));
+    MMI_TRY(get_dim(g, arch, "attention.head_count_kv", c->n_head, MMI_MAX_DIM, &c->n_head_kv));
+    MMI_TRY(get_dim(g, arch, "attention.key_length", c->n_embd / c->n_head, MMI_MAX_DIM,
+                    &c->head_dim));
+    MMI_TRY(get_dim(g, arch, "context_length", -1, MMI_MAX_CTX, &c->n_ctx_train));
+    MMI_TRY(get_positive_float(g, arch, f->eps_key, f->eps_default == 0, f->eps_default,
+                               &c->norm_eps));
+    c->n_pos_dims = 1;
+    c->norm_before = 1;
+    c->ffn_act = MMI_ACT_SILU;
+    if (f->layer_norm)
+        MMI_TRY(load_layer_norm_config(g, arch, c));
+    if (f->pos == MMI_POS_LEARNED)
+        MMI_TRY(load_learned_positions(g, arch, c));
     else
-        MMI_TRY(load_opt_config(g, arch, c));
+        MMI_TRY(load_rope_config(g, arch, c));
     /* Every block has tensors of its own: a count beyond the file's would only size memory. */
     if ((uint64_t)c->n_layer > mmi_gguf_n_tensors(g))
         return mmi_fail(MM_ERR_FORMAT, "%s: %s.block_count = %d but the file holds %llu tensors",
@@ -143,12 +158,12 @@ static mm_status load_config(const mmi_gguf *g, mmi_decoder_config *c)
     if (c->n_head % c->n_head_kv != 0)
         return mmi_fail(MM_ERR_FORMAT, "%s: %d attention heads are not a multiple of %d KV heads",
                         path, c->n_head, c->n_head_kv);
-    if ((int64_t)c->n_head * c->head_dim > MAX_DIM)
+    if ((int64_t)c->n_head * c->head_dim > MMI_MAX_DIM)
         return mmi_fail(MM_ERR_FORMAT, "%s: %d heads x head size %d is too large", path,
                         c->n_head, c->head_dim);
     /* The value length, when given, must equal the key length: one head size serves both. */
     int value_length;
-    MMI_TRY(get_dim(g, arch, "attention.value_length", 0, c->head_dim, &value_length));
+    MMI_TRY(get_dim(g, arch, "attention.value_length", c->head_dim, MMI_MAX_DIM, &value_length));
     if (value_length != c->head_dim)
         return mmi_fail(MM_ERR_UNSUPPORTED, "%s: attention.value_length %d differs from "
                         "key_length %d", path, value_length, c->head_dim);
@@ -156,8 +171,8 @@ static mm_status load_config(const mmi_gguf *g, mmi_decoder_config *c)
     const mmi_tensor *embd = mmi_gguf_find_tensor(g, "token_embd.weight");
     if (!embd)
         return mmi_fail(MM_ERR_FORMAT, "%s: tensor token_embd.weight is missing", path);
-    MMI_TRY(get_dim(g, arch, "vocab_size", 0, embd->n_dims == 2 ? (int64_t)embd->ne[1] : 0,
-                    &c->n_vocab));
+    MMI_TRY(get_dim(g, arch, "vocab_size", embd->n_dims == 2 ? (int64_t)embd->ne[1] : 0,
+                    MMI_MAX_DIM, &c->n_vocab));
     return MM_OK;
 }
 
@@ -166,20 +181,21 @@ static mm_status load_layer(mmi_weights *w, const mmi_decoder_config *c, int i,
 {
     int e = c->n_embd, eq = c->n_head * c->head_dim, ekv = c->n_head_kv * c->head_dim;
     MMI_TRY(mmi_weights_vector(w, 1, &l->attn_norm, e, "blk.%d.attn_norm.weight", i));
-    if (c->layer_norm)
+    if (c->family->layer_norm)
         MMI_TRY(mmi_weights_vector(w, 0, &l->attn_norm_b, e, "blk.%d.attn_norm.bias", i));
     MMI_TRY(mmi_weights_matrix(w, 1, &l->wq, e, eq, "blk.%d.attn_q.weight", i));
     MMI_TRY(mmi_weights_matrix(w, 1, &l->wk, e, ekv, "blk.%d.attn_k.weight", i));
     MMI_TRY(mmi_weights_matrix(w, 1, &l->wv, e, ekv, "blk.%d.attn_v.weight", i));
     MMI_TRY(mmi_weights_matrix(w, 1, &l->wo, eq, e, "blk.%d.attn_output.weight", i));
-    MMI_TRY(mmi_weights_vector(w, 0, &l->bq, eq, "blk.%d.attn_q.bias", i));
-    MMI_TRY(mmi_weights_vector(w, 0, &l->bk, ekv, "blk.%d.attn_k.bias", i));
-    MMI_TRY(mmi_weights_vector(w, 0, &l->bv, ekv, "blk.%d.attn_v.bias", i));
+    int qkv_bias = c->family->qkv_bias;
+    MMI_TRY(mmi_weights_vector(w, qkv_bias, &l->bq, eq, "blk.%d.attn_q.bias", i));
+    MMI_TRY(mmi_weights_vector(w, qkv_bias, &l->bk, ekv, "blk.%d.attn_k.bias", i));
+    MMI_TRY(mmi_weights_vector(w, qkv_bias, &l->bv, ekv, "blk.%d.attn_v.bias", i));
     MMI_TRY(mmi_weights_vector(w, 0, &l->bo, e, "blk.%d.attn_output.bias", i));
     MMI_TRY(mmi_weights_vector(w, 1, &l->ffn_norm, e, "blk.%d.ffn_norm.weight", i));
-    if (c->layer_norm)
+    if (c->family->layer_norm)
         MMI_TRY(mmi_weights_vector(w, 0, &l->ffn_norm_b, e, "blk.%d.ffn_norm.bias", i));
-    if (c->gated_ffn) {
+    if (c->family->gated_ffn) {
         MMI_TRY(mmi_weights_matrix(w, 1, &l->ffn_gate, e, c->n_ff, "blk.%d.ffn_gate.weight", i));
         MMI_TRY(mmi_weights_vector(w, 0, &l->b_gate, c->n_ff, "blk.%d.ffn_gate.bias", i));
     }
@@ -196,7 +212,7 @@ static mm_status load_weights(mmi_decoder *d)
     mmi_decoder_weights *w = &d->weights;
     MMI_TRY(mmi_weights_matrix(&d->store, 1, &w->token_embd, c->n_embd, c->n_vocab,
                                "token_embd.weight"));
-    if (!c->rope) {
+    if (c->family->pos == MMI_POS_LEARNED) {
         const uint64_t pos_ne[2] = {(uint64_t)c->n_embd, (uint64_t)(c->pos_offset + c->n_pos)};
         MMI_TRY(mmi_weights_get(&d->store, 1, &w->pos_embd, 2, pos_ne, "position_embd.weight"));
     }
@@ -207,9 +223,9 @@ static mm_status load_weights(mmi_decoder *d)
     for (int i = 0; i < c->n_layer; i++)
         MMI_TRY(load_layer(&d->store, c, i, &w->layers[i]));
     /* An opt model may have no final norm (post-LN blocks end normalised). */
-    MMI_TRY(mmi_weights_vector(&d->store, c->arch != MMI_DECODER_OPT, &w->output_norm, c->n_embd,
-                               "output_norm.weight"));
-    if (c->layer_norm)
+    MMI_TRY(mmi_weights_vector(&d->store, !c->family->output_norm_optional, &w->output_norm,
+                               c->n_embd, "output_norm.weight"));
+    if (c->family->layer_norm)
         MMI_TRY(mmi_weights_vector(&d->store, 0, &w->output_norm_b, c->n_embd,
                                    "output_norm.bias"));
     MMI_TRY(mmi_weights_matrix(&d->store, 0, &w->output, c->n_embd, c->n_vocab,
@@ -253,9 +269,10 @@ mm_status mmi_decoder_state_init(mmi_decoder_state *s, const mmi_decoder *d, int
 {
     const mmi_decoder_config *c = &d->config;
     memset(s, 0, sizeof *s);
-    if (n_ctx < 1 || n_ctx > MAX_DIM)
-        return mmi_fail(MM_ERR_ARG, "context of %d positions is outside [1, %d]", n_ctx, MAX_DIM);
-    if (!c->rope && n_ctx > c->n_pos)
+    if (n_ctx < 1 || n_ctx > MMI_MAX_CTX)
+        return mmi_fail(MM_ERR_ARG, "context of %d positions is outside [1, %d]", n_ctx,
+                        MMI_MAX_CTX);
+    if (c->family->pos == MMI_POS_LEARNED && n_ctx > c->n_pos)
         return mmi_fail(MM_ERR_ARG, "context of %d positions exceeds the model's %d learned "
                         "positions", n_ctx, c->n_pos);
     n_batch = n_batch < 1 ? 1 : n_batch > n_ctx ? n_ctx : n_batch;
@@ -283,7 +300,7 @@ mm_status mmi_decoder_state_init(mmi_decoder_state *s, const mmi_decoder *d, int
             return st;
         }
     }
-    s->pos = mmi_array(b, sizeof *s->pos);
+    s->pos = mmi_array(b * (size_t)c->n_pos_dims, sizeof *s->pos);
     if (!s->pos) {
         mmi_decoder_state_free(s);
         return mmi_fail(MM_ERR_NOMEM, "out of memory allocating positions");
@@ -304,15 +321,10 @@ void mmi_decoder_state_free(mmi_decoder_state *s)
 
 /* ---- evaluation ---- */
 
-static int cancelled(const atomic_int *cancel)
-{
-    return cancel && atomic_load(cancel);
-}
-
 static void norm(const mmi_decoder_config *c, float *out, const float *x, int n, const float *w,
                  const float *b)
 {
-    if (c->layer_norm)
+    if (c->family->layer_norm)
         mmi_layernorm(out, x, n, c->n_embd, w, b, c->norm_eps);
     else
         mmi_rmsnorm(out, x, n, c->n_embd, w, c->norm_eps);
@@ -337,9 +349,10 @@ static void run_layer(const mmi_decoder *d, mmi_decoder_state *s, int il, int pa
     mmi_linear(s->q, h, n, &l->wq, l->bq);
     mmi_linear(k, h, n, &l->wk, l->bk);
     mmi_linear(v, h, n, &l->wv, l->bv);
-    if (c->rope) {
-        mmi_rope(s->q, n, c->n_head, c->head_dim, c->n_rot, s->pos, c->rope_base, 0);
-        mmi_rope(k, n, c->n_head_kv, c->head_dim, c->n_rot, s->pos, c->rope_base, 0);
+    if (c->family->pos != MMI_POS_LEARNED) {
+        int neox = c->family->pos == MMI_ROPE_NEOX;
+        mmi_rope(s->q, n, c->n_head, c->head_dim, c->n_rot, s->pos, c->rope_base, neox);
+        mmi_rope(k, n, c->n_head_kv, c->head_dim, c->n_rot, s->pos, c->rope_base, neox);
     }
     const float *k0 = s->k_cache + (size_t)il * s->n_ctx * ekv;
     const float *v0 = s->v_cache + (size_t)il * s->n_ctx * ekv;
@@ -357,7 +370,7 @@ static void run_layer(const mmi_decoder *d, mmi_decoder_state *s, int il, int pa
         h = s->xn;
     }
     mmi_linear(s->up, h, n, &l->ffn_up, l->b_up);
-    if (c->gated_ffn) {
+    if (c->family->gated_ffn) {
         mmi_linear(s->gate, h, n, &l->ffn_gate, l->b_gate);
         mmi_swiglu(s->gate, s->up, (size_t)n * c->n_ff);
         mmi_linear(s->xn, s->gate, n, &l->ffn_down, l->b_down);
@@ -401,13 +414,14 @@ mm_status mmi_decoder_eval(const mmi_decoder *d, mmi_decoder_state *s, const int
                 mmi_matrix_row(&w->token_embd, tokens[done + i], s->x + (size_t)i * e);
             else
                 memcpy(s->x + (size_t)i * e, embd + (size_t)(done + i) * e, e * sizeof(float));
-            s->pos[i] = past + i;
+            for (int j = 0; j < c->n_pos_dims; j++)
+                s->pos[i * c->n_pos_dims + j] = past + i;
             if (w->pos_embd) /* past + i < n_pos: n_ctx is at most n_pos */
                 mmi_add(s->x + (size_t)i * e,
                         w->pos_embd + (size_t)(past + i + c->pos_offset) * e, e);
         }
         for (int il = 0; il < c->n_layer; il++) {
-            if (cancelled(cancel))
+            if (mmi_cancelled(cancel))
                 return mmi_fail(MM_ERR_CANCELLED, "decoder: cancelled at layer %d", il);
             run_layer(d, s, il, past, rows);
         }

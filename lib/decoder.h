@@ -1,11 +1,14 @@
 /* The language model: a decoder-only transformer read from a text-model GGUF. One code path
- * serves two families, told apart by general.architecture and the file's keys:
+ * serves every family; a family is a row of the table in decoder.c (mmi_family below), found by
+ * general.architecture, and the block branches only on its fields and the file's keys:
  *  - `llama` (docs/model-format.md §1): token embeddings, pre-RMSNorm blocks, RoPE on adjacent
  *    pairs (llama.cpp's ordering; Q/K rows are stored permuted), grouped- or multi-query
  *    attention, SwiGLU feed-forward, tied or separate output head;
  *  - `opt` (§2, BLIP-2's language model): learned absolute positions (row p + offset), LayerNorm
  *    with bias, pre-LN or post-LN blocks, plain feed-forward with the file's activation (ReLU),
- *    biases everywhere, final LayerNorm when present, tied head.
+ *    biases everywhere, final LayerNorm when present, tied head;
+ *  - `qwen2` (§1b): llama's block with Q/K/V biases and RoPE on halves (NEOX ordering: the
+ *    Q/K rows are stored as HF has them).
  *
  * Three things kept apart, as llama2.c does:
  *  - mmi_decoder_config: hyperparameters read from `<arch>.*` keys;
@@ -19,17 +22,33 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include "model.h"
 #include "ops.h"
 #include "weights.h"
 
+/* How a family gives the model positions. */
 typedef enum {
-    MMI_DECODER_LLAMA, /* general.architecture = "llama" */
-    MMI_DECODER_OPT    /* "opt" */
-} mmi_decoder_arch;
+    MMI_POS_LEARNED, /* rows of position_embd added to the input (opt) */
+    MMI_ROPE_NORM,   /* RoPE on adjacent pairs (2i, 2i+1): llama.cpp's `llama` ordering */
+    MMI_ROPE_NEOX    /* RoPE on halves (i, i + n_rot/2): HF's rotate_half */
+} mmi_pos_kind;
+
+/* A decoder family: what its blocks hold and how they compute, as data. */
+typedef struct {
+    const char *arch;           /* general.architecture, also the prefix of its keys */
+    mmi_pos_kind pos;
+    int layer_norm;             /* LayerNorm with optional bias; 0: RMSNorm */
+    const char *eps_key;        /* `<arch>.<eps_key>`: the norm epsilon */
+    double eps_default;         /* when the key is absent; 0: the key is required */
+    int gated_ffn;              /* down(silu(gate(h)) * up(h)); 0: down(act(up(h))) */
+    int qkv_bias;               /* attn_q/k/v.bias are required (else optional) */
+    int output_norm_optional;   /* post-LN files may end without output_norm */
+} mmi_family;
+
+/* The family row of general.architecture `arch`, or NULL. */
+const mmi_family *mmi_family_find(const char *arch);
 
 typedef struct {
-    mmi_decoder_arch arch;
+    const mmi_family *family;
     int n_vocab;     /* V: rows of token_embd and of the output head */
     int n_embd;      /* E: residual width */
     int n_layer;     /* L */
@@ -41,13 +60,11 @@ typedef struct {
     int n_ctx_train; /* context the model was trained for (the default KV cache size) */
     float norm_eps;  /* RMSNorm or LayerNorm epsilon */
     float rope_base; /* theta_i = pos * base^(-2i/n_rot) */
-    /* What tells the families apart: */
-    int rope;        /* 1: RoPE (llama); 0: learned positions from position_embd (opt) */
+    int n_pos_dims;  /* numbers per position (1; M-RoPE will take 3) */
+    /* What the file chooses within its family: */
     int pos_offset;  /* learned positions: position p reads row p + pos_offset */
     int n_pos;       /* learned positions: positions the table covers (rows - pos_offset) */
-    int layer_norm;  /* 1: LayerNorm with optional bias (opt); 0: RMSNorm (llama) */
     int norm_before; /* 1: pre-LN blocks, x += f(norm(x)); 0: post-LN, x = norm(x + f(x)) */
-    int gated_ffn;   /* 1: down(silu(gate(h)) * up(h)) (llama); 0: down(act(up(h))) (opt) */
     mmi_act ffn_act; /* act of the plain feed-forward */
 } mmi_decoder_config;
 
@@ -72,6 +89,7 @@ typedef struct {
     mmi_matrix output;         /* [E -> V]; token_embd itself when the embeddings are tied */
 } mmi_decoder_weights;
 
+typedef struct mmi_decoder mmi_decoder;
 struct mmi_decoder {
     mmi_decoder_config config;
     mmi_decoder_weights weights;
@@ -96,13 +114,17 @@ typedef struct {
     float *att;       /* [n_batch][H*hd] attention output before wo */
     float *gate, *up; /* [n_batch][F] */
     float *scores;    /* [n_batch][n_ctx] attention scratch */
-    int32_t *pos;     /* [n_batch] positions of the rows in flight */
+    int32_t *pos;     /* [n_batch][n_pos_dims] positions of the rows in flight */
     float *k_cache;   /* [L][n_ctx][H_kv*hd], keys already rotated */
     float *v_cache;   /* [L][n_ctx][H_kv*hd] */
     float *logits;    /* [V] of the last evaluated position */
 } mmi_decoder_state;
 
-/* Allocate a state for n_ctx positions (1 .. 2^24, and at most n_pos with learned positions)
+/* The largest context a state may hold (a count of positions, not a width: MMI_MAX_DIM bounds
+ * widths). */
+#define MMI_MAX_CTX (1 << 24)
+
+/* Allocate a state for n_ctx positions (1 .. MMI_MAX_CTX, and at most n_pos with learned positions)
  * evaluated n_batch rows at a time (clamped to 1 .. n_ctx). MM_ERR_NOMEM names the size that
  * failed. */
 mm_status mmi_decoder_state_init(mmi_decoder_state *s, const mmi_decoder *d, int n_ctx,

@@ -25,85 +25,6 @@
 
 #define GGUF_DEFAULT_ALIGNMENT 32
 #define GGUF_MAX_NESTING 8 /* arrays of arrays deeper than this are refused, bounding recursion */
-#define QK 32              /* elements per Q8_0 / Q4_0 block */
-
-/* ---------------------------------------------------------------------------------------------
- * Half-precision conversions
- * ------------------------------------------------------------------------------------------- */
-
-static uint32_t f32_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
-static float bits_f32(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-float mmi_f16_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exp = (h >> 10) & 0x1f;
-    uint32_t mant = h & 0x3ff;
-    if (exp == 0x1f) /* inf / nan: keep the payload */
-        return bits_f32(sign | 0x7f800000u | (mant << 13));
-    if (exp == 0) { /* zero / subnormal: mant * 2^-24, exact in f32 */
-        float v = (float)mant * 0x1p-24f;
-        return sign ? -v : v;
-    }
-    return bits_f32(sign | ((exp + 112) << 23) | (mant << 13));
-}
-
-uint16_t mmi_f32_to_f16(float f)
-{
-    uint32_t u = f32_bits(f);
-    uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
-    uint32_t exp = (u >> 23) & 0xff;
-    uint32_t mant = u & 0x7fffff;
-    if (exp == 0xff) /* inf stays inf; nan stays a (quiet) nan */
-        return sign | 0x7c00 | (mant ? 0x200 | (uint16_t)(mant >> 13) : 0);
-    int e = (int)exp - 127 + 15; /* biased f16 exponent */
-    if (e >= 0x1f)
-        return sign | 0x7c00; /* overflow -> inf */
-    if (e <= 0) {
-        /* Subnormal result: value = m * 2^(e-1-23+... ); shift the full significand down and
-         * round to nearest even. Below half the smallest subnormal it becomes zero. */
-        if (e < -10)
-            return sign;
-        uint32_t m = mant | 0x800000;
-        int shift = 14 - e; /* 24-bit significand -> 10-bit field scaled by 2^-24 */
-        uint32_t q = m >> shift;
-        uint32_t rem = m & ((1u << shift) - 1);
-        uint32_t half = 1u << (shift - 1);
-        if (rem > half || (rem == half && (q & 1)))
-            q++;
-        return sign | (uint16_t)q; /* q may carry into the exponent: still correct */
-    }
-    uint32_t q = ((uint32_t)e << 10) | (mant >> 13);
-    uint32_t rem = mant & 0x1fff;
-    if (rem > 0x1000 || (rem == 0x1000 && (q & 1)))
-        q++; /* may carry to the next exponent, and up to inf: both correct */
-    return sign | (uint16_t)q;
-}
-
-float mmi_bf16_to_f32(uint16_t h)
-{
-    return bits_f32((uint32_t)h << 16);
-}
-
-uint16_t mmi_f32_to_bf16(float f)
-{
-    uint32_t u = f32_bits(f);
-    if ((u & 0x7fffffff) > 0x7f800000) /* nan: truncate, keeping it a quiet nan */
-        return (uint16_t)((u >> 16) | 0x40);
-    u += 0x7fff + ((u >> 16) & 1); /* round to nearest even; overflow reaches inf */
-    return (uint16_t)(u >> 16);
-}
 
 /* ---------------------------------------------------------------------------------------------
  * Types
@@ -138,54 +59,14 @@ static int is_float_type(uint32_t t)
     return t == MMI_GGUF_FLOAT32 || t == MMI_GGUF_FLOAT64;
 }
 
-const char *mmi_tensor_type_name(mmi_tensor_type type)
-{
-    switch ((int)type) {
-    case MMI_TENSOR_F32: return "F32";
-    case MMI_TENSOR_F16: return "F16";
-    case MMI_TENSOR_Q4_0: return "Q4_0";
-    case 3: return "Q4_1";
-    case 6: return "Q5_0";
-    case 7: return "Q5_1";
-    case MMI_TENSOR_Q8_0: return "Q8_0";
-    case 9: return "Q8_1";
-    case 10: return "Q2_K";
-    case 11: return "Q3_K";
-    case 12: return "Q4_K";
-    case 13: return "Q5_K";
-    case 14: return "Q6_K";
-    case 15: return "Q8_K";
-    case 24: return "I8";
-    case 25: return "I16";
-    case 26: return "I32";
-    case 27: return "I64";
-    case 28: return "F64";
-    case MMI_TENSOR_BF16: return "BF16";
-    }
-    return "unknown";
-}
-
-/* Elements per block and bytes per block of a supported tensor type; 0 if unsupported. */
-static void tensor_block(uint32_t type, uint64_t *block_elems, uint64_t *block_bytes)
-{
-    *block_elems = 1;
-    switch (type) {
-    case MMI_TENSOR_F32: *block_bytes = 4; return;
-    case MMI_TENSOR_F16: case MMI_TENSOR_BF16: *block_bytes = 2; return;
-    case MMI_TENSOR_Q8_0: *block_elems = QK; *block_bytes = 2 + QK; return;       /* f16 d, i8 q[32] */
-    case MMI_TENSOR_Q4_0: *block_elems = QK; *block_bytes = 2 + QK / 2; return;   /* f16 d, u8 q[16] */
-    }
-    *block_bytes = 0;
-}
-
 /* Element count and data size of a tensor of `type` and shape ne[0..n_dims-1], each dimension
  * at least 1. Returns NULL, or what is wrong. Shared by the reader and the writer. */
 static const char *tensor_size(uint32_t type, uint32_t n_dims, const uint64_t *ne,
                                uint64_t *n_elements, uint64_t *n_bytes)
 {
-    uint64_t block_elems, block_bytes;
-    tensor_block(type, &block_elems, &block_bytes);
-    if (!block_bytes)
+    const mmi_type_traits *tt = mmi_type(type);
+    uint64_t block_elems = tt->block_elems, block_bytes = tt->block_bytes;
+    if (!tt->weight)
         return "unsupported tensor type";
     if (n_dims == 0 || n_dims > MMI_GGUF_MAX_DIMS)
         return "dimension count is not 1 to 4";
@@ -469,9 +350,8 @@ static mm_status parse_tensor_info(cursor *c, mmi_tensor *t, size_t *name_at, ui
     uint32_t type;
     MMI_TRY(read_u32(c, "tensor type", &type));
     t->type = (mmi_tensor_type)type;
-    uint64_t block_elems, block_bytes, n_bytes;
-    tensor_block(type, &block_elems, &block_bytes);
-    if (!block_bytes)
+    uint64_t n_bytes;
+    if (!mmi_type(type)->weight)
         return mmi_fail(MM_ERR_UNSUPPORTED, "%s: unsupported tensor type %s (%u) in tensor '%s'",
                         c->g->path, mmi_tensor_type_name(t->type), type, name);
     const char *bad = tensor_size(type, t->n_dims, t->ne, &t->n_elements, &n_bytes);
@@ -529,6 +409,10 @@ static mm_status place_tensors(mmi_gguf *g, size_t header_end, const uint64_t *o
                             g->path, t->name, (unsigned long long)offsets[i], t->n_bytes, data_size,
                             (unsigned long long)data_start);
         t->data = g->base + data_start + offsets[i];
+        const mmi_type_traits *tt = mmi_type(t->type);
+        if (!mmi_type_scales_finite(t->type, t->data, t->n_bytes / tt->block_bytes))
+            return mmi_fail(MM_ERR_FORMAT, "%s: tensor '%s' (%s): a block scale is infinite or NaN",
+                            g->path, t->name, tt->name);
     }
     /* Sort by data position in by_name's storage, check neighbours, then sort by name. */
     for (uint64_t i = 0; i < g->n_tensors; i++)
@@ -835,7 +719,7 @@ static double float_at(const uint8_t *p, uint32_t type)
 {
     uint64_t u = load_le(p, scalar_size(type));
     if (type == MMI_GGUF_FLOAT32)
-        return bits_f32((uint32_t)u);
+        return mmi_bits_f32((uint32_t)u);
     double d;
     memcpy(&d, &u, 8);
     return d;
@@ -909,6 +793,9 @@ mm_status mmi_gguf_get_string(const mmi_gguf *g, const char *key, const char **o
     *out = g->strings + kv->str_at;
     if (len)
         *len = kv->str_len;
+    else if (strlen(*out) != kv->str_len) /* read as a C string: "llama\0x" is not "llama" */
+        return mmi_fail(MM_ERR_FORMAT, "%s: %s = \"%s\\0...\" contains a NUL byte", g->path,
+                        key, *out);
     return MM_OK;
 }
 
@@ -1067,54 +954,26 @@ mm_status mmi_gguf_get_tensor(const mmi_gguf *g, const char *name, uint32_t n_di
     return MM_OK;
 }
 
-static void dequantize_block(mmi_tensor_type type, const uint8_t *b, float *y)
-{
-    float d = mmi_f16_to_f32((uint16_t)load_le(b, 2));
-    if (type == MMI_TENSOR_Q8_0) {
-        for (int j = 0; j < QK; j++)
-            y[j] = d * (float)(int8_t)b[2 + j];
-    } else { /* Q4_0: low nibbles are elements 0..15, high nibbles 16..31, offset by 8 */
-        for (int j = 0; j < QK / 2; j++) {
-            y[j] = d * (float)((b[2 + j] & 0x0f) - 8);
-            y[j + QK / 2] = d * (float)((b[2 + j] >> 4) - 8);
-        }
-    }
-}
-
 mm_status mmi_tensor_to_f32(const mmi_tensor *t, uint64_t first, uint64_t n_elements, float *dst)
 {
     if (!t || (!dst && n_elements))
         return mmi_fail(MM_ERR_ARG, "mmi_tensor_to_f32: NULL %s", t ? "destination" : "tensor");
-    uint64_t block_elems, block_bytes;
-    tensor_block(t->type, &block_elems, &block_bytes);
-    if (!block_bytes)
+    const mmi_type_traits *tt = mmi_type(t->type);
+    if (!tt->weight)
         return mmi_fail(MM_ERR_UNSUPPORTED, "unsupported tensor type %s (%d) in tensor '%s'",
                         mmi_tensor_type_name(t->type), (int)t->type, t->name);
+    uint64_t block_elems = tt->block_elems;
     if (first > t->n_elements || n_elements > t->n_elements - first || first % block_elems)
         return mmi_fail(MM_ERR_ARG, "tensor '%s': elements [%llu, +%llu) out of range or not at a block start (%llu elements, block %llu)",
                         t->name, (unsigned long long)first, (unsigned long long)n_elements,
                         (unsigned long long)t->n_elements, (unsigned long long)block_elems);
-    const uint8_t *src = (const uint8_t *)t->data + first / block_elems * block_bytes;
-    switch (t->type) {
-    case MMI_TENSOR_F32:
-        memcpy(dst, src, (size_t)n_elements * 4);
-        return MM_OK;
-    case MMI_TENSOR_F16:
-        for (uint64_t i = 0; i < n_elements; i++)
-            dst[i] = mmi_f16_to_f32((uint16_t)load_le(src + 2 * i, 2));
-        return MM_OK;
-    case MMI_TENSOR_BF16:
-        for (uint64_t i = 0; i < n_elements; i++)
-            dst[i] = mmi_bf16_to_f32((uint16_t)load_le(src + 2 * i, 2));
-        return MM_OK;
-    default:
-        break;
-    }
-    for (uint64_t i = 0; i < n_elements; i += QK, src += block_bytes) {
-        float block[QK];
-        dequantize_block(t->type, src, block);
-        uint64_t n = n_elements - i < QK ? n_elements - i : QK;
-        memcpy(dst + i, block, (size_t)n * sizeof *dst);
+    const uint8_t *src = (const uint8_t *)t->data + first / block_elems * tt->block_bytes;
+    uint64_t whole = n_elements / block_elems * block_elems;
+    tt->to_f32(src, dst, (size_t)whole);
+    if (whole < n_elements) { /* a part of the last block */
+        float block[256];
+        tt->to_f32(src + whole / block_elems * tt->block_bytes, block, block_elems);
+        memcpy(dst + whole, block, (size_t)(n_elements - whole) * sizeof *dst);
     }
     return MM_OK;
 }
@@ -1310,7 +1169,7 @@ mm_status mmi_gguf_writer_add_float(mmi_gguf_writer *w, const char *key, mmi_ggu
     size_t mark;
     MMI_TRY(kv_begin(w, key, type, &mark));
     if (type == MMI_GGUF_FLOAT32) {
-        put_le(&w->kv, f32_bits((float)v), 4);
+        put_le(&w->kv, mmi_f32_bits((float)v), 4);
     } else {
         uint64_t u;
         memcpy(&u, &v, 8);
@@ -1423,7 +1282,7 @@ mm_status mmi_gguf_writer_add_tensor(mmi_gguf_writer *w, const char *name, mmi_t
                                      uint32_t n_dims, const uint64_t *ne, const float *values)
 {
     uint64_t n_elements, n_bytes;
-    if (type != MMI_TENSOR_F32 && type != MMI_TENSOR_F16 && type != MMI_TENSOR_BF16)
+    if (!mmi_type(type)->weight || !mmi_type(type)->from_f32)
         return mmi_fail(MM_ERR_ARG, "GGUF writer: tensor '%s': cannot convert f32 to %s",
                         name ? name : "(null)", mmi_tensor_type_name(type));
     if (!ne || !values || tensor_size(type, n_dims, ne, &n_elements, &n_bytes))
@@ -1434,11 +1293,7 @@ mm_status mmi_gguf_writer_add_tensor(mmi_gguf_writer *w, const char *name, mmi_t
     uint8_t *data = mmi_malloc((size_t)n_bytes);
     if (!data)
         return mmi_fail(MM_ERR_NOMEM, "GGUF writer: out of memory converting tensor '%s'", name);
-    for (uint64_t i = 0; i < n_elements; i++) {
-        uint16_t h = type == MMI_TENSOR_F16 ? mmi_f32_to_f16(values[i]) : mmi_f32_to_bf16(values[i]);
-        data[2 * i] = (uint8_t)h;
-        data[2 * i + 1] = (uint8_t)(h >> 8);
-    }
+    mmi_type(type)->from_f32(values, data, (size_t)n_elements);
     mm_status st = mmi_gguf_writer_add_tensor_raw(w, name, type, n_dims, ne, data, (size_t)n_bytes);
     mmi_free(data);
     return st;

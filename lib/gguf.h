@@ -9,7 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "half.h"
 #include "mm.h"
+#include "quant.h"
 
 /* Metadata value types, numbered as in the GGUF specification. */
 typedef enum {
@@ -18,12 +20,6 @@ typedef enum {
     MMI_GGUF_STRING = 8, MMI_GGUF_ARRAY = 9, MMI_GGUF_UINT64 = 10, MMI_GGUF_INT64 = 11,
     MMI_GGUF_FLOAT64 = 12
 } mmi_gguf_type;
-
-/* Tensor element types, numbered as ggml numbers them. */
-typedef enum {
-    MMI_TENSOR_F32 = 0, MMI_TENSOR_F16 = 1, MMI_TENSOR_Q4_0 = 2, MMI_TENSOR_Q8_0 = 8,
-    MMI_TENSOR_BF16 = 30
-} mmi_tensor_type;
 
 #define MMI_GGUF_MAX_DIMS 4
 
@@ -44,7 +40,7 @@ typedef struct mmi_gguf mmi_gguf;
 /* Open a file; use_mmap = 0 reads it into memory instead (also the fallback when mmap fails).
  * MM_ERR_IO if it cannot be read, MM_ERR_FORMAT (naming the key or tensor, the byte offset and
  * the file) if it is malformed, MM_ERR_UNSUPPORTED for GGUF v1, big-endian files and tensor
- * types other than F32, F16, BF16, Q8_0 and Q4_0. */
+ * types libmm does not read (see quant.h). */
 mm_status mmi_gguf_open(const char *path, int use_mmap, mmi_gguf **out);
 /* Parse a buffer in memory; the buffer is copied (used by tests and fuzzers). */
 mm_status mmi_gguf_open_memory(const void *data, size_t size, mmi_gguf **out);
@@ -65,7 +61,8 @@ mm_status mmi_gguf_get_float(const mmi_gguf *g, const char *key, double *out);
 mm_status mmi_gguf_get_float_or(const mmi_gguf *g, const char *key, double def, double *out);
 mm_status mmi_gguf_get_bool(const mmi_gguf *g, const char *key, int *out);
 mm_status mmi_gguf_get_bool_or(const mmi_gguf *g, const char *key, int def, int *out);
-/* String: NUL-terminated copy owned by g; *len excludes the NUL (len may be NULL). */
+/* String: NUL-terminated copy owned by g; *len excludes the NUL. len NULL means the caller reads
+ * it as a C string (a name): a value holding a NUL byte is then MM_ERR_FORMAT. */
 mm_status mmi_gguf_get_string(const mmi_gguf *g, const char *key, const char **out, size_t *len);
 
 /* The value's bytes exactly as stored in the file (for an array: element type, count and
@@ -95,13 +92,6 @@ mm_status mmi_gguf_get_tensor(const mmi_gguf *g, const char *name, uint32_t n_di
  * element `first` (which must be a multiple of the type's block size; n_elements need not be)
  * into dst. MM_ERR_ARG if the range leaves the tensor. */
 mm_status mmi_tensor_to_f32(const mmi_tensor *t, uint64_t first, uint64_t n_elements, float *dst);
-const char *mmi_tensor_type_name(mmi_tensor_type type);
-
-/* IEEE half and bfloat16 conversions (round to nearest even; subnormals, inf and nan kept). */
-float mmi_f16_to_f32(uint16_t h);
-uint16_t mmi_f32_to_f16(float f);
-float mmi_bf16_to_f32(uint16_t h);
-uint16_t mmi_f32_to_bf16(float f);
 
 /* Writer: collect metadata and tensors, then write a GGUF v3 file (or buffer). Values and
  * tensor data are copied when added. */
@@ -118,7 +108,8 @@ mm_status mmi_gguf_writer_add_array(mmi_gguf_writer *w, const char *key, mmi_ggu
                                     const void *data, uint64_t count);
 mm_status mmi_gguf_writer_add_string_array(mmi_gguf_writer *w, const char *key,
                                            const char *const *items, uint64_t count);
-/* Tensor from f32 values, stored as `type` (F32, F16 or BF16), shape ne[0..n_dims-1]. */
+/* Tensor from f32 values, stored as `type` (any type with a quantizer in quant.c: F32, F16,
+ * BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), shape ne[0..n_dims-1]. */
 mm_status mmi_gguf_writer_add_tensor(mmi_gguf_writer *w, const char *name, mmi_tensor_type type,
                                      uint32_t n_dims, const uint64_t *ne, const float *values);
 /* A value given as its bytes in the file format (as mmi_gguf_get_raw returns them), checked

@@ -70,9 +70,29 @@ mm_status mmi_media_check_markers(const char *text, size_t len, size_t n_media, 
     return MM_OK;
 }
 
+/* Tokenize the stretch [at, stop) of text with control tokens parsed outside the literal spans
+ * (offsets into text). */
+static mm_status tokenize_stretch(const mmi_tokenizer *tok, const char *text, const char *at,
+                                  const char *stop, const mmi_text_span *literal,
+                                  size_t n_literal, mmi_tokens *ids)
+{
+    size_t from = (size_t)(at - text), to = (size_t)(stop - text);
+    mmi_text_span local[2];
+    size_t n_local = 0;
+    for (size_t i = 0; i < n_literal && n_local < 2; i++) {
+        size_t a = literal[i].start > from ? literal[i].start : from;
+        size_t z = literal[i].end < to ? literal[i].end : to;
+        if (a < z)
+            local[n_local++] = (mmi_text_span){a - from, z - from};
+    }
+    return mmi_tokenize_literal(tok, at, (size_t)(stop - at), MM_TOKENIZE_PARSE_SPECIAL, local,
+                                n_local, ids);
+}
+
 mm_status mmi_message_plan(mmi_message *msg, const mm_model *m, const mmi_media_params *p,
-                           const char *text, size_t len, int32_t bos, const mmi_media *media,
-                           size_t n_media, int first, int n_embd, const char *fn)
+                           const char *text, size_t len, const mmi_text_span *literal,
+                           size_t n_literal, int32_t bos, const mmi_media *media, size_t n_media,
+                           int first, int n_embd, const char *fn)
 {
     memset(msg, 0, sizeof *msg);
     size_t n_inline = first ? 0 : n_media; /* media at markers */
@@ -100,8 +120,7 @@ mm_status mmi_message_plan(mmi_message *msg, const mm_model *m, const mmi_media_
         const char *stop = i < n_inline ? mmi_media_find_marker(at, (size_t)(end - at), &m_len)
                                         : end;
         if (stop > at)
-            st = mmi_tokenize(m->tokenizer, at, (size_t)(stop - at), MM_TOKENIZE_PARSE_SPECIAL,
-                              &msg->ids);
+            st = tokenize_stretch(m->tokenizer, text, at, stop, literal, n_literal, &msg->ids);
         ends[i] = msg->ids.n;
         at = stop + m_len;
     }

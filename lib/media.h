@@ -94,11 +94,14 @@ mm_status mmi_media_check_markers(const char *text, size_t len, size_t n_media, 
 int mmi_media_first(const mm_model *m);
 
 /* Plan every media item, then split text (a rendered message: its first n_media markers are
- * where the media go, unless `first`) into parts, each stretch between markers tokenized on its own as llama.cpp's
- * multimodal tool does; bos (>= 0) goes in front of the text. Nothing is encoded. */
+ * where the media go, unless `first`) into parts, each stretch between markers tokenized on its
+ * own as llama.cpp's multimodal tool does; the `literal` spans of text (the caller's words) stay
+ * text, so only the template's markup produces control tokens; bos (>= 0) goes in front of the
+ * text. Nothing is encoded. */
 mm_status mmi_message_plan(mmi_message *msg, const mm_model *m, const mmi_media_params *p,
-                           const char *text, size_t len, int32_t bos, const mmi_media *media,
-                           size_t n_media, int first, int n_embd, const char *fn);
+                           const char *text, size_t len, const mmi_text_span *literal,
+                           size_t n_literal, int32_t bos, const mmi_media *media, size_t n_media,
+                           int first, int n_embd, const char *fn);
 /* Encode the media items that have no rows yet into the parts. */
 mm_status mmi_message_encode(mmi_message *msg, const mm_model *m, const mmi_media_params *p,
                              const mmi_media *media, const atomic_int *cancel, const char *fn);

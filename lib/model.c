@@ -53,6 +53,40 @@ static mm_status load_file(mm_model *m, const mmi_gguf *g)
     return MM_OK;
 }
 
+/* The files loaded together must fit each other: the tokenizer's vocabulary is the decoder's
+ * (token and output rows), and a vision file used with a language model has a projector that
+ * maps into the model's embedding width. Checked once every file is read. */
+static mm_status check_towers_agree(const mm_model *m)
+{
+    const char *paths[2] = {NULL, NULL}; /* [0] the language model's file, [1] the vision file */
+    for (int i = 0; i < 2; i++) {
+        const char *arch;
+        if (m->files[i] && mmi_gguf_get_string(m->files[i], "general.architecture", &arch,
+                                               NULL) == MM_OK)
+            paths[strcmp(arch, "clip") == 0] = mmi_gguf_path(m->files[i]);
+    }
+    if (m->decoder && m->tokenizer &&
+        mmi_tokenizer_n_vocab(m->tokenizer) != m->decoder->config.n_vocab)
+        return mmi_fail(MM_ERR_FORMAT, "%s: the vocabulary has %d tokens but token_embd.weight "
+                        "and the output have %d rows", paths[0],
+                        (int)mmi_tokenizer_n_vocab(m->tokenizer), m->decoder->config.n_vocab);
+    if (!m->decoder || !m->vision)
+        return MM_OK;
+    const mmi_vision *v = m->vision;
+    if (v->connector.kind == MMI_CONNECTOR_NONE)
+        return mmi_fail(MM_ERR_FORMAT, "%s is a vision encoder without a projector (no "
+                        "clip.projector_type, clip.has_llava_projector or mm.* tensors): it "
+                        "cannot be the mmproj of the language model %s, which needs %d-wide "
+                        "image embeddings", paths[1], paths[0], m->decoder->config.n_embd);
+    int side = v->preprocess.image_size, n_tokens, n_embd;
+    MMI_TRY(mmi_vision_output_shape(v, side, side, &n_tokens, &n_embd));
+    if (n_embd != m->decoder->config.n_embd)
+        return mmi_fail(MM_ERR_FORMAT, "%s projects images to %d values but the language model "
+                        "%s takes %d-wide embeddings", paths[1], n_embd, paths[0],
+                        m->decoder->config.n_embd);
+    return MM_OK;
+}
+
 static void model_free(mm_model *m)
 {
     mmi_vision_free(m->vision);
@@ -94,6 +128,8 @@ mm_status mmi_model_load(const char *path, const char *mmproj_path, const mm_opt
     if (st == MM_OK && !m->vision && !m->audio && !m->decoder && !m->clip_text)
         st = mmi_fail(MM_ERR_FORMAT, "%s: no vision, audio or text encoder, or language model",
                       path);
+    if (st == MM_OK)
+        st = check_towers_agree(m);
     if (st != MM_OK) {
         model_free(m);
         return st;

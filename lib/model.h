@@ -5,14 +5,13 @@
 
 #include <stdatomic.h>
 
+#include "clip.h"
+#include "decoder.h"
 #include "gguf.h"
 #include "mm.h"
-
-typedef struct mmi_vision mmi_vision;       /* vit.h: preprocess config, ViT, connector */
-typedef struct mmi_clip_text mmi_clip_text; /* clip.h: CLIP text tower and projections */
-typedef struct mmi_tokenizer mmi_tokenizer; /* tokenizer.h */
-typedef struct mmi_decoder mmi_decoder;     /* decoder.h: the language model */
-typedef struct mmi_audio_tower mmi_audio_tower; /* tower_audio.h: Whisper encoder, connector */
+#include "tokenizer.h"
+#include "tower_audio.h"
+#include "vit.h"
 
 struct mm_model {
     mmi_gguf *files[2];        /* the text/CLIP file and the optional mmproj file */

@@ -14,6 +14,7 @@
 
 #include "alloc.h"
 #include "status.h"
+#include "quant.h"
 #include "vec.h"
 
 /* ---- execution context ---- */
@@ -107,39 +108,57 @@ void mmi_gemm_nn(int m, int n, int k, float alpha, const float *a, int lda, cons
                 c, ldc);
 }
 
+/* Row r of w's data. */
+static const void *row_data(const mmi_matrix *w, size_t r)
+{
+    return (const uint8_t *)w->data + r * mmi_type_row_bytes(w->type, (size_t)w->n_in);
+}
+
+/* The float storage types multiply f32 activations directly, with vec.c's kernels; the
+ * quantized types go through quant.c's table instead (activations quantized first). */
+static float dot_f32(const void *w, const float *x, size_t n) { return mmi_vec_dot(w, x, n); }
+static float dot_f16(const void *w, const float *x, size_t n) { return mmi_vec_dot_f16(w, x, n); }
+static float dot_bf16(const void *w, const float *x, size_t n) { return mmi_vec_dot_bf16(w, x, n); }
+static void dot4_f32(const void *w, size_t stride, const float *x, size_t n, float out[4])
+{
+    mmi_vec_dot4(w, stride, x, n, out);
+}
+static void dot4_f16(const void *w, size_t stride, const float *x, size_t n, float out[4])
+{
+    mmi_vec_dot4_f16(w, stride, x, n, out);
+}
+static void dot4_bf16(const void *w, size_t stride, const float *x, size_t n, float out[4])
+{
+    mmi_vec_dot4_bf16(w, stride, x, n, out);
+}
+static void f16_to_f32(const void *w, float *out, size_t n) { mmi_vec_f16_to_f32(w, out, n); }
+static void bf16_to_f32(const void *w, float *out, size_t n) { mmi_vec_bf16_to_f32(w, out, n); }
+
+static const struct {
+    float (*dot)(const void *w, const float *x, size_t n);
+    void (*dot4)(const void *w, size_t stride, const float *x, size_t n, float out[4]);
+    void (*to_f32)(const void *w, float *out, size_t n);
+} float_kernels[MMI_TENSOR_COUNT] = {
+    [MMI_TENSOR_F32] = {dot_f32, dot4_f32, NULL},
+    [MMI_TENSOR_F16] = {dot_f16, dot4_f16, f16_to_f32},
+    [MMI_TENSOR_BF16] = {dot_bf16, dot4_bf16, bf16_to_f32},
+};
+
 static void row_to_f32(const mmi_matrix *w, size_t r, float *out)
 {
-    size_t n = (size_t)w->n_in;
-    switch (w->type) {
-    case MMI_TENSOR_F16: mmi_vec_f16_to_f32((const uint16_t *)w->data + r * n, out, n); break;
-    case MMI_TENSOR_BF16: mmi_vec_bf16_to_f32((const uint16_t *)w->data + r * n, out, n); break;
-    default: memcpy(out, (const float *)w->data + r * n, n * sizeof(float)); break;
-    }
+    void (*convert)(const void *, float *, size_t) = float_kernels[w->type].to_f32;
+    (convert ? convert : mmi_type(w->type)->to_f32)(row_data(w, r), out, (size_t)w->n_in);
 }
 
 static float row_dot(const mmi_matrix *w, size_t r, const float *x)
 {
-    size_t n = (size_t)w->n_in;
-    switch (w->type) {
-    case MMI_TENSOR_F16: return mmi_vec_dot_f16((const uint16_t *)w->data + r * n, x, n);
-    case MMI_TENSOR_BF16: return mmi_vec_dot_bf16((const uint16_t *)w->data + r * n, x, n);
-    default: return mmi_vec_dot((const float *)w->data + r * n, x, n);
-    }
+    return float_kernels[w->type].dot(row_data(w, r), x, (size_t)w->n_in);
 }
 
 /* Rows r .. r+3 dotted with x, read together (see mmi_vec_dot4). */
 static void rows_dot4(const mmi_matrix *w, size_t r, const float *x, float out[4])
 {
-    size_t n = (size_t)w->n_in;
-    switch (w->type) {
-    case MMI_TENSOR_F16:
-        mmi_vec_dot4_f16((const uint16_t *)w->data + r * n, n, x, n, out);
-        break;
-    case MMI_TENSOR_BF16:
-        mmi_vec_dot4_bf16((const uint16_t *)w->data + r * n, n, x, n, out);
-        break;
-    default: mmi_vec_dot4((const float *)w->data + r * n, n, x, n, out); break;
-    }
+    float_kernels[w->type].dot4(row_data(w, r), (size_t)w->n_in, x, (size_t)w->n_in, out);
 }
 
 void mmi_matrix_row(const mmi_matrix *w, int r, float *out)
@@ -184,6 +203,66 @@ static void block_range(void *ctx, size_t begin, size_t end)
         row_to_f32(j->w, (size_t)j->first + r, j->block + r * (size_t)j->w->n_in);
 }
 
+/* Quantized weights, few input rows: the activations quantized to the type's dot partner once,
+ * then integer dot products, each weight row read once for all input rows. */
+typedef struct {
+    float *y;
+    int n, n_out;
+    const mmi_matrix *w;
+    mmi_dot_fn dot;
+    const uint8_t *xq;   /* n rows of quantized activations, xq_stride bytes apart */
+    size_t xq_stride;
+    size_t first, len;   /* the columns of this pass */
+} quant_job;
+
+static void quant_range(void *ctx, size_t begin, size_t end)
+{
+    const quant_job *j = ctx;
+    size_t skip = mmi_type_row_bytes(j->w->type, j->first);
+    for (size_t o = begin; o < end; o++) {
+        const uint8_t *row = (const uint8_t *)row_data(j->w, o) + skip;
+        for (int i = 0; i < j->n; i++) {
+            float *yi = j->y + (size_t)i * j->n_out + o;
+            *yi = (j->first ? *yi : 0.0f) + j->dot(row, j->xq + i * j->xq_stride, j->len);
+        }
+    }
+}
+
+/* Columns per pass when there is no scratch to quantize whole rows into: a multiple of every
+ * block size; its Q8_K form (the widest per value) fits the stack buffer. */
+#define QUANT_CHUNK 4096
+
+static void linear_quantized(float *y, const float *x, int n, const mmi_matrix *w,
+                             const float *bias)
+{
+    const mmi_type_traits *partner = mmi_type(mmi_type(w->type)->dot_partner);
+    size_t n_in = (size_t)w->n_in, n_out = (size_t)w->n_out;
+    size_t xq_row = mmi_type_row_bytes(mmi_type(w->type)->dot_partner, n_in);
+    quant_job j = {y, n, w->n_out, w, mmi_quant_kernels()->dot[w->type], NULL, xq_row, 0, n_in};
+    if (bound && (size_t)n * xq_row <= MMI_EXEC_SCRATCH * sizeof(float)) {
+        uint8_t *xq = (uint8_t *)bound->scratch;
+        for (int i = 0; i < n; i++)
+            partner->from_f32(x + i * n_in, xq + i * xq_row, n_in);
+        j.xq = xq;
+        parallel_for(n_out, grain_rows((size_t)n * n_in), quant_range, &j);
+    } else { /* one input row, QUANT_CHUNK columns at a time */
+        uint8_t xq[QUANT_CHUNK / 256 * 292];
+        j.n = 1;
+        j.xq = xq;
+        for (int i = 0; i < n; i++) {
+            j.y = y + i * n_out;
+            for (j.first = 0; j.first < n_in; j.first += j.len) {
+                j.len = n_in - j.first < QUANT_CHUNK ? n_in - j.first : QUANT_CHUNK;
+                partner->from_f32(x + i * n_in + j.first, xq, j.len);
+                parallel_for(n_out, grain_rows(j.len), quant_range, &j);
+            }
+        }
+    }
+    if (bias)
+        for (int i = 0; i < n; i++)
+            mmi_add(y + i * n_out, bias, n_out);
+}
+
 void mmi_linear(float *y, const float *x, int n, const mmi_matrix *w, const float *bias)
 {
     if (n <= 0)
@@ -193,6 +272,11 @@ void mmi_linear(float *y, const float *x, int n, const mmi_matrix *w, const floa
     /* Half-precision weights in blocks of rows, as many as the scratch holds (at least 16, so
      * that each cblas_sgemm is worth its call); otherwise row by row. */
     int block_rows = (int)(MMI_EXEC_SCRATCH / (size_t)n_in);
+    if (mmi_type(w->type)->dot_partner != MMI_TENSOR_F32 &&
+        (n <= MMI_QUANT_DOT_ROWS || !bound || block_rows < 16)) {
+        linear_quantized(y, x, n, w, bias);
+        return;
+    }
     int half = w->type != MMI_TENSOR_F32;
     if (half && (n == 1 || !bound || block_rows < 16)) {
         parallel_for((size_t)n_out, grain_rows((size_t)n * n_in), dot_range, &j);

@@ -29,12 +29,13 @@ void mmi_exec_free(mmi_exec *e);
 /* Bind e (or NULL) to the calling thread; returns the binding it replaces, to restore. */
 const mmi_exec *mmi_exec_bind(const mmi_exec *e);
 
-/* A weight matrix as the loaders hand it to the kernels: the mapped file's own bytes for F32,
- * F16 and BF16 tensors, a buffer converted to F32 once at load for other types. */
+/* A weight matrix as the loaders hand it to the kernels: the mapped file's own bytes, of any
+ * type quant.h reads (F32 also where a loader converted a tensor once). Row r starts at
+ * data + r * mmi_type_row_bytes(type, n_in). */
 typedef struct {
     const void *data;     /* [n_out][n_in] values of `type` */
     int n_in, n_out;
-    mmi_tensor_type type; /* MMI_TENSOR_F32 (0), MMI_TENSOR_F16 or MMI_TENSOR_BF16 */
+    mmi_tensor_type type;
 } mmi_matrix;
 
 /* Row r of the matrix as f32 into out[n_in] (embedding lookup). */
@@ -43,7 +44,11 @@ void mmi_matrix_row(const mmi_matrix *w, int r, float *out);
 /* y[n][out] = x[n][in] · Wᵀ (+ bias[out] if bias != NULL). F32 weights: n > 1 through
  * cblas_sgemm, n == 1 through cblas_sgemv. F16/BF16 weights: n > 1 converted a block of rows
  * at a time into the bound scratch, then cblas_sgemm on the block; n == 1 the vectorised dot
- * kernel, rows spread over the pool, each weight read once. */
+ * kernel, rows spread over the pool, each weight read once. Quantized weights: up to
+ * MMI_QUANT_DOT_ROWS input rows (or unbound) quantized to the type's dot partner and
+ * multiplied by quant.h's integer dot kernels on the pool; more rows dequantized a block at a
+ * time for cblas_sgemm as F16. */
+#define MMI_QUANT_DOT_ROWS 4
 void mmi_linear(float *y, const float *x, int n, const mmi_matrix *w, const float *bias);
 /* C[m][n] = alpha · A[m][k] · B[n][k]ᵀ + beta · C, with leading dimensions lda, ldb, ldc. */
 void mmi_gemm_nt(int m, int n, int k, float alpha, const float *a, int lda, const float *b,

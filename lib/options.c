@@ -93,20 +93,29 @@ mm_status mm_options_copy(const mm_options *src, mm_options **out)
         return mmi_fail(MM_ERR_ARG, "mm_options_copy: %s is NULL", src ? "out" : "src");
     mm_options *o;
     MMI_TRY(mm_options_create(&o));
-    for (size_t i = 0; i < src->n_values; i++) {
-        const opt_value *v = &src->values[i];
-        const opt_spec *spec = spec_find(v->key);
-        mm_status st = spec->type == MM_OPT_TYPE_STRING ? mm_options_set_string(o, v->key, v->s)
-                     : spec->type == MM_OPT_TYPE_INT    ? mm_options_set_int(o, v->key, v->i)
-                                                        : mm_options_set_float(o, v->key, v->f);
-        if (st != MM_OK) {
-            mm_options_free(o);
-            return st;
-        }
+    mm_status st = mmi_options_merge(o, src);
+    if (st != MM_OK) {
+        mm_options_free(o);
+        return st;
     }
     o->progress = src->progress;
     o->progress_user = src->progress_user;
     *out = o;
+    return MM_OK;
+}
+
+static mm_status set_value(mm_options *o, const opt_value *v)
+{
+    const opt_spec *spec = spec_find(v->key);
+    return spec->type == MM_OPT_TYPE_STRING ? mm_options_set_string(o, v->key, v->s)
+         : spec->type == MM_OPT_TYPE_INT    ? mm_options_set_int(o, v->key, v->i)
+                                            : mm_options_set_float(o, v->key, v->f);
+}
+
+mm_status mmi_options_merge(mm_options *dst, const mm_options *src)
+{
+    for (size_t i = 0; src && i < src->n_values; i++)
+        MMI_TRY(set_value(dst, &src->values[i]));
     return MM_OK;
 }
 

@@ -28,6 +28,7 @@ typedef struct {
     int active;        /* a generation is under way */
     int finished;      /* its last token is out; the next step reports the end */
     int n_generated;   /* tokens sampled in it */
+    size_t stop_index; /* the stop string that ended it (stop_reason MM_STOP_STRING) */
     char *held;        /* text not yet emitted: it may be the start of a stop string */
     size_t n_held;
     char *emit;        /* the piece handed to the caller */
@@ -60,6 +61,7 @@ struct mm_session {
     size_t n_stops, max_stop_len;
     mmi_detok_stream detok;   /* only with a tokenizer */
     generation gen;
+    int in_callback;          /* the caller's piece callback is running: no re-entry */
     mm_stop_reason stop_reason;
 };
 
@@ -68,6 +70,14 @@ struct mm_session {
 const mm_model *mmi_session_model(const mm_session *s)
 {
     return s->model;
+}
+
+mm_status mmi_session_check_reentry(const mm_session *s, const char *fn)
+{
+    if (s->in_callback)
+        return mmi_fail(MM_ERR_STATE, "%s: called from inside this session's own callback (only "
+                        "mm_session_cancel may be)", fn);
+    return MM_OK;
 }
 
 static const char *file_chat_template(const mm_model *m)
@@ -182,10 +192,6 @@ void mmi_session_free(mm_session *s)
 
 /* ---- evaluating input ---- */
 
-static int cancel_requested(mm_session *s)
-{
-    return atomic_load(&s->cancel) != 0;
-}
 
 /* MM_OK when the pending token and every part fit in the context and every id is valid. */
 static mm_status check_parts(const mm_session *s, const mmi_part *parts, size_t n_parts,
@@ -225,7 +231,7 @@ static mm_status eval_parts(mm_session *s, const mmi_part *parts, size_t n_parts
     mmi_decoder_state *ds = &s->state;
     int n_vocab = s->dec->config.n_vocab;
     MMI_TRY(check_parts(s, parts, n_parts, what));
-    if (cancel_requested(s))
+    if (mmi_cancelled(&s->cancel))
         return mmi_fail(MM_ERR_CANCELLED, "%s: cancelled", what);
 
     int past0 = ds->n_past;
@@ -352,10 +358,14 @@ static void sb_str(strbuf *b, const char *text)
 }
 
 /* The whole message as text with a marker where each image goes: the close of an open answer,
- * the role's prefix, the content, its suffix (and for a user message the generation prompt). */
+ * the role's prefix, the content, its suffix (and for a user message the generation prompt).
+ * literal[] receives the spans of the caller's text (the content, a held system text), which
+ * must stay text: only the template's markup may produce control tokens. */
 static void render_message(const mm_session *s, mmi_chat_role role, const char *text,
-                           size_t len, size_t n_media, strbuf *b)
+                           size_t len, size_t n_media, strbuf *b, mmi_text_span literal[2],
+                           size_t *n_literal)
 {
+    *n_literal = 0;
     const mmi_chat_template *t = s->tmpl;
     int continues_answer = s->answer_open && role == MMI_ROLE_ASSISTANT;
     if (s->answer_open && !continues_answer) {
@@ -367,6 +377,7 @@ static void render_message(const mm_session *s, mmi_chat_role role, const char *
         sb_str(b, t->turn_start);
     if (role == MMI_ROLE_USER && s->held_system) {
         sb_str(b, t->prefix[MMI_ROLE_SYSTEM]);
+        literal[(*n_literal)++] = (mmi_text_span){b->n, b->n + strlen(s->held_system)};
         sb_str(b, s->held_system);
         sb_str(b, t->suffix[MMI_ROLE_SYSTEM]);
     } else if (!continues_answer) {
@@ -377,6 +388,7 @@ static void render_message(const mm_session *s, mmi_chat_role role, const char *
             sb_str(b, MMI_MEDIA_MARKER);
             sb_str(b, t->image_suffix);
         }
+    literal[(*n_literal)++] = (mmi_text_span){b->n, b->n + len};
     sb_add(b, text, len);
     sb_str(b, t->suffix[role]);
     if (role == MMI_ROLE_USER)
@@ -411,15 +423,17 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
 
     /* Plan the whole message, check that it fits, then encode, then evaluate. */
     strbuf b = {0};
-    render_message(s, role, text, len, first ? 0 : n_media, &b);
+    mmi_text_span literal[2];
+    size_t n_literal;
+    render_message(s, role, text, len, first ? 0 : n_media, &b, literal, &n_literal);
     mmi_message msg = {0};
     mm_status st = MM_OK;
     if (b.failed)
         st = mmi_fail(MM_ERR_NOMEM, "%s: out of memory", fn);
     if (st == MM_OK)
-        st = mmi_message_plan(&msg, s->model, &s->media_params, b.p ? b.p : "", b.n,
-                              wants_bos(s) ? mmi_token_bos(s->tok) : -1, media, n_media, first,
-                              s->dec->config.n_embd, fn);
+        st = mmi_message_plan(&msg, s->model, &s->media_params, b.p ? b.p : "", b.n, literal,
+                              n_literal, wants_bos(s) ? mmi_token_bos(s->tok) : -1, media, n_media,
+                              first, s->dec->config.n_embd, fn);
     if (st == MM_OK)
         st = check_parts(s, msg.parts, msg.n_parts, fn);
     if (st == MM_OK) { /* on the session's threads */
@@ -485,10 +499,26 @@ mm_status mmi_session_add_stop_string(mm_session *s, const char *stop)
 
 void mmi_session_clear_stop_strings(mm_session *s)
 {
-    for (size_t i = 0; i < s->n_stops; i++)
-        mmi_free(s->stops[i]);
-    s->n_stops = 0;
+    mmi_session_drop_stop_strings(s, 0);
+}
+
+size_t mmi_session_n_stop_strings(const mm_session *s)
+{
+    return s->n_stops;
+}
+
+void mmi_session_drop_stop_strings(mm_session *s, size_t keep)
+{
     s->max_stop_len = 0;
+    for (size_t i = 0; i < s->n_stops; i++) {
+        size_t len = strlen(s->stops[i]);
+        if (i >= keep)
+            mmi_free(s->stops[i]);
+        else if (len > s->max_stop_len)
+            s->max_stop_len = len;
+    }
+    if (keep < s->n_stops)
+        s->n_stops = keep;
 }
 
 /* ---- generation ---- */
@@ -506,6 +536,7 @@ static int release_text(mm_session *s, int all, size_t *n_emit)
         if (at && (size_t)(at - g->held) < cut) {
             cut = (size_t)(at - g->held);
             stopped = 1;
+            g->stop_index = i;
         }
         /* Longest tail of the held text that begins this stop string. */
         for (size_t k = len - 1; !all && k > keep; k--)
@@ -589,7 +620,7 @@ static mm_status step(mm_session *s, int32_t *token, const char **piece, size_t 
         }
         s->pending = -1;
     }
-    if (cancel_requested(s)) {
+    if (mmi_cancelled(&s->cancel)) {
         g->active = 0;
         return mmi_fail(MM_ERR_CANCELLED, "generation: cancelled");
     }
@@ -645,7 +676,10 @@ mm_status mmi_session_generate(mm_session *s, const mm_options *options, mm_piec
         MMI_TRY(step(s, &token, &piece, &len));
         if (!piece)
             return MM_OK;
-        if (len > 0 && fn && fn(user, piece, len) != 0) {
+        s->in_callback = 1;
+        int stop = len > 0 && fn && fn(user, piece, len) != 0;
+        s->in_callback = 0;
+        if (stop) {
             s->gen.active = 0;
             s->stop_reason = MM_STOP_CALLBACK;
             return MM_OK;
@@ -656,6 +690,18 @@ mm_status mmi_session_generate(mm_session *s, const mm_options *options, mm_piec
 mm_stop_reason mmi_session_stop_reason(const mm_session *s)
 {
     return s->stop_reason;
+}
+
+int mmi_session_n_generated(const mm_session *s)
+{
+    return s->gen.n_generated;
+}
+
+const char *mmi_session_matched_stop(const mm_session *s)
+{
+    if (s->stop_reason != MM_STOP_STRING || s->gen.stop_index >= s->n_stops)
+        return NULL;
+    return s->stops[s->gen.stop_index];
 }
 
 /* ---- state ---- */

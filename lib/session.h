@@ -16,6 +16,9 @@ mm_status mmi_session_create(mm_model *model, const mm_options *options, mm_sess
 /* The model the session runs on. */
 const mm_model *mmi_session_model(const mm_session *s);
 void mmi_session_free(mm_session *s);
+/* MM_ERR_STATE, naming fn, while the session's piece callback runs: a callback must not use
+ * its own session (mm_session_cancel excepted). */
+mm_status mmi_session_check_reentry(const mm_session *s, const char *fn);
 mm_status mmi_session_set_options(mm_session *s, const mm_options *options);
 
 mm_status mmi_session_add_text(mm_session *s, const char *text, size_t len, unsigned flags);
@@ -36,11 +39,19 @@ mm_status mmi_session_add_message_images(mm_session *s, mmi_chat_role role, cons
 
 mm_status mmi_session_add_stop_string(mm_session *s, const char *stop);
 void mmi_session_clear_stop_strings(mm_session *s);
+/* Stop strings are kept in the order added; drop all but the first `keep` (a call that adds
+ * its own for one generation takes them away again). */
+size_t mmi_session_n_stop_strings(const mm_session *s);
+void mmi_session_drop_stop_strings(mm_session *s, size_t keep);
 
 mm_status mmi_session_next(mm_session *s, int32_t *token, const char **piece, size_t *len);
 mm_status mmi_session_generate(mm_session *s, const mm_options *options, mm_piece_fn fn,
                                void *user);
 mm_stop_reason mmi_session_stop_reason(const mm_session *s);
+/* Tokens sampled by the current or last generation (the end-of-generation token included). */
+int mmi_session_n_generated(const mm_session *s);
+/* The stop string that ended the last generation; NULL when it ended otherwise. */
+const char *mmi_session_matched_stop(const mm_session *s);
 
 mm_status mmi_session_logits(const mm_session *s, const float **logits, size_t *n_vocab);
 int mmi_session_n_ctx(const mm_session *s);

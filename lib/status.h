@@ -3,6 +3,8 @@
 #ifndef MMI_STATUS_H
 #define MMI_STATUS_H
 
+#include <stdatomic.h>
+
 #include "mm.h"
 
 #if defined(__GNUC__)
@@ -16,6 +18,13 @@ mm_status mmi_fail(mm_status st, const char *fmt, ...) MMI_PRINTF(2, 3);
 
 /* Send a message to the user's log callback, if any accepts this level. */
 void mmi_log(mm_log_level level, const char *fmt, ...) MMI_PRINTF(2, 3);
+
+/* Whether a cancellation flag (may be NULL) is raised: the one check every long loop makes
+ * between its steps. */
+static inline int mmi_cancelled(const atomic_int *cancel)
+{
+    return cancel && atomic_load(cancel);
+}
 
 /* Propagate a failure: the callee has already set the message. */
 #define MMI_TRY(expr)                          \

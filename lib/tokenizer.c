@@ -1080,10 +1080,21 @@ static mm_status add_fragment(fragment_list *f, fragment x, int32_t *index)
     return MM_OK;
 }
 
+/* Whether text[at, at + n) overlaps a literal span (where no control token may start or end). */
+static int in_literal(const mmi_text_span *literal, size_t n_literal, size_t at, size_t n)
+{
+    for (size_t i = 0; i < n_literal; i++)
+        if (at < literal[i].end && at + n > literal[i].start)
+            return 1;
+    return 0;
+}
+
 /* Cut out every occurrence of each special token, longest tokens first (as llama.cpp does,
- * so that a longer token wins over a shorter one inside it). */
+ * so that a longer token wins over a shorter one inside it). Control tokens are not looked for
+ * where they would overlap a literal span. */
 static mm_status split_specials(const mmi_tokenizer *tok, const char *text, size_t len,
-                                int parse_special, fragment_list *f)
+                                int parse_special, const mmi_text_span *literal,
+                                size_t n_literal, fragment_list *f)
 {
     int32_t first;
     f->n = 0;
@@ -1099,8 +1110,11 @@ static mm_status split_specials(const mmi_tokenizer *tok, const char *text, size
         for (int32_t i = first; i >= 0; i = f->items[i].next) {
             if (f->items[i].id >= 0 || f->items[i].len < nlen)
                 continue;
-            const char *hay = text + f->items[i].start;
+            const char *hay = text + f->items[i].start, *hay_end = hay + f->items[i].len;
             const char *hit = memmem(hay, f->items[i].len, needle, nlen);
+            while (hit && tok->type[id] != MMI_TOKEN_USER_DEFINED &&
+                   in_literal(literal, n_literal, (size_t)(hit - text), nlen))
+                hit = memmem(hit + 1, (size_t)(hay_end - hit - 1), needle, nlen);
             if (!hit)
                 continue;
             /* [before][token][after]: `i` keeps the part before, or becomes the token. */
@@ -1126,7 +1140,8 @@ static mm_status split_specials(const mmi_tokenizer *tok, const char *text, size
 
 
 static mm_status encode(const mmi_tokenizer *tok, const char *text, size_t len, unsigned flags,
-                        scratch *w, fragment_list *f, mmi_tokens *out)
+                        const mmi_text_span *literal, size_t n_literal, scratch *w,
+                        fragment_list *f, mmi_tokens *out)
 {
     int add_special = (flags & MM_TOKENIZE_ADD_SPECIAL) != 0;
     if (add_special && tok->add_bos)
@@ -1134,7 +1149,8 @@ static mm_status encode(const mmi_tokenizer *tok, const char *text, size_t len, 
     if (len > 0) {
         if (!tok->clip)
             MMI_TRY(alloc_scratch(tok, len, w));
-        MMI_TRY(split_specials(tok, text, len, (flags & MM_TOKENIZE_PARSE_SPECIAL) != 0, f));
+        MMI_TRY(split_specials(tok, text, len, (flags & MM_TOKENIZE_PARSE_SPECIAL) != 0, literal,
+                               n_literal, f));
         int after_special = 1; /* SPM puts a space before text at the start or after a token */
         for (int32_t i = 0; i >= 0; i = f->items[i].next) {
             const fragment *x = &f->items[i];
@@ -1158,6 +1174,13 @@ static mm_status encode(const mmi_tokenizer *tok, const char *text, size_t len, 
 mm_status mmi_tokenize(const mmi_tokenizer *tok, const char *text, size_t len, unsigned flags,
                        mmi_tokens *out)
 {
+    return mmi_tokenize_literal(tok, text, len, flags, NULL, 0, out);
+}
+
+mm_status mmi_tokenize_literal(const mmi_tokenizer *tok, const char *text, size_t len,
+                               unsigned flags, const mmi_text_span *literal, size_t n_literal,
+                               mmi_tokens *out)
+{
     if (len > MAX_TEXT_BYTES)
         return mmi_fail(MM_ERR_LIMIT, "text of %zu bytes is longer than the %zu bytes one "
                         "tokenize call takes", len, MAX_TEXT_BYTES);
@@ -1168,7 +1191,7 @@ mm_status mmi_tokenize(const mmi_tokenizer *tok, const char *text, size_t len, u
     size_t n_before = out->n;
     scratch w = {0};
     fragment_list f = {0};
-    mm_status st = encode(tok, text, len, flags, &w, &f, out);
+    mm_status st = encode(tok, text, len, flags, literal, n_literal, &w, &f, out);
     free_scratch(&w);
     mmi_free(f.items);
     if (st != MM_OK)

@@ -14,7 +14,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model.h"
+#include "gguf.h"
+#include "mm.h"
+
+typedef struct mmi_tokenizer mmi_tokenizer; /* opaque: tokenizer.c */
 
 /* Token types, numbered as tokenizer.ggml.token_type stores them. */
 typedef enum {
@@ -46,6 +49,20 @@ mm_status mmi_tokens_reserve(mmi_tokens *t, size_t extra);
  * byte offset), MM_ERR_NOMEM. On failure out->n is what it was before the call. */
 mm_status mmi_tokenize(const mmi_tokenizer *tok, const char *text, size_t len, unsigned flags,
                        mmi_tokens *out);
+
+/* A byte range [start, end) of a text. */
+typedef struct {
+    size_t start, end;
+} mmi_text_span;
+
+/* mmi_tokenize, where the `literal` spans of the text (e.g. a user's message inside a chat
+ * template's markup) stay text whatever they hold: no control token is matched across any of
+ * their bytes, so only the text around them can produce control tokens. The text is still
+ * tokenized as one piece, so without control-token text inside the spans the ids equal
+ * mmi_tokenize's. */
+mm_status mmi_tokenize_literal(const mmi_tokenizer *tok, const char *text, size_t len,
+                               unsigned flags, const mmi_text_span *literal, size_t n_literal,
+                               mmi_tokens *out);
 
 int32_t mmi_tokenizer_n_vocab(const mmi_tokenizer *tok);
 /* Special ids, -1 when the vocabulary has none. eot: the end-of-turn token of chat models

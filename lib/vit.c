@@ -7,25 +7,18 @@
 #include "alloc.h"
 #include "status.h"
 
-/* Upper bounds that keep every size product inside int and size_t on hostile files. */
-#define MAX_WIDTH (1 << 16)
+/* Bounds of a tower that keep its scratch products inside int and size_t on hostile files. */
 #define MAX_LAYERS 1024
 #define MAX_TOKENS 16384
 
 /* ---- the block stack ---- */
 
-static mm_status read_dim(const mmi_gguf *g, const char *key_prefix, const char *key, int64_t max,
+static mm_status read_dim(const mmi_gguf *g, const char *key_prefix, const char *key, int max,
                           int *out)
 {
     char name[96];
-    int64_t v;
     snprintf(name, sizeof name, "%s.%s", key_prefix, key);
-    MMI_TRY(mmi_gguf_get_int(g, name, &v));
-    if (v < 1 || v > max)
-        return mmi_fail(MM_ERR_FORMAT, "%s: %s = %lld is out of range [1, %lld]",
-                        mmi_gguf_path(g), name, (long long)v, (long long)max);
-    *out = (int)v;
-    return MM_OK;
+    return mmi_weights_dim(g, name, max, out);
 }
 
 mm_status mmi_tower_act(const mmi_gguf *g, const char *key_prefix, mmi_act *out)
@@ -86,8 +79,8 @@ mm_status mmi_encoder_load(mmi_encoder *enc, const mmi_gguf *g, mmi_weights *w,
                            const char *key_prefix, const char *prefix)
 {
     const char *path = mmi_gguf_path(g);
-    MMI_TRY(read_dim(g, key_prefix, "embedding_length", MAX_WIDTH, &enc->n_embd));
-    MMI_TRY(read_dim(g, key_prefix, "feed_forward_length", 4 * MAX_WIDTH, &enc->n_ff));
+    MMI_TRY(read_dim(g, key_prefix, "embedding_length", MMI_MAX_DIM, &enc->n_embd));
+    MMI_TRY(read_dim(g, key_prefix, "feed_forward_length", MMI_MAX_DIM, &enc->n_ff));
     MMI_TRY(read_dim(g, key_prefix, "block_count", MAX_LAYERS, &enc->n_layer));
     MMI_TRY(read_dim(g, key_prefix, "attention.head_count", enc->n_embd, &enc->n_head));
     if (enc->n_embd % enc->n_head)
@@ -229,7 +222,7 @@ static mm_status load_vision(mmi_vision *v, const mmi_gguf *g)
     int D = v->enc.n_embd;
 
     int P;
-    MMI_TRY(read_dim(g, "clip.vision", "image_size", MAX_WIDTH, &v->image_size));
+    MMI_TRY(read_dim(g, "clip.vision", "image_size", MMI_MAX_DIM, &v->image_size));
     MMI_TRY(read_dim(g, "clip.vision", "patch_size", v->image_size, &P));
     mmi_patch_embed *pe = &v->patch;
     pe->patch_size = P;
@@ -241,10 +234,10 @@ static mm_status load_vision(mmi_vision *v, const mmi_gguf *g)
     pe->weight = (mmi_matrix){conv, 3 * P * P, D, MMI_TENSOR_F32};
     MMI_TRY(mmi_weights_vector(w, 0, &pe->bias, D, "v.patch_embd.bias"));
     MMI_TRY(mmi_weights_vector(w, 0, &pe->class_embd, D, "v.class_embd"));
-    int n_pos = (pe->class_embd ? 1 : 0) + pe->pos_grid * pe->pos_grid;
+    int64_t n_pos = (pe->class_embd ? 1 : 0) + (int64_t)pe->pos_grid * pe->pos_grid;
     if (n_pos > MAX_TOKENS)
-        return mmi_fail(MM_ERR_FORMAT, "%s: image_size %d / patch_size %d gives %d positions, "
-                        "more than %d", path, v->image_size, P, n_pos, MAX_TOKENS);
+        return mmi_fail(MM_ERR_FORMAT, "%s: image_size %d / patch_size %d gives %lld positions, "
+                        "more than %d", path, v->image_size, P, (long long)n_pos, MAX_TOKENS);
     const uint64_t pos_ne[2] = {(uint64_t)D, (uint64_t)n_pos};
     MMI_TRY(mmi_weights_get(w, 1, &pe->pos, 2, pos_ne, "v.position_embd.weight"));
 
@@ -314,11 +307,6 @@ mm_status mmi_vision_tower_tokens(const mmi_vision *v, int width, int height, in
     return MM_OK;
 }
 
-static int cancelled(const atomic_int *cancel)
-{
-    return cancel && atomic_load(cancel);
-}
-
 /* Floats of run state for the tower on n tokens: activations x, then the larger of the
  * patchify and block scratch (they are never live together). */
 static size_t tower_floats(const mmi_vision *v, int width, int height, int n)
@@ -351,7 +339,7 @@ static mm_status run_tower(const mmi_vision *v, const float *chw, int width, int
                            sizeof(float) * D);
         if (l == last)
             return MM_OK;
-        if (cancelled(cancel))
+        if (mmi_cancelled(cancel))
             return mmi_fail(MM_ERR_CANCELLED, "image encoding cancelled at block %d", l);
         mmi_encoder_block(&v->enc, l, x, n, scratch);
     }

@@ -12,7 +12,7 @@
 #include <stdatomic.h>
 
 #include "connector.h"
-#include "model.h"
+#include "mm.h"
 #include "patchify.h"
 #include "preprocess.h"
 #include "weights.h"
@@ -65,6 +65,7 @@ typedef struct {
     const float *ln_w, *ln_b;
 } mmi_pool_head;
 
+typedef struct mmi_vision mmi_vision; /* preprocess config, ViT, connector */
 struct mmi_vision {
     /* config */
     mmi_preprocess_config preprocess; /* image -> normalized pixels, from clip.vision.* keys */

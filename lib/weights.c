@@ -119,13 +119,25 @@ mm_status mmi_weights_vector(mmi_weights *w, int required, const float **out, in
     return st;
 }
 
-mm_status mmi_weights_dim(const mmi_gguf *g, const char *key, int max, int *out)
+static mm_status check_dim(const mmi_gguf *g, const char *key, int64_t v, int max, int *out)
 {
-    int64_t v;
-    MMI_TRY(mmi_gguf_get_int(g, key, &v));
     if (v < 1 || v > max)
         return mmi_fail(MM_ERR_FORMAT, "%s: %s = %lld is out of range [1, %d]", mmi_gguf_path(g),
                         key, (long long)v, max);
     *out = (int)v;
     return MM_OK;
+}
+
+mm_status mmi_weights_dim(const mmi_gguf *g, const char *key, int max, int *out)
+{
+    int64_t v;
+    MMI_TRY(mmi_gguf_get_int(g, key, &v));
+    return check_dim(g, key, v, max, out);
+}
+
+mm_status mmi_weights_dim_or(const mmi_gguf *g, const char *key, int64_t def, int max, int *out)
+{
+    int64_t v;
+    MMI_TRY(mmi_gguf_get_int_or(g, key, def, &v));
+    return check_dim(g, key, v, max, out);
 }

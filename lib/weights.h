@@ -31,13 +31,15 @@ mm_status mmi_weights_matrix(mmi_weights *w, int required, mmi_matrix *out, int 
 mm_status mmi_weights_vector(mmi_weights *w, int required, const float **out, int n,
                              const char *name, ...) MMI_PRINTF(5, 6);
 
-/* The largest width or count a connector's metadata may declare: keeps every size product
- * within size_t and every row length within int. The tensors must exist anyway, which bounds
- * the rest. */
+/* The largest width or count any model file may declare (widths, heads, vocabulary, layers):
+ * keeps every product of two within size_t and every row length within int. The tensors must
+ * exist anyway, which bounds the rest. */
 #define MMI_MAX_DIM (1 << 20)
 
 /* A size read from metadata key `key`: an integer in [1, max], else MM_ERR_FORMAT naming the
- * key, its value and the file. */
+ * key, its value and the file. The _or form gives def when the key is absent (def itself is
+ * checked too). */
 mm_status mmi_weights_dim(const mmi_gguf *g, const char *key, int max, int *out);
+mm_status mmi_weights_dim_or(const mmi_gguf *g, const char *key, int64_t def, int max, int *out);
 
 #endif

@@ -7,8 +7,8 @@ tests/check_gguf_interop.sh after `make` has built tests/gguf_tool.
    decodes: integers, strings' bytes, and every float's bit pattern.
 2. `gguf_tool copy` (C reader -> C writer) must reproduce each file byte for byte, which checks
    the writer's layout (header, strings, tensor infos, offsets, padding) against Python's.
-3. The same for the llama.cpp vocab files in ../shared/vectors/tokenizer and for the files
-   tools/convert_hf_to_gguf.py makes (--outtype f16) from every case in ../shared/vectors/hf.
+3. The same for the llama.cpp vocab files in tests/vectors/tokenizer and for the files
+   tools/convert_hf_to_gguf.py makes (--outtype f16) from every case in tests/vectors/hf.
 4. `gguf_tool halve` rounds 200k f32 values (random bit patterns over the whole range, plus
    every rounding edge) to f16 and bf16 with the C writer; the bits must equal numpy's
    float16 cast and torch's bfloat16 cast (NaNs: must stay NaN).
@@ -27,7 +27,7 @@ from gguf import GGUFReader, GGUFWriter, _pack_value  # noqa: E402
 
 # MM_TEST_BIN: where the build put the test programs (meson: its build folder).
 TOOL = os.path.join(os.environ.get("MM_TEST_BIN", os.path.join(ROOT, "tests")), "gguf_tool")
-SHARED = os.environ.get("MM_SHARED_DIR") or os.path.join(ROOT, "tests")
+VECTORS = os.environ.get("MM_VECTORS_DIR") or os.path.join(ROOT, "tests", "vectors")
 
 
 def expected_dump(path):
@@ -174,13 +174,13 @@ def check_rounding(directory):
 
 
 def main():
-    vocab_dir = os.path.join(SHARED, "vectors", "tokenizer")
+    vocab_dir = os.path.join(VECTORS, "tokenizer")
     vocab = sorted(os.path.join(vocab_dir, n) for n in os.listdir(vocab_dir) if n.endswith(".gguf")) \
         if os.path.isdir(vocab_dir) else []
     if not vocab:
         print("no llama.cpp vocab files under %s" % vocab_dir)
         return 1
-    hf = os.path.join(SHARED, "vectors", "hf")
+    hf = os.path.join(VECTORS, "hf")
     cases = sorted(n for n in os.listdir(hf) if os.path.isfile(os.path.join(hf, n, "model.safetensors")))
     # Only the model classes the converter knows: a case of a family libmm does not convert yet is
     # named, not counted (tests/hf_parity checks that each supported class converts).

@@ -498,7 +498,7 @@ static void put_decoder_hidden_states(dump *d, const int32_t *ids, int T)
     free(all);
 }
 
-/* transformers.LlamaForCausalLM: hidden states and logits of the prompt, greedy generation
+/* transformers.LlamaForCausalLM, and every decoder-only family: hidden states and logits of the prompt, greedy generation
  * with the cache. */
 static void dump_llama(dump *d)
 {
@@ -712,6 +712,7 @@ static const struct {
     {"transformers.SiglipVisionModel", dump_siglip_vision},
     {"transformers.LlavaForConditionalGeneration", dump_llava},
     {"transformers.LlamaForCausalLM", dump_llama},
+    {"transformers.Qwen2ForCausalLM", dump_llama},
     {"transformers.Blip2ForConditionalGeneration", dump_blip2},
     {"transformers.Qwen2AudioForConditionalGeneration", dump_qwen2_audio},
     {"transformers.models.idefics2.modeling_idefics2.Idefics2PerceiverResampler",

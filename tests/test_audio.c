@@ -17,7 +17,7 @@
 #include "testutil.h"
 #include "tiny_llama.h"
 
-#define CASE "vectors/hf/whisper_features/"
+#define CASE "hf/whisper_features/"
 
 /* ---- WAV files written here, byte by byte ---- */
 
@@ -172,13 +172,13 @@ START_TEST(vector_wavs_read_as_the_reference_waveforms)
     static const char *clips[] = {"chirp_16k_4500ms", "short_16k_600ms", "sr22050_2000ms"};
     static const int rates[] = {16000, 16000, 22050};
     st_file io;
-    ck_assert_msg(st_load(&io, test_shared_path(CASE "io.safetensors")) == 0, "%s", io.error);
+    ck_assert_msg(st_load(&io, test_vectors_path(CASE "io.safetensors")) == 0, "%s", io.error);
     for (int c = 0; c < 3; c++) {
         char path[256], name[128];
         snprintf(path, sizeof path, CASE "%s.wav", clips[c]);
         snprintf(name, sizeof name, "%s.waveform", clips[c]);
         mm_audio *a;
-        ck_assert_ok(mm_audio_load_file(test_shared_path(path), NULL, &a));
+        ck_assert_ok(mm_audio_load_file(test_vectors_path(path), NULL, &a));
         int64_t shape[ST_MAX_DIMS];
         int ndim;
         size_t n;
@@ -352,7 +352,7 @@ static st_file io;
 
 static void load_io(void)
 {
-    ck_assert_msg(st_load(&io, test_shared_path(CASE "io.safetensors")) == 0, "%s", io.error);
+    ck_assert_msg(st_load(&io, test_vectors_path(CASE "io.safetensors")) == 0, "%s", io.error);
 }
 
 static void free_io(void)
@@ -479,7 +479,7 @@ static mm_model *pair;
 static void load_pair(void)
 {
     tiny_llama c = tiny_llama_default;
-    c.vocab_path = test_shared_path("vectors/tokenizer/ggml-vocab-llama-spm.gguf");
+    c.vocab_path = test_vectors_path("tokenizer/ggml-vocab-llama-spm.gguf");
     c.n_ctx = 256;
     char text_path[512];
     snprintf(text_path, sizeof text_path, "%s", tiny_temp_path("audio_text.gguf"));
@@ -636,7 +636,7 @@ static char *base64(const unsigned char *b, size_t n)
 
 START_TEST(chat_json_takes_input_audio_parts)
 {
-    const char *path = test_shared_path("vectors/hf/qwen2_audio/audio.wav");
+    const char *path = test_vectors_path("hf/qwen2_audio/audio.wav");
     FILE *f = fopen(path, "rb");
     ck_assert_ptr_nonnull(f);
     unsigned char *wav = malloc(1 << 20);

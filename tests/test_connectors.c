@@ -296,7 +296,7 @@ START_TEST(opt_matches_torch)
     const ref_case *c = opt_cases[_i];
     mmi_gguf *g;
     mmi_decoder *d = load_opt(c, NULL, NULL, &g);
-    ck_assert_int_eq(d->config.arch, MMI_DECODER_OPT);
+    ck_assert_str_eq(d->config.family->arch, "opt");
     ck_assert_int_eq(d->config.n_vocab, c->out_width);
     const int rows = c->n_in + c->n_ids, V = c->out_width;
     ck_assert_int_eq(rows, c->n_out);
@@ -448,7 +448,7 @@ START_TEST(blip2_image_goes_before_bos)
     /* A LLaMA-vocabulary model given a vision tower whose connector is a Q-Former without
      * clip.image_token_id (only images_first matters to the session). */
     tiny_llama c = tiny_llama_default;
-    c.vocab_path = test_shared_path("vectors/tokenizer/ggml-vocab-llama-spm.gguf");
+    c.vocab_path = test_vectors_path("tokenizer/ggml-vocab-llama-spm.gguf");
     mm_model *m;
     ck_assert_ok(tiny_llama_load(&c, &m));
     m->vision = mmi_calloc(1, sizeof *m->vision);

@@ -463,7 +463,7 @@ START_TEST(reads_llama_cpp_vocab_files)
         int b;
         mmi_gguf_type type;
         uint64_t count;
-        ck_assert_ok(mmi_gguf_open(test_shared_path("vectors/tokenizer/ggml-vocab-llama-spm.gguf"),
+        ck_assert_ok(mmi_gguf_open(test_vectors_path("tokenizer/ggml-vocab-llama-spm.gguf"),
                                    use_mmap, &g));
         ck_assert_uint_eq(mmi_gguf_version(g), 3);
         ck_assert_uint_eq(mmi_gguf_n_tensors(g), 0);
@@ -495,7 +495,7 @@ START_TEST(reads_llama_cpp_vocab_files)
         ck_assert(d == 9.999999747378752e-06);
         mmi_gguf_close(g);
 
-        ck_assert_ok(mmi_gguf_open(test_shared_path("vectors/tokenizer/ggml-vocab-gpt-2.gguf"),
+        ck_assert_ok(mmi_gguf_open(test_vectors_path("tokenizer/ggml-vocab-gpt-2.gguf"),
                                    use_mmap, &g));
         ck_assert_ok(mmi_gguf_get_string(g, "tokenizer.ggml.model", &s, NULL));
         ck_assert_str_eq(s, "gpt2");
@@ -748,6 +748,25 @@ START_TEST(bad_values)
     b_le(&b, MMI_GGUF_UINT8, 4);
     b_le(&b, 0, 8);
     expect_ok(&b);
+    /* A string value with a NUL inside: readable with its length, refused as a C string (a name
+     * such as general.architecture "llama\0x" must not compare equal to "llama"). */
+    b_header(&b, 3, 0, 1);
+    b_str(&b, "general.architecture");
+    b_le(&b, MMI_GGUF_STRING, 4);
+    b_le(&b, 7, 8);
+    b_bytes(&b, "llama\0x", 7);
+    mmi_gguf *g;
+    ck_assert_ok(mmi_gguf_open_memory(b.data, b.size, &g));
+    const char *value;
+    size_t value_len;
+    ck_assert_ok(mmi_gguf_get_string(g, "general.architecture", &value, &value_len));
+    ck_assert_uint_eq(value_len, 7);
+    ck_assert_mem_eq(value, "llama\0x", 7);
+    ck_assert_status(mmi_gguf_get_string(g, "general.architecture", &value, NULL),
+                     MM_ERR_FORMAT);
+    ck_assert_message_has("general.architecture");
+    ck_assert_message_has("NUL");
+    mmi_gguf_close(g);
     /* Duplicate keys. */
     b_header(&b, 3, 0, 3);
     b_kv_u32(&b, "llama.block_count", 1);
@@ -838,8 +857,10 @@ START_TEST(bad_tensor_infos)
     const uint64_t row32[1] = {32};
     b_tensor_file(&b, 1, row32, MMI_TENSOR_Q8_0, 0, 34);
     expect_ok(&b);
-    b_tensor_file(&b, 1, row32, 12, 0, 144);
-    expect_failure(&b, MM_ERR_UNSUPPORTED, "unsupported tensor type Q4_K (12) in tensor 'blk.0.attn_q.weight'", NULL);
+    b_tensor_file(&b, 1, row32, 16, 0, 144);
+    expect_failure(&b, MM_ERR_UNSUPPORTED, "unsupported tensor type IQ2_XXS (16) in tensor 'blk.0.attn_q.weight'", NULL);
+    b_tensor_file(&b, 1, row32, MMI_TENSOR_Q8_K, 0, 292);
+    expect_failure(&b, MM_ERR_UNSUPPORTED, "unsupported tensor type Q8_K (15) in tensor 'blk.0.attn_q.weight'", NULL);
     b_tensor_file(&b, 1, row32, 1000, 0, 144);
     expect_failure(&b, MM_ERR_UNSUPPORTED, "unsupported tensor type", "'blk.0.attn_q.weight'");
 

@@ -1,6 +1,6 @@
 /* Image decoding (lib/image.c) and preprocessing (lib/preprocess.c) against PIL and HF.
  *
- * References: ../shared/vectors/hf/preprocess (PIL + CLIPImageProcessor, HF transformers 4.45)
+ * References: tests/vectors/hf/preprocess (PIL + CLIPImageProcessor, HF transformers 4.45)
  * and tests/data/images/reference.safetensors, written by tests/data/gen_images.py from PIL and
  * from a NumPy restatement of HF's processors. */
 #include <math.h>
@@ -19,12 +19,12 @@
 #define DATA_DIR "tests/data/images/"
 
 static st_file refs;   /* tests/data/images/reference.safetensors */
-static st_file shared; /* ../shared/vectors/hf/preprocess/io.safetensors */
+static st_file shared; /* tests/vectors/hf/preprocess/io.safetensors */
 
 static void load_refs(void)
 {
     ck_assert_msg(st_load(&refs, DATA_DIR "reference.safetensors") == 0, "%s", refs.error);
-    ck_assert_msg(st_load(&shared, test_shared_path("vectors/hf/preprocess/io.safetensors")) == 0,
+    ck_assert_msg(st_load(&shared, test_vectors_path("hf/preprocess/io.safetensors")) == 0,
                   "%s", shared.error);
 }
 
@@ -87,15 +87,15 @@ START_TEST(decodes_shared_vectors_like_pil)
     load_refs();
     for (size_t i = 0; i < 3; i++) {
         char path[256], name[64];
-        snprintf(path, sizeof path, "vectors/hf/preprocess/%s", files[i]);
+        snprintf(path, sizeof path, "hf/preprocess/%s", files[i]);
         snprintf(name, sizeof name, "%.*s.rgb", (int)(strchr(files[i], '.') - files[i]), files[i]);
         mm_image *image;
-        ck_assert_ok(mm_image_load_file(test_shared_path(path), NULL, &image));
+        ck_assert_ok(mm_image_load_file(test_vectors_path(path), NULL, &image));
         assert_pixels(image, &shared, name);
         mm_image_free(image);
 
         size_t size;
-        unsigned char *data = read_file(test_shared_path(path), &size);
+        unsigned char *data = read_file(test_vectors_path(path), &size);
         ck_assert_ok(mm_image_load_memory(data, size, NULL, &image));
         assert_pixels(image, &shared, name);
         mm_image_free(image);
@@ -105,7 +105,7 @@ START_TEST(decodes_shared_vectors_like_pil)
     int64_t shape[ST_MAX_DIMS];
     unsigned char *rgba = st_read_raw(&shared, "rgba_40x64.decoded", NULL, shape, NULL, NULL);
     mm_image *image;
-    ck_assert_ok(mm_image_load_file(test_shared_path("vectors/hf/preprocess/rgba_40x64.png"),
+    ck_assert_ok(mm_image_load_file(test_vectors_path("hf/preprocess/rgba_40x64.png"),
                                     NULL, &image));
     for (int64_t p = 0; p < shape[0] * shape[1]; p++)
         for (int c = 0; c < 3; c++)
@@ -264,7 +264,7 @@ START_TEST(refuses_huge_declared_sizes_before_allocating)
         ck_assert_msg(strstr(mm_last_error(), words[i]), "%s", mm_last_error());
     }
     /* Configured limits, on both sides of the boundary (61 x 47 = 2867 pixels). */
-    const char *png = test_shared_path("vectors/hf/preprocess/rgb_61x47.png");
+    const char *png = test_vectors_path("hf/preprocess/rgb_61x47.png");
     char path[4096];
     snprintf(path, sizeof path, "%s", png);
     mm_options *o;
@@ -278,7 +278,7 @@ START_TEST(refuses_huge_declared_sizes_before_allocating)
     ck_assert_ok(mm_options_set_int(o, MM_OPT_IMAGE_MAX_PIXELS, 61 * 47));
     count_allocations(MM_OK, path, o);
     ck_assert_ok(mm_options_set_int(o, MM_OPT_IMAGE_MAX_SIDE, 49)); /* JPEG: 80 x 50 */
-    count_allocations(MM_ERR_LIMIT, test_shared_path("vectors/hf/preprocess/q90_80x50.jpg"), o);
+    count_allocations(MM_ERR_LIMIT, test_vectors_path("hf/preprocess/q90_80x50.jpg"), o);
     mm_options_free(o);
 }
 END_TEST
@@ -508,8 +508,8 @@ START_TEST(clip_processor_matches_hf_vectors)
     load_refs();
     for (int i = 0; i < 3; i++) {
         char path[256], name[128];
-        snprintf(path, sizeof path, "vectors/hf/preprocess/%s", files[i]);
-        mm_image *image = load_image(test_shared_path(path));
+        snprintf(path, sizeof path, "hf/preprocess/%s", files[i]);
+        mm_image *image = load_image(test_vectors_path(path));
         /* The bicubic resize before the crop (sizes from the reference's shape). */
         snprintf(name, sizeof name, "%s.resized_s32", stems[i]);
         const st_tensor *t = st_find(&shared, name);

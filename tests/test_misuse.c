@@ -1065,6 +1065,112 @@ static void m_mm_session_reset(void)
     mm_session_free(s);
 }
 
+/* ---- chat requests and responses ---- */
+
+static mm_chat_request *new_request(const char *json)
+{
+    mm_chat_request *rq;
+    ck_assert_ok(mm_chat_request_parse(json, strlen(json), &rq));
+    return rq;
+}
+
+static void m_mm_chat_request_parse(void)
+{
+    mm_chat_request *rq = SENTINEL;
+    EXPECT(mm_chat_request_parse("[]", 2, NULL), MM_ERR_ARG);
+    EXPECT(mm_chat_request_parse(NULL, 2, &rq), MM_ERR_ARG);
+    ck_assert_ptr_null(rq);
+    rq = SENTINEL;
+    EXPECT(mm_chat_request_parse(NULL, 0, &rq), MM_ERR_FORMAT);
+    ck_assert_ptr_null(rq);
+    const char *bad = "{\"messages\":[],\"max_tokens\":-1}";
+    rq = SENTINEL;
+    EXPECT(mm_chat_request_parse(bad, strlen(bad), &rq), MM_ERR_FORMAT);
+    ck_assert_ptr_null(rq);
+    const char *two = "{\"messages\":[],\"n\":2}";
+    EXPECT(mm_chat_request_parse(two, strlen(two), &rq), MM_ERR_UNSUPPORTED);
+}
+
+static void m_mm_chat_request_free(void)
+{
+    mm_chat_request_free(NULL);
+}
+
+static void m_mm_chat_request_api(void)
+{
+    ck_assert_int_eq(mm_chat_request_api(NULL), 0);
+}
+
+static void m_mm_chat_request_set_api(void)
+{
+    EXPECT(mm_chat_request_set_api(NULL, MM_CHAT_API_OPENAI), MM_ERR_ARG);
+    mm_chat_request *rq = new_request("[]");
+    EXPECT(mm_chat_request_set_api(rq, (mm_chat_api)0), MM_ERR_ARG);
+    EXPECT(mm_chat_request_set_api(rq, (mm_chat_api)3), MM_ERR_ARG);
+    ck_assert_int_eq(mm_chat_request_api(rq), MM_CHAT_API_OPENAI);
+    mm_chat_request_free(rq);
+}
+
+static void m_mm_chat_request_options(void)
+{
+    ck_assert_ptr_null(mm_chat_request_options(NULL));
+}
+
+static void m_mm_chat_request_n_stop(void)
+{
+    ck_assert_uint_eq(mm_chat_request_n_stop(NULL), 0);
+}
+
+static void m_mm_chat_request_stop(void)
+{
+    ck_assert_ptr_null(mm_chat_request_stop(NULL, 0));
+    mm_chat_request *rq = new_request("{\"messages\":[],\"stop\":\"x\"}");
+    ck_assert_ptr_null(mm_chat_request_stop(rq, 1));
+    ck_assert_ptr_null(mm_chat_request_stop(rq, SIZE_MAX));
+    mm_chat_request_free(rq);
+}
+
+static void m_mm_chat_request_model(void)
+{
+    ck_assert_ptr_null(mm_chat_request_model(NULL));
+}
+
+static void m_mm_chat_request_stream(void)
+{
+    ck_assert_int_eq(mm_chat_request_stream(NULL), 0);
+}
+
+static void m_mm_session_add_chat_request(void)
+{
+    mm_chat_request *rq = new_request("[{\"role\":\"user\",\"content\":\"a\"}]");
+    EXPECT(mm_session_add_chat_request(NULL, rq, NULL), MM_ERR_ARG);
+    mm_session *s = new_session(llava);
+    EXPECT(mm_session_add_chat_request(s, NULL, NULL), MM_ERR_ARG);
+    check_unchanged(s, 0);
+    mm_session_free(s);
+    mm_chat_request_free(rq);
+}
+
+static void m_mm_session_generate_response(void)
+{
+    mm_chat_request *rq = new_request("[{\"role\":\"user\",\"content\":\"a\"}]");
+    const char *response = SENTINEL;
+    size_t len = 5;
+    EXPECT(mm_session_generate_response(NULL, rq, NULL, NULL, NULL, &response, &len),
+           MM_ERR_ARG);
+    ck_assert_ptr_null(response);
+    ck_assert_uint_eq(len, 0);
+    mm_session *s = new_session(llava);
+    EXPECT(mm_session_generate_response(s, NULL, NULL, NULL, NULL, &response, NULL), MM_ERR_ARG);
+    EXPECT(mm_session_generate_response(s, rq, NULL, NULL, NULL, NULL, NULL), MM_ERR_ARG);
+    response = SENTINEL;
+    EXPECT(mm_session_generate_response(s, rq, NULL, NULL, NULL, &response, NULL),
+           MM_ERR_STATE); /* nothing added */
+    ck_assert_ptr_null(response);
+    mm_session_free(s);
+    mm_chat_request_free(rq);
+}
+
 /* ---- every exported symbol has a case ---- */
 
 #define CASE(name) {#name, m_##name}
@@ -1104,6 +1210,10 @@ static const struct {
     CASE(mm_session_stop_reason), CASE(mm_session_logits), CASE(mm_session_n_ctx),
     CASE(mm_session_n_past), CASE(mm_session_chat_template), CASE(mm_session_cancel),
     CASE(mm_session_reset),
+    CASE(mm_chat_request_parse), CASE(mm_chat_request_free), CASE(mm_chat_request_api),
+    CASE(mm_chat_request_set_api), CASE(mm_chat_request_options), CASE(mm_chat_request_n_stop),
+    CASE(mm_chat_request_stop), CASE(mm_chat_request_model), CASE(mm_chat_request_stream),
+    CASE(mm_session_add_chat_request), CASE(mm_session_generate_response),
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
 

@@ -140,7 +140,7 @@ START_TEST(reads_shared_vectors)
 {
     /* The preprocess case: uint8 and float32 tensors with shapes from its case.json. */
     st_file f;
-    ck_assert_msg(st_load(&f, test_shared_path("vectors/hf/preprocess/io.safetensors")) == 0,
+    ck_assert_msg(st_load(&f, test_vectors_path("hf/preprocess/io.safetensors")) == 0,
                   "%s", f.error);
     int64_t shape[ST_MAX_DIMS];
     int ndim;

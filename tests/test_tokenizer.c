@@ -848,8 +848,8 @@ static void read_strings(const char *path, test_strings *t)
 static mmi_tokenizer *shared_vocab(const char *name, mmi_gguf **g)
 {
     char rel[256];
-    snprintf(rel, sizeof rel, "vectors/tokenizer/%s", name);
-    ck_assert_ok(mmi_gguf_open(test_shared_path(rel), 1, g));
+    snprintf(rel, sizeof rel, "tokenizer/%s", name);
+    ck_assert_ok(mmi_gguf_open(test_vectors_path(rel), 1, g));
     mmi_tokenizer *tok;
     ck_assert_ok(mmi_tokenizer_load(*g, &tok));
     return tok;
@@ -862,9 +862,9 @@ START_TEST(shared_vocabs_round_trip)
         mmi_gguf *g;
         mmi_tokenizer *tok = shared_vocab(names[v], &g);
         char rel[256];
-        snprintf(rel, sizeof rel, "vectors/tokenizer/%s.inp", names[v]);
+        snprintf(rel, sizeof rel, "tokenizer/%s.inp", names[v]);
         test_strings t;
-        read_strings(test_shared_path(rel), &t);
+        read_strings(test_vectors_path(rel), &t);
         mmi_detok_stream s;
         ck_assert_ok(mmi_detok_stream_init(&s, tok, 0));
         for (size_t i = 0; i < t.n; i++) {

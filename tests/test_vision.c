@@ -9,6 +9,7 @@
 #include "data/bicubic_ref.h"
 #include "gguf.h"
 #include "mm.h"
+#include "model.h"
 #include "patchify.h"
 #include "testutil.h"
 #include "vit.h"

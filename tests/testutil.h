@@ -6,18 +6,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Directory of the shared test vectors: $MM_SHARED_DIR, else ../shared beside the project. */
-static inline const char *test_shared_dir(void)
+/* Folder of the reference vectors (tests/vectors/README.md): $MM_VECTORS_DIR, else tests/vectors
+ * (the tests run from the repository root). */
+static inline const char *test_vectors_dir(void)
 {
-    const char *dir = getenv("MM_SHARED_DIR");
-    return dir ? dir : "tests";
+    const char *dir = getenv("MM_VECTORS_DIR");
+    return dir && *dir ? dir : "tests/vectors";
 }
 
-/* Path under the shared directory, in a static buffer (one at a time). */
-static inline const char *test_shared_path(const char *relative)
+/* Path of a file under the vectors folder, in a static buffer (one at a time). */
+static inline const char *test_vectors_path(const char *relative)
 {
     static char path[4096];
-    snprintf(path, sizeof path, "%s/%s", test_shared_dir(), relative);
+    snprintf(path, sizeof path, "%s/%s", test_vectors_dir(), relative);
     return path;
 }
 

@@ -1,7 +1,7 @@
 /* Tiny random-weight `llama` text models written with libmm's own GGUF writer, for the decoder
  * and session suites. Weights come from a fixed-seed generator (matrices stored f32, f16 or
  * bf16); a hook may overwrite any tensor; the tokenizer keys may be copied from a vocabulary
- * GGUF (../shared/vectors/tokenizer). */
+ * GGUF (tests/vectors/tokenizer). */
 #ifndef MM_TINY_LLAMA_H
 #define MM_TINY_LLAMA_H
 
@@ -22,6 +22,7 @@ typedef struct {
     int tied;              /* no output.weight: the head is token_embd */
     int with_biases;       /* q/k/v/o and feed-forward biases */
     const char *vocab_path;
+    int extra_rows;        /* token_embd / output rows beyond the vocabulary's size (may be < 0) */
     const char *chat_template; /* tokenizer.chat_template, or NULL */
     uint32_t seed;
     const char *arch;          /* general.architecture; NULL: "llama" */
@@ -141,6 +142,7 @@ static mm_status tiny_llama_write(const tiny_llama *c, const char *path)
     mm_status st = MM_OK;
     if (c->vocab_path)
         st = tiny_copy_vocab(w, c->vocab_path, &n_vocab);
+    n_vocab += c->extra_rows;
     if (st == MM_OK && c->chat_template)
         st = mmi_gguf_writer_add_string(w, "tokenizer.chat_template", c->chat_template);
     struct { const char *key; int64_t v; } dims[] = {
@@ -212,9 +214,10 @@ static mm_status tiny_llama_write(const tiny_llama *c, const char *path)
 
 typedef struct {
     int image_size, patch, n_embd, n_ff, n_layer, n_head;
+    int no_projector; /* a bare CLIP vision tower: no projector keys or mm.* tensors */
 } tiny_vision;
 
-static const tiny_vision tiny_vision_default = {16, 8, 8, 16, 2, 2};
+static const tiny_vision tiny_vision_default = {16, 8, 8, 16, 2, 2, 0};
 
 static inline mm_status tiny_vision_tensor(mmi_gguf_writer *w, uint32_t *rng, const char *name,
                                     uint32_t n_dims, const uint64_t *ne, float center, float scale)
@@ -269,9 +272,9 @@ static inline mm_status tiny_vision_write_sized(const char *path, int n_embd_tex
     mm_status st = mmi_gguf_writer_add_string(w, "general.architecture", "clip");
     if (st == MM_OK)
         st = mmi_gguf_writer_add_bool(w, "clip.has_vision_encoder", 1);
-    if (st == MM_OK)
+    if (st == MM_OK && !v->no_projector)
         st = mmi_gguf_writer_add_bool(w, "clip.has_llava_projector", 1);
-    if (st == MM_OK)
+    if (st == MM_OK && !v->no_projector)
         st = mmi_gguf_writer_add_string(w, "clip.projector_type", "mlp");
     struct { const char *key; int64_t v; } dims[] = {
         {"clip.vision.image_size", S}, {"clip.vision.patch_size", P},
@@ -300,8 +303,9 @@ static inline mm_status tiny_vision_write_sized(const char *path, int n_embd_tex
         {"mm.2.bias", 1, {(uint64_t)n_embd_text}, 0, 0.2f},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0] && st == MM_OK; i++)
-        st = tiny_vision_tensor(w, &rng, t[i].name, t[i].n_dims, t[i].ne, t[i].center,
-                                t[i].scale);
+        if (!v->no_projector || strncmp(t[i].name, "mm.", 3) != 0)
+            st = tiny_vision_tensor(w, &rng, t[i].name, t[i].n_dims, t[i].ne, t[i].center,
+                                    t[i].scale);
     for (int l = 0; l < L && st == MM_OK; l++)
         st = tiny_block_write(w, &rng, "v", l, (uint64_t)D, (uint64_t)F, 1);
     if (st == MM_OK)

@@ -7,12 +7,14 @@
 MODEL_DIR holds config.json and *.safetensors (one file or shards). Written files:
 
     LlamaForCausalLM               OUTDIR/model.gguf   (llama)
+    MistralForCausalLM             OUTDIR/model.gguf   (llama)
+    Qwen2ForCausalLM               OUTDIR/model.gguf   (qwen2)
     LlavaForConditionalGeneration  OUTDIR/model.gguf   (llama) + OUTDIR/mmproj.gguf (clip, mlp)
     Blip2ForConditionalGeneration  OUTDIR/model.gguf   (opt)   + OUTDIR/mmproj.gguf (clip, qformer)
     CLIPModel                      OUTDIR/model.gguf   (clip: both towers + projections)
     SiglipVisionModel              OUTDIR/model.gguf   (clip: vision tower + pooling head)
     Qwen2AudioForConditionalGeneration
-                                   OUTDIR/model.gguf   (llama: Qwen2 as llama with q/k/v biases)
+                                   OUTDIR/model.gguf   (qwen2)
                                                      + OUTDIR/mmproj.gguf (clip, audio: qwen2a)
     Idefics2 perceiver resampler   OUTDIR/model.gguf   (clip, perceiver; the state dict of the
                                                         resampler alone, see docs)
@@ -179,8 +181,8 @@ DEFAULTS = {
                   num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
                   hidden_act="silu", max_position_embeddings=32768, rms_norm_eps=1e-6,
                   tie_word_embeddings=False, rope_theta=10000.0, rope_scaling=None,
-                  use_sliding_window=False, head_dim=None, bos_token_id=None,
-                  eos_token_id=None, pad_token_id=None),
+                  use_sliding_window=False, sliding_window=4096, max_window_layers=28,
+                  head_dim=None, bos_token_id=None, eos_token_id=None, pad_token_id=None),
     "qwen2_audio_encoder": dict(num_mel_bins=128, encoder_layers=32, encoder_attention_heads=20,
                                 encoder_ffn_dim=5120, d_model=1280, activation_function="gelu",
                                 max_source_positions=1500, scale_embedding=False),
@@ -339,9 +341,14 @@ def permute_rope_rows(w, n_head):
     return (w.reshape(n_head, 2, hd // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape))
 
 
-def write_llama(out, cfg, ck, prefix, lm_head):
-    """cfg: Config of kind llama/mistral; prefix: of `embed_tokens` etc.; lm_head: its name."""
+def write_llama(out, cfg, ck, prefix, lm_head, arch="llama"):
+    """cfg: Config of kind llama/mistral/qwen2; prefix: of `embed_tokens` etc.; lm_head: its
+    name; arch: `llama` (Q/K rows permuted to adjacent RoPE pairs) or `qwen2` (rows as HF has
+    them, RoPE on halves; Q/K/V biases required)."""
     cfg.require("hidden_act", ["silu"])
+    if cfg.kind == "qwen2" and cfg["use_sliding_window"]:
+        raise ConvertError("qwen2 use_sliding_window = true: sliding-window attention is not "
+                           "supported")
     if cfg.kind == "mistral" and cfg["sliding_window"] is not None:
         if cfg["sliding_window"] < cfg["max_position_embeddings"]:
             raise ConvertError("mistral sliding_window = %d < max_position_embeddings: "
@@ -360,7 +367,7 @@ def write_llama(out, cfg, ck, prefix, lm_head):
             raise ConvertError("%s has %d rows, the config implies %d (heads x head_dim)"
                                % (hf, shape[0], rows))
     V = ck.shape(prefix + "embed_tokens.weight")[0]
-    a = "llama."
+    a = arch + "."
     out.add(a + "vocab_size", V)
     out.add(a + "context_length", cfg["max_position_embeddings"])
     out.add(a + "embedding_length", E)
@@ -385,13 +392,18 @@ def write_llama(out, cfg, ck, prefix, lm_head):
     for i in range(L):
         p, b = "%slayers.%d." % (prefix, i), "blk.%d." % i
         out.tensor(b + "attn_norm.weight", ck.lazy(p + "input_layernorm.weight"))
-        for g, hf, n in (("attn_q", "q_proj", H), ("attn_k", "k_proj", Hkv)):
-            for part in ("weight", "bias"):
-                name = p + "self_attn.%s.%s" % (hf, part)
-                if part == "weight" or name in ck:
-                    out.tensor(b + g + "." + part,
-                               ck.lazy(name, lambda a, n=n: permute_rope_rows(a, n)))
-        linear(out, ck, b + "attn_v", p + "self_attn.v_proj")
+        if arch == "llama":
+            for g, hf, n in (("attn_q", "q_proj", H), ("attn_k", "k_proj", Hkv)):
+                for part in ("weight", "bias"):
+                    name = p + "self_attn.%s.%s" % (hf, part)
+                    if part == "weight" or name in ck:
+                        out.tensor(b + g + "." + part,
+                                   ck.lazy(name, lambda a, n=n: permute_rope_rows(a, n)))
+        else:
+            linear(out, ck, b + "attn_q", p + "self_attn.q_proj", bias="required")
+            linear(out, ck, b + "attn_k", p + "self_attn.k_proj", bias="required")
+        linear(out, ck, b + "attn_v", p + "self_attn.v_proj",
+               bias="required" if arch == "qwen2" else "optional")
         linear(out, ck, b + "attn_output", p + "self_attn.o_proj")
         out.tensor(b + "ffn_norm.weight", ck.lazy(p + "post_attention_layernorm.weight"))
         linear(out, ck, b + "ffn_gate", p + "mlp.gate_proj")
@@ -575,6 +587,7 @@ class Vocab:
         self.tokens, self.types, self.scores, self.merges = tokens, types, scores, merges
         self.special = {}                    # tokenizer.ggml.<x>_token_id -> id
         self.add_bos = self.add_eos = None
+        self.chat_template = None            # tokenizer_config.json's Jinja text
 
     def set_token(self, i, text, typ):
         while len(self.tokens) <= i:         # ids beyond the base vocabulary
@@ -599,6 +612,8 @@ class Vocab:
         for key, v in (("add_bos_token", self.add_bos), ("add_eos_token", self.add_eos)):
             if v is not None:
                 kv["tokenizer.ggml." + key] = ("bool", bool(v))
+        if self.chat_template:
+            kv["tokenizer.chat_template"] = ("str", self.chat_template)
         return kv
 
 
@@ -756,6 +771,8 @@ def add_special_tokens(vocab, folder, added):
     for key, attr in (("add_bos_token", "add_bos"), ("add_eos_token", "add_eos")):
         if key in tc:
             setattr(vocab, attr, bool(tc[key]))
+    if isinstance(tc.get("chat_template"), str):   # libmm recognises the template by its marks
+        vocab.chat_template = tc["chat_template"]
 
 
 def tokenizer_keys(folder, args, n_vocab):
@@ -803,6 +820,14 @@ def add_tokenizer(out, folder, args, n_vocab):
 
 # ------------------------------------------------------------------------------------------
 # one function per checkpoint class
+
+def convert_qwen2(folder, cfg, ck, args):
+    tc = Config(cfg, "qwen2")
+    out = Output(os.path.join(args.outdir, "model.gguf"), "qwen2", args.outtype, "qwen2")
+    write_llama(out, tc, ck, "model.", "lm_head.weight", arch="qwen2")
+    add_tokenizer(out, folder, args, ck.shape("model.embed_tokens.weight")[0])
+    return [out]
+
 
 def convert_llama(folder, cfg, ck, args):
     tc = Config(cfg, cfg.get("model_type", "llama"))
@@ -1084,12 +1109,10 @@ def convert_qwen2_audio(folder, cfg, ck, args):
     tc = sub_config(cfg, "text_config", "qwen2")
     if tc.kind != "qwen2":
         raise ConvertError("Qwen2-Audio with a %s language model is not supported" % tc.kind)
-    tc.require("use_sliding_window", [False], "sliding-window attention is not supported")
-    # Qwen2 is llama with q/k/v biases and rotate-half RoPE: written as llama, whose q/k rows
-    # (biases included) are permuted to the interleaved pairs llama's RoPE rotates.
-    text = Output(os.path.join(args.outdir, "model.gguf"), "llama", args.outtype,
+    text = Output(os.path.join(args.outdir, "model.gguf"), "qwen2", args.outtype,
                   "qwen2-audio text")
-    write_llama(text, tc, ck, "language_model.model.", "language_model.lm_head.weight")
+    write_llama(text, tc, ck, "language_model.model.", "language_model.lm_head.weight",
+                arch="qwen2")
     add_tokenizer(text, folder, args, ck.shape("language_model.model.embed_tokens.weight")[0])
 
     mm = Output(os.path.join(args.outdir, "mmproj.gguf"), "clip", args.outtype,
@@ -1105,12 +1128,13 @@ def convert_qwen2_audio(folder, cfg, ck, args):
 
 
 CONVERTERS = {"LlamaForCausalLM": convert_llama, "MistralForCausalLM": convert_llama,
+              "Qwen2ForCausalLM": convert_qwen2,
               "LlavaForConditionalGeneration": convert_llava, "CLIPModel": convert_clip,
               "SiglipVisionModel": convert_siglip,
               "Blip2ForConditionalGeneration": convert_blip2,
               "Qwen2AudioForConditionalGeneration": convert_qwen2_audio}
-MODEL_TYPES = {"llama": "LlamaForCausalLM", "llava": "LlavaForConditionalGeneration",
-               "clip": "CLIPModel", "siglip_vision_model": "SiglipVisionModel",
+MODEL_TYPES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
+               "llava": "LlavaForConditionalGeneration", "clip": "CLIPModel", "siglip_vision_model": "SiglipVisionModel",
                "blip-2": "Blip2ForConditionalGeneration",
                "qwen2_audio": "Qwen2AudioForConditionalGeneration"}
 

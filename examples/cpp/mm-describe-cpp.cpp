@@ -1,5 +1,5 @@
 // mm-describe-cpp: ask a model about an image or an audio clip (or just a prompt), through the
-// C++17 wrapper examples/cpp/mm.hpp (RAII handles, exceptions), with a progress line on a
+// C++17 wrapper bindings/cpp/mm.hpp (RAII handles, exceptions), with a progress line on a
 // terminal.
 //   mm-describe-cpp MODEL.gguf [MMPROJ.gguf] PROMPT [-i IMAGE | -a AUDIO.wav] [-n MAX_TOKENS]
 #include <cstdio>

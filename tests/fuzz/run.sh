@@ -15,7 +15,7 @@ targets=$1
 [ "$targets" = all ] && targets="gguf image tokenizer chatjson audio"
 seconds=$2
 work=${MM_FUZZ_WORK:-/tmp/mm-fuzz}
-export MM_SHARED_DIR="${MM_SHARED_DIR:-$(pwd)/tests}"
+export MM_VECTORS_DIR="${MM_VECTORS_DIR:-$(pwd)/tests/vectors}"
 
 make -s fuzz
 status=0

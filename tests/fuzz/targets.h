@@ -365,7 +365,7 @@ static int fuzz_image(const uint8_t *data, size_t size)
 
 /* ---- tokenizer: arbitrary text through llama.cpp's vocabularies ---- */
 
-/* The vocabularies, opened once: $MM_SHARED_DIR/vectors/tokenizer (default ../shared). */
+/* The vocabularies, opened once: $MM_VECTORS_DIR/tokenizer (default tests/vectors/tokenizer). */
 #define FUZZ_N_VOCABS 2
 static mmi_gguf *fuzz_vocab_files[FUZZ_N_VOCABS];
 static mmi_tokenizer *fuzz_vocabs[FUZZ_N_VOCABS];
@@ -387,9 +387,9 @@ static const mmi_tokenizer *fuzz_vocab(int i)
     if (!fuzz_vocabs[0] && !fuzz_vocabs[1])
         atexit(fuzz_vocabs_free);
     if (!fuzz_vocabs[i]) {
-        const char *dir = getenv("MM_SHARED_DIR");
+        const char *dir = getenv("MM_VECTORS_DIR");
         char path[4096];
-        snprintf(path, sizeof path, "%s/vectors/tokenizer/%s", dir ? dir : "tests",
+        snprintf(path, sizeof path, "%s/tokenizer/%s", dir && *dir ? dir : "tests/vectors",
                  names[i]);
         if (mmi_gguf_open(path, 1, &fuzz_vocab_files[i]) != MM_OK ||
             mmi_tokenizer_load(fuzz_vocab_files[i], &fuzz_vocabs[i]) != MM_OK) {
@@ -545,6 +545,28 @@ static int fuzz_chatjson(const uint8_t *data, size_t size)
         mmi_json_free(&doc);
     } else {
         fuzz_check_failure(st, "mmi_json_parse");
+    }
+    /* Any bytes written as a JSON string read back: as they were when they are UTF-8. */
+    mmi_json_writer w = {0};
+    mmi_json_write_string(&w, text, size);
+    if (mmi_json_writer_finish(&w) == MM_OK) {
+        st = mmi_json_parse(w.data, w.len, &doc);
+        FUZZ_CHECK(st == MM_OK && doc.values[0].type == MMI_JSON_STRING,
+                   "written string does not read back: %s", mm_last_error());
+        if (mmi_utf8_check(text, size) == size)
+            FUZZ_CHECK(doc.values[0].len == size && memcmp(doc.values[0].str, text, size) == 0,
+                       "written string reads back changed");
+        mmi_json_free(&doc);
+        mmi_free(w.data);
+    }
+    mm_chat_request *request;
+    st = mm_chat_request_parse(text, size, &request);
+    if (st == MM_OK) {
+        for (size_t i = 0; i < mm_chat_request_n_stop(request); i++)
+            FUZZ_CHECK(mm_chat_request_stop(request, i)[0] != '\0', "empty stop string %zu", i);
+        mm_chat_request_free(request);
+    } else {
+        fuzz_check_failure(st, "mm_chat_request_parse");
     }
     mmi_chat chat;
     st = mmi_chat_parse(text, size, &chat);

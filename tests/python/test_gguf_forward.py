@@ -1,13 +1,13 @@
 #!/usr/bin/python3
 """Do the converted files carry everything the math needs?
 
-Each shared HF case is converted, then run in float64 numpy reading ONLY the GGUF files and
+Each HF reference case (tests/vectors/hf) is converted, then run in float64 numpy reading ONLY the GGUF files and
 following docs/model-format.md (adjacent-pair RoPE on the permuted Q/K rows, feature layers as
 hidden-state indices, eps / activations / pooling from the keys, ...). The results are compared
 with the HF outputs in io.safetensors at the cases' advised tolerance,
 |got - ref| <= 1e-4 * max(1, |ref|), and greedy tokens must match exactly.
 
-Run: /usr/bin/python3 tests/python/test_gguf_forward.py   (MM_SHARED=DIR overrides ../shared)
+Run: /usr/bin/python3 tests/python/test_gguf_forward.py   (MM_VECTORS_DIR=DIR overrides tests/vectors)
 """
 
 import math
@@ -19,7 +19,7 @@ import unittest
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_gguf_py import HF, SHARED, convert_quiet, gguf, read_safetensors  # noqa: E402
+from test_gguf_py import HF, convert_quiet, gguf, read_safetensors  # noqa: E402
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 ACT = {"gelu": lambda x: 0.5 * x * (1 + _erf(x / math.sqrt(2)).astype(np.float64)),
@@ -224,7 +224,6 @@ def greedy(step_logits_fn, embed_fn, x, n):
 
 # ------------------------------------------------------------------------------------------
 
-@unittest.skipIf(SHARED is None, "../shared not found (set MM_SHARED)")
 class TestForwardFromGGUF(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.TemporaryDirectory()

@@ -3,12 +3,12 @@
 
 References used, none of them the code under test:
   - the GGUF spec, as bytes assembled by hand in this file;
-  - llama.cpp-written files in ../shared/vectors/tokenizer (re-written byte for byte);
-  - the safetensors sources of ../shared/vectors/hf, parsed by a separate reader below;
+  - llama.cpp-written files in tests/vectors/tokenizer (re-written byte for byte);
+  - the safetensors sources of tests/vectors/hf, parsed by a separate reader below;
   - torch's float16/bfloat16 rounding where torch is installed;
   - RoPE written out twice (HF rotate-half, llama.cpp adjacent pairs) for the Q/K permutation.
 
-Run: /usr/bin/python3 tests/python/test_gguf_py.py   (MM_SHARED=DIR overrides ../shared)
+Run: /usr/bin/python3 tests/python/test_gguf_py.py   (MM_VECTORS_DIR=DIR overrides tests/vectors)
 """
 
 import io
@@ -29,20 +29,10 @@ import gguf  # noqa: E402
 import convert_hf_to_gguf as conv  # noqa: E402
 
 
-def find_shared():
-    for d in (os.environ.get("MM_SHARED"), os.path.join(ROOT, "tests")):
-        if d and os.path.isdir(os.path.join(d, "vectors", "hf")):
-            return os.path.abspath(d)
-    return None
-
-
-SHARED = find_shared()
-HF = os.path.join(SHARED, "vectors", "hf") if SHARED else None
-VOCAB = os.path.join(SHARED, "vectors", "tokenizer") if SHARED else None
-
-
-def need_shared(test):
-    return unittest.skipIf(SHARED is None, "../shared not found (set MM_SHARED)")(test)
+# The reference vectors are part of the repository: a missing file is a failure, not a skip.
+VECTORS = os.path.abspath(os.environ.get("MM_VECTORS_DIR") or os.path.join(ROOT, "tests", "vectors"))
+HF = os.path.join(VECTORS, "hf")
+VOCAB = os.path.join(VECTORS, "tokenizer")
 
 
 def read_safetensors(path):
@@ -168,7 +158,6 @@ class TestGGUFRoundTrip(unittest.TestCase):
         body = struct.pack("<3f", 1, 2, 3) + b"\0" * 20
         self.assertEqual(read_bytes(self.path), head + body)
 
-    @need_shared
     def test_rewrites_llama_cpp_files_byte_for_byte(self):
         for name in ("ggml-vocab-llama-spm.gguf", "ggml-vocab-gpt-2.gguf"):
             src = os.path.join(VOCAB, name)
@@ -356,7 +345,6 @@ class TestRopePermutation(unittest.TestCase):
             self.check(rng.standard_normal((H * hd, E)), rng.standard_normal((Hkv * hd, E)),
                        H, Hkv, 10000.0)
 
-    @need_shared
     def test_llama_case_weights(self):
         w = read_safetensors(os.path.join(HF, "llama", "model.safetensors"))
         self.check(w["model.layers.0.self_attn.q_proj.weight"].astype(np.float64),
@@ -375,7 +363,7 @@ class TestRopePermutation(unittest.TestCase):
 
 
 # ------------------------------------------------------------------------------------------
-# converter on every shared case
+# converter on every reference case
 
 def unpermute(w, n):
     """Inverse of the documented permutation, written with indices (independent of conv)."""
@@ -447,8 +435,6 @@ class TestConvertCases(unittest.TestCase):
     maxDiff = None
 
     def setUp(self):
-        if SHARED is None:
-            self.skipTest("../shared not found (set MM_SHARED)")
         self.dir = tempfile.TemporaryDirectory()
 
     def tearDown(self):

@@ -1,6 +1,6 @@
-"""Checks models.py against HF transformers' outputs in the shared reference vectors.
+"""Checks models.py against HF transformers' outputs in the reference vectors.
 
-    python3 tools/train/check_models.py [/work/shared/vectors/hf]
+    /usr/bin/python3 tools/train/check_models.py [HF_DIR]   (default tests/vectors/hf)
 Loads each case's config.json + model.safetensors into our modules, runs the case's inputs and
 compares every output tensor with the tolerance the case advises (1e-4 * max(1, |ref|)).
 """
@@ -12,6 +12,8 @@ import torch
 
 import models
 import safetensors_io
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def load_case(folder, cls):
@@ -33,7 +35,7 @@ def compare(name, got, ref):
 
 
 def main():
-    root = sys.argv[1] if len(sys.argv) > 1 else "/work/shared/vectors/hf"
+    root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "tests", "vectors", "hf")
     ok = True
     with torch.no_grad():
         print("clip")

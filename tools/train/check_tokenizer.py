@@ -1,6 +1,6 @@
 """Checks tokenizer.py against llama.cpp and the grammar.
 
-    python3 tools/train/check_tokenizer.py [/work/shared/vectors/tokenizer]
+    /usr/bin/python3 tools/train/check_tokenizer.py [VOCAB_DIR]   (default tests/vectors/tokenizer)
 1. spm_encode on llama.cpp's own vocab test (ggml-vocab-llama-spm.gguf + .inp/.out, token ids
    that llama.cpp produced) must give exactly llama.cpp's ids;
 2. with our vocabulary, every grammar word (after a space) is one token, and decode(encode(x)) == x
@@ -11,6 +11,7 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(HERE, ".."))
 from gguf import GGUFReader  # noqa: E402  tools/gguf.py
 
@@ -63,7 +64,7 @@ def check_grammar():
 
 
 def main():
-    folder = sys.argv[1] if len(sys.argv) > 1 else "/work/shared/vectors/tokenizer"
+    folder = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "tests", "vectors", "tokenizer")
     ok = check_llama_cpp(folder) & check_grammar()
     print("ALL OK" if ok else "SOME FAILED")
     sys.exit(0 if ok else 1)

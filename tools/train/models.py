@@ -3,7 +3,7 @@
 Module and parameter names mirror HF's, so `state_dict()` keys are the HF checkpoint names and the
 exported folders load as transformers.CLIPModel / LlavaForConditionalGeneration. Configs are the HF
 config dicts (`text_config` / `vision_config` with HF key names). Checked against HF's own outputs
-by tools/train/check_models.py on /work/shared/vectors/hf/{clip,llava}.
+by tools/train/check_models.py on tests/vectors/hf/{clip,llava}.
 """
 import math
 

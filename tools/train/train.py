@@ -44,6 +44,9 @@ def load_recipe(overrides):
         for p in path:
             node = node[p]
         node[last] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
+    if not recipe["cache_dir"]:   # the user's cache directory, never a path of one machine
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        recipe["cache_dir"] = os.path.join(cache, "libmm-train")
     return recipe
 
 

@@ -181,6 +181,13 @@ PROTOTYPES = {
     "mm_session_chat_template": (c_char_p, [c_void_p]),
     "mm_session_cancel": (None, [c_void_p]),
     "mm_session_reset": (None, [c_void_p]),
+    # chat requests and responses
+    "mm_chat_request_parse": (status_t, [c_char_p, c_size_t, POINTER(c_void_p)]),
+    "mm_chat_request_free": (None, [c_void_p]),
+    "mm_session_add_chat_request": (status_t, [c_void_p, c_void_p, c_void_p]),
+    "mm_session_generate_response": (status_t, [c_void_p, c_void_p, c_void_p, c_void_p,
+                                                c_void_p, POINTER(c_char_p),
+                                                POINTER(c_size_t)]),
 }
 
 missing = set()

@@ -89,6 +89,26 @@ class Session(_native.Handle):
         data = messages.encode("utf-8") if isinstance(messages, str) else bytes(messages)
         call("mm_session_add_messages_json", self, data, len(data), as_options(options))
 
+    def respond(self, request, options=None):
+        """Answer a whole OpenAI or Anthropic chat request (a dict, or JSON text/bytes): its
+        messages are added, the answer generated with its settings (max_tokens, temperature,
+        top_p, top_k, seed, stop) over `options`, and the API's response object returned as a
+        dict (chat.completion, or an Anthropic message for an Anthropic-shaped request)."""
+        if isinstance(request, (list, dict)):
+            request = json.dumps(request)
+        data = request.encode("utf-8") if isinstance(request, str) else bytes(request)
+        handle = ctypes.c_void_p()
+        call("mm_chat_request_parse", data, len(data), byref(handle))
+        try:
+            opts = as_options(options)
+            call("mm_session_add_chat_request", self, handle, opts)
+            text, n = ctypes.c_char_p(), ctypes.c_size_t()
+            call("mm_session_generate_response", self, handle, opts, None, None, byref(text),
+                 byref(n))
+            return json.loads(ctypes.string_at(text, n.value).decode("utf-8"))
+        finally:
+            _native.lib.mm_chat_request_free(handle)
+
     def add_tokens(self, ids):
         ids = [int(t) for t in ids]
         call("mm_session_add_tokens", self, (ctypes.c_int32 * len(ids))(*ids), len(ids))

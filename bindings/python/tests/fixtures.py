@@ -9,8 +9,8 @@ import sys
 import tempfile
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
-SHARED = os.environ.get("MM_SHARED_DIR") or os.path.join(ROOT, "tests")
-VECTORS = os.path.join(SHARED, "vectors", "hf")
+VECTORS_DIR = os.environ.get("MM_VECTORS_DIR") or os.path.join(ROOT, "tests", "vectors")
+VECTORS = os.path.join(VECTORS_DIR, "hf")
 
 _tmp = tempfile.mkdtemp(prefix="libmm-pytest-")
 atexit.register(shutil.rmtree, _tmp, True)
@@ -76,7 +76,7 @@ def tiny_llama_with_vocab(vocab="ggml-vocab-llama-spm.gguf", n_embd=16, n_layer=
     import numpy as np
     sys.path.insert(0, os.path.join(ROOT, "tools"))
     import gguf
-    src = gguf.GGUFReader(os.path.join(SHARED, "vectors", "tokenizer", vocab))
+    src = gguf.GGUFReader(os.path.join(VECTORS_DIR, "tokenizer", vocab))
     n_vocab = len(src.kv["tokenizer.ggml.tokens"])
     path = tmp_path("tiny-%s-%d.gguf" % (vocab, seed))
     w = gguf.GGUFWriter(path, arch="llama")

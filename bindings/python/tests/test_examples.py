@@ -36,8 +36,24 @@ class TestExamples(unittest.TestCase):
         r = run([exe, "-n", "12", "-T", "chatml", self.path], stdin=json.dumps(CONVERSATION))
         self.assertEqual(r.returncode, 0, r.stderr)
         expected = self.answer({"max_tokens": 12, "chat_template": "chatml"}, CONVERSATION)
-        self.assertEqual(r.stdout, expected + "\n")
+        response = json.loads(r.stdout)
+        self.assertEqual(response["object"], "chat.completion")
+        self.assertEqual(response["choices"][0]["message"],
+                         {"role": "assistant", "content": expected})
+        usage = response["usage"]
+        self.assertEqual(response["choices"][0]["finish_reason"],
+                         "length" if usage["completion_tokens"] == 12 else "stop")
+        self.assertEqual(usage["total_tokens"], usage["prompt_tokens"] + usage["completion_tokens"])
         self.assertEqual(r.stderr, "")  # no terminal: no progress line
+        # the request's own settings win over the command line's; Anthropic shape answered so
+        request = {"system": "Be brief.", "max_tokens": 5, "messages": CONVERSATION[1:]}
+        r = run([exe, "-n", "12", "-T", "chatml", self.path], stdin=json.dumps(request))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        response = json.loads(r.stdout)
+        expected = self.answer({"max_tokens": 5, "chat_template": "chatml"}, CONVERSATION)
+        self.assertEqual(response["type"], "message")
+        self.assertEqual(response["content"], [{"type": "text", "text": expected}])
+        self.assertLessEqual(response["usage"]["output_tokens"], 5)
         # errors name the place in the conversation
         r = run([exe, self.path], stdin='[{"role": "user", "content": [{"type": "image_url",'
                                         ' "image_url": {"url": "data:image/png;base64,Zm9"}}]}]')

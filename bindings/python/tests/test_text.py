@@ -1,5 +1,5 @@
 """Text through the Python package: tokenizing against llama.cpp's own vocabulary test vectors
-(../shared/vectors/tokenizer: the .inp strings and the ids llama.cpp produced), detokenizing,
+(tests/vectors/tokenizer: the .inp strings and the ids llama.cpp produced), detokenizing,
 streaming, conversations in the OpenAI / Anthropic shape, stop strings."""
 import os
 import unittest
@@ -8,14 +8,14 @@ import numpy as np
 
 import libmm
 
-from fixtures import SHARED, tiny_llama_with_vocab
+from fixtures import VECTORS_DIR, tiny_llama_with_vocab
 
 VOCABS = ("ggml-vocab-llama-spm.gguf", "ggml-vocab-gpt-2.gguf")
 
 
 def vocab_cases(vocab):
     """(text, ids) pairs of llama.cpp's test-tokenizer-0 files for `vocab`."""
-    base = os.path.join(SHARED, "vectors", "tokenizer", vocab)
+    base = os.path.join(VECTORS_DIR, "tokenizer", vocab)
     with open(base + ".inp", encoding="utf-8") as f:
         texts = f.read().split("\n__ggml_vocab_test__\n")[:-1]
     with open(base + ".out", encoding="utf-8") as f:
@@ -119,6 +119,33 @@ class TestConversation(unittest.TestCase):
         part = s2.ask("Tell me a story.")
         self.assertEqual(part, full[:full.index(stop)])
         self.assertEqual(s2.stop_reason, libmm.StopReason.STRING)
+
+    def test_respond_to_a_request(self):
+        s = self.session(max_tokens=24)
+        s.add_message("user", "Tell me a story.")
+        n_prompt = s.n_past
+        full = "".join(s.generate())
+        stop = full[len(full) // 2:len(full) // 2 + 3]
+        request = {"model": "tiny", "max_tokens": 24, "stop": [stop],
+                   "messages": [{"role": "user", "content": "Tell me a story."}]}
+        response = self.session().respond(request)
+        self.assertEqual(response["object"], "chat.completion")
+        self.assertEqual(response["model"], "tiny")
+        choice = response["choices"][0]
+        self.assertEqual(choice["message"]["content"], full[:full.index(stop)])
+        self.assertEqual(choice["finish_reason"], "stop")
+        self.assertEqual(response["usage"]["prompt_tokens"], n_prompt)
+        # Anthropic-shaped; the request's max_tokens overrides the session's options
+        request = {"system": "", "max_tokens": 4,
+                   "messages": [{"role": "user", "content": "Tell me a story."}]}
+        response = self.session(max_tokens=24).respond(request)
+        self.assertEqual(response["type"], "message")
+        self.assertEqual(response["stop_reason"], "max_tokens")
+        self.assertEqual(response["usage"]["output_tokens"], 4)
+        with self.assertRaises(libmm.MMError) as cm:
+            self.session().respond({"messages": [], "temperature": "hot"})
+        self.assertEqual(cm.exception.status, libmm.Status.ERR_FORMAT)
+        self.assertIn("temperature: a number expected, found string", cm.exception.detail)
 
     def test_message_errors(self):
         s = self.session()

@@ -1,9 +1,9 @@
-// mm.hpp — a header-only C++17 wrapper over libmm's C API (include/mm.h), as an example of
-// using the library from C++: RAII handles (std::unique_ptr with the library's free functions),
-// exceptions carrying the status and mm_last_error(), std::string_view in, std::string out.
+// mm.hpp — a header-only C++17 wrapper over libmm's C API (include/mm.h): RAII handles
+// (std::unique_ptr with the library's free functions), exceptions carrying the status and
+// mm_last_error(), std::string_view in, std::string out.
 //
-// It is not part of the library's ABI: copy it into your project and change it freely. Only
-// mm.h is the public interface.
+// `make install` puts it beside mm.h (#include <mm.hpp>). Being header-only it compiles into
+// your program and is not part of the library's ABI: mm.h is the stable interface.
 #ifndef MM_HPP
 #define MM_HPP
 
