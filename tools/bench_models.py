@@ -53,6 +53,23 @@ def const(value, *shape):
     return np.full(shape, value, dtype=np.float32)
 
 
+def write_blocks(w, prefix, L, D, F, k_bias=True):
+    """L pre-LN encoder blocks of width D and FFN F under prefix ("v", "a")."""
+    for i in range(L):
+        p = "%s.blk.%d." % (prefix, i)
+        for ln in ("ln1", "ln2"):
+            w.add_tensor(p + ln + ".weight", const(1, D))
+            w.add_tensor(p + ln + ".bias", const(0, D))
+        for proj in ("attn_q", "attn_k", "attn_v", "attn_out"):
+            w.add_tensor(p + proj + ".weight", normal(D, D), shape=(D, D))
+            if k_bias or proj != "attn_k":
+                w.add_tensor(p + proj + ".bias", const(0, D))
+        w.add_tensor(p + "ffn_up.weight", normal(F, D), shape=(F, D))
+        w.add_tensor(p + "ffn_up.bias", const(0, F))
+        w.add_tensor(p + "ffn_down.weight", normal(D, F), shape=(D, F))
+        w.add_tensor(p + "ffn_down.bias", const(0, D))
+
+
 def write_vision(path, spec, name):
     S, P, D, F, L, H, feature_layer, E = VISION[name]
     w = GGUFWriter(path, arch="clip")
@@ -84,18 +101,7 @@ def write_vision(path, spec, name):
     w.add_tensor("v.position_embd.weight", normal(n_pos, D), shape=(n_pos, D))
     w.add_tensor("v.pre_ln.weight", const(1, D))
     w.add_tensor("v.pre_ln.bias", const(0, D))
-    for i in range(L):
-        p = "v.blk.%d." % i
-        for ln in ("ln1", "ln2"):
-            w.add_tensor(p + ln + ".weight", const(1, D))
-            w.add_tensor(p + ln + ".bias", const(0, D))
-        for proj in ("attn_q", "attn_k", "attn_v", "attn_out"):
-            w.add_tensor(p + proj + ".weight", normal(D, D), shape=(D, D))
-            w.add_tensor(p + proj + ".bias", const(0, D))
-        w.add_tensor(p + "ffn_up.weight", normal(F, D), shape=(F, D))
-        w.add_tensor(p + "ffn_up.bias", const(0, F))
-        w.add_tensor(p + "ffn_down.weight", normal(D, F), shape=(D, F))
-        w.add_tensor(p + "ffn_down.bias", const(0, D))
+    write_blocks(w, "v", L, D, F)
     w.add_tensor("v.post_ln.weight", const(1, D))
     w.add_tensor("v.post_ln.bias", const(0, D))
     w.add_tensor("mm.0.weight", normal(E, D), shape=(E, D))
@@ -124,19 +130,7 @@ def write_whisper(path, spec):
     w.add_tensor("a.conv1d.2.weight", normal(D, D, 3), shape=(D, D, 3))
     w.add_tensor("a.conv1d.2.bias", const(0, D))
     w.add_tensor("a.position_embd.weight", normal(T, D), shape=(T, D))
-    for i in range(L):
-        p = "a.blk.%d." % i
-        for ln in ("ln1", "ln2"):
-            w.add_tensor(p + ln + ".weight", const(1, D))
-            w.add_tensor(p + ln + ".bias", const(0, D))
-        for proj in ("attn_q", "attn_k", "attn_v", "attn_out"):
-            w.add_tensor(p + proj + ".weight", normal(D, D), shape=(D, D))
-            if proj != "attn_k":              # Whisper's key projection has no bias
-                w.add_tensor(p + proj + ".bias", const(0, D))
-        w.add_tensor(p + "ffn_up.weight", normal(F, D), shape=(F, D))
-        w.add_tensor(p + "ffn_up.bias", const(0, F))
-        w.add_tensor(p + "ffn_down.weight", normal(D, F), shape=(D, F))
-        w.add_tensor(p + "ffn_down.bias", const(0, D))
+    write_blocks(w, "a", L, D, F, k_bias=False)   # Whisper's key projection has no bias
     w.add_tensor("a.post_ln.weight", const(1, D))
     w.add_tensor("a.post_ln.bias", const(0, D))
     w.add_tensor("mm.a.fc.weight", normal(E, D), shape=(E, D))
