@@ -55,6 +55,11 @@ void mm_model_free(mm_model *model)
     mmi_model_release(model);
 }
 
+const char *mm_model_family(const mm_model *model)
+{
+    return model && model->decoder ? model->decoder->config.family->arch : NULL;
+}
+
 /* ---- images ---- */
 
 mm_status mm_image_load_file(const char *path, const mm_options *options, mm_image **out)

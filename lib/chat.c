@@ -30,6 +30,18 @@ static const mmi_chat_template chatml = {
     .image_suffix = "\n",
 };
 
+/* Phi-3: "<|system|>\n{system}<|end|>\n<|user|>\n{text}<|end|>\n<|assistant|>\n{answer}<|end|>\n". */
+static const mmi_chat_template phi3 = {
+    .name = "phi3",
+    .prefix = {"<|system|>\n", "<|user|>\n", "<|assistant|>\n"},
+    .suffix = {"<|end|>\n", "<|end|>\n", ""},
+    .generation_prompt = "<|assistant|>\n",
+    .end_token = "<|end|>",
+    .after_end = "\n",
+    .turn_start = "",
+    .image_suffix = "\n",
+};
+
 /* Llama-2 chat: "<s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {answer} </s><s>[INST]
  * {user} [/INST]", the system text inside the first instruction. */
 static const mmi_chat_template llama2 = {
@@ -58,7 +70,7 @@ static const mmi_chat_template raw = {
 
 const mmi_chat_template *mmi_chat_template_by_name(const char *name)
 {
-    static const mmi_chat_template *const all[] = {&llava, &chatml, &llama2, &raw};
+    static const mmi_chat_template *const all[] = {&llava, &chatml, &phi3, &llama2, &raw};
     if (strcmp(name, "vicuna") == 0)
         return &llava;
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
@@ -77,6 +89,8 @@ const mmi_chat_template *mmi_chat_template_detect(const char *t)
     /* Marks that only one family's Jinja text carries. */
     if (strstr(t, "<|im_start|>"))
         return &chatml;
+    if (strstr(t, "<|user|>") && strstr(t, "<|end|>"))
+        return &phi3;
     if (strstr(t, "[INST]"))
         return &llama2;
     if (strstr(t, "ASSISTANT:"))
@@ -91,7 +105,7 @@ mm_status mmi_chat_template_choose(const char *option, const char *file_template
         *out = mmi_chat_template_by_name(option);
         if (!*out)
             return mmi_fail(MM_ERR_ARG, "chat_template '%s' is unknown (llava, vicuna, chatml, "
-                            "llama2, raw)", option);
+                            "phi3, llama2, raw)", option);
         return MM_OK;
     }
     *out = mmi_chat_template_detect(file_template);

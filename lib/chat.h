@@ -33,7 +33,7 @@ typedef struct {
 /* The marker a message's text uses for "an image goes here". */
 #define MMI_IMAGE_MARKER "<image>"
 
-/* By name: "llava" (alias "vicuna"), "chatml", "llama2", "raw"; NULL if unknown. */
+/* By name: "llava" (alias "vicuna"), "chatml", "phi3", "llama2", "raw"; NULL if unknown. */
 const mmi_chat_template *mmi_chat_template_by_name(const char *name);
 /* The template a model file's tokenizer.chat_template (a name or a Jinja text) stands for, or
  * NULL when it is none of ours. */

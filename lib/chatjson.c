@@ -444,21 +444,19 @@ static void message_place(const mmi_chat_message *m, char *buf, size_t size)
         snprintf(buf, size, "messages[%zu]", m->json_index);
 }
 
-/* Check one part before anything is added: text must not hold a media marker; an image or a
- * clip is decoded (with the options' limits) into media, which then owns it. */
-static mm_status prepare_part(const mmi_chat_part *part, const mm_options *options,
-                              mmi_media *media)
+/* Check one part before anything is added: text must not hold a media marker; an image's
+ * header is read (size limits from options) and its pixel count returned, no pixel decoded
+ * (clips were read, their limits checked, before). */
+static mm_status check_part(const mmi_chat_part *part, const mm_options *options,
+                            uint64_t *pixels)
 {
-    if (part->kind == MMI_PART_IMAGE) {
-        mm_image *image;
-        MMI_TRY(mmi_image_load_memory(part->image, part->image_len, options, &image));
-        *media = (mmi_media){.ops = &mmi_image_ops, .source = image};
+    *pixels = 0;
+    if (part->kind == MMI_PART_AUDIO)
         return MM_OK;
-    }
-    if (part->kind == MMI_PART_AUDIO) {
-        mm_audio *audio;
-        MMI_TRY(mmi_audio_load_memory(part->image, part->image_len, options, &audio));
-        *media = (mmi_media){.ops = &mmi_audio_ops, .source = audio};
+    if (part->kind == MMI_PART_IMAGE) {
+        int width, height;
+        MMI_TRY(mmi_image_size_memory(part->image, part->image_len, options, &width, &height));
+        *pixels = (uint64_t)width * (uint64_t)height;
         return MM_OK;
     }
     size_t n;
@@ -469,16 +467,8 @@ static mm_status prepare_part(const mmi_chat_part *part, const mm_options *optio
     return MM_OK;
 }
 
-static void media_free(const mmi_media *media)
-{
-    if (media->ops == &mmi_image_ops)
-        mmi_image_free((mm_image *)media->source);
-    else if (media->ops == &mmi_audio_ops)
-        mmi_audio_free((mm_audio *)media->source);
-}
-
-/* The text of message m for the session: text parts joined by newlines, with an image marker
- * for every image, unless all images come before all text (then the template places them). */
+/* The text of message m for the session: text parts joined by newlines, with a media marker
+ * for every image or clip, unless all come before all text (then the template places them). */
 static mm_status message_text(const mmi_chat *chat, const mmi_chat_message *m, const char *where,
                               char **out, size_t *len)
 {
@@ -521,6 +511,47 @@ static mm_status message_text(const mmi_chat *chat, const mmi_chat_message *m, c
     return MM_OK;
 }
 
+/* The cost of the whole conversation, before the session changes or any pixel is decoded:
+ * every part checked, every image's size read from its header and counted against the pixel
+ * budget of the call, and the positions of all images against the free context. */
+static mm_status check_cost(mm_session *session, const mmi_chat *chat, const mm_options *options,
+                            const mmi_media *media, size_t n_images)
+{
+    uint64_t max_total = (uint64_t)mmi_opt_int(options, MM_OPT_IMAGE_MAX_TOTAL_PIXELS);
+    uint64_t total = 0;
+    char where[64], place[96];
+    for (size_t i = 0; i < chat->n_messages; i++) {
+        const mmi_chat_message *m = &chat->messages[i];
+        for (size_t j = 0; j < m->n_parts; j++) {
+            uint64_t pixels;
+            message_place(m, where, sizeof where);
+            snprintf(place, sizeof place, "%s, part %zu", where, j);
+            mm_status st = check_part(&chat->parts[m->first_part + j], options, &pixels);
+            if (st != MM_OK)
+                return at(st, place);
+            total += pixels;
+            if (total > max_total)
+                return mmi_fail(MM_ERR_LIMIT, "%s: the images up to this one have %llu pixels, "
+                                "over the budget of one call (MM_OPT_IMAGE_MAX_TOTAL_PIXELS = "
+                                "%llu); nothing was decoded", place, (unsigned long long)total,
+                                (unsigned long long)max_total);
+        }
+    }
+    uint64_t need = 0;
+    for (size_t k = 0; k < n_images; k++) {
+        mmi_media_plan plan;
+        MMI_TRY(media[k].ops->plan(mmi_session_model(session), media[k].source,
+                                   mmi_session_media_params(session), &plan));
+        need += (uint64_t)plan.n_pos;
+    }
+    int free_positions = mmi_session_n_ctx(session) - mmi_session_n_past(session);
+    if (need > (uint64_t)free_positions)
+        return mmi_fail(MM_ERR_CTX_FULL, "conversation: %zu media take %llu positions, but only "
+                        "%d of the context's %d are free; nothing was decoded", n_images,
+                        (unsigned long long)need, free_positions, mmi_session_n_ctx(session));
+    return MM_OK;
+}
+
 mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
                                   const mm_options *options)
 {
@@ -538,45 +569,59 @@ mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
         return mmi_fail(MM_ERR_STATE, "conversation: %zu audio clip%s, but the model has no "
                         "audio encoder (load an mmproj file with one)", n_clips,
                         n_clips == 1 ? "" : "s");
-    size_t n_all = n_images + n_clips;
-    mmi_media *media = mmi_calloc(n_all + 1, sizeof *media);
-    mm_status st = media ? MM_OK
-                 : mmi_fail(MM_ERR_NOMEM, "conversation: out of memory for %zu media", n_all);
-    /* Every part is checked and every image and clip decoded first, so that bad input fails
-     * the call before the session changes. */
-    char where[64];
+    /* Images stay in their files' bytes: each is decoded only while the session encodes it.
+     * Clips are read here (their length limit checked from the header first). */
+    typedef char place[64];
+    size_t n_media = n_images + n_clips;
+    mmi_image_bytes *sources = mmi_calloc(n_media + 1, sizeof *sources);
+    mmi_media *media = mmi_calloc(n_media + 1, sizeof *media);
+    place *places = mmi_calloc(n_media + 1, sizeof *places);
+    mm_status st = sources && media && places ? MM_OK
+                 : mmi_fail(MM_ERR_NOMEM, "conversation: out of memory for %zu media", n_media);
     size_t k = 0;
     for (size_t i = 0; i < chat->n_messages && st == MM_OK; i++) {
         const mmi_chat_message *m = &chat->messages[i];
         for (size_t j = 0; j < m->n_parts && st == MM_OK; j++) {
             const mmi_chat_part *part = &chat->parts[m->first_part + j];
-            st = prepare_part(part, options, &media[k]);
-            k += part->kind != MMI_PART_TEXT;
-            if (st != MM_OK) {
-                char place[96];
-                message_place(m, where, sizeof where);
-                snprintf(place, sizeof place, "%s, part %zu", where, j);
-                st = at(st, place);
+            if (part->kind == MMI_PART_TEXT)
+                continue;
+            char where[32];
+            message_place(m, where, sizeof where);
+            snprintf(places[k], sizeof places[k], "%s, part %zu", where, j);
+            if (part->kind == MMI_PART_IMAGE) {
+                sources[k] = (mmi_image_bytes){part->image, part->image_len, options, places[k]};
+                media[k] = (mmi_media){.ops = &mmi_image_bytes_ops, .source = &sources[k]};
+            } else {
+                mm_audio *clip;
+                st = mmi_audio_load_memory(part->image, part->image_len, options, &clip);
+                if (st == MM_OK)
+                    media[k] = (mmi_media){.ops = &mmi_audio_ops, .source = clip};
+                else
+                    st = at(st, places[k]);
             }
+            k++;
         }
     }
-    /* Then message by message; the session encodes each message's media once it knows the
-     * message fits (and mm_session_cancel() reaches the encoding too). */
+    if (st == MM_OK)
+        st = check_cost(session, chat, options, media, n_media);
+    /* Then message by message; the session decodes and encodes each image in turn once it
+     * knows the message fits (and mm_session_cancel() reaches the encoding too). */
+    char where[64];
     k = 0;
     for (size_t i = 0; i < chat->n_messages && st == MM_OK; i++) {
         const mmi_chat_message *m = &chat->messages[i];
-        size_t n_media = 0;
+        size_t n = 0;
         for (size_t j = 0; j < m->n_parts; j++)
-            n_media += chat->parts[m->first_part + j].kind != MMI_PART_TEXT;
+            n += chat->parts[m->first_part + j].kind != MMI_PART_TEXT;
         char *text = NULL;
         size_t len = 0;
         message_place(m, where, sizeof where);
         st = message_text(chat, m, where, &text, &len);
         if (st != MM_OK)
             break;
-        st = mmi_session_add_message(session, m->role, text, len, media + k, n_media);
+        st = mmi_session_add_message(session, m->role, text, len, media + k, n);
         mmi_free(text);
-        k += n_media;
+        k += n;
         if (st != MM_OK) {
             char place[128];
             snprintf(place, sizeof place, "%s (%zu earlier message%s added)", where, i,
@@ -584,9 +629,12 @@ mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
             st = at(st, place);
         }
     }
-    for (size_t i = 0; i < n_all && media; i++)
-        media_free(&media[i]);
+    for (size_t i = 0; media && i < n_media; i++)
+        if (media[i].ops == &mmi_audio_ops)
+            mmi_audio_free((mm_audio *)media[i].source);
+    mmi_free(sources);
     mmi_free(media);
+    mmi_free(places);
     return st;
 }
 

@@ -14,6 +14,10 @@ static const mmi_family families[] = {
     {"llama", MMI_ROPE_NORM, .eps_key = "attention.layer_norm_rms_epsilon", .gated_ffn = 1},
     {"qwen2", MMI_ROPE_NEOX, .eps_key = "attention.layer_norm_rms_epsilon", .gated_ffn = 1,
      .qkv_bias = 1},
+    {"qwen2vl", MMI_ROPE_MULTI, .eps_key = "attention.layer_norm_rms_epsilon", .gated_ffn = 1,
+     .qkv_bias = 1},
+    {"phi3", MMI_ROPE_NEOX, .eps_key = "attention.layer_norm_rms_epsilon", .gated_ffn = 1,
+     .fused_qkv = 1, .fused_gate_up = 1},
     {"opt", MMI_POS_LEARNED, .layer_norm = 1, .eps_key = "attention.layer_norm_epsilon",
      .eps_default = 1e-5, .output_norm_optional = 1},
 };
@@ -54,18 +58,64 @@ static mm_status get_positive_float(const mmi_gguf *g, const char *arch, const c
     return MM_OK;
 }
 
-/* RoPE: the rotated dims and the base, without scaling. */
+/* M-RoPE: <arch>.rope.dimension_sections, llama.cpp's four counts of rotated pairs taken by
+ * the time, height and width positions (the fourth, unused here, must be 0); they must add up
+ * to the n_rot/2 pairs. */
+static mm_status load_rope_sections(const mmi_gguf *g, const char *arch, mmi_decoder_config *c)
+{
+    const char *path = mmi_gguf_path(g);
+    char key[96];
+    snprintf(key, sizeof key, "%s.rope.dimension_sections", arch);
+    mmi_gguf_type type;
+    uint64_t n;
+    MMI_TRY(mmi_gguf_get_array_info(g, key, &type, &n));
+    int64_t v[4] = {0};
+    if (n < 3 || n > 4)
+        return mmi_fail(MM_ERR_FORMAT, "%s: %s has %llu values, expected 3 or 4", path, key,
+                        (unsigned long long)n);
+    MMI_TRY(mmi_gguf_get_int_array(g, key, v, n));
+    int64_t sum = 0;
+    for (int i = 0; i < 4; i++) {
+        if (v[i] < 0 || v[i] > c->n_rot)
+            return mmi_fail(MM_ERR_FORMAT, "%s: %s[%d] = %lld is out of range", path, key, i,
+                            (long long)v[i]);
+        sum += v[i];
+    }
+    if (v[3] != 0)
+        return mmi_fail(MM_ERR_UNSUPPORTED, "%s: %s has a fourth section (%lld pairs)", path,
+                        key, (long long)v[3]);
+    if (sum != c->n_rot / 2)
+        return mmi_fail(MM_ERR_FORMAT, "%s: %s = [%lld, %lld, %lld] add up to %lld pairs, not "
+                        "the %d that rope.dimension_count %d rotates", path, key,
+                        (long long)v[0], (long long)v[1], (long long)v[2], (long long)sum,
+                        c->n_rot / 2, c->n_rot);
+    for (int i = 0; i < 3; i++)
+        c->rope_sections[i] = (int)v[i];
+    c->n_pos_dims = 3;
+    return MM_OK;
+}
+
+/* RoPE: the rotated dims and the base, without scaling; and the optional sliding window. */
 static mm_status load_rope_config(const mmi_gguf *g, const char *arch, mmi_decoder_config *c)
 {
     const char *path = mmi_gguf_path(g);
+    char key[96];
+    snprintf(key, sizeof key, "%s.attention.sliding_window", arch);
+    if (mmi_gguf_has(g, key))
+        MMI_TRY(mmi_weights_dim(g, key, MMI_MAX_CTX, &c->n_swa));
+    /* Phi-3's LongRoPE rescales each frequency by a factor table. */
+    if (mmi_gguf_find_tensor(g, "rope_factors_long.weight"))
+        return mmi_fail(MM_ERR_UNSUPPORTED, "%s: RoPE factor tables (rope_factors_long.weight, "
+                        "LongRoPE) are not supported", path);
     MMI_TRY(get_dim(g, arch, "rope.dimension_count", c->head_dim, MMI_MAX_DIM, &c->n_rot));
     MMI_TRY(get_positive_float(g, arch, "rope.freq_base", 0, 10000.0, &c->rope_base));
     if (c->n_rot % 2 != 0 || c->n_rot > c->head_dim)
         return mmi_fail(MM_ERR_FORMAT, "%s: rope.dimension_count %d must be even and at most "
                         "the head size %d", path, c->n_rot, c->head_dim);
+    if (c->family->pos == MMI_ROPE_MULTI)
+        MMI_TRY(load_rope_sections(g, arch, c));
     /* Linear RoPE scaling (the default type when only a factor is given) needs fractional
      * positions, which the kernels do not take. */
-    char key[96];
     snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
     const char *scaling = "linear";
     if (mmi_gguf_has(g, key))
@@ -131,7 +181,7 @@ static mm_status load_config(const mmi_gguf *g, mmi_decoder_config *c)
     const mmi_family *f = c->family = mmi_family_find(arch);
     if (!f)
         return mmi_fail(MM_ERR_UNSUPPORTED, "%s: language model architecture '%s' is not "
-                        "supported (llama, qwen2 or opt)", path, arch);
+                        "supported (llama, qwen2, qwen2vl, phi3 or opt)", path, arch);
     MMI_TRY(get_dim(g, arch, "embedding_length", -1, MMI_MAX_DIM, &c->n_embd));
     MMI_TRY(get_dim(g, arch, "block_count", -1, MMI_MAX_DIM, &c->n_layer));
     MMI_TRY(get_dim(g, arch, "feed_forward_length", -1, MMI_MAX_DIM, &c->n_ff));
@@ -183,9 +233,17 @@ static mm_status load_layer(mmi_weights *w, const mmi_decoder_config *c, int i,
     MMI_TRY(mmi_weights_vector(w, 1, &l->attn_norm, e, "blk.%d.attn_norm.weight", i));
     if (c->family->layer_norm)
         MMI_TRY(mmi_weights_vector(w, 0, &l->attn_norm_b, e, "blk.%d.attn_norm.bias", i));
-    MMI_TRY(mmi_weights_matrix(w, 1, &l->wq, e, eq, "blk.%d.attn_q.weight", i));
-    MMI_TRY(mmi_weights_matrix(w, 1, &l->wk, e, ekv, "blk.%d.attn_k.weight", i));
-    MMI_TRY(mmi_weights_matrix(w, 1, &l->wv, e, ekv, "blk.%d.attn_v.weight", i));
+    if (c->family->fused_qkv) {
+        mmi_matrix qkv;
+        MMI_TRY(mmi_weights_matrix(w, 1, &qkv, e, eq + 2 * ekv, "blk.%d.attn_qkv.weight", i));
+        l->wq = mmi_matrix_rows(&qkv, 0, eq);
+        l->wk = mmi_matrix_rows(&qkv, eq, ekv);
+        l->wv = mmi_matrix_rows(&qkv, eq + ekv, ekv);
+    } else {
+        MMI_TRY(mmi_weights_matrix(w, 1, &l->wq, e, eq, "blk.%d.attn_q.weight", i));
+        MMI_TRY(mmi_weights_matrix(w, 1, &l->wk, e, ekv, "blk.%d.attn_k.weight", i));
+        MMI_TRY(mmi_weights_matrix(w, 1, &l->wv, e, ekv, "blk.%d.attn_v.weight", i));
+    }
     MMI_TRY(mmi_weights_matrix(w, 1, &l->wo, eq, e, "blk.%d.attn_output.weight", i));
     int qkv_bias = c->family->qkv_bias;
     MMI_TRY(mmi_weights_vector(w, qkv_bias, &l->bq, eq, "blk.%d.attn_q.bias", i));
@@ -195,11 +253,19 @@ static mm_status load_layer(mmi_weights *w, const mmi_decoder_config *c, int i,
     MMI_TRY(mmi_weights_vector(w, 1, &l->ffn_norm, e, "blk.%d.ffn_norm.weight", i));
     if (c->family->layer_norm)
         MMI_TRY(mmi_weights_vector(w, 0, &l->ffn_norm_b, e, "blk.%d.ffn_norm.bias", i));
-    if (c->family->gated_ffn) {
-        MMI_TRY(mmi_weights_matrix(w, 1, &l->ffn_gate, e, c->n_ff, "blk.%d.ffn_gate.weight", i));
-        MMI_TRY(mmi_weights_vector(w, 0, &l->b_gate, c->n_ff, "blk.%d.ffn_gate.bias", i));
+    if (c->family->fused_gate_up) {
+        mmi_matrix gate_up;
+        MMI_TRY(mmi_weights_matrix(w, 1, &gate_up, e, 2 * c->n_ff, "blk.%d.ffn_up.weight", i));
+        l->ffn_gate = mmi_matrix_rows(&gate_up, 0, c->n_ff);
+        l->ffn_up = mmi_matrix_rows(&gate_up, c->n_ff, c->n_ff);
+    } else {
+        if (c->family->gated_ffn) {
+            MMI_TRY(mmi_weights_matrix(w, 1, &l->ffn_gate, e, c->n_ff, "blk.%d.ffn_gate.weight",
+                                       i));
+            MMI_TRY(mmi_weights_vector(w, 0, &l->b_gate, c->n_ff, "blk.%d.ffn_gate.bias", i));
+        }
+        MMI_TRY(mmi_weights_matrix(w, 1, &l->ffn_up, e, c->n_ff, "blk.%d.ffn_up.weight", i));
     }
-    MMI_TRY(mmi_weights_matrix(w, 1, &l->ffn_up, e, c->n_ff, "blk.%d.ffn_up.weight", i));
     MMI_TRY(mmi_weights_matrix(w, 1, &l->ffn_down, c->n_ff, e, "blk.%d.ffn_down.weight", i));
     MMI_TRY(mmi_weights_vector(w, 0, &l->b_up, c->n_ff, "blk.%d.ffn_up.bias", i));
     MMI_TRY(mmi_weights_vector(w, 0, &l->b_down, e, "blk.%d.ffn_down.bias", i));
@@ -350,14 +416,17 @@ static void run_layer(const mmi_decoder *d, mmi_decoder_state *s, int il, int pa
     mmi_linear(k, h, n, &l->wk, l->bk);
     mmi_linear(v, h, n, &l->wv, l->bv);
     if (c->family->pos != MMI_POS_LEARNED) {
-        int neox = c->family->pos == MMI_ROPE_NEOX;
-        mmi_rope(s->q, n, c->n_head, c->head_dim, c->n_rot, s->pos, c->rope_base, neox);
-        mmi_rope(k, n, c->n_head_kv, c->head_dim, c->n_rot, s->pos, c->rope_base, neox);
+        int neox = c->family->pos != MMI_ROPE_NORM;
+        int n_sections = c->family->pos == MMI_ROPE_MULTI ? 3 : 0;
+        mmi_rope_sections(s->q, n, c->n_head, c->head_dim, c->n_rot, s->pos, c->rope_base, neox,
+                          n_sections, c->rope_sections);
+        mmi_rope_sections(k, n, c->n_head_kv, c->head_dim, c->n_rot, s->pos, c->rope_base, neox,
+                          n_sections, c->rope_sections);
     }
     const float *k0 = s->k_cache + (size_t)il * s->n_ctx * ekv;
     const float *v0 = s->v_cache + (size_t)il * s->n_ctx * ekv;
-    mmi_attention(s->att, s->q, k0, v0, n, past + n, c->n_head, c->n_head_kv, c->head_dim,
-                  (int)ekv, 1, past, s->scores);
+    mmi_attention_window(s->att, s->q, k0, v0, n, past + n, c->n_head, c->n_head_kv,
+                         c->head_dim, (int)ekv, past, c->n_swa, s->scores);
     mmi_linear(s->xn, s->att, n, &l->wo, l->bo);
     mmi_add(s->x, s->xn, ne);
     if (!c->norm_before)
@@ -395,18 +464,52 @@ static void output_logits(const mmi_decoder *d, mmi_decoder_state *s, const floa
     mmi_linear(logits, x, n, &w->output, NULL);
 }
 
+int64_t mmi_decoder_grid_positions(const mmi_decoder *d, int start, int t, int h, int w,
+                                   int32_t *pos)
+{
+    int dims = d->config.n_pos_dims;
+    int multi = d->config.family->pos == MMI_ROPE_MULTI;
+    size_t k = 0;
+    for (int ti = 0; ti < t; ti++)
+        for (int hi = 0; hi < h; hi++)
+            for (int wi = 0; wi < w; wi++, k++) {
+                const int cell[3] = {ti, hi, wi};
+                for (int j = 0; j < dims; j++)
+                    pos[k * dims + j] = start + (multi ? cell[j] : (int32_t)k);
+            }
+    if (!multi)
+        return start + (int64_t)k;
+    int longest = t > h ? t : h;
+    return start + (int64_t)(longest > w ? longest : w);
+}
+
 mm_status mmi_decoder_eval(const mmi_decoder *d, mmi_decoder_state *s, const int32_t *tokens,
                            const float *embd, int n, float *all_logits, const atomic_int *cancel)
 {
+    return mmi_decoder_eval_at(d, s, tokens, embd, NULL, n, all_logits, cancel);
+}
+
+mm_status mmi_decoder_eval_at(const mmi_decoder *d, mmi_decoder_state *s, const int32_t *tokens,
+                              const float *embd, const int32_t *pos, int n, float *all_logits,
+                              const atomic_int *cancel)
+{
     const mmi_decoder_config *c = &d->config;
     const mmi_decoder_weights *w = &d->weights;
+    int dims = c->n_pos_dims;
     if (n < 1 || (!tokens && !embd))
         return mmi_fail(MM_ERR_ARG, "decoder: no input rows");
+    if (pos && w->pos_embd)
+        return mmi_fail(MM_ERR_ARG, "decoder: positions given to a model with learned positions");
+    for (size_t i = 0; pos && i < (size_t)n * dims; i++)
+        if (pos[i] < 0 || pos[i] > MMI_MAX_CTX)
+            return mmi_fail(MM_ERR_ARG, "decoder: position %d of row %zu is outside [0, %d]",
+                            pos[i], i / dims, MMI_MAX_CTX);
     if (n > s->n_ctx - s->n_past)
         return mmi_fail(MM_ERR_CTX_FULL, "decoder: %d positions do not fit: %d of %d in use", n,
                         s->n_past, s->n_ctx);
     size_t e = (size_t)c->n_embd;
     int past = s->n_past; /* committed only when every chunk has run */
+    int64_t last = -1;    /* the largest position given */
     for (int done = 0; done < n;) {
         int rows = n - done < s->n_batch ? n - done : s->n_batch;
         for (int i = 0; i < rows; i++) {
@@ -414,8 +517,11 @@ mm_status mmi_decoder_eval(const mmi_decoder *d, mmi_decoder_state *s, const int
                 mmi_matrix_row(&w->token_embd, tokens[done + i], s->x + (size_t)i * e);
             else
                 memcpy(s->x + (size_t)i * e, embd + (size_t)(done + i) * e, e * sizeof(float));
-            for (int j = 0; j < c->n_pos_dims; j++)
-                s->pos[i * c->n_pos_dims + j] = past + i;
+            for (int j = 0; j < dims; j++) {
+                int32_t p = pos ? pos[(size_t)(done + i) * dims + j] : past + i + s->pos_delta;
+                s->pos[i * dims + j] = p;
+                last = p > last ? p : last;
+            }
             if (w->pos_embd) /* past + i < n_pos: n_ctx is at most n_pos */
                 mmi_add(s->x + (size_t)i * e,
                         w->pos_embd + (size_t)(past + i + c->pos_offset) * e, e);
@@ -432,6 +538,8 @@ mm_status mmi_decoder_eval(const mmi_decoder *d, mmi_decoder_state *s, const int
         if (done == n)
             output_logits(d, s, s->x + (size_t)(rows - 1) * e, 1, s->logits);
     }
+    if (pos)
+        s->pos_delta = (int)(last + 1 - past);
     s->n_past = past;
     return MM_OK;
 }

@@ -8,7 +8,11 @@
  *    with bias, pre-LN or post-LN blocks, plain feed-forward with the file's activation (ReLU),
  *    biases everywhere, final LayerNorm when present, tied head;
  *  - `qwen2` (§1b): llama's block with Q/K/V biases and RoPE on halves (NEOX ordering: the
- *    Q/K rows are stored as HF has them).
+ *    Q/K rows are stored as HF has them);
+ *  - `qwen2vl` (§1e, Qwen2-VL's language model): qwen2's block with M-RoPE, positions of three
+ *    numbers given by the caller for image rows (mmi_decoder_eval_at);
+ *  - `phi3` (§1c): llama's block with Q, K, V in one attn_qkv tensor and gate, up in one
+ *    ffn_up tensor (views at load), RoPE on halves, possibly on part of each head.
  *
  * Three things kept apart, as llama2.c does:
  *  - mmi_decoder_config: hyperparameters read from `<arch>.*` keys;
@@ -29,7 +33,9 @@
 typedef enum {
     MMI_POS_LEARNED, /* rows of position_embd added to the input (opt) */
     MMI_ROPE_NORM,   /* RoPE on adjacent pairs (2i, 2i+1): llama.cpp's `llama` ordering */
-    MMI_ROPE_NEOX    /* RoPE on halves (i, i + n_rot/2): HF's rotate_half */
+    MMI_ROPE_NEOX,   /* RoPE on halves (i, i + n_rot/2): HF's rotate_half */
+    MMI_ROPE_MULTI   /* NEOX with three positions per row (time, height, width), each rotating
+                        its section of the pairs (M-RoPE, Qwen2-VL) */
 } mmi_pos_kind;
 
 /* A decoder family: what its blocks hold and how they compute, as data. */
@@ -41,6 +47,8 @@ typedef struct {
     double eps_default;         /* when the key is absent; 0: the key is required */
     int gated_ffn;              /* down(silu(gate(h)) * up(h)); 0: down(act(up(h))) */
     int qkv_bias;               /* attn_q/k/v.bias are required (else optional) */
+    int fused_qkv;              /* attn_qkv.weight holds Q, K, V rows: split into views */
+    int fused_gate_up;          /* ffn_up.weight holds gate then up rows: split into views */
     int output_norm_optional;   /* post-LN files may end without output_norm */
 } mmi_family;
 
@@ -60,7 +68,10 @@ typedef struct {
     int n_ctx_train; /* context the model was trained for (the default KV cache size) */
     float norm_eps;  /* RMSNorm or LayerNorm epsilon */
     float rope_base; /* theta_i = pos * base^(-2i/n_rot) */
-    int n_pos_dims;  /* numbers per position (1; M-RoPE will take 3) */
+    int n_pos_dims;  /* numbers per position: 1, or 3 with M-RoPE */
+    int rope_sections[3]; /* M-RoPE: pairs rotated by time, height, width (sum n_rot/2) */
+    int n_swa;       /* sliding window (<arch>.attention.sliding_window): a query at p sees
+                        keys p - n_swa + 1 .. p; 0: every earlier key */
     /* What the file chooses within its family: */
     int pos_offset;  /* learned positions: position p reads row p + pos_offset */
     int n_pos;       /* learned positions: positions the table covers (rows - pos_offset) */
@@ -108,6 +119,8 @@ typedef struct {
     int n_ctx;        /* KV cache rows: the most positions the sequence may hold */
     int n_batch;      /* the most rows one forward pass takes; longer inputs run in chunks */
     int n_past;       /* positions in the cache */
+    int pos_delta;    /* rows added without explicit positions sit at n_past + i + pos_delta
+                         on every dimension (HF's rope_deltas; 0 until positions are given) */
     float *x;         /* [n_batch][E] residual stream */
     float *xn;        /* [n_batch][E] normed input of a sublayer, then its output */
     float *q;         /* [n_batch][H*hd] queries */
@@ -139,5 +152,20 @@ void mmi_decoder_state_free(mmi_decoder_state *s);
  * is as before the call (n_past and logits unchanged). MM_ERR_CTX_FULL if n_past + n > n_ctx. */
 mm_status mmi_decoder_eval(const mmi_decoder *d, mmi_decoder_state *s, const int32_t *tokens,
                            const float *embd, int n, float *all_logits, const atomic_int *cancel);
+/* Positions pos[n][n_pos_dims] of the n = t*h*w rows of an image (or video) grid of t frames
+ * of h x w cells (after any merging) starting at text position `start`: with M-RoPE the row of
+ * cell (ti, hi, wi), in that order, is at (start + ti, start + hi, start + wi), as HF's
+ * get_rope_index places image tokens; otherwise rows are start, start + 1, ... Returns the
+ * position of the text that follows (start + max(t, h, w), or start + n). */
+int64_t mmi_decoder_grid_positions(const mmi_decoder *d, int start, int t, int h, int w,
+                                   int32_t *pos);
+
+/* The same with the rows' positions given: pos[n][n_pos_dims] (NULL: as mmi_decoder_eval).
+ * Later rows without positions continue after the largest given one (pos_delta), as HF's
+ * get_rope_index and rope_deltas place text after an image. MM_ERR_ARG for a model with
+ * learned positions. */
+mm_status mmi_decoder_eval_at(const mmi_decoder *d, mmi_decoder_state *s, const int32_t *tokens,
+                              const float *embd, const int32_t *pos, int n, float *all_logits,
+                              const atomic_int *cancel);
 
 #endif

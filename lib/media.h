@@ -54,6 +54,15 @@ struct mm_media {
     const void *source;
 };
 
+/* A PNG or JPEG file's bytes, decoded with options' limits only while it is encoded. */
+typedef struct {
+    const void *data;
+    size_t size;
+    const mm_options *options;
+    const char *place; /* put in front of its errors, e.g. "messages[2], part 1" */
+} mmi_image_bytes;
+extern const mmi_media_ops mmi_image_bytes_ops; /* tower_vision.c: source is mmi_image_bytes */
+
 /* A media item of a message: rows given by the caller (ops NULL), or a source its ops plan
  * and encode. */
 typedef struct {

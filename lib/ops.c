@@ -161,6 +161,15 @@ static void rows_dot4(const mmi_matrix *w, size_t r, const float *x, float out[4
     float_kernels[w->type].dot4(row_data(w, r), (size_t)w->n_in, x, (size_t)w->n_in, out);
 }
 
+mmi_matrix mmi_matrix_rows(const mmi_matrix *w, int first, int n_out)
+{
+    size_t value = w->type == MMI_TENSOR_F16 || w->type == MMI_TENSOR_BF16 ? 2 : sizeof(float);
+    mmi_matrix view = *w;
+    view.data = (const char *)w->data + (size_t)first * w->n_in * value;
+    view.n_out = n_out;
+    return view;
+}
+
 void mmi_matrix_row(const mmi_matrix *w, int r, float *out)
 {
     row_to_f32(w, (size_t)r, out);
@@ -513,6 +522,8 @@ typedef struct {
     float *x;
     int n_heads, head_dim, n_rot;
     const int32_t *pos;
+    int n_sections;      /* 0: pos[t]; else pos[t][j] for the pairs of section j (M-RoPE) */
+    const int *sections;
     float base;
     int neox;
 } rope_job;
@@ -522,9 +533,13 @@ static void rope_range(void *ctx, size_t begin, size_t end)
     const rope_job *j = ctx;
     int half = j->n_rot / 2;
     for (size_t t = begin; t < end; t++) {
-        for (int i = 0; i < half; i++) {
+        for (int i = 0, section = 0, section_end = j->n_sections ? j->sections[0] : half;
+             i < half; i++) {
+            while (i >= section_end && section + 1 < j->n_sections)
+                section_end += j->sections[++section];
+            int32_t p = j->n_sections ? j->pos[t * (size_t)j->n_sections + section] : j->pos[t];
             /* Angles in double: positions reach 10^5 and more, where float loses the phase. */
-            double theta = j->pos[t] * pow(j->base, -2.0 * i / j->n_rot);
+            double theta = p * pow(j->base, -2.0 * i / j->n_rot);
             float c = (float)cos(theta), s = (float)sin(theta);
             int a = j->neox ? i : 2 * i;
             int b = j->neox ? i + half : 2 * i + 1;
@@ -541,7 +556,14 @@ static void rope_range(void *ctx, size_t begin, size_t end)
 void mmi_rope(float *x, int n_tokens, int n_heads, int head_dim, int n_rot, const int32_t *pos,
               float base, int neox)
 {
-    rope_job j = {x, n_heads, head_dim, n_rot, pos, base, neox};
+    mmi_rope_sections(x, n_tokens, n_heads, head_dim, n_rot, pos, base, neox, 0, NULL);
+}
+
+void mmi_rope_sections(float *x, int n_tokens, int n_heads, int head_dim, int n_rot,
+                       const int32_t *pos, float base, int neox, int n_sections,
+                       const int *sections)
+{
+    rope_job j = {x, n_heads, head_dim, n_rot, pos, n_sections, sections, base, neox};
     /* Each token costs n_rot/2 angles (pow, cos, sin) on top of its values. */
     parallel_for((size_t)n_tokens, grain_rows((size_t)n_heads * head_dim + 16 * n_rot),
                  rope_range, &j);
@@ -564,6 +586,7 @@ typedef struct {
     float *scratch;
     /* for block_softmax_range: the block's first query position, key count and row stride */
     int causal, pos0, n_visible;
+    int window; /* causal only: a query at p sees keys p - window + 1 .. p; 0: all */
 } attention_job;
 
 /* Softmax of score rows [begin, end) of a block, each over the keys its query sees. */
@@ -575,6 +598,8 @@ static void block_softmax_range(void *ctx, size_t begin, size_t end)
         int visible = j->n_visible;
         if (j->causal && j->pos0 + (int)i + 1 < visible)
             visible = j->pos0 + (int)i + 1;
+        for (int t = 0; j->window && t <= j->pos0 + (int)i - j->window; t++)
+            row[t] = -INFINITY; /* slid out of the window */
         softmax_row(row, visible);
         memset(row + visible, 0, (size_t)(j->n_visible - visible) * sizeof(float));
     }
@@ -597,7 +622,8 @@ static void one_row_range(void *ctx, size_t begin, size_t end)
         float *oh = j->out + h * hd;
         float max = -INFINITY, sum = 0.0f;
         memset(oh, 0, hd * sizeof(float));
-        for (int t0 = 0; t0 < j->n_kv; t0 += KEY_CHUNK) {
+        int first = j->window && j->n_kv > j->window ? j->n_kv - j->window : 0;
+        for (int t0 = first; t0 < j->n_kv; t0 += KEY_CHUNK) {
             int n = j->n_kv - t0 < KEY_CHUNK ? j->n_kv - t0 : KEY_CHUNK;
             int t = 0;
             for (; t + 4 <= n; t += 4) {
@@ -632,17 +658,39 @@ void mmi_attention(float *out, const float *q, const float *k, const float *v, i
                           head_dim, causal, q_pos0, scratch);
 }
 
+static void attend(float *out, int out_stride, const float *q, int q_stride, const float *k,
+                   const float *v, int kv_stride, int n_q, int n_kv, int n_head, int n_kv_head,
+                   int head_dim, int causal, int q_pos0, int window, float *scratch);
+
 void mmi_attention_strided(float *out, int out_stride, const float *q, int q_stride,
                            const float *k, const float *v, int kv_stride, int n_q, int n_kv,
                            int n_head, int n_kv_head, int head_dim, int causal, int q_pos0,
                            float *scratch)
+{
+    attend(out, out_stride, q, q_stride, k, v, kv_stride, n_q, n_kv, n_head, n_kv_head, head_dim,
+           causal, q_pos0, 0, scratch);
+}
+
+void mmi_attention_window(float *out, const float *q, const float *k, const float *v, int n_q,
+                          int n_kv, int n_head, int n_kv_head, int head_dim, int kv_stride,
+                          int q_pos0, int window, float *scratch)
+{
+    int stride = n_head * head_dim;
+    attend(out, stride, q, stride, k, v, kv_stride, n_q, n_kv, n_head, n_kv_head, head_dim, 1,
+           q_pos0, window, scratch);
+}
+
+static void attend(float *out, int out_stride, const float *q, int q_stride, const float *k,
+                   const float *v, int kv_stride, int n_q, int n_kv, int n_head, int n_kv_head,
+                   int head_dim, int causal, int q_pos0, int window, float *scratch)
 {
     /* With a causal mask no query sees past q_pos0 + n_q - 1: keys beyond may be unwritten
      * cache, so leave them out of both products. */
     if (causal && n_kv > q_pos0 + n_q)
         n_kv = q_pos0 + n_q;
     attention_job j = {out, out_stride, q, q_stride, k, v, kv_stride, n_kv, n_head / n_kv_head,
-                       head_dim, 1.0f / sqrtf((float)head_dim), scratch, causal, 0, 0};
+                       head_dim, 1.0f / sqrtf((float)head_dim), scratch, causal, 0, 0,
+                       causal ? window : 0};
     if (n_q == 1) {
         parallel_for((size_t)n_head, 2, one_row_range, &j);
         return;

@@ -38,6 +38,10 @@ typedef struct {
     mmi_tensor_type type;
 } mmi_matrix;
 
+/* Output rows [first, first + n_out) of w as a matrix of their own: a view of the same bytes,
+ * never a copy (how fused tensors such as Phi-3's attn_qkv are split at load). */
+mmi_matrix mmi_matrix_rows(const mmi_matrix *w, int first, int n_out);
+
 /* Row r of the matrix as f32 into out[n_in] (embedding lookup). */
 void mmi_matrix_row(const mmi_matrix *w, int r, float *out);
 
@@ -95,6 +99,14 @@ void mmi_softmax(float *x, int n, int d);
 void mmi_rope(float *x, int n_tokens, int n_heads, int head_dim, int n_rot, const int32_t *pos,
               float base, int neox);
 
+/* The same with positions of several numbers (M-RoPE): pos[n_tokens][n_sections], and pair i
+ * of each head takes its angle from the number of the section it falls in — pairs
+ * 0 .. sections[0]-1 from pos[t][0], the next sections[1] from pos[t][1], and so on (the
+ * sections add up to n_rot/2). n_sections = 0: pos[n_tokens], as mmi_rope. */
+void mmi_rope_sections(float *x, int n_tokens, int n_heads, int head_dim, int n_rot,
+                       const int32_t *pos, float base, int neox, int n_sections,
+                       const int *sections);
+
 /* Multi-head attention with grouped KV heads.
  *   q[n_q][n_head*head_dim], k and v: [n_kv][n_kv_head*head_dim] with row strides kv_stride
  *   (floats), out[n_q][n_head*head_dim]. Query head h uses KV head h / (n_head/n_kv_head).
@@ -106,6 +118,11 @@ void mmi_rope(float *x, int n_tokens, int n_heads, int head_dim, int n_rot, cons
 void mmi_attention(float *out, const float *q, const float *k, const float *v, int n_q, int n_kv,
                    int n_head, int n_kv_head, int head_dim, int kv_stride, int causal,
                    int q_pos0, float *scratch);
+/* Causal attention with a sliding window: the query at position p sees keys
+ * p - window + 1 .. p only (window 0: every earlier key, as mmi_attention with causal = 1). */
+void mmi_attention_window(float *out, const float *q, const float *k, const float *v, int n_q,
+                          int n_kv, int n_head, int n_kv_head, int head_dim, int kv_stride,
+                          int q_pos0, int window, float *scratch);
 /* The same with explicit row strides (floats) for q and out, e.g. q inside a fused QKV row. */
 void mmi_attention_strided(float *out, int out_stride, const float *q, int q_stride,
                            const float *k, const float *v, int kv_stride, int n_q, int n_kv,

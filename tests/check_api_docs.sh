@@ -3,7 +3,7 @@
 # exported symbol in tests/abi/libmm.symbols has an entry (a "### " heading) in it.
 cd "$(dirname "$0")/.." || exit 1
 status=0
-python3 tools/gen_api_docs.py --check || status=1
+tools/gen_api_docs.py --check || status=1
 missing=$(while read -r sym; do
     grep -q "^### .*\`$sym\`" docs/api.md || echo "$sym"
 done < tests/abi/libmm.symbols)

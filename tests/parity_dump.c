@@ -702,6 +702,130 @@ static void dump_qwen2_audio(dump *d)
     free(scratch);
     free(features);
     free(wave);
+
+/* transformers.Qwen2VLForConditionalGeneration, language side: M-RoPE position_ids [3][1][T]
+ * and rope_deltas as get_rope_index gives them (text one position per token, each run of
+ * qwen2vl.image_token_id the cells of the next image_grid_thw entry, merged to as many cells
+ * as the run has tokens); the prompt's rows (token embeddings, the case's image_embeds at the
+ * image tokens) at those positions give text_hidden_states and logits; greedy generation then
+ * continues on the decoder's cache after the largest position (HF's rope_deltas). The vision
+ * tower is not computed yet (its tensors get SKIP lines). */
+static void dump_qwen2_vl(dump *d)
+{
+    load_model(d, "model.gguf", NULL);
+    const mmi_decoder *dec = d->model->decoder;
+    int64_t image_token;
+    check(mmi_gguf_get_int(d->model->files[0], "qwen2vl.image_token_id", &image_token),
+          "qwen2vl.image_token_id");
+    int64_t shape[ST_MAX_DIMS], img_shape[ST_MAX_DIMS];
+    int32_t *ids = input_ids(d, "input_ids", shape);
+    int T = (int)shape[1], E = dec->config.n_embd, V = dec->config.n_vocab, L = dec->config.n_layer;
+    float *image = input_f32(d, "image_embeds", 2, img_shape);
+    if (img_shape[1] != E)
+        die("image_embeds rows are %lld wide, the model %d", (long long)img_shape[1], E);
+    int dims = dec->config.n_pos_dims;
+    int32_t *grids = input_ids(d, "image_grid_thw", shape); /* [images][3] */
+    int n_images = (int)shape[0], grid = 0;
+    int32_t *pos = xmalloc((size_t)T * dims * sizeof *pos);
+    int64_t next = 0;
+    for (int t = 0; t < T;) {
+        if (ids[t] != image_token) {
+            for (int j = 0; j < dims; j++)
+                pos[t * dims + j] = (int32_t)next;
+            next++, t++;
+            continue;
+        }
+        int run = 0;
+        while (t + run < T && ids[t + run] == image_token)
+            run++;
+        if (grid == n_images)
+            die("more image token runs than image_grid_thw rows (%d)", n_images);
+        const int32_t *g = grids + 3 * grid++;
+        int merge = 1; /* the merge that turns the grid's cells into the run's tokens */
+        while ((int64_t)g[0] * (g[1] / merge) * (g[2] / merge) > run)
+            merge++;
+        if ((int64_t)g[0] * (g[1] / merge) * (g[2] / merge) != run)
+            die("an image run of %d tokens does not fit grid %dx%dx%d", run, g[0], g[1], g[2]);
+        next = mmi_decoder_grid_positions(dec, (int)next, g[0], g[1] / merge, g[2] / merge,
+                                          pos + (size_t)t * dims);
+        t += run;
+    }
+    int32_t *rows3 = xmalloc((size_t)3 * T * sizeof *rows3); /* [3][1][T] */
+    for (int j = 0; j < 3; j++)
+        for (int t = 0; t < T; t++)
+            rows3[j * T + t] = pos[t * dims + (dims == 3 ? j : 0)];
+    put_i64(d, "position_ids", rows3, 3, T);
+    dump_tensor *pt = &d->out[d->n_out - 1];
+    pt->ndim = 3;
+    pt->shape[1] = 1;
+    pt->shape[2] = T;
+    int32_t delta = (int32_t)(next - T);
+    put_i64(d, "rope_deltas", &delta, 1, 1);
+    free(rows3);
+    free(grids);
+
+    float *rows = xmalloc((size_t)T * E * sizeof(float));
+    int64_t used = 0;
+    for (int t = 0; t < T; t++) {
+        if (ids[t] == image_token && used < img_shape[0])
+            memcpy(rows + (size_t)t * E, image + (size_t)used++ * E, (size_t)E * sizeof(float));
+        else if (ids[t] == image_token)
+            die("more image tokens than image_embeds rows (%lld)", (long long)img_shape[0]);
+        else
+            mmi_matrix_row(&dec->weights.token_embd, ids[t], rows + (size_t)t * E);
+    }
+    if (used != img_shape[0])
+        die("%lld image_embeds rows but %lld image tokens", (long long)img_shape[0],
+            (long long)used);
+
+    float *hidden = xmalloc((size_t)(L + 1) * T * E * sizeof(float));
+    for (int k = 0; k <= L; k++) {
+        mmi_decoder cut = *dec;
+        cut.config.n_layer = k;
+        mmi_decoder_state s;
+        check(mmi_decoder_state_init(&s, &cut, T, T), "decoder state");
+        check(mmi_decoder_eval_at(&cut, &s, NULL, rows, pos, T, NULL, NULL), "hidden states");
+        float *h = hidden + (size_t)k * T * E;
+        if (k < L)
+            memcpy(h, s.x, (size_t)T * E * sizeof(float));
+        else
+            mmi_rmsnorm(h, s.x, T, E, dec->weights.output_norm, dec->config.norm_eps);
+        mmi_decoder_state_free(&s);
+    }
+    put_f32(d, "text_hidden_states", hidden, 4, (int64_t)(L + 1), (int64_t)1, (int64_t)T,
+            (int64_t)E);
+
+    const st_tensor *gen = st_find(&d->io, "generated");
+    if (!gen || gen->ndim != 2)
+        die("the case has no 2-D generated tensor");
+    int G = (int)gen->shape[1];
+    mmi_decoder_state s;
+    check(mmi_decoder_state_init(&s, dec, T + G, T), "decoder state");
+    float *logits = xmalloc((size_t)T * V * sizeof(float));
+    check(mmi_decoder_eval_at(dec, &s, NULL, rows, pos, T, logits, NULL), "prefill");
+    put_f32(d, "logits", logits, 3, (int64_t)1, (int64_t)T, (int64_t)V);
+    int32_t *tokens = xmalloc((size_t)G * sizeof *tokens);
+    float *steps = xmalloc((size_t)G * V * sizeof(float));
+    for (int i = 0; i < G; i++) {
+        memcpy(steps + (size_t)i * V, s.logits, (size_t)V * sizeof(float));
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            best = s.logits[v] > s.logits[best] ? v : best;
+        tokens[i] = best;
+        if (i + 1 < G)
+            check(mmi_decoder_eval(dec, &s, &tokens[i], NULL, 1, NULL, NULL), "generation");
+    }
+    put_i64(d, "generated", tokens, 1, G);
+    put_f32(d, "generated_step_logits", steps, 3, (int64_t)1, (int64_t)G, (int64_t)V);
+    mmi_decoder_state_free(&s);
+    free(tokens);
+    free(steps);
+    free(logits);
+    free(hidden);
+    free(rows);
+    free(pos);
+    free(image);
+    free(ids);
 }
 
 static const struct {
@@ -713,6 +837,9 @@ static const struct {
     {"transformers.LlavaForConditionalGeneration", dump_llava},
     {"transformers.LlamaForCausalLM", dump_llama},
     {"transformers.Qwen2ForCausalLM", dump_llama},
+    {"transformers.Phi3ForCausalLM", dump_llama},
+    {"transformers.MistralForCausalLM", dump_llama},
+    {"transformers.Qwen2VLForConditionalGeneration", dump_qwen2_vl},
     {"transformers.Blip2ForConditionalGeneration", dump_blip2},
     {"transformers.Qwen2AudioForConditionalGeneration", dump_qwen2_audio},
     {"transformers.models.idefics2.modeling_idefics2.Idefics2PerceiverResampler",

@@ -198,6 +198,111 @@ START_TEST(overflow_and_cancel_leave_state_unchanged)
 }
 END_TEST
 
+/* phi3's fused tensors are split into views of the file's own bytes (f32 and f16 alike): Q, K,
+ * V and gate, up start where their rows start, and the model runs (the math is checked against
+ * HF by tests/hf_parity). */
+START_TEST(fused_tensors_are_views)
+{
+    static const mmi_tensor_type types[] = {MMI_TENSOR_F32, MMI_TENSOR_F16};
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        tiny_llama c = tiny_llama_default;
+        c.arch = "phi3";
+        c.fused = 1;
+        c.matrix_type = types[k];
+        mm_model *m = load(&c);
+        ck_assert_str_eq(mm_model_family(m), "phi3");
+        const mmi_decoder_config *cfg = &m->decoder->config;
+        size_t value = types[k] == MMI_TENSOR_F32 ? 4 : 2, row = (size_t)cfg->n_embd * value;
+        size_t eq = (size_t)cfg->n_head * cfg->head_dim;
+        size_t ekv = (size_t)cfg->n_head_kv * cfg->head_dim;
+        for (int l = 0; l < cfg->n_layer; l++) {
+            const mmi_decoder_layer *dl = &m->decoder->weights.layers[l];
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.attn_qkv.weight", l);
+            const char *qkv = mmi_gguf_find_tensor(m->files[0], name)->data;
+            snprintf(name, sizeof name, "blk.%d.ffn_up.weight", l);
+            const char *gate_up = mmi_gguf_find_tensor(m->files[0], name)->data;
+            ck_assert_ptr_eq(dl->wq.data, qkv);
+            ck_assert_ptr_eq(dl->wk.data, qkv + eq * row);
+            ck_assert_ptr_eq(dl->wv.data, qkv + (eq + ekv) * row);
+            ck_assert_int_eq(dl->wv.n_out, (int)ekv);
+            ck_assert_ptr_eq(dl->ffn_gate.data, gate_up);
+            ck_assert_ptr_eq(dl->ffn_up.data, gate_up + (size_t)cfg->n_ff * row);
+            ck_assert_int_eq(dl->ffn_up.n_out, cfg->n_ff);
+        }
+        mm_session *s;
+        ck_assert_ok(mm_session_create(m, NULL, &s));
+        int32_t ids[5] = {3, 1, 4, 1, 5};
+        ck_assert_ok(mm_session_add_tokens(s, ids, 5));
+        mm_session_free(s);
+        mm_model_free(m);
+    }
+}
+END_TEST
+
+/* M-RoPE with the same number on all three position rows is qwen2's RoPE: a qwen2vl file and a
+ * qwen2 file of the same weights give the same logits, row by row, through explicit positions
+ * and the sequential ones that follow them; and an image grid's positions are its cells. */
+START_TEST(mrope_of_equal_positions_is_neox)
+{
+    tiny_llama c = tiny_llama_default;
+    c.arch = "qwen2";
+    c.with_biases = 1;
+    mm_model *plain = load(&c);
+    c.arch = "qwen2vl";
+    c.rope_sections[0] = 1, c.rope_sections[1] = 2, c.rope_sections[2] = 1;
+    mm_model *multi = load(&c);
+    ck_assert_str_eq(mm_model_family(multi), "qwen2vl");
+    const mmi_decoder *dp = plain->decoder, *dm = multi->decoder;
+    ck_assert_int_eq(dm->config.n_pos_dims, 3);
+    enum { T = 6 };
+    int32_t ids[T + 1] = {3, 9, 4, 1, 7, 2, 5}, pos[T * 3];
+    int V = dp->config.n_vocab;
+    float *lp = malloc(sizeof(float) * T * V), *lm = malloc(sizeof(float) * T * V);
+    for (int t = 0; t < T; t++)
+        pos[3 * t] = pos[3 * t + 1] = pos[3 * t + 2] = t;
+    mmi_decoder_state sp, sm;
+    ck_assert_ok(mmi_decoder_state_init(&sp, dp, 16, 4));
+    ck_assert_ok(mmi_decoder_state_init(&sm, dm, 16, 4));
+    ck_assert_ok(mmi_decoder_eval(dp, &sp, ids, NULL, T, lp, NULL));
+    ck_assert_ok(mmi_decoder_eval_at(dm, &sm, ids, NULL, pos, T, lm, NULL));
+    ck_assert_mem_eq(lp, lm, sizeof(float) * T * V);
+    ck_assert_int_eq(sm.pos_delta, 0);
+    ck_assert_ok(mmi_decoder_eval(dp, &sp, ids + T, NULL, 1, NULL, NULL));
+    ck_assert_ok(mmi_decoder_eval(dm, &sm, ids + T, NULL, 1, NULL, NULL));
+    ck_assert_mem_eq(sp.logits, sm.logits, sizeof(float) * V);
+    /* Negative positions, and positions for learned-position models, are refused. */
+    pos[0] = -1;
+    ck_assert_status(mmi_decoder_eval_at(dm, &sm, ids, NULL, pos, 1, NULL, NULL), MM_ERR_ARG);
+    ck_assert_int_eq(sm.n_past, T + 1);
+
+    /* A 2 x 2 x 3 grid at text position 5: cells (t, h, w) + 5; the text goes on at 5 + 3. */
+    int32_t grid[12 * 3];
+    ck_assert_int_eq(mmi_decoder_grid_positions(dm, 5, 2, 2, 3, grid), 8);
+    for (int k = 0; k < 12; k++) {
+        ck_assert_int_eq(grid[3 * k], 5 + k / 6);
+        ck_assert_int_eq(grid[3 * k + 1], 5 + k / 3 % 2);
+        ck_assert_int_eq(grid[3 * k + 2], 5 + k % 3);
+    }
+    /* One number per row elsewhere: the rows follow each other. */
+    ck_assert_int_eq(mmi_decoder_grid_positions(dp, 5, 2, 2, 3, grid), 17);
+    ck_assert_int_eq(grid[11], 16);
+    /* Text after explicit positions continues after the largest one (HF's rope_deltas). */
+    mmi_decoder_state_free(&sm);
+    ck_assert_ok(mmi_decoder_state_init(&sm, dm, 32, 4));
+    int32_t at[12 * 3];
+    ck_assert_int_eq(mmi_decoder_grid_positions(dm, 0, 2, 2, 3, at), 3);
+    ck_assert_ok(mmi_decoder_eval_at(dm, &sm, ids, NULL, at, 12 > T ? T : 12, NULL, NULL));
+    ck_assert_int_eq(sm.pos_delta, 2 + 1 - T); /* the first 6 cells reach position 2 */
+    mmi_decoder_state_free(&sp);
+    mmi_decoder_state_free(&sm);
+    free(lp);
+    free(lm);
+    mm_model_free(plain);
+    mm_model_free(multi);
+}
+END_TEST
+
 /* ---- malformed files ---- */
 
 static void check_refused(tiny_llama c, mm_status expected, const char *message_part)
@@ -243,6 +348,32 @@ START_TEST(malformed_files_are_refused)
     c.set_float_key = "llama.rope.scaling.factor";
     c.set_float_value = 4;
     check_refused(c, MM_ERR_UNSUPPORTED, "RoPE scaling");
+
+    /* Families: a qwen2 block without a Q/K/V bias, a phi3 fused tensor of the wrong size, a
+     * sliding window of 0, a LongRoPE factor table. */
+    c = tiny_llama_default;
+    c.arch = "qwen2";
+    c.with_biases = 1;
+    c.drop_tensor = "blk.1.attn_k.bias";
+    check_refused(c, MM_ERR_FORMAT, "blk.1.attn_k.bias");
+    c = tiny_llama_default;
+    c.arch = "phi3";
+    c.fused = 1;
+    c.fused_rows_extra = 8;
+    check_refused(c, MM_ERR_FORMAT, "blk.0.attn_qkv.weight");
+    c.fused_rows_extra = 0;
+    c.set_key = "phi3.attention.sliding_window";
+    c.set_value = 0;
+    check_refused(c, MM_ERR_FORMAT, "phi3.attention.sliding_window");
+    c.set_key = NULL;
+    c.drop_tensor = "blk.0.ffn_up.weight";
+    check_refused(c, MM_ERR_FORMAT, "blk.0.ffn_up.weight");
+    c = tiny_llama_default; /* head_dim 8: M-RoPE sections must add up to 4 pairs */
+    c.arch = "qwen2vl";
+    c.with_biases = 1;
+    check_refused(c, MM_ERR_FORMAT, "qwen2vl.rope.dimension_sections");
+    c.rope_sections[0] = 2, c.rope_sections[1] = 1, c.rope_sections[2] = 2;
+    check_refused(c, MM_ERR_FORMAT, "qwen2vl.rope.dimension_sections = [2, 1, 2] add up to 5");
 
     c = tiny_llama_default;
     c.drop_tensor = "blk.1.ffn_down.weight";
@@ -355,6 +486,8 @@ int main(void)
     tcase_add_test(tc, embedding_rows_equal_token_rows);
     tcase_add_test(tc, tied_head_is_the_embedding);
     tcase_add_test(tc, overflow_and_cancel_leave_state_unchanged);
+    tcase_add_test(tc, fused_tensors_are_views);
+    tcase_add_test(tc, mrope_of_equal_positions_is_neox);
     tcase_add_test(tc, malformed_files_are_refused);
     tcase_add_test(tc, allocation_failures_are_reported);
     tcase_add_test(tc, half_precision_matrices_equal_rounded_f32);

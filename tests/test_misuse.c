@@ -162,7 +162,9 @@ static void m_mm_options_set_int(void)
         {MM_OPT_N_CTX, -1},           {MM_OPT_N_CTX, (1 << 24) + 1}, {MM_OPT_MAX_TOKENS, -1},
         {MM_OPT_MAX_TOKENS, INT64_MAX}, {MM_OPT_SEED, -1},        {MM_OPT_TOP_K, -1},
         {MM_OPT_REPEAT_LAST_N, INT64_MIN}, {MM_OPT_IMAGE_MAX_SIDE, 0},
-        {MM_OPT_IMAGE_MAX_PIXELS, 0}, {MM_OPT_N_CTX, INT64_MIN}, {MM_OPT_AUDIO_MAX_SECONDS, 0},
+        {MM_OPT_IMAGE_MAX_PIXELS, 0}, {MM_OPT_N_CTX, INT64_MIN},
+        {MM_OPT_IMAGE_MAX_TOTAL_PIXELS, 0}, {MM_OPT_IMAGE_MAX_TOTAL_PIXELS, INT64_MAX},
+        {MM_OPT_AUDIO_MAX_SECONDS, 0},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         EXPECT(mm_options_set_int(o, bad[i].key, bad[i].value), MM_ERR_ARG);
@@ -316,6 +318,12 @@ static void m_mm_model_load(void)
 }
 
 /* Sessions and embeddings keep working after their model is freed. */
+static void m_mm_model_family(void)
+{
+    ck_assert_ptr_null(mm_model_family(NULL));
+    ck_assert_str_eq(mm_model_family(llava), "llama");
+}
+
 static void m_mm_model_free(void)
 {
     mm_model_free(NULL);
@@ -1185,7 +1193,7 @@ static const struct {
     CASE(mm_options_unset), CASE(mm_options_get_int), CASE(mm_options_get_float),
     CASE(mm_options_get_string), CASE(mm_option_name), CASE(mm_option_type),
     CASE(mm_options_set_progress),
-    CASE(mm_model_load), CASE(mm_model_free),
+    CASE(mm_model_load), CASE(mm_model_free), CASE(mm_model_family),
     CASE(mm_image_load_file), CASE(mm_image_load_memory), CASE(mm_image_from_pixels),
     CASE(mm_image_width), CASE(mm_image_height), CASE(mm_image_pixels), CASE(mm_image_free),
     CASE(mm_audio_load_file), CASE(mm_audio_load_memory), CASE(mm_audio_from_samples),

@@ -372,6 +372,8 @@ START_TEST(chatml_and_llama2_templates)
 {
     check_two_turns("chatml", NULL, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
                     "<|im_end|>\n<|im_start|>user\nMore<|im_end|>\n<|im_start|>assistant\n");
+    check_two_turns("phi3", NULL, "<|user|>\nHi<|end|>\n<|assistant|>\n",
+                    "<|end|>\n<|user|>\nMore<|end|>\n<|assistant|>\n");
     check_two_turns("llama2", "Be brief.", "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST]",
                     "</s><s>[INST] More [/INST]");
     check_two_turns("raw", NULL, "Hi", "More");
@@ -451,6 +453,8 @@ START_TEST(template_from_the_file)
          "llama2"},
         {"{% for message in messages %}{{ message['role'].upper() + ': ' }}{% endfor %}"
          "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}", "llava"},
+        {"{% for message in messages %}{% if message['role'] == 'user' %}{{'<|user|>\n' + "
+         "message['content'] + '<|end|>\n' + '<|assistant|>\n'}}{% endif %}{% endfor %}", "phi3"},
         {"vicuna", "llava"},
         {"{{ something else }}", "raw"}, /* not ours, and no vision tower */
     };
@@ -792,6 +796,29 @@ START_TEST(context_overflow_is_refused_before_any_work)
     ck_assert_status(mm_session_add_tokens(s, &t, 1), MM_ERR_CTX_FULL);
     ck_assert_message_has("needs 2 positions"); /* the last answer token, then this one */
     mm_options_free(o);
+    mm_session_free(s);
+
+    /* 16 MiB of text into 64 positions: refused from its length before it is tokenized (the
+     * tokenizer's scratch for it would be over a gigabyte), as text and as a message. */
+    size_t n = (size_t)16 << 20;
+    char *text = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        text[i] = "ab cd"[i % 5];
+    s = session_with(vocab_model, NULL, 64);
+    mmi_alloc_largest();
+    ck_assert_status(mm_session_add_text(s, text, n, 0), MM_ERR_CTX_FULL);
+    ck_assert_message_has("16777216 bytes of text make at least");
+    ck_assert_message_has("nothing was tokenized");
+    ck_assert_status(mm_session_add_message(s, "user", text, n), MM_ERR_CTX_FULL);
+    ck_assert_message_has("nothing was tokenized");
+    ck_assert_uint_lt(mmi_alloc_largest(), (size_t)1 << 20);
+    ck_assert_int_eq(mm_session_n_past(s), 0);
+    /* The bound is a lower one: text that fits by it but not once tokenized is still refused,
+     * after tokenizing. */
+    ck_assert_status(mm_session_add_text(s, text, 600, 0), MM_ERR_CTX_FULL);
+    ck_assert_message_has("of the context's 64");
+    ck_assert_int_eq(mm_session_n_past(s), 0);
+    free(text);
     mm_session_free(s);
 }
 END_TEST

@@ -25,7 +25,10 @@ typedef struct {
     int extra_rows;        /* token_embd / output rows beyond the vocabulary's size (may be < 0) */
     const char *chat_template; /* tokenizer.chat_template, or NULL */
     uint32_t seed;
-    const char *arch;          /* general.architecture; NULL: "llama" */
+    const char *arch;          /* general.architecture, also the keys' prefix; NULL: "llama" */
+    int fused;                 /* phi3's layout: attn_qkv [E, Eq+2Ekv], ffn_up [E, 2F] */
+    int fused_rows_extra;      /* rows added to attn_qkv (a fused tensor of the wrong size) */
+    int32_t rope_sections[4];  /* written as <arch>.rope.dimension_sections when any is set */
     const char *set_key;       /* an integer key written with set_value instead (added if new) */
     int64_t set_value;
     const char *set_float_key; /* a float key added with set_float_value */
@@ -146,31 +149,38 @@ static mm_status tiny_llama_write(const tiny_llama *c, const char *path)
     if (st == MM_OK && c->chat_template)
         st = mmi_gguf_writer_add_string(w, "tokenizer.chat_template", c->chat_template);
     struct { const char *key; int64_t v; } dims[] = {
-        {"llama.vocab_size", n_vocab},          {"llama.context_length", c->n_ctx},
-        {"llama.embedding_length", c->n_embd},  {"llama.block_count", c->n_layer},
-        {"llama.feed_forward_length", c->n_ff}, {"llama.attention.head_count", c->n_head},
-        {"llama.attention.head_count_kv", c->n_head_kv},
-        {"llama.attention.key_length", c->head_dim},
-        {"llama.rope.dimension_count", c->head_dim},
+        {"vocab_size", n_vocab},          {"context_length", c->n_ctx},
+        {"embedding_length", c->n_embd},  {"block_count", c->n_layer},
+        {"feed_forward_length", c->n_ff}, {"attention.head_count", c->n_head},
+        {"attention.head_count_kv", c->n_head_kv},
+        {"attention.key_length", c->head_dim},
+        {"rope.dimension_count", c->head_dim},
     };
+    const char *arch = c->arch ? c->arch : "llama";
+    char key[96];
     if (st == MM_OK)
-        st = mmi_gguf_writer_add_string(w, "general.architecture", c->arch ? c->arch : "llama");
+        st = mmi_gguf_writer_add_string(w, "general.architecture", arch);
     int set = 0;
     for (size_t i = 0; i < sizeof dims / sizeof dims[0] && st == MM_OK; i++) {
         int64_t v = dims[i].v;
-        if (c->set_key && strcmp(c->set_key, dims[i].key) == 0) {
+        snprintf(key, sizeof key, "%s.%s", arch, dims[i].key);
+        if (c->set_key && strcmp(c->set_key, key) == 0) {
             v = c->set_value;
             set = 1;
         }
-        st = mmi_gguf_writer_add_int(w, dims[i].key, MMI_GGUF_INT64, v);
+        st = mmi_gguf_writer_add_int(w, key, MMI_GGUF_INT64, v);
     }
     if (st == MM_OK && c->set_key && !set)
         st = mmi_gguf_writer_add_int(w, c->set_key, MMI_GGUF_INT64, c->set_value);
+    snprintf(key, sizeof key, "%s.rope.dimension_sections", arch);
+    if (st == MM_OK && (c->rope_sections[0] || c->rope_sections[1] || c->rope_sections[2]))
+        st = mmi_gguf_writer_add_array(w, key, MMI_GGUF_INT32, c->rope_sections, 4);
+    snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", arch);
     if (st == MM_OK)
-        st = mmi_gguf_writer_add_float(w, "llama.attention.layer_norm_rms_epsilon",
-                                       MMI_GGUF_FLOAT32, 1e-5);
+        st = mmi_gguf_writer_add_float(w, key, MMI_GGUF_FLOAT32, 1e-5);
+    snprintf(key, sizeof key, "%s.rope.freq_base", arch);
     if (st == MM_OK)
-        st = mmi_gguf_writer_add_float(w, "llama.rope.freq_base", MMI_GGUF_FLOAT32, c->rope_base);
+        st = mmi_gguf_writer_add_float(w, key, MMI_GGUF_FLOAT32, c->rope_base);
     if (st == MM_OK && c->set_float_key)
         st = mmi_gguf_writer_add_float(w, c->set_float_key, MMI_GGUF_FLOAT32, c->set_float_value);
 
@@ -178,19 +188,24 @@ static mm_status tiny_llama_write(const tiny_llama *c, const char *path)
     if (st == MM_OK)
         st = tiny_add_tensor(w, c, &rng, "token_embd.weight", e, n_vocab, 0, 2);
     for (int l = 0; l < c->n_layer && st == MM_OK; l++) {
-        struct { const char *name; int n_in, n_out; float center, scale; int bias; } t[] = {
-            {"attn_norm.weight", e, 0, 1, 0.2f, 0},  {"attn_q.weight", e, eq, 0, 0.6f, 0},
-            {"attn_k.weight", e, ekv, 0, 0.6f, 0},   {"attn_v.weight", e, ekv, 0, 0.6f, 0},
-            {"attn_output.weight", eq, e, 0, 0.4f, 0}, {"ffn_norm.weight", e, 0, 1, 0.2f, 0},
-            {"ffn_gate.weight", e, c->n_ff, 0, 0.6f, 0}, {"ffn_up.weight", e, c->n_ff, 0, 0.6f, 0},
-            {"ffn_down.weight", c->n_ff, e, 0, 0.4f, 0},
-            {"attn_q.bias", eq, 0, 0, 0.2f, 1},      {"attn_k.bias", ekv, 0, 0, 0.2f, 1},
-            {"attn_v.bias", ekv, 0, 0, 0.2f, 1},     {"attn_output.bias", e, 0, 0, 0.2f, 1},
-            {"ffn_gate.bias", c->n_ff, 0, 0, 0.2f, 1}, {"ffn_up.bias", c->n_ff, 0, 0, 0.2f, 1},
-            {"ffn_down.bias", e, 0, 0, 0.2f, 1},
+        /* fused: 1 only in phi3's layout, -1 only in the separate one, 0 in both */
+        struct { const char *name; int n_in, n_out; float center, scale; int bias, fused; } t[] = {
+            {"attn_norm.weight", e, 0, 1, 0.2f, 0, 0},
+            {"attn_qkv.weight", e, eq + 2 * ekv + c->fused_rows_extra, 0, 0.6f, 0, 1},
+            {"attn_q.weight", e, eq, 0, 0.6f, 0, -1},   {"attn_k.weight", e, ekv, 0, 0.6f, 0, -1},
+            {"attn_v.weight", e, ekv, 0, 0.6f, 0, -1},
+            {"attn_output.weight", eq, e, 0, 0.4f, 0, 0}, {"ffn_norm.weight", e, 0, 1, 0.2f, 0, 0},
+            {"ffn_up.weight", e, 2 * c->n_ff, 0, 0.6f, 0, 1},
+            {"ffn_gate.weight", e, c->n_ff, 0, 0.6f, 0, -1},
+            {"ffn_up.weight", e, c->n_ff, 0, 0.6f, 0, -1},
+            {"ffn_down.weight", c->n_ff, e, 0, 0.4f, 0, 0},
+            {"attn_q.bias", eq, 0, 0, 0.2f, 1, 0},   {"attn_k.bias", ekv, 0, 0, 0.2f, 1, 0},
+            {"attn_v.bias", ekv, 0, 0, 0.2f, 1, 0},  {"attn_output.bias", e, 0, 0, 0.2f, 1, 0},
+            {"ffn_gate.bias", c->n_ff, 0, 0, 0.2f, 1, 0},
+            {"ffn_up.bias", c->n_ff, 0, 0, 0.2f, 1, 0}, {"ffn_down.bias", e, 0, 0, 0.2f, 1, 0},
         };
         for (size_t i = 0; i < sizeof t / sizeof t[0] && st == MM_OK; i++) {
-            if (t[i].bias && !c->with_biases)
+            if ((t[i].bias && !c->with_biases) || t[i].fused == (c->fused ? -1 : 1))
                 continue;
             char name[64];
             snprintf(name, sizeof name, "blk.%d.%s", l, t[i].name);

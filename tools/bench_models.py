@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Random-weight GGUF files of realistic shapes for examples/mm-bench (`make bench`).
 
-    python3 tools/bench_models.py OUTDIR [NAME ...]
+    tools/bench_models.py OUTDIR [NAME ...]
 
 writes OUTDIR/NAME.gguf for each NAME (all of them when none is given), skipping files that
 already exist with the same spec (kept in general.description). Written with tools/gguf.py, one
@@ -16,7 +16,11 @@ converters write them:
                512, 8 heads, FFN 2048) with a Qwen2-Audio projector (qwen2a: avg pool, linear)
                into the width of llama-1b; f32
   llama-1b     LLaMA-style decoder of TinyLlama-1.1B's shape (22 layers, width 2048, 32 heads,
-               4 KV heads, FFN 5632, 32000 tokens): f32 (4.4 GB) and -f16 (2.2 GB)
+               4 KV heads, FFN 5632, 32000 tokens): f32 (4.4 GB) and -f16 (2.2 GB); -q8_0,
+               -q4_0 and -q4_k_m (llama-quantize's Q4_K_M mix: output Q6_K, attn_v and ffn_down
+               Q6_K in the layers use_more_bits picks, the rest Q4_K; norms f32) hold random
+               blocks with fixed small scales: the speed of a product does not depend on the
+               values.
 
 Weights are N(0, 0.02) (HF's initialisation), norms 1, biases 0: activations stay in the normal
 float range, so no denormals distort the timing. No tokenizer is written: the benchmark feeds
@@ -39,7 +43,12 @@ VISION = {
 # mel bands, positions, width, FFN, blocks, heads, projector width
 WHISPER_BASE = (80, 1500, 512, 2048, 6, 8, 2048)
 LLAMA = dict(vocab=32000, embd=2048, layers=22, ff=5632, heads=32, heads_kv=4, ctx=2048)
-MODELS = ["vit-b16", "vit-l14-336", "whisper-base", "llama-1b", "llama-1b-f16"]
+MODELS = ["vit-b16", "vit-l14-336", "whisper-base", "llama-1b", "llama-1b-f16", "llama-1b-q8_0",
+          "llama-1b-q4_0", "llama-1b-q4_k_m"]
+# Quantized layouts: block values, block bytes, byte offsets of the f16 scales in a block.
+BLOCKS = {"q8_0": (32, 34, [0]), "q4_0": (32, 18, [0]), "q4_k": (256, 144, [0, 2]),
+          "q6_k": (256, 210, [208])}
+FILE_TYPES = {"f32": 0, "f16": 1, "q8_0": 7, "q4_0": 2, "q4_k_m": 15}
 
 rng = np.random.default_rng(1234)
 
@@ -137,6 +146,21 @@ def write_whisper(path, spec):
     w.add_tensor("mm.a.fc.bias", const(0, E))
     w.write()
 
+def random_blocks(rows, cols, qtype):
+    """A function making rows x cols values of qtype as random blocks with scales 2^-9."""
+    elems, size, scales = BLOCKS[qtype]
+
+    def make():
+        b = rng.integers(0, 256, size=(rows * cols // elems, size), dtype=np.uint8)
+        for at in scales:
+            b[:, at], b[:, at + 1] = 0x00, 0x18       # f16 0x1800 = 2^-9
+        return b.tobytes()
+    return make
+
+
+def use_more_bits(layer, n_layers):
+    return layer < n_layers // 8 or layer >= 7 * n_layers // 8 or (layer - n_layers // 8) % 3 == 2
+
 
 def write_llama(path, spec, dtype):
     c = LLAMA
@@ -144,7 +168,22 @@ def write_llama(path, spec, dtype):
     kv = c["heads_kv"] * hd
     w = GGUFWriter(path, arch="llama")
     w.add("general.description", spec)
-    w.add("general.file_type", {"f32": 0, "f16": 1}[dtype])
+    w.add("general.file_type", FILE_TYPES[dtype], type="u32")
+
+    def matrix(name, rows, cols):
+        if dtype in ("f32", "f16"):
+            w.add_tensor(name, normal(rows, cols), dtype, shape=(rows, cols))
+            return
+        qtype = dtype
+        if name == "output.weight" and dtype != "q8_0":
+            qtype = "q6_k"
+        elif dtype == "q4_k_m":
+            layer = int(name.split(".")[1]) if name.startswith("blk.") else -1
+            more = name.endswith(("attn_v.weight", "ffn_down.weight")) and \
+                use_more_bits(layer, c["layers"])
+            qtype = "q6_k" if more else "q4_k"
+        w.add_tensor_raw(name, [cols, rows], qtype, random_blocks(rows, cols, qtype))
+
     w.add("llama.vocab_size", c["vocab"])
     w.add("llama.context_length", c["ctx"])
     w.add("llama.embedding_length", E)
@@ -155,20 +194,20 @@ def write_llama(path, spec, dtype):
     w.add("llama.attention.layer_norm_rms_epsilon", 1e-5)
     w.add("llama.rope.freq_base", 10000.0)
     w.add("llama.rope.dimension_count", hd)
-    w.add_tensor("token_embd.weight", normal(c["vocab"], E), dtype, shape=(c["vocab"], E))
+    matrix("token_embd.weight", c["vocab"], E)
     for i in range(c["layers"]):
         p = "blk.%d." % i
         w.add_tensor(p + "attn_norm.weight", const(1, E))
-        w.add_tensor(p + "attn_q.weight", normal(E, E), dtype, shape=(E, E))
-        w.add_tensor(p + "attn_k.weight", normal(kv, E), dtype, shape=(kv, E))
-        w.add_tensor(p + "attn_v.weight", normal(kv, E), dtype, shape=(kv, E))
-        w.add_tensor(p + "attn_output.weight", normal(E, E), dtype, shape=(E, E))
+        matrix(p + "attn_q.weight", E, E)
+        matrix(p + "attn_k.weight", kv, E)
+        matrix(p + "attn_v.weight", kv, E)
+        matrix(p + "attn_output.weight", E, E)
         w.add_tensor(p + "ffn_norm.weight", const(1, E))
-        w.add_tensor(p + "ffn_gate.weight", normal(c["ff"], E), dtype, shape=(c["ff"], E))
-        w.add_tensor(p + "ffn_up.weight", normal(c["ff"], E), dtype, shape=(c["ff"], E))
-        w.add_tensor(p + "ffn_down.weight", normal(E, c["ff"]), dtype, shape=(E, c["ff"]))
+        matrix(p + "ffn_gate.weight", c["ff"], E)
+        matrix(p + "ffn_up.weight", c["ff"], E)
+        matrix(p + "ffn_down.weight", E, c["ff"])
     w.add_tensor("output_norm.weight", const(1, E))
-    w.add_tensor("output.weight", normal(c["vocab"], E), dtype, shape=(c["vocab"], E))
+    matrix("output.weight", c["vocab"], E)
     w.write()
 
 
@@ -208,7 +247,7 @@ def main():
         elif name == "whisper-base":
             write_whisper(tmp, spec)
         else:
-            write_llama(tmp, spec, "f16" if name.endswith("-f16") else "f32")
+            write_llama(tmp, spec, name[len("llama-1b-"):] if name != "llama-1b" else "f32")
         os.replace(tmp, path)
 
 

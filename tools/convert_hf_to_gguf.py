@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Convert a Hugging Face checkpoint folder to libmm / llama.cpp GGUF files.
 
-    convert_hf_to_gguf.py MODEL_DIR -o OUTDIR [--outtype f32|f16|bf16]
+    convert_hf_to_gguf.py MODEL_DIR -o OUTDIR [--outtype f32|f16|bf16|q8_0]
                           [--vocab FILE.gguf | --no-tokenizer]
 
 MODEL_DIR holds config.json and *.safetensors (one file or shards). Written files:
@@ -9,6 +9,8 @@ MODEL_DIR holds config.json and *.safetensors (one file or shards). Written file
     LlamaForCausalLM               OUTDIR/model.gguf   (llama)
     MistralForCausalLM             OUTDIR/model.gguf   (llama)
     Qwen2ForCausalLM               OUTDIR/model.gguf   (qwen2)
+    Phi3ForCausalLM                OUTDIR/model.gguf   (phi3)
+    Qwen2VLForConditionalGeneration  OUTDIR/model.gguf (qwen2vl; the vision tower: not yet)
     LlavaForConditionalGeneration  OUTDIR/model.gguf   (llama) + OUTDIR/mmproj.gguf (clip, mlp)
     Blip2ForConditionalGeneration  OUTDIR/model.gguf   (opt)   + OUTDIR/mmproj.gguf (clip, qformer)
     CLIPModel                      OUTDIR/model.gguf   (clip: both towers + projections)
@@ -20,8 +22,9 @@ MODEL_DIR holds config.json and *.safetensors (one file or shards). Written file
                                                         resampler alone, see docs)
 
 Keys and tensor names: docs/model-format.md. Depends only on Python 3 and numpy. Matrices are
-written in --outtype (default f32); norms, biases, other 1-D tensors and the learned
-position / latent / query tables stay f32. A config option that changes the model's math is
+written in --outtype (default f32; with q8_0, matrices whose rows are not a multiple of 32 and
+tensors of more than two dimensions are written f16, as llama.cpp's converter does); norms,
+biases, other 1-D tensors and the learned position / latent / query tables stay f32. A config option that changes the model's math is
 either carried into the file or refused with a message; a tensor the converter does not place
 is an error, so nothing is dropped silently.
 """
@@ -186,6 +189,12 @@ DEFAULTS = {
     "qwen2_audio_encoder": dict(num_mel_bins=128, encoder_layers=32, encoder_attention_heads=20,
                                 encoder_ffn_dim=5120, d_model=1280, activation_function="gelu",
                                 max_source_positions=1500, scale_embedding=False),
+    "phi3": dict(vocab_size=32064, hidden_size=3072, intermediate_size=8192,
+                 num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=None,
+                 hidden_act="silu", max_position_embeddings=4096, rms_norm_eps=1e-5,
+                 tie_word_embeddings=False, rope_theta=10000.0, rope_scaling=None,
+                 partial_rotary_factor=1.0, sliding_window=None, head_dim=None,
+                 bos_token_id=1, eos_token_id=32000, pad_token_id=32000),
     "clip_vision_model": dict(hidden_size=768, intermediate_size=3072, projection_dim=512,
                               num_hidden_layers=12, num_attention_heads=12, num_channels=3,
                               image_size=224, patch_size=32, hidden_act="quick_gelu",
@@ -291,8 +300,10 @@ class Output:
         """src: a numpy array or a Lazy."""
         fn = src.fn if isinstance(src, Lazy) else (lambda: src)
         small = len(src.shape) < 2 or KEEP_F32.search(name)
-        self.w.add_tensor(name, lambda: np.asarray(fn(), np.float32),
-                          "f32" if small else self.outtype, shape=src.shape)
+        dtype = "f32" if small else self.outtype
+        if dtype == "q8_0" and (len(src.shape) != 2 or src.shape[-1] % 32):
+            dtype = "f16"
+        self.w.add_tensor(name, lambda: np.asarray(fn(), np.float32), dtype, shape=src.shape)
 
     def write(self):
         self.w.write()
@@ -342,49 +353,60 @@ def permute_rope_rows(w, n_head):
 
 
 def write_llama(out, cfg, ck, prefix, lm_head, arch="llama"):
-    """cfg: Config of kind llama/mistral/qwen2; prefix: of `embed_tokens` etc.; lm_head: its
-    name; arch: `llama` (Q/K rows permuted to adjacent RoPE pairs) or `qwen2` (rows as HF has
-    them, RoPE on halves; Q/K/V biases required)."""
+    """The llama-shaped decoders. cfg: Config of kind llama/mistral/qwen2/phi3; prefix: of
+    `embed_tokens` etc.; lm_head: its name; arch, as llama.cpp names them (docs §1, §1b, §1c):
+      llama  Q/K rows permuted to adjacent RoPE pairs; biases where the checkpoint has them;
+      qwen2  rows as HF has them (RoPE on halves); Q/K/V biases required;
+      qwen2vl  as qwen2 (M-RoPE sections written by the caller);
+      phi3   rows as HF has them; qkv_proj and gate_up_proj stay fused (attn_qkv, ffn_up)."""
     cfg.require("hidden_act", ["silu"])
     if cfg.kind == "qwen2" and cfg["use_sliding_window"]:
         raise ConvertError("qwen2 use_sliding_window = true: sliding-window attention is not "
                            "supported")
-    if cfg.kind == "mistral" and cfg["sliding_window"] is not None:
-        if cfg["sliding_window"] < cfg["max_position_embeddings"]:
-            raise ConvertError("mistral sliding_window = %d < max_position_embeddings: "
-                               "sliding-window attention is not supported" % cfg["sliding_window"])
     E, H, L = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_hidden_layers"]
+    F = cfg["intermediate_size"]
     Hkv = cfg["num_key_value_heads"] or H
     hd = cfg["head_dim"] or E // H
+    n_rot = int(hd * cfg["partial_rotary_factor"]) if cfg.kind == "phi3" else hd
     if H % Hkv:
         raise ConvertError("num_attention_heads %d not a multiple of num_key_value_heads %d"
                            % (H, Hkv))
-    if hd % 2:
-        raise ConvertError("head_dim %d is odd: RoPE needs an even head size" % hd)
-    for hf, rows in (("q_proj", H * hd), ("k_proj", Hkv * hd)):
-        shape = ck.shape("%slayers.0.self_attn.%s.weight" % (prefix, hf))
+    if hd % 2 or n_rot % 2:
+        raise ConvertError("head_dim %d (rotated %d) is odd: RoPE needs an even size"
+                           % (hd, n_rot))
+    if arch == "phi3":
+        expect = (("self_attn.qkv_proj", (H + 2 * Hkv) * hd, "(heads + 2 x KV heads) x head_dim"),
+                  ("mlp.gate_up_proj", 2 * F, "2 x intermediate_size"))
+    else:
+        expect = (("self_attn.q_proj", H * hd, "heads x head_dim"),
+                  ("self_attn.k_proj", Hkv * hd, "KV heads x head_dim"))
+    for hf, rows, what in expect:
+        shape = ck.shape("%slayers.0.%s.weight" % (prefix, hf))
         if shape[0] != rows:
-            raise ConvertError("%s has %d rows, the config implies %d (heads x head_dim)"
-                               % (hf, shape[0], rows))
+            raise ConvertError("%s has %d rows, the config implies %d (%s)"
+                               % (hf, shape[0], rows, what))
     V = ck.shape(prefix + "embed_tokens.weight")[0]
     a = arch + "."
     out.add(a + "vocab_size", V)
     out.add(a + "context_length", cfg["max_position_embeddings"])
     out.add(a + "embedding_length", E)
     out.add(a + "block_count", L)
-    out.add(a + "feed_forward_length", cfg["intermediate_size"])
+    out.add(a + "feed_forward_length", F)
     out.add(a + "attention.head_count", H)
     out.add(a + "attention.head_count_kv", Hkv)
     out.add(a + "attention.key_length", hd)
     out.add(a + "attention.value_length", hd)
     out.add(a + "attention.layer_norm_rms_epsilon", float(cfg["rms_norm_eps"]), type="f32")
     out.add(a + "rope.freq_base", float(cfg["rope_theta"]), type="f32")
-    out.add(a + "rope.dimension_count", hd)
+    out.add(a + "rope.dimension_count", n_rot)
+    if cfg.kind in ("mistral", "phi3") and cfg["sliding_window"] is not None:
+        out.add(a + "attention.sliding_window", int(cfg["sliding_window"]))
     rs = cfg["rope_scaling"]
     if rs is not None:
         kind = rs.get("rope_type", rs.get("type"))
-        if kind != "linear":
-            raise ConvertError("rope_scaling type %r is not supported (only 'linear')" % kind)
+        if kind != "linear" or arch != "llama":
+            raise ConvertError("%s rope_scaling type %r is not supported (only 'linear', for "
+                               "llama)" % (cfg.kind, kind))
         out.add(a + "rope.scaling.type", "linear")
         out.add(a + "rope.scaling.factor", float(rs["factor"]), type="f32")
 
@@ -392,7 +414,9 @@ def write_llama(out, cfg, ck, prefix, lm_head, arch="llama"):
     for i in range(L):
         p, b = "%slayers.%d." % (prefix, i), "blk.%d." % i
         out.tensor(b + "attn_norm.weight", ck.lazy(p + "input_layernorm.weight"))
-        if arch == "llama":
+        if arch == "phi3":
+            linear(out, ck, b + "attn_qkv", p + "self_attn.qkv_proj")
+        elif arch == "llama":
             for g, hf, n in (("attn_q", "q_proj", H), ("attn_k", "k_proj", Hkv)):
                 for part in ("weight", "bias"):
                     name = p + "self_attn.%s.%s" % (hf, part)
@@ -402,12 +426,16 @@ def write_llama(out, cfg, ck, prefix, lm_head, arch="llama"):
         else:
             linear(out, ck, b + "attn_q", p + "self_attn.q_proj", bias="required")
             linear(out, ck, b + "attn_k", p + "self_attn.k_proj", bias="required")
-        linear(out, ck, b + "attn_v", p + "self_attn.v_proj",
-               bias="required" if arch == "qwen2" else "optional")
+        if arch != "phi3":
+            linear(out, ck, b + "attn_v", p + "self_attn.v_proj",
+                   bias="required" if arch in ("qwen2", "qwen2vl") else "optional")
         linear(out, ck, b + "attn_output", p + "self_attn.o_proj")
         out.tensor(b + "ffn_norm.weight", ck.lazy(p + "post_attention_layernorm.weight"))
-        linear(out, ck, b + "ffn_gate", p + "mlp.gate_proj")
-        linear(out, ck, b + "ffn_up", p + "mlp.up_proj")
+        if arch == "phi3":
+            linear(out, ck, b + "ffn_up", p + "mlp.gate_up_proj")
+        else:
+            linear(out, ck, b + "ffn_gate", p + "mlp.gate_proj")
+            linear(out, ck, b + "ffn_up", p + "mlp.up_proj")
         linear(out, ck, b + "ffn_down", p + "mlp.down_proj")
     out.tensor("output_norm.weight", ck.lazy(prefix + "norm.weight"))
     write_lm_head(out, cfg, ck, lm_head)
@@ -786,8 +814,10 @@ def tokenizer_keys(folder, args, n_vocab):
         if "tokenizer.ggml.tokens" not in kv:
             raise ConvertError("%s has no tokenizer.ggml.tokens" % args.vocab)
         n = len(kv["tokenizer.ggml.tokens"][1])
-        if n != n_vocab:
-            warn("--vocab has %d tokens but the model's embedding has %d rows" % (n, n_vocab))
+        if n != n_vocab:    # ids would name other rows, or rows no id reaches: garbage text
+            raise ConvertError("--vocab %s has %d tokens but the model's embedding has %d rows: "
+                               "not this model's vocabulary (nothing written)"
+                               % (args.vocab, n, n_vocab))
         return kv
     sp = os.path.join(folder, "tokenizer.model")
     tj = os.path.join(folder, "tokenizer.json")
@@ -821,11 +851,37 @@ def add_tokenizer(out, folder, args, n_vocab):
 # ------------------------------------------------------------------------------------------
 # one function per checkpoint class
 
-def convert_qwen2(folder, cfg, ck, args):
-    tc = Config(cfg, "qwen2")
-    out = Output(os.path.join(args.outdir, "model.gguf"), "qwen2", args.outtype, "qwen2")
-    write_llama(out, tc, ck, "model.", "lm_head.weight", arch="qwen2")
+def convert_decoder(folder, cfg, ck, args):
+    """Qwen2ForCausalLM and Phi3ForCausalLM: one file, the architecture named as the model type."""
+    tc = Config(cfg, cfg.get("model_type"))
+    out = Output(os.path.join(args.outdir, "model.gguf"), tc.kind, args.outtype, tc.kind)
+    write_llama(out, tc, ck, "model.", "lm_head.weight", arch=tc.kind)
     add_tokenizer(out, folder, args, ck.shape("model.embed_tokens.weight")[0])
+    return [out]
+
+
+def convert_qwen2_vl(folder, cfg, ck, args):
+    """Qwen2VLForConditionalGeneration: the language model as `qwen2vl` (docs §1e) with its
+    M-RoPE sections and the vision token ids; the vision tower is not converted yet."""
+    rs = dict(cfg.get("rope_scaling") or {})
+    sections = rs.pop("mrope_section", None)
+    if not isinstance(sections, list) or len(sections) != 3:
+        raise ConvertError("qwen2_vl rope_scaling.mrope_section must list 3 section sizes, "
+                           "found %r" % (sections,))
+    if rs.get("rope_type", rs.get("type", "default")) != "default":
+        raise ConvertError("qwen2_vl rope_scaling %r is not supported" % (rs,))
+    tc = Config(dict(cfg, rope_scaling=None, head_dim=None), "qwen2")
+    out = Output(os.path.join(args.outdir, "model.gguf"), "qwen2vl", args.outtype, "qwen2vl")
+    write_llama(out, tc, ck, "model.", "lm_head.weight", arch="qwen2vl")
+    out.add("qwen2vl.rope.dimension_sections", [int(s) for s in sections] + [0], type="[i32]")
+    for key in ("image_token_id", "vision_start_token_id", "vision_end_token_id"):
+        if key in cfg:
+            out.add("qwen2vl." + key, int(cfg[key]))
+    add_tokenizer(out, folder, args, ck.shape("model.embed_tokens.weight")[0])
+    warn("Qwen2-VL: the vision tower (visual.*) is not converted yet: model.gguf only")
+    for name in ck.names():
+        if name.startswith("visual."):
+            ck.ignore(name)
     return [out]
 
 
@@ -1128,13 +1184,16 @@ def convert_qwen2_audio(folder, cfg, ck, args):
 
 
 CONVERTERS = {"LlamaForCausalLM": convert_llama, "MistralForCausalLM": convert_llama,
-              "Qwen2ForCausalLM": convert_qwen2,
+              "Qwen2ForCausalLM": convert_decoder, "Phi3ForCausalLM": convert_decoder,
+              "Qwen2VLForConditionalGeneration": convert_qwen2_vl,
               "LlavaForConditionalGeneration": convert_llava, "CLIPModel": convert_clip,
               "SiglipVisionModel": convert_siglip,
               "Blip2ForConditionalGeneration": convert_blip2,
               "Qwen2AudioForConditionalGeneration": convert_qwen2_audio}
 MODEL_TYPES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
-               "llava": "LlavaForConditionalGeneration", "clip": "CLIPModel", "siglip_vision_model": "SiglipVisionModel",
+               "phi3": "Phi3ForCausalLM", "qwen2_vl": "Qwen2VLForConditionalGeneration",
+               "llava": "LlavaForConditionalGeneration",
+               "clip": "CLIPModel", "siglip_vision_model": "SiglipVisionModel",
                "blip-2": "Blip2ForConditionalGeneration",
                "qwen2_audio": "Qwen2AudioForConditionalGeneration"}
 
@@ -1178,7 +1237,7 @@ def main(argv=None):
     ap.add_argument("model_dir", help="HF checkpoint folder (config.json + *.safetensors)")
     ap.add_argument("-o", "--outdir", required=True,
                     help="output folder: model.gguf (+ mmproj.gguf for LLaVA and BLIP-2)")
-    ap.add_argument("--outtype", choices=["f32", "f16", "bf16"], default="f32",
+    ap.add_argument("--outtype", choices=["f32", "f16", "bf16", "q8_0"], default="f32",
                     help="type of weight matrices (default f32); 1-D tensors stay f32")
     ap.add_argument("--vocab", metavar="FILE.gguf",
                     help="copy the tokenizer.ggml.* keys from this GGUF instead of reading "

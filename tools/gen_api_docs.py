@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Generate docs/api.md from the comments in include/mm.h.
 
     tools/gen_api_docs.py                 # rewrite docs/api.md

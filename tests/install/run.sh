@@ -58,7 +58,8 @@ for p in $programs; do
 done
 "$prefix/bin/mm-info" --help >"$tmp/mm-info.out" 2>&1 ||
     { cat "$tmp/mm-info.out"; echo "install: $prefix/bin/mm-info --help failed"; exit 1; }
-grep -q . "$tmp/mm-info.out" || { echo "install: mm-info printed nothing"; exit 1; }
+grep -q 'libmm\|mm-info' "$tmp/mm-info.out" ||
+    { cat "$tmp/mm-info.out"; echo "install: mm-info --help printed neither its name nor libmm's"; exit 1; }
 cd - >/dev/null
 make -s uninstall PREFIX="$prefix" >/dev/null
 left=$(find "$prefix" ! -type d)

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import struct
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -676,15 +677,37 @@ class TestConvertCases(unittest.TestCase):
             else:
                 np.testing.assert_allclose(q, want, rtol=2 ** -8)
 
-    def test_vocab_from_gguf(self):
-        files, src, err = self.convert("llama", vocab=os.path.join(VOCAB, "ggml-vocab-llama-spm.gguf"))
-        self.assertIn("32000 tokens", err)          # size mismatch is reported
-        kv = files["model.gguf"].kv
-        ref = gguf.GGUFReader(os.path.join(VOCAB, "ggml-vocab-llama-spm.gguf"))
-        for k, v in ref.kv.items():
-            if k.startswith("tokenizer.ggml."):
-                self.assertEqual(kv[k], v, k)
-                self.assertEqual(files["model.gguf"].types[k], ref.types[k], k)
+    def test_vocab_of_another_size_is_refused_by_the_command(self):
+        # the HF llama case has a small vocabulary; llama.cpp's SPM test vocabulary has 32000
+        vocab = os.path.join(VOCAB, "ggml-vocab-llama-spm.gguf")
+        rows = read_safetensors(os.path.join(HF, "llama", "model.safetensors"))[
+            "model.embed_tokens.weight"].shape[0]
+        out = os.path.join(self.dir.name, "out")
+        r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert_hf_to_gguf.py"),
+                            os.path.join(HF, "llama"), "-o", out, "--vocab", vocab],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("convert_hf_to_gguf: error: --vocab %s has 32000 tokens but the model's "
+                      "embedding has %d rows" % (vocab, rows), r.stderr)
+        self.assertEqual(r.stdout, "")          # no path printed: nothing was written
+        self.assertFalse(os.path.exists(out))
+
+    def test_outtype_q8_0(self):
+        files, src, _ = self.convert("llava", outtype="q8_0")
+        quantized = 0
+        for r in files.values():
+            self.assertEqual(r.kv["general.file_type"], 7)  # llama.cpp's MOSTLY_Q8_0
+            for name, t in r.tensor_types.items():
+                ne = r.tensor_ne[name]
+                small = len(ne) == 1 or name.endswith(("position_embd.weight", "class_embd"))
+                want = "f32" if small else "q8_0" if len(ne) == 2 and ne[0] % 32 == 0 else "f16"
+                self.assertEqual(t, want, name)
+                quantized += t == "q8_0"
+        self.assertGreater(quantized, 0)
+        want = src["multi_modal_projector.linear_1.weight"]
+        q = files["mmproj.gguf"].tensors["mm.0.weight"]
+        np.testing.assert_array_equal(q, gguf.dequantize_q8_0(gguf.quantize_q8_0(want), want.size)
+                                      .reshape(want.shape))
 
 
 class _Recorder(dict):
@@ -753,6 +776,39 @@ class TestSynthetic(unittest.TestCase):
             convert_quiet(self.src, self.out)
         self.assertRegex(str(cm.exception), pattern)
         self.assertFalse(os.path.exists(os.path.join(self.out, "model.gguf")))
+
+    def write_vocab(self, path, n):
+        """A GGUF holding the first n tokens of llama.cpp's SPM test vocabulary (arrays cut to n,
+        the other tokenizer.ggml.* keys as they are)."""
+        ref = gguf.GGUFReader(os.path.join(VOCAB, "ggml-vocab-llama-spm.gguf"))
+        w = gguf.GGUFWriter(path)
+        for k, v in ref.kv.items():
+            if k.startswith("tokenizer.ggml."):
+                w.add(k, v[:n] if isinstance(v, list) else v, type=ref.types[k])
+        w.write()
+        return gguf.GGUFReader(path)
+
+    def test_vocab_from_gguf(self):
+        tiny_llama(self.src)                    # 10 embedding rows
+        vocab = os.path.join(self.dir.name, "vocab10.gguf")
+        ref = self.write_vocab(vocab, 10)
+        paths, _ = convert_quiet(self.src, self.out, vocab=vocab)
+        r = gguf.GGUFReader(paths[0])
+        copied = {k: v for k, v in r.kv.items() if k.startswith("tokenizer.ggml.")}
+        self.assertEqual(copied, ref.kv)
+        for k in copied:
+            self.assertEqual(r.types[k], ref.types[k], k)
+        self.assertEqual(len(copied["tokenizer.ggml.tokens"]), 10)
+        # one token more or less than the embedding's rows: refused, nothing written
+        for n in (9, 11):
+            shutil.rmtree(self.out, ignore_errors=True)
+            vocab_n = os.path.join(self.dir.name, "vocab%d.gguf" % n)
+            self.write_vocab(vocab_n, n)
+            with self.assertRaises(conv.ConvertError) as cm:
+                convert_quiet(self.src, self.out, vocab=vocab_n)
+            self.assertIn("has %d tokens but the model's embedding has 10 rows" % n,
+                          str(cm.exception))
+            self.assertFalse(os.path.exists(self.out))
 
     def test_refusals(self):
         tiny_llama(self.src, rope_scaling={"rope_type": "dynamic", "factor": 2.0})

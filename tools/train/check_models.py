@@ -1,3 +1,4 @@
+#!/usr/bin/python3
 """Checks models.py against HF transformers' outputs in the reference vectors.
 
     /usr/bin/python3 tools/train/check_models.py [HF_DIR]   (default tests/vectors/hf)

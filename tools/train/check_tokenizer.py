@@ -1,3 +1,4 @@
+#!/usr/bin/python3
 """Checks tokenizer.py against llama.cpp and the grammar.
 
     /usr/bin/python3 tools/train/check_tokenizer.py [VOCAB_DIR]   (default tests/vectors/tokenizer)

@@ -1,6 +1,7 @@
+#!/usr/bin/python3
 """Prints a run's accuracy-versus-training-time table from RUN/log.jsonl (markdown).
 
-    python3 tools/train/curve.py RUN
+    tools/train/curve.py RUN
 """
 import json
 import sys

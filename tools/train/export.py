@@ -1,6 +1,7 @@
+#!/usr/bin/python3
 """Export a finished run: HF-layout folders, the vocabulary GGUF and reference values for parity tests.
 
-    python3 tools/train/export.py --run DIR
+    tools/train/export.py --run DIR
 
 writes
     DIR/hf_clip/    config.json, model.safetensors, preprocessor_config.json   (CLIPModel)

@@ -1,3 +1,4 @@
+#!/usr/bin/python3
 """Synthetic scenes: coloured shapes on a 3x3 grid, with captions and question/answer pairs.
 
 The grammar (cells, shapes, colours, sizes, question templates, answer words) is documented in
@@ -5,7 +6,7 @@ docs/scenes.md; keep the two in step. Everything is a pure function of (seed, in
 is reproducible: scene i of a set with seed s is drawn from np.random.default_rng([s, i]).
 
 Command line: write a held-out set as PNG files plus a TSV of `image<TAB>question<TAB>answer`:
-    python3 tools/train/scenes.py --seed 1001 --count 500 --out DIR
+    tools/train/scenes.py --seed 1001 --count 500 --out DIR
 """
 import argparse
 import json

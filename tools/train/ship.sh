@@ -3,7 +3,7 @@
 #
 #   tools/train/ship.sh RUN_DIR [OUT_DIR]        (from the repository root; OUT_DIR: models)
 #
-# RUN_DIR is a finished run after `python3 tools/train/export.py --run RUN_DIR` (hf_llava/,
+# RUN_DIR is a finished run after `tools/train/export.py --run RUN_DIR` (hf_llava/,
 # hf_clip/, vocab.gguf, reference/). Writes
 #   OUT_DIR/scenes-llava.gguf    language model (llama) with the scene vocabulary
 #   OUT_DIR/scenes-mmproj.gguf   its vision tower + MLP projector (clip)
@@ -22,7 +22,7 @@ PY=${PY:-/usr/bin/python3}
 TOOLS=$(cd "$(dirname "$0")/.." && pwd)
 
 for f in hf_llava hf_clip vocab.gguf vocab.json reference/image.png reference/ref_f16.safetensors; do
-    [ -e "$RUN/$f" ] || { echo "ship.sh: $RUN/$f is missing: run python3 tools/train/export.py --run $RUN" >&2; exit 1; }
+    [ -e "$RUN/$f" ] || { echo "ship.sh: $RUN/$f is missing: run tools/train/export.py --run $RUN" >&2; exit 1; }
 done
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT

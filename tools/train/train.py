@@ -1,10 +1,11 @@
+#!/usr/bin/python3
 """Staged training of the bundled model (CPU, 1 thread; seeded, fixed step counts).
 
-    python3 tools/train/train.py clip     --run DIR   # 1. CLIP: a) vision tower on cell attributes,
-                                                      #    b) contrastive on image-caption pairs
-    python3 tools/train/train.py align    --run DIR   # 2. vision frozen; projector + decoder on captions
-    python3 tools/train/train.py instruct --run DIR   # 3. vision frozen; question/answer conversations
-    python3 tools/train/train.py eval     --run DIR   # held-out accuracy of the finished run
+    tools/train/train.py clip     --run DIR   # 1. CLIP: a) vision tower on cell attributes,
+                                              #    b) contrastive on image-caption pairs
+    tools/train/train.py align    --run DIR   # 2. vision frozen; projector + decoder on captions
+    tools/train/train.py instruct --run DIR   # 3. vision frozen; question/answer conversations
+    tools/train/train.py eval     --run DIR   # held-out accuracy of the finished run
 
 The recipe (model shapes, steps, batch sizes, learning rates) is tools/train/recipe.json; `--set
 key=value` overrides one entry (e.g. --set instruct.steps=200) for short experiments. Each stage

@@ -1,7 +1,7 @@
 """libmm for Python: run multimodal language models (image, audio + text -> text) and CLIP
 through the libmm C library with ctypes. No compiled extension: the package finds the shared
-library ($LIBMM_PATH, else the source tree's lib/libmm.so.1, else the system's) and refuses to
-load one whose ABI version differs from the one it was written for.
+library ($MM_LIBRARY_PATH, else one beside the package, the source tree's lib/libmm.so.1, or the
+system's) and refuses to load one whose ABI version differs from the one it was written for.
 
     import libmm
     model = libmm.Model("model.gguf", mmproj="mmproj.gguf")

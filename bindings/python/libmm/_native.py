@@ -11,8 +11,20 @@ ABI_VERSION = 1  # the MM_ABI_VERSION this package was written for (soname libmm
 SONAME = "libmm.so.%d" % ABI_VERSION
 
 
-class Status(enum.IntEnum):
-    """mm_status codes (numbers fixed by the ABI)."""
+class Enum(enum.IntEnum):
+    """An IntEnum that prints as `Class.NAME` on every Python (from 3.11 on, str() and format()
+    of an IntEnum give the bare number). A format spec other than "" formats the number."""
+
+    def __str__(self):
+        return "%s.%s" % (type(self).__name__, self.name)
+
+    def __format__(self, spec):
+        return str(self) if not spec else int.__format__(self, spec)
+
+
+class Status(Enum):
+    """mm_status codes (numbers fixed by the ABI; names as in mm.h without MM_). The library
+    exports no names, only descriptions: `description` is mm_status_str()."""
     OK = 0
     ERR_ARG = 1
     ERR_NOMEM = 2
@@ -23,6 +35,10 @@ class Status(enum.IntEnum):
     ERR_CANCELLED = 7
     ERR_STATE = 8
     ERR_LIMIT = 9
+
+    @property
+    def description(self):
+        return lib.mm_status_str(self).decode()
 
 
 class MMError(Exception):
@@ -45,13 +61,19 @@ class LibraryNotFound(ImportError):
 
 
 def _candidates():
-    env = os.environ.get("LIBMM_PATH")
+    """Where to look for the library, in order: $MM_LIBRARY_PATH alone when set; else a copy
+    beside the package's files, the source tree's lib/ when the package runs from the tree,
+    and the system loader's search path (ldconfig, LD_LIBRARY_PATH; `make install`)."""
+    env = os.environ.get("MM_LIBRARY_PATH")
     if env:
-        # LIBMM_PATH names the library file or the directory that holds it; nothing else is tried
+        # MM_LIBRARY_PATH names the library file or the directory that holds it
         return [os.path.join(env, SONAME) if os.path.isdir(env) else env]
     here = os.path.dirname(os.path.abspath(__file__))
-    in_tree = os.path.normpath(os.path.join(here, "..", "..", "..", "lib", SONAME))
-    return [in_tree, SONAME]  # then the system's loader search path
+    candidates = [os.path.join(here, SONAME)]
+    tree = os.path.normpath(os.path.join(here, "..", "..", ".."))
+    if os.path.exists(os.path.join(tree, "include", "mm.h")):
+        candidates.append(os.path.join(tree, "lib", SONAME))
+    return candidates + [SONAME]
 
 
 def _load():
@@ -64,7 +86,7 @@ def _load():
             return ctypes.CDLL(path)
         except OSError as e:
             errors.append(str(e))
-    raise LibraryNotFound("libmm not found (set LIBMM_PATH to the library file or its "
+    raise LibraryNotFound("libmm not found (set MM_LIBRARY_PATH to the library file or its "
                           "directory); tried: " + "; ".join(errors))
 
 

@@ -1,12 +1,21 @@
 """Model: the weights of a language model and/or vision encoder (or a CLIP pair), read-only
 after loading and shareable by any number of sessions and threads."""
 import ctypes
+import operator
 
 from . import _native
 from ._native import MMError, byref, call, encode_path
 from .audio import Media
 from .image import Embeddings, Image, float_buffer, floats_out, planar_pixels
 from .options import as_options
+
+
+def _describe_type(value):
+    """'int', or 'a list holding int' for a list or tuple whose items are not all str."""
+    if isinstance(value, (list, tuple)):
+        other = next(t for t in value if not isinstance(t, str))
+        return "a %s holding %s" % (type(value).__name__, type(other).__name__)
+    return type(value).__name__
 
 
 class Model(_native.Handle):
@@ -129,14 +138,27 @@ class Model(_native.Handle):
 
     def embed_text(self, text):
         """Unit-length CLIP embedding of a str (the model's tokenizer adds start and end
-        tokens) or of a sequence of token ids (used as given)."""
-        out, result = floats_out(self.clip_embedding_size)
+        tokens); for a list or tuple of strs, the list of their embeddings. Anything else
+        (token ids, bytes, None) is a TypeError: ids go to embed_tokens."""
         if isinstance(text, str):
+            out, result = floats_out(self.clip_embedding_size)
             call("mm_clip_text_embedding", self, text.encode("utf-8"), out, len(out))
-        else:
-            ids = [int(t) for t in text]
-            arr = (ctypes.c_int32 * len(ids))(*ids)
-            call("mm_clip_text_embedding_tokens", self, arr, len(ids), out, len(out))
+            return result()
+        if isinstance(text, (list, tuple)) and all(isinstance(t, str) for t in text):
+            return [self.embed_text(t) for t in text]
+        raise TypeError("embed_text takes a str or a list of str, not %s (token ids: "
+                        "embed_tokens)" % _describe_type(text))
+
+    def embed_tokens(self, ids):
+        """Unit-length CLIP embedding of a sequence of token ids, used as given (no start or end
+        token added)."""
+        if isinstance(ids, (str, bytes)):
+            raise TypeError("embed_tokens takes token ids, not %s (text: embed_text)"
+                            % type(ids).__name__)
+        ids = [operator.index(t) for t in ids]
+        arr = (ctypes.c_int32 * len(ids))(*ids)
+        out, result = floats_out(self.clip_embedding_size)
+        call("mm_clip_text_embedding_tokens", self, arr, len(ids), out, len(out))
         return result()
 
     def classify(self, image, labels):

@@ -1,12 +1,11 @@
 """Options: the numbered, typed key/value bag every libmm call reads its settings from."""
 import ctypes
-import enum
 
 from . import _native
 from ._native import MMError, Status, byref, call
 
 
-class ProgressStage(enum.IntEnum):
+class ProgressStage(_native.Enum):
     MODEL_LOAD = 1
     IMAGE_ENCODE = 2
 

@@ -1,6 +1,5 @@
 """Session: one conversation with a model's language model (KV cache, chat state, sampler)."""
 import ctypes
-import enum
 import json
 
 from . import _native
@@ -10,7 +9,7 @@ from .image import Embeddings, Image, float_buffer
 from .options import Options, as_options
 
 
-class StopReason(enum.IntEnum):
+class StopReason(_native.Enum):
     """Why the last generation ended (mm_stop_reason)."""
     NONE = 0
     EOG = 1

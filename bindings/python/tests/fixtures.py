@@ -22,7 +22,8 @@ def tmp_path(name):
 
 
 def converted(case, *extra):
-    """{'model': path[, 'mmproj': path]} of the shared HF case `case` converted to GGUF."""
+    """{'model': path[, 'mmproj': path]} of the HF reference case `case` (tests/vectors/hf)
+    converted to GGUF."""
     key = (case,) + extra
     if key not in _converted:
         out = tmp_path("-".join(key).replace("/", "_"))
@@ -69,7 +70,8 @@ def n_tensors(path):
 def tiny_llama_with_vocab(vocab="ggml-vocab-llama-spm.gguf", n_embd=16, n_layer=1, n_ctx=256,
                           seed=0):
     """A tiny random-weight llama (written with tools/gguf.py) carrying the tokenizer of a
-    shared llama.cpp vocabulary file, so text, chat templates and detokenizing can run."""
+    llama.cpp vocabulary file from tests/vectors/tokenizer, so text, chat templates and
+    detokenizing can run."""
     key = ("tiny", vocab, n_embd, n_layer, n_ctx, seed)
     if key in _converted:
         return _converted[key]

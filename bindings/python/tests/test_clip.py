@@ -1,5 +1,6 @@
 """CLIP and image encoding through the Python package, against the HF transformers vectors of the
-shared `clip` case (tolerance |c - ref| <= 1e-4 * max(1, |ref|), as the case advises)."""
+reference `clip` case in tests/vectors/hf (tolerance |c - ref| <= 1e-4 * max(1, |ref|), as the
+case advises)."""
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import numpy as np
 
 import libmm
 
-from fixtures import VECTORS, converted, reference
+from fixtures import ROOT, VECTORS, converted, reference
 
 TOL = 1e-4
 
@@ -33,12 +34,12 @@ class TestClip(unittest.TestCase):
         for i in range(self.ref["pixel_values"].shape[0]):
             img = self.model.embed_image(self.ref["pixel_values"][i])
             assert_close(self, img, self.ref["image_embeds"][i], "image_embeds[%d]" % i)
-            txt = self.model.embed_text(self.ref["input_ids"][i].tolist())
+            txt = self.model.embed_tokens(self.ref["input_ids"][i].tolist())
             assert_close(self, txt, self.ref["text_embeds"][i], "text_embeds[%d]" % i)
 
     def test_logits_from_similarity_and_scale(self):
         images = [self.model.embed_image(p) for p in self.ref["pixel_values"]]
-        texts = [self.model.embed_text(ids.tolist()) for ids in self.ref["input_ids"]]
+        texts = [self.model.embed_tokens(ids) for ids in self.ref["input_ids"]]
         logits = [[self.model.logit_scale * libmm.Model.similarity(a, b) for b in texts]
                   for a in images]
         assert_close(self, logits, self.ref["logits_per_image"], "logits_per_image")
@@ -56,7 +57,7 @@ class TestClip(unittest.TestCase):
         np.testing.assert_array_equal(emb2.to_numpy(), emb.to_numpy())
 
     def test_images_are_preprocessed_as_hf_does(self):
-        # the CLIPImageProcessor outputs at size 32 of the shared preprocess case, through the
+        # the CLIPImageProcessor outputs at size 32 of the reference preprocess case, through the
         # same 32-pixel model: decoding + preprocessing in libmm gives the same embedding
         pre = reference("preprocess")
         for name in ("rgb_61x47.png", "rgba_40x64.png", "q90_80x50.jpg"):
@@ -73,7 +74,7 @@ class TestClip(unittest.TestCase):
 
     def test_errors(self):
         with self.assertRaises(libmm.MMError) as cm:
-            self.model.embed_text([1, 2, 1000])  # id outside the 99-token vocabulary
+            self.model.embed_tokens([1, 2, 1000])  # id outside the 99-token vocabulary
         self.assertEqual(cm.exception.status, libmm.Status.ERR_ARG)
         with self.assertRaises(libmm.MMError) as cm:
             self.model.embed_text("a photo")  # this file carries no tokenizer
@@ -90,6 +91,50 @@ class TestClip(unittest.TestCase):
         self.assertAlmostEqual(libmm.Model.similarity([3.0, 4.0], [6.0, 8.0]), 1.0, places=6)
 
 
+class TestTextInputs(unittest.TestCase):
+    """embed_text takes text only (a str, or a list/tuple of str as a batch); token ids go
+    through embed_tokens. The bundled CLIP model carries a tokenizer."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.model = libmm.Model(os.path.join(ROOT, "models", "scenes-clip.gguf"))
+
+    def test_a_batch_is_the_list_of_single_embeddings(self):
+        texts = ["a red circle", "two blue squares on the left", "a green triangle"]
+        singles = [self.model.embed_text(t) for t in texts]
+        for batch in (texts, tuple(texts)):
+            got = self.model.embed_text(batch)
+            self.assertIsInstance(got, list)
+            self.assertEqual(len(got), len(texts))
+            for g, s in zip(got, singles):
+                np.testing.assert_array_equal(g, s)
+        self.assertEqual(self.model.embed_text([]), [])
+        # distinct texts give distinct unit vectors
+        self.assertLess(libmm.Model.similarity(singles[0], singles[1]), 0.999)
+        self.assertAlmostEqual(float(np.linalg.norm(singles[0])), 1.0, places=5)
+
+    def test_text_equals_its_tokens(self):
+        text = "a red circle"
+        np.testing.assert_array_equal(self.model.embed_text(text),
+                                      self.model.embed_tokens(self.model.tokenize(text)))
+
+    def test_anything_but_text_is_a_type_error(self):
+        ids = self.model.tokenize("a red circle")
+        for bad in (ids, tuple(ids), np.array(ids), b"a red circle", None, 5,
+                    ["a red circle", 3], [ids]):
+            with self.subTest(value=repr(bad)[:40]):
+                with self.assertRaises(TypeError) as cm:
+                    self.model.embed_text(bad)
+                self.assertIn("embed_text takes a str or a list of str", str(cm.exception))
+        with self.assertRaises(TypeError) as cm:
+            self.model.embed_text(ids)
+        self.assertIn("not a list holding int (token ids: embed_tokens)", str(cm.exception))
+        for bad in ("a red circle", b"abc", [1.5, 2.0]):
+            with self.subTest(value=repr(bad)):
+                with self.assertRaises(TypeError):
+                    self.model.embed_tokens(bad)
+
+
 class TestWithoutNumpy(unittest.TestCase):
     def test_lists_and_buffers_work_without_numpy(self):
         code = textwrap.dedent("""
@@ -98,7 +143,7 @@ class TestWithoutNumpy(unittest.TestCase):
             import array, libmm
             from fixtures import converted
             m = libmm.Model(converted("clip")["model"])
-            t = m.embed_text([97, 5, 6, 98])
+            t = m.embed_tokens([97, 5, 6, 98])
             assert isinstance(t, list) and len(t) == m.clip_embedding_size, t
             px = array.array("f", [0.25] * (3 * 32 * 32))
             e = m.encode_image(px, width=32, height=32)

@@ -48,18 +48,43 @@ class TestLibrary(unittest.TestCase):
         expected = {k[3:]: v for k, (v, _) in header_enum("mm_status").items()}
         self.assertEqual({s.name: s.value for s in libmm.Status}, expected)
 
-    def test_loads_from_LIBMM_PATH_file_or_directory(self):
+    def test_stop_reasons_and_progress_stages_match_the_header(self):
+        for enum_class, c_name, prefix in ((libmm.StopReason, "mm_stop_reason", "MM_STOP_"),
+                                           (libmm.ProgressStage, "mm_progress_stage",
+                                            "MM_PROGRESS_")):
+            expected = {k[len(prefix):]: v for k, (v, _) in header_enum(c_name).items()}
+            self.assertEqual({s.name: s.value for s in enum_class}, expected, c_name)
+
+    def test_enum_values_print_as_names_on_every_python(self):
+        # Python 3.11 made str()/format() of an IntEnum the bare number; the docs promise names
+        self.assertEqual(str(libmm.Status.ERR_IO), "Status.ERR_IO")
+        self.assertEqual("%s" % libmm.Status.OK, "Status.OK")
+        self.assertEqual("{}".format(libmm.StopReason.MAX_TOKENS), "StopReason.MAX_TOKENS")
+        self.assertEqual(f"{libmm.ProgressStage.MODEL_LOAD}", "ProgressStage.MODEL_LOAD")
+        self.assertEqual(f"{libmm.Status.ERR_IO:d}", "3")  # a numeric spec formats the number
+        self.assertEqual(f"{libmm.Status.ERR_IO:>3d}", "  3")
+        self.assertEqual(repr(libmm.StopReason.EOG), "<StopReason.EOG: 1>")
+        self.assertEqual(libmm.Status.ERR_IO, 3)  # still an int
+        self.assertEqual(libmm.Status.ERR_ARG.description, "invalid argument")  # mm.h's example
+        descriptions = {s.description for s in libmm.Status}
+        self.assertEqual(len(descriptions), len(libmm.Status))
+        with self.assertRaises(libmm.MMError) as cm:
+            libmm.Model("/nonexistent/model.gguf")
+        self.assertEqual(str(cm.exception.status), "Status.ERR_IO")
+        self.assertIn("(ERR_IO)", str(cm.exception))
+
+    def test_loads_from_MM_LIBRARY_PATH_file_or_directory(self):
         so = os.path.realpath(_native.lib._name)
         for value in (so, os.path.dirname(so)):
             r = run_python("import libmm, sys; sys.stdout.write(libmm._native.lib._name)",
-                           LIBMM_PATH=value)
+                           MM_LIBRARY_PATH=value)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertTrue(r.stdout.startswith(value), r.stdout)
 
     def test_missing_library_is_a_clear_import_error(self):
-        r = run_python("import libmm", LIBMM_PATH="/nonexistent/libmm.so.1")
+        r = run_python("import libmm", MM_LIBRARY_PATH="/nonexistent/libmm.so.1")
         self.assertNotEqual(r.returncode, 0)
-        self.assertIn("LibraryNotFound: libmm not found (set LIBMM_PATH", r.stderr)
+        self.assertIn("LibraryNotFound: libmm not found (set MM_LIBRARY_PATH", r.stderr)
         self.assertIn("/nonexistent/libmm.so.1: no such file", r.stderr)
 
     def test_refuses_a_library_with_another_abi(self):
@@ -70,7 +95,7 @@ class TestLibrary(unittest.TestCase):
             so = os.path.join(tmp, "libmm.so.1")
             subprocess.run([os.environ.get("CC", "cc"), "-shared", "-fPIC", src, "-o", so],
                            check=True)
-            r = run_python("import libmm", LIBMM_PATH=so)
+            r = run_python("import libmm", MM_LIBRARY_PATH=so)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("has ABI version 2; this package needs 1", r.stderr)
 
@@ -93,6 +118,7 @@ class TestOptions(unittest.TestCase):
         self.assertEqual(o["temperature"], 0.0)
         self.assertEqual(o["image_max_side"], 16384)
         self.assertEqual(o["image_max_pixels"], 64 << 20)
+        self.assertEqual(o["image_max_total_pixels"], 128 << 20)
         self.assertIsNone(o["chat_template"])
 
     def test_round_trip_unset_and_copy(self):

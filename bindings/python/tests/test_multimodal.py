@@ -1,4 +1,4 @@
-"""Images in chat messages: a LLaVA pair (the shared case's vision file, converted, with a tiny
+"""Images in chat messages: a LLaVA pair (the reference case's vision file, converted, with a tiny
 language model carrying the LLaMA vocabulary) fed through add_message(images=...) and through
 JSON conversations in the OpenAI and Anthropic shapes; both paths must give the same state."""
 import base64

@@ -1,4 +1,4 @@
-"""Sessions through the Python package, against the HF transformers vectors of the shared
+"""Sessions through the Python package, against the HF transformers vectors of the reference
 `llama` and `llava` cases: logits at 1e-4 (scaled), greedy tokens exactly; garbage collection in
 any order; two sessions on one model in two threads."""
 import os
