@@ -9,7 +9,7 @@
 #include "chatjson.h"
 #include "clip.h"
 #include "decoder.h"
-#include "ext/resample.h"
+#include "resample.h"
 #include "mm.h"
 #include "image.h"
 #include "media.h"
