@@ -56,13 +56,21 @@ STATIC    := lib/libmm.a
 EXAMPLES  := $(patsubst %.c,%,$(wildcard examples/mm-*.c))
 # C++17 examples using the header-only wrapper bindings/cpp/mm.hpp.
 CXX_EXAMPLES := $(patsubst %.cpp,%,$(wildcard examples/cpp/mm-*.cpp))
+# mm-server (server/), where libmicrohttpd is found. It reuses libmm's JSON reader and writer,
+# so it links the library statically, as mm-bench does; its command line is examples/args.h.
+MHD_LIBS  := $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
+ifneq ($(MHD_LIBS),)
+SERVER    := server/mm-server
+# The server's test drives it with the official openai npm client, pinned in its lock file.
+SERVER_TEST_DEPS := tests/server/node_modules/openai/package.json
+endif
 # Check suites: each tests/test_*.c is one binary linked statically, so it can reach internals.
 SUITES    := $(patsubst %.c,%,$(wildcard tests/test_*.c))
 # Other test programs built from tests/*.c (conformance runners etc.).
 TOOLS     := $(patsubst %.c,%,$(filter-out tests/test_%.c,$(wildcard tests/*.c)))
 
 .PHONY: all test bench install uninstall clean demo eval fuzz valgrind tsan version
-all: $(SHARED) lib/$(SONAME) lib/libmm.so $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS)
+all: $(SHARED) lib/$(SONAME) lib/libmm.so $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SERVER) $(SUITES) $(TOOLS)
 
 lib/%.o: lib/%.c $(LIB_HDR) Makefile
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
@@ -91,6 +99,10 @@ BENCH_WRAP := -Wl,--wrap=cblas_sgemm -Wl,--wrap=cblas_sgemv
 examples/mm-bench: examples/mm-bench.c examples/args.h $(STATIC) $(LIB_HDR)
 	$(CC) $(APP_CFLAGS) $(LIB_INC) $(DEP_CFLAGS) $< -o $@ $(STATIC) $(BENCH_WRAP) $(DEP_LIBS)
 
+server/mm-server: $(wildcard server/*.c server/*.h) examples/args.h $(STATIC) $(LIB_HDR)
+	$(CC) $(APP_CFLAGS) $(LIB_INC) -Iexamples $(DEP_CFLAGS) $(shell pkg-config --cflags libmicrohttpd) \
+	    $(filter %.c,$^) -o $@ $(STATIC) $(MHD_LIBS) $(DEP_LIBS)
+
 # mm-quantize uses the GGUF reader and writer and the type table: it links the static library.
 examples/mm-quantize: examples/mm-quantize.c examples/args.h $(STATIC) $(LIB_HDR)
 	$(CC) $(APP_CFLAGS) $(LIB_INC) $(DEP_CFLAGS) $< -o $@ $(STATIC) $(DEP_LIBS)
@@ -104,8 +116,11 @@ tests/test_%: tests/test_%.c tests/testutil.h $(STATIC)
 $(TOOLS): %: %.c $(STATIC)
 	$(CC) $(TEST_CFLAGS) $< -o $@ $(STATIC) $(DEP_LIBS)
 
-test: all
+test: all $(SERVER_TEST_DEPS)
 	@tests/run_all.sh
+
+tests/server/node_modules/openai/package.json: tests/server/package-lock.json
+	npm ci --prefix tests/server --no-audit --no-fund
 
 version:
 	@echo $(VERSION) $(ABI_VERSION)
@@ -210,5 +225,6 @@ uninstall:
 	$(refresh_loader_cache)
 
 clean:
-	rm -f lib/*.o lib/*/*.o lib/libmm.so* $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS)
+	rm -f lib/*.o lib/*/*.o lib/libmm.so* $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS) \
+	    server/mm-server
 	rm -rf tests/fuzz/build build-tsan
