@@ -114,8 +114,10 @@ size_t mmi_encoder_scratch_floats(const mmi_encoder *enc, int n_tokens, int n_se
     return n * enc->n_embd * 5 + n * enc->n_ff + len * len;
 }
 
-void mmi_encoder_block(const mmi_encoder *enc, int layer, float *x, int n, int n_seq,
-                       const int32_t *pos, float *scratch)
+/* The block on n_seq sequences whose queries attend to the first n_keys rows of their own
+ * sequence; pos as for mmi_encoder_block. */
+static void run_block(const mmi_encoder *enc, int layer, float *x, int n, int n_seq, int n_keys,
+                      const int32_t *pos, float *scratch)
 {
     const mmi_block *b = &enc->blocks[layer];
     int D = enc->n_embd, F = enc->n_ff;
@@ -148,7 +150,7 @@ void mmi_encoder_block(const mmi_encoder *enc, int layer, float *x, int n, int n
     for (int i = 0; i < n_seq; i++) {
         size_t at = (size_t)i * len;
         mmi_attention_strided(att + at * D, D, q + at * stride, stride, k + at * stride,
-                              v + at * stride, stride, len, len, enc->n_head, enc->n_head,
+                              v + at * stride, stride, len, n_keys, enc->n_head, enc->n_head,
                               D / enc->n_head, enc->causal, 0, scores);
     }
     mmi_linear(h, att, n, &b->out, b->out_b);
@@ -159,6 +161,18 @@ void mmi_encoder_block(const mmi_encoder *enc, int layer, float *x, int n, int n
     mmi_activate(enc->act, ff, (size_t)n * F);
     mmi_linear(h, ff, n, &b->fc2, b->fc2_b);
     mmi_add(x, h, nd);
+}
+
+void mmi_encoder_block(const mmi_encoder *enc, int layer, float *x, int n, int n_seq,
+                       const int32_t *pos, float *scratch)
+{
+    run_block(enc, layer, x, n, n_seq, n / n_seq, pos, scratch);
+}
+
+void mmi_encoder_block_keys(const mmi_encoder *enc, int layer, float *x, int n, int n_keys,
+                            float *scratch)
+{
+    run_block(enc, layer, x, n, 1, n_keys, NULL, scratch);
 }
 
 /* ---- loading the vision file ---- */

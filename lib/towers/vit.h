@@ -51,6 +51,10 @@ size_t mmi_encoder_scratch_floats(const mmi_encoder *enc, int n_tokens, int n_se
  * column) when enc->rope_base is set, else NULL. */
 void mmi_encoder_block(const mmi_encoder *enc, int layer, float *x, int n, int n_seq,
                        const int32_t *pos, float *scratch);
+/* One sequence of n rows whose queries all attend to its first n_keys rows only (n_keys <= n):
+ * the key padding mask of Whisper-style encoders, whose rows past n_keys are padding. */
+void mmi_encoder_block_keys(const mmi_encoder *enc, int layer, float *x, int n, int n_keys,
+                            float *scratch);
 /* The activation a vision or text tower uses: `<key_prefix>.hidden_act`, else llama.cpp's
  * clip.use_silu / clip.use_gelu switches, else quick-GELU. */
 mm_status mmi_tower_act(const mmi_gguf *g, const char *key_prefix, mmi_act *out);
