@@ -24,6 +24,13 @@ BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
 BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
 DEP_CFLAGS  := $(BLAS_CFLAGS) $(shell pkg-config --cflags libpng libjpeg 2>/dev/null)
 DEP_LIBS    := $(BLAS_LIBS) $(shell pkg-config --libs libpng libjpeg 2>/dev/null || echo -lpng -ljpeg) -lm -lpthread
+# libsoxr (optional, WITH_SOXR=0 leaves it out): audio at other rates is resampled to the
+# encoder's; without it such clips are refused (lib/ext/resample.c).
+WITH_SOXR ?= $(shell pkg-config --exists soxr 2>/dev/null && echo 1 || echo 0)
+ifeq ($(WITH_SOXR),1)
+DEP_CFLAGS  += -DMMI_HAVE_SOXR $(shell pkg-config --cflags soxr)
+DEP_LIBS    += $(shell pkg-config --libs soxr)
+endif
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS  := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
@@ -49,13 +56,21 @@ STATIC    := lib/libmm.a
 EXAMPLES  := $(patsubst %.c,%,$(wildcard examples/mm-*.c))
 # C++17 examples using the header-only wrapper bindings/cpp/mm.hpp.
 CXX_EXAMPLES := $(patsubst %.cpp,%,$(wildcard examples/cpp/mm-*.cpp))
+# mm-server (server/), where libmicrohttpd is found. It reuses libmm's JSON reader and writer,
+# so it links the library statically, as mm-bench does; its command line is examples/args.h.
+MHD_LIBS  := $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
+ifneq ($(MHD_LIBS),)
+SERVER    := server/mm-server
+# The server's test drives it with the official openai npm client, pinned in its lock file.
+SERVER_TEST_DEPS := tests/server/node_modules/openai/package.json
+endif
 # Check suites: each tests/test_*.c is one binary linked statically, so it can reach internals.
 SUITES    := $(patsubst %.c,%,$(wildcard tests/test_*.c))
 # Other test programs built from tests/*.c (conformance runners etc.).
 TOOLS     := $(patsubst %.c,%,$(filter-out tests/test_%.c,$(wildcard tests/*.c)))
 
 .PHONY: all test bench install uninstall clean demo eval fuzz valgrind tsan version
-all: $(SHARED) lib/$(SONAME) lib/libmm.so $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS)
+all: $(SHARED) lib/$(SONAME) lib/libmm.so $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SERVER) $(SUITES) $(TOOLS)
 
 lib/%.o: lib/%.c $(LIB_HDR) Makefile
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
@@ -84,6 +99,10 @@ BENCH_WRAP := -Wl,--wrap=cblas_sgemm -Wl,--wrap=cblas_sgemv
 examples/mm-bench: examples/mm-bench.c examples/args.h $(STATIC) $(LIB_HDR)
 	$(CC) $(APP_CFLAGS) $(LIB_INC) $(DEP_CFLAGS) $< -o $@ $(STATIC) $(BENCH_WRAP) $(DEP_LIBS)
 
+server/mm-server: $(wildcard server/*.c server/*.h) examples/args.h $(STATIC) $(LIB_HDR)
+	$(CC) $(APP_CFLAGS) $(LIB_INC) -Iexamples $(DEP_CFLAGS) $(shell pkg-config --cflags libmicrohttpd) \
+	    $(filter %.c,$^) -o $@ $(STATIC) $(MHD_LIBS) $(DEP_LIBS)
+
 # mm-quantize uses the GGUF reader and writer and the type table: it links the static library.
 examples/mm-quantize: examples/mm-quantize.c examples/args.h $(STATIC) $(LIB_HDR)
 	$(CC) $(APP_CFLAGS) $(LIB_INC) $(DEP_CFLAGS) $< -o $@ $(STATIC) $(DEP_LIBS)
@@ -97,8 +116,11 @@ tests/test_%: tests/test_%.c tests/testutil.h $(STATIC)
 $(TOOLS): %: %.c $(STATIC)
 	$(CC) $(TEST_CFLAGS) $< -o $@ $(STATIC) $(DEP_LIBS)
 
-test: all
+test: all $(SERVER_TEST_DEPS)
 	@tests/run_all.sh
+
+tests/server/node_modules/openai/package.json: tests/server/package-lock.json
+	npm ci --prefix tests/server --no-audit --no-fund
 
 version:
 	@echo $(VERSION) $(ABI_VERSION)
@@ -139,7 +161,7 @@ build-tsan/test_%: tests/test_%.c tests/testutil.h tests/tiny_llama.h $(TSAN_OBJ
 # libFuzzer targets of tests/fuzz/targets.h, built with clang into tests/fuzz/build/ (library
 # objects instrumented for coverage there too); run them with tests/fuzz/run.sh.
 FUZZ_CC      ?= clang
-FUZZ_TARGETS := gguf image tokenizer chatjson
+FUZZ_TARGETS := gguf image tokenizer chatjson audio
 FUZZ_CFLAGS  := -std=c11 $(WARN) -g -O1 -D_GNU_SOURCE -Iinclude $(LIB_INC) $(DEP_CFLAGS) \
                 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_OBJ     := $(patsubst lib/%.c,tests/fuzz/build/%.o,$(LIB_SRC))
@@ -188,7 +210,8 @@ install: all
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libmm.so
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
 	sed -e 's|@prefix@|$(PREFIX)|' -e 's|@libdir@|$(LIBDIR)|' -e 's|@includedir@|$(INCLUDEDIR)|' \
-	    -e 's|@version@|$(VERSION)|' pkgconfig/libmm.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/libmm.pc
+	    -e 's|@version@|$(VERSION)|' -e 's|@requires_soxr@|$(if $(filter 1,$(WITH_SOXR)), soxr)|' \
+	    pkgconfig/libmm.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/libmm.pc
 	for p in $(filter-out $(STATIC_PROGRAMS),$(INSTALLED_PROGRAMS)); do \
 	    $(call link_program,examples/$$p.c,$(DESTDIR)$(BINDIR)/$$p,$(LIBDIR)) || exit 1; \
 	done
@@ -202,5 +225,6 @@ uninstall:
 	$(refresh_loader_cache)
 
 clean:
-	rm -f lib/*.o lib/*/*.o lib/libmm.so* $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS)
+	rm -f lib/*.o lib/*/*.o lib/libmm.so* $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS) \
+	    server/mm-server
 	rm -rf tests/fuzz/build build-tsan

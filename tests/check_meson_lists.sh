@@ -10,6 +10,9 @@ for f in examples/mm-*.c examples/cpp/mm-*.cpp; do
     name=$(basename "${f%.*}")
     grep -q "'$name'" examples/meson.build || { echo "examples/meson.build lacks $name"; status=1; }
 done
+for f in server/*.c; do
+    grep -q "'$(basename "$f")'" server/meson.build || { echo "server/meson.build lacks $f"; status=1; }
+done
 for f in tests/*.c; do
     name=$(basename "$f" .c)
     grep -q "'$name'" tests/meson.build || { echo "tests/meson.build lacks $name"; status=1; }
