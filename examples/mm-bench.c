@@ -1,11 +1,14 @@
 /* mm-bench: how fast libmm runs a model, measured against what this machine can do.
  *
- *   mm-bench [--vision VISION.gguf] [--text MODEL.gguf] [-t THREADS] [-r RUNS]
+ *   mm-bench [--vision VISION.gguf | --audio AUDIO.gguf] [--text MODEL.gguf] [-t THREADS]
+ *            [-r RUNS]
  *
  * Stages (each the median of RUNS timed runs after one warm-up run):
  *   load      mm_model_load of the given file(s)
  *   vision    mm_image_encode of a 640x480 picture (preprocess + encode), and
  *             mm_image_encode_pixels at the trained size (encode alone)
+ *   audio     mm_media_encode of a 30-second clip at 16 kHz (log-mel features + encoder +
+ *             projector), and the log-mel features alone (the library's mel.h, timed apart)
  *   prefill   mm_session_add_tokens of 512 random ids into an empty session
  *   decode    128 tokens of greedy generation after that prompt (mm_session_next)
  * and the peak resident memory of the process. After each timed run, in the same process, the
@@ -13,7 +16,7 @@
  * leading dimensions), and the memory bandwidth of a STREAM-style triad. Each stage is printed
  * as a fraction of its limit, the median of the per-run ratios (the machine may be shared, so
  * only times taken side by side are compared):
- *   vision, prefill  the time cblas_sgemm alone takes for the stage's GEMMs (2mnk flops each,
+ *   vision, audio, prefill  the time cblas_sgemm alone takes for the stage's GEMMs (2mnk flops each,
  *                    at the rate measured for that shape) against the time inside BLAS during the
  *                    stage ("GEMM parts") and against the whole stage ("end to end");
  *   decode           the time streaming the weights once per token would take at triad bandwidth
@@ -33,6 +36,7 @@
 #include <time.h>
 
 #include "gguf.h"
+#include "mel.h"
 #include "mm.h"
 #include "vec.h"
 
@@ -286,7 +290,7 @@ static void reset_peak_rss(void)
  * embedding, which a token reads one row of (unless it is also the output head). */
 typedef struct {
     double bytes, token_bytes;
-    int64_t n_layer, kv_width, n_vocab, image_size;
+    int64_t n_layer, kv_width, n_vocab, image_size, n_mels;
 } file_facts;
 
 static file_facts read_facts(const char *path)
@@ -319,6 +323,7 @@ static file_facts read_facts(const char *path)
     mmi_gguf_get_int_or(g, key, heads ? embd / heads : 0, &head_dim);
     f.kv_width = heads_kv * head_dim;
     mmi_gguf_get_int_or(g, "clip.vision.image_size", 0, &f.image_size);
+    mmi_gguf_get_int_or(g, "clip.audio.num_mel_bins", 0, &f.n_mels);
     mmi_gguf_close(g);
     return f;
 }
@@ -406,15 +411,16 @@ static void report_gemm(const stage *s, const char *name, int runs)
 }
 
 typedef struct {
-    const char *vision, *text;
+    const char *vision, *audio, *text;
     int threads, runs, n_prompt, n_gen;
 } bench_args;
 
 static void usage(const char *argv0)
 {
     fprintf(stderr,
-            "usage: %s [--vision FILE] [--text FILE] [options]\n"
+            "usage: %s [--vision FILE | --audio FILE] [--text FILE] [options]\n"
             "  --vision FILE    vision GGUF (mmproj or CLIP): image preprocess + encode\n"
+            "  --audio FILE     audio GGUF (mmproj): features + encode of 30 s of audio\n"
             "  --text FILE      language model GGUF: prefill and decode\n"
             "  -t, --threads N  compute threads for libmm, OpenBLAS and the limits (default 1)\n"
             "  -r, --runs N     timed runs per stage after a warm-up, median (default 3)\n"
@@ -425,7 +431,7 @@ static void usage(const char *argv0)
 
 static bench_args parse_args(int argc, char **argv)
 {
-    bench_args a = {NULL, NULL, 1, 3, 512, 128};
+    bench_args a = {NULL, NULL, NULL, 1, 3, 512, 128};
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
@@ -435,6 +441,8 @@ static bench_args parse_args(int argc, char **argv)
         i++;
         if (!strcmp(o, "--vision"))
             a.vision = v;
+        else if (!strcmp(o, "--audio"))
+            a.audio = v;
         else if (!strcmp(o, "--text"))
             a.text = v;
         else if (!strcmp(o, "-t") || !strcmp(o, "--threads"))
@@ -450,7 +458,7 @@ static bench_args parse_args(int argc, char **argv)
             exit(2);
         }
     }
-    if ((!a.vision && !a.text) || a.threads < 1 || a.threads > 64 || a.runs < 1 ||
+    if ((!a.vision && !a.audio && !a.text) || (a.vision && a.audio) || a.threads < 1 || a.threads > 64 || a.runs < 1 ||
         a.runs > MAX_RUNS || a.n_prompt < 1 || a.n_gen < 2) {
         usage(argv[0]);
         exit(2);
@@ -471,6 +479,10 @@ typedef struct {
     mm_image *image;    /* 640x480 picture */
     float *chw;         /* normalised pixels at the trained size */
     int image_size;
+    mm_audio *clip;     /* 30 s at 16 kHz */
+    mm_media *clip_media;
+    mmi_mel mel;        /* the features of one 30 s chunk, timed apart */
+    float *mel_out, *mel_scratch;
     int32_t *prompt;
 } workload;
 
@@ -497,6 +509,32 @@ static void run_vision(workload *w, const mm_options *opts, stage *full, stage *
     encode->seconds[r] = t1 - t0;
     encode->in_blas[r] = counted.gemm_seconds;
     full->seconds[r] = t3 - t2;
+}
+
+/* The clip through the audio tower (features, encoder, projector), then its features alone. */
+static void run_audio(workload *w, const mm_options *opts, stage *encode, double *features,
+                      int r)
+{
+    blas_tally counted = {0};
+    mm_embeddings *e;
+    tally = &counted;
+    double t0 = now();
+    check(mm_media_encode(w->model, w->clip_media, opts, &e), "audio encode");
+    double t1 = now();
+    tally = NULL;
+    mm_embeddings_free(e);
+    double t2 = now();
+    mmi_log_mel(&w->mel, mm_audio_samples(w->clip), mm_audio_n_samples(w->clip), w->mel_out,
+                w->mel_scratch);
+    double t3 = now();
+    if (r < 0) {
+        encode->blas = counted;
+        return;
+    }
+    encode->last = counted;
+    encode->seconds[r] = t1 - t0;
+    encode->in_blas[r] = counted.gemm_seconds;
+    features[r] = t3 - t2;
 }
 
 /* Prefill of the prompt into a fresh conversation, then greedy tokens: the first comes from
@@ -536,8 +574,9 @@ int main(int argc, char **argv)
 {
     bench_args a = parse_args(argc, argv);
     file_facts fv = {0}, ft = {0};
-    if (a.vision)
-        fv = read_facts(a.vision);
+    const char *media_file = a.vision ? a.vision : a.audio;
+    if (media_file)
+        fv = read_facts(media_file);
     if (a.text)
         ft = read_facts(a.text);
 
@@ -554,7 +593,8 @@ int main(int argc, char **argv)
     printf("libmm %s bench: %d thread%s, %d runs (median) after a warm-up; OpenBLAS core %s\n",
            mm_version_string(), a.threads, a.threads > 1 ? "s" : "", a.runs,
            openblas_get_corename());
-    printf("files: vision %s, text %s\n", base_name(a.vision), base_name(a.text));
+    printf("files: %s %s, text %s\n", a.audio ? "audio" : "vision", base_name(media_file),
+           base_name(a.text));
 
     /* Loading: the first load warms the page cache; the next ones are timed. */
     reset_peak_rss();
@@ -563,7 +603,7 @@ int main(int argc, char **argv)
     for (int r = -1; r < a.runs; r++) {
         mm_model_free(w.model);
         double t0 = now();
-        check(mm_model_load(a.text ? a.text : a.vision, a.text ? a.vision : NULL, opts,
+        check(mm_model_load(a.text ? a.text : media_file, a.text ? media_file : NULL, opts,
                             &w.model), "load");
         if (r >= 0)
             t_load[r] = now() - t0;
@@ -583,6 +623,20 @@ int main(int argc, char **argv)
             die("pixels", MM_ERR_NOMEM);
         fill(w.chw, n_px, 3);
     }
+    if (a.audio) {
+        enum { RATE = 16000, SECONDS = 30 };
+        static float samples[RATE * SECONDS];
+        for (int i = 0; i < RATE * SECONDS; i++) /* a chirp from 100 Hz up, with noise */
+            samples[i] = 0.3f * sinf(6.2831853f * (100.0f + 50.0f * i / RATE) * i / RATE) +
+                         0.01f * (float)((long)i * 7919 % 1000 - 500) / 500.0f;
+        check(mm_audio_from_samples(samples, RATE * SECONDS, 1, RATE, &w.clip), "clip");
+        check(mm_media_from_audio(w.clip, &w.clip_media), "clip");
+        check(mmi_mel_init(&w.mel, (int)fv.n_mels, SECONDS * RATE / MMI_MEL_HOP), "mel");
+        w.mel_out = malloc((size_t)fv.n_mels * w.mel.n_frames * sizeof(float));
+        w.mel_scratch = malloc(mmi_mel_scratch_floats(&w.mel) * sizeof(float));
+        if (!w.mel_out || !w.mel_scratch)
+            die("features", MM_ERR_NOMEM);
+    }
     if (a.text) {
         check(mm_session_create(w.model, opts, &w.session), "session");
         w.prompt = malloc((size_t)a.n_prompt * sizeof *w.prompt);
@@ -595,11 +649,13 @@ int main(int argc, char **argv)
         }
     }
 
-    static stage full, encode, prefill, decode;
-    double rss = 0;
+    static stage full, encode, audio, prefill, decode;
+    double rss = 0, features[MAX_RUNS];
     for (int r = -1; r < a.runs; r++) {
         if (a.vision)
             run_vision(&w, opts, &full, &encode, r);
+        if (a.audio)
+            run_audio(&w, opts, &audio, features, r);
         if (a.text)
             run_text(&w, &a, &prefill, &decode, r);
         if (r < 0)
@@ -607,6 +663,7 @@ int main(int argc, char **argv)
         if (r == 0) /* every run allocates alike: the peak is reached by now */
             rss = peak_rss();
         measure_sgemm(&encode, r);
+        measure_sgemm(&audio, r);
         measure_sgemm(&prefill, r);
         if (a.text) {
             bandwidth bw = memory_bandwidth(a.threads);
@@ -626,6 +683,13 @@ int main(int argc, char **argv)
                "ms)\n", stage_median(full.seconds, a.runs) * 1e3, W, H,
                stage_median(encode.seconds, a.runs) * 1e3);
         report_gemm(&encode, "encode", a.runs);
+    }
+    if (a.audio) {
+        double t_all = stage_median(audio.seconds, a.runs);
+        printf("audio       %8.1f ms features + encode of 30 s (features alone %.1f ms: %.1f %% "
+               "of it)\n", t_all * 1e3, stage_median(features, a.runs) * 1e3,
+               100 * ratio_median(features, audio.seconds, a.runs));
+        report_gemm(&audio, "audio", a.runs);
     }
     if (a.text) {
         double t_pre = stage_median(prefill.seconds, a.runs);
@@ -657,6 +721,11 @@ int main(int argc, char **argv)
                  stage_median(full.seconds, a.runs) * 1e3,
                  100 * ratio_median(encode.ideal, encode.in_blas, a.runs),
                  100 * ratio_median(encode.ideal, encode.seconds, a.runs));
+    if (a.audio) /* the media columns hold the clip's features + encode */
+        snprintf(vis, sizeof vis, " %.1f | %.0f %% | %.0f %% ",
+                 stage_median(audio.seconds, a.runs) * 1e3,
+                 100 * ratio_median(audio.ideal, audio.in_blas, a.runs),
+                 100 * ratio_median(audio.ideal, audio.seconds, a.runs));
     if (a.text) {
         snprintf(pre, sizeof pre, " %.1f | %.0f %% | %.0f %% ",
                  a.n_prompt / stage_median(prefill.seconds, a.runs),
@@ -665,12 +734,17 @@ int main(int argc, char **argv)
         snprintf(dec, sizeof dec, " %.2f | %.0f %% ", 1 / stage_median(decode.seconds, a.runs),
                  100 * ratio_median(decode.bound, decode.seconds, a.runs));
     }
-    printf("| %s%s%s | %d | %.1f | %.2f |%s|%s|%s|\n", base_name(a.text ? a.text : a.vision),
-           a.text && a.vision ? " + " : "", a.text && a.vision ? base_name(a.vision) : "",
+    printf("| %s%s%s | %d | %.1f | %.2f |%s|%s|%s|\n", base_name(a.text ? a.text : media_file),
+           a.text && media_file ? " + " : "", a.text && media_file ? base_name(media_file) : "",
            a.threads, load * 1e3, rss / (weights + kv), vis, pre, dec);
 
     mm_session_free(w.session);
     mm_image_free(w.image);
+    mm_media_free(w.clip_media);
+    mm_audio_free(w.clip);
+    mmi_mel_free(&w.mel);
+    free(w.mel_out);
+    free(w.mel_scratch);
     mm_model_free(w.model);
     mm_options_free(opts);
     free(w.chw);

@@ -1,11 +1,12 @@
-/* mm-describe: ask a vision-language model about images and stream its answer.
+/* mm-describe: ask a multimodal model about images or audio clips and stream its answer.
  *
  *   mm-describe -m model.gguf --mmproj mmproj.gguf -i photo.jpg [-i more.png] \
- *               [-p "Describe this image."] [options]
+ *               [-a clip.wav] [-p "Describe this image."] [options]
  *
- * The images are encoded by the vision tower and placed where the prompt says "<image>" (or
- * before the prompt), inside the model's chat template; the answer is printed as it is
- * generated. Ctrl-C stops the generation (mm_session_cancel from the signal handler). */
+ * The images and clips, in command-line order, are encoded by the model's towers and placed
+ * where the prompt has its "<image>" / "<audio>" / "<media>" markers (or before the prompt),
+ * inside the model's chat template; the answer is printed as it is generated. Ctrl-C stops the
+ * generation (mm_session_cancel from the signal handler). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,7 @@
 
 #include "mm.h"
 
-#define MAX_IMAGES 16
+#define MAX_MEDIA 16
 #define MAX_STOPS 8
 
 static mm_session *volatile current; /* for the Ctrl-C handler */
@@ -32,12 +33,15 @@ static void on_interrupt(int sig)
 static void usage(const char *argv0)
 {
     fprintf(stderr,
-            "usage: %s -m MODEL.gguf [--mmproj MMPROJ.gguf] [-i IMAGE]... [-p PROMPT]\n"
+            "usage: %s -m MODEL.gguf [--mmproj MMPROJ.gguf] [-i IMAGE]... [-a AUDIO]... "
+            "[-p PROMPT]\n"
             "  -m, --model FILE        language model GGUF\n"
-            "      --mmproj FILE       vision GGUF (projector) that goes with it\n"
-            "  -i, --image FILE        PNG or JPEG; repeat for several (up to %d)\n"
-            "  -p, --prompt TEXT       the question (default \"Describe this image.\");\n"
-            "                          \"<image>\" marks where each image goes\n"
+            "      --mmproj FILE       vision or audio GGUF (projector) that goes with it\n"
+            "  -i, --image FILE        PNG or JPEG; repeat for several\n"
+            "  -a, --audio FILE        WAV clip; repeat for several (up to %d media in all)\n"
+            "  -p, --prompt TEXT       the question (default \"Describe this image.\", or\n"
+            "                          \"Describe this audio.\" for clips alone); \"<image>\",\n"
+            "                          \"<audio>\" or \"<media>\" marks where each goes\n"
             "  -s, --system TEXT       a system message first\n"
             "  -n, --max-tokens N      most tokens to generate (default 256)\n"
             "  -c, --ctx N             context size in tokens (default: the model's)\n"
@@ -52,7 +56,7 @@ static void usage(const char *argv0)
             "      --seed N            sampler seed (default 0)\n"
             "      --stop TEXT         stop when the answer contains TEXT (repeatable)\n"
             "  -v, --verbose           library log messages on stderr\n",
-            argv0, MAX_IMAGES);
+            argv0, MAX_MEDIA);
 }
 
 static void print_log(void *user, mm_log_level level, const char *message)
@@ -116,9 +120,9 @@ int main(int argc, char **argv)
         {"--seed", MM_OPT_SEED},
     };
     const char *model_path = NULL, *mmproj_path = NULL, *system = NULL;
-    const char *prompt = "Describe this image.";
-    const char *image_paths[MAX_IMAGES], *stops[MAX_STOPS];
-    int n_images = 0, n_stops = 0;
+    const char *prompt = NULL;
+    const char *media_paths[MAX_MEDIA], *stops[MAX_STOPS];
+    int is_audio[MAX_MEDIA], n_media = 0, n_images = 0, n_stops = 0;
     mm_options *options;
     mm_status st = mm_options_create(&options);
     if (st != MM_OK)
@@ -155,8 +159,11 @@ int main(int argc, char **argv)
             prompt = value;
         } else if (!strcmp(a, "-s") || !strcmp(a, "--system")) {
             system = value;
-        } else if ((!strcmp(a, "-i") || !strcmp(a, "--image")) && n_images < MAX_IMAGES) {
-            image_paths[n_images++] = value;
+        } else if ((!strcmp(a, "-i") || !strcmp(a, "--image") || !strcmp(a, "-a") ||
+                    !strcmp(a, "--audio")) && n_media < MAX_MEDIA) {
+            is_audio[n_media] = !strcmp(a, "-a") || !strcmp(a, "--audio");
+            n_images += !is_audio[n_media];
+            media_paths[n_media++] = value;
         } else if (!strcmp(a, "--stop") && n_stops < MAX_STOPS) {
             stops[n_stops++] = value;
         } else {
@@ -182,21 +189,36 @@ int main(int argc, char **argv)
         if ((st = mm_session_add_stop_string(session, stops[i])) != MM_OK)
             return fail("stop string", st);
 
-    mm_image *images[MAX_IMAGES];
-    for (int i = 0; i < n_images; i++)
-        if ((st = mm_image_load_file(image_paths[i], options, &images[i])) != MM_OK)
-            return fail(image_paths[i], st);
+    if (!prompt)
+        prompt = n_media > n_images && n_images == 0 ? "Describe this audio."
+                                                     : "Describe this image.";
+    /* Each file read as what its flag says, then wrapped as a media item. */
+    mm_image *images[MAX_MEDIA] = {0};
+    mm_audio *clips[MAX_MEDIA] = {0};
+    mm_media *media[MAX_MEDIA];
+    for (int i = 0; i < n_media; i++) {
+        st = is_audio[i] ? mm_audio_load_file(media_paths[i], options, &clips[i])
+                         : mm_image_load_file(media_paths[i], options, &images[i]);
+        if (st == MM_OK)
+            st = is_audio[i] ? mm_media_from_audio(clips[i], &media[i])
+                             : mm_media_from_image(images[i], &media[i]);
+        if (st != MM_OK)
+            return fail(media_paths[i], st);
+    }
 
     current = session;
     signal(SIGINT, on_interrupt);
     double t0 = now();
     if (system && (st = mm_session_add_message(session, "system", system, strlen(system))) != 0)
         return fail("system message", st);
-    /* Encodes the images with the vision tower, then evaluates the whole message. */
-    st = mm_session_add_message_images(session, "user", prompt, strlen(prompt),
-                                       (const mm_image *const *)images, (size_t)n_images);
-    for (int i = 0; i < n_images; i++)
+    /* Encodes the media with the model's towers, then evaluates the whole message. */
+    st = mm_session_add_message_media(session, "user", prompt, strlen(prompt),
+                                      (const mm_media *const *)media, (size_t)n_media);
+    for (int i = 0; i < n_media; i++) {
+        mm_media_free(media[i]);
         mm_image_free(images[i]);
+        mm_audio_free(clips[i]);
+    }
     if (st != MM_OK)
         return fail("prompt", st);
     int n_prompt = mm_session_n_past(session);
@@ -227,8 +249,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "mm-describe: the context is full (-c for a larger one)\n");
     else if (st != MM_OK)
         return fail("generation", st);
-    fprintf(stderr, "mm-describe: %d image(s) and a prompt of %d positions in %.2f s; %d tokens "
-            "generated in %.2f s (%.1f/s)\n", n_images, n_prompt, t_prompt, n_gen, t_gen,
+    fprintf(stderr, "mm-describe: %d image(s), %d clip(s) and a prompt of %d positions in %.2f s; "
+            "%d tokens generated in %.2f s (%.1f/s)\n", n_images, n_media - n_images, n_prompt,
+            t_prompt, n_gen, t_gen,
             n_gen / (t_gen > 0 ? t_gen : 1));
     current = NULL;
     mm_session_free(session);

@@ -9,7 +9,9 @@
 #include <time.h>
 
 #include "alloc.h"
+#include "audio.h"
 #include "image.h"
+#include "media.h"
 #include "model.h"
 #include "options.h"
 #include "session.h"
@@ -209,9 +211,10 @@ static mm_status check_image_type(const char *type, size_t len, const char *wher
     return MM_OK;
 }
 
-static mm_status push_image(chat_reader *r, uint8_t *bytes, size_t n, mmi_chat_detail detail)
+static mm_status push_media(chat_reader *r, mmi_chat_part_kind kind, uint8_t *bytes, size_t n,
+                            mmi_chat_detail detail)
 {
-    mmi_chat_part part = {MMI_PART_IMAGE, NULL, 0, bytes, n, detail};
+    mmi_chat_part part = {kind, NULL, 0, bytes, n, detail};
     mm_status st = push_part(r, part);
     if (st != MM_OK)
         mmi_free(bytes);
@@ -264,7 +267,7 @@ static mm_status read_image_url(chat_reader *r, const mmi_json_value *part, cons
         mmi_free(bytes);
         return st;
     }
-    return push_image(r, bytes, n, detail);
+    return push_media(r, MMI_PART_IMAGE, bytes, n, detail);
 }
 
 /* Anthropic: "source": {"type": "base64", "media_type": "image/png", "data": "..."}. */
@@ -290,7 +293,28 @@ static mm_status read_image_source(chat_reader *r, const mmi_json_value *part, c
     if (st != MM_OK)
         return at(st, place);
     r->chat->anthropic_parts = 1;
-    return push_image(r, bytes, n, MMI_CHAT_DETAIL_AUTO);
+    return push_media(r, MMI_PART_IMAGE, bytes, n, MMI_CHAT_DETAIL_AUTO);
+}
+
+/* OpenAI: "input_audio": {"data": "<base64>", "format": "wav"}. */
+static mm_status read_input_audio(chat_reader *r, const mmi_json_value *part, const char *where)
+{
+    const mmi_json *doc = &r->chat->doc;
+    char place[160];
+    snprintf(place, sizeof place, "%s.input_audio", where);
+    const mmi_json_value *audio, *data, *format;
+    MMI_TRY(member(doc, part, "input_audio", MMI_JSON_OBJECT, where, &audio));
+    MMI_TRY(member(doc, audio, "format", MMI_JSON_STRING, place, &format));
+    if (strcmp(format->str, "wav") != 0)
+        return mmi_fail(MM_ERR_UNSUPPORTED, "%s.format \"%.64s\" is not supported (wav only)",
+                        place, format->str);
+    MMI_TRY(member(doc, audio, "data", MMI_JSON_STRING, place, &data));
+    uint8_t *bytes;
+    size_t n;
+    mm_status st = mmi_base64_decode(data->str, data->len, &bytes, &n);
+    if (st != MM_OK)
+        return at(st, place);
+    return push_media(r, MMI_PART_AUDIO, bytes, n, MMI_CHAT_DETAIL_AUTO);
 }
 
 static mm_status read_part(chat_reader *r, const mmi_json_value *part, const char *where)
@@ -310,6 +334,8 @@ static mm_status read_part(chat_reader *r, const mmi_json_value *part, const cha
         return read_image_url(r, part, where);
     if (strcmp(type->str, "image") == 0)
         return read_image_source(r, part, where);
+    if (strcmp(type->str, "input_audio") == 0)
+        return read_input_audio(r, part, where);
     return mmi_fail(MM_ERR_UNSUPPORTED, "%s.type \"%.64s\" is not supported", where, type->str);
 }
 
@@ -418,19 +444,37 @@ static void message_place(const mmi_chat_message *m, char *buf, size_t size)
         snprintf(buf, size, "messages[%zu]", m->json_index);
 }
 
-/* Check one part before anything is added: text must not hold a media marker; an image is
- * decoded (with the options' size limits). */
+/* Check one part before anything is added: text must not hold a media marker; an image or a
+ * clip is decoded (with the options' limits) into media, which then owns it. */
 static mm_status prepare_part(const mmi_chat_part *part, const mm_options *options,
-                              mm_image **image)
+                              mmi_media *media)
 {
-    if (part->kind == MMI_PART_IMAGE)
-        return mmi_image_load_memory(part->image, part->image_len, options, image);
+    if (part->kind == MMI_PART_IMAGE) {
+        mm_image *image;
+        MMI_TRY(mmi_image_load_memory(part->image, part->image_len, options, &image));
+        *media = (mmi_media){.ops = &mmi_image_ops, .source = image};
+        return MM_OK;
+    }
+    if (part->kind == MMI_PART_AUDIO) {
+        mm_audio *audio;
+        MMI_TRY(mmi_audio_load_memory(part->image, part->image_len, options, &audio));
+        *media = (mmi_media){.ops = &mmi_audio_ops, .source = audio};
+        return MM_OK;
+    }
     size_t n;
     const char *marker = mmi_media_find_marker(part->text, part->text_len, &n);
     if (marker)
         return mmi_fail(MM_ERR_FORMAT, "text contains \"%.*s\", which marks media positions",
                         (int)n, marker);
     return MM_OK;
+}
+
+static void media_free(const mmi_media *media)
+{
+    if (media->ops == &mmi_image_ops)
+        mmi_image_free((mm_image *)media->source);
+    else if (media->ops == &mmi_audio_ops)
+        mmi_audio_free((mm_audio *)media->source);
 }
 
 /* The text of message m for the session: text parts joined by newlines, with an image marker
@@ -440,7 +484,7 @@ static mm_status message_text(const mmi_chat *chat, const mmi_chat_message *m, c
 {
     /* A conversation without any part has no parts array at all. */
     const mmi_chat_part *parts = m->n_parts ? chat->parts + m->first_part : NULL;
-    size_t marker = strlen(MMI_IMAGE_MARKER), cap = 1;
+    size_t marker = strlen(MMI_MEDIA_MARKER), cap = 1;
     int text_seen = 0, markers = 0;
     for (size_t k = 0; k < m->n_parts; k++) {
         if (parts[k].kind == MMI_PART_TEXT) {
@@ -465,7 +509,7 @@ static mm_status message_text(const mmi_chat *chat, const mmi_chat_message *m, c
             after_text = 1;
         } else {
             if (markers) {
-                memcpy(text + n, MMI_IMAGE_MARKER, marker);
+                memcpy(text + n, MMI_MEDIA_MARKER, marker);
                 n += marker;
             }
             after_text = 0;
@@ -480,26 +524,34 @@ static mm_status message_text(const mmi_chat *chat, const mmi_chat_message *m, c
 mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
                                   const mm_options *options)
 {
-    size_t n_images = 0;
-    for (size_t i = 0; i < chat->n_parts; i++)
+    size_t n_images = 0, n_clips = 0;
+    for (size_t i = 0; i < chat->n_parts; i++) {
         n_images += chat->parts[i].kind == MMI_PART_IMAGE;
-    if (n_images > 0 && !mmi_session_model(session)->vision)
+        n_clips += chat->parts[i].kind == MMI_PART_AUDIO;
+    }
+    const mm_model *model = mmi_session_model(session);
+    if (n_images > 0 && !model->vision)
         return mmi_fail(MM_ERR_STATE, "conversation: %zu image%s, but the model has no vision "
                         "encoder (load an mmproj file with it)", n_images,
                         n_images == 1 ? "" : "s");
-    mm_image **images = mmi_calloc(n_images, sizeof *images);
-    mm_status st = images ? MM_OK
-                 : mmi_fail(MM_ERR_NOMEM, "conversation: out of memory for %zu images", n_images);
-    /* Every part is checked and every image decoded first, so that bad input fails the call
-     * before the session changes. */
+    if (n_clips > 0 && !model->audio)
+        return mmi_fail(MM_ERR_STATE, "conversation: %zu audio clip%s, but the model has no "
+                        "audio encoder (load an mmproj file with one)", n_clips,
+                        n_clips == 1 ? "" : "s");
+    size_t n_all = n_images + n_clips;
+    mmi_media *media = mmi_calloc(n_all + 1, sizeof *media);
+    mm_status st = media ? MM_OK
+                 : mmi_fail(MM_ERR_NOMEM, "conversation: out of memory for %zu media", n_all);
+    /* Every part is checked and every image and clip decoded first, so that bad input fails
+     * the call before the session changes. */
     char where[64];
     size_t k = 0;
     for (size_t i = 0; i < chat->n_messages && st == MM_OK; i++) {
         const mmi_chat_message *m = &chat->messages[i];
         for (size_t j = 0; j < m->n_parts && st == MM_OK; j++) {
             const mmi_chat_part *part = &chat->parts[m->first_part + j];
-            st = prepare_part(part, options, &images[k]);
-            k += part->kind == MMI_PART_IMAGE;
+            st = prepare_part(part, options, &media[k]);
+            k += part->kind != MMI_PART_TEXT;
             if (st != MM_OK) {
                 char place[96];
                 message_place(m, where, sizeof where);
@@ -508,22 +560,21 @@ mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
             }
         }
     }
-    /* Then message by message; the session encodes each message's images once it knows the
+    /* Then message by message; the session encodes each message's media once it knows the
      * message fits (and mm_session_cancel() reaches the encoding too). */
     k = 0;
     for (size_t i = 0; i < chat->n_messages && st == MM_OK; i++) {
         const mmi_chat_message *m = &chat->messages[i];
         size_t n_media = 0;
         for (size_t j = 0; j < m->n_parts; j++)
-            n_media += chat->parts[m->first_part + j].kind == MMI_PART_IMAGE;
+            n_media += chat->parts[m->first_part + j].kind != MMI_PART_TEXT;
         char *text = NULL;
         size_t len = 0;
         message_place(m, where, sizeof where);
         st = message_text(chat, m, where, &text, &len);
         if (st != MM_OK)
             break;
-        st = mmi_session_add_message_images(session, m->role, text, len,
-                                            (const mm_image *const *)images + k, n_media);
+        st = mmi_session_add_message(session, m->role, text, len, media + k, n_media);
         mmi_free(text);
         k += n_media;
         if (st != MM_OK) {
@@ -533,9 +584,9 @@ mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
             st = at(st, place);
         }
     }
-    for (size_t i = 0; i < n_images && images; i++)
-        mmi_image_free(images[i]);
-    mmi_free(images);
+    for (size_t i = 0; i < n_all && media; i++)
+        media_free(&media[i]);
+    mmi_free(media);
     return st;
 }
 

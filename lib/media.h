@@ -17,8 +17,10 @@
 #include "preprocess.h"
 #include "tokenizer.h"
 
-/* Where a media item goes in a message's text; "<image>" (MMI_IMAGE_MARKER) is an alias. */
+/* Where a media item goes in a message's text; "<image>" (MMI_IMAGE_MARKER) and "<audio>" are
+ * aliases. */
 #define MMI_MEDIA_MARKER "<media>"
+#define MMI_AUDIO_MARKER "<audio>"
 
 /* What a media item costs, known before it is encoded. */
 typedef struct {
@@ -44,6 +46,13 @@ typedef struct {
 } mmi_media_ops;
 
 extern const mmi_media_ops mmi_image_ops; /* tower_vision.c: source is an mm_image */
+extern const mmi_media_ops mmi_audio_ops; /* tower_audio.c: source is an mm_audio */
+
+/* The public handle of one media item: what it is and the image or clip it borrows. */
+struct mm_media {
+    const mmi_media_ops *ops;
+    const void *source;
+};
 
 /* A media item of a message: rows given by the caller (ops NULL), or a source its ops plan
  * and encode. */

@@ -9,6 +9,7 @@
 #include "options.h"
 #include "status.h"
 #include "tokenizer.h"
+#include "tower_audio.h"
 #include "vit.h"
 
 /* Read the towers one file holds. A `clip` file holds a vision encoder and/or a CLIP text
@@ -18,9 +19,16 @@ static mm_status load_file(mm_model *m, const mmi_gguf *g)
     const char *arch;
     MMI_TRY(mmi_gguf_get_string(g, "general.architecture", &arch, NULL));
     if (strcmp(arch, "clip") == 0) {
-        int has_vision, has_text;
-        MMI_TRY(mmi_gguf_get_bool_or(g, "clip.has_vision_encoder", 1, &has_vision));
+        int has_vision, has_text, has_audio;
+        MMI_TRY(mmi_gguf_get_bool_or(g, "clip.has_audio_encoder", 0, &has_audio));
+        /* Files without the key are vision files, unless they say they hold audio. */
+        MMI_TRY(mmi_gguf_get_bool_or(g, "clip.has_vision_encoder", !has_audio, &has_vision));
         MMI_TRY(mmi_gguf_get_bool_or(g, "clip.has_text_encoder", 0, &has_text));
+        if (has_audio) {
+            if (m->audio)
+                return mmi_fail(MM_ERR_FORMAT, "%s: a second audio encoder", mmi_gguf_path(g));
+            MMI_TRY(mmi_audio_tower_load(g, &m->audio));
+        }
         if (has_vision) {
             if (m->vision)
                 return mmi_fail(MM_ERR_FORMAT, "%s: a second vision encoder", mmi_gguf_path(g));
@@ -82,6 +90,7 @@ static mm_status check_towers_agree(const mm_model *m)
 static void model_free(mm_model *m)
 {
     mmi_vision_free(m->vision);
+    mmi_audio_tower_free(m->audio);
     mmi_clip_text_free(m->clip_text);
     mmi_tokenizer_free(m->tokenizer);
     mmi_decoder_free(m->decoder);
@@ -116,8 +125,8 @@ mm_status mmi_model_load(const char *path, const char *mmproj_path, const mm_opt
             if (st == MM_OK)
                 st = mmi_progress(options, MM_PROGRESS_MODEL_LOAD, done, total);
         }
-    if (st == MM_OK && !m->vision && !m->decoder && !m->clip_text)
-        st = mmi_fail(MM_ERR_FORMAT, "%s: no vision encoder, text encoder or language model",
+    if (st == MM_OK && !m->vision && !m->audio && !m->decoder && !m->clip_text)
+        st = mmi_fail(MM_ERR_FORMAT, "%s: no vision, audio or text encoder, or language model",
                       path);
     if (st == MM_OK)
         st = check_towers_agree(m);

@@ -116,6 +116,12 @@ size_t mmi_encoder_scratch_floats(const mmi_encoder *enc, int n_tokens)
 
 void mmi_encoder_block(const mmi_encoder *enc, int layer, float *x, int n, float *scratch)
 {
+    mmi_encoder_block_keys(enc, layer, x, n, n, scratch);
+}
+
+void mmi_encoder_block_keys(const mmi_encoder *enc, int layer, float *x, int n, int n_keys,
+                            float *scratch)
+{
     const mmi_block *b = &enc->blocks[layer];
     int D = enc->n_embd, F = enc->n_ff;
     size_t nd = (size_t)n * D;
@@ -137,7 +143,7 @@ void mmi_encoder_block(const mmi_encoder *enc, int layer, float *x, int n, float
         v = qkv + 2 * nd;
         stride = D;
     }
-    mmi_attention_strided(att, D, q, stride, k, v, stride, n, n, enc->n_head, enc->n_head,
+    mmi_attention_strided(att, D, q, stride, k, v, stride, n, n_keys, enc->n_head, enc->n_head,
                           D / enc->n_head, enc->causal, 0, scores);
     mmi_linear(h, att, n, &b->out, b->out_b);
     mmi_add(x, h, nd);

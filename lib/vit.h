@@ -47,6 +47,10 @@ void mmi_encoder_free(mmi_encoder *enc);
 size_t mmi_encoder_scratch_floats(const mmi_encoder *enc, int n_tokens);
 /* Block `layer` in place on x[n][D]. */
 void mmi_encoder_block(const mmi_encoder *enc, int layer, float *x, int n, float *scratch);
+/* The same with every row attending to the first n_keys rows only (n_keys <= n): the key
+ * padding mask of Whisper-style encoders, whose rows past n_keys are padding. */
+void mmi_encoder_block_keys(const mmi_encoder *enc, int layer, float *x, int n, int n_keys,
+                            float *scratch);
 /* The activation a vision or text tower uses: `<key_prefix>.hidden_act`, else llama.cpp's
  * clip.use_silu / clip.use_gelu switches, else quick-GELU. */
 mm_status mmi_tower_act(const mmi_gguf *g, const char *key_prefix, mmi_act *out);

@@ -2,7 +2,7 @@
 # meson.build names its sources explicitly; fail if it misses a file the Makefile builds.
 cd "$(dirname "$0")/.." || exit 1
 status=0
-for f in lib/*.c; do
+for f in lib/*.c lib/ext/*.c; do
     grep -q "'$f'" meson.build || { echo "meson.build lacks $f"; status=1; }
 done
 for f in examples/mm-*.c examples/cpp/mm-*.cpp; do

@@ -250,6 +250,31 @@ static inline mm_status tiny_vision_tensor(mmi_gguf_writer *w, uint32_t *rng, co
     return st;
 }
 
+/* Block l of a pre-LN encoder under prefix ("v", "a"): width D, feed-forward F. */
+static inline mm_status tiny_block_write(mmi_gguf_writer *w, uint32_t *rng, const char *prefix,
+                                         int l, uint64_t D, uint64_t F, int k_bias)
+{
+    struct { const char *name; uint32_t n_dims; uint64_t ne[2]; float center, scale; } b[] = {
+        {"ln1.weight", 1, {D}, 1, 0.2f},      {"ln1.bias", 1, {D}, 0, 0.2f},
+        {"ln2.weight", 1, {D}, 1, 0.2f},      {"ln2.bias", 1, {D}, 0, 0.2f},
+        {"attn_q.weight", 2, {D, D}, 0, 0.6f}, {"attn_q.bias", 1, {D}, 0, 0.2f},
+        {"attn_k.weight", 2, {D, D}, 0, 0.6f}, {"attn_k.bias", 1, {D}, 0, 0.2f},
+        {"attn_v.weight", 2, {D, D}, 0, 0.6f}, {"attn_v.bias", 1, {D}, 0, 0.2f},
+        {"attn_out.weight", 2, {D, D}, 0, 0.6f}, {"attn_out.bias", 1, {D}, 0, 0.2f},
+        {"ffn_up.weight", 2, {D, F}, 0, 0.6f}, {"ffn_up.bias", 1, {F}, 0, 0.2f},
+        {"ffn_down.weight", 2, {F, D}, 0, 0.4f}, {"ffn_down.bias", 1, {D}, 0, 0.2f},
+    };
+    mm_status st = MM_OK;
+    for (size_t i = 0; i < sizeof b / sizeof b[0] && st == MM_OK; i++) {
+        if (!k_bias && !strcmp(b[i].name, "attn_k.bias"))
+            continue;
+        char name[64];
+        snprintf(name, sizeof name, "%s.blk.%d.%s", prefix, l, b[i].name);
+        st = tiny_vision_tensor(w, rng, name, b[i].n_dims, b[i].ne, b[i].center, b[i].scale);
+    }
+    return st;
+}
+
 static inline mm_status tiny_vision_write_sized(const char *path, int n_embd_text,
                                                const tiny_vision *v)
 {
@@ -296,24 +321,8 @@ static inline mm_status tiny_vision_write_sized(const char *path, int n_embd_tex
         if (!v->no_projector || strncmp(t[i].name, "mm.", 3) != 0)
             st = tiny_vision_tensor(w, &rng, t[i].name, t[i].n_dims, t[i].ne, t[i].center,
                                     t[i].scale);
-    for (int l = 0; l < L && st == MM_OK; l++) {
-        struct { const char *name; uint32_t n_dims; uint64_t ne[2]; float center, scale; } b[] = {
-            {"ln1.weight", 1, {D}, 1, 0.2f},      {"ln1.bias", 1, {D}, 0, 0.2f},
-            {"ln2.weight", 1, {D}, 1, 0.2f},      {"ln2.bias", 1, {D}, 0, 0.2f},
-            {"attn_q.weight", 2, {D, D}, 0, 0.6f}, {"attn_q.bias", 1, {D}, 0, 0.2f},
-            {"attn_k.weight", 2, {D, D}, 0, 0.6f}, {"attn_k.bias", 1, {D}, 0, 0.2f},
-            {"attn_v.weight", 2, {D, D}, 0, 0.6f}, {"attn_v.bias", 1, {D}, 0, 0.2f},
-            {"attn_out.weight", 2, {D, D}, 0, 0.6f}, {"attn_out.bias", 1, {D}, 0, 0.2f},
-            {"ffn_up.weight", 2, {D, F}, 0, 0.6f}, {"ffn_up.bias", 1, {F}, 0, 0.2f},
-            {"ffn_down.weight", 2, {F, D}, 0, 0.4f}, {"ffn_down.bias", 1, {D}, 0, 0.2f},
-        };
-        for (size_t i = 0; i < sizeof b / sizeof b[0] && st == MM_OK; i++) {
-            char name[64];
-            snprintf(name, sizeof name, "v.blk.%d.%s", l, b[i].name);
-            st = tiny_vision_tensor(w, &rng, name, b[i].n_dims, b[i].ne, b[i].center,
-                                    b[i].scale);
-        }
-    }
+    for (int l = 0; l < L && st == MM_OK; l++)
+        st = tiny_block_write(w, &rng, "v", l, (uint64_t)D, (uint64_t)F, 1);
     if (st == MM_OK)
         st = mmi_gguf_writer_write_file(w, path);
     mmi_gguf_writer_free(w);
@@ -323,6 +332,58 @@ static inline mm_status tiny_vision_write_sized(const char *path, int n_embd_tex
 static inline mm_status tiny_vision_write(const char *path, int n_embd_text)
 {
     return tiny_vision_write_sized(path, n_embd_text, &tiny_vision_default);
+}
+
+/* ---- a tiny Qwen2-Audio-style audio file (llama.cpp's qwen2a layout): n_mels bands,
+ * n_ctx positions per chunk (chunks of 2 n_ctx frames), width 16, 2 blocks, a projector to
+ * n_embd_text; `projector` names the projector type (NULL: qwen2a) and `drop` a tensor left
+ * out (NULL: none), for the loader's error paths ---- */
+
+static inline mm_status tiny_audio_write_with(const char *path, int n_embd_text, int n_mels,
+                                              int n_ctx, const char *projector, const char *drop)
+{
+    const uint64_t D = 16, F = 24, M = (uint64_t)n_mels, E = (uint64_t)n_embd_text;
+    mmi_gguf_writer *w;
+    MMI_TRY(mmi_gguf_writer_create(&w));
+    uint32_t rng = 7;
+    mm_status st = mmi_gguf_writer_add_string(w, "general.architecture", "clip");
+    if (st == MM_OK)
+        st = mmi_gguf_writer_add_bool(w, "clip.has_audio_encoder", 1);
+    if (st == MM_OK)
+        st = mmi_gguf_writer_add_string(w, "clip.projector_type",
+                                        projector ? projector : "qwen2a");
+    struct { const char *key; int64_t v; } dims[] = {
+        {"clip.audio.num_mel_bins", n_mels}, {"clip.audio.embedding_length", (int64_t)D},
+        {"clip.audio.feed_forward_length", (int64_t)F}, {"clip.audio.block_count", 2},
+        {"clip.audio.attention.head_count", 2}, {"clip.audio.projection_dim", n_embd_text},
+    };
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0] && st == MM_OK; i++)
+        st = mmi_gguf_writer_add_int(w, dims[i].key, MMI_GGUF_UINT32, dims[i].v);
+    if (st == MM_OK)
+        st = mmi_gguf_writer_add_float(w, "clip.audio.attention.layer_norm_epsilon",
+                                       MMI_GGUF_FLOAT32, 1e-5);
+    struct { const char *name; uint32_t n_dims; uint64_t ne[3]; float center, scale; } t[] = {
+        {"a.conv1d.1.weight", 3, {3, M, D}, 0, 0.3f}, {"a.conv1d.1.bias", 1, {D}, 0, 0.2f},
+        {"a.conv1d.2.weight", 3, {3, D, D}, 0, 0.3f}, {"a.conv1d.2.bias", 1, {D}, 0, 0.2f},
+        {"a.position_embd.weight", 2, {D, (uint64_t)n_ctx}, 0, 0.5f},
+        {"a.post_ln.weight", 1, {D}, 1, 0.2f}, {"a.post_ln.bias", 1, {D}, 0, 0.2f},
+        {"mm.a.fc.weight", 2, {D, E}, 0, 0.5f}, {"mm.a.fc.bias", 1, {E}, 0, 0.2f},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0] && st == MM_OK; i++)
+        if (!drop || strcmp(drop, t[i].name))
+            st = tiny_vision_tensor(w, &rng, t[i].name, t[i].n_dims, t[i].ne, t[i].center,
+                                    t[i].scale);
+    for (int l = 0; l < 2 && st == MM_OK; l++)
+        st = tiny_block_write(w, &rng, "a", l, D, F, 0); /* Whisper: no k bias */
+    if (st == MM_OK)
+        st = mmi_gguf_writer_write_file(w, path);
+    mmi_gguf_writer_free(w);
+    return st;
+}
+
+static inline mm_status tiny_audio_write(const char *path, int n_embd_text, int n_mels, int n_ctx)
+{
+    return tiny_audio_write_with(path, n_embd_text, n_mels, n_ctx, NULL, NULL);
 }
 
 /* The text model and a vision file for it, loaded as a pair; the files are removed at once. */

@@ -12,6 +12,9 @@ converters write them:
                LLaVA MLP projector into the width of llama-1b (2048); f32
   vit-l14-336  CLIP ViT-L/14 at 336 px (576 patches + class token, 24 blocks, width 1024),
                LLaVA-1.5: second-to-last layer, class token dropped, MLP projector to 4096; f32
+  whisper-base Whisper-base's encoder (80 mel bands, 1500 positions = 30 s, 6 blocks, width
+               512, 8 heads, FFN 2048) with a Qwen2-Audio projector (qwen2a: avg pool, linear)
+               into the width of llama-1b; f32
   llama-1b     LLaMA-style decoder of TinyLlama-1.1B's shape (22 layers, width 2048, 32 heads,
                4 KV heads, FFN 5632, 32000 tokens): f32 (4.4 GB) and -f16 (2.2 GB)
 
@@ -33,8 +36,10 @@ VISION = {
     "vit-b16": (224, 16, 768, 3072, 12, 12, 12, 2048),
     "vit-l14-336": (336, 14, 1024, 4096, 24, 16, 23, 4096),
 }
+# mel bands, positions, width, FFN, blocks, heads, projector width
+WHISPER_BASE = (80, 1500, 512, 2048, 6, 8, 2048)
 LLAMA = dict(vocab=32000, embd=2048, layers=22, ff=5632, heads=32, heads_kv=4, ctx=2048)
-MODELS = ["vit-b16", "vit-l14-336", "llama-1b", "llama-1b-f16"]
+MODELS = ["vit-b16", "vit-l14-336", "whisper-base", "llama-1b", "llama-1b-f16"]
 
 rng = np.random.default_rng(1234)
 
@@ -100,6 +105,45 @@ def write_vision(path, spec, name):
     w.write()
 
 
+def write_whisper(path, spec):
+    M, T, D, F, L, H, E = WHISPER_BASE
+    w = GGUFWriter(path, arch="clip")
+    w.add("general.description", spec)
+    w.add("general.file_type", 0)
+    w.add("clip.has_audio_encoder", True)
+    w.add("clip.projector_type", "qwen2a")
+    w.add("clip.audio.num_mel_bins", M)
+    w.add("clip.audio.embedding_length", D)
+    w.add("clip.audio.feed_forward_length", F)
+    w.add("clip.audio.block_count", L)
+    w.add("clip.audio.attention.head_count", H)
+    w.add("clip.audio.attention.layer_norm_epsilon", 1e-5)
+    w.add("clip.audio.projection_dim", E)
+    w.add_tensor("a.conv1d.1.weight", normal(D, M, 3), shape=(D, M, 3))
+    w.add_tensor("a.conv1d.1.bias", const(0, D))
+    w.add_tensor("a.conv1d.2.weight", normal(D, D, 3), shape=(D, D, 3))
+    w.add_tensor("a.conv1d.2.bias", const(0, D))
+    w.add_tensor("a.position_embd.weight", normal(T, D), shape=(T, D))
+    for i in range(L):
+        p = "a.blk.%d." % i
+        for ln in ("ln1", "ln2"):
+            w.add_tensor(p + ln + ".weight", const(1, D))
+            w.add_tensor(p + ln + ".bias", const(0, D))
+        for proj in ("attn_q", "attn_k", "attn_v", "attn_out"):
+            w.add_tensor(p + proj + ".weight", normal(D, D), shape=(D, D))
+            if proj != "attn_k":              # Whisper's key projection has no bias
+                w.add_tensor(p + proj + ".bias", const(0, D))
+        w.add_tensor(p + "ffn_up.weight", normal(F, D), shape=(F, D))
+        w.add_tensor(p + "ffn_up.bias", const(0, F))
+        w.add_tensor(p + "ffn_down.weight", normal(D, F), shape=(D, F))
+        w.add_tensor(p + "ffn_down.bias", const(0, D))
+    w.add_tensor("a.post_ln.weight", const(1, D))
+    w.add_tensor("a.post_ln.bias", const(0, D))
+    w.add_tensor("mm.a.fc.weight", normal(E, D), shape=(E, D))
+    w.add_tensor("mm.a.fc.bias", const(0, E))
+    w.write()
+
+
 def write_llama(path, spec, dtype):
     c = LLAMA
     E, hd = c["embd"], c["embd"] // c["heads"]
@@ -137,6 +181,8 @@ def write_llama(path, spec, dtype):
 def spec_of(name):
     if name in VISION:
         return "libmm bench %s %s" % (name, VISION[name])
+    if name == "whisper-base":
+        return "libmm bench %s %s" % (name, WHISPER_BASE)
     return "libmm bench %s %s" % (name, sorted(LLAMA.items()))
 
 
@@ -165,6 +211,8 @@ def main():
         tmp = path + ".part"
         if name in VISION:
             write_vision(tmp, spec, name)
+        elif name == "whisper-base":
+            write_whisper(tmp, spec)
         else:
             write_llama(tmp, spec, "f16" if name.endswith("-f16") else "f32")
         os.replace(tmp, path)

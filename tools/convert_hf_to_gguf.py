@@ -15,6 +15,9 @@ MODEL_DIR holds config.json and *.safetensors (one file or shards). Written file
     Blip2ForConditionalGeneration  OUTDIR/model.gguf   (opt)   + OUTDIR/mmproj.gguf (clip, qformer)
     CLIPModel                      OUTDIR/model.gguf   (clip: both towers + projections)
     SiglipVisionModel              OUTDIR/model.gguf   (clip: vision tower + pooling head)
+    Qwen2AudioForConditionalGeneration
+                                   OUTDIR/model.gguf   (qwen2)
+                                                     + OUTDIR/mmproj.gguf (clip, audio: qwen2a)
     Idefics2 perceiver resampler   OUTDIR/model.gguf   (clip, perceiver; the state dict of the
                                                         resampler alone, see docs)
 
@@ -188,6 +191,9 @@ DEFAULTS = {
                  tie_word_embeddings=False, rope_theta=10000.0, rope_scaling=None,
                  partial_rotary_factor=1.0, sliding_window=None, head_dim=None,
                  bos_token_id=1, eos_token_id=32000, pad_token_id=32000),
+    "qwen2_audio_encoder": dict(num_mel_bins=128, encoder_layers=32, encoder_attention_heads=20,
+                                encoder_ffn_dim=5120, d_model=1280, activation_function="gelu",
+                                max_source_positions=1500, scale_embedding=False),
     "clip_vision_model": dict(hidden_size=768, intermediate_size=3072, projection_dim=512,
                               num_hidden_layers=12, num_attention_heads=12, num_channels=3,
                               image_size=224, patch_size=32, hidden_act="quick_gelu",
@@ -319,6 +325,18 @@ def norm(out, ck, gguf_name, hf_name, dim=None):
         out.tensor(gguf_name + ".bias", np.zeros(dim, np.float32))
     else:
         raise ConvertError("missing tensor %s.weight" % hf_name)
+
+
+def write_block(out, ck, b, p, ln1, ln2, fc1, fc2):
+    """One pre-LN block (HF names under p: ln1, self_attn.{q,k,v,out}_proj, ln2, fc1, fc2) as
+    llama.cpp's b + ln1, attn_q/k/v/out, ln2, ffn_up/down."""
+    norm(out, ck, b + "ln1", p + ln1)
+    for g, hf in (("attn_q", "q_proj"), ("attn_k", "k_proj"), ("attn_v", "v_proj"),
+                  ("attn_out", "out_proj")):
+        linear(out, ck, b + g, p + "self_attn." + hf)
+    norm(out, ck, b + "ln2", p + ln2)
+    linear(out, ck, b + "ffn_up", p + fc1)
+    linear(out, ck, b + "ffn_down", p + fc2)
 
 
 # ------------------------------------------------------------------------------------------
@@ -971,14 +989,8 @@ def convert_clip(folder, cfg, ck, args):
     if t + "embeddings.position_ids" in ck:
         ck.ignore(t + "embeddings.position_ids")
     for i in range(Lt):
-        p, b = "%sencoder.layers.%d." % (t, i), "t.blk.%d." % i
-        norm(out, ck, b + "ln1", p + "layer_norm1")
-        for g, hf in (("attn_q", "q_proj"), ("attn_k", "k_proj"), ("attn_v", "v_proj"),
-                      ("attn_out", "out_proj")):
-            linear(out, ck, b + g, p + "self_attn." + hf)
-        norm(out, ck, b + "ln2", p + "layer_norm2")
-        linear(out, ck, b + "ffn_up", p + "mlp.fc1")
-        linear(out, ck, b + "ffn_down", p + "mlp.fc2")
+        write_block(out, ck, "t.blk.%d." % i, "%sencoder.layers.%d." % (t, i),
+                    "layer_norm1", "layer_norm2", "mlp.fc1", "mlp.fc2")
     norm(out, ck, "t.post_ln", t + "final_layer_norm")
     out.tensor("t.proj.weight", ck.lazy("text_projection.weight"))
     add_tokenizer(out, folder, args, ck.shape(t + "embeddings.token_embedding.weight")[0])
@@ -1120,17 +1132,67 @@ def convert_idefics2_perceiver(folder, cfg, ck, args):
     return [out]
 
 
+def write_audio_tower(out, ac, ck, prefix):
+    """A Whisper-style encoder (HF WhisperEncoder / Qwen2AudioEncoder) as llama.cpp's a.*."""
+    ac.require("activation_function", ["gelu"])
+    ac.require("scale_embedding", [False], "the input would be scaled by sqrt(d_model)")
+    D, L = ac["d_model"], ac["encoder_layers"]
+    out.add("clip.has_audio_encoder", True)
+    out.add("clip.audio.num_mel_bins", ac["num_mel_bins"])
+    out.add("clip.audio.embedding_length", D)
+    out.add("clip.audio.feed_forward_length", ac["encoder_ffn_dim"])
+    out.add("clip.audio.block_count", L)
+    out.add("clip.audio.attention.head_count", ac["encoder_attention_heads"])
+    out.add("clip.audio.attention.layer_norm_epsilon", 1e-5, type="f32")  # nn.LayerNorm default
+    if ck.shape(prefix + "embed_positions.weight")[0] != ac["max_source_positions"]:
+        raise ConvertError("embed_positions has %d rows, max_source_positions is %d"
+                           % (ck.shape(prefix + "embed_positions.weight")[0],
+                              ac["max_source_positions"]))
+    out.tensor("a.position_embd.weight", ck.lazy(prefix + "embed_positions.weight"))
+    for i in (1, 2):
+        linear(out, ck, "a.conv1d.%d" % i, prefix + "conv%d" % i, bias="required")
+    for i in range(L):
+        write_block(out, ck, "a.blk.%d." % i, "%slayers.%d." % (prefix, i),
+                    "self_attn_layer_norm", "final_layer_norm", "fc1", "fc2")
+    norm(out, ck, "a.post_ln", prefix + "layer_norm")
+
+
+def convert_qwen2_audio(folder, cfg, ck, args):
+    ac = sub_config(cfg, "audio_config", "qwen2_audio_encoder")
+    tc = sub_config(cfg, "text_config", "qwen2")
+    if tc.kind != "qwen2":
+        raise ConvertError("Qwen2-Audio with a %s language model is not supported" % tc.kind)
+    text = Output(os.path.join(args.outdir, "model.gguf"), "qwen2", args.outtype,
+                  "qwen2-audio text")
+    write_llama(text, tc, ck, "language_model.model.", "language_model.lm_head.weight",
+                arch="qwen2")
+    add_tokenizer(text, folder, args, ck.shape("language_model.model.embed_tokens.weight")[0])
+
+    mm = Output(os.path.join(args.outdir, "mmproj.gguf"), "clip", args.outtype,
+                "qwen2-audio mmproj")
+    mm.add("clip.has_vision_encoder", False)
+    mm.add("clip.has_text_encoder", False)
+    mm.add("clip.projector_type", "qwen2a")
+    write_audio_tower(mm, ac, ck, "audio_tower.")
+    mm.add("clip.audio.projection_dim", ck.shape("multi_modal_projector.linear.weight")[0])
+    mm.add("clip.audio_token_id", int(cfg.get("audio_token_index", 151646)), type="i32")
+    linear(mm, ck, "mm.a.fc", "multi_modal_projector.linear")
+    return [text, mm]
+
+
 CONVERTERS = {"LlamaForCausalLM": convert_llama, "MistralForCausalLM": convert_llama,
               "Qwen2ForCausalLM": convert_decoder, "Phi3ForCausalLM": convert_decoder,
               "Qwen2VLForConditionalGeneration": convert_qwen2_vl,
               "LlavaForConditionalGeneration": convert_llava, "CLIPModel": convert_clip,
               "SiglipVisionModel": convert_siglip,
-              "Blip2ForConditionalGeneration": convert_blip2}
+              "Blip2ForConditionalGeneration": convert_blip2,
+              "Qwen2AudioForConditionalGeneration": convert_qwen2_audio}
 MODEL_TYPES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
                "phi3": "Phi3ForCausalLM", "qwen2_vl": "Qwen2VLForConditionalGeneration",
                "llava": "LlavaForConditionalGeneration",
                "clip": "CLIPModel", "siglip_vision_model": "SiglipVisionModel",
-               "blip-2": "Blip2ForConditionalGeneration"}
+               "blip-2": "Blip2ForConditionalGeneration",
+               "qwen2_audio": "Qwen2AudioForConditionalGeneration"}
 
 
 def supports(folder):
