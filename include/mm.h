@@ -107,6 +107,10 @@ typedef enum mm_opt_type {
 } mm_opt_type;
 
 /* Keys. 100s: loading and threads; 200s: sessions and generation; 300s: images; 400s: audio.
+ * Image detail (MM_OPT_IMAGE_DETAIL): "low" is one view of the whole image at the tower's
+ * size; "high" is the model's tiling (LLaVA-1.6: a grid of tiles chosen from the file's
+ * pinpoints plus an overview) when the model has one; "auto" is high when the model tiles,
+ * else low. mm_image_token_count says what an image costs at each level.
  * Threads: MM_OPT_N_THREADS sizes libmm's own threads; the matrix products run on OpenBLAS's
  * threads, which libmm leaves as the host set them (OPENBLAS_NUM_THREADS, or
  * openblas_set_num_threads): give both the same count (docs/performance.md). */
@@ -125,6 +129,7 @@ typedef enum mm_opt {
     MM_OPT_CHAT_TEMPLATE   = 209, /* string: llava chatml phi3 llama2 raw; default: model's */
     MM_OPT_IMAGE_MAX_SIDE  = 300, /* int, largest width or height accepted; default 16384 */
     MM_OPT_IMAGE_MAX_PIXELS= 301, /* int, largest width*height accepted; default 64 Mi pixels */
+    MM_OPT_IMAGE_DETAIL    = 302, /* string: "low", "high", "auto"; default "auto" (above) */
     MM_OPT_AUDIO_MAX_SECONDS = 400 /* int, longest audio clip read from a file; default 600 */
 } mm_opt;
 
@@ -316,11 +321,13 @@ MM_API void mm_media_free(mm_media *media);
  * class token first). An mm_embeddings is immutable: any thread may read it; free it once. */
 typedef struct mm_embeddings mm_embeddings;
 
-/* Preprocess `image` as the model file says (resize, crop, normalise) and run the vision
- * encoder and projector. Reads MM_OPT_N_THREADS (threads started for this call) and the
- * progress callback from options (NULL for defaults). Errors: MM_ERR_ARG (NULL argument, model
- * without a vision encoder), MM_ERR_NOMEM. The model is only read: any number of threads may
- * encode with one model at once. */
+/* Preprocess `image` as the model file says (resize, crop, normalise; at MM_OPT_IMAGE_DETAIL
+ * "high", the tiles and the overview) and run the vision encoder and projector: the rows a
+ * session would put in the context for it (LLaVA-1.6: packed, with its newline rows). Reads
+ * MM_OPT_IMAGE_DETAIL, MM_OPT_N_THREADS (threads started for this call) and the progress
+ * callback from options (NULL for defaults). Errors: MM_ERR_ARG (NULL argument, model without a
+ * vision encoder, unknown detail), MM_ERR_NOMEM. The model is only read: any number of threads
+ * may encode with one model at once. */
 MM_API mm_status mm_image_encode(const mm_model *model, const mm_image *image,
                                  const mm_options *options, mm_embeddings **out);
 /* The same for a caller who preprocesses: planar_chw holds 3 planes (R, G, B) of height rows
@@ -331,6 +338,16 @@ MM_API mm_status mm_image_encode(const mm_model *model, const mm_image *image,
 MM_API mm_status mm_image_encode_pixels(const mm_model *model, const float *planar_chw,
                                         int width, int height, const mm_options *options,
                                         mm_embeddings **out);
+/* What an image of width x height pixels will cost, without decoding or encoding anything:
+ * the positions it takes in a session's context (*n_positions) and the views the vision tower
+ * runs on (*n_views: 1, or the tiles plus the overview; may be NULL), at the options'
+ * MM_OPT_IMAGE_DETAIL (NULL options: "auto"). Equal to what mm_image_encode and a session's
+ * mm_session_add_message_images then produce. Errors: MM_ERR_ARG (NULL model or n_positions,
+ * width or height < 1, unknown detail, model without a vision encoder), MM_ERR_LIMIT. Any
+ * thread. */
+MM_API mm_status mm_image_token_count(const mm_model *model, int width, int height,
+                                      const mm_options *options, size_t *n_positions,
+                                      int *n_views);
 /* Getters; NULL gives 0 / NULL. data holds n_tokens * n_embd floats valid until
  * mm_embeddings_free. */
 MM_API size_t mm_embeddings_n_tokens(const mm_embeddings *embeddings);

@@ -1,6 +1,7 @@
 /* Exported entry points for the library's handles: argument checks, then the stage that does
  * the work. (Status and log functions live in status.c, the options bag in options.c.) */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -254,6 +255,58 @@ static mm_status check_pixels(const char *fn, const float *planar_chw, int width
     return MM_OK;
 }
 
+/* Rows of one image into a new mm_embeddings: run(model, job, rows) on the options' threads,
+ * progress reported in vision blocks, for now before and after the tower runs. */
+static mm_status new_embeddings(const mm_model *model, const mm_options *options, size_t n_rows,
+                                int n_embd, mm_status (*run)(const mm_model *, const void *,
+                                                             float *),
+                                const void *job, mm_embeddings **out)
+{
+    size_t n = n_rows * (size_t)n_embd;
+    mm_embeddings *e = mmi_malloc(sizeof *e + n * sizeof(float));
+    if (!e)
+        return mmi_fail(MM_ERR_NOMEM, "out of memory for %zu image embeddings of %d floats",
+                        n_rows, n_embd);
+    e->n_tokens = n_rows;
+    e->n_embd = (size_t)n_embd;
+    uint64_t n_blocks = (uint64_t)model->vision->enc.n_layer;
+    mm_status st = mmi_progress(options, MM_PROGRESS_IMAGE_ENCODE, 0, n_blocks);
+    compute c;
+    if (st == MM_OK && (st = compute_begin(&c, options)) == MM_OK)
+        st = compute_end(&c, run(model, job, e->data));
+    if (st == MM_OK)
+        st = mmi_progress(options, MM_PROGRESS_IMAGE_ENCODE, n_blocks, n_blocks);
+    if (st != MM_OK) {
+        mmi_free(e);
+        return st;
+    }
+    *out = e;
+    return MM_OK;
+}
+
+typedef struct {
+    const float *chw;
+    int width, height;
+} pixels_job;
+
+static mm_status encode_pixels(const mm_model *model, const void *job, float *rows)
+{
+    const pixels_job *j = job;
+    return mmi_vision_encode(model->vision, j->chw, j->width, j->height, rows, NULL);
+}
+
+typedef struct {
+    const mm_image *image;
+    const mmi_media_params *params;
+    const mmi_media_plan *plan;
+} image_job;
+
+static mm_status encode_image(const mm_model *model, const void *job, float *rows)
+{
+    const image_job *j = job;
+    return mmi_image_ops.encode(model, j->image, j->params, j->plan, rows, NULL);
+}
+
 mm_status mm_image_encode_pixels(const mm_model *model, const float *planar_chw, int width,
                                  int height, const mm_options *options, mm_embeddings **out)
 {
@@ -267,28 +320,8 @@ mm_status mm_image_encode_pixels(const mm_model *model, const float *planar_chw,
     MMI_TRY(check_pixels("mm_image_encode_pixels", planar_chw, width, height));
     int n_tokens, n_embd;
     MMI_TRY(mmi_vision_output_shape(model->vision, width, height, &n_tokens, &n_embd));
-    size_t n = (size_t)n_tokens * (size_t)n_embd;
-    mm_embeddings *e = mmi_malloc(sizeof *e + n * sizeof(float));
-    if (!e)
-        return mmi_fail(MM_ERR_NOMEM, "out of memory for %d image embeddings of %d floats",
-                        n_tokens, n_embd);
-    e->n_tokens = (size_t)n_tokens;
-    e->n_embd = (size_t)n_embd;
-    /* Progress in vision blocks; for now reported before and after the tower runs. */
-    uint64_t n_blocks = (uint64_t)model->vision->enc.n_layer;
-    mm_status st = mmi_progress(options, MM_PROGRESS_IMAGE_ENCODE, 0, n_blocks);
-    compute c;
-    if (st == MM_OK && (st = compute_begin(&c, options)) == MM_OK)
-        st = compute_end(&c, mmi_vision_encode(model->vision, planar_chw, width, height, e->data,
-                                               NULL));
-    if (st == MM_OK)
-        st = mmi_progress(options, MM_PROGRESS_IMAGE_ENCODE, n_blocks, n_blocks);
-    if (st != MM_OK) {
-        mmi_free(e);
-        return st;
-    }
-    *out = e;
-    return MM_OK;
+    pixels_job job = {planar_chw, width, height};
+    return new_embeddings(model, options, (size_t)n_tokens, n_embd, encode_pixels, &job, out);
 }
 
 mm_status mm_media_encode(const mm_model *model, const mm_media *media, const mm_options *options,
@@ -331,12 +364,39 @@ mm_status mm_image_encode(const mm_model *model, const mm_image *image, const mm
         return mmi_fail(MM_ERR_ARG, "mm_image_encode: %s is NULL", model ? "image" : "model");
     if (!model->vision)
         return mmi_fail(MM_ERR_ARG, "mm_image_encode: the model has no vision encoder");
-    mmi_views views;
-    MMI_TRY(mmi_vision_preprocess(model->vision, image, &views));
-    mm_status st = mm_image_encode_pixels(model, views.pixels, views.size, views.size, options,
-                                          out);
-    mmi_views_free(&views);
-    return st;
+    mmi_media_params p;
+    mmi_media_plan plan;
+    MMI_TRY(mmi_media_params_from_options(options, &p));
+    MMI_TRY(mmi_image_ops.plan(model, image, &p, &plan));
+    image_job job = {image, &p, &plan};
+    return new_embeddings(model, options, plan.n_rows, plan.n_embd, encode_image, &job, out);
+}
+
+mm_status mm_image_token_count(const mm_model *model, int width, int height,
+                               const mm_options *options, size_t *n_positions, int *n_views)
+{
+    static const char fn[] = "mm_image_token_count";
+    if (!model || !n_positions)
+        return mmi_fail(MM_ERR_ARG, "%s: %s is NULL", fn, model ? "n_positions" : "model");
+    *n_positions = 0;
+    if (n_views)
+        *n_views = 0;
+    if (!model->vision)
+        return mmi_fail(MM_ERR_ARG, "%s: the model has no vision encoder", fn);
+    mmi_media_params p;
+    mmi_media_plan plan;
+    mm_status st = mmi_media_params_from_options(options, &p);
+    if (st == MM_OK)
+        st = mmi_image_plan(model, width, height, &p, &plan);
+    if (st != MM_OK) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", mm_last_error());
+        return mmi_fail(st, "%s: %s", fn, why);
+    }
+    *n_positions = (size_t)plan.n_pos;
+    if (n_views)
+        *n_views = plan.n_views;
+    return MM_OK;
 }
 
 size_t mm_embeddings_n_tokens(const mm_embeddings *embeddings)

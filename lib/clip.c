@@ -115,7 +115,7 @@ mm_status mmi_clip_text_hidden(const mmi_clip_text *c, const int32_t *ids, int n
         if (ids[i] < 0 || ids[i] >= c->n_vocab)
             return mmi_fail(MM_ERR_ARG, "token id %d at position %d is outside the %d-token "
                             "vocabulary", (int)ids[i], i, c->n_vocab);
-    float *scratch = mmi_array(mmi_encoder_scratch_floats(&c->enc, n), sizeof(float));
+    float *scratch = mmi_array(mmi_encoder_scratch_floats(&c->enc, n, 1), sizeof(float));
     if (!scratch)
         return mmi_fail(MM_ERR_NOMEM, "out of memory for CLIP text run state (%d tokens)", n);
     for (int i = 0; i < n; i++) {
@@ -124,7 +124,7 @@ mm_status mmi_clip_text_hidden(const mmi_clip_text *c, const int32_t *ids, int n
         mmi_add(x, c->pos_embd + (size_t)i * Dt, Dt);
     }
     for (int l = 0; l < c->enc.n_layer; l++)
-        mmi_encoder_block(&c->enc, l, out, n, scratch);
+        mmi_encoder_block(&c->enc, l, out, n, 1, scratch);
     mmi_layernorm(out, out, n, Dt, c->post_ln_w, c->post_ln_b, c->enc.eps);
     mmi_free(scratch);
     return MM_OK;

@@ -5,8 +5,23 @@
 
 #include "alloc.h"
 #include "chat.h"
+#include "options.h"
 #include "status.h"
 #include "vit.h"
+
+mm_status mmi_media_params_from_options(const mm_options *o, mmi_media_params *out)
+{
+    const char *detail = mmi_opt_string(o, MM_OPT_IMAGE_DETAIL);
+    out->detail = MMI_DETAIL_HIGH;
+    if (!detail || strcmp(detail, "auto") == 0 || strcmp(detail, "high") == 0)
+        return MM_OK;
+    if (strcmp(detail, "low") == 0) {
+        out->detail = MMI_DETAIL_LOW;
+        return MM_OK;
+    }
+    return mmi_fail(MM_ERR_ARG, "image_detail '%s' (expected \"low\", \"high\" or \"auto\")",
+                    detail);
+}
 
 const char *mmi_media_find_marker(const char *text, size_t len, size_t *marker_len)
 {
@@ -41,7 +56,7 @@ static mm_status plan_media(const mm_model *m, const mmi_media_params *p, const 
                             size_t i, int n_embd, mmi_media_plan *plan, const char *fn)
 {
     if (media->ops) {
-        MMI_TRY(media->ops->plan(m, media->source, p, plan));
+        MMI_TRY(media->ops->plan(m, media->source, media->params ? media->params : p, plan));
         if (plan->n_embd != n_embd)
             return mmi_fail(MM_ERR_FORMAT, "%s: %s %zu encodes to rows of %d values, the "
                             "language model takes %d", fn, media->ops->kind, i, plan->n_embd,
@@ -155,7 +170,8 @@ mm_status mmi_message_encode(mmi_message *msg, const mm_model *m, const mmi_medi
         if (!msg->encoded[i])
             return mmi_fail(MM_ERR_NOMEM, "%s: out of memory for %zu rows of %s %zu", fn,
                             plan->n_rows, media[i].ops->kind, i);
-        MMI_TRY(media[i].ops->encode(m, media[i].source, p, plan, msg->encoded[i], cancel));
+        MMI_TRY(media[i].ops->encode(m, media[i].source, media[i].params ? media[i].params : p,
+                                     plan, msg->encoded[i], cancel));
         part->rows = msg->encoded[i];
     }
     return MM_OK;

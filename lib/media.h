@@ -35,6 +35,10 @@ typedef struct {
     mmi_detail detail; /* images: one view, or the model's tiling */
 } mmi_media_params;
 
+/* MM_OPT_IMAGE_DETAIL: "low", or "high" / "auto" (the default; the same: the model's tiling
+ * when it has one, else one view). MM_ERR_ARG names another value. */
+mm_status mmi_media_params_from_options(const mm_options *o, mmi_media_params *out);
+
 /* One row per kind of media. plan must give exactly what encode then produces. */
 typedef struct {
     const char *kind; /* "image" */
@@ -53,14 +57,19 @@ struct mm_media {
     const mmi_media_ops *ops;
     const void *source;
 };
+/* The image row's plan from the size alone (what mm_image_token_count reports). */
+mm_status mmi_image_plan(const mm_model *m, int width, int height, const mmi_media_params *p,
+                         mmi_media_plan *out);
 
 /* A media item of a message: rows given by the caller (ops NULL), or a source its ops plan
- * and encode. */
+ * and encode, with its own params (e.g. a chat JSON part's "detail") or, when NULL, the
+ * message's. */
 typedef struct {
     const float *rows;
     size_t n_rows;
     const mmi_media_ops *ops;
     const void *source;
+    const mmi_media_params *params;
 } mmi_media;
 
 /* A run of a message's input: token ids, or rows of one media item (ids NULL). */

@@ -33,6 +33,7 @@ static const opt_spec opt_specs[] = {
     {MM_OPT_IMAGE_MAX_SIDE, "image_max_side", MM_OPT_TYPE_INT, 1, 1 << 20, 16384},
     {MM_OPT_IMAGE_MAX_PIXELS, "image_max_pixels", MM_OPT_TYPE_INT, 1, 1099511627776.0, 64 << 20},
     {MM_OPT_AUDIO_MAX_SECONDS, "audio_max_seconds", MM_OPT_TYPE_INT, 1, 86400, 600},
+    {MM_OPT_IMAGE_DETAIL, "image_detail", MM_OPT_TYPE_STRING, 0, 0, 0},
 };
 
 typedef struct {

@@ -413,7 +413,9 @@ int mmi_select_pinpoint(const mmi_preprocess_config *cfg, int width, int height)
 }
 
 /* LlavaNextImageProcessor: the canvas of the chosen resolution, the image resized into it
- * keeping its aspect and centred on black. */
+ * keeping its aspect and centred on black. As HF's _pad_for_patching, the padding is
+ * (target - resized) // 2 on both sides, so an odd remainder leaves the canvas one pixel short
+ * of the pinpoint (the last row or column of tiles is then cut smaller). */
 static mm_status anyres_canvas(const mmi_preprocess_config *cfg, const mm_image *src, int pin,
                                mm_image **out)
 {
@@ -429,7 +431,8 @@ static mm_status anyres_canvas(const mmi_preprocess_config *cfg, const mm_image 
     }
     mm_image *resized;
     MMI_TRY(mmi_resize(src, nw, nh, cfg->resample, &resized));
-    mm_status st = mmi_place(resized, tw, th, (tw - nw) / 2, (th - nh) / 2, black, out);
+    int left = (tw - nw) / 2, top = (th - nh) / 2;
+    mm_status st = mmi_place(resized, nw + 2 * left, nh + 2 * top, left, top, black, out);
     mmi_image_free(resized);
     return st;
 }
@@ -478,8 +481,12 @@ static mm_status preprocess_tiled(const mmi_preprocess_config *cfg, const mm_ima
     MMI_TRY(anyres_canvas(cfg, image, pin, &canvas));
     for (int r = 0; r < out->grid_rows && st == MM_OK; r++)
         for (int c = 0; c < out->grid_cols && st == MM_OK; c++) {
+            /* HF's divide_to_patches: slices of up to tile x tile; each then goes through
+             * the CLIP steps like any image. */
+            int w = canvas->width - c * tile < tile ? canvas->width - c * tile : tile;
+            int h = canvas->height - r * tile < tile ? canvas->height - r * tile : tile;
             mm_image *tile_img;
-            st = mmi_place(canvas, tile, tile, -c * tile, -r * tile, black, &tile_img);
+            st = mmi_place(canvas, w, h, -c * tile, -r * tile, black, &tile_img);
             if (st != MM_OK)
                 break;
             st = clip_steps_image(cfg, tile_img, &view);
@@ -549,14 +556,26 @@ mm_status mmi_preprocess_token_count(const mmi_preprocess_config *cfg, int width
     }
     /* LLaVA-1.6: the tile grid's patch rows/columns that hold padding are dropped, and each
      * remaining row ends with a newline token; then the whole-image view. */
-    int64_t cur_h = patches_per_side * rows, cur_w = patches_per_side * cols;
-    if ((double)width / height > (double)cur_w / cur_h) {
-        int64_t new_h = round7_trunc(height * ((double)cur_w / width));
-        cur_h -= floor_div2((int)(cur_h - new_h)) * 2;
-    } else {
-        int64_t new_w = round7_trunc(width * ((double)cur_h / height));
-        cur_w -= floor_div2((int)(cur_w - new_w)) * 2;
-    }
-    *out = cur_h * cur_w + cur_h + per_view;
+    int top, left, kept_rows, kept_cols;
+    mmi_unpad_window(width, height, patches_per_side * (int)rows, patches_per_side * (int)cols,
+                     &top, &left, &kept_rows, &kept_cols);
+    *out = (int64_t)kept_rows * kept_cols + kept_rows + per_view;
     return MM_OK;
+}
+
+void mmi_unpad_window(int width, int height, int rows, int cols, int *top, int *left,
+                      int *kept_rows, int *kept_cols)
+{
+    *top = *left = 0;
+    *kept_rows = rows;
+    *kept_cols = cols;
+    if ((double)width / height > (double)cols / rows) {
+        int64_t new_h = round7_trunc(height * ((double)cols / width));
+        *top = floor_div2((int)(rows - new_h));
+        *kept_rows = rows - 2 * *top;
+    } else {
+        int64_t new_w = round7_trunc(width * ((double)rows / height));
+        *left = floor_div2((int)(cols - new_w));
+        *kept_cols = cols - 2 * *left;
+    }
 }

@@ -98,6 +98,12 @@ mm_status mmi_preprocess_token_count(const mmi_preprocess_config *cfg, int width
                                      mmi_detail detail, int patches_per_side, int extra_per_view,
                                      int64_t *out);
 
+/* LlavaNextForConditionalGeneration's unpad_image on a rows x cols grid of tile features for
+ * a width x height image: the window [top, top + kept_rows) x [left, left + kept_cols) that
+ * holds the image rather than the padding. */
+void mmi_unpad_window(int width, int height, int rows, int cols, int *top, int *left,
+                      int *kept_rows, int *kept_cols);
+
 /* The steps, exposed for tests and for callers that need one of them. Each allocates a new
  * image (free with mmi_image_free). */
 mm_status mmi_resize(const mm_image *src, int width, int height, mmi_resample filter,

@@ -111,6 +111,7 @@ static mm_status reserve_text(mm_session *s)
 
 mm_status mmi_session_set_options(mm_session *s, const mm_options *options)
 {
+    MMI_TRY(mmi_media_params_from_options(options, &s->media_params));
     mmi_sampler_params p;
     mmi_sampler_params_from_options(&p, options);
     mmi_sampler_set_params(&s->sampler, &p);

@@ -146,7 +146,7 @@ static size_t chunk_floats(const mmi_audio_tower *t)
     size_t F = (size_t)t->mel.n_frames, D = (size_t)t->enc.n_embd, T = (size_t)t->n_ctx;
     size_t unfolded = F * 3 * (size_t)t->n_mels > T * 3 * D ? F * 3 * (size_t)t->n_mels
                                                            : T * 3 * D;
-    size_t conv = F * D + unfolded, blocks = mmi_encoder_scratch_floats(&t->enc, t->n_ctx);
+    size_t conv = F * D + unfolded, blocks = mmi_encoder_scratch_floats(&t->enc, t->n_ctx, 1);
     return T * D + (conv > blocks ? conv : blocks);
 }
 

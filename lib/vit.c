@@ -107,20 +107,17 @@ void mmi_encoder_free(mmi_encoder *enc)
     enc->blocks = NULL;
 }
 
-size_t mmi_encoder_scratch_floats(const mmi_encoder *enc, int n_tokens)
+size_t mmi_encoder_scratch_floats(const mmi_encoder *enc, int n_tokens, int n_seq)
 {
-    size_t n = (size_t)n_tokens;
-    /* normalised input, Q|K|V, attention output, MLP hidden, attention scores */
-    return n * enc->n_embd * 5 + n * enc->n_ff + n * n;
+    size_t n = (size_t)n_tokens, len = n / (size_t)n_seq;
+    /* normalised input, Q|K|V, attention output, MLP hidden, one sequence's scores */
+    return n * enc->n_embd * 5 + n * enc->n_ff + len * len;
 }
 
-void mmi_encoder_block(const mmi_encoder *enc, int layer, float *x, int n, float *scratch)
-{
-    mmi_encoder_block_keys(enc, layer, x, n, n, scratch);
-}
-
-void mmi_encoder_block_keys(const mmi_encoder *enc, int layer, float *x, int n, int n_keys,
-                            float *scratch)
+/* Block `layer` on n_seq sequences of n / n_seq rows, each row attending to the first n_keys
+ * rows of its own sequence. */
+static void run_block(const mmi_encoder *enc, int layer, float *x, int n, int n_seq, int n_keys,
+                      float *scratch)
 {
     const mmi_block *b = &enc->blocks[layer];
     int D = enc->n_embd, F = enc->n_ff;
@@ -143,8 +140,14 @@ void mmi_encoder_block_keys(const mmi_encoder *enc, int layer, float *x, int n, 
         v = qkv + 2 * nd;
         stride = D;
     }
-    mmi_attention_strided(att, D, q, stride, k, v, stride, n, n_keys, enc->n_head, enc->n_head,
-                          D / enc->n_head, enc->causal, 0, scores);
+    /* Every other product runs on all sequences at once; attention stays within each. */
+    int len = n / n_seq;
+    for (int i = 0; i < n_seq; i++) {
+        size_t at = (size_t)i * len;
+        mmi_attention_strided(att + at * D, D, q + at * stride, stride, k + at * stride,
+                              v + at * stride, stride, len, n_keys, enc->n_head, enc->n_head,
+                              D / enc->n_head, enc->causal, 0, scores);
+    }
     mmi_linear(h, att, n, &b->out, b->out_b);
     mmi_add(x, h, nd);
 
@@ -153,6 +156,18 @@ void mmi_encoder_block_keys(const mmi_encoder *enc, int layer, float *x, int n, 
     mmi_activate(enc->act, ff, (size_t)n * F);
     mmi_linear(h, ff, n, &b->fc2, b->fc2_b);
     mmi_add(x, h, nd);
+}
+
+void mmi_encoder_block(const mmi_encoder *enc, int layer, float *x, int n, int n_seq,
+                       float *scratch)
+{
+    run_block(enc, layer, x, n, n_seq, n / n_seq, scratch);
+}
+
+void mmi_encoder_block_keys(const mmi_encoder *enc, int layer, float *x, int n, int n_keys,
+                            float *scratch)
+{
+    run_block(enc, layer, x, n, 1, n_keys, scratch);
 }
 
 /* ---- loading the vision file ---- */
@@ -261,6 +276,18 @@ static mm_status load_vision(mmi_vision *v, const mmi_gguf *g)
             return mmi_fail(MM_ERR_UNSUPPORTED, "%s: clip.vision.feature_select = '%s' (expected "
                             "'default' or 'full')", path, select);
     }
+    if (v->preprocess.merge == MMI_MERGE_SPATIAL_UNPAD) {
+        /* Tiles are laid out on the feature grid: one feature per patch. */
+        int side = v->image_size / P;
+        if (v->connector.kind != MMI_CONNECTOR_LINEAR && v->connector.kind != MMI_CONNECTOR_MLP)
+            return mmi_fail(MM_ERR_UNSUPPORTED, "%s: mm_patch_merge_type spatial_unpad needs a "
+                            "linear or mlp projector", path);
+        if ((int64_t)side * side != n_pos - v->drop_class)
+            return mmi_fail(MM_ERR_FORMAT, "%s: spatial_unpad with %d tokens per view, not a "
+                            "%dx%d grid", path, (int)(n_pos - v->drop_class), side, side);
+        MMI_TRY(mmi_weights_vector(w, 1, &v->image_newline, v->connector.n_out,
+                                   "model.image_newline"));
+    }
     return MM_OK;
 }
 
@@ -307,41 +334,44 @@ mm_status mmi_vision_tower_tokens(const mmi_vision *v, int width, int height, in
     return MM_OK;
 }
 
-/* Floats of run state for the tower on n tokens: activations x, then the larger of the
- * patchify and block scratch (they are never live together). */
-static size_t tower_floats(const mmi_vision *v, int width, int height, int n)
+/* Floats of run state for the tower on n_views views of n tokens: activations x, then the
+ * larger of the patchify and block scratch (they are never live together). */
+static size_t tower_floats(const mmi_vision *v, int width, int height, int n, int n_views)
 {
     size_t patch = mmi_patch_scratch_floats(&v->patch, width, height);
-    size_t block = mmi_encoder_scratch_floats(&v->enc, n);
-    return (size_t)n * v->enc.n_embd + (patch > block ? patch : block);
+    size_t block = mmi_encoder_scratch_floats(&v->enc, n * n_views, n_views);
+    return (size_t)n * n_views * v->enc.n_embd + (patch > block ? patch : block);
 }
 
-/* Run the tower on pixels into state (tower_floats of it), copying hidden_states[layers[j]]
- * into out[t][j·D..] as each is reached. */
-static mm_status run_tower(const mmi_vision *v, const float *chw, int width, int height, int n,
-                           const int *layers, int n_layers, float *out, float *state,
-                           const atomic_int *cancel)
+/* Run the tower on n_views views of pixels (one batch: every weight is one product over all
+ * their tokens) into state (tower_floats of it), copying hidden_states[layers[j]] into
+ * out[t][j·D..] (t over all views' tokens) as each is reached. */
+static mm_status run_tower(const mmi_vision *v, const float *chw, int n_views, int width,
+                           int height, int n, const int *layers, int n_layers, float *out,
+                           float *state, const atomic_int *cancel)
 {
-    int D = v->enc.n_embd;
-    float *x = state, *scratch = state + (size_t)n * D;
+    int D = v->enc.n_embd, n_all = n * n_views;
+    float *x = state, *scratch = state + (size_t)n_all * D;
     int last = 0;
     for (int j = 0; j < n_layers; j++)
         last = layers[j] > last ? layers[j] : last;
 
-    mmi_patchify(&v->patch, chw, width, height, x, scratch);
+    for (int i = 0; i < n_views; i++)
+        mmi_patchify(&v->patch, chw + (size_t)i * 3 * width * height, width, height,
+                     x + (size_t)i * n * D, scratch);
     if (v->pre_ln_w)
-        mmi_layernorm(x, x, n, D, v->pre_ln_w, v->pre_ln_b, v->enc.eps);
+        mmi_layernorm(x, x, n_all, D, v->pre_ln_w, v->pre_ln_b, v->enc.eps);
     for (int l = 0;; l++) {
         for (int j = 0; j < n_layers; j++)
             if (layers[j] == l)
-                for (int t = 0; t < n; t++)
+                for (int t = 0; t < n_all; t++)
                     memcpy(out + ((size_t)t * n_layers + j) * D, x + (size_t)t * D,
                            sizeof(float) * D);
         if (l == last)
             return MM_OK;
         if (mmi_cancelled(cancel))
             return mmi_fail(MM_ERR_CANCELLED, "image encoding cancelled at block %d", l);
-        mmi_encoder_block(&v->enc, l, x, n, scratch);
+        mmi_encoder_block(&v->enc, l, x, n_all, n_views, scratch);
     }
 }
 
@@ -365,8 +395,8 @@ mm_status mmi_vision_hidden_states(const mmi_vision *v, const float *chw, int wi
             return mmi_fail(MM_ERR_ARG, "hidden state %d requested of a %d-block tower",
                             layers[j], v->enc.n_layer);
     float *state;
-    MMI_TRY(alloc_state(tower_floats(v, width, height, n), &state));
-    mm_status st = run_tower(v, chw, width, height, n, layers, n_layers, out, state, cancel);
+    MMI_TRY(alloc_state(tower_floats(v, width, height, n, 1), &state));
+    mm_status st = run_tower(v, chw, 1, width, height, n, layers, n_layers, out, state, cancel);
     mmi_free(state);
     return st;
 }
@@ -407,13 +437,13 @@ mm_status mmi_vision_pooled(const mmi_vision *v, const float *chw, int width, in
                         "token or a v.head)");
     int n, D = v->enc.n_embd;
     MMI_TRY(mmi_vision_tower_tokens(v, width, height, &n));
-    size_t tower = tower_floats(v, width, height, n);
+    size_t tower = tower_floats(v, width, height, n, 1);
     size_t head = (size_t)n * (2 * D + 1) + 3 * (size_t)D + v->enc.n_ff;
     float *state;
     MMI_TRY(alloc_state((size_t)n * D + tower + head, &state));
     float *last = state, *tower_state = last + (size_t)n * D, *head_scratch = tower_state + tower;
     int layer = v->enc.n_layer;
-    mm_status st = run_tower(v, chw, width, height, n, &layer, 1, last, tower_state, cancel);
+    mm_status st = run_tower(v, chw, 1, width, height, n, &layer, 1, last, tower_state, cancel);
     if (st == MM_OK) {
         if (v->head.probe) {
             mmi_vision_post_ln(v, last, n);
@@ -443,19 +473,25 @@ mm_status mmi_vision_output_shape(const mmi_vision *v, int width, int height, in
     return MM_OK;
 }
 
-mm_status mmi_vision_encode(const mmi_vision *v, const float *chw, int width, int height,
-                            float *out, const atomic_int *cancel)
+mm_status mmi_vision_encode_views(const mmi_vision *v, const float *chw, int n_views, int width,
+                                  int height, float *out, const atomic_int *cancel)
 {
     int n, D = v->enc.n_embd, k = v->n_feature_layers;
     MMI_TRY(mmi_vision_tower_tokens(v, width, height, &n));
-    int n_feat = n - v->drop_class;
-    size_t tower = tower_floats(v, width, height, n);
-    size_t features = (size_t)n * D * k;
-    size_t conn = mmi_connector_scratch_floats(&v->connector, n_feat);
+    if (n_views < 1)
+        return mmi_fail(MM_ERR_ARG, "%d views to encode", n_views);
+    int n_feat = n - v->drop_class, per_view = mmi_connector_n_tokens(&v->connector, n_feat);
+    int batch_connector = v->connector.kind == MMI_CONNECTOR_LINEAR ||
+                          v->connector.kind == MMI_CONNECTOR_MLP; /* row by row */
+    size_t tower = tower_floats(v, width, height, n, n_views);
+    size_t features = (size_t)n * n_views * D * k;
+    size_t conn = mmi_connector_scratch_floats(&v->connector,
+                                               batch_connector ? n_feat * n_views : n_feat);
     float *state;
     MMI_TRY(alloc_state(tower + features + conn, &state));
     float *feat = state + tower, *conn_scratch = feat + features;
-    mm_status st = run_tower(v, chw, width, height, n, v->feature_layers, k, feat, state, cancel);
+    mm_status st = run_tower(v, chw, n_views, width, height, n, v->feature_layers, k, feat,
+                             state, cancel);
     if (st == MM_OK) {
         /* HF's last_hidden_state is post-normalised: the output of a SigLIP tower, and the
          * input of the Q-Former and the resampler. */
@@ -463,10 +499,27 @@ mm_status mmi_vision_encode(const mmi_vision *v, const float *chw, int width, in
                              ? !v->patch.class_embd
                              : mmi_connector_reads_last_state(&v->connector);
         if (last_state && v->post_ln_w)
-            mmi_vision_post_ln(v, feat, n);
-        mmi_connector_run(&v->connector, feat + (size_t)v->drop_class * D * k, n_feat, out,
-                          conn_scratch);
+            mmi_vision_post_ln(v, feat, n * n_views);
+        size_t row = (size_t)D * k;
+        if (batch_connector) { /* the views' features side by side, class tokens dropped */
+            for (int i = 0; i < n_views; i++)
+                memmove(feat + (size_t)i * n_feat * row,
+                        feat + ((size_t)i * n + v->drop_class) * row, (size_t)n_feat * row *
+                        sizeof(float));
+            mmi_connector_run(&v->connector, feat, n_feat * n_views, out, conn_scratch);
+        } else {
+            for (int i = 0; i < n_views; i++)
+                mmi_connector_run(&v->connector, feat + ((size_t)i * n + v->drop_class) * row,
+                                  n_feat, out + (size_t)i * per_view * mmi_connector_n_embd(&v->connector),
+                                  conn_scratch);
+        }
     }
     mmi_free(state);
     return st;
+}
+
+mm_status mmi_vision_encode(const mmi_vision *v, const float *chw, int width, int height,
+                            float *out, const atomic_int *cancel)
+{
+    return mmi_vision_encode_views(v, chw, 1, width, height, out, cancel);
 }

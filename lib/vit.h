@@ -44,11 +44,13 @@ typedef struct {
 mm_status mmi_encoder_load(mmi_encoder *enc, const mmi_gguf *g, mmi_weights *w,
                            const char *key_prefix, const char *prefix);
 void mmi_encoder_free(mmi_encoder *enc);
-size_t mmi_encoder_scratch_floats(const mmi_encoder *enc, int n_tokens);
-/* Block `layer` in place on x[n][D]. */
-void mmi_encoder_block(const mmi_encoder *enc, int layer, float *x, int n, float *scratch);
-/* The same with every row attending to the first n_keys rows only (n_keys <= n): the key
- * padding mask of Whisper-style encoders, whose rows past n_keys are padding. */
+size_t mmi_encoder_scratch_floats(const mmi_encoder *enc, int n_tokens, int n_seq);
+/* Block `layer` in place on x[n][D], n_seq sequences of n / n_seq tokens one after another:
+ * attention within each, every matrix product over all n rows. */
+void mmi_encoder_block(const mmi_encoder *enc, int layer, float *x, int n, int n_seq,
+                       float *scratch);
+/* One sequence of n rows, every row attending to the first n_keys rows only (n_keys <= n):
+ * the key padding mask of Whisper-style encoders, whose rows past n_keys are padding. */
 void mmi_encoder_block_keys(const mmi_encoder *enc, int layer, float *x, int n, int n_keys,
                             float *scratch);
 /* The activation a vision or text tower uses: `<key_prefix>.hidden_act`, else llama.cpp's
@@ -80,6 +82,8 @@ struct mmi_vision {
     const float *post_ln_w, *post_ln_b; /* [D] or NULL */
     mmi_pool_head head;                 /* probe NULL when absent */
     mmi_connector connector;
+    const float *image_newline;         /* [connector width] LLaVA-1.6 (spatial_unpad): ends
+                                           every row of tile features; NULL otherwise */
     mmi_weights weights;                /* owns converted tensors */
 };
 
@@ -114,6 +118,10 @@ mm_status mmi_vision_output_shape(const mmi_vision *v, int width, int height, in
  * class token kept. */
 mm_status mmi_vision_encode(const mmi_vision *v, const float *chw, int width, int height,
                             float *out, const atomic_int *cancel);
+/* The same for n_views views chw[n_views][3][height][width] run as one batch:
+ * out[n_views][n_tokens][n_embd], view by view. */
+mm_status mmi_vision_encode_views(const mmi_vision *v, const float *chw, int n_views, int width,
+                                  int height, float *out, const atomic_int *cancel);
 
 /* Preprocess an image as the file says (one view of the whole image) into views. */
 mm_status mmi_vision_preprocess(const mmi_vision *v, const mm_image *image, mmi_views *views);

@@ -32,13 +32,14 @@ typedef struct {
     char name[64];
     const char *dtype; /* "F32" or "I64" */
     int ndim;
-    int64_t shape[4];
+    int64_t shape[ST_MAX_DIMS];
     void *data;
     size_t bytes;
 } dump_tensor;
 
 typedef struct {
     const char *gguf_dir;
+    char case_dir[4096]; /* the folder of the case's io.safetensors (its image files) */
     st_file io;
     mm_model *model;
     dump_tensor out[MAX_OUTPUTS];
@@ -83,8 +84,8 @@ static void *xmalloc(size_t n)
 /* Record a float output of the given shape (copied). */
 static void put_f32(dump *d, const char *name, const float *data, int ndim, ...)
 {
-    if (d->n_out == MAX_OUTPUTS)
-        die("too many outputs");
+    if (d->n_out == MAX_OUTPUTS || ndim > ST_MAX_DIMS)
+        die("too many outputs or dimensions");
     dump_tensor *t = &d->out[d->n_out++];
     snprintf(t->name, sizeof t->name, "%s", name);
     t->dtype = "F32";
@@ -255,9 +256,42 @@ static void put_encoded(dump *d, const char *name, const float *px, int B, int H
     free(all);
 }
 
+/* mm_image_token_count against what encoding then gives, at every detail level, for images
+ * of several shapes (dies on a difference). */
+static void check_token_counts(dump *d)
+{
+    static const int sizes[][2] = {{75, 50}, {23, 61}, {64, 64}, {300, 41}};
+    static const char *const details[] = {"low", "high", "auto"};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        int w = sizes[i][0], h = sizes[i][1];
+        uint8_t *px = xmalloc((size_t)w * h * 3);
+        for (size_t k = 0; k < (size_t)w * h * 3; k++)
+            px[k] = (uint8_t)(k * 7 % 251);
+        mm_image *image;
+        check(mm_image_from_pixels(px, w, h, (size_t)w * 3, MM_PIXEL_RGB8, &image), "image");
+        for (size_t j = 0; j < sizeof details / sizeof details[0]; j++) {
+            mm_options *o;
+            check(mm_options_create(&o), "options");
+            check(mm_options_set_string(o, MM_OPT_IMAGE_DETAIL, details[j]), "detail");
+            size_t count;
+            int views;
+            check(mm_image_token_count(d->model, w, h, o, &count, &views), "token count");
+            mm_embeddings *e;
+            check(mm_image_encode(d->model, image, o, &e), "mm_image_encode");
+            if (mm_embeddings_n_tokens(e) != count)
+                die("%dx%d at %s detail: %zu rows encoded, mm_image_token_count said %zu", w, h,
+                    details[j], mm_embeddings_n_tokens(e), count);
+            mm_embeddings_free(e);
+            mm_options_free(o);
+        }
+        mm_image_free(image);
+        free(px);
+    }
+}
+
 /* ---- language model outputs shared by several classes ---- */
 
-/* Record integer outputs (token ids) as I64. */
+/* Record integer outputs (token ids, sizes) as I64: [rows][cols], or [cols] when rows is 0. */
 static void put_i64(dump *d, const char *name, const int32_t *ids, int64_t rows, int64_t cols)
 {
     if (d->n_out == MAX_OUTPUTS)
@@ -265,9 +299,10 @@ static void put_i64(dump *d, const char *name, const int32_t *ids, int64_t rows,
     dump_tensor *t = &d->out[d->n_out++];
     snprintf(t->name, sizeof t->name, "%s", name);
     t->dtype = "I64";
-    t->ndim = 2;
-    t->shape[0] = rows;
+    t->ndim = rows ? 2 : 1;
+    t->shape[0] = rows ? rows : cols;
     t->shape[1] = cols;
+    rows = rows ? rows : 1;
     t->bytes = (size_t)(rows * cols) * 8;
     t->data = xmalloc(t->bytes);
     for (int64_t i = 0; i < rows * cols; i++) {
@@ -512,6 +547,21 @@ static void dump_llama(dump *d)
     free(ids);
 }
 
+/* put_language_model on the case's input_ids, whose clip.image_token_id positions take the
+ * image's rows in order. */
+static void put_prompt_with_image(dump *d, const float *image, size_t n_rows)
+{
+    int64_t image_token;
+    check(mmi_gguf_get_int(d->model->files[1], "clip.image_token_id", &image_token),
+          "clip.image_token_id");
+    int64_t shape[ST_MAX_DIMS];
+    int32_t *ids = input_ids(d, "input_ids", shape);
+    if (shape[0] != 1)
+        die("input_ids has a batch of %lld", (long long)shape[0]);
+    put_language_model(d, ids, (int)shape[1], (int32_t)image_token, image, n_rows);
+    free(ids);
+}
+
 /* transformers.LlavaForConditionalGeneration: the vision half (embeddings, the feature layer,
  * the projected image features), then the language model on the prompt whose image-token
  * positions (clip.image_token_id) take the image features in order. */
@@ -521,6 +571,7 @@ static void dump_llava(dump *d)
     const mmi_vision *v = d->model->vision;
     if (!v)
         die("the LLaVA pair has no vision file");
+    check_token_counts(d);
     int B, H, W;
     float *px = input_pixels(d, &B, &H, &W);
     put_hidden_state(d, "vision_embeddings", px, B, H, W, 0, 0);
@@ -528,18 +579,68 @@ static void dump_llava(dump *d)
         put_hidden_state(d, "vision_hidden_states", px, B, H, W, v->feature_layers[0], 0);
     put_encoded(d, "image_features", px, B, H, W, 0);
     const dump_tensor *features = &d->out[d->n_out - 1];
-
-    int64_t image_token;
-    check(mmi_gguf_get_int(d->model->files[1], "clip.image_token_id", &image_token),
-          "clip.image_token_id");
-    int64_t shape[ST_MAX_DIMS];
-    int32_t *ids = input_ids(d, "input_ids", shape);
-    if (shape[0] != 1)
-        die("input_ids has a batch of %lld", (long long)shape[0]);
-    put_language_model(d, ids, (int)shape[1], (int32_t)image_token, features->data,
-                       (size_t)features->shape[0]);
-    free(ids);
+    put_prompt_with_image(d, features->data, (size_t)features->shape[0]);
     free(px);
+}
+
+/* transformers.LlavaNextForConditionalGeneration, from the case's image.png through libmm's
+ * own AnyRes preprocessing: every view's pixels, the image size, the token count known before
+ * encoding (mm_image_token_count), every view's feature-layer state and projected features
+ * (the views as one batch), the packed features (mm_image_encode at the default detail), then
+ * the language model on the prompt as for LLaVA. */
+static void dump_llava_next(dump *d)
+{
+    load_model(d, "model.gguf", "mmproj.gguf");
+    const mmi_vision *v = d->model->vision;
+    if (!v || !v->image_newline || v->n_feature_layers != 1)
+        die("the LLaVA-NeXT pair has no vision file with one feature layer and image_newline");
+    check_token_counts(d);
+    char path[sizeof d->case_dir + 16];
+    snprintf(path, sizeof path, "%s/image.png", d->case_dir);
+    mm_image *image;
+    check(mm_image_load_file(path, NULL, &image), path);
+    int w = mm_image_width(image), h = mm_image_height(image);
+    mmi_views views;
+    check(mmi_preprocess(&v->preprocess, image, MMI_DETAIL_HIGH, &views), "preprocess");
+    int S = views.size, N = views.n_views, n, D = v->enc.n_embd;
+    put_f32(d, "pixel_values", views.pixels, 5, (int64_t)1, (int64_t)N, (int64_t)3, (int64_t)S,
+            (int64_t)S);
+    const int32_t size_hw[2] = {h, w};
+    put_i64(d, "image_sizes", size_hw, 1, 2);
+    size_t count;
+    int count_views;
+    check(mm_image_token_count(d->model, w, h, NULL, &count, &count_views), "token count");
+    if (count_views != N)
+        die("mm_image_token_count says %d views, preprocessing made %d", count_views, N);
+    const int32_t count_id = (int32_t)count;
+    put_i64(d, "num_image_tokens", &count_id, 0, 1);
+
+    check(mmi_vision_tower_tokens(v, S, S, &n), "tower tokens");
+    float *states = xmalloc((size_t)N * n * D * sizeof(float));
+    for (int i = 0; i < N; i++)
+        check(mmi_vision_hidden_states(v, views.pixels + (size_t)i * 3 * S * S, S, S,
+                                       v->feature_layers, 1, states + (size_t)i * n * D, NULL),
+              "vision hidden states");
+    put_f32(d, "vision_hidden_states", states, 3, (int64_t)N, (int64_t)n, (int64_t)D);
+    int per_view, E;
+    check(mmi_vision_output_shape(v, S, S, &per_view, &E), "output shape");
+    float *tiles = xmalloc((size_t)N * per_view * E * sizeof(float));
+    check(mmi_vision_encode_views(v, views.pixels, N, S, S, tiles, NULL), "encode views");
+    put_f32(d, "tile_features", tiles, 3, (int64_t)N, (int64_t)per_view, (int64_t)E);
+
+    mm_embeddings *e;
+    check(mm_image_encode(d->model, image, NULL, &e), "mm_image_encode");
+    size_t rows = mm_embeddings_n_tokens(e);
+    if (rows != count)
+        die("mm_image_encode made %zu rows, mm_image_token_count said %zu", rows, count);
+    put_f32(d, "image_features", mm_embeddings_data(e), 2, (int64_t)rows, (int64_t)E);
+
+    put_prompt_with_image(d, mm_embeddings_data(e), rows);
+    mm_embeddings_free(e);
+    free(tiles);
+    free(states);
+    mmi_views_free(&views);
+    mm_image_free(image);
 }
 
 /* transformers.Blip2ForConditionalGeneration: the tower's post-normalised last state, the
@@ -553,6 +654,7 @@ static void dump_blip2(dump *d)
     const mmi_decoder *dec = d->model->decoder;
     if (!v || v->connector.kind != MMI_CONNECTOR_QFORMER || !dec)
         die("the BLIP-2 pair lacks the vision file with a Q-Former or the language model");
+    check_token_counts(d);
     int B, H, W, n, D = v->enc.n_embd, last = v->enc.n_layer;
     float *px = input_pixels(d, &B, &H, &W);
     put_hidden_state(d, "vision_last_hidden_state", px, B, H, W, last, 1);
@@ -836,6 +938,7 @@ static const struct {
     {"transformers.CLIPModel", dump_clip},
     {"transformers.SiglipVisionModel", dump_siglip_vision},
     {"transformers.LlavaForConditionalGeneration", dump_llava},
+    {"transformers.LlavaNextForConditionalGeneration", dump_llava_next},
     {"transformers.LlamaForCausalLM", dump_llama},
     {"transformers.Qwen2ForCausalLM", dump_llama},
     {"transformers.Phi3ForCausalLM", dump_llama},
@@ -871,6 +974,12 @@ int main(int argc, char **argv)
     }
     static dump d;
     d.gguf_dir = argv[2];
+    snprintf(d.case_dir, sizeof d.case_dir, "%s", argv[3]);
+    char *slash = strrchr(d.case_dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        strcpy(d.case_dir, ".");
     if (st_load(&d.io, argv[3]) != 0)
         die("%s", d.io.error);
     classes[cls].run(&d);

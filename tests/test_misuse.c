@@ -561,6 +561,32 @@ static void m_mm_image_encode(void)
     e = SENTINEL;
     EXPECT(mm_image_encode(ids_model, image, NULL, &e), MM_ERR_ARG); /* no vision tower */
     ck_assert_ptr_null(e);
+    mm_options *o = new_options();
+    ck_assert_ok(mm_options_set_string(o, MM_OPT_IMAGE_DETAIL, "ultra"));
+    e = SENTINEL;
+    EXPECT(mm_image_encode(llava, image, o, &e), MM_ERR_ARG);
+    ck_assert_ptr_null(e);
+    mm_options_free(o);
+}
+
+static void m_mm_image_token_count(void)
+{
+    size_t n = 7;
+    int views = 7;
+    EXPECT(mm_image_token_count(NULL, 64, 64, NULL, &n, &views), MM_ERR_ARG);
+    EXPECT(mm_image_token_count(llava, 64, 64, NULL, NULL, &views), MM_ERR_ARG);
+    EXPECT(mm_image_token_count(llava, 0, 64, NULL, &n, &views), MM_ERR_ARG);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(views, 0);
+    EXPECT(mm_image_token_count(llava, 64, -1, NULL, &n, NULL), MM_ERR_ARG);
+    EXPECT(mm_image_token_count(ids_model, 64, 64, NULL, &n, NULL), MM_ERR_ARG);
+    mm_options *o = new_options();
+    ck_assert_ok(mm_options_set_string(o, MM_OPT_IMAGE_DETAIL, "ultra"));
+    EXPECT(mm_image_token_count(llava, 64, 64, o, &n, NULL), MM_ERR_ARG);
+    mm_options_free(o);
+    /* Any size is counted without overflow. */
+    ck_assert_ok(mm_image_token_count(llava, INT_MAX, INT_MAX, NULL, &n, &views));
+    ck_assert_uint_gt(n, 0);
 }
 
 static void m_mm_image_encode_pixels(void)
@@ -794,6 +820,12 @@ static void m_mm_session_create(void)
     ck_assert_ptr_null(s);
     mm_options *o = new_options();
     ck_assert_ok(mm_options_set_string(o, MM_OPT_CHAT_TEMPLATE, "klingon"));
+    s = SENTINEL;
+    EXPECT(mm_session_create(llava, o, &s), MM_ERR_ARG);
+    ck_assert_ptr_null(s);
+    mm_options_free(o);
+    o = new_options();
+    ck_assert_ok(mm_options_set_string(o, MM_OPT_IMAGE_DETAIL, "medium"));
     s = SENTINEL;
     EXPECT(mm_session_create(llava, o, &s), MM_ERR_ARG);
     ck_assert_ptr_null(s);
@@ -1199,7 +1231,8 @@ static const struct {
     CASE(mm_audio_free), CASE(mm_audio_resampling_available),
     CASE(mm_media_from_image), CASE(mm_media_from_audio), CASE(mm_media_free),
     CASE(mm_media_n_tokens), CASE(mm_media_encode),
-    CASE(mm_image_encode), CASE(mm_image_encode_pixels), CASE(mm_embeddings_n_tokens),
+    CASE(mm_image_encode), CASE(mm_image_token_count),
+    CASE(mm_image_encode_pixels), CASE(mm_embeddings_n_tokens),
     CASE(mm_embeddings_n_embd), CASE(mm_embeddings_data), CASE(mm_embeddings_free),
     CASE(mm_clip_embedding_size), CASE(mm_clip_logit_scale), CASE(mm_clip_image_embedding),
     CASE(mm_clip_image_embedding_pixels), CASE(mm_clip_text_embedding),

@@ -549,6 +549,83 @@ static mm_image *test_image(void)
     return img;
 }
 
+/* A LLaVA-1.6-style model: every detail level costs what mm_image_token_count says, in
+ * mm_image_encode's rows and in the session's positions, and the context check uses it. */
+START_TEST(detail_levels_cost_what_the_count_says)
+{
+    tiny_llama c = tiny_llama_default;
+    c.vocab_path = test_vectors_path("tokenizer/ggml-vocab-llama-spm.gguf");
+    tiny_vision v = tiny_vision_default;
+    v.tiled = 1;
+    char text_path[512];
+    snprintf(text_path, sizeof text_path, "%s", tiny_temp_path("text.gguf"));
+    const char *vision_path = tiny_temp_path("vision.gguf");
+    ck_assert_ok(tiny_llama_write(&c, text_path));
+    ck_assert_ok(tiny_vision_write_sized(vision_path, c.n_embd, &v));
+    mm_model *m;
+    ck_assert_ok(mm_model_load(text_path, vision_path, NULL, &m));
+    unlink(text_path);
+    unlink(vision_path);
+    /* 20x30 (WxH): the (2S, 2S) pinpoint keeps the most pixels (600 against 384 and 160), so
+     * 2x2 tiles plus the overview */
+    mm_image *img = test_image();
+    const mm_image *images[1] = {img};
+    static const char *const details[] = {"low", "high", "auto"};
+    /* 2x2 patches a view. Low: 4 + the newline HF appends. High: 4 + the 4x4 feature grid
+     * unpadded to 4 rows of int(20 * 4 / 30) = 2 columns, each row + a newline. */
+    const size_t want[] = {4 + 1, 4 + 4 * (2 + 1), 4 + 4 * (2 + 1)};
+    const int want_views[] = {1, 5, 5};
+    int n_past[3];
+    for (int i = 0; i < 3; i++) {
+        mm_options *o;
+        ck_assert_ok(mm_options_create(&o));
+        ck_assert_ok(mm_options_set_string(o, MM_OPT_IMAGE_DETAIL, details[i]));
+        size_t n;
+        int views;
+        ck_assert_ok(mm_image_token_count(m, 20, 30, o, &n, &views));
+        ck_assert_uint_eq(n, want[i]);
+        ck_assert_int_eq(views, want_views[i]);
+        mm_embeddings *e;
+        ck_assert_ok(mm_image_encode(m, img, o, &e));
+        ck_assert_uint_eq(mm_embeddings_n_tokens(e), n);
+        /* The session takes the same rows as the embeddings at the same place. */
+        mm_session *s, *ref = session_with(m, NULL, 0);
+        ck_assert_ok(mm_session_create(m, o, &s));
+        ck_assert_ok(mm_session_add_message_images(s, "user", "Hi", 2, images, 1));
+        const mm_embeddings *embds[1] = {e};
+        ck_assert_ok(mm_session_add_message_embeddings(ref, "user", "Hi", 2, embds, 1));
+        ck_assert_int_eq(mm_session_n_past(s), mm_session_n_past(ref));
+        n_past[i] = mm_session_n_past(s);
+        const float *a, *b;
+        size_t n_vocab;
+        ck_assert_ok(mm_session_logits(s, &a, &n_vocab));
+        ck_assert_ok(mm_session_logits(ref, &b, &n_vocab));
+        ck_assert_mem_eq(a, b, n_vocab * sizeof *a);
+        mm_session_free(ref);
+        mm_session_free(s);
+        /* A context of exactly the image's positions has no room for the rest. */
+        ck_assert_ok(mm_options_set_int(o, MM_OPT_N_CTX, (int64_t)n));
+        ck_assert_ok(mm_session_create(m, o, &s));
+        ck_assert_status(mm_session_add_message_images(s, "user", "Hi", 2, images, 1),
+                         MM_ERR_CTX_FULL);
+        ck_assert_int_eq(mm_session_n_past(s), 0);
+        mm_session_free(s);
+        mm_embeddings_free(e);
+        mm_options_free(o);
+    }
+    /* A media item's own detail (a chat JSON part's) overrides the session's. */
+    const mmi_media_params low = {MMI_DETAIL_LOW};
+    const mmi_media item = {.ops = &mmi_image_ops, .source = img, .params = &low};
+    mm_session *s = session_with(m, NULL, 0);
+    ck_assert_ok(mmi_session_add_message(s, MMI_ROLE_USER, "Hi", 2, &item, 1));
+    ck_assert_int_eq(mm_session_n_past(s), n_past[0]);
+    ck_assert_int_lt(n_past[0], n_past[2]);
+    mm_session_free(s);
+    mm_image_free(img);
+    mm_model_free(m);
+}
+END_TEST
+
 /* A picture added to a message is encoded as mm_image_encode encodes it, and sits where the
  * template puts it. */
 START_TEST(pictures_are_encoded_in_the_message)
@@ -1043,6 +1120,7 @@ int main(void)
     tcase_add_test(tc, template_from_the_file);
     tcase_add_test(tc, images_go_at_their_markers);
     tcase_add_test(tc, pictures_are_encoded_in_the_message);
+    tcase_add_test(tc, detail_levels_cost_what_the_count_says);
     tcase_add_test(tc, picture_overflow_and_cancel_before_and_during_encoding);
     tcase_add_test(tc, stop_strings_cut_the_text);
     tcase_add_test(tc, end_of_generation_token_ends_and_closes_the_answer);

@@ -230,9 +230,10 @@ static mm_status tiny_llama_write(const tiny_llama *c, const char *path)
 typedef struct {
     int image_size, patch, n_embd, n_ff, n_layer, n_head;
     int no_projector; /* a bare CLIP vision tower: no projector keys or mm.* tensors */
+    int tiled; /* LLaVA-1.6: pinpoints (S, 2S), (2S, S), (2S, 2S), spatial_unpad, newline */
 } tiny_vision;
 
-static const tiny_vision tiny_vision_default = {16, 8, 8, 16, 2, 2, 0};
+static const tiny_vision tiny_vision_default = {16, 8, 8, 16, 2, 2, 0, 0};
 
 static inline mm_status tiny_vision_tensor(mmi_gguf_writer *w, uint32_t *rng, const char *name,
                                     uint32_t n_dims, const uint64_t *ne, float center, float scale)
@@ -321,6 +322,17 @@ static inline mm_status tiny_vision_write_sized(const char *path, int n_embd_tex
         if (!v->no_projector || strncmp(t[i].name, "mm.", 3) != 0)
             st = tiny_vision_tensor(w, &rng, t[i].name, t[i].n_dims, t[i].ne, t[i].center,
                                     t[i].scale);
+    if (v->tiled && st == MM_OK) {
+        const int32_t pinpoints[6] = {S, 2 * S, 2 * S, S, 2 * S, 2 * S};
+        const uint64_t ne[1] = {(uint64_t)n_embd_text};
+        st = mmi_gguf_writer_add_array(w, "clip.vision.image_grid_pinpoints", MMI_GGUF_INT32,
+                                       pinpoints, 6);
+        if (st == MM_OK)
+            st = mmi_gguf_writer_add_string(w, "clip.vision.mm_patch_merge_type",
+                                            "spatial_unpad");
+        if (st == MM_OK)
+            st = tiny_vision_tensor(w, &rng, "model.image_newline", 1, ne, 0, 1);
+    }
     for (int l = 0; l < L && st == MM_OK; l++)
         st = tiny_block_write(w, &rng, "v", l, (uint64_t)D, (uint64_t)F, 1);
     if (st == MM_OK)

@@ -15,6 +15,10 @@ converters write them:
   whisper-base Whisper-base's encoder (80 mel bands, 1500 positions = 30 s, 6 blocks, width
                512, 8 heads, FFN 2048) with a Qwen2-Audio projector (qwen2a: avg pool, linear)
                into the width of llama-1b; f32
+  vit-l14-336-anyres  the same tower as LLaVA-1.6 (LLaVA-NeXT) uses it: pinpoints 336x672,
+               672x336, 672x672, 1008x336, 336x1008, spatial_unpad, model.image_newline; a
+               640x480 picture is a 2x2 grid plus the overview (5 views, 2880 tokens before
+               unpadding); f32
   llama-1b     LLaMA-style decoder of TinyLlama-1.1B's shape (22 layers, width 2048, 32 heads,
                4 KV heads, FFN 5632, 32000 tokens): f32 (4.4 GB) and -f16 (2.2 GB)
 
@@ -35,11 +39,14 @@ VISION = {
     # name: image size, patch, width, FFN, blocks, heads, feature layer, projector width
     "vit-b16": (224, 16, 768, 3072, 12, 12, 12, 2048),
     "vit-l14-336": (336, 14, 1024, 4096, 24, 16, 23, 4096),
+    "vit-l14-336-anyres": (336, 14, 1024, 4096, 24, 16, 23, 4096),
 }
 # mel bands, positions, width, FFN, blocks, heads, projector width
 WHISPER_BASE = (80, 1500, 512, 2048, 6, 8, 2048)
+ANYRES_PINPOINTS = [336, 672, 672, 336, 672, 672, 1008, 336, 336, 1008]
 LLAMA = dict(vocab=32000, embd=2048, layers=22, ff=5632, heads=32, heads_kv=4, ctx=2048)
-MODELS = ["vit-b16", "vit-l14-336", "whisper-base", "llama-1b", "llama-1b-f16"]
+MODELS = ["vit-b16", "vit-l14-336", "vit-l14-336-anyres", "whisper-base", "llama-1b",
+          "llama-1b-f16"]
 
 rng = np.random.default_rng(1234)
 
@@ -75,7 +82,7 @@ def write_vision(path, spec, name):
     w.add("clip.vision.image_std", [0.26862954, 0.26130258, 0.27577711], type="[f32]")
     w.add("clip.vision.image_resize", "shortest_edge_crop")
     if name == "vit-l14-336":
-        w.add("clip.vision.image_pad", "mean")
+        w.add("clip.vision.image_pad", "mean")  # LLaVA-1.5; LLaVA-1.6 tiles instead
     w.add("clip.vision.feature_layer", [feature_layer], type="[i32]")
     w.add("clip.image_token_id", 32000, type="i32")
     n_pos = (S // P) ** 2 + 1
@@ -102,6 +109,10 @@ def write_vision(path, spec, name):
     w.add_tensor("mm.0.bias", const(0, E))
     w.add_tensor("mm.2.weight", normal(E, E), shape=(E, E))
     w.add_tensor("mm.2.bias", const(0, E))
+    if name.endswith("-anyres"):
+        w.add("clip.vision.image_grid_pinpoints", ANYRES_PINPOINTS, type="[i32]")
+        w.add("clip.vision.mm_patch_merge_type", "spatial_unpad")
+        w.add_tensor("model.image_newline", normal(E), shape=(E,))
     w.write()
 
 

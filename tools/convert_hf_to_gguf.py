@@ -12,6 +12,8 @@ MODEL_DIR holds config.json and *.safetensors (one file or shards). Written file
     Phi3ForCausalLM                OUTDIR/model.gguf   (phi3)
     Qwen2VLForConditionalGeneration  OUTDIR/model.gguf (qwen2vl; the vision tower: not yet)
     LlavaForConditionalGeneration  OUTDIR/model.gguf   (llama) + OUTDIR/mmproj.gguf (clip, mlp)
+    LlavaNextForConditionalGeneration  the same, the mmproj with image_grid_pinpoints,
+                                   mm_patch_merge_type spatial_unpad and model.image_newline
     Blip2ForConditionalGeneration  OUTDIR/model.gguf   (opt)   + OUTDIR/mmproj.gguf (clip, qformer)
     CLIPModel                      OUTDIR/model.gguf   (clip: both towers + projections)
     SiglipVisionModel              OUTDIR/model.gguf   (clip: vision tower + pooling head)
@@ -225,6 +227,11 @@ DEFAULTS = {
     "llava": dict(image_token_index=32000, projector_hidden_act="gelu",
                   vision_feature_select_strategy="default", vision_feature_layer=-2,
                   multimodal_projector_bias=True),
+    "llava_next": dict(image_token_index=32000, projector_hidden_act="gelu",
+                       vision_feature_select_strategy="default", vision_feature_layer=-2,
+                       multimodal_projector_bias=True,
+                       image_grid_pinpoints=[[336, 672], [672, 336], [672, 672], [1008, 336],
+                                             [336, 1008]]),
     "clip": dict(projection_dim=512, logit_scale_init_value=2.6592),
     "blip-2": dict(num_query_tokens=32, image_token_index=None),
     "idefics2_perceiver": dict(hidden_act="silu", resampler_n_latents=64, resampler_depth=3,
@@ -905,11 +912,15 @@ def feature_layers(value, n_layers):
     return idx
 
 
-def convert_llava(folder, cfg, ck, args):
+def convert_llava(folder, cfg, ck, args, kind="llava"):
+    """LLaVA-1.5, and with kind "llava_next" LLaVA-1.6 (AnyRes): the tiling keys and the
+    newline row as llama.cpp's LLaVA-NeXT mmproj files carry them."""
     for new, old in LLAVA_RENAMES:      # newer transformers save other prefixes
         for name in [n for n in ck.names() if n.startswith(new)]:
             ck.entries[old + name[len(new):]] = ck.entries.pop(name)
-    lc = Config(cfg, "llava")
+    if "model.image_newline" in ck:
+        ck.entries["image_newline"] = ck.entries.pop("model.image_newline")
+    lc = Config(cfg, kind)
     vc = sub_config(cfg, "vision_config", "clip_vision_model",
                     LLAVA_VISION_DEFAULT if "vision_config" not in cfg else None)
     tc = sub_config(cfg, "text_config", "llama")
@@ -920,9 +931,11 @@ def convert_llava(folder, cfg, ck, args):
     if select == "default" and vc.kind == "siglip_vision_model":
         raise ConvertError("vision_feature_select_strategy 'default' drops a class token, "
                            "but a SigLIP tower has none")
-    for key in ("image_grid_pinpoints", "vision_aspect_ratio"):
-        if cfg.get(key):
-            raise ConvertError("%s is set: LLaVA-NeXT tiling is not supported" % key)
+    if kind == "llava" and cfg.get("image_grid_pinpoints"):
+        raise ConvertError("image_grid_pinpoints is set on a LLaVA (1.5) config: convert it as "
+                           "LlavaNextForConditionalGeneration")
+    if cfg.get("vision_aspect_ratio"):
+        raise ConvertError("vision_aspect_ratio is set: LLaVA-OneVision is not supported")
 
     text = Output(os.path.join(args.outdir, "model.gguf"), "llama", args.outtype, "llava text")
     write_llama(text, tc, ck, "language_model.model.", "language_model.lm_head.weight")
@@ -948,6 +961,14 @@ def convert_llava(folder, cfg, ck, args):
     linear(mm, ck, "mm.0", "multi_modal_projector.linear_1")
     if n_linear == 2:
         linear(mm, ck, "mm.2", "multi_modal_projector.linear_2")
+    if kind == "llava_next":
+        pinpoints = lc["image_grid_pinpoints"]
+        if not pinpoints or any(len(p) != 2 for p in pinpoints):
+            raise ConvertError("image_grid_pinpoints must be a list of (height, width) pairs")
+        mm.add("clip.vision.image_grid_pinpoints", [int(x) for p in pinpoints for x in p],
+               type="[i32]")
+        mm.add("clip.vision.mm_patch_merge_type", "spatial_unpad")
+        mm.tensor("model.image_newline", ck.get("image_newline"))
     return [text, mm]
 
 
@@ -1183,13 +1204,17 @@ def convert_qwen2_audio(folder, cfg, ck, args):
 CONVERTERS = {"LlamaForCausalLM": convert_llama, "MistralForCausalLM": convert_llama,
               "Qwen2ForCausalLM": convert_decoder, "Phi3ForCausalLM": convert_decoder,
               "Qwen2VLForConditionalGeneration": convert_qwen2_vl,
-              "LlavaForConditionalGeneration": convert_llava, "CLIPModel": convert_clip,
+              "LlavaForConditionalGeneration": convert_llava,
+              "LlavaNextForConditionalGeneration":
+                  lambda folder, cfg, ck, args: convert_llava(folder, cfg, ck, args, "llava_next"),
+              "CLIPModel": convert_clip,
               "SiglipVisionModel": convert_siglip,
               "Blip2ForConditionalGeneration": convert_blip2,
               "Qwen2AudioForConditionalGeneration": convert_qwen2_audio}
 MODEL_TYPES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
                "phi3": "Phi3ForCausalLM", "qwen2_vl": "Qwen2VLForConditionalGeneration",
                "llava": "LlavaForConditionalGeneration",
+               "llava_next": "LlavaNextForConditionalGeneration",
                "clip": "CLIPModel", "siglip_vision_model": "SiglipVisionModel",
                "blip-2": "Blip2ForConditionalGeneration",
                "qwen2_audio": "Qwen2AudioForConditionalGeneration"}
