@@ -31,6 +31,14 @@ ifeq ($(WITH_SOXR),1)
 DEP_CFLAGS  += -DMMI_HAVE_SOXR $(shell pkg-config --cflags soxr)
 DEP_LIBS    += $(shell pkg-config --libs soxr)
 endif
+# FFmpeg (optional, WITH_FFMPEG=0 leaves it out): video files are read through libavformat,
+# libavcodec and libswscale; without it mm_video_load_file is refused (lib/ext/video_ffmpeg.c).
+FFMPEG_PKGS := libavformat libavcodec libswscale libavutil
+WITH_FFMPEG ?= $(shell pkg-config --exists $(FFMPEG_PKGS) 2>/dev/null && echo 1 || echo 0)
+ifeq ($(WITH_FFMPEG),1)
+DEP_CFLAGS  += -DMMI_HAVE_FFMPEG $(shell pkg-config --cflags $(FFMPEG_PKGS))
+DEP_LIBS    += $(shell pkg-config --libs $(FFMPEG_PKGS))
+endif
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS  := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
@@ -186,7 +194,7 @@ install: all
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libmm.so
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
 	sed -e 's|@prefix@|$(PREFIX)|' -e 's|@libdir@|$(LIBDIR)|' -e 's|@includedir@|$(INCLUDEDIR)|' \
-	    -e 's|@version@|$(VERSION)|' -e 's|@requires_soxr@|$(if $(filter 1,$(WITH_SOXR)), soxr)|' \
+	    -e 's|@version@|$(VERSION)|' -e 's|@requires_soxr@|$(if $(filter 1,$(WITH_SOXR)), soxr)$(if $(filter 1,$(WITH_FFMPEG)), $(FFMPEG_PKGS))|' \
 	    pkgconfig/libmm.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/libmm.pc
 	for p in $(filter-out mm-bench,$(INSTALLED_PROGRAMS)); do \
 	    $(call link_program,examples/$$p.c,$(DESTDIR)$(BINDIR)/$$p,$(LIBDIR)) || exit 1; \

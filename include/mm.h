@@ -106,7 +106,7 @@ typedef enum mm_opt_type {
     MM_OPT_TYPE_STRING = 3
 } mm_opt_type;
 
-/* Keys. 100s: loading and threads; 200s: sessions and generation; 300s: images; 400s: audio.
+/* Keys. 100s: loading and threads; 200s: sessions and generation; 300s: images; 400s: audio; 500s: video.
  * Image detail (MM_OPT_IMAGE_DETAIL): "low" is one view of the whole image at the tower's
  * size; "high" is the model's tiling (LLaVA-1.6: a grid of tiles chosen from the file's
  * pinpoints plus an overview) when the model has one; "auto" is high when the model tiles,
@@ -130,7 +130,11 @@ typedef enum mm_opt {
     MM_OPT_IMAGE_MAX_SIDE  = 300, /* int, largest width or height accepted; default 16384 */
     MM_OPT_IMAGE_MAX_PIXELS= 301, /* int, largest width*height accepted; default 64 Mi pixels */
     MM_OPT_IMAGE_DETAIL    = 302, /* string: "low", "high", "auto"; default "auto" (above) */
-    MM_OPT_AUDIO_MAX_SECONDS = 400 /* int, longest audio clip read from a file; default 600 */
+    MM_OPT_AUDIO_MAX_SECONDS = 400,/* int, longest audio clip read from a file; default 600 */
+    MM_OPT_VIDEO_FRAMES    = 500, /* int, frames sampled uniformly from a clip; default 8 */
+    MM_OPT_VIDEO_INTERVAL  = 501, /* float seconds, one frame every S (0 = use VIDEO_FRAMES) */
+    MM_OPT_VIDEO_MAX_FRAMES= 502, /* int, most frames a clip may give; default 64 */
+    MM_OPT_VIDEO_MAX_SECONDS = 503 /* int, longest clip read from a file; default 3600 */
 } mm_opt;
 
 /* Create an empty bag. Free with mm_options_free(). Any thread. */
@@ -301,14 +305,54 @@ MM_API void mm_audio_free(mm_audio *audio);
  * rate is then refused with MM_ERR_UNSUPPORTED by the calls that encode it. Any thread. */
 MM_API int mm_audio_resampling_available(void);
 
+/* ---- section: video (video.c, ext/video_ffmpeg.c) ---- */
+
+/* A video clip: frames chosen at known times (seconds). The frames are sampled when the clip is
+ * made, as LLaVA-NeXT-Video's references do: with MM_OPT_VIDEO_INTERVAL = S > 0, the first
+ * frame at or after each multiple of S from the first frame's time; else MM_OPT_VIDEO_FRAMES = N
+ * frames uniformly, frame floor(i * total / N) for i < N (all of them when total <= N). More
+ * than MM_OPT_VIDEO_MAX_FRAMES sampled frames is MM_ERR_LIMIT. Each frame goes through the
+ * vision tower like an image (mm_media_from_video). Immutable once made: any thread may read
+ * it; free it once with mm_video_free(). */
+typedef struct mm_video mm_video;
+
+/* From caller frames: frames[n_frames] with their times (seconds, non-decreasing, finite; NULL:
+ * frame i at i seconds). The sampled frames are copied: the caller's may go after the call.
+ * Errors: MM_ERR_ARG (NULL argument, no frames, a NULL frame, times out of order or not
+ * finite), MM_ERR_LIMIT (too many sampled frames), MM_ERR_NOMEM. */
+MM_API mm_status mm_video_from_frames(const mm_image *const *frames, const double *times,
+                                      size_t n_frames, const mm_options *options,
+                                      mm_video **out);
+/* Read a clip from a file through FFmpeg (libavformat, libavcodec, libswscale), seeking to the
+ * sampled frames where the container allows. Frame size (MM_OPT_IMAGE_MAX_SIDE /
+ * MM_OPT_IMAGE_MAX_PIXELS), duration (MM_OPT_VIDEO_MAX_SECONDS) and frame count are checked
+ * before any frame is decoded. Errors: MM_ERR_UNSUPPORTED (a build without FFmpeg, see
+ * mm_video_files_available(); a codec FFmpeg cannot decode), MM_ERR_IO, MM_ERR_FORMAT (not a
+ * video, corrupt or truncated data, no video stream, no frames), MM_ERR_LIMIT, MM_ERR_NOMEM. */
+MM_API mm_status mm_video_load_file(const char *path, const mm_options *options,
+                                    mm_video **out);
+/* 1 when this build reads video files (FFmpeg), else 0. Any thread. */
+MM_API int mm_video_files_available(void);
+/* Sampled frames; NULL gives 0. */
+MM_API size_t mm_video_n_frames(const mm_video *video);
+/* Frame i (owned by the clip) and its time in seconds; NULL / 0 when out of range. */
+MM_API const mm_image *mm_video_frame(const mm_video *video, size_t i);
+MM_API double mm_video_frame_time(const mm_video *video, size_t i);
+/* Release a clip. Accepts NULL. */
+MM_API void mm_video_free(mm_video *video);
+
 /* ---- section: media (media.c) ---- */
 
-/* One media item of a message, for mm_session_add_message_media(): an image or an audio clip,
- * borrowed (not copied), so the image or clip must outlive the handle. Any thread; free with
+/* One media item of a message, for mm_session_add_message_media(): an image, an audio clip or
+ * a video, borrowed (not copied), so the image, clip or video must outlive the handle. Any thread; free with
  * mm_media_free(). Errors: MM_ERR_ARG (NULL argument), MM_ERR_NOMEM. */
 typedef struct mm_media mm_media;
 MM_API mm_status mm_media_from_image(const mm_image *image, mm_media **out);
 MM_API mm_status mm_media_from_audio(const mm_audio *audio, mm_media **out);
+/* A clip's frames as one item: every frame through the vision tower in one batch, pooled as
+ * the file says (LLaVA-NeXT-Video: clip.vision.spatial_pool_stride), the rows frame after
+ * frame, no separator. */
+MM_API mm_status mm_media_from_video(const mm_video *video, mm_media **out);
 /* Release a handle (not the image or clip). Accepts NULL. */
 MM_API void mm_media_free(mm_media *media);
 

@@ -84,6 +84,10 @@ struct mmi_vision {
     mmi_connector connector;
     const float *image_newline;         /* [connector width] LLaVA-1.6 (spatial_unpad): ends
                                            every row of tile features; NULL otherwise */
+    int frame_pool;                     /* video frames: features pooled in windows of this
+                                           side before the connector (LLaVA-NeXT-Video's
+                                           spatial_pool_stride); 1 = none */
+    mmi_pool_mode frame_pool_mode;
     mmi_weights weights;                /* owns converted tensors */
 };
 
@@ -122,6 +126,15 @@ mm_status mmi_vision_encode(const mmi_vision *v, const float *chw, int width, in
  * out[n_views][n_tokens][n_embd], view by view. */
 mm_status mmi_vision_encode_views(const mmi_vision *v, const float *chw, int n_views, int width,
                                   int height, float *out, const atomic_int *cancel);
+
+/* Video frames: what mmi_vision_encode_frames produces per frame of width×height. */
+mm_status mmi_vision_frame_shape(const mmi_vision *v, int width, int height, int *n_tokens,
+                                 int *n_embd);
+/* n_frames frames chw[n_frames][3][height][width] as one batch through the tower, each frame's
+ * features pooled on their patch grid (frame_pool), then the connector on all of them:
+ * out[n_frames][n_tokens][n_embd], frame by frame. */
+mm_status mmi_vision_encode_frames(const mmi_vision *v, const float *chw, int n_frames,
+                                   int width, int height, float *out, const atomic_int *cancel);
 
 /* Preprocess an image as the file says (one view of the whole image) into views. */
 mm_status mmi_vision_preprocess(const mmi_vision *v, const mm_image *image, mmi_views *views);
