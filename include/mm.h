@@ -331,6 +331,9 @@ MM_API mm_status mm_video_from_frames(const mm_image *const *frames, const doubl
  * video, corrupt or truncated data, no video stream, no frames), MM_ERR_LIMIT, MM_ERR_NOMEM. */
 MM_API mm_status mm_video_load_file(const char *path, const mm_options *options,
                                     mm_video **out);
+/* The same for a file's bytes in memory (data only read during the call). */
+MM_API mm_status mm_video_load_memory(const void *data, size_t size, const mm_options *options,
+                                      mm_video **out);
 /* 1 when this build reads video files (FFmpeg), else 0. Any thread. */
 MM_API int mm_video_files_available(void);
 /* Sampled frames; NULL gives 0. */

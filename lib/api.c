@@ -248,6 +248,17 @@ mm_status mm_video_load_file(const char *path, const mm_options *options, mm_vid
     return mmi_video_load_file(path, options, out);
 }
 
+mm_status mm_video_load_memory(const void *data, size_t size, const mm_options *options,
+                               mm_video **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_video_load_memory: out is NULL");
+    *out = NULL;
+    if (!data)
+        return mmi_fail(MM_ERR_ARG, "mm_video_load_memory: data is NULL");
+    return mmi_video_load_memory(data, size, options, out);
+}
+
 int mm_video_files_available(void)
 {
     return mmi_video_files_available();

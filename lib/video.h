@@ -39,5 +39,7 @@ mm_status mmi_video_frame_pixels(const struct mmi_vision *v, const mm_video *cli
 /* ext/video_ffmpeg.c: read and sample a file (mm_video_load_file). */
 int mmi_video_files_available(void);
 mm_status mmi_video_load_file(const char *path, const mm_options *options, mm_video **out);
+mm_status mmi_video_load_memory(const void *data, size_t size, const mm_options *options,
+                                mm_video **out);
 
 #endif

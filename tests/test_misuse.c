@@ -538,6 +538,17 @@ static void m_mm_video_load_file(void)
     ck_assert_ptr_null(v);
 }
 
+static void m_mm_video_load_memory(void)
+{
+    mm_video *v = SENTINEL;
+    EXPECT(mm_video_load_memory(NULL, 4, NULL, &v), MM_ERR_ARG);
+    ck_assert_ptr_null(v);
+    EXPECT(mm_video_load_memory("abcd", 4, NULL, NULL), MM_ERR_ARG);
+    EXPECT(mm_video_load_memory("abcd", 4, NULL, &v),
+           mm_video_files_available() ? MM_ERR_FORMAT : MM_ERR_UNSUPPORTED);
+    ck_assert_ptr_null(v);
+}
+
 static void m_mm_video_files_available(void)
 {
     int r = mm_video_files_available();
@@ -1297,7 +1308,7 @@ static const struct {
     CASE(mm_audio_sample_rate), CASE(mm_audio_n_samples), CASE(mm_audio_samples),
     CASE(mm_audio_free), CASE(mm_audio_resampling_available),
     CASE(mm_media_from_image), CASE(mm_media_from_audio), CASE(mm_media_from_video),
-    CASE(mm_media_free), CASE(mm_video_from_frames), CASE(mm_video_load_file),
+    CASE(mm_media_free), CASE(mm_video_from_frames), CASE(mm_video_load_file), CASE(mm_video_load_memory),
     CASE(mm_video_files_available), CASE(mm_video_n_frames), CASE(mm_video_frame),
     CASE(mm_video_frame_time), CASE(mm_video_free),
     CASE(mm_media_n_tokens), CASE(mm_media_encode),

@@ -46,8 +46,40 @@ static const char *av_error(int err, char *buf, size_t n)
     return buf;
 }
 
+/* A file in memory, read through FFmpeg's custom I/O. */
+typedef struct {
+    const uint8_t *data;
+    size_t size, at;
+} memory_file;
+
+static int memory_read(void *opaque, uint8_t *buf, int n)
+{
+    memory_file *m = opaque;
+    size_t left = m->size - m->at, take = (size_t)n < left ? (size_t)n : left;
+    if (take == 0)
+        return AVERROR_EOF;
+    memcpy(buf, m->data + m->at, take);
+    m->at += take;
+    return (int)take;
+}
+
+static int64_t memory_seek(void *opaque, int64_t offset, int whence)
+{
+    memory_file *m = opaque;
+    if (whence & AVSEEK_SIZE)
+        return (int64_t)m->size;
+    int64_t base = (whence & 3) == SEEK_CUR ? (int64_t)m->at
+                 : (whence & 3) == SEEK_END ? (int64_t)m->size : 0;
+    if (offset > (int64_t)m->size - base || base + offset < 0)
+        return AVERROR(EINVAL);
+    m->at = (size_t)(base + offset);
+    return (int64_t)m->at;
+}
+
 typedef struct {
     AVFormatContext *fmt;
+    AVIOContext *io; /* reading from memory; NULL for a file */
+    memory_file mem;
     AVCodecContext *dec;
     struct SwsContext *sws;
     AVPacket *pkt;
@@ -65,6 +97,9 @@ static void reader_close(reader *r)
     av_packet_free(&r->pkt);
     avcodec_free_context(&r->dec);
     avformat_close_input(&r->fmt);
+    if (r->io)
+        av_freep(&r->io->buffer);
+    avio_context_free(&r->io);
 }
 
 static mm_status check_size(const reader *r, int w, int h)
@@ -82,7 +117,21 @@ static mm_status open_stream(reader *r, const mm_options *options, double *rate,
                              size_t *total)
 {
     char err[128];
-    int rc = avformat_open_input(&r->fmt, r->path, NULL, NULL);
+    if (r->mem.data) {
+        enum { IO_BUFFER = 1 << 16 };
+        uint8_t *buffer = av_malloc(IO_BUFFER);
+        r->fmt = avformat_alloc_context();
+        r->io = buffer ? avio_alloc_context(buffer, IO_BUFFER, 0, &r->mem, memory_read, NULL,
+                                            memory_seek) : NULL;
+        if (!r->io)
+            av_free(buffer);
+        if (!r->fmt || !r->io)
+            return mmi_fail(MM_ERR_NOMEM, "%s: out of memory for the reader", r->path);
+        r->fmt->pb = r->io;
+        r->fmt->flags |= AVFMT_FLAG_CUSTOM_IO;
+    }
+    /* avformat_open_input frees the context when it fails */
+    int rc = avformat_open_input(&r->fmt, r->mem.data ? NULL : r->path, NULL, NULL);
     if (rc < 0)
         return mmi_fail(rc == AVERROR(ENOENT) || rc == AVERROR(EACCES) ? MM_ERR_IO
                                                                         : MM_ERR_FORMAT,
@@ -218,12 +267,13 @@ static mm_status frame_at(reader *r, double seconds, double rate, double *decode
     }
 }
 
-mm_status mmi_video_load_file(const char *path, const mm_options *options, mm_video **out)
+static mm_status load(reader *from, const mm_options *options, mm_video **out)
 {
     pthread_once(&quiet_once, quiet);
-    reader r = {.path = path,
-                .max_side = (int)mmi_opt_int(options, MM_OPT_IMAGE_MAX_SIDE),
-                .max_pixels = mmi_opt_int(options, MM_OPT_IMAGE_MAX_PIXELS)};
+    reader r = *from;
+    r.max_side = (int)mmi_opt_int(options, MM_OPT_IMAGE_MAX_SIDE);
+    r.max_pixels = mmi_opt_int(options, MM_OPT_IMAGE_MAX_PIXELS);
+    const char *path = r.path;
     double rate = 0, *times = NULL, decoded_to = -INFINITY;
     size_t total = 0, *idx = NULL, n = 0;
     mm_video *v = NULL;
@@ -251,6 +301,21 @@ mm_status mmi_video_load_file(const char *path, const mm_options *options, mm_vi
     return MM_OK;
 }
 
+mm_status mmi_video_load_file(const char *path, const mm_options *options, mm_video **out)
+{
+    reader r = {.path = path};
+    return load(&r, options, out);
+}
+
+mm_status mmi_video_load_memory(const void *data, size_t size, const mm_options *options,
+                                mm_video **out)
+{
+    reader r = {.path = "video data", .mem = {data, size, 0}};
+    if (size == 0)
+        return mmi_fail(MM_ERR_FORMAT, "video data: empty");
+    return load(&r, options, out);
+}
+
 #else
 
 int mmi_video_files_available(void)
@@ -264,6 +329,14 @@ mm_status mmi_video_load_file(const char *path, const mm_options *options, mm_vi
     (void)out;
     return mmi_fail(MM_ERR_UNSUPPORTED, "%s: this libmm was built without FFmpeg, so it reads "
                     "no video files (decode the frames and use mm_video_from_frames)", path);
+}
+
+mm_status mmi_video_load_memory(const void *data, size_t size, const mm_options *options,
+                                mm_video **out)
+{
+    (void)data;
+    (void)size;
+    return mmi_video_load_file("video data", options, out);
 }
 
 #endif
