@@ -96,6 +96,10 @@ BENCH_WRAP := -Wl,--wrap=cblas_sgemm -Wl,--wrap=cblas_sgemv
 examples/mm-bench: examples/mm-bench.c $(STATIC) $(LIB_HDR)
 	$(CC) $(APP_CFLAGS) -Ilib $(DEP_CFLAGS) $< -o $@ $(STATIC) $(BENCH_WRAP) $(DEP_LIBS)
 
+# mm-quantize uses the GGUF reader and writer and the type table: it links the static library.
+examples/mm-quantize: examples/mm-quantize.c $(STATIC) $(LIB_HDR)
+	$(CC) $(APP_CFLAGS) -Ilib $(DEP_CFLAGS) $< -o $@ $(STATIC) $(DEP_LIBS)
+
 examples/cpp/%: examples/cpp/%.cpp bindings/cpp/mm.hpp include/mm.h lib/libmm.so lib/$(SONAME)
 	$(CXX) $(APP_CXXFLAGS) $< -o $@ -Llib -lmm -Wl,-rpath,'$$ORIGIN/../../lib'
 
@@ -165,7 +169,7 @@ tests/fuzz/build/fuzz_%: tests/fuzz/fuzz.c tests/fuzz/targets.h $(FUZZ_OBJ)
 
 # The replay suite runs the fuzz targets on the committed inputs.
 tests/test_fuzz_replay: tests/fuzz/targets.h
-tests/test_misuse tests/test_robust: tests/tiny_llama.h
+tests/test_misuse tests/test_robust tests/test_resources: tests/tiny_llama.h
 
 # Random-weight models of realistic shapes (written once into BENCH_DIR, several GB), then
 # mm-bench on each with 1 and 2 threads; see docs/performance.md.
@@ -180,6 +184,8 @@ bench: examples/mm-bench
 # Installing as root into a system prefix refreshes the loader's cache (ldconfig); for any other
 # prefix, programs find libmm.so.1 through -Wl,-rpath,$$(pkg-config --variable=libdir libmm).
 INSTALLED_PROGRAMS := $(notdir $(EXAMPLES))
+# Linked with the static library (they reach internals): installed as built.
+STATIC_PROGRAMS := mm-bench mm-quantize
 SYSTEM_PREFIXES    := /usr /usr/local
 define refresh_loader_cache
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && [ -n "$(filter $(SYSTEM_PREFIXES),$(PREFIX))" ] \
@@ -196,10 +202,10 @@ install: all
 	sed -e 's|@prefix@|$(PREFIX)|' -e 's|@libdir@|$(LIBDIR)|' -e 's|@includedir@|$(INCLUDEDIR)|' \
 	    -e 's|@version@|$(VERSION)|' -e 's|@requires_soxr@|$(if $(filter 1,$(WITH_SOXR)), soxr)$(if $(filter 1,$(WITH_FFMPEG)), $(FFMPEG_PKGS))|' \
 	    pkgconfig/libmm.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/libmm.pc
-	for p in $(filter-out mm-bench,$(INSTALLED_PROGRAMS)); do \
+	for p in $(filter-out $(STATIC_PROGRAMS),$(INSTALLED_PROGRAMS)); do \
 	    $(call link_program,examples/$$p.c,$(DESTDIR)$(BINDIR)/$$p,$(LIBDIR)) || exit 1; \
 	done
-	install -m 755 examples/mm-bench $(DESTDIR)$(BINDIR)/
+	install -m 755 $(addprefix examples/,$(STATIC_PROGRAMS)) $(DESTDIR)$(BINDIR)/
 	$(refresh_loader_cache)
 
 uninstall:

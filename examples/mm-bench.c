@@ -485,14 +485,14 @@ typedef struct {
     mm_image *image;    /* 640x480 picture */
     float *chw;         /* normalised pixels at the trained size, n_views views */
     int image_size;
-    mm_audio *clip;     /* 30 s at 16 kHz */
-    mm_media *clip_media;
-    mmi_mel mel;        /* the features of one 30 s chunk, timed apart */
-    float *mel_out, *mel_scratch;
     int n_views;        /* views of the picture at the default detail */
     size_t n_positions; /* its rows in the context */
     mmi_exec exec;      /* libmm's threads for the batched views */
     double preprocess[MAX_RUNS]; /* tiled: mmi_preprocess of the picture */
+    mm_audio *clip;     /* 30 s at 16 kHz */
+    mm_media *clip_media;
+    mmi_mel mel;        /* the features of one 30 s chunk, timed apart */
+    float *mel_out, *mel_scratch;
     int32_t *prompt;
 } workload;
 

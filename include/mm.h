@@ -129,13 +129,31 @@ typedef enum mm_opt {
     MM_OPT_CHAT_TEMPLATE   = 209, /* string: llava chatml phi3 llama2 raw; default: model's */
     MM_OPT_IMAGE_MAX_SIDE  = 300, /* int, largest width or height accepted; default 16384 */
     MM_OPT_IMAGE_MAX_PIXELS= 301, /* int, largest width*height accepted; default 64 Mi pixels */
-    MM_OPT_IMAGE_DETAIL    = 302, /* string: "low", "high", "auto"; default "auto" (above) */
+    MM_OPT_IMAGE_MAX_TOTAL_PIXELS = 302, /* int, pixels of all images of one call; default 128 Mi */
+    MM_OPT_IMAGE_DETAIL    = 303, /* string: "low", "high", "auto"; default "auto" (above) */
     MM_OPT_AUDIO_MAX_SECONDS = 400,/* int, longest audio clip read from a file; default 600 */
     MM_OPT_VIDEO_FRAMES    = 500, /* int, frames sampled uniformly from a clip; default 8 */
     MM_OPT_VIDEO_INTERVAL  = 501, /* float seconds, one frame every S (0 = use VIDEO_FRAMES) */
     MM_OPT_VIDEO_MAX_FRAMES= 502, /* int, most frames a clip may give; default 64 */
     MM_OPT_VIDEO_MAX_SECONDS = 503 /* int, longest clip read from a file; default 3600 */
 } mm_opt;
+
+/* Budgets: what one call may cost is bounded before the work starts, never found out after.
+ *  - Images (per image, every decode): MM_OPT_IMAGE_MAX_SIDE (default 16384) and
+ *    MM_OPT_IMAGE_MAX_PIXELS (default 64 Mi) against the size in the file's header, before
+ *    pixel memory is allocated; libjpeg's working memory at most 6 bytes per
+ *    MM_OPT_IMAGE_MAX_PIXELS pixel + 2 MiB; data cut short or corrupt is MM_ERR_FORMAT.
+ *  - Images of one request (mm_session_add_messages_json): MM_OPT_IMAGE_MAX_TOTAL_PIXELS
+ *    (default 128 Mi) summed from the headers, and the positions the images take against the
+ *    free context, both before any is decoded; then one decoded image in memory at a time.
+ *  - Audio (per clip read from WAV): MM_OPT_AUDIO_MAX_SECONDS (default 600) against the length
+ *    in the file's header, before sample memory is allocated; a clip's rows are planned from
+ *    its length before it is resampled or encoded.
+ *  - Context (MM_OPT_N_CTX): every mm_session_add_* call counts its positions before any work;
+ *    text that cannot fit is refused from its length before it is tokenized (no token stands
+ *    for more bytes than the longest entry of the vocabulary).
+ *  - Generation: MM_OPT_MAX_TOKENS tokens per call.
+ *  - JSON (fixed): depth 64, 2^20 values. */
 
 /* Create an empty bag. Free with mm_options_free(). Any thread. */
 MM_API mm_status mm_options_create(mm_options **out);
@@ -233,7 +251,12 @@ typedef enum mm_pixel_format {
  *  - JPEG EXIF orientation is applied (the image comes out upright), which PIL's plain decode
  *    does not do; Adobe CMYK/YCCK JPEGs are converted to RGB.
  * Reads MM_OPT_IMAGE_MAX_SIDE and MM_OPT_IMAGE_MAX_PIXELS from options (NULL for defaults): a
- * larger declared size fails with MM_ERR_LIMIT before pixel memory is allocated.
+ * larger declared size fails with MM_ERR_LIMIT before pixel memory is allocated, and libjpeg's
+ * working memory is capped at 6 bytes per MM_OPT_IMAGE_MAX_PIXELS pixel plus 2 MiB (a progressive
+ * JPEG holds 2 bytes per sample until its last scan: a progressive CMYK image over 3/4 of the
+ * pixel limit exceeds it, MM_ERR_LIMIT).
+ * A file whose pixels are not all there is refused, not painted grey: a PNG or JPEG that ends
+ * early, and (stricter than PIL) a JPEG whose entropy-coded data stops at a marker or is corrupt.
  * Errors: MM_ERR_ARG (NULL path or out), MM_ERR_IO (cannot open or read), MM_ERR_FORMAT (not PNG
  * or JPEG, corrupt or truncated data; the message names the problem), MM_ERR_LIMIT,
  * MM_ERR_NOMEM. Any thread. */
@@ -704,13 +727,18 @@ MM_API void mm_session_reset(mm_session *session);
  * first, each followed by a newline), an image after some text stays at its place in the text;
  * consecutive text parts are joined by a newline. As there, control-token text in a message
  * ("</s>", "<|im_end|>") stays text.
- * The whole JSON is checked (strict RFC 8259: UTF-8, no duplicate keys where libmm reads, depth
- * at most 64, at most 2^20 values; canonical padded base64) and every image and clip decoded
- * (limits: MM_OPT_IMAGE_MAX_SIDE / MM_OPT_IMAGE_MAX_PIXELS / MM_OPT_AUDIO_MAX_SECONDS from
- * options, NULL for defaults) before the session changes; a failure there leaves it as it was.
- * Messages are then added in order, each image or clip encoded as its message is added (mm_session_cancel() stops that too); if the session
- * refuses a message (MM_ERR_CTX_FULL, MM_ERR_CANCELLED, ...), the messages before it stay added
- * and the error text says how many. The JSON is only read during the call.
+ * The whole request is checked before the session changes or any pixel is decoded, and a
+ * failure there leaves the session as it was (audio clips are read then, with
+ * MM_OPT_AUDIO_MAX_SECONDS checked from their headers): the JSON (strict RFC 8259: UTF-8, no duplicate keys
+ * where libmm reads, depth at most 64, at most 2^20 values; canonical padded base64), each
+ * image's size read from its header (MM_OPT_IMAGE_MAX_SIDE, MM_OPT_IMAGE_MAX_PIXELS), the pixels
+ * of all its images together (MM_OPT_IMAGE_MAX_TOTAL_PIXELS: MM_ERR_LIMIT) and the positions all
+ * images take against the free context (MM_ERR_CTX_FULL); options NULL for defaults. Messages
+ * are then added in order; each image is decoded as its message is added and encoded before the
+ * next is decoded, so one decoded picture is in memory at a time (mm_session_cancel() stops the
+ * encoding too). If the session refuses a message (MM_ERR_CTX_FULL, MM_ERR_CANCELLED, an image
+ * whose data turns out cut short or corrupt: MM_ERR_FORMAT, ...), the messages before it stay
+ * added and the error text says how many. The JSON is only read during the call.
  * Errors: MM_ERR_ARG (NULL session, json NULL with len > 0), MM_ERR_FORMAT (malformed JSON,
  * base64, data URL or image, a message of the wrong shape, text containing "<image>"; the text
  * names the place, e.g. "messages[2].content[1].image_url: base64: length 5 is not a multiple

@@ -483,15 +483,19 @@ static int starts_media(const mmi_chat_part *parts, size_t j)
     return parts[j].kind != MMI_PART_TEXT && !continues_video(parts, j);
 }
 
-/* The frames parts[0..n) (one named clip) as a video sampled by the options. */
-static mm_status prepare_frames(const mmi_chat_part *parts, size_t n, const mm_options *options,
-                                mm_video **out)
+/* The frames parts[0..) of one named clip (as many as continue it, of n left in the message)
+ * as a video sampled by the options; *used: the parts taken. */
+static mm_status read_frames(const mmi_chat_part *parts, size_t n, const mm_options *options,
+                             mm_video **out, size_t *used)
 {
-    mm_image **frames = mmi_calloc(n, sizeof *frames);
+    *used = 1;
+    while (*used < n && continues_video(parts, *used))
+        (*used)++;
+    mm_image **frames = mmi_calloc(*used, sizeof *frames);
     if (!frames)
-        return mmi_fail(MM_ERR_NOMEM, "out of memory for %zu frames", n);
+        return mmi_fail(MM_ERR_NOMEM, "out of memory for %zu frames", *used);
     mm_status st = MM_OK;
-    for (size_t i = 0; i < n && st == MM_OK; i++) {
+    for (size_t i = 0; i < *used && st == MM_OK; i++) {
         st = mmi_image_load_memory(parts[i].image, parts[i].image_len, options, &frames[i]);
         if (st != MM_OK) {
             char where[128];
@@ -500,67 +504,38 @@ static mm_status prepare_frames(const mmi_chat_part *parts, size_t n, const mm_o
         }
     }
     if (st == MM_OK)
-        st = mmi_video_from_frames((const mm_image *const *)frames, NULL, n, options, out);
-    for (size_t i = 0; i < n; i++)
+        st = mmi_video_from_frames((const mm_image *const *)frames, NULL, *used, options, out);
+    for (size_t i = 0; i < *used; i++)
         mmi_image_free(frames[i]);
     mmi_free(frames);
     return st;
 }
 
-/* Check the media item or text starting at parts[0] (of n left in its message) before anything
- * is added: text must not hold a media marker; an image, a clip or a video is decoded (with
- * the options' limits) into media, which then owns it. *used: the parts it took. */
-static mm_status prepare_part(const mmi_chat_part *parts, size_t n, const mm_options *options,
-                              mmi_media *media, size_t *used)
+/* Check one part before anything is added: text must not hold a media marker; an image's
+ * header is read (size limits from options) and its pixel count returned, no pixel decoded
+ * (clips and videos were read, their limits checked, before). */
+static mm_status check_part(const mmi_chat_part *part, const mm_options *options,
+                            uint64_t *pixels)
 {
-    const mmi_chat_part *part = parts;
-    *used = 1;
-    if (part->kind == MMI_PART_IMAGE && part->video) {
-        while (*used < n && continues_video(parts, *used))
-            (*used)++;
-        mm_video *video;
-        MMI_TRY(prepare_frames(parts, *used, options, &video));
-        *media = (mmi_media){.ops = &mmi_video_ops, .source = video};
+    *pixels = 0;
+    if (part->kind == MMI_PART_AUDIO || part->kind == MMI_PART_VIDEO)
         return MM_OK;
-    }
     if (part->kind == MMI_PART_IMAGE) {
-        mm_image *image;
-        MMI_TRY(mmi_image_load_memory(part->image, part->image_len, options, &image));
-        *media = (mmi_media){.ops = &mmi_image_ops, .source = image};
+        int width, height;
+        MMI_TRY(mmi_image_size_memory(part->image, part->image_len, options, &width, &height));
+        *pixels = (uint64_t)width * (uint64_t)height;
         return MM_OK;
     }
-    if (part->kind == MMI_PART_AUDIO) {
-        mm_audio *audio;
-        MMI_TRY(mmi_audio_load_memory(part->image, part->image_len, options, &audio));
-        *media = (mmi_media){.ops = &mmi_audio_ops, .source = audio};
-        return MM_OK;
-    }
-    if (part->kind == MMI_PART_VIDEO) {
-        mm_video *video;
-        MMI_TRY(mmi_video_load_memory(part->image, part->image_len, options, &video));
-        *media = (mmi_media){.ops = &mmi_video_ops, .source = video};
-        return MM_OK;
-    }
-    size_t len;
-    const char *marker = mmi_media_find_marker(part->text, part->text_len, &len);
+    size_t n;
+    const char *marker = mmi_media_find_marker(part->text, part->text_len, &n);
     if (marker)
         return mmi_fail(MM_ERR_FORMAT, "text contains \"%.*s\", which marks media positions",
-                        (int)len, marker);
+                        (int)n, marker);
     return MM_OK;
 }
 
-static void media_free(const mmi_media *media)
-{
-    if (media->ops == &mmi_image_ops)
-        mmi_image_free((mm_image *)media->source);
-    else if (media->ops == &mmi_audio_ops)
-        mmi_audio_free((mm_audio *)media->source);
-    else if (media->ops == &mmi_video_ops)
-        mm_video_free((mm_video *)media->source);
-}
-
-/* The text of message m for the session: text parts joined by newlines, with an image marker
- * for every image, unless all images come before all text (then the template places them). */
+/* The text of message m for the session: text parts joined by newlines, with a media marker
+ * for every image or clip, unless all come before all text (then the template places them). */
 static mm_status message_text(const mmi_chat *chat, const mmi_chat_message *m, const char *where,
                               char **out, size_t *len)
 {
@@ -603,17 +578,58 @@ static mm_status message_text(const mmi_chat *chat, const mmi_chat_message *m, c
     return MM_OK;
 }
 
+/* The cost of the whole conversation, before the session changes or any pixel is decoded:
+ * every part checked, every image's size read from its header and counted against the pixel
+ * budget of the call, and the positions of all images against the free context. */
+static mm_status check_cost(mm_session *session, const mmi_chat *chat, const mm_options *options,
+                            const mmi_media *media, size_t n_images)
+{
+    uint64_t max_total = (uint64_t)mmi_opt_int(options, MM_OPT_IMAGE_MAX_TOTAL_PIXELS);
+    uint64_t total = 0;
+    char where[64], place[96];
+    for (size_t i = 0; i < chat->n_messages; i++) {
+        const mmi_chat_message *m = &chat->messages[i];
+        for (size_t j = 0; j < m->n_parts; j++) {
+            uint64_t pixels;
+            message_place(m, where, sizeof where);
+            snprintf(place, sizeof place, "%s, part %zu", where, j);
+            mm_status st = check_part(&chat->parts[m->first_part + j], options, &pixels);
+            if (st != MM_OK)
+                return at(st, place);
+            total += pixels;
+            if (total > max_total)
+                return mmi_fail(MM_ERR_LIMIT, "%s: the images up to this one have %llu pixels, "
+                                "over the budget of one call (MM_OPT_IMAGE_MAX_TOTAL_PIXELS = "
+                                "%llu); nothing was decoded", place, (unsigned long long)total,
+                                (unsigned long long)max_total);
+        }
+    }
+    uint64_t need = 0;
+    for (size_t k = 0; k < n_images; k++) {
+        mmi_media_plan plan;
+        MMI_TRY(media[k].ops->plan(mmi_session_model(session), media[k].source,
+                                   mmi_session_media_params(session), &plan));
+        need += (uint64_t)plan.n_pos;
+    }
+    int free_positions = mmi_session_n_ctx(session) - mmi_session_n_past(session);
+    if (need > (uint64_t)free_positions)
+        return mmi_fail(MM_ERR_CTX_FULL, "conversation: %zu media take %llu positions, but only "
+                        "%d of the context's %d are free; nothing was decoded", n_images,
+                        (unsigned long long)need, free_positions, mmi_session_n_ctx(session));
+    return MM_OK;
+}
+
 mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
                                   const mm_options *options)
 {
-    size_t n_images = 0, n_clips = 0, n_all = 0;
+    size_t n_images = 0, n_clips = 0, n_media = 0;
     for (size_t i = 0; i < chat->n_parts; i++) {
         n_images += chat->parts[i].kind == MMI_PART_IMAGE || chat->parts[i].kind == MMI_PART_VIDEO;
         n_clips += chat->parts[i].kind == MMI_PART_AUDIO;
     }
     for (size_t i = 0; i < chat->n_messages; i++)
         for (size_t j = 0; j < chat->messages[i].n_parts; j++)
-            n_all += starts_media(chat->parts + chat->messages[i].first_part, j);
+            n_media += starts_media(chat->parts + chat->messages[i].first_part, j);
     const mm_model *model = mmi_session_model(session);
     if (n_images > 0 && !model->vision)
         return mmi_fail(MM_ERR_STATE, "conversation: %zu image%s, but the model has no vision "
@@ -623,44 +639,66 @@ mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
         return mmi_fail(MM_ERR_STATE, "conversation: %zu audio clip%s, but the model has no "
                         "audio encoder (load an mmproj file with one)", n_clips,
                         n_clips == 1 ? "" : "s");
-    mmi_media *media = mmi_calloc(n_all + 1, sizeof *media);
-    mm_status st = media ? MM_OK
-                 : mmi_fail(MM_ERR_NOMEM, "conversation: out of memory for %zu media", n_all);
-    /* Every part is checked and every image and clip decoded first, so that bad input fails
-     * the call before the session changes. */
-    char where[64];
+    /* Images stay in their files' bytes: each is decoded only while the session encodes it.
+     * Clips and videos are read here (their limits checked from the headers first). */
+    typedef char place[64];
+    mmi_image_bytes *sources = mmi_calloc(n_media + 1, sizeof *sources);
+    mmi_media *media = mmi_calloc(n_media + 1, sizeof *media);
+    place *places = mmi_calloc(n_media + 1, sizeof *places);
+    mm_status st = sources && media && places ? MM_OK
+                 : mmi_fail(MM_ERR_NOMEM, "conversation: out of memory for %zu media", n_media);
     size_t k = 0;
     for (size_t i = 0; i < chat->n_messages && st == MM_OK; i++) {
         const mmi_chat_message *m = &chat->messages[i];
         for (size_t j = 0, used = 1; j < m->n_parts && st == MM_OK; j += used) {
             const mmi_chat_part *part = &chat->parts[m->first_part + j];
-            st = prepare_part(part, m->n_parts - j, options, &media[k], &used);
-            k += part->kind != MMI_PART_TEXT;
-            if (st != MM_OK) {
-                char place[96];
-                message_place(m, where, sizeof where);
-                snprintf(place, sizeof place, "%s, part %zu", where, j);
-                st = at(st, place);
+            used = 1;
+            if (part->kind == MMI_PART_TEXT)
+                continue;
+            char where[32];
+            message_place(m, where, sizeof where);
+            snprintf(places[k], sizeof places[k], "%s, part %zu", where, j);
+            mm_video *video = NULL;
+            if (part->kind == MMI_PART_IMAGE && part->video) {
+                st = read_frames(part, m->n_parts - j, options, &video, &used);
+            } else if (part->kind == MMI_PART_VIDEO) {
+                st = mmi_video_load_memory(part->image, part->image_len, options, &video);
+            } else if (part->kind == MMI_PART_IMAGE) {
+                sources[k] = (mmi_image_bytes){part->image, part->image_len, options, places[k]};
+                media[k] = (mmi_media){.ops = &mmi_image_bytes_ops, .source = &sources[k]};
+            } else {
+                mm_audio *clip;
+                st = mmi_audio_load_memory(part->image, part->image_len, options, &clip);
+                if (st == MM_OK)
+                    media[k] = (mmi_media){.ops = &mmi_audio_ops, .source = clip};
             }
+            if (video)
+                media[k] = (mmi_media){.ops = &mmi_video_ops, .source = video};
+            if (st != MM_OK)
+                st = at(st, places[k]);
+            k++;
         }
     }
-    /* Then message by message; the session encodes each message's media once it knows the
-     * message fits (and mm_session_cancel() reaches the encoding too). */
+    if (st == MM_OK)
+        st = check_cost(session, chat, options, media, n_media);
+    /* Then message by message; the session decodes and encodes each image in turn once it
+     * knows the message fits (and mm_session_cancel() reaches the encoding too). */
+    char where[64];
     k = 0;
     for (size_t i = 0; i < chat->n_messages && st == MM_OK; i++) {
         const mmi_chat_message *m = &chat->messages[i];
-        size_t n_media = 0;
+        size_t n = 0;
         for (size_t j = 0; j < m->n_parts; j++)
-            n_media += starts_media(chat->parts + m->first_part, j);
+            n += starts_media(chat->parts + m->first_part, j);
         char *text = NULL;
         size_t len = 0;
         message_place(m, where, sizeof where);
         st = message_text(chat, m, where, &text, &len);
         if (st != MM_OK)
             break;
-        st = mmi_session_add_message(session, m->role, text, len, media + k, n_media);
+        st = mmi_session_add_message(session, m->role, text, len, media + k, n);
         mmi_free(text);
-        k += n_media;
+        k += n;
         if (st != MM_OK) {
             char place[128];
             snprintf(place, sizeof place, "%s (%zu earlier message%s added)", where, i,
@@ -668,9 +706,14 @@ mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
             st = at(st, place);
         }
     }
-    for (size_t i = 0; i < n_all && media; i++)
-        media_free(&media[i]);
+    for (size_t i = 0; media && i < n_media; i++)
+        if (media[i].ops == &mmi_audio_ops)
+            mmi_audio_free((mm_audio *)media[i].source);
+        else if (media[i].ops == &mmi_video_ops)
+            mm_video_free((mm_video *)media[i].source);
+    mmi_free(sources);
     mmi_free(media);
+    mmi_free(places);
     return st;
 }
 

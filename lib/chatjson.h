@@ -77,14 +77,16 @@ typedef struct {
     int anthropic_parts; /* some part had a shape only Anthropic uses ({"type": "image"}) */
 } mmi_chat;
 
-/* Parse and check a whole conversation, decoding every image's bytes, before anything uses it. */
+/* Parse and check a whole conversation, decoding every image's base64 into the file's bytes
+ * (not its pixels), before anything uses it. */
 mm_status mmi_chat_parse(const char *json, size_t len, mmi_chat *out);
 void mmi_chat_free(mmi_chat *chat);
 
 /* Add a parsed conversation to a session, message by message, through its chat template.
- * Every text is checked and every image decoded (limits from options) first, so that bad input
- * fails the call before the session changes; the session encodes each message's images as it
- * adds the message. In a message, images that come before all of its text go where the
+ * The cost is checked first, before the session changes or any pixel is decoded: every text,
+ * every image's header (MM_OPT_IMAGE_MAX_SIDE, MM_OPT_IMAGE_MAX_PIXELS), the pixels of all images
+ * together (MM_OPT_IMAGE_MAX_TOTAL_PIXELS) and their positions against the free context. The
+ * session then decodes and encodes each message's images one at a time as it adds the message. In a message, images that come before all of its text go where the
  * template puts images (LLaVA: first, each followed by a newline); otherwise each image is
  * marked at its place in the text. Consecutive text parts are joined by a newline. Text may
  * not contain the image marker "<image>" (MM_ERR_FORMAT). When the session refuses a message

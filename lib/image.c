@@ -7,6 +7,7 @@
  */
 #include "image.h"
 
+#include <limits.h>
 #include <setjmp.h>
 #include <stdio.h>   /* before jpeglib.h, which uses FILE */
 #include <string.h>
@@ -22,6 +23,14 @@
 /* A hostile progressive JPEG can hold thousands of tiny scans, each one a full pass over the
  * coefficients; real encoders write about ten. */
 #define JPEG_MAX_SCANS 1000
+
+/* libjpeg's working memory is capped from the pixel budget: a progressive (or multi-scan) image
+ * keeps every DCT coefficient until its last scan, 2 bytes per sample, so 4 components of an
+ * image of MM_OPT_IMAGE_MAX_PIXELS take 8 bytes per pixel; the slack covers the tables and row
+ * buffers of an image of the largest side. A header whose sampling factors pad a thin image
+ * to many more blocks than it has pixels then fails instead of allocating them. */
+#define JPEG_BYTES_PER_PIXEL 6
+#define JPEG_MEMORY_SLACK (2 << 20)
 
 mm_status mmi_image_create(int width, int height, mm_image **out)
 {
@@ -58,6 +67,8 @@ typedef struct {
     FILE *file;
     const char *name;    /* for messages: the path or "<memory>" */
     int64_t max_side, max_pixels;
+    int header_only;     /* stop once the size is known and checked ... */
+    int width, height;   /* ... and leave it here (as shown: EXIF orientation applied) */
 } image_source;
 
 static size_t source_read(image_source *src, void *dst, size_t n)
@@ -153,6 +164,10 @@ static mm_status png_run(png_structp png, png_infop info, png_job *job)
     int depth, color, interlace;
     png_get_IHDR(png, info, &width, &height, &depth, &color, &interlace, NULL, NULL);
     MMI_TRY(check_size(job->src, "PNG", width, height));
+    job->src->width = (int)width;
+    job->src->height = (int)height;
+    if (job->src->header_only)
+        return MM_OK;
 
     /* Everything to 8-bit RGB, alpha dropped, as PIL's convert('RGB'). */
     if (color == PNG_COLOR_TYPE_PALETTE)
@@ -232,14 +247,18 @@ static void jpeg_on_output(j_common_ptr cinfo)
     mmi_log(MM_LOG_WARN, "%s: JPEG: %s", ((jpeg_errors *)cinfo->err)->name, text);
 }
 
-/* Warnings (level -1) are logged, except running out of data: libjpeg would pad the image with
- * grey and carry on, where PIL reports a truncated file. Trace messages (level >= 0) are
- * dropped. */
+/* Warnings (level -1) are logged, except those that mean pixels are missing: the file ends
+ * early (PIL refuses that too: "image file is truncated"), the entropy-coded data stops at a
+ * marker before the image is complete, or it is corrupt. libjpeg would paint the missing
+ * pixels grey and carry on, so a few hundred bytes could stand for a huge picture. (PIL
+ * accepts the last two; libmm does not.) Trace messages (level >= 0) are dropped. */
 static void jpeg_on_message(j_common_ptr cinfo, int level)
 {
     if (level >= 0)
         return;
-    if (cinfo->err->msg_code == JWRN_JPEG_EOF)
+    int code = cinfo->err->msg_code;
+    if (code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER || code == JWRN_MUST_RESYNC ||
+        code == JWRN_HUFF_BAD_CODE)
         cinfo->err->error_exit(cinfo);
     if (cinfo->err->num_warnings++ == 0)
         cinfo->err->output_message(cinfo);
@@ -345,11 +364,21 @@ static mm_status jpeg_run(j_decompress_ptr cinfo, jpeg_errors *err, jpeg_job *jo
     /* libjpeg allocates with plain malloc (its memory manager cannot be replaced at run time);
      * what it allocates is bounded by the size checked below and freed by
      * jpeg_destroy_decompress, even after an error. */
-    if (setjmp(err->jump))
+    if (setjmp(err->jump)) {
+        if (err->pub.msg_code == JERR_NO_BACKING_STORE) /* over max_memory_to_use */
+            return mmi_fail(MM_ERR_LIMIT, "%s: JPEG: decoding needs more than %ld bytes of "
+                            "working memory (%d per pixel of MM_OPT_IMAGE_MAX_PIXELS = %lld, "
+                            "plus %d)", job->src->name, cinfo->mem->max_memory_to_use,
+                            JPEG_BYTES_PER_PIXEL, (long long)job->src->max_pixels,
+                            JPEG_MEMORY_SLACK);
         return mmi_fail(err->pub.msg_code == JERR_OUT_OF_MEMORY ? MM_ERR_NOMEM : MM_ERR_FORMAT,
                         "%s: JPEG: %s", job->src->name, err->message);
+    }
 
     jpeg_create_decompress(cinfo);     /* clears every field but err */
+    int64_t max_memory = job->src->max_pixels > (LONG_MAX - JPEG_MEMORY_SLACK) / JPEG_BYTES_PER_PIXEL
+                       ? LONG_MAX : job->src->max_pixels * JPEG_BYTES_PER_PIXEL + JPEG_MEMORY_SLACK;
+    cinfo->mem->max_memory_to_use = (long)max_memory;
     cinfo->progress = &job->progress;
     if (job->src->file)
         jpeg_stdio_src(cinfo, job->src->file);
@@ -358,6 +387,11 @@ static mm_status jpeg_run(j_decompress_ptr cinfo, jpeg_errors *err, jpeg_job *jo
     jpeg_save_markers(cinfo, JPEG_APP0 + 1, 0xffff);
     jpeg_read_header(cinfo, TRUE);
     MMI_TRY(check_size(job->src, "JPEG", cinfo->image_width, cinfo->image_height));
+    int swap = jpeg_orientation(cinfo) >= 5;
+    job->src->width = (int)(swap ? cinfo->image_height : cinfo->image_width);
+    job->src->height = (int)(swap ? cinfo->image_width : cinfo->image_height);
+    if (job->src->header_only)
+        return MM_OK;
 
     int cmyk = cinfo->jpeg_color_space == JCS_CMYK || cinfo->jpeg_color_space == JCS_YCCK;
     cinfo->out_color_space = cinfo->jpeg_color_space == JCS_GRAYSCALE ? JCS_GRAYSCALE
@@ -474,6 +508,17 @@ mm_status mmi_image_load_memory(const void *data, size_t size, const mm_options 
 {
     image_source src = {.data = data, .size = size, .name = "<memory>"};
     return decode(&src, options, out);
+}
+
+mm_status mmi_image_size_memory(const void *data, size_t size, const mm_options *options,
+                                int *width, int *height)
+{
+    image_source src = {.data = data, .size = size, .name = "<memory>", .header_only = 1};
+    mm_image *none;
+    MMI_TRY(decode(&src, options, &none));
+    *width = src.width;
+    *height = src.height;
+    return MM_OK;
 }
 
 mm_status mmi_image_from_pixels(const uint8_t *pixels, int width, int height, size_t stride,

@@ -39,6 +39,10 @@ void mmi_image_free(mm_image *image);
 mm_status mmi_image_load_file(const char *path, const mm_options *options, mm_image **out);
 mm_status mmi_image_load_memory(const void *data, size_t size, const mm_options *options,
                                 mm_image **out);
+/* The size an image would decode to (EXIF orientation applied), read from its header alone:
+ * no pixel is decoded. The same checks and limits as decoding up to the header. */
+mm_status mmi_image_size_memory(const void *data, size_t size, const mm_options *options,
+                                int *width, int *height);
 /* Copy caller pixels (rows `stride` bytes apart) into a new RGB8 image. */
 mm_status mmi_image_from_pixels(const uint8_t *pixels, int width, int height, size_t stride,
                                 mm_pixel_format format, mm_image **out);

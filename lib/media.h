@@ -51,6 +51,9 @@ typedef struct {
 } mmi_media_ops;
 
 extern const mmi_media_ops mmi_image_ops; /* tower_vision.c: source is an mm_image */
+/* The image row's plan from the size alone (what mm_image_token_count reports). */
+mm_status mmi_image_plan(const mm_model *m, int width, int height, const mmi_media_params *p,
+                         mmi_media_plan *out);
 extern const mmi_media_ops mmi_audio_ops; /* tower_audio.c: source is an mm_audio */
 extern const mmi_media_ops mmi_video_ops; /* video.c: source is an mm_video */
 
@@ -60,9 +63,14 @@ struct mm_media {
     const void *source;
 };
 
-/* The image row's plan from the size alone (what mm_image_token_count reports). */
-mm_status mmi_image_plan(const mm_model *m, int width, int height, const mmi_media_params *p,
-                         mmi_media_plan *out);
+/* A PNG or JPEG file's bytes, decoded with options' limits only while it is encoded. */
+typedef struct {
+    const void *data;
+    size_t size;
+    const mm_options *options;
+    const char *place; /* put in front of its errors, e.g. "messages[2], part 1" */
+} mmi_image_bytes;
+extern const mmi_media_ops mmi_image_bytes_ops; /* tower_vision.c: source is mmi_image_bytes */
 
 /* A media item of a message: rows given by the caller (ops NULL), or a source its ops plan
  * and encode, with its own params (e.g. a chat JSON part's "detail") or, when NULL, the

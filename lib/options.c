@@ -32,12 +32,14 @@ static const opt_spec opt_specs[] = {
     {MM_OPT_CHAT_TEMPLATE, "chat_template", MM_OPT_TYPE_STRING, 0, 0, 0},
     {MM_OPT_IMAGE_MAX_SIDE, "image_max_side", MM_OPT_TYPE_INT, 1, 1 << 20, 16384},
     {MM_OPT_IMAGE_MAX_PIXELS, "image_max_pixels", MM_OPT_TYPE_INT, 1, 1099511627776.0, 64 << 20},
+    {MM_OPT_IMAGE_MAX_TOTAL_PIXELS, "image_max_total_pixels", MM_OPT_TYPE_INT, 1,
+     1099511627776.0, 128 << 20},
+    {MM_OPT_IMAGE_DETAIL, "image_detail", MM_OPT_TYPE_STRING, 0, 0, 0},
     {MM_OPT_AUDIO_MAX_SECONDS, "audio_max_seconds", MM_OPT_TYPE_INT, 1, 86400, 600},
     {MM_OPT_VIDEO_FRAMES, "video_frames", MM_OPT_TYPE_INT, 1, 4096, 8},
     {MM_OPT_VIDEO_INTERVAL, "video_interval", MM_OPT_TYPE_FLOAT, 0, 86400, 0},
     {MM_OPT_VIDEO_MAX_FRAMES, "video_max_frames", MM_OPT_TYPE_INT, 1, 4096, 64},
     {MM_OPT_VIDEO_MAX_SECONDS, "video_max_seconds", MM_OPT_TYPE_INT, 1, 86400 * 7, 3600},
-    {MM_OPT_IMAGE_DETAIL, "image_detail", MM_OPT_TYPE_STRING, 0, 0, 0},
 };
 
 typedef struct {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "half.h"
+#include "quant_block.h"
 
 /* ---- dequantization ---- */
 
@@ -154,18 +155,6 @@ static void q3_k_to_f32(const void *src, float *y, size_t n)
     }
 }
 
-/* The 6-bit scale and min of group j (0..7) of a Q4_K/Q5_K block's 12 scale bytes. */
-static void k4_scale_min(const uint8_t *s, int j, int *sc, int *mn)
-{
-    if (j < 4) {
-        *sc = s[j] & 63;
-        *mn = s[j + 4] & 63;
-    } else {
-        *sc = (s[j + 4] & 15) | (s[j - 4] >> 6) << 4;
-        *mn = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
-    }
-}
-
 /* Q4_K: f16 d, f16 dmin, 12 scale bytes, 128 bytes of nibbles; each 32 bytes hold two groups
  * of 32 (low nibbles, then high); x = d sc q - dmin m. */
 static void q4_k_to_f32(const void *src, float *y, size_t n)
@@ -175,9 +164,9 @@ static void q4_k_to_f32(const void *src, float *y, size_t n)
         const uint8_t *q = b + 16;
         for (int j = 0; j < 8; j += 2, q += 32) {
             int sc, mn;
-            k4_scale_min(b + 4, j, &sc, &mn);
+            mmi_k4_scale_min(b + 4, j, &sc, &mn);
             float d1 = d * (float)sc, m1 = dmin * (float)mn;
-            k4_scale_min(b + 4, j + 1, &sc, &mn);
+            mmi_k4_scale_min(b + 4, j + 1, &sc, &mn);
             float d2 = d * (float)sc, m2 = dmin * (float)mn;
             for (int l = 0; l < 32; l++)
                 *y++ = d1 * (float)(q[l] & 15) - m1;
@@ -196,9 +185,9 @@ static void q5_k_to_f32(const void *src, float *y, size_t n)
         const uint8_t *qh = b + 16, *q = b + 48;
         for (int j = 0; j < 8; j += 2, q += 32) {
             int sc, mn;
-            k4_scale_min(b + 4, j, &sc, &mn);
+            mmi_k4_scale_min(b + 4, j, &sc, &mn);
             float d1 = d * (float)sc, m1 = dmin * (float)mn;
-            k4_scale_min(b + 4, j + 1, &sc, &mn);
+            mmi_k4_scale_min(b + 4, j + 1, &sc, &mn);
             float d2 = d * (float)sc, m2 = dmin * (float)mn;
             for (int l = 0; l < 32; l++)
                 *y++ = d1 * (float)((q[l] & 15) + ((qh[l] >> j) & 1) * 16) - m1;
@@ -465,13 +454,230 @@ static void q8_k_from_f32(const float *x, void *dst, size_t n)
     }
 }
 
+/* ---- K-quant quantizers (ggml's reference search, without an importance matrix) ---- */
+
+/* Asymmetric levels 0..nmax for n values with weights w: scale and offset (returned as
+ * *neg_min = -offset >= 0) chosen by least squares over a sweep of nstep + 1 trial scales,
+ * starting from the min/max grid; L receives the levels. */
+static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint8_t *L,
+                           float *neg_min, float rmin, float rdelta, int nstep)
+{
+    float min = x[0], max = x[0], sum_w = w[0], sum_x = w[0] * x[0];
+    for (int i = 1; i < n; i++) {
+        min = x[i] < min ? x[i] : min;
+        max = x[i] > max ? x[i] : max;
+        sum_w += w[i];
+        sum_x += w[i] * x[i];
+    }
+    if (min > 0)
+        min = 0;
+    if (max == min) {
+        memset(L, 0, (size_t)n);
+        *neg_min = -min;
+        return 0.0f;
+    }
+    float iscale = nmax / (max - min), scale = 1 / iscale, best_error = 0;
+    for (int i = 0; i < n; i++) {
+        int l = nearest_int(iscale * (x[i] - min));
+        L[i] = (uint8_t)(l < 0 ? 0 : l > nmax ? nmax : l);
+        float diff = scale * L[i] + min - x[i];
+        best_error += w[i] * diff * diff;
+    }
+    uint8_t trial[32];
+    for (int step = 0; step <= nstep; step++) {
+        iscale = (rmin + rdelta * step + nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; i++) {
+            int l = nearest_int(iscale * (x[i] - min));
+            trial[i] = (uint8_t)(l < 0 ? 0 : l > nmax ? nmax : l);
+            sum_l += w[i] * trial[i];
+            sum_l2 += w[i] * trial[i] * trial[i];
+            sum_xl += w[i] * trial[i] * x[i];
+        }
+        float det = sum_w * sum_l2 - sum_l * sum_l;
+        if (det <= 0)
+            continue;
+        float this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+        float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+        if (this_min > 0) {
+            this_min = 0;
+            this_scale = sum_xl / sum_l2;
+        }
+        float error = 0;
+        for (int i = 0; i < n; i++) {
+            float diff = this_scale * trial[i] + this_min - x[i];
+            error += w[i] * diff * diff;
+        }
+        if (error < best_error) {
+            memcpy(L, trial, (size_t)n);
+            best_error = error;
+            scale = this_scale;
+            min = this_min;
+        }
+    }
+    *neg_min = -min;
+    return scale;
+}
+
+/* Q4_K (nmax 15) and Q5_K (nmax 31): a scale and min per group of 32 by fit_scale_min with
+ * weights rms + |x|, both quantized to 6 bits against the block's largest, then the values
+ * requantized with the stored scales. L receives the 256 levels. */
+static void k4_quantize_block(const float *x, int nmax, float rmin, int nstep, uint8_t *b,
+                              uint8_t L[256])
+{
+    float scales[8], mins[8], w[32], max_scale = 0, max_min = 0;
+    for (int j = 0; j < 8; j++) {
+        float sum_x2 = 0;
+        for (int l = 0; l < 32; l++)
+            sum_x2 += x[32 * j + l] * x[32 * j + l];
+        float av_x = sqrtf(sum_x2 / 32);
+        for (int l = 0; l < 32; l++)
+            w[l] = av_x + fabsf(x[32 * j + l]);
+        scales[j] = fit_scale_min(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], rmin, 0.1f, nstep);
+        max_scale = scales[j] > max_scale ? scales[j] : max_scale;
+        max_min = mins[j] > max_min ? mins[j] : max_min;
+    }
+    float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
+    float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
+    uint8_t *s = b + 4;
+    memset(s, 0, 12);
+    for (int j = 0; j < 8; j++) {
+        int ls = nearest_int(inv_scale * scales[j]), lm = nearest_int(inv_min * mins[j]);
+        ls = ls < 63 ? ls : 63;
+        lm = lm < 63 ? lm : 63;
+        if (j < 4) {
+            s[j] = (uint8_t)ls;
+            s[j + 4] = (uint8_t)lm;
+        } else {
+            s[j + 4] = (uint8_t)((ls & 15) | (lm & 15) << 4);
+            s[j - 4] |= (uint8_t)((ls >> 4) << 6);
+            s[j] |= (uint8_t)((lm >> 4) << 6);
+        }
+    }
+    put_f16(b, max_scale / 63);
+    put_f16(b + 2, max_min / 63);
+    float d_all = mmi_f16_at(b), dmin_all = mmi_f16_at(b + 2);
+    for (int j = 0; j < 8; j++) {
+        int sc, mn;
+        mmi_k4_scale_min(s, j, &sc, &mn);
+        float d = d_all * (float)sc;
+        if (!d)
+            continue;
+        float dm = dmin_all * (float)mn;
+        for (int l = 0; l < 32; l++) {
+            int q = nearest_int((x[32 * j + l] + dm) / d);
+            L[32 * j + l] = (uint8_t)(q < 0 ? 0 : q > nmax ? nmax : q);
+        }
+    }
+}
+
+static void q4_k_from_f32(const float *x, void *dst, size_t n)
+{
+    for (uint8_t *b = dst; n; n -= 256, b += 144, x += 256) {
+        uint8_t L[256];
+        k4_quantize_block(x, 15, -1.0f, 20, b, L);
+        for (int j = 0; j < 256; j += 64)
+            for (int l = 0; l < 32; l++)
+                b[16 + j / 2 + l] = (uint8_t)(L[j + l] | L[j + l + 32] << 4);
+    }
+}
+
+static void q5_k_from_f32(const float *x, void *dst, size_t n)
+{
+    for (uint8_t *b = dst; n; n -= 256, b += 176, x += 256) {
+        uint8_t L[256];
+        k4_quantize_block(x, 31, -0.5f, 15, b, L);
+        uint8_t *qh = b + 16, *ql = b + 48;
+        memset(qh, 0, 32);
+        for (int j = 0; j < 256; j += 64)
+            for (int l = 0; l < 32; l++) {
+                int lo = L[j + l], hi = L[j + l + 32];
+                ql[j / 2 + l] = (uint8_t)((lo & 15) | (hi & 15) << 4);
+                qh[l] |= (uint8_t)((lo >> 4) << (j / 32) | (hi >> 4) << (j / 32 + 1));
+            }
+    }
+}
+
+/* Symmetric levels -nmax..nmax-1 for n values, weighted by x^2: the scale with the least
+ * weighted error over 19 trial scales around nmax / max. L receives level + nmax. */
+static float fit_scale_symmetric(int n, int nmax, const float *x, uint8_t *L)
+{
+    float max = signed_absmax(x, n);
+    if (fabsf(max) < 1e-15f) {
+        memset(L, 0, (size_t)n);
+        return 0.0f;
+    }
+    float best = 0, scale = 0;
+    for (int step = 0; step <= 19; step++) {
+        int is = step == 0 ? 0 : step <= 9 ? step - 10 : step - 9; /* 0, then -9..-1, 1..9 */
+        float iscale = -(nmax + 0.1f * (float)is) / max;
+        float sum_lx = 0, sum_l2 = 0;
+        for (int i = 0; i < n; i++) {
+            int l = nearest_int(iscale * x[i]);
+            l = l < -nmax ? -nmax : l > nmax - 1 ? nmax - 1 : l;
+            float w = x[i] * x[i];
+            sum_lx += w * x[i] * (float)l;
+            sum_l2 += w * (float)l * (float)l;
+        }
+        if (step == 0 || (sum_l2 > 0 && sum_lx * sum_lx > best * sum_l2)) {
+            for (int i = 0; i < n; i++) {
+                int l = nearest_int(iscale * x[i]);
+                L[i] = (uint8_t)(nmax + (l < -nmax ? -nmax : l > nmax - 1 ? nmax - 1 : l));
+            }
+            scale = sum_l2 ? sum_lx / sum_l2 : 0.0f;
+            best = scale * sum_lx;
+        }
+    }
+    return scale;
+}
+
+/* Q6_K: a scale per group of 16 by fit_scale_symmetric, quantized to int8 against the block's
+ * largest (d = max / -128), then the values requantized with the stored scales. */
+static void q6_k_from_f32(const float *x, void *dst, size_t n)
+{
+    for (uint8_t *b = dst; n; n -= 256, b += 210, x += 256) {
+        uint8_t L[256];
+        float scales[16], max_scale = 0, max_abs = 0;
+        for (int g = 0; g < 16; g++) {
+            scales[g] = fit_scale_symmetric(16, 32, x + 16 * g, L + 16 * g);
+            if (fabsf(scales[g]) > max_abs) {
+                max_abs = fabsf(scales[g]);
+                max_scale = scales[g];
+            }
+        }
+        memset(b, 0, 210);
+        if (max_abs < 1e-15f)
+            continue;
+        float iscale = -128.0f / max_scale;
+        put_f16(b + 208, 1 / iscale);
+        for (int g = 0; g < 16; g++) {
+            int s = nearest_int(iscale * scales[g]);
+            b[192 + g] = (uint8_t)(int8_t)(s < 127 ? s : 127);
+        }
+        for (int g = 0; g < 16; g++) {
+            float d = mmi_f16_at(b + 208) * (float)(int8_t)b[192 + g];
+            if (!d)
+                continue;
+            for (int l = 0; l < 16; l++) {
+                int q = nearest_int(x[16 * g + l] / d);
+                L[16 * g + l] = (uint8_t)(32 + (q < -32 ? -32 : q > 31 ? 31 : q));
+            }
+        }
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *Lh = L + 128 * h;
+            uint8_t *ql = b + 64 * h, *qh = b + 128 + 32 * h;
+            for (int l = 0; l < 32; l++) {
+                ql[l] = (uint8_t)((Lh[l] & 15) | (Lh[l + 64] & 15) << 4);
+                ql[l + 32] = (uint8_t)((Lh[l + 32] & 15) | (Lh[l + 96] & 15) << 4);
+                qh[l] = (uint8_t)(Lh[l] >> 4 | (Lh[l + 32] >> 4) << 2 | (Lh[l + 64] >> 4) << 4 |
+                                  (Lh[l + 96] >> 4) << 6);
+            }
+        }
+    }
+}
+
 /* ---- portable dot kernels ----
  * Each block's integer sum is exact; the blocks are accumulated in float, in order. */
-
-static int16_t le16s(const uint8_t *p)
-{
-    return (int16_t)(p[0] | p[1] << 8);
-}
 
 /* Sum of w[i] * x[i] over n int8 pairs. */
 static int32_t isum8(const int8_t *w, const int8_t *x, int n)
@@ -548,16 +754,6 @@ DOT_Q8_1(dot_q5_1, 24, 4)
 
 /* The K types against Q8_K (f32 d, 256 int8, int16 sums of each 16): per block
  * d_w d_x sum_g(scale_g sum(q_w q_x)) - dmin_w d_x sum_g(min_g sum_g(q_x)). */
-static float q8_k_d(const uint8_t *x)
-{
-    return mmi_bits_f32(le32(x));
-}
-
-static int32_t q8_k_bsum(const uint8_t *x, int g)
-{
-    return le16s(x + 260 + 2 * g);
-}
-
 static float dot_q2_k(const void *w, const void *xq, size_t n)
 {
     const uint8_t *b = w, *x = xq;
@@ -570,9 +766,9 @@ static float dot_q2_k(const void *w, const void *xq, size_t n)
         int32_t isum = 0, imin = 0;
         for (int g = 0; g < 16; g++) {
             isum += (b[g] & 15) * isum8(q + 16 * g, (const int8_t *)x + 4 + 16 * g, 16);
-            imin += (b[g] >> 4) * q8_k_bsum(x, g);
+            imin += (b[g] >> 4) * mmi_q8_k_bsum(x, g);
         }
-        float dx = q8_k_d(x);
+        float dx = mmi_q8_k_d(x);
         sum += dx * mmi_f16_at(b + 80) * (float)isum - dx * mmi_f16_at(b + 82) * (float)imin;
     }
     return sum;
@@ -593,7 +789,7 @@ static float dot_q3_k(const void *w, const void *xq, size_t n)
         int32_t isum = 0;
         for (int g = 0; g < 16; g++)
             isum += q3_k_scale(b + 96, g) * isum8(q + 16 * g, (const int8_t *)x + 4 + 16 * g, 16);
-        sum += q8_k_d(x) * mmi_f16_at(b + 108) * (float)isum;
+        sum += mmi_q8_k_d(x) * mmi_f16_at(b + 108) * (float)isum;
     }
     return sum;
 }
@@ -604,11 +800,11 @@ static float k4_block(const uint8_t *b, const int8_t q[256], const uint8_t *x)
     int32_t isum = 0, imin = 0;
     for (int g = 0; g < 8; g++) {
         int sc, mn;
-        k4_scale_min(b + 4, g, &sc, &mn);
+        mmi_k4_scale_min(b + 4, g, &sc, &mn);
         isum += sc * isum8(q + 32 * g, (const int8_t *)x + 4 + 32 * g, 32);
-        imin += mn * (q8_k_bsum(x, 2 * g) + q8_k_bsum(x, 2 * g + 1));
+        imin += mn * (mmi_q8_k_bsum(x, 2 * g) + mmi_q8_k_bsum(x, 2 * g + 1));
     }
-    float dx = q8_k_d(x);
+    float dx = mmi_q8_k_d(x);
     return dx * mmi_f16_at(b) * (float)isum - dx * mmi_f16_at(b + 2) * (float)imin;
 }
 
@@ -651,7 +847,7 @@ static float dot_q6_k(const void *w, const void *xq, size_t n)
         int32_t isum = 0;
         for (int g = 0; g < 16; g++)
             isum += (int8_t)b[192 + g] * isum8(q + 16 * g, (const int8_t *)x + 4 + 16 * g, 16);
-        sum += q8_k_d(x) * mmi_f16_at(b + 208) * (float)isum;
+        sum += mmi_q8_k_d(x) * mmi_f16_at(b + 208) * (float)isum;
     }
     return sum;
 }
@@ -667,7 +863,7 @@ static float dot_iq4_xs(const void *w, const void *xq, size_t n)
             unpack_nibbles(b + 8 + 16 * g, NULL, iq4_grid, 0, q);
             isum += iq4_xs_scale(b, g) * isum8(q, (const int8_t *)x + 4 + 32 * g, 32);
         }
-        sum += q8_k_d(x) * mmi_f16_at(b) * (float)isum;
+        sum += mmi_q8_k_d(x) * mmi_f16_at(b) * (float)isum;
     }
     return sum;
 }
@@ -689,9 +885,9 @@ static const mmi_type_traits types[MMI_TENSOR_COUNT] = {
     TYPE(MMI_TENSOR_Q8_1, "Q8_1", 32, 36, 0, q8_1_to_f32, q8_1_from_f32, MMI_TENSOR_Q8_1, 0, 2),
     TYPE(MMI_TENSOR_Q2_K, "Q2_K", 256, 84, 1, q2_k_to_f32, NULL, MMI_TENSOR_Q8_K, 80, 82),
     TYPE(MMI_TENSOR_Q3_K, "Q3_K", 256, 110, 1, q3_k_to_f32, NULL, MMI_TENSOR_Q8_K, 108, -1),
-    TYPE(MMI_TENSOR_Q4_K, "Q4_K", 256, 144, 1, q4_k_to_f32, NULL, MMI_TENSOR_Q8_K, 0, 2),
-    TYPE(MMI_TENSOR_Q5_K, "Q5_K", 256, 176, 1, q5_k_to_f32, NULL, MMI_TENSOR_Q8_K, 0, 2),
-    TYPE(MMI_TENSOR_Q6_K, "Q6_K", 256, 210, 1, q6_k_to_f32, NULL, MMI_TENSOR_Q8_K, 208, -1),
+    TYPE(MMI_TENSOR_Q4_K, "Q4_K", 256, 144, 1, q4_k_to_f32, q4_k_from_f32, MMI_TENSOR_Q8_K, 0, 2),
+    TYPE(MMI_TENSOR_Q5_K, "Q5_K", 256, 176, 1, q5_k_to_f32, q5_k_from_f32, MMI_TENSOR_Q8_K, 0, 2),
+    TYPE(MMI_TENSOR_Q6_K, "Q6_K", 256, 210, 1, q6_k_to_f32, q6_k_from_f32, MMI_TENSOR_Q8_K, 208, -1),
     TYPE(MMI_TENSOR_Q8_K, "Q8_K", 256, 292, 0, q8_k_to_f32, q8_k_from_f32, MMI_TENSOR_Q8_K, -1, -1),
     TYPE(MMI_TENSOR_IQ4_NL, "IQ4_NL", 32, 18, 1, iq4_nl_to_f32, NULL, MMI_TENSOR_Q8_0, 0, -1),
     TYPE(MMI_TENSOR_IQ4_XS, "IQ4_XS", 256, 136, 1, iq4_xs_to_f32, NULL, MMI_TENSOR_Q8_K, 0, -1),

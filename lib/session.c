@@ -72,6 +72,11 @@ const mm_model *mmi_session_model(const mm_session *s)
     return s->model;
 }
 
+const mmi_media_params *mmi_session_media_params(const mm_session *s)
+{
+    return &s->media_params;
+}
+
 mm_status mmi_session_check_reentry(const mm_session *s, const char *fn)
 {
     if (s->in_callback)
@@ -296,6 +301,23 @@ mm_status mmi_session_add_embeddings(mm_session *s, const float *embd, size_t n_
     return eval_parts(s, parts, 2, "mm_session_add_embeddings");
 }
 
+/* Before tokenizing: text of len bytes becomes at least mmi_tokenizer_min_tokens() tokens, so
+ * one that cannot fit beside `rows` other positions is refused at once, whatever its length,
+ * instead of after the tokenizer's work and memory. */
+static mm_status check_text_fits(const mm_session *s, size_t len, size_t rows, const char *what)
+{
+    size_t min_tokens = mmi_tokenizer_min_tokens(s->tok, len);
+    size_t need = rows > SIZE_MAX - min_tokens ? SIZE_MAX : min_tokens + rows;
+    need += need < SIZE_MAX && s->pending >= 0;
+    size_t free_rows = (size_t)(s->state.n_ctx - s->state.n_past);
+    if (need > free_rows)
+        return mmi_fail(MM_ERR_CTX_FULL, "%s: %zu bytes of text make at least %zu tokens, so it "
+                        "needs at least %zu positions but only %zu of the context's %d are free "
+                        "(%d in use); nothing was tokenized", what, len, min_tokens, need,
+                        free_rows, s->state.n_ctx, s->state.n_past);
+    return MM_OK;
+}
+
 static mm_status need_tokenizer(const mm_session *s, const char *fn)
 {
     if (!s->tok)
@@ -312,6 +334,7 @@ mm_status mmi_session_add_text(mm_session *s, const char *text, size_t len, unsi
     if (flags & ~(unsigned)MM_TOKENIZE_PARSE_SPECIAL)
         return mmi_fail(MM_ERR_ARG, "mm_session_add_text: flags 0x%x (only "
                         "MM_TOKENIZE_PARSE_SPECIAL applies)", flags);
+    MMI_TRY(check_text_fits(s, len, (size_t)wants_bos(s), "mm_session_add_text"));
     mmi_tokens ids = {0};
     mm_status st = MM_OK;
     if (wants_bos(s) && (st = mmi_tokens_reserve(&ids, 1)) == MM_OK)
@@ -421,6 +444,15 @@ mm_status mmi_session_add_message(mm_session *s, mmi_chat_role role, const char 
     }
     int first = n_media > 0 && mmi_media_first(s->model); /* else each item at its marker */
     MMI_TRY(mmi_media_check_markers(text, len, n_media, first, fn));
+    /* The message's own text (the template only adds to it; markers become media) must fit
+     * beside the rows given with it before anything is rendered, planned or tokenized. */
+    size_t text_bytes = len, marker_len, rows = (size_t)wants_bos(s);
+    for (const char *p = text; (p = mmi_media_find_marker(p, len - (size_t)(p - text),
+                                                          &marker_len)); p += marker_len)
+        text_bytes -= marker_len;
+    for (size_t i = 0; i < n_media; i++) /* counts can be anything: the sum saturates */
+        rows = media[i].n_rows > SIZE_MAX - rows ? SIZE_MAX : rows + media[i].n_rows;
+    MMI_TRY(check_text_fits(s, text_bytes, rows, fn));
 
     /* Plan the whole message, check that it fits, then encode, then evaluate. */
     strbuf b = {0};

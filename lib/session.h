@@ -15,6 +15,8 @@
 mm_status mmi_session_create(mm_model *model, const mm_options *options, mm_session **out);
 /* The model the session runs on. */
 const mm_model *mmi_session_model(const mm_session *s);
+/* The choices media of this session are planned with (detail). */
+const mmi_media_params *mmi_session_media_params(const mm_session *s);
 void mmi_session_free(mm_session *s);
 /* MM_ERR_STATE, naming fn, while the session's piece callback runs: a callback must not use
  * its own session (mm_session_cancel excepted). */

@@ -657,6 +657,20 @@ void mmi_tokenizer_free(mmi_tokenizer *tok)
 
 /* ---- queries ---- */
 
+size_t mmi_tokenizer_min_tokens(const mmi_tokenizer *tok, size_t len)
+{
+    /* Every token stands for at most max_text bytes of the text: an entry's text is at least as
+     * long as the input it matches (SentencePiece writes a space as 3-byte "▁", byte-level BPE
+     * a byte as 1 or 2 bytes). Not so when the normalizer folds text away (CLIP) or a byte
+     * without a token and without <unk> is dropped: then no bound. */
+    if (tok->clip || tok->max_text == 0)
+        return 0;
+    for (int b = 0; b < 256 && tok->unk < 0; b++)
+        if (tok->byte_token[b] < 0)
+            return 0;
+    return (len + tok->max_text - 1) / tok->max_text;
+}
+
 int32_t mmi_tokenizer_n_vocab(const mmi_tokenizer *tok)
 {
     return tok->n_vocab;
@@ -773,7 +787,7 @@ typedef struct {
 
 typedef struct {
     bigram *items;
-    size_t n;
+    size_t n, cap;
 } bigram_heap;
 
 /* Does a go before b: higher priority, then the leftmost. */
@@ -782,14 +796,24 @@ static int before(const bigram *a, const bigram *b)
     return a->priority > b->priority || (a->priority == b->priority && a->left < b->left);
 }
 
-static void heap_push(bigram_heap *h, bigram b)
+/* Grows on demand: the queue seldom holds more than one pair per symbol, though merges may
+ * queue up to two more each. */
+static mm_status heap_push(bigram_heap *h, bigram b)
 {
+    if (h->n == h->cap) {
+        bigram *items = mmi_realloc(h->items, 2 * h->cap * sizeof *items);
+        if (!items)
+            return mmi_fail(MM_ERR_NOMEM, "out of memory for %zu merge candidates", 2 * h->cap);
+        h->items = items;
+        h->cap *= 2;
+    }
     size_t i = h->n++;
     while (i > 0 && before(&b, &h->items[(i - 1) / 2])) {
         h->items[i] = h->items[(i - 1) / 2];
         i = (i - 1) / 2;
     }
     h->items[i] = b;
+    return MM_OK;
 }
 
 static bigram heap_pop(bigram_heap *h)
@@ -826,11 +850,12 @@ static mm_status alloc_scratch(const mmi_tokenizer *tok, size_t len, scratch *w)
 {
     *w = (scratch){0};
     /* SPM: the text grows to 3 bytes per space plus the prefix; BPE (ignore_merges): 2 bytes
-     * per byte. Symbols: one per character or byte; queued pairs: n - 1 + 2 per merge. */
+     * per byte. Symbols: one per character or byte; queued pairs: n - 1 to start with. */
     size_t n = len + 1;
     w->buf = mmi_array(3, n);
     w->syms = mmi_array(n, sizeof *w->syms);
-    w->heap.items = mmi_array(3 * n, sizeof *w->heap.items);
+    w->heap.items = mmi_array(n, sizeof *w->heap.items);
+    w->heap.cap = n;
     if (tok->kind == VOCAB_BPE) {
         w->cps = mmi_array(n, sizeof *w->cps);
         w->cls = mmi_array(n, sizeof *w->cls);
@@ -853,33 +878,35 @@ static void free_scratch(scratch *w)
 }
 
 /* Queue the merge of symbols l and r if one exists. */
-static void try_pair(const mmi_tokenizer *tok, scratch *w, const char *text, int32_t l, int32_t r)
+static mm_status try_pair(const mmi_tokenizer *tok, scratch *w, const char *text, int32_t l,
+                          int32_t r)
 {
     if (l < 0 || r < 0)
-        return;
+        return MM_OK;
     const symbol *a = &w->syms[l], *b = &w->syms[r];
     bigram bg = {l, r, 0, a->len + b->len, -1};
     if (tok->kind == VOCAB_SPM) {
         bg.result = mmi_token_lookup(tok, text + a->start, bg.len);
         if (bg.result < 0)
-            return;
+            return MM_OK;
         bg.priority = tok->score[bg.result];
     } else {
         const merge_slot *m = find_merge(tok, a->id, b->id);
         if (!m)
-            return;
+            return MM_OK;
         bg.priority = -(double)m->rank;
         bg.result = m->result;
     }
-    heap_push(&w->heap, bg);
+    return heap_push(&w->heap, bg);
 }
 
 /* Merge symbols 0..n-1 (already chained) until no queued pair remains. */
-static void merge_symbols(const mmi_tokenizer *tok, scratch *w, const char *text, int32_t n)
+static mm_status merge_symbols(const mmi_tokenizer *tok, scratch *w, const char *text,
+                               int32_t n)
 {
     w->heap.n = 0;
     for (int32_t i = 1; i < n; i++)
-        try_pair(tok, w, text, i - 1, i);
+        MMI_TRY(try_pair(tok, w, text, i - 1, i));
     while (w->heap.n) {
         bigram bg = heap_pop(&w->heap);
         symbol *l = &w->syms[bg.left], *r = &w->syms[bg.right];
@@ -891,9 +918,10 @@ static void merge_symbols(const mmi_tokenizer *tok, scratch *w, const char *text
         l->next = r->next;
         if (r->next >= 0)
             w->syms[r->next].prev = bg.left;
-        try_pair(tok, w, text, l->prev, bg.left);
-        try_pair(tok, w, text, bg.left, l->next);
+        MMI_TRY(try_pair(tok, w, text, l->prev, bg.left));
+        MMI_TRY(try_pair(tok, w, text, bg.left, l->next));
     }
+    return MM_OK;
 }
 
 /* An id for a byte no entry covers: its byte token, else the unknown token, else nothing. */
@@ -931,7 +959,7 @@ static mm_status encode_spm(const mmi_tokenizer *tok, scratch *w, const char *fr
         n_syms++;
         i += (size_t)clen;
     }
-    merge_symbols(tok, w, buf, n_syms);
+    MMI_TRY(merge_symbols(tok, w, buf, n_syms));
     for (int32_t i = 0; n_syms > 0 && i >= 0; i = w->syms[i].next) {
         const symbol *s = &w->syms[i];
         if (s->id >= 0) {
@@ -962,7 +990,7 @@ static mm_status encode_bpe_word(const mmi_tokenizer *tok, scratch *w, const cha
                               tok->byte_token[(unsigned char)word[i]]};
     if (tok->clip)
         w->syms[len - 1].id = tok->byte_token_eow[(unsigned char)word[len - 1]];
-    merge_symbols(tok, w, word, (int32_t)len);
+    MMI_TRY(merge_symbols(tok, w, word, (int32_t)len));
     for (int32_t i = 0; i >= 0; i = w->syms[i].next) {
         const symbol *s = &w->syms[i];
         if (s->id >= 0) {

@@ -50,6 +50,9 @@ mm_status mmi_tokens_reserve(mmi_tokens *t, size_t extra);
 mm_status mmi_tokenize(const mmi_tokenizer *tok, const char *text, size_t len, unsigned flags,
                        mmi_tokens *out);
 
+/* A lower bound of the tokens text of len bytes becomes (0 when the vocabulary gives none), so
+ * that a text too long for the context is refused before it is tokenized. */
+size_t mmi_tokenizer_min_tokens(const mmi_tokenizer *tok, size_t len);
 /* A byte range [start, end) of a text. */
 typedef struct {
     size_t start, end;

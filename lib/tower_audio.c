@@ -175,7 +175,7 @@ mm_status mmi_audio_tower_chunk(const mmi_audio_tower *t, const float *features,
 
     mm_status st = MM_OK;
     for (int l = 0; l < t->enc.n_layer && st == MM_OK; l++) {
-        if (cancel && atomic_load(cancel))
+        if (mmi_cancelled(cancel))
             st = mmi_fail(MM_ERR_CANCELLED, "audio encoding cancelled at block %d", l);
         else
             mmi_encoder_block_keys(&t->enc, l, x, n_rows, n_keys, scratch);

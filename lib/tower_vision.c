@@ -6,9 +6,11 @@
  * LlavaNextForConditionalGeneration does: the overview's features, then the tiles' features
  * laid out on the grid, cut to the image's aspect (unpad), with the learned image_newline after
  * every row ("spatial_unpad"); or every view's features one after another ("flat"). */
+#include <stdio.h>
 #include <string.h>
 
 #include "alloc.h"
+#include "image.h"
 #include "media.h"
 #include "status.h"
 #include "vit.h"
@@ -119,3 +121,35 @@ static mm_status image_encode(const mm_model *m, const void *source, const mmi_m
 }
 
 const mmi_media_ops mmi_image_ops = {"image", image_plan, image_encode};
+
+/* An image still in its file's bytes: planned from the size in its header, decoded when it is
+ * encoded and freed as soon as it is, so that a message's pictures are never all decoded at
+ * once. The plan is the decoded image's: the header gives its exact size. */
+static mm_status image_bytes_plan(const mm_model *m, const void *source,
+                                  const mmi_media_params *p, mmi_media_plan *out)
+{
+    const mmi_image_bytes *src = source;
+    mm_image header = {0}; /* the size alone: a plan reads no pixel */
+    MMI_TRY(mmi_image_size_memory(src->data, src->size, src->options, &header.width,
+                                  &header.height));
+    return image_plan(m, &header, p, out);
+}
+
+static mm_status image_bytes_encode(const mm_model *m, const void *source,
+                                    const mmi_media_params *p, const mmi_media_plan *plan,
+                                    float *rows, const atomic_int *cancel)
+{
+    const mmi_image_bytes *src = source;
+    mm_image *image;
+    mm_status st = mmi_image_load_memory(src->data, src->size, src->options, &image);
+    if (st != MM_OK) { /* the header was fine: the data is cut short or corrupt */
+        char detail[400];
+        snprintf(detail, sizeof detail, "%s", mm_last_error());
+        return mmi_fail(st, "%s: %s", src->place, detail);
+    }
+    st = image_encode(m, image, p, plan, rows, cancel);
+    mmi_image_free(image);
+    return st;
+}
+
+const mmi_media_ops mmi_image_bytes_ops = {"image", image_bytes_plan, image_bytes_encode};

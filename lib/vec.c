@@ -10,6 +10,7 @@
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #  define HAVE_AVX2_VARIANTS 1
+#  include <cpuid.h>
 #  include <immintrin.h>
 #  define AVX2 __attribute__((target("avx2,fma,f16c")))
 #endif
@@ -82,10 +83,10 @@ static int have_avx2(void)
     int s = atomic_load_explicit(&state, memory_order_relaxed);
     if (!s) {
         __builtin_cpu_init();
-        s = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                    __builtin_cpu_supports("f16c")
-                ? 2
-                : 1;
+        /* F16C by CPUID: clang before 16 does not know __builtin_cpu_supports("f16c"). */
+        unsigned eax, ebx, ecx, edx;
+        int f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
+        s = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c ? 2 : 1;
         atomic_store_explicit(&state, s, memory_order_relaxed);
     }
     return s == 2;

@@ -114,8 +114,8 @@ size_t mmi_encoder_scratch_floats(const mmi_encoder *enc, int n_tokens, int n_se
     return n * enc->n_embd * 5 + n * enc->n_ff + len * len;
 }
 
-/* Block `layer` on n_seq sequences of n / n_seq rows, each row attending to the first n_keys
- * rows of its own sequence. */
+/* The block on n_seq sequences whose queries attend to the first n_keys rows of their own
+ * sequence. */
 static void run_block(const mmi_encoder *enc, int layer, float *x, int n, int n_seq, int n_keys,
                       float *scratch)
 {
@@ -304,8 +304,8 @@ static mm_status load_vision(mmi_vision *v, const mmi_gguf *g)
             return mmi_fail(MM_ERR_UNSUPPORTED, "%s: mm_patch_merge_type spatial_unpad needs a "
                             "linear or mlp projector", path);
         if ((int64_t)side * side != n_pos - v->drop_class)
-            return mmi_fail(MM_ERR_FORMAT, "%s: spatial_unpad with %d tokens per view, not a "
-                            "%dx%d grid", path, (int)(n_pos - v->drop_class), side, side);
+            return mmi_fail(MM_ERR_FORMAT, "%s: spatial_unpad with %lld tokens per view, not a "
+                            "%dx%d grid", path, (long long)(n_pos - v->drop_class), side, side);
         MMI_TRY(mmi_weights_vector(w, 1, &v->image_newline, v->connector.n_out,
                                    "model.image_newline"));
     }

@@ -49,7 +49,7 @@ size_t mmi_encoder_scratch_floats(const mmi_encoder *enc, int n_tokens, int n_se
  * attention within each, every matrix product over all n rows. */
 void mmi_encoder_block(const mmi_encoder *enc, int layer, float *x, int n, int n_seq,
                        float *scratch);
-/* One sequence of n rows, every row attending to the first n_keys rows only (n_keys <= n):
+/* One sequence of n rows whose queries all attend to its first n_keys rows only (n_keys <= n):
  * the key padding mask of Whisper-style encoders, whose rows past n_keys are padding. */
 void mmi_encoder_block_keys(const mmi_encoder *enc, int layer, float *x, int n, int n_keys,
                             float *scratch);

@@ -95,9 +95,10 @@ mm_status mmi_weights_matrix(mmi_weights *w, int required, mmi_matrix *out, int 
     MMI_TRY(find(w, required, 2, ne, full, &t));
     if (!t)
         return MM_OK;
-    /* Half-precision matrices stay in the file too: the kernels read them as they are. */
-    if ((t->type == MMI_TENSOR_F16 || t->type == MMI_TENSOR_BF16) &&
-        (uintptr_t)t->data % sizeof(uint16_t) == 0) {
+    /* Matrices stay in the file, whatever their type: the kernels read them as they are. Only
+     * float data the file placed off its element alignment is converted. */
+    const mmi_type_traits *tt = mmi_type(t->type);
+    if (tt->block_elems > 1 || (uintptr_t)t->data % tt->block_bytes == 0) {
         out->data = t->data;
         out->type = t->type;
         return MM_OK;

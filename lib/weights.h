@@ -1,7 +1,7 @@
 /* Weight lookup for the tower loaders: find a tensor by name, check its shape, and hand back
- * its data — the mapped file's own bytes for F32 tensors and for F16/BF16 matrices (the
- * kernels read those as they are), a buffer converted to f32 once at load otherwise (owned by
- * the mmi_weights and freed with it). */
+ * its data. Matrices (mmi_weights_matrix) are the mapped file's own bytes, of any type; other
+ * tensors (vectors, tables) are the file's bytes for F32 and a buffer converted to f32 once at
+ * load otherwise (owned by the mmi_weights and freed with it). */
 #ifndef MMI_WEIGHTS_H
 #define MMI_WEIGHTS_H
 
@@ -23,8 +23,7 @@ void mmi_weights_free(mmi_weights *w);
 mm_status mmi_weights_get(mmi_weights *w, int required, const float **out, uint32_t n_dims,
                           const uint64_t *ne, const char *name, ...) MMI_PRINTF(6, 7);
 
-/* A [n_in, n_out] (ggml order) matrix, F32, F16 or BF16 as stored (other types converted to
- * F32); optional: data NULL when absent. */
+/* A [n_in, n_out] (ggml order) matrix as stored, any type; optional: data NULL when absent. */
 mm_status mmi_weights_matrix(mmi_weights *w, int required, mmi_matrix *out, int n_in, int n_out,
                              const char *name, ...) MMI_PRINTF(6, 7);
 /* A vector of n floats. */

@@ -832,6 +832,74 @@ static void dump_idefics2_perceiver(dump *d)
     mmi_gguf_close(g);
 }
 
+/* transformers.Qwen2AudioForConditionalGeneration: the log-mel features of the waveform, the
+ * encoder input after the convolutions and positions, the pooled and normalised encoder output
+ * and its projection (all n_ctx rows, padding included, for the comparison; the session uses
+ * the real rows only), then the language model on the prompt with its single audio token
+ * expanded to the real rows, as HF 4.45.1 does inside the model. */
+static void dump_qwen2_audio(dump *d)
+{
+    load_model(d, "model.gguf", "mmproj.gguf");
+    const mmi_audio_tower *t = d->model->audio;
+    if (!t)
+        die("the Qwen2-Audio pair has no audio file");
+    int64_t shape[ST_MAX_DIMS];
+    float *wave = input_f32(d, "waveform", 1, shape);
+    size_t n = (size_t)shape[0];
+    int M = t->n_mels, F = t->mel.n_frames, T = t->n_ctx, D = t->enc.n_embd, E = t->n_out;
+    if (n > mmi_audio_chunk_samples(t))
+        n = mmi_audio_chunk_samples(t); /* HF's extractor keeps one chunk */
+    float *features = xmalloc((size_t)M * F * sizeof(float));
+    float *scratch = xmalloc(mmi_mel_scratch_floats(&t->mel) * sizeof(float));
+    int frames = mmi_log_mel(&t->mel, wave, n, features, scratch);
+    put_f32(d, "input_features", features, 3, (int64_t)1, (int64_t)M, (int64_t)F);
+    int32_t *mask = xmalloc((size_t)F * sizeof *mask);
+    for (int i = 0; i < F; i++)
+        mask[i] = i < frames;
+    put_i64(d, "feature_attention_mask", mask, 1, F);
+
+    int n_tok = (int)mmi_audio_tower_rows(t, n);
+    put_i64(d, "num_audio_tokens", &n_tok, 1, 1);
+    d->out[d->n_out - 1].ndim = 1;
+    float *x0 = xmalloc((size_t)T * D * sizeof(float));
+    float *enc = xmalloc((size_t)(T / t->pool) * D * sizeof(float));
+    float *proj = xmalloc((size_t)(T / t->pool) * E * sizeof(float));
+    check(mmi_audio_tower_chunk(t, features, frames, T, x0, enc, proj, NULL), "audio tower");
+    put_f32(d, "encoder_conv_pos", x0, 3, (int64_t)1, (int64_t)T, (int64_t)D);
+    put_f32(d, "encoder_output", enc, 3, (int64_t)1, (int64_t)(T / t->pool), (int64_t)D);
+    put_f32(d, "audio_features", proj, 3, (int64_t)1, (int64_t)(T / t->pool), (int64_t)E);
+
+    /* The session's own encoding of the clip: its real rows, equal to the first rows above. */
+    float *rows = xmalloc((size_t)n_tok * E * sizeof(float));
+    check(mmi_audio_tower_encode(t, wave, n, rows, NULL), "audio encode");
+    for (size_t i = 0; i < (size_t)n_tok * E; i++)
+        if (rows[i] != proj[i])
+            die("the clip's rows differ from the chunk's at %zu", i);
+
+    int64_t audio_token;
+    check(mmi_gguf_get_int(d->model->files[1], "clip.audio_token_id", &audio_token),
+          "clip.audio_token_id");
+    int32_t *ids = input_ids(d, "input_ids", shape);
+    if (shape[0] != 1)
+        die("input_ids has a batch of %lld", (long long)shape[0]);
+    int L = (int)shape[1], k = 0;
+    int32_t *prompt = xmalloc((size_t)(L + n_tok) * sizeof *prompt);
+    for (int i = 0; i < L; i++)
+        for (int r = 0; r < (ids[i] == audio_token ? n_tok : 1); r++)
+            prompt[k++] = ids[i];
+    put_language_model(d, prompt, k, (int32_t)audio_token, rows, (size_t)n_tok);
+    free(prompt);
+    free(ids);
+    free(rows);
+    free(proj);
+    free(enc);
+    free(x0);
+    free(mask);
+    free(scratch);
+    free(features);
+    free(wave);
+}
+
 /* transformers.Qwen2VLForConditionalGeneration, language side: M-RoPE position_ids [3][1][T]
  * and rope_deltas as get_rope_index gives them (text one position per token, each run of
  * qwen2vl.image_token_id the cells of the next image_grid_thw entry, merged to as many cells
@@ -955,74 +1023,6 @@ static void dump_qwen2_vl(dump *d)
     free(pos);
     free(image);
     free(ids);
-}
-
-/* transformers.Qwen2AudioForConditionalGeneration: the log-mel features of the waveform, the
- * encoder input after the convolutions and positions, the pooled and normalised encoder output
- * and its projection (all n_ctx rows, padding included, for the comparison; the session uses
- * the real rows only), then the language model on the prompt with its single audio token
- * expanded to the real rows, as HF 4.45.1 does inside the model. */
-static void dump_qwen2_audio(dump *d)
-{
-    load_model(d, "model.gguf", "mmproj.gguf");
-    const mmi_audio_tower *t = d->model->audio;
-    if (!t)
-        die("the Qwen2-Audio pair has no audio file");
-    int64_t shape[ST_MAX_DIMS];
-    float *wave = input_f32(d, "waveform", 1, shape);
-    size_t n = (size_t)shape[0];
-    int M = t->n_mels, F = t->mel.n_frames, T = t->n_ctx, D = t->enc.n_embd, E = t->n_out;
-    if (n > mmi_audio_chunk_samples(t))
-        n = mmi_audio_chunk_samples(t); /* HF's extractor keeps one chunk */
-    float *features = xmalloc((size_t)M * F * sizeof(float));
-    float *scratch = xmalloc(mmi_mel_scratch_floats(&t->mel) * sizeof(float));
-    int frames = mmi_log_mel(&t->mel, wave, n, features, scratch);
-    put_f32(d, "input_features", features, 3, (int64_t)1, (int64_t)M, (int64_t)F);
-    int32_t *mask = xmalloc((size_t)F * sizeof *mask);
-    for (int i = 0; i < F; i++)
-        mask[i] = i < frames;
-    put_i64(d, "feature_attention_mask", mask, 1, F);
-
-    int n_tok = (int)mmi_audio_tower_rows(t, n);
-    put_i64(d, "num_audio_tokens", &n_tok, 1, 1);
-    d->out[d->n_out - 1].ndim = 1;
-    float *x0 = xmalloc((size_t)T * D * sizeof(float));
-    float *enc = xmalloc((size_t)(T / t->pool) * D * sizeof(float));
-    float *proj = xmalloc((size_t)(T / t->pool) * E * sizeof(float));
-    check(mmi_audio_tower_chunk(t, features, frames, T, x0, enc, proj, NULL), "audio tower");
-    put_f32(d, "encoder_conv_pos", x0, 3, (int64_t)1, (int64_t)T, (int64_t)D);
-    put_f32(d, "encoder_output", enc, 3, (int64_t)1, (int64_t)(T / t->pool), (int64_t)D);
-    put_f32(d, "audio_features", proj, 3, (int64_t)1, (int64_t)(T / t->pool), (int64_t)E);
-
-    /* The session's own encoding of the clip: its real rows, equal to the first rows above. */
-    float *rows = xmalloc((size_t)n_tok * E * sizeof(float));
-    check(mmi_audio_tower_encode(t, wave, n, rows, NULL), "audio encode");
-    for (size_t i = 0; i < (size_t)n_tok * E; i++)
-        if (rows[i] != proj[i])
-            die("the clip's rows differ from the chunk's at %zu", i);
-
-    int64_t audio_token;
-    check(mmi_gguf_get_int(d->model->files[1], "clip.audio_token_id", &audio_token),
-          "clip.audio_token_id");
-    int32_t *ids = input_ids(d, "input_ids", shape);
-    if (shape[0] != 1)
-        die("input_ids has a batch of %lld", (long long)shape[0]);
-    int L = (int)shape[1], k = 0;
-    int32_t *prompt = xmalloc((size_t)(L + n_tok) * sizeof *prompt);
-    for (int i = 0; i < L; i++)
-        for (int r = 0; r < (ids[i] == audio_token ? n_tok : 1); r++)
-            prompt[k++] = ids[i];
-    put_language_model(d, prompt, k, (int32_t)audio_token, rows, (size_t)n_tok);
-    free(prompt);
-    free(ids);
-    free(rows);
-    free(proj);
-    free(enc);
-    free(x0);
-    free(mask);
-    free(scratch);
-    free(features);
-    free(wave);
 }
 
 static const struct {

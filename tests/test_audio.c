@@ -1,7 +1,7 @@
 /* Audio in: the WAV reader (lib/audio.c), resampling (lib/ext/resample.c) and Whisper's log-mel
  * features (lib/mel.c).
  *
- * References: ../shared/vectors/hf/whisper_features (WhisperFeatureExtractor of transformers
+ * References: tests/vectors/hf/whisper_features (WhisperFeatureExtractor of transformers
  * 4.45.1, torch STFT path; waveforms as int16 / 32768) and sample values worked out by hand
  * from the WAV specification for the formats the vectors do not cover. */
 #include <math.h>

@@ -1073,6 +1073,91 @@ START_TEST(session_json_allocation_failures)
 }
 END_TEST
 
+/* ---- images: their cost is counted before any is decoded ---- */
+
+static mm_model *llava;
+
+static void load_llava(void)
+{
+    tiny_llama c = tiny_llama_default; /* a vision file of 4 positions per image */
+    c.vocab_path = test_vectors_path("tokenizer/ggml-vocab-llama-spm.gguf");
+    ck_assert_ok(tiny_llava_load(&c, &llava));
+}
+
+static void free_llava(void)
+{
+    mm_model_free(llava);
+}
+
+/* One user message holding the file at `path` n times, then a question (malloc'ed). */
+static char *json_with_images(const char *path, int n)
+{
+    char *b64 = test_file_base64(path);
+    size_t cap = (size_t)n * (strlen(b64) + 100) + 200, len = 0;
+    char *json = malloc(cap);
+    len += (size_t)snprintf(json + len, cap - len, "[{\"role\":\"user\",\"content\":[");
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(json + len, cap - len, "{\"type\":\"image_url\",\"image_url\":"
+                                "{\"url\":\"data:image/jpeg;base64,%s\"}},", b64);
+    snprintf(json + len, cap - len, "{\"type\":\"text\",\"text\":\"What is it?\"}]}]");
+    free(b64);
+    return json;
+}
+
+static mm_session *llava_session(int n_ctx)
+{
+    mm_options *o;
+    mm_session *s;
+    ck_assert_ok(mm_options_create(&o));
+    ck_assert_ok(mm_options_set_int(o, MM_OPT_N_CTX, n_ctx));
+    ck_assert_ok(mm_session_create(llava, o, &s));
+    mm_options_free(o);
+    return s;
+}
+
+/* A dozen 394-byte JPEGs declaring 16384x4096 each (tests/data/gen_bombs.py): refused by the
+ * pixel budget of the call from their headers, before any pixel memory is asked for. */
+START_TEST(json_image_budget_before_decoding)
+{
+    char *json = json_with_images("tests/data/images/bomb_baseline.jpg", 12);
+    ck_assert_uint_lt(strlen(json), 12 * 1024);
+    mm_session *s = llava_session(64);
+    mmi_alloc_largest();
+    ck_assert_status(mm_session_add_messages_json(s, json, strlen(json), NULL), MM_ERR_LIMIT);
+    ck_assert_uint_lt(mmi_alloc_largest(), 1 << 20);
+    ck_assert_ptr_nonnull(strstr(mm_last_error(), "messages[0], part 2"));
+    ck_assert_ptr_nonnull(strstr(mm_last_error(), "MM_OPT_IMAGE_MAX_TOTAL_PIXELS = 134217728"));
+    ck_assert_int_eq(mm_session_n_past(s), 0);
+    free(json);
+
+    /* The budget counts width x height: two bombs are 2 x 64 Mi pixels, within the default;
+     * one pixel less of budget refuses them. */
+    json = json_with_images("tests/data/images/bomb_baseline.jpg", 2);
+    mm_options *o;
+    ck_assert_ok(mm_options_create(&o));
+    ck_assert_ok(mm_options_set_int(o, MM_OPT_IMAGE_MAX_TOTAL_PIXELS, 2 * 16384 * 4096 - 1));
+    ck_assert_status(mm_session_add_messages_json(s, json, strlen(json), o), MM_ERR_LIMIT);
+    /* Within it, the first is decoded and found cut short: nothing is added. */
+    ck_assert_ok(mm_options_set_int(o, MM_OPT_IMAGE_MAX_TOTAL_PIXELS, 2 * 16384 * 4096));
+    ck_assert_status(mm_session_add_messages_json(s, json, strlen(json), o), MM_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(mm_last_error(), "premature end of data segment"));
+    ck_assert_ptr_nonnull(strstr(mm_last_error(), "messages[0] (0 earlier messages were added): "
+                                                  "messages[0], part 0: <memory>: JPEG"));
+    ck_assert_int_eq(mm_session_n_past(s), 0);
+    free(json);
+
+    /* Images that cannot fit in the context are refused before any is decoded: 17 images of 4
+     * positions in 64 (were one decoded, the bomb would fail with MM_ERR_FORMAT). */
+    json = json_with_images("tests/data/images/bomb_progressive.jpg", 17);
+    ck_assert_ok(mm_options_set_int(o, MM_OPT_IMAGE_MAX_TOTAL_PIXELS, (int64_t)1 << 40));
+    ck_assert_status(mm_session_add_messages_json(s, json, strlen(json), o), MM_ERR_CTX_FULL);
+    ck_assert_ptr_nonnull(strstr(mm_last_error(), "17 media take 68 positions"));
+    ck_assert_int_eq(mm_session_n_past(s), 0);
+    free(json);
+    mm_options_free(o);
+    mm_session_free(s);
+}
+END_TEST
 
 /* ---- responses ---- */
 
@@ -1363,6 +1448,11 @@ int main(void)
     tcase_add_test(ts, session_json_control_text_stays_text);
     tcase_add_test(ts, session_json_errors_leave_the_session_unchanged);
     tcase_add_test(ts, session_json_context_full_part_way);
+    TCase *ti = tcase_create("images");
+    tcase_set_timeout(ti, 60);
+    tcase_add_unchecked_fixture(ti, load_llava, free_llava);
+    tcase_add_test(ti, json_image_budget_before_decoding);
+    suite_add_tcase(s, ti);
     tcase_add_test(ts, session_json_allocation_failures);
     tcase_add_test(ts, response_openai_shape);
     tcase_add_test(ts, response_stop_strings);

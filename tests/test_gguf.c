@@ -857,6 +857,29 @@ START_TEST(bad_tensor_infos)
     const uint64_t row32[1] = {32};
     b_tensor_file(&b, 1, row32, MMI_TENSOR_Q8_0, 0, 34);
     expect_ok(&b);
+    /* Every quantized type: the row length, the data size and the block scales are checked. */
+    for (uint32_t type = 0; type < MMI_TENSOR_COUNT; type++) {
+        const mmi_type_traits *t = mmi_type(type);
+        if (!t->weight || t->block_elems == 1)
+            continue;
+        const uint64_t two_blocks[1] = {2 * t->block_elems}, half_block[1] = {t->block_elems / 2};
+        b_tensor_file(&b, 1, two_blocks, type, 0, 2 * t->block_bytes);
+        expect_ok(&b);
+        b_tensor_file(&b, 1, two_blocks, type, 0, 2 * t->block_bytes - 1); /* ends inside a block */
+        expect_failure(&b, MM_ERR_FORMAT, "'blk.0.attn_q.weight'", "outside");
+        b_tensor_file(&b, 1, half_block, type, 0, t->block_bytes);
+        expect_failure(&b, MM_ERR_FORMAT, "'blk.0.attn_q.weight'", "not a multiple of the block size");
+        for (int k = 0; k < 2 && t->scale_at[k] >= 0; k++)
+            for (int nan = 0; nan < 2; nan++) {
+                b_tensor_file(&b, 1, two_blocks, type, 0, 2 * t->block_bytes);
+                uint8_t *scale = b.data + b.size - t->block_bytes + t->scale_at[k];
+                scale[0] = nan ? 0x01 : 0x00; /* f16 0x7c00 is inf, 0x7c01 a NaN */
+                scale[1] = 0x7c;
+                char what[64];
+                snprintf(what, sizeof what, "'blk.0.attn_q.weight' (%s)", t->name);
+                expect_failure(&b, MM_ERR_FORMAT, what, "block scale is infinite or NaN");
+            }
+    }
     b_tensor_file(&b, 1, row32, 16, 0, 144);
     expect_failure(&b, MM_ERR_UNSUPPORTED, "unsupported tensor type IQ2_XXS (16) in tensor 'blk.0.attn_q.weight'", NULL);
     b_tensor_file(&b, 1, row32, MMI_TENSOR_Q8_K, 0, 292);

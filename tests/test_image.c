@@ -352,6 +352,70 @@ START_TEST(truncated_files_fail_with_format_errors)
 }
 END_TEST
 
+/* A few hundred bytes declaring a huge picture (tests/data/gen_bombs.py: scan data cut short and
+ * closed with EOI) are refused, not painted grey. PIL accepts these two (it refuses only a file
+ * without EOI); libmm refuses any JPEG whose pixels are not all in the file. */
+START_TEST(bombs_are_refused)
+{
+    static const char *bombs[] = {DATA_DIR "bomb_baseline.jpg", DATA_DIR "bomb_progressive.jpg"};
+    for (int i = 0; i < 2; i++) {
+        int width = 0, height = 0;
+        size_t size;
+        unsigned char *data = read_file(bombs[i], &size);
+        ck_assert_uint_lt(size, 400);
+        /* The header alone: the declared size, no pixel memory asked for. */
+        mmi_alloc_largest();
+        ck_assert_ok(mmi_image_size_memory(data, size, NULL, &width, &height));
+        ck_assert_int_eq(width, 16384);
+        ck_assert_int_eq(height, 4096);
+        ck_assert_uint_lt(mmi_alloc_largest(), 1 << 20);
+        mm_image *image = (mm_image *)1;
+        ck_assert_status(mm_image_load_memory(data, size, NULL, &image), MM_ERR_FORMAT);
+        ck_assert_ptr_null(image);
+        ck_assert_msg(strstr(mm_last_error(), "premature end of data segment"), "%s", mm_last_error());
+        free(data);
+    }
+    /* libjpeg's working memory is capped from MM_OPT_IMAGE_MAX_PIXELS: a progressive CMYK
+     * image keeps 8 bytes of coefficients per pixel, over the cap of 6 per allowed pixel when
+     * the image is as large as allowed (2048 x 1024), under it with room to spare. */
+    mm_options *o;
+    ck_assert_ok(mm_options_create(&o));
+    ck_assert_ok(mm_options_set_int(o, MM_OPT_IMAGE_MAX_PIXELS, 2048 * 1024));
+    mm_image *image;
+    ck_assert_status(mm_image_load_file(DATA_DIR "bomb_cmyk_head.jpg", o, &image), MM_ERR_LIMIT);
+    ck_assert_msg(strstr(mm_last_error(), "working memory") &&
+                  strstr(mm_last_error(), "MM_OPT_IMAGE_MAX_PIXELS = 2097152"), "%s",
+                  mm_last_error());
+    ck_assert_ok(mm_options_set_int(o, MM_OPT_IMAGE_MAX_PIXELS, 2 * 2048 * 1024));
+    ck_assert_status(mm_image_load_file(DATA_DIR "bomb_cmyk_head.jpg", o, &image), MM_ERR_FORMAT);
+    mm_options_free(o);
+}
+END_TEST
+
+/* The size read from the header is the decoded size, EXIF orientation included. */
+START_TEST(header_size_equals_decoded_size)
+{
+    static const char *files[] = {"rgb8.png", "rgb8_interlaced.png", "palette4.png",
+                                  "baseline444.jpg", "progressive420.jpg", "cmyk_adobe.jpg",
+                                  "exif_orient5.jpg", "exif_orient6.jpg", "exif_be_orient6.jpg"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, DATA_DIR "%s", files[i]);
+        size_t size;
+        unsigned char *data = read_file(path, &size);
+        int width, height;
+        mm_image *image;
+        ck_assert_ok(mmi_image_size_memory(data, size, NULL, &width, &height));
+        ck_assert_ok(mm_image_load_memory(data, size, NULL, &image));
+        ck_assert_msg(width == mm_image_width(image) && height == mm_image_height(image),
+                      "%s: header says %dx%d, decoded %dx%d", files[i], width, height,
+                      mm_image_width(image), mm_image_height(image));
+        mm_image_free(image);
+        free(data);
+    }
+}
+END_TEST
+
 START_TEST(corrupt_bytes_never_crash)
 {
     char path[256];
@@ -826,6 +890,8 @@ int main(void)
     tcase_add_loop_test(decode, truncated_files_fail_with_format_errors, 0, N_DAMAGED);
     tcase_add_loop_test(decode, corrupt_bytes_never_crash, 0, N_DAMAGED);
     tcase_add_test(decode, allocation_failures_are_reported);
+    tcase_add_test(decode, bombs_are_refused);
+    tcase_add_test(decode, header_size_equals_decoded_size);
     suite_add_tcase(s, decode);
     TCase *pre = tcase_create("preprocess");
     tcase_set_timeout(pre, 60);

@@ -162,7 +162,9 @@ static void m_mm_options_set_int(void)
         {MM_OPT_N_CTX, -1},           {MM_OPT_N_CTX, (1 << 24) + 1}, {MM_OPT_MAX_TOKENS, -1},
         {MM_OPT_MAX_TOKENS, INT64_MAX}, {MM_OPT_SEED, -1},        {MM_OPT_TOP_K, -1},
         {MM_OPT_REPEAT_LAST_N, INT64_MIN}, {MM_OPT_IMAGE_MAX_SIDE, 0},
-        {MM_OPT_IMAGE_MAX_PIXELS, 0}, {MM_OPT_N_CTX, INT64_MIN}, {MM_OPT_AUDIO_MAX_SECONDS, 0},
+        {MM_OPT_IMAGE_MAX_PIXELS, 0}, {MM_OPT_N_CTX, INT64_MIN},
+        {MM_OPT_IMAGE_MAX_TOTAL_PIXELS, 0}, {MM_OPT_IMAGE_MAX_TOTAL_PIXELS, INT64_MAX},
+        {MM_OPT_AUDIO_MAX_SECONDS, 0},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         EXPECT(mm_options_set_int(o, bad[i].key, bad[i].value), MM_ERR_ARG);
@@ -1312,8 +1314,8 @@ static const struct {
     CASE(mm_video_files_available), CASE(mm_video_n_frames), CASE(mm_video_frame),
     CASE(mm_video_frame_time), CASE(mm_video_free),
     CASE(mm_media_n_tokens), CASE(mm_media_encode),
-    CASE(mm_image_encode), CASE(mm_image_token_count),
-    CASE(mm_image_encode_pixels), CASE(mm_embeddings_n_tokens),
+    CASE(mm_image_encode), CASE(mm_image_token_count), CASE(mm_image_encode_pixels),
+    CASE(mm_embeddings_n_tokens),
     CASE(mm_embeddings_n_embd), CASE(mm_embeddings_data), CASE(mm_embeddings_free),
     CASE(mm_clip_embedding_size), CASE(mm_clip_logit_scale), CASE(mm_clip_image_embedding),
     CASE(mm_clip_image_embedding_pixels), CASE(mm_clip_text_embedding),

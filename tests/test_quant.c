@@ -7,6 +7,7 @@
  * - dot(q, yq) against ggml's dot on the same bytes: the per-block integer sums are exact in
  *   both, so only the float accumulation of the block terms differs: at most
  *   (blocks + 2) * 2^-24 * sum|w_i yq_i| (each addition and the two scale products round once).
+ *   libmm's SIMD kernels against its portable ones: bit-identical (same float order).
  * - dot(q, quantize(y)) against the exact sum(w_i y_i) (w the dequantized weights): what the Q8
  *   activation rounding costs. |y_i - yq_i| <= d/2 from rounding plus |q| |d - f16(d)| <=
  *   127 d 2^-11 from storing d as f16 (Q8_0/Q8_1; Q8_K keeps d in f32), so the bound is
@@ -14,6 +15,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "decoder.h"
+#include "gguf.h"
 #include "half.h"
 #include "quant.h"
 #include "safetensors.h"
@@ -165,7 +168,7 @@ START_TEST(quantize_reference_bytes)
 {
     mmi_tensor_type type = files[_i].type;
     if (!mmi_type(type)->from_f32)
-        return; /* K-quant and IQ4 quantizers: not in libmm yet */
+        return; /* Q2_K, Q3_K, IQ4_NL, IQ4_XS: libmm has no quantizer for them */
     st_file f;
     open_vectors(_i, &f);
     check_quantize(&f, type, "A");
@@ -209,6 +212,10 @@ static void check_dots(const mmi_kernels *k, st_file *f, mmi_tensor_type type, c
         }
         double accumulation = (s.n / mmi_type(type)->block_elems + 2) * 0x1p-24 * mag;
         float got = k->dot[type](s.q + r * row_bytes, yq, s.n);
+        float portable = mmi_quant_kernels_portable()->dot[type](s.q + r * row_bytes, yq, s.n);
+        ck_assert_msg(mmi_f32_bits(got) == mmi_f32_bits(portable),
+                      "%s %s row %d: %s kernel %.9g, portable %.9g", mmi_tensor_type_name(type),
+                      set, r, k->isa, (double)got, (double)portable);
         ck_assert_msg(fabs(got - (double)s.dot[r]) <= accumulation,
                       "%s %s row %d (%s): dot %.9g, llama.cpp %.9g, tolerance %.3g",
                       mmi_tensor_type_name(type), set, r, k->isa, (double)got, (double)s.dot[r],
@@ -263,6 +270,139 @@ START_TEST(scales_checked)
 }
 END_TEST
 
+/* ---- the tiny LLaMA quantized by llama-quantize, against llama.cpp's logits ---- */
+
+static const char *models[] = {"Q4_0", "Q8_0", "Q4_K_M", "Q5_K_M", "Q6_K"};
+#define N_MODELS (int)(sizeof models / sizeof models[0])
+
+/* The integers of the JSON array after "key": in `text`; returns the count. */
+static int json_ints(const char *text, const char *key, int32_t *out, int cap)
+{
+    char pattern[64];
+    snprintf(pattern, sizeof pattern, "\"%s\": [", key);
+    const char *p = strstr(text, pattern);
+    ck_assert_msg(p, "no %s", key);
+    p += strlen(pattern);
+    int n = 0;
+    while (n < cap && *p != ']') {
+        char *end;
+        out[n++] = (int32_t)strtol(p, &end, 10);
+        p = end + strspn(end, ", ");
+    }
+    return n;
+}
+
+static void *read_file(const char *rel, size_t *size)
+{
+    FILE *f = fopen(test_vectors_path(rel), "rb");
+    ck_assert_msg(f, "cannot open %s", rel);
+    fseek(f, 0, SEEK_END);
+    *size = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *data = malloc(*size + 1);
+    ck_assert(fread(data, 1, *size, f) == *size);
+    data[*size] = 0;
+    fclose(f);
+    return data;
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n)
+{
+    double worst = 0;
+    for (size_t i = 0; i < n; i++)
+        worst = fmax(worst, fabs((double)a[i] - b[i]));
+    return worst;
+}
+
+static int argmax(const float *x, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        best = x[i] > x[best] ? i : best;
+    return best;
+}
+
+START_TEST(tiny_llama_logits)
+{
+    char rel[128];
+    size_t size;
+    snprintf(rel, sizeof rel, "quant/logits/tiny-llama-%s.json", models[_i]);
+    char *json = read_file(rel, &size);
+    int32_t prompt[64], greedy[64];
+    int n_prompt = json_ints(json, "prompt", prompt, 64);
+    int n_greedy = json_ints(json, "greedy", greedy, 64);
+    free(json);
+    snprintf(rel, sizeof rel, "quant/logits/tiny-llama-%s.logits.f32", models[_i]);
+    float *want = read_file(rel, &size);
+    snprintf(rel, sizeof rel, "quant/logits/tiny-llama-%s.greedy_logits.f32", models[_i]);
+    float *want_greedy = read_file(rel, &size);
+
+    snprintf(rel, sizeof rel, "quant/model/tiny-llama-%s.gguf", models[_i]);
+    mmi_gguf *g;
+    ck_assert_ok(mmi_gguf_open(test_vectors_path(rel), 1, &g));
+    mmi_decoder *d;
+    ck_assert_ok(mmi_decoder_load(g, &d));
+    int v = d->config.n_vocab;
+    ck_assert_uint_eq(size, (size_t)n_greedy * v * sizeof(float));
+    mmi_exec exec;
+    ck_assert_ok(mmi_exec_init(&exec, 2));
+    const mmi_exec *previous = mmi_exec_bind(&exec);
+    mmi_decoder_state s;
+    ck_assert_ok(mmi_decoder_state_init(&s, d, 64, 64));
+    float *got = malloc(sizeof(float) * n_prompt * v);
+    ck_assert_ok(mmi_decoder_eval(d, &s, prompt, NULL, n_prompt, got, NULL));
+    /* Tolerance (see the top of the file): each of the 4 L + 1 quantized inputs of a pass
+     * (attention, its output projection, the feed-forward in and out, the head) rounds the
+     * activations to Q8 in llama.cpp, a relative error of at most 1/254 of the block's largest
+     * value; taken through unamplified, that is (4 L + 1) / 254 of the largest logit. */
+    double max_logit = 0;
+    for (int i = 0; i < n_prompt * v; i++)
+        max_logit = fmax(max_logit, fabs((double)want[i]));
+    double tol = (4 * d->config.n_layer + 1) / 254.0 * max_logit;
+    double prefill_err = max_abs_diff(got, want, (size_t)n_prompt * v);
+    ck_assert_msg(prefill_err <= tol, "%s prompt logits: max |diff| %.4g > %.4g", models[_i],
+                  prefill_err, tol);
+    /* Decode llama.cpp's greedy tokens one at a time (teacher forcing). */
+    double decode_err = 0;
+    for (int k = 0; k < n_greedy; k++) {
+        const float *row = k == 0 ? got + (size_t)(n_prompt - 1) * v : s.logits;
+        decode_err = fmax(decode_err, max_abs_diff(row, want_greedy + (size_t)k * v, v));
+        int ours = argmax(row, v), theirs = argmax(want_greedy + (size_t)k * v, v);
+        ck_assert_msg(ours == greedy[k], "%s step %d: token %d, llama.cpp %d", models[_i], k, ours, greedy[k]);
+        ck_assert_int_eq(theirs, greedy[k]);
+        if (k + 1 < n_greedy)
+            ck_assert_ok(mmi_decoder_eval(d, &s, &greedy[k], NULL, 1, NULL, NULL));
+    }
+    ck_assert_msg(decode_err <= tol, "%s decode logits: max |diff| %.4g > %.4g", models[_i],
+                  decode_err, tol);
+    mmi_decoder_state_free(&s);
+
+    /* The prompt one token at a time: every product then quantizes its activations to Q8 as
+     * llama.cpp does, so only the float accumulation differs: at most n 2^-24 of the largest
+     * logit for sums of n <= n_ff terms. (This holds while no activation lands so close to a
+     * Q8 rounding boundary that the two accumulations round it to different steps; the
+     * kernels add the blocks in ggml's order, and on these inputs none does.) */
+    ck_assert_ok(mmi_decoder_state_init(&s, d, 64, 64));
+    double exact_tol = d->config.n_ff * 0x1p-24 * max_logit, stepwise_err = 0;
+    for (int i = 0; i < n_prompt; i++) {
+        ck_assert_ok(mmi_decoder_eval(d, &s, &prompt[i], NULL, 1, NULL, NULL));
+        stepwise_err = fmax(stepwise_err, max_abs_diff(s.logits, want + (size_t)i * v, v));
+    }
+    ck_assert_msg(stepwise_err <= exact_tol, "%s prompt one token at a time: max |diff| %.4g > %.4g",
+                  models[_i], stepwise_err, exact_tol);
+    fprintf(stderr, "%s: batched prompt max |diff| %.3g, decode %.3g (tolerance %.3g); token by token %.3g (tolerance %.3g)\n",
+            models[_i], prefill_err, decode_err, tol, stepwise_err, exact_tol);
+    free(got);
+    mmi_decoder_state_free(&s);
+    mmi_exec_bind(previous);
+    mmi_exec_free(&exec);
+    mmi_decoder_free(d);
+    mmi_gguf_close(g);
+    free(want);
+    free(want_greedy);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("quant");
@@ -273,6 +413,7 @@ int main(void)
     tcase_add_loop_test(tc, quantize_reference_bytes, 0, N_FILES);
     tcase_add_loop_test(tc, dot_products, 0, N_FILES);
     tcase_add_test(tc, scales_checked);
+    tcase_add_loop_test(tc, tiny_llama_logits, 0, N_MODELS);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }

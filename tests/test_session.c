@@ -521,7 +521,7 @@ START_TEST(images_go_at_their_markers)
     text = "<image> and <image>";
     ck_assert_status(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), media, 1),
                      MM_ERR_ARG);
-    ck_assert_message_has("2 markers (<media>, <image> or <audio>) for 1 media");
+    ck_assert_message_has("2 markers (<media>, <image>, <audio> or <video>) for 1 media");
     ck_assert_int_eq(mm_session_n_past(s), 0);
     mm_session_free(s);
 }
@@ -873,6 +873,29 @@ START_TEST(context_overflow_is_refused_before_any_work)
     ck_assert_status(mm_session_add_tokens(s, &t, 1), MM_ERR_CTX_FULL);
     ck_assert_message_has("needs 2 positions"); /* the last answer token, then this one */
     mm_options_free(o);
+    mm_session_free(s);
+
+    /* 16 MiB of text into 64 positions: refused from its length before it is tokenized (the
+     * tokenizer's scratch for it would be over a gigabyte), as text and as a message. */
+    size_t n = (size_t)16 << 20;
+    char *text = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        text[i] = "ab cd"[i % 5];
+    s = session_with(vocab_model, NULL, 64);
+    mmi_alloc_largest();
+    ck_assert_status(mm_session_add_text(s, text, n, 0), MM_ERR_CTX_FULL);
+    ck_assert_message_has("16777216 bytes of text make at least");
+    ck_assert_message_has("nothing was tokenized");
+    ck_assert_status(mm_session_add_message(s, "user", text, n), MM_ERR_CTX_FULL);
+    ck_assert_message_has("nothing was tokenized");
+    ck_assert_uint_lt(mmi_alloc_largest(), (size_t)1 << 20);
+    ck_assert_int_eq(mm_session_n_past(s), 0);
+    /* The bound is a lower one: text that fits by it but not once tokenized is still refused,
+     * after tokenizing. */
+    ck_assert_status(mm_session_add_text(s, text, 600, 0), MM_ERR_CTX_FULL);
+    ck_assert_message_has("of the context's 64");
+    ck_assert_int_eq(mm_session_n_past(s), 0);
+    free(text);
     mm_session_free(s);
 }
 END_TEST

@@ -41,6 +41,30 @@ static inline int test_run_suite(Suite *suite)
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
+/* The file at path (at most 64 KiB) as base64 (RFC 4648, padded), for data URLs; malloc'ed. */
+static inline char *test_file_base64(const char *path)
+{
+    static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static unsigned char data[1 << 16];
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    size_t n = fread(data, 1, sizeof data, f);
+    fclose(f);
+    char *out = malloc(4 * (n / 3 + 1) + 1), *o = out;
+    ck_assert_ptr_nonnull(out);
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned long v = (unsigned long)data[i] << 16 |
+                          (unsigned long)(i + 1 < n ? data[i + 1] : 0) << 8 |
+                          (i + 2 < n ? data[i + 2] : 0);
+        *o++ = digits[v >> 18];
+        *o++ = digits[v >> 12 & 63];
+        *o++ = i + 1 < n ? digits[v >> 6 & 63] : '=';
+        *o++ = i + 2 < n ? digits[v & 63] : '=';
+    }
+    *o = '\0';
+    return out;
+}
+
 #define ck_assert_status(expr, expected)                                                        \
     do {                                                                                        \
         mm_status st_ = (expr);                                                                 \

@@ -12,15 +12,19 @@ converters write them:
                LLaVA MLP projector into the width of llama-1b (2048); f32
   vit-l14-336  CLIP ViT-L/14 at 336 px (576 patches + class token, 24 blocks, width 1024),
                LLaVA-1.5: second-to-last layer, class token dropped, MLP projector to 4096; f32
-  whisper-base Whisper-base's encoder (80 mel bands, 1500 positions = 30 s, 6 blocks, width
-               512, 8 heads, FFN 2048) with a Qwen2-Audio projector (qwen2a: avg pool, linear)
-               into the width of llama-1b; f32
   vit-l14-336-anyres  the same tower as LLaVA-1.6 (LLaVA-NeXT) uses it: pinpoints 336x672,
                672x336, 672x672, 1008x336, 336x1008, spatial_unpad, model.image_newline; a
                640x480 picture is a 2x2 grid plus the overview (5 views, 2880 tokens before
                unpadding); f32
+  whisper-base Whisper-base's encoder (80 mel bands, 1500 positions = 30 s, 6 blocks, width
+               512, 8 heads, FFN 2048) with a Qwen2-Audio projector (qwen2a: avg pool, linear)
+               into the width of llama-1b; f32
   llama-1b     LLaMA-style decoder of TinyLlama-1.1B's shape (22 layers, width 2048, 32 heads,
-               4 KV heads, FFN 5632, 32000 tokens): f32 (4.4 GB) and -f16 (2.2 GB)
+               4 KV heads, FFN 5632, 32000 tokens): f32 (4.4 GB) and -f16 (2.2 GB); -q8_0,
+               -q4_0 and -q4_k_m (llama-quantize's Q4_K_M mix: output Q6_K, attn_v and ffn_down
+               Q6_K in the layers use_more_bits picks, the rest Q4_K; norms f32) hold random
+               blocks with fixed small scales: the speed of a product does not depend on the
+               values.
 
 Weights are N(0, 0.02) (HF's initialisation), norms 1, biases 0: activations stay in the normal
 float range, so no denormals distort the timing. No tokenizer is written: the benchmark feeds
@@ -41,12 +45,16 @@ VISION = {
     "vit-l14-336": (336, 14, 1024, 4096, 24, 16, 23, 4096),
     "vit-l14-336-anyres": (336, 14, 1024, 4096, 24, 16, 23, 4096),
 }
+ANYRES_PINPOINTS = [336, 672, 672, 336, 672, 672, 1008, 336, 336, 1008]
 # mel bands, positions, width, FFN, blocks, heads, projector width
 WHISPER_BASE = (80, 1500, 512, 2048, 6, 8, 2048)
-ANYRES_PINPOINTS = [336, 672, 672, 336, 672, 672, 1008, 336, 336, 1008]
 LLAMA = dict(vocab=32000, embd=2048, layers=22, ff=5632, heads=32, heads_kv=4, ctx=2048)
 MODELS = ["vit-b16", "vit-l14-336", "vit-l14-336-anyres", "whisper-base", "llama-1b",
-          "llama-1b-f16"]
+          "llama-1b-f16", "llama-1b-q8_0", "llama-1b-q4_0", "llama-1b-q4_k_m"]
+# Quantized layouts: block values, block bytes, byte offsets of the f16 scales in a block.
+BLOCKS = {"q8_0": (32, 34, [0]), "q4_0": (32, 18, [0]), "q4_k": (256, 144, [0, 2]),
+          "q6_k": (256, 210, [208])}
+FILE_TYPES = {"f32": 0, "f16": 1, "q8_0": 7, "q4_0": 2, "q4_k_m": 15}
 
 rng = np.random.default_rng(1234)
 
@@ -58,6 +66,23 @@ def normal(*shape):
 
 def const(value, *shape):
     return np.full(shape, value, dtype=np.float32)
+
+
+def write_blocks(w, prefix, L, D, F, k_bias=True):
+    """L pre-LN encoder blocks of width D and FFN F under prefix ("v", "a")."""
+    for i in range(L):
+        p = "%s.blk.%d." % (prefix, i)
+        for ln in ("ln1", "ln2"):
+            w.add_tensor(p + ln + ".weight", const(1, D))
+            w.add_tensor(p + ln + ".bias", const(0, D))
+        for proj in ("attn_q", "attn_k", "attn_v", "attn_out"):
+            w.add_tensor(p + proj + ".weight", normal(D, D), shape=(D, D))
+            if k_bias or proj != "attn_k":
+                w.add_tensor(p + proj + ".bias", const(0, D))
+        w.add_tensor(p + "ffn_up.weight", normal(F, D), shape=(F, D))
+        w.add_tensor(p + "ffn_up.bias", const(0, F))
+        w.add_tensor(p + "ffn_down.weight", normal(D, F), shape=(D, F))
+        w.add_tensor(p + "ffn_down.bias", const(0, D))
 
 
 def write_vision(path, spec, name):
@@ -91,18 +116,7 @@ def write_vision(path, spec, name):
     w.add_tensor("v.position_embd.weight", normal(n_pos, D), shape=(n_pos, D))
     w.add_tensor("v.pre_ln.weight", const(1, D))
     w.add_tensor("v.pre_ln.bias", const(0, D))
-    for i in range(L):
-        p = "v.blk.%d." % i
-        for ln in ("ln1", "ln2"):
-            w.add_tensor(p + ln + ".weight", const(1, D))
-            w.add_tensor(p + ln + ".bias", const(0, D))
-        for proj in ("attn_q", "attn_k", "attn_v", "attn_out"):
-            w.add_tensor(p + proj + ".weight", normal(D, D), shape=(D, D))
-            w.add_tensor(p + proj + ".bias", const(0, D))
-        w.add_tensor(p + "ffn_up.weight", normal(F, D), shape=(F, D))
-        w.add_tensor(p + "ffn_up.bias", const(0, F))
-        w.add_tensor(p + "ffn_down.weight", normal(D, F), shape=(D, F))
-        w.add_tensor(p + "ffn_down.bias", const(0, D))
+    write_blocks(w, "v", L, D, F)
     w.add_tensor("v.post_ln.weight", const(1, D))
     w.add_tensor("v.post_ln.bias", const(0, D))
     w.add_tensor("mm.0.weight", normal(E, D), shape=(E, D))
@@ -135,24 +149,27 @@ def write_whisper(path, spec):
     w.add_tensor("a.conv1d.2.weight", normal(D, D, 3), shape=(D, D, 3))
     w.add_tensor("a.conv1d.2.bias", const(0, D))
     w.add_tensor("a.position_embd.weight", normal(T, D), shape=(T, D))
-    for i in range(L):
-        p = "a.blk.%d." % i
-        for ln in ("ln1", "ln2"):
-            w.add_tensor(p + ln + ".weight", const(1, D))
-            w.add_tensor(p + ln + ".bias", const(0, D))
-        for proj in ("attn_q", "attn_k", "attn_v", "attn_out"):
-            w.add_tensor(p + proj + ".weight", normal(D, D), shape=(D, D))
-            if proj != "attn_k":              # Whisper's key projection has no bias
-                w.add_tensor(p + proj + ".bias", const(0, D))
-        w.add_tensor(p + "ffn_up.weight", normal(F, D), shape=(F, D))
-        w.add_tensor(p + "ffn_up.bias", const(0, F))
-        w.add_tensor(p + "ffn_down.weight", normal(D, F), shape=(D, F))
-        w.add_tensor(p + "ffn_down.bias", const(0, D))
+    write_blocks(w, "a", L, D, F, k_bias=False)   # Whisper's key projection has no bias
     w.add_tensor("a.post_ln.weight", const(1, D))
     w.add_tensor("a.post_ln.bias", const(0, D))
     w.add_tensor("mm.a.fc.weight", normal(E, D), shape=(E, D))
     w.add_tensor("mm.a.fc.bias", const(0, E))
     w.write()
+
+def random_blocks(rows, cols, qtype):
+    """A function making rows x cols values of qtype as random blocks with scales 2^-9."""
+    elems, size, scales = BLOCKS[qtype]
+
+    def make():
+        b = rng.integers(0, 256, size=(rows * cols // elems, size), dtype=np.uint8)
+        for at in scales:
+            b[:, at], b[:, at + 1] = 0x00, 0x18       # f16 0x1800 = 2^-9
+        return b.tobytes()
+    return make
+
+
+def use_more_bits(layer, n_layers):
+    return layer < n_layers // 8 or layer >= 7 * n_layers // 8 or (layer - n_layers // 8) % 3 == 2
 
 
 def write_llama(path, spec, dtype):
@@ -161,7 +178,22 @@ def write_llama(path, spec, dtype):
     kv = c["heads_kv"] * hd
     w = GGUFWriter(path, arch="llama")
     w.add("general.description", spec)
-    w.add("general.file_type", {"f32": 0, "f16": 1}[dtype])
+    w.add("general.file_type", FILE_TYPES[dtype], type="u32")
+
+    def matrix(name, rows, cols):
+        if dtype in ("f32", "f16"):
+            w.add_tensor(name, normal(rows, cols), dtype, shape=(rows, cols))
+            return
+        qtype = dtype
+        if name == "output.weight" and dtype != "q8_0":
+            qtype = "q6_k"
+        elif dtype == "q4_k_m":
+            layer = int(name.split(".")[1]) if name.startswith("blk.") else -1
+            more = name.endswith(("attn_v.weight", "ffn_down.weight")) and \
+                use_more_bits(layer, c["layers"])
+            qtype = "q6_k" if more else "q4_k"
+        w.add_tensor_raw(name, [cols, rows], qtype, random_blocks(rows, cols, qtype))
+
     w.add("llama.vocab_size", c["vocab"])
     w.add("llama.context_length", c["ctx"])
     w.add("llama.embedding_length", E)
@@ -172,20 +204,20 @@ def write_llama(path, spec, dtype):
     w.add("llama.attention.layer_norm_rms_epsilon", 1e-5)
     w.add("llama.rope.freq_base", 10000.0)
     w.add("llama.rope.dimension_count", hd)
-    w.add_tensor("token_embd.weight", normal(c["vocab"], E), dtype, shape=(c["vocab"], E))
+    matrix("token_embd.weight", c["vocab"], E)
     for i in range(c["layers"]):
         p = "blk.%d." % i
         w.add_tensor(p + "attn_norm.weight", const(1, E))
-        w.add_tensor(p + "attn_q.weight", normal(E, E), dtype, shape=(E, E))
-        w.add_tensor(p + "attn_k.weight", normal(kv, E), dtype, shape=(kv, E))
-        w.add_tensor(p + "attn_v.weight", normal(kv, E), dtype, shape=(kv, E))
-        w.add_tensor(p + "attn_output.weight", normal(E, E), dtype, shape=(E, E))
+        matrix(p + "attn_q.weight", E, E)
+        matrix(p + "attn_k.weight", kv, E)
+        matrix(p + "attn_v.weight", kv, E)
+        matrix(p + "attn_output.weight", E, E)
         w.add_tensor(p + "ffn_norm.weight", const(1, E))
-        w.add_tensor(p + "ffn_gate.weight", normal(c["ff"], E), dtype, shape=(c["ff"], E))
-        w.add_tensor(p + "ffn_up.weight", normal(c["ff"], E), dtype, shape=(c["ff"], E))
-        w.add_tensor(p + "ffn_down.weight", normal(E, c["ff"]), dtype, shape=(E, c["ff"]))
+        matrix(p + "ffn_gate.weight", c["ff"], E)
+        matrix(p + "ffn_up.weight", c["ff"], E)
+        matrix(p + "ffn_down.weight", E, c["ff"])
     w.add_tensor("output_norm.weight", const(1, E))
-    w.add_tensor("output.weight", normal(c["vocab"], E), dtype, shape=(c["vocab"], E))
+    matrix("output.weight", c["vocab"], E)
     w.write()
 
 
@@ -225,7 +257,7 @@ def main():
         elif name == "whisper-base":
             write_whisper(tmp, spec)
         else:
-            write_llama(tmp, spec, "f16" if name.endswith("-f16") else "f32")
+            write_llama(tmp, spec, name[len("llama-1b-"):] if name != "llama-1b" else "f32")
         os.replace(tmp, path)
 
 

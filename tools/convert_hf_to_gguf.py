@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Convert a Hugging Face checkpoint folder to libmm / llama.cpp GGUF files.
 
-    convert_hf_to_gguf.py MODEL_DIR -o OUTDIR [--outtype f32|f16|bf16]
+    convert_hf_to_gguf.py MODEL_DIR -o OUTDIR [--outtype f32|f16|bf16|q8_0]
                           [--vocab FILE.gguf | --no-tokenizer]
 
 MODEL_DIR holds config.json and *.safetensors (one file or shards). Written files:
@@ -24,8 +24,9 @@ MODEL_DIR holds config.json and *.safetensors (one file or shards). Written file
                                                         resampler alone, see docs)
 
 Keys and tensor names: docs/model-format.md. Depends only on Python 3 and numpy. Matrices are
-written in --outtype (default f32); norms, biases, other 1-D tensors and the learned
-position / latent / query tables stay f32. A config option that changes the model's math is
+written in --outtype (default f32; with q8_0, matrices whose rows are not a multiple of 32 and
+tensors of more than two dimensions are written f16, as llama.cpp's converter does); norms,
+biases, other 1-D tensors and the learned position / latent / query tables stay f32. A config option that changes the model's math is
 either carried into the file or refused with a message; a tensor the converter does not place
 is an error, so nothing is dropped silently.
 """
@@ -187,15 +188,15 @@ DEFAULTS = {
                   tie_word_embeddings=False, rope_theta=10000.0, rope_scaling=None,
                   use_sliding_window=False, sliding_window=4096, max_window_layers=28,
                   head_dim=None, bos_token_id=None, eos_token_id=None, pad_token_id=None),
+    "qwen2_audio_encoder": dict(num_mel_bins=128, encoder_layers=32, encoder_attention_heads=20,
+                                encoder_ffn_dim=5120, d_model=1280, activation_function="gelu",
+                                max_source_positions=1500, scale_embedding=False),
     "phi3": dict(vocab_size=32064, hidden_size=3072, intermediate_size=8192,
                  num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=None,
                  hidden_act="silu", max_position_embeddings=4096, rms_norm_eps=1e-5,
                  tie_word_embeddings=False, rope_theta=10000.0, rope_scaling=None,
                  partial_rotary_factor=1.0, sliding_window=None, head_dim=None,
                  bos_token_id=1, eos_token_id=32000, pad_token_id=32000),
-    "qwen2_audio_encoder": dict(num_mel_bins=128, encoder_layers=32, encoder_attention_heads=20,
-                                encoder_ffn_dim=5120, d_model=1280, activation_function="gelu",
-                                max_source_positions=1500, scale_embedding=False),
     "clip_vision_model": dict(hidden_size=768, intermediate_size=3072, projection_dim=512,
                               num_hidden_layers=12, num_attention_heads=12, num_channels=3,
                               image_size=224, patch_size=32, hidden_act="quick_gelu",
@@ -313,8 +314,10 @@ class Output:
         """src: a numpy array or a Lazy."""
         fn = src.fn if isinstance(src, Lazy) else (lambda: src)
         small = len(src.shape) < 2 or KEEP_F32.search(name)
-        self.w.add_tensor(name, lambda: np.asarray(fn(), np.float32),
-                          "f32" if small else self.outtype, shape=src.shape)
+        dtype = "f32" if small else self.outtype
+        if dtype == "q8_0" and (len(src.shape) != 2 or src.shape[-1] % 32):
+            dtype = "f16"
+        self.w.add_tensor(name, lambda: np.asarray(fn(), np.float32), dtype, shape=src.shape)
 
     def write(self):
         self.w.write()
@@ -1277,7 +1280,7 @@ def main(argv=None):
     ap.add_argument("model_dir", help="HF checkpoint folder (config.json + *.safetensors)")
     ap.add_argument("-o", "--outdir", required=True,
                     help="output folder: model.gguf (+ mmproj.gguf for LLaVA and BLIP-2)")
-    ap.add_argument("--outtype", choices=["f32", "f16", "bf16"], default="f32",
+    ap.add_argument("--outtype", choices=["f32", "f16", "bf16", "q8_0"], default="f32",
                     help="type of weight matrices (default f32); 1-D tensors stay f32")
     ap.add_argument("--vocab", metavar="FILE.gguf",
                     help="copy the tokenizer.ggml.* keys from this GGUF instead of reading "

@@ -70,14 +70,17 @@ _SCALAR_NP = {"u8": "<u1", "i8": "<i1", "u16": "<u2", "i16": "<i2", "u32": "<u4"
 # ggml tensor types: name -> (id, elements per block, bytes per block)
 GGML_TYPES = {"f32": (0, 1, 4), "f16": (1, 1, 2), "q4_0": (2, 32, 18), "q4_1": (3, 32, 20),
               "q5_0": (6, 32, 22), "q5_1": (7, 32, 24), "q8_0": (8, 32, 34),
-              "q8_1": (9, 32, 36), "i8": (24, 1, 1), "i16": (25, 1, 2), "i32": (26, 1, 4),
+              "q8_1": (9, 32, 36), "q2_k": (10, 256, 84), "q3_k": (11, 256, 110),
+              "q4_k": (12, 256, 144), "q5_k": (13, 256, 176), "q6_k": (14, 256, 210),
+              "q8_k": (15, 256, 292), "iq4_nl": (20, 32, 18), "iq4_xs": (23, 256, 136),
+              "i8": (24, 1, 1), "i16": (25, 1, 2), "i32": (26, 1, 4),
               "i64": (27, 1, 8), "f64": (28, 1, 8), "bf16": (30, 1, 2)}
 _GGML_NAME = {v[0]: k for k, v in GGML_TYPES.items()}
 _PLAIN_NP = {"f32": "<f4", "f16": "<f2", "i8": "<i1", "i16": "<i2", "i32": "<i4",
              "i64": "<i8", "f64": "<f8"}
 MAX_DIMS = 4
 
-FILE_TYPE = {"f32": 0, "f16": 1, "bf16": 32}   # general.file_type values
+FILE_TYPE = {"f32": 0, "f16": 1, "q8_0": 7, "bf16": 32}   # general.file_type values
 
 
 class GGUFError(ValueError):
@@ -279,7 +282,12 @@ class GGUFWriter:
         self._add(name, list(reversed(shape)), dtype, produce)
 
     def add_tensor_raw(self, name, ne, ggml_type, data):
-        """Bytes exactly as given; ne in ggml order; ggml_type a GGML_TYPES name or an id."""
+        """Bytes exactly as given, or a function returning them when the file is written (one
+        tensor in memory at a time); ne in ggml order; ggml_type a GGML_TYPES name or an id
+        (with an id, data must be bytes)."""
+        if callable(data):
+            self._add(name, list(ne), ggml_type, data)
+            return
         data = bytes(data)
         self._add(name, list(ne), ggml_type, lambda: data, len(data))
 

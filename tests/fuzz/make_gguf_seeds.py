@@ -350,6 +350,27 @@ def every_type(path):
     w.write()
 
 
+def quant_blocks(path):
+    """One tensor of each quantized type libmm reads: rows that llama.cpp quantized
+    (tests/vectors/quant, row set B: 4 rows of 256), so that mutations reach every block
+    layout's dequantization and scale checks."""
+    import json
+    import struct
+    vectors = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "vectors", "quant")
+    ids = {"q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "q2_k": 10, "q3_k": 11,
+           "q4_k": 12, "q5_k": 13, "q6_k": 14, "iq4_nl": 20, "iq4_xs": 23}
+    w = writer(path, "quant")
+    for name, tid in ids.items():
+        with open(os.path.join(vectors, name + ".safetensors"), "rb") as f:
+            raw = f.read()
+        n = struct.unpack("<Q", raw[:8])[0]
+        info = json.loads(raw[8:8 + n])["B.q"]
+        begin, end = info["data_offsets"]
+        rows = info["shape"][0]
+        w.add_tensor_raw("t." + name, [256, rows], tid, raw[8 + n + begin:8 + n + end])
+    w.write()
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
@@ -366,6 +387,7 @@ def main():
     perceiver(p("perceiver.gguf"))
     qwen2a_mmproj(p("mmproj_qwen2a.gguf"))
     every_type(p("every_type.gguf"))
+    quant_blocks(p("quant_blocks.gguf"))
 
 
 if __name__ == "__main__":

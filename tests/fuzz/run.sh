@@ -25,10 +25,12 @@ for target in $targets; do
     log="$work/$target.log"
     touch "$log.start"
     echo "== fuzz_$target for ${seconds}s (log $log)"
-    # -rss_limit_mb / -malloc_limit_mb: an input that makes the library allocate more than
-    # 2 GiB is a finding too (a size taken from a file without a check).
-    nice -n 10 "tests/fuzz/build/fuzz_$target" -max_total_time="$seconds" -timeout=20 \
-        -rss_limit_mb=2048 -malloc_limit_mb=2048 -print_final_stats=1 \
+    # Resource limits make a blow-up a finding (a size taken from a file without a check, a
+    # request that costs far more than its bytes): every target runs with small image limits
+    # and a tiny model, so one input never needs 256 MiB in one allocation, 1 GiB of RSS
+    # (ASan's shadow included) or 10 s.
+    nice -n 19 "tests/fuzz/build/fuzz_$target" -max_total_time="$seconds" -timeout=10 \
+        -rss_limit_mb=1024 -malloc_limit_mb=256 -print_final_stats=1 \
         -artifact_prefix="$work/$target-crashes/" "$work/$target" "tests/fuzz/corpus/$target" \
         > "$log" 2>&1 || status=1
     grep -E '^#[0-9]+[[:space:]]+(DONE|INITED)|^Done|^stat::number_of_executed_units|ERROR|SUMMARY' "$log" \

@@ -596,6 +596,7 @@ static int fuzz_chatjson(const uint8_t *data, size_t size)
         return 0;
     mm_options_set_int(options, MM_OPT_IMAGE_MAX_SIDE, 256);
     mm_options_set_int(options, MM_OPT_IMAGE_MAX_PIXELS, 1 << 14);
+    mm_options_set_int(options, MM_OPT_IMAGE_MAX_TOTAL_PIXELS, 1 << 16);
     if (mm_session_create(fuzz_chat_model(), options, &session) == MM_OK) {
         st = mm_session_add_messages_json(session, text, size, options);
         if (st != MM_OK)

@@ -692,6 +692,23 @@ class TestConvertCases(unittest.TestCase):
         self.assertEqual(r.stdout, "")          # no path printed: nothing was written
         self.assertFalse(os.path.exists(out))
 
+    def test_outtype_q8_0(self):
+        files, src, _ = self.convert("llava", outtype="q8_0")
+        quantized = 0
+        for r in files.values():
+            self.assertEqual(r.kv["general.file_type"], 7)  # llama.cpp's MOSTLY_Q8_0
+            for name, t in r.tensor_types.items():
+                ne = r.tensor_ne[name]
+                small = len(ne) == 1 or name.endswith(("position_embd.weight", "class_embd"))
+                want = "f32" if small else "q8_0" if len(ne) == 2 and ne[0] % 32 == 0 else "f16"
+                self.assertEqual(t, want, name)
+                quantized += t == "q8_0"
+        self.assertGreater(quantized, 0)
+        want = src["multi_modal_projector.linear_1.weight"]
+        q = files["mmproj.gguf"].tensors["mm.0.weight"]
+        np.testing.assert_array_equal(q, gguf.dequantize_q8_0(gguf.quantize_q8_0(want), want.size)
+                                      .reshape(want.shape))
+
 
 class _Recorder(dict):
     """Passed to a mapping function to learn which source names it reads."""

@@ -1,6 +1,6 @@
-"""libmm for Python: run multimodal language models (image, audio + text -> text) and CLIP through the
-libmm C library with ctypes. No compiled extension: the package finds the shared library
-($MM_LIBRARY_PATH, else one beside the package, the source tree's lib/libmm.so.1, or the
+"""libmm for Python: run multimodal language models (image, audio + text -> text) and CLIP
+through the libmm C library with ctypes. No compiled extension: the package finds the shared
+library ($MM_LIBRARY_PATH, else one beside the package, the source tree's lib/libmm.so.1, or the
 system's) and refuses to load one whose ABI version differs from the one it was written for.
 
     import libmm

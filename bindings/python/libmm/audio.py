@@ -3,7 +3,7 @@ handles that let images and clips share one message."""
 import ctypes
 
 from . import _native
-from .image import Image, float_buffer
+from .image import Image, byte_buffer, float_buffer
 from .options import as_options
 
 try:
@@ -32,10 +32,8 @@ class Audio(_native.Handle):
     @classmethod
     def from_bytes(cls, data, options=None):
         """From the bytes of a WAV file (any bytes-like object)."""
-        view = memoryview(data).cast("B")
-        buf = (ctypes.c_ubyte * len(view)).from_buffer_copy(view) if len(view) else None
-        opts = as_options(options)
-        return cls(_native.make_handle("mm_audio_load_memory", buf, len(view), opts))
+        buf, n = byte_buffer(data)
+        return cls(_native.make_handle("mm_audio_load_memory", buf, n, as_options(options)))
 
     @classmethod
     def from_samples(cls, samples, sample_rate, channels=1):

@@ -1,7 +1,8 @@
 """Audio through the Python package: clips from WAV files and samples, and a Qwen2-Audio model
-(the HF case, converted with GPT-2's first 99 tokens as its vocabulary, tests/data/byte_vocab.py,
-so its ids can be written as text)
+(the HF case, converted with GPT-2's first tokens as its vocabulary, as many as the case's:
+tests/data/byte_vocab.py; its ids can then be written as text)
 answering as HF does."""
+import json
 import os
 import subprocess
 import sys
@@ -52,9 +53,11 @@ class AudioClips(unittest.TestCase):
 class Qwen2Audio(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        vocab = tmp_path("vocab99.gguf")
+        vocab = tmp_path("byte_vocab.gguf")
+        with open(os.path.join(VECTORS, CASE, "config.json")) as f:
+            n_vocab = json.load(f)["text_config"]["vocab_size"]
         subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "byte_vocab.py"),
-                        "99", vocab], check=True)
+                        str(n_vocab), vocab], check=True)
         files = converted(CASE, "--vocab", vocab)
         cls.model = libmm.Model(files["model"], mmproj=files["mmproj"])
         cls.ref = reference(CASE)

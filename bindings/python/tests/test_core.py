@@ -118,6 +118,7 @@ class TestOptions(unittest.TestCase):
         self.assertEqual(o["temperature"], 0.0)
         self.assertEqual(o["image_max_side"], 16384)
         self.assertEqual(o["image_max_pixels"], 64 << 20)
+        self.assertEqual(o["image_max_total_pixels"], 128 << 20)
         self.assertIsNone(o["chat_template"])
 
     def test_round_trip_unset_and_copy(self):
