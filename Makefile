@@ -86,21 +86,21 @@ $(STATIC): $(LIB_OBJ)
 # Examples link against the shared object, as a user's program would: in the tree with an rpath
 # to ../lib, and again by `make install` with one to LIBDIR (link_program SOURCE, OUTPUT, RPATH).
 link_program = $(CC) $(APP_CFLAGS) $(1) -o $(2) -Llib -lmm -Wl,-rpath,'$(3)' -lm
-examples/%: examples/%.c include/mm.h lib/libmm.so lib/$(SONAME)
+examples/%: examples/%.c examples/args.h include/mm.h lib/libmm.so lib/$(SONAME)
 	$(call link_program,$<,$@,$$ORIGIN/../lib)
 
 # mm-bench drives libmm through the public API but links it statically: the linker wraps the
 # library's BLAS calls so the benchmark can count them, and it reads tensor sizes with the GGUF
 # reader.
 BENCH_WRAP := -Wl,--wrap=cblas_sgemm -Wl,--wrap=cblas_sgemv
-examples/mm-bench: examples/mm-bench.c $(STATIC) $(LIB_HDR)
+examples/mm-bench: examples/mm-bench.c examples/args.h $(STATIC) $(LIB_HDR)
 	$(CC) $(APP_CFLAGS) -Ilib $(DEP_CFLAGS) $< -o $@ $(STATIC) $(BENCH_WRAP) $(DEP_LIBS)
 
 # mm-quantize uses the GGUF reader and writer and the type table: it links the static library.
-examples/mm-quantize: examples/mm-quantize.c $(STATIC) $(LIB_HDR)
+examples/mm-quantize: examples/mm-quantize.c examples/args.h $(STATIC) $(LIB_HDR)
 	$(CC) $(APP_CFLAGS) -Ilib $(DEP_CFLAGS) $< -o $@ $(STATIC) $(DEP_LIBS)
 
-examples/cpp/%: examples/cpp/%.cpp bindings/cpp/mm.hpp include/mm.h lib/libmm.so lib/$(SONAME)
+examples/cpp/%: examples/cpp/%.cpp bindings/cpp/mm.hpp examples/args.h include/mm.h lib/libmm.so lib/$(SONAME)
 	$(CXX) $(APP_CXXFLAGS) $< -o $@ -Llib -lmm -Wl,-rpath,'$$ORIGIN/../../lib'
 
 tests/test_%: tests/test_%.c tests/testutil.h $(STATIC)

@@ -38,6 +38,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "args.h"
 #include "gguf.h"
 #include "mel.h"
 #include "mm.h"
@@ -421,54 +422,37 @@ typedef struct {
     int threads, runs, n_prompt, n_gen;
 } bench_args;
 
-static void usage(const char *argv0)
-{
-    fprintf(stderr,
-            "usage: %s [--vision FILE | --audio FILE] [--text FILE] [options]\n"
-            "  --vision FILE    vision GGUF (mmproj or CLIP): image preprocess + encode\n"
-            "  --audio FILE     audio GGUF (mmproj): features + encode of 30 s of audio\n"
-            "  --text FILE      language model GGUF: prefill and decode\n"
-            "  -t, --threads N  compute threads for libmm, OpenBLAS and the limits (default 1)\n"
-            "  -r, --runs N     timed runs per stage after a warm-up, median (default 3)\n"
-            "  --prompt N       prefill tokens (default 512)\n"
-            "  --gen N          decoded tokens (default 128)\n",
-            argv0);
-}
-
 static bench_args parse_args(int argc, char **argv)
 {
-    bench_args a = {NULL, NULL, NULL, 1, 3, 512, 128};
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) {
-            usage(argv[0]);
-            exit(2);
-        }
-        i++;
-        if (!strcmp(o, "--vision"))
-            a.vision = v;
-        else if (!strcmp(o, "--audio"))
-            a.audio = v;
-        else if (!strcmp(o, "--text"))
-            a.text = v;
-        else if (!strcmp(o, "-t") || !strcmp(o, "--threads"))
-            a.threads = atoi(v);
-        else if (!strcmp(o, "-r") || !strcmp(o, "--runs"))
-            a.runs = atoi(v);
-        else if (!strcmp(o, "--prompt"))
-            a.n_prompt = atoi(v);
-        else if (!strcmp(o, "--gen"))
-            a.n_gen = atoi(v);
-        else {
-            usage(argv[0]);
-            exit(2);
-        }
-    }
-    if ((!a.vision && !a.audio && !a.text) || (a.vision && a.audio) || a.threads < 1 || a.threads > 64 || a.runs < 1 ||
-        a.runs > MAX_RUNS || a.n_prompt < 1 || a.n_gen < 2) {
-        usage(argv[0]);
-        exit(2);
-    }
+    const char *vision = NULL, *audio = NULL, *text = NULL;
+    long long threads = 1, runs = 3, n_prompt = 512, n_gen = 128;
+    const arg_spec specs[] = {
+        {"--vision", "FILE", ARG_TEXT, &vision, (mm_opt)0, 0, 0,
+         "vision GGUF (mmproj or CLIP): image preprocess + encode"},
+        {"--audio", "FILE", ARG_TEXT, &audio, (mm_opt)0, 0, 0,
+         "audio GGUF (mmproj): features + encode of 30 s of audio"},
+        {"--text", "FILE", ARG_TEXT, &text, (mm_opt)0, 0, 0,
+         "language model GGUF: prefill and decode"},
+        {"-t, --threads", "N", ARG_INT, &threads, (mm_opt)0, 1, 64,
+         "compute threads for libmm, OpenBLAS and the limits (default 1)"},
+        {"-r, --runs", "N", ARG_INT, &runs, (mm_opt)0, 1, MAX_RUNS,
+         "timed runs per stage after a warm-up, median (default 3)"},
+        {"--prompt", "N", ARG_INT, &n_prompt, (mm_opt)0, 1, 1 << 20,
+         "prefill tokens (default 512)"},
+        {"--gen", "N", ARG_INT, &n_gen, (mm_opt)0, 2, 1 << 20, "decoded tokens (default 128)"},
+    };
+    arg_parser parser = {"mm-bench", "[--vision FILE | --audio FILE] [--text FILE] [options]",
+                         "Time each stage against the BLAS rate and memory bandwidth limits "
+                         "(docs/performance.md).",
+                         specs, sizeof specs / sizeof specs[0], NULL, NULL, 0, 0, 0};
+    int rc = args_parse(&parser, argc, argv);
+    if (rc < 0 && !vision && !audio && !text)
+        rc = args_refuse(&parser, "mm-bench", "--vision, --audio or --text is needed");
+    if (rc < 0 && vision && audio)
+        rc = args_refuse(&parser, "--audio", "goes with --text, not with --vision");
+    if (rc >= 0)
+        exit(rc);
+    bench_args a = {vision, audio, text, (int)threads, (int)runs, (int)n_prompt, (int)n_gen};
     return a;
 }
 

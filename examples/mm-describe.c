@@ -1,12 +1,14 @@
 /* mm-describe: ask a multimodal model about images or audio clips and stream its answer.
  *
- *   mm-describe -m model.gguf --mmproj mmproj.gguf -i photo.jpg [-i more.png] \
- *               [-a clip.wav] [-p "Describe this image."] [options]
+ *   mm-describe -m model.gguf --mmproj mmproj.gguf --image photo.jpg [--image more.png] \
+ *               [-p "Describe this image."] [options]
+ *   mm-describe -m model.gguf --mmproj audio-mmproj.gguf --audio clip.wav [-p "..."]
+ *   mm-describe -m model.gguf --tokens "1 3148 1001 29901"     (a model without tokenizer)
  *
- * The images and clips, in command-line order, are encoded by the model's towers and placed
- * where the prompt has its "<image>" / "<audio>" / "<media>" markers (or before the prompt),
- * inside the model's chat template; the answer is printed as it is generated. Ctrl-C stops the
- * generation (mm_session_cancel from the signal handler). */
+ * The images, then the clips, are encoded by the model's towers and placed where the prompt
+ * has its "<image>" / "<audio>" / "<media>" markers, in that order (or before the prompt), inside the model's chat template; the answer is printed as it is
+ * generated (as token ids for a model without a tokenizer). Ctrl-C stops the generation
+ * (mm_session_cancel from the signal handler). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,9 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "mm.h"
 
-#define MAX_MEDIA 16
+#define MAX_IMAGES 16
 #define MAX_STOPS 8
 
 static mm_session *volatile current; /* for the Ctrl-C handler */
@@ -30,75 +33,10 @@ static void on_interrupt(int sig)
     mm_session_cancel(current); /* an atomic store: safe in a signal handler */
 }
 
-static void usage(const char *argv0)
-{
-    fprintf(stderr,
-            "usage: %s -m MODEL.gguf [--mmproj MMPROJ.gguf] [-i IMAGE]... [-a AUDIO]... "
-            "[-p PROMPT]\n"
-            "  -m, --model FILE        language model GGUF\n"
-            "      --mmproj FILE       vision or audio GGUF (projector) that goes with it\n"
-            "  -i, --image FILE        PNG or JPEG; repeat for several\n"
-            "  -a, --audio FILE        WAV clip; repeat for several (up to %d media in all)\n"
-            "  -p, --prompt TEXT       the question (default \"Describe this image.\", or\n"
-            "                          \"Describe this audio.\" for clips alone); \"<image>\",\n"
-            "                          \"<audio>\" or \"<media>\" marks where each goes\n"
-            "  -s, --system TEXT       a system message first\n"
-            "  -n, --max-tokens N      most tokens to generate (default 256)\n"
-            "  -c, --ctx N             context size in tokens (default: the model's)\n"
-            "  -t, --threads N         compute threads (default: all cores)\n"
-            "      --template NAME     llava, vicuna, chatml, llama2 or raw (default: model's)\n"
-            "      --temp F            temperature, 0 = greedy (default 0)\n"
-            "      --top-k N           keep the N most likely tokens (0 = off)\n"
-            "      --top-p F           nucleus sampling (1 = off)\n"
-            "      --min-p F           drop tokens below F x the most likely (0 = off)\n"
-            "      --repeat-penalty F  penalty for repeated tokens (1 = off)\n"
-            "      --repeat-last-n N   tokens the penalty looks back on (default 64)\n"
-            "      --seed N            sampler seed (default 0)\n"
-            "      --stop TEXT         stop when the answer contains TEXT (repeatable)\n"
-            "  -v, --verbose           library log messages on stderr\n",
-            argv0, MAX_MEDIA);
-}
-
-static void print_log(void *user, mm_log_level level, const char *message)
-{
-    static const char *const names[] = {"debug", "info", "warn", "error"};
-    (void)user;
-    fprintf(stderr, "[libmm %s] %s\n", names[level], message);
-}
-
-/* The progress line on a terminal: "loading  42%", rewritten in place, erased when done. */
-static int show_progress(void *user, mm_progress_stage stage, uint64_t done, uint64_t total)
-{
-    static const char *const names[] = {"", "loading", "encoding image"};
-    (void)user;
-    if (done >= total)
-        fputs("\r\033[K", stderr);
-    else
-        fprintf(stderr, "\r%s %3d%%", names[stage], (int)(100 * done / total));
-    return 0;
-}
-
 static int fail(const char *what, mm_status st)
 {
     fprintf(stderr, "mm-describe: %s: %s: %s\n", what, mm_status_str(st), mm_last_error());
     return 1;
-}
-
-/* Set an option from a flag's text; returns 0 if the value does not parse or is refused. */
-static int set_option(mm_options *o, mm_opt key, const char *value)
-{
-    char *end;
-    mm_opt_type type;
-    if (mm_option_type(key, &type) != MM_OK)
-        return 0;
-    if (type == MM_OPT_TYPE_STRING)
-        return mm_options_set_string(o, key, value) == MM_OK;
-    if (type == MM_OPT_TYPE_INT) {
-        long long v = strtoll(value, &end, 10);
-        return *value && !*end && mm_options_set_int(o, key, v) == MM_OK;
-    }
-    double v = strtod(value, &end);
-    return *value && !*end && mm_options_set_float(o, key, v) == MM_OK;
 }
 
 static double now(void)
@@ -110,74 +48,64 @@ static double now(void)
 
 int main(int argc, char **argv)
 {
-    static const struct { const char *flag; mm_opt key; } option_flags[] = {
-        {"-n", MM_OPT_MAX_TOKENS}, {"--max-tokens", MM_OPT_MAX_TOKENS},
-        {"-c", MM_OPT_N_CTX}, {"--ctx", MM_OPT_N_CTX},
-        {"-t", MM_OPT_N_THREADS}, {"--threads", MM_OPT_N_THREADS},
-        {"--template", MM_OPT_CHAT_TEMPLATE}, {"--temp", MM_OPT_TEMPERATURE},
-        {"--top-k", MM_OPT_TOP_K}, {"--top-p", MM_OPT_TOP_P}, {"--min-p", MM_OPT_MIN_P},
-        {"--repeat-penalty", MM_OPT_REPEAT_PENALTY}, {"--repeat-last-n", MM_OPT_REPEAT_LAST_N},
-        {"--seed", MM_OPT_SEED},
-    };
-    const char *model_path = NULL, *mmproj_path = NULL, *system = NULL;
+    const char *model_path = NULL, *mmproj_path = NULL, *system = NULL, *tokens = NULL;
     const char *prompt = NULL;
-    const char *media_paths[MAX_MEDIA], *stops[MAX_STOPS];
-    int is_audio[MAX_MEDIA], n_media = 0, n_images = 0, n_stops = 0;
+    const char *image_paths[MAX_IMAGES], *audio_paths[MAX_IMAGES], *stops[MAX_STOPS];
+    arg_list images_arg = {image_paths, 0, MAX_IMAGES}, audio_arg = {audio_paths, 0, MAX_IMAGES};
+    arg_list stops_arg = {stops, 0, MAX_STOPS};
+    int verbose = 0;
     mm_options *options;
     mm_status st = mm_options_create(&options);
     if (st != MM_OK)
         return fail("options", st);
-
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
-        size_t k, n_flags = sizeof option_flags / sizeof option_flags[0];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(argv[0]);
-            return 0;
-        }
-        if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
-            mm_set_log(print_log, NULL, MM_LOG_INFO);
-            continue;
-        }
-        if (!value) {
-            fprintf(stderr, "mm-describe: %s needs a value (or is unknown)\n", a);
-            return 2;
-        }
-        i++;
-        for (k = 0; k < n_flags && strcmp(a, option_flags[k].flag) != 0; k++)
-            ;
-        if (k < n_flags) {
-            if (!set_option(options, option_flags[k].key, value)) {
-                fprintf(stderr, "mm-describe: %s %s: %s\n", a, value, mm_last_error());
-                return 2;
-            }
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            model_path = value;
-        } else if (!strcmp(a, "--mmproj")) {
-            mmproj_path = value;
-        } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
-            prompt = value;
-        } else if (!strcmp(a, "-s") || !strcmp(a, "--system")) {
-            system = value;
-        } else if ((!strcmp(a, "-i") || !strcmp(a, "--image") || !strcmp(a, "-a") ||
-                    !strcmp(a, "--audio")) && n_media < MAX_MEDIA) {
-            is_audio[n_media] = !strcmp(a, "-a") || !strcmp(a, "--audio");
-            n_images += !is_audio[n_media];
-            media_paths[n_media++] = value;
-        } else if (!strcmp(a, "--stop") && n_stops < MAX_STOPS) {
-            stops[n_stops++] = value;
-        } else {
-            fprintf(stderr, "mm-describe: unknown or repeated too often: %s\n", a);
-            usage(argv[0]);
-            return 2;
-        }
-    }
-    if (!model_path) {
-        usage(argv[0]);
+    const arg_spec specs[] = {
+        ARG_MODEL(&model_path),
+        ARG_MMPROJ(&mmproj_path),
+        {"--image, -i", "FILE", ARG_TEXTS, &images_arg, (mm_opt)0, 0, 0,
+         "PNG or JPEG; repeat for several (up to 16)"},
+        {"--audio, -a", "FILE", ARG_TEXTS, &audio_arg, (mm_opt)0, 0, 0,
+         "WAV clip; repeat for several (up to 16), placed after the images"},
+        {"-p, --prompt", "TEXT", ARG_TEXT, &prompt, (mm_opt)0, 0, 0,
+         "the question (default \"Describe this image.\", or \"Describe this audio.\" for "
+         "clips alone); \"<image>\", \"<audio>\" or \"<media>\" marks where each goes"},
+        {"-sys, --system-prompt, --system", "TEXT", ARG_TEXT, &system, (mm_opt)0, 0, 0,
+         "a system message first"},
+        {"--tokens", "IDS", ARG_TEXT, &tokens, (mm_opt)0, 0, 0,
+         "the prompt as token ids (\"1 2 3\"), for a model without a tokenizer; the answer "
+         "is printed as ids"},
+        {"--stop", "TEXT", ARG_TEXTS, &stops_arg, (mm_opt)0, 0, 0,
+         "stop when the answer contains TEXT (repeatable)"},
+        ARG_N_PREDICT("256"),
+        ARG_CTX,
+        ARG_THREADS,
+        ARG_TEMPLATE,
+        ARG_SAMPLING,
+        ARG_VERBOSE(&verbose),
+    };
+    arg_parser parser = {"mm-describe",
+                         "-m MODEL.gguf [--mmproj MMPROJ.gguf] [--image FILE]... [--audio FILE]... "
+                         "[-p PROMPT] [options]",
+                         "Ask a multimodal model about images or audio clips; the answer streams "
+                         "to stdout.",
+                         specs, sizeof specs / sizeof specs[0], options, NULL, 0, 0, 0};
+    int rc = args_parse(&parser, argc, argv);
+    if (rc >= 0)
+        return rc;
+    if (!model_path)
+        return args_refuse(&parser, "-m", "the model file is required");
+    if (tokens && (images_arg.n > 0 || audio_arg.n > 0 || system))
+        return args_refuse(&parser, "--tokens",
+                           "takes the whole prompt: no --image, --audio or --system");
+    int n_images = images_arg.n, n_clips = audio_arg.n, n_stops = stops_arg.n;
+    if (!prompt)
+        prompt = n_clips > 0 && n_images == 0 ? "Describe this audio." : "Describe this image.";
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    if (tokens && !args_token_ids("mm-describe", "--tokens", tokens, &ids, &n_ids))
         return 2;
-    }
-    if (isatty(STDERR_FILENO))
-        mm_options_set_progress(options, show_progress, NULL);
+    if (verbose)
+        mm_set_log(args_print_log, NULL, MM_LOG_INFO);
+    mm_options_set_progress(options, args_progress, NULL);
 
     mm_model *model;
     if ((st = mm_model_load(model_path, mmproj_path, options, &model)) != MM_OK)
@@ -188,22 +116,34 @@ int main(int argc, char **argv)
     for (int i = 0; i < n_stops; i++)
         if ((st = mm_session_add_stop_string(session, stops[i])) != MM_OK)
             return fail("stop string", st);
+    int text_out = mm_n_vocab(model) > 0; /* else the answer is printed as ids */
 
-    if (!prompt)
-        prompt = n_media > n_images && n_images == 0 ? "Describe this audio."
-                                                     : "Describe this image.";
-    /* Each file read as what its flag says, then wrapped as a media item. */
-    mm_image *images[MAX_MEDIA] = {0};
-    mm_audio *clips[MAX_MEDIA] = {0};
-    mm_media *media[MAX_MEDIA];
-    for (int i = 0; i < n_media; i++) {
-        st = is_audio[i] ? mm_audio_load_file(media_paths[i], options, &clips[i])
-                         : mm_image_load_file(media_paths[i], options, &images[i]);
-        if (st == MM_OK)
-            st = is_audio[i] ? mm_media_from_audio(clips[i], &media[i])
-                             : mm_media_from_image(images[i], &media[i]);
+    /* Each image and clip encoded here (rather than inside the message call) so that the
+     * progress line can say which one of how many. */
+    mm_embeddings *images[2 * MAX_IMAGES];
+    for (int i = 0; i < n_images; i++) {
+        char label[48];
+        snprintf(label, sizeof label, "image %d/%d", i + 1, n_images);
+        mm_options_set_progress(options, args_progress, label);
+        mm_image *image;
+        if ((st = mm_image_load_file(image_paths[i], options, &image)) != MM_OK)
+            return fail(image_paths[i], st);
+        st = mm_image_encode(model, image, options, &images[i]);
+        mm_image_free(image);
         if (st != MM_OK)
-            return fail(media_paths[i], st);
+            return fail(image_paths[i], st);
+    }
+    for (int i = 0; i < n_clips; i++) {
+        mm_audio *clip;
+        mm_media *item;
+        if ((st = mm_audio_load_file(audio_paths[i], options, &clip)) != MM_OK)
+            return fail(audio_paths[i], st);
+        if ((st = mm_media_from_audio(clip, &item)) == MM_OK)
+            st = mm_media_encode(model, item, options, &images[n_images + i]);
+        mm_media_free(item);
+        mm_audio_free(clip);
+        if (st != MM_OK)
+            return fail(audio_paths[i], st);
     }
 
     current = session;
@@ -211,16 +151,17 @@ int main(int argc, char **argv)
     double t0 = now();
     if (system && (st = mm_session_add_message(session, "system", system, strlen(system))) != 0)
         return fail("system message", st);
-    /* Encodes the media with the model's towers, then evaluates the whole message. */
-    st = mm_session_add_message_media(session, "user", prompt, strlen(prompt),
-                                      (const mm_media *const *)media, (size_t)n_media);
-    for (int i = 0; i < n_media; i++) {
-        mm_media_free(media[i]);
-        mm_image_free(images[i]);
-        mm_audio_free(clips[i]);
-    }
+    if (ids)
+        st = mm_session_add_tokens(session, ids, n_ids);
+    else
+        st = mm_session_add_message_embeddings(session, "user", prompt, strlen(prompt),
+                                               (const mm_embeddings *const *)images,
+                                               (size_t)(n_images + n_clips));
+    for (int i = 0; i < n_images + n_clips; i++)
+        mm_embeddings_free(images[i]);
+    free(ids);
     if (st != MM_OK)
-        return fail("prompt", st);
+        return fail(tokens ? "--tokens" : "prompt", st);
     int n_prompt = mm_session_n_past(session);
     double t_prompt = now() - t0;
 
@@ -237,7 +178,10 @@ int main(int argc, char **argv)
         }
         if ((st = mm_session_next(session, &token, &piece, &len)) != MM_OK || !piece)
             break;
-        fwrite(piece, 1, len, stdout);
+        if (text_out)
+            fwrite(piece, 1, len, stdout);
+        else
+            printf("%s%d", n_gen ? " " : "", (int)token);
         fflush(stdout);
         n_gen++;
     }
@@ -250,9 +194,8 @@ int main(int argc, char **argv)
     else if (st != MM_OK)
         return fail("generation", st);
     fprintf(stderr, "mm-describe: %d image(s), %d clip(s) and a prompt of %d positions in %.2f s; "
-            "%d tokens generated in %.2f s (%.1f/s)\n", n_images, n_media - n_images, n_prompt,
-            t_prompt, n_gen, t_gen,
-            n_gen / (t_gen > 0 ? t_gen : 1));
+            "%d tokens generated in %.2f s (%.1f/s)\n", n_images, n_clips, n_prompt, t_prompt,
+            n_gen, t_gen, n_gen / (t_gen > 0 ? t_gen : 1));
     current = NULL;
     mm_session_free(session);
     mm_model_free(model);

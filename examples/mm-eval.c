@@ -16,14 +16,16 @@
  * own caption highest among itself and the captions of the next N-1 images (in file order,
  * wrapping round), as tools/train/train.py measures it. An image that cannot be read, or a
  * question that fails, is counted wrong with a message on stderr; a malformed line is reported
- * and skipped. */
+ * and skipped. Ctrl-C stops the run and prints the table of the questions answered so far. */
 #include <ctype.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
+#include "args.h"
 #include "mm.h"
 
 #define MAX_ANSWER 4096
@@ -51,10 +53,11 @@ typedef struct {
     size_t len;
 } answer;
 
-/* The command line. */
+/* The command line (the generation settings go into an options bag). */
 typedef struct {
-    const char *model, *mmproj, *clip, *tsv, *prompt, *chat_template;
-    int max_tokens, threads, choices, show_wrong, markdown;
+    const char *model, *mmproj, *clip, *tsv, *prompt;
+    long long choices, show_wrong;
+    int markdown;
 } settings;
 
 /* What one pass over the TSV found. */
@@ -65,23 +68,15 @@ typedef struct {
     int n_malformed, n_shown;
 } results;
 
-static void usage(const char *argv0)
+static mm_session *volatile current; /* for the Ctrl-C handler */
+static volatile sig_atomic_t interrupted;
+
+/* Stops the question in progress (mm_session_cancel is an atomic store) and the run. */
+static void on_interrupt(int sig)
 {
-    fprintf(stderr,
-            "usage: %s -m MODEL.gguf --mmproj MMPROJ.gguf QUESTIONS.tsv [options]\n"
-            "  -m, --model FILE      language model GGUF\n"
-            "      --mmproj FILE     vision GGUF that goes with it\n"
-            "      --clip FILE       also measure CLIP zero-shot caption choice with this model\n"
-            "      --choices N       captions to choose among for --clip (default 10)\n"
-            "  -n, --max-tokens N    most tokens an answer may have (default 64)\n"
-            "  -t, --threads N       compute threads (default: all cores)\n"
-            "      --template NAME   chat template (default: the model's)\n"
-            "      --prompt TEXT     the message asked, where \"{question}\" stands for the\n"
-            "                        question (default \"{question}\")\n"
-            "      --wrong N         print up to N wrong answers (default 0)\n"
-            "      --markdown        print the table in Markdown\n"
-            "Lines of QUESTIONS.tsv: image<TAB>question<TAB>expected answer[<TAB>type]\n",
-            argv0);
+    (void)sig;
+    interrupted = 1;
+    mm_session_cancel(current);
 }
 
 static int fail(const char *what, mm_status st)
@@ -278,76 +273,42 @@ static void print_row(int markdown, const char *name, int right, int total)
         printf("%-12s %7d %7d %8.1f %%\n", name, right, total, pct);
 }
 
-/* Reads the command line into *s; returns -1 to go on, else the exit status. */
-static int parse_args(int argc, char **argv, settings *s)
+/* Reads the command line into *s and *options; returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, settings *s, mm_options *options)
 {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end = NULL;
-        long v = value ? strtol(value, &end, 10) : 0;
-        int is_int = value && *value && !*end && v >= 0 && v <= 1 << 20;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(argv[0]);
-            return 0;
-        }
-        if (!strcmp(a, "--markdown")) {
-            s->markdown = 1;
-            continue;
-        }
-        if (a[0] != '-') {
-            if (s->tsv) {
-                fprintf(stderr, "mm-eval: more than one TSV given: %s\n", a);
-                return 2;
-            }
-            s->tsv = a;
-            continue;
-        }
-        if (!value) {
-            fprintf(stderr, "mm-eval: %s needs a value (or is unknown)\n", a);
-            return 2;
-        }
-        i++;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
-            s->model = value;
-        else if (!strcmp(a, "--mmproj"))
-            s->mmproj = value;
-        else if (!strcmp(a, "--clip"))
-            s->clip = value;
-        else if (!strcmp(a, "--template"))
-            s->chat_template = value;
-        else if (!strcmp(a, "--prompt") && strstr(value, "{question}"))
-            s->prompt = value;
-        else if ((!strcmp(a, "-n") || !strcmp(a, "--max-tokens")) && is_int && v > 0)
-            s->max_tokens = (int)v;
-        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && is_int)
-            s->threads = (int)v;
-        else if (!strcmp(a, "--choices") && is_int && v >= 2)
-            s->choices = (int)v;
-        else if (!strcmp(a, "--wrong") && is_int)
-            s->show_wrong = (int)v;
-        else {
-            fprintf(stderr, "mm-eval: unknown flag or bad value: %s %s\n", a, value);
-            usage(argv[0]);
-            return 2;
-        }
-    }
-    if (!s->model || !s->mmproj || !s->tsv) {
-        usage(argv[0]);
-        return 2;
-    }
+    const char *positional[1];
+    const arg_spec specs[] = {
+        ARG_MODEL(&s->model),
+        ARG_MMPROJ(&s->mmproj),
+        {"--clip", "FILE", ARG_TEXT, &s->clip, (mm_opt)0, 0, 0,
+         "also measure CLIP zero-shot caption choice with this model"},
+        {"--choices", "N", ARG_INT, &s->choices, (mm_opt)0, 2, 1 << 20,
+         "captions to choose among for --clip (default 10)"},
+        ARG_N_PREDICT("64"),
+        ARG_THREADS,
+        ARG_TEMPLATE,
+        {"-p, --prompt", "TEXT", ARG_TEXT, &s->prompt, (mm_opt)0, 0, 0,
+         "the message asked, where \"{question}\" stands for the question (default "
+         "\"{question}\")"},
+        {"--wrong", "N", ARG_INT, &s->show_wrong, (mm_opt)0, 0, 1 << 30,
+         "print up to N wrong answers (default 0)"},
+        {"--markdown", NULL, ARG_SWITCH, &s->markdown, (mm_opt)0, 0, 0,
+         "print the table in Markdown"},
+    };
+    arg_parser parser = {"mm-eval", "-m MODEL.gguf --mmproj MMPROJ.gguf QUESTIONS.tsv [options]",
+                         "Exact-match accuracy of a vision-language model on the questions of "
+                         "QUESTIONS.tsv, lines of image<TAB>question<TAB>expected "
+                         "answer[<TAB>type]. Ctrl-C prints the table so far.",
+                         specs, sizeof specs / sizeof specs[0], options, positional, 1, 1, 0};
+    int rc = args_parse(&parser, argc, argv);
+    if (rc >= 0)
+        return rc;
+    s->tsv = positional[0];
+    if (!s->model || !s->mmproj)
+        return args_refuse(&parser, s->model ? "--mmproj" : "-m", "is required");
+    if (s->prompt && !strstr(s->prompt, "{question}"))
+        return args_refuse(&parser, "--prompt", "has no \"{question}\"");
     return -1;
-}
-
-static mm_status make_options(const settings *s, mm_options **out)
-{
-    mm_status st = mm_options_create(out);
-    if (st == MM_OK)
-        st = mm_options_set_int(*out, MM_OPT_MAX_TOKENS, s->max_tokens);
-    if (st == MM_OK)
-        st = mm_options_set_int(*out, MM_OPT_N_THREADS, s->threads);
-    if (st == MM_OK && s->chat_template)
-        st = mm_options_set_string(*out, MM_OPT_CHAT_TEMPLATE, s->chat_template);
-    return st;
 }
 
 /* Keeps the caption of a caption question for the CLIP measurement: the first of each run of
@@ -397,8 +358,13 @@ static int run(const settings *s, FILE *tsv, mm_model *model, mm_session *sessio
     size_t line_room = 0;
     long line_no = 0;
     int rc = 0;
-    while (rc == 0 && getline(&line, &line_room, tsv) != -1) {
+    long n_lines = 0; /* for the progress line */
+    while (getline(&line, &line_room, tsv) != -1)
+        n_lines++;
+    rewind(tsv);
+    while (rc == 0 && !interrupted && getline(&line, &line_room, tsv) != -1) {
         line_no++;
+        args_progress_line("answering", (unsigned long long)line_no, (unsigned long long)n_lines + 1);
         line[strcspn(line, "\r\n")] = '\0';
         if (line[0] == '\0' || line[0] == '#')
             continue;
@@ -413,7 +379,6 @@ static int run(const settings *s, FILE *tsv, mm_model *model, mm_session *sessio
         const char *image = trim(f[0]), *question = trim(f[1]), *expected = trim(f[2]);
         const char *type = n_fields == 4 && *trim(f[3]) ? trim(f[3]) : question_type(question);
         tally *t = tally_of(&r->sc, type);
-        t->total++;
 
         char *path = join_path(dir, image);
         char *message = render_prompt(s->prompt, question);
@@ -440,10 +405,16 @@ static int run(const settings *s, FILE *tsv, mm_model *model, mm_session *sessio
         if (rc != 0) {
             fprintf(stderr, "mm-eval: out of memory\n");
         } else if (!last_embd) {
+            t->total++;
             fprintf(stderr, "mm-eval: %s:%ld: %s (counted wrong)\n", s->tsv, line_no,
                     last_error);
         } else {
             mm_status st = ask(session, last_embd, message, &got);
+            if (st == MM_ERR_CANCELLED && interrupted) { /* not answered: not counted */
+                free(message);
+                break;
+            }
+            t->total++;
             int right = st == MM_OK && strcmp(trim(got.text), expected) == 0;
             t->right += right;
             if (st != MM_OK)
@@ -457,6 +428,7 @@ static int run(const settings *s, FILE *tsv, mm_model *model, mm_session *sessio
         }
         free(message);
     }
+    args_progress_line("answering", 1, 1);
     free(line);
     free(last_path);
     mm_embeddings_free(last_embd);
@@ -482,49 +454,65 @@ static void print_table(const settings *s, const results *r)
 
 int main(int argc, char **argv)
 {
-    settings s = {.max_tokens = 64, .choices = 10};
-    int rc = parse_args(argc, argv, &s);
-    if (rc >= 0)
+    settings s = {NULL, NULL, NULL, NULL, NULL, 10, 0, 0};
+    mm_options *options = NULL;
+    mm_status st = mm_options_create(&options);
+    if (st == MM_OK)
+        st = mm_options_set_int(options, MM_OPT_MAX_TOKENS, 64);
+    if (st != MM_OK)
+        return fail("options", st);
+    int rc = parse_args(argc, argv, &s, options);
+    if (rc >= 0) {
+        mm_options_free(options);
         return rc;
+    }
     FILE *tsv = fopen(s.tsv, "r");
     if (!tsv) {
         perror(s.tsv);
+        mm_options_free(options);
         return 1;
     }
-    mm_options *options = NULL;
+    mm_options_set_progress(options, args_progress, NULL);
     mm_model *model = NULL;
     mm_session *session = NULL;
     results r = {0};
-    mm_status st = make_options(&s, &options);
-    const char *what = "options";
-    if (st == MM_OK && (st = mm_model_load(s.model, s.mmproj, options, &model)) != MM_OK)
-        what = s.model;
-    if (st == MM_OK && (st = mm_session_create(model, options, &session)) != MM_OK)
+    const char *what = s.model;
+    if ((st = mm_model_load(s.model, s.mmproj, options, &model)) == MM_OK &&
+        (st = mm_session_create(model, options, &session)) != MM_OK)
         what = "creating a session";
     rc = st != MM_OK ? fail(what, st) : 0;
+    mm_options_set_progress(options, NULL, NULL); /* one line for the questions instead */
 
     double t0 = now();
+    current = session;
+    signal(SIGINT, on_interrupt);
     if (rc == 0)
         rc = run(&s, tsv, model, session, options, &r);
+    if (rc == 0 && interrupted)
+        printf("(interrupted: the questions answered so far)\n");
     if (rc == 0)
         print_table(&s, &r);
-    if (rc == 0 && s.clip) {
+    if (rc == 0 && s.clip && !interrupted) {
         int clip_right = 0;
         if (r.n_caps < s.choices) {
-            fprintf(stderr, "mm-eval: CLIP needs captions of at least %d images (caption "
+            fprintf(stderr, "mm-eval: CLIP needs captions of at least %lld images (caption "
                     "questions); the TSV has %d\n", s.choices, r.n_caps);
             rc = 1;
-        } else if ((rc = clip_accuracy(s.clip, r.caps, r.n_caps, s.choices, options,
+        } else if ((rc = clip_accuracy(s.clip, r.caps, r.n_caps, (int)s.choices, options,
                                        &clip_right)) == 0) {
             char name[64];
-            snprintf(name, sizeof name, "CLIP 1 of %d", s.choices);
+            snprintf(name, sizeof name, "CLIP 1 of %lld", s.choices);
             print_row(s.markdown, name, clip_right, r.n_caps);
         }
     }
     if (rc == 0)
         fprintf(stderr, "mm-eval: %s in %.1f s; %d malformed lines skipped\n", s.tsv,
                 now() - t0, r.n_malformed);
+    if (rc == 0 && interrupted)
+        rc = 130; /* as a shell reports a program stopped by SIGINT */
 
+    signal(SIGINT, SIG_DFL);
+    current = NULL;
     for (int i = 0; i < r.n_caps; i++) {
         free(r.caps[i].path);
         free(r.caps[i].caption);

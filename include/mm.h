@@ -228,6 +228,36 @@ MM_API void mm_model_free(mm_model *model);
  * library. */
 MM_API const char *mm_model_family(const mm_model *model);
 
+/* Metadata of a loaded model, read-only, for tools such as mm-info (the llama.h pattern). The
+ * entries are the GGUF key/value pairs of the model's files: the main file's in file order,
+ * then the vision file's (a key present in both appears twice). Any thread. */
+MM_API size_t mm_model_meta_count(const mm_model *model);
+/* Key number `index` ("general.architecture"), owned by the model; NULL for NULL or an index
+ * out of range. */
+MM_API const char *mm_model_meta_key(const mm_model *model, size_t index);
+/* Value number `index` as text: a string as it is, an integer in decimal, a float as %.9g,
+ * a bool as true/false, a numeric array of up to 16 items as "[1, 2, 3]", a longer or string
+ * array as "[32000 strings]" / "[100 numbers]". Written NUL-terminated into buf[0..capacity);
+ * *len (may be NULL) receives the text's length without the NUL whether it fits or not.
+ * Errors: MM_ERR_ARG (NULL model, index out of range, buf NULL with capacity > 0, capacity
+ * <= the length: nothing is written then, *len says how much is needed). */
+MM_API mm_status mm_model_meta_value(const mm_model *model, size_t index, char *buf,
+                                     size_t capacity, size_t *len);
+/* Tensors of the model's files, in the same order as the metadata. Tensor `index`: its name,
+ * its type's name as ggml spells it ("F32", "F16", "BF16", "Q8_0", "Q4_0") (both owned by the model) and the
+ * bytes of its data in the file; any output pointer may be NULL. Errors: MM_ERR_ARG (NULL
+ * model, index out of range). Any thread. */
+MM_API size_t mm_model_tensor_count(const mm_model *model);
+MM_API mm_status mm_model_tensor_info(const mm_model *model, size_t index, const char **name,
+                                      const char **type, uint64_t *n_bytes);
+/* Memory the model takes: *weight_bytes, its tensors' data in the files (mapped, or read when
+ * MM_OPT_USE_MMAP is 0) plus the copies made at load for tensor types the kernels do not read
+ * as stored; *kv_bytes, the KV cache a session of n_ctx positions allocates (n_ctx 0: the
+ * model's trained context; 0 bytes for a model without a language model). Either pointer may
+ * be NULL. Errors: MM_ERR_ARG (NULL model, n_ctx < 0). Any thread. */
+MM_API mm_status mm_model_memory(const mm_model *model, int n_ctx, uint64_t *weight_bytes,
+                                 uint64_t *kv_bytes);
+
 /* ---- section: images (image.c, preprocess.c) ---- */
 
 /* A decoded picture held as 8-bit RGB. Immutable once created: any number of threads may read

@@ -8,6 +8,7 @@
 #include "audio.h"
 #include "chatjson.h"
 #include "clip.h"
+#include "decoder.h"
 #include "ext/resample.h"
 #include "mm.h"
 #include "image.h"
@@ -60,6 +61,91 @@ void mm_model_free(mm_model *model)
 const char *mm_model_family(const mm_model *model)
 {
     return model && model->decoder ? model->decoder->config.family->arch : NULL;
+}
+
+size_t mm_model_meta_count(const mm_model *model)
+{
+    return model ? mmi_model_meta_count(model) : 0;
+}
+
+const char *mm_model_meta_key(const mm_model *model, size_t index)
+{
+    if (!model || index >= mmi_model_meta_count(model))
+        return NULL;
+    const mmi_gguf *g = mmi_model_meta_file(model, &index);
+    return mmi_gguf_key(g, index);
+}
+
+mm_status mm_model_meta_value(const mm_model *model, size_t index, char *buf, size_t capacity,
+                              size_t *len)
+{
+    static const char fn[] = "mm_model_meta_value";
+    if (len)
+        *len = 0;
+    if (!model || (!buf && capacity > 0))
+        return mmi_fail(MM_ERR_ARG, "%s: %s is NULL", fn, model ? "buf" : "model");
+    size_t n = mmi_model_meta_count(model), need;
+    if (index >= n)
+        return mmi_fail(MM_ERR_ARG, "%s: index %zu, the model has %zu entries", fn, index, n);
+    mmi_model_meta_text(model, index, NULL, 0, &need);
+    if (len)
+        *len = need;
+    if (capacity <= need)
+        return mmi_fail(MM_ERR_ARG, "%s: the value of %s takes %zu bytes and its NUL, the "
+                        "buffer holds %zu", fn, mm_model_meta_key(model, index), need, capacity);
+    mmi_model_meta_text(model, index, buf, capacity, &need);
+    return MM_OK;
+}
+
+size_t mm_model_tensor_count(const mm_model *model)
+{
+    return model ? mmi_model_tensor_count(model) : 0;
+}
+
+mm_status mm_model_tensor_info(const mm_model *model, size_t index, const char **name,
+                               const char **type, uint64_t *n_bytes)
+{
+    if (name)
+        *name = NULL;
+    if (type)
+        *type = NULL;
+    if (n_bytes)
+        *n_bytes = 0;
+    if (!model)
+        return mmi_fail(MM_ERR_ARG, "mm_model_tensor_info: model is NULL");
+    const mmi_tensor *t = mmi_model_tensor(model, index);
+    if (!t)
+        return mmi_fail(MM_ERR_ARG, "mm_model_tensor_info: index %zu, the model has %zu "
+                        "tensors", index, mmi_model_tensor_count(model));
+    if (name)
+        *name = t->name;
+    if (type)
+        *type = mmi_tensor_type_name(t->type);
+    if (n_bytes)
+        *n_bytes = t->n_bytes;
+    return MM_OK;
+}
+
+mm_status mm_model_memory(const mm_model *model, int n_ctx, uint64_t *weight_bytes,
+                          uint64_t *kv_bytes)
+{
+    if (weight_bytes)
+        *weight_bytes = 0;
+    if (kv_bytes)
+        *kv_bytes = 0;
+    if (!model || n_ctx < 0)
+        return mmi_fail(MM_ERR_ARG, "mm_model_memory: %s", model ? "n_ctx < 0" : "model is NULL");
+    uint64_t in_files, converted;
+    mmi_model_weight_bytes(model, &in_files, &converted);
+    if (weight_bytes)
+        *weight_bytes = in_files + converted;
+    if (kv_bytes && model->decoder) {
+        const mmi_decoder_config *c = &model->decoder->config;
+        uint64_t positions = (uint64_t)(n_ctx ? n_ctx : c->n_ctx_train);
+        *kv_bytes = 2 * (uint64_t)c->n_layer * positions * (uint64_t)c->n_head_kv *
+                    (uint64_t)c->head_dim * sizeof(float);
+    }
+    return MM_OK;
 }
 
 /* ---- images ---- */

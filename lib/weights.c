@@ -56,6 +56,7 @@ static mm_status as_f32(mmi_weights *w, const mmi_tensor *t, const float **out)
         return st;
     }
     w->owned[w->n_owned++] = data;
+    w->owned_bytes += t->n_elements * sizeof(float);
     *out = data;
     return MM_OK;
 }

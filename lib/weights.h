@@ -13,6 +13,7 @@ typedef struct {
     const mmi_gguf *file;
     float **owned; /* converted buffers */
     size_t n_owned, cap_owned;
+    uint64_t owned_bytes; /* their size: the memory loading took beyond the file */
 } mmi_weights;
 
 void mmi_weights_init(mmi_weights *w, const mmi_gguf *file);

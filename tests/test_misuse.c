@@ -357,6 +357,62 @@ static void m_mm_model_free(void)
     mm_embeddings_free(e);
 }
 
+
+/* ---- model metadata ---- */
+
+static void m_mm_model_meta_count(void)
+{
+    ck_assert_uint_eq(mm_model_meta_count(NULL), 0);
+}
+
+static void m_mm_model_meta_key(void)
+{
+    ck_assert_ptr_null(mm_model_meta_key(NULL, 0));
+    ck_assert_ptr_null(mm_model_meta_key(llava, mm_model_meta_count(llava)));
+    ck_assert_ptr_null(mm_model_meta_key(llava, SIZE_MAX));
+}
+
+static void m_mm_model_meta_value(void)
+{
+    char buf[8];
+    size_t len = 5;
+    EXPECT(mm_model_meta_value(NULL, 0, buf, sizeof buf, &len), MM_ERR_ARG);
+    ck_assert_uint_eq(len, 0);
+    EXPECT(mm_model_meta_value(llava, 0, NULL, 8, &len), MM_ERR_ARG);
+    EXPECT(mm_model_meta_value(llava, SIZE_MAX, buf, sizeof buf, NULL), MM_ERR_ARG);
+    EXPECT(mm_model_meta_value(llava, 0, buf, 0, NULL), MM_ERR_ARG);
+}
+
+static void m_mm_model_tensor_count(void)
+{
+    ck_assert_uint_eq(mm_model_tensor_count(NULL), 0);
+}
+
+static void m_mm_model_tensor_info(void)
+{
+    const char *name = SENTINEL, *type = SENTINEL;
+    uint64_t n = 5;
+    EXPECT(mm_model_tensor_info(NULL, 0, &name, &type, &n), MM_ERR_ARG);
+    ck_assert_ptr_null(name);
+    ck_assert_ptr_null(type);
+    ck_assert_uint_eq(n, 0);
+    EXPECT(mm_model_tensor_info(llava, mm_model_tensor_count(llava), &name, NULL, NULL),
+           MM_ERR_ARG);
+    ck_assert_ok(mm_model_tensor_info(llava, 0, NULL, NULL, NULL));
+}
+
+static void m_mm_model_memory(void)
+{
+    uint64_t w = 5, kv = 5;
+    EXPECT(mm_model_memory(NULL, 0, &w, &kv), MM_ERR_ARG);
+    ck_assert_uint_eq(w, 0);
+    ck_assert_uint_eq(kv, 0);
+    EXPECT(mm_model_memory(llava, -1, &w, &kv), MM_ERR_ARG);
+    ck_assert_ok(mm_model_memory(clip, 0, &w, &kv)); /* no language model: no KV cache */
+    ck_assert_uint_gt(w, 0);
+    ck_assert_uint_eq(kv, 0);
+}
+
 /* ---- images ---- */
 
 static void m_mm_image_load_file(void)
@@ -1303,7 +1359,9 @@ static const struct {
     CASE(mm_options_unset), CASE(mm_options_get_int), CASE(mm_options_get_float),
     CASE(mm_options_get_string), CASE(mm_option_name), CASE(mm_option_type),
     CASE(mm_options_set_progress),
-    CASE(mm_model_load), CASE(mm_model_free), CASE(mm_model_family),
+    CASE(mm_model_load), CASE(mm_model_free), CASE(mm_model_family), CASE(mm_model_meta_count),
+    CASE(mm_model_meta_key), CASE(mm_model_meta_value), CASE(mm_model_tensor_count),
+    CASE(mm_model_tensor_info), CASE(mm_model_memory),
     CASE(mm_image_load_file), CASE(mm_image_load_memory), CASE(mm_image_from_pixels),
     CASE(mm_image_width), CASE(mm_image_height), CASE(mm_image_pixels), CASE(mm_image_free),
     CASE(mm_audio_load_file), CASE(mm_audio_load_memory), CASE(mm_audio_from_samples),

@@ -444,6 +444,75 @@ START_TEST(message_text_cannot_make_control_tokens)
 }
 END_TEST
 
+
+/* The index of metadata `key`, which must be present. */
+static size_t meta_index(const mm_model *m, const char *key)
+{
+    for (size_t i = 0; i < mm_model_meta_count(m); i++)
+        if (strcmp(mm_model_meta_key(m, i), key) == 0)
+            return i;
+    ck_abort_msg("no metadata key %s", key);
+    return 0;
+}
+
+static void assert_meta(const mm_model *m, const char *key, const char *expected)
+{
+    char buf[64];
+    size_t len;
+    ck_assert_ok(mm_model_meta_value(m, meta_index(m, key), buf, sizeof buf, &len));
+    ck_assert_str_eq(buf, expected);
+    ck_assert_uint_eq(len, strlen(expected));
+}
+
+/* Metadata, tensors and memory of tiny_llama_default, against values worked out by hand from
+ * what tests/tiny_llama.h writes: V 50, E 32, 2 layers, F 48, 4 heads of 8, 2 KV heads, n_ctx
+ * 64, every tensor F32. */
+START_TEST(model_metadata_tensors_and_memory)
+{
+    const mm_model *m = ids_model;
+    assert_meta(m, "general.architecture", "llama");
+    assert_meta(m, "llama.block_count", "2");
+    assert_meta(m, "llama.attention.head_count_kv", "2");
+    assert_meta(m, "llama.rope.freq_base", "10000");
+    assert_meta(m, "llama.attention.layer_norm_rms_epsilon", "9.99999975e-06"); /* f32(1e-5) */
+    assert_meta(vocab_model, "tokenizer.ggml.tokens", "[32000 strings]");
+    assert_meta(vocab_model, "tokenizer.ggml.model", "llama");
+    /* A buffer too small: refused, with the length needed. */
+    char small[4] = "xyz";
+    size_t len;
+    size_t arch = meta_index(m, "general.architecture");
+    ck_assert_int_eq(mm_model_meta_value(m, arch, small, 5 - 1, &len), MM_ERR_ARG);
+    ck_assert_uint_eq(len, 5);
+    ck_assert_str_eq(small, "xyz");
+    ck_assert_int_eq(mm_model_meta_value(m, arch, NULL, 0, &len), MM_ERR_ARG);
+    ck_assert_uint_eq(len, 5);
+    ck_assert_ptr_null(mm_model_meta_key(m, mm_model_meta_count(m)));
+
+    /* 21 tensors: token_embd, 9 per layer, output_norm, output. */
+    ck_assert_uint_eq(mm_model_tensor_count(m), 21);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < 21; i++) {
+        const char *name, *type;
+        uint64_t n;
+        ck_assert_ok(mm_model_tensor_info(m, i, &name, &type, &n));
+        ck_assert_str_eq(type, "F32");
+        if (strcmp(name, "blk.1.ffn_gate.weight") == 0)
+            ck_assert_uint_eq(n, 32 * 48 * 4);
+        sum += n;
+    }
+    /* token_embd 50x32, per layer 2x32 + 2x32x32 + 2x32x16 + 3x32x48, output_norm 32,
+     * output 50x32: 18720 floats. */
+    ck_assert_uint_eq(sum, 18720 * 4);
+    uint64_t weights, kv;
+    ck_assert_ok(mm_model_memory(m, 0, &weights, &kv));
+    ck_assert_uint_eq(weights, 18720 * 4); /* F32 tensors are used where they lie */
+    ck_assert_uint_eq(kv, 2 * 2 * 64 * 16 * 4); /* K and V, 2 layers, 64 positions, 2 x 8 */
+    ck_assert_ok(mm_model_memory(m, 10, NULL, &kv));
+    ck_assert_uint_eq(kv, 2 * 2 * 10 * 16 * 4);
+    ck_assert_int_eq(mm_model_memory(m, -1, &weights, &kv), MM_ERR_ARG);
+}
+END_TEST
+
 START_TEST(template_from_the_file)
 {
     static const struct { const char *file_template; const char *expected; } cases[] = {
@@ -1141,6 +1210,7 @@ int main(void)
     tcase_add_test(tc, chatml_and_llama2_templates);
     tcase_add_test(tc, message_text_cannot_make_control_tokens);
     tcase_add_test(tc, template_from_the_file);
+    tcase_add_test(tc, model_metadata_tensors_and_memory);
     tcase_add_test(tc, images_go_at_their_markers);
     tcase_add_test(tc, pictures_are_encoded_in_the_message);
     tcase_add_test(tc, detail_levels_cost_what_the_count_says);

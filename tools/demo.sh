@@ -21,7 +21,7 @@ last=
 while IFS="$tab" read -r image question expected; do
     [ "$image" = "$last" ] || { echo; echo "$m/images/$image"; last=$image; }
     answer=$(examples/mm-describe -m "$m/scenes-llava.gguf" --mmproj "$m/scenes-mmproj.gguf" \
-        -i "$m/images/$image" -p "$question" 2>"${TMPDIR:-/tmp}/mm-demo-err.$$") ||
+        --image "$m/images/$image" -p "$question" 2>"${TMPDIR:-/tmp}/mm-demo-err.$$") ||
         answer="(failed: $(cat "${TMPDIR:-/tmp}/mm-demo-err.$$"))"
     total=$((total + 1))
     if [ "$answer" = "$expected" ]; then
