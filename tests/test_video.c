@@ -248,9 +248,113 @@ START_TEST(a_clip_in_a_message_is_its_encoded_rows)
 }
 END_TEST
 
-/* ---- files ---- */
+/* ---- chat JSON ---- */
 
+static char *frame_url(int i)
+{
+    char rel[64];
+    snprintf(rel, sizeof rel, "hf/llava_next_video/frame_%02d.png", i);
+    char *b64 = test_file_base64(test_vectors_path(rel));
+    ck_assert_ptr_nonnull(b64);
+    char *url = malloc(strlen(b64) + 32);
+    sprintf(url, "data:image/png;base64,%s", b64);
+    free(b64);
+    return url;
+}
+
+START_TEST(json_frames_marked_as_one_video)
+{
+    /* Two image_url parts with the same "video" are one clip of two frames, at one marker. */
+    char *f0 = frame_url(0), *f1 = frame_url(1);
+    size_t cap = strlen(f0) + strlen(f1) + 512;
+    char *json = malloc(cap);
+    snprintf(json, cap, "[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"Look\"},"
+             "{\"type\":\"image_url\",\"image_url\":{\"url\":\"%s\"},\"video\":\"c\"},"
+             "{\"type\":\"image_url\",\"image_url\":{\"url\":\"%s\"},\"video\":\"c\"},"
+             "{\"type\":\"text\",\"text\":\"now\"}]}]", f0, f1);
+    mm_session *s1, *s2;
+    ck_assert_ok(mm_session_create(pair, NULL, &s1));
+    ck_assert_ok(mm_session_create(pair, NULL, &s2));
+    ck_assert_ok(mm_session_add_messages_json(s1, json, strlen(json), NULL));
+    mm_image *frames[2];
+    ck_assert_ok(mm_image_load_file(test_vectors_path("hf/llava_next_video/frame_00.png"), NULL,
+                                    &frames[0]));
+    ck_assert_ok(mm_image_load_file(test_vectors_path("hf/llava_next_video/frame_01.png"), NULL,
+                                    &frames[1]));
+    mm_video *v;
+    mm_media *m;
+    ck_assert_ok(mm_video_from_frames((const mm_image *const *)frames, NULL, 2, NULL, &v));
+    ck_assert_ok(mm_media_from_video(v, &m));
+    const mm_media *media[1] = {m};
+    ck_assert_ok(mm_session_add_message_media(s2, "user", "Look<video>now", 14, media, 1));
+    assert_same_state(s1, s2);
+    /* a frame that is not an image is named */
+    const char *bad = "[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":"
+                      "{\"url\":\"data:image/png;base64,AAAA\"},\"video\":\"c\"}]}]";
+    int before = mm_session_n_past(s1);
+    ck_assert_status(mm_session_add_messages_json(s1, bad, strlen(bad), NULL), MM_ERR_FORMAT);
+    ck_assert(strstr(mm_last_error(), "video \"c\", frame 0"));
+    ck_assert_int_eq(mm_session_n_past(s1), before);
+    mm_media_free(m);
+    mm_video_free(v);
+    mm_image_free(frames[0]);
+    mm_image_free(frames[1]);
+    mm_session_free(s1);
+    mm_session_free(s2);
+    free(json);
+    free(f0);
+    free(f1);
+}
+END_TEST
+
+static int make_mp4(void);
 static char mp4_path[512];
+
+START_TEST(json_video_url_is_the_file)
+{
+    mm_session *s1;
+    ck_assert_ok(mm_session_create(pair, NULL, &s1));
+    const char *remote = "[{\"role\":\"user\",\"content\":[{\"type\":\"video_url\","
+                         "\"video_url\":{\"url\":\"https://example.com/a.mp4\"}}]}]";
+    ck_assert_status(mm_session_add_messages_json(s1, remote, strlen(remote), NULL),
+                     MM_ERR_UNSUPPORTED);
+    const char *not_video = "[{\"role\":\"user\",\"content\":[{\"type\":\"video_url\","
+                            "\"video_url\":{\"url\":\"data:image/png;base64,AAAA\"}}]}]";
+    ck_assert_status(mm_session_add_messages_json(s1, not_video, strlen(not_video), NULL),
+                     MM_ERR_UNSUPPORTED);
+    ck_assert(strstr(mm_last_error(), "is not a video"));
+    if (!mm_video_files_available()) {
+        mm_session_free(s1);
+        return; /* an_mp4_reads_back_its_sampled_frames checks the refusal */
+    }
+    ck_assert(make_mp4());
+    char *b64 = test_file_base64(mp4_path);
+    size_t cap = strlen(b64) + 256;
+    char *json = malloc(cap);
+    snprintf(json, cap, "[{\"role\":\"user\",\"content\":[{\"type\":\"video_url\",\"video_url\":"
+             "{\"url\":\"data:video/mp4;base64,%s\"}},{\"type\":\"text\",\"text\":\"What happens?\"}]}]",
+             b64);
+    ck_assert_ok(mm_session_add_messages_json(s1, json, strlen(json), NULL));
+    mm_session *s2;
+    ck_assert_ok(mm_session_create(pair, NULL, &s2));
+    mm_video *v;
+    mm_media *m;
+    ck_assert_ok(mm_video_load_file(mp4_path, NULL, &v));
+    ck_assert_ok(mm_media_from_video(v, &m));
+    const mm_media *media[1] = {m};
+    ck_assert_ok(mm_session_add_message_media(s2, "user", "What happens?", 13, media, 1));
+    assert_same_state(s1, s2);
+    mm_media_free(m);
+    mm_video_free(v);
+    mm_session_free(s1);
+    mm_session_free(s2);
+    free(json);
+    free(b64);
+    unlink(mp4_path);
+}
+END_TEST
+
+/* ---- files ---- */
 
 /* 10 frames of 64x48 at 10 per second, frame t a flat colour (20 t, 200 - 15 t, 90), through
  * the `ffmpeg` command; 0 when the command is missing. */
@@ -375,6 +479,8 @@ int main(void)
     tcase_add_checked_fixture(encode, load_pair, free_pair);
     tcase_add_test(encode, a_clip_is_its_frames_one_after_another);
     tcase_add_test(encode, a_clip_in_a_message_is_its_encoded_rows);
+    tcase_add_test(encode, json_frames_marked_as_one_video);
+    tcase_add_test(encode, json_video_url_is_the_file);
     suite_add_tcase(s, encode);
     TCase *files = tcase_create("files");
     tcase_set_timeout(files, 60 * test_time_scale());
