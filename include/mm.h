@@ -456,8 +456,9 @@ MM_API const float *mm_embeddings_data(const mm_embeddings *embeddings);
 MM_API void mm_embeddings_free(mm_embeddings *embeddings);
 
 /* The embedding rows (each one position) the model turns the item into, known without
- * encoding it: for an image, the vision tower's token count; for audio, the rows of its
- * 30-second chunks (Whisper-style encoders: 25 per second of audio for Qwen2-Audio, rounded
+ * encoding it: for an image, the vision tower's token count; for a video, its frames times
+ * the rows of one frame (the tower's patches pooled as the file says; mm_video_n_frames gives
+ * the frames); for audio, the rows of its 30-second chunks (Whisper-style encoders: 25 per second of audio for Qwen2-Audio, rounded
  * per chunk as the encoder pools). Errors: MM_ERR_ARG (NULL argument), MM_ERR_STATE (the model
  * has no tower for this kind of media), MM_ERR_UNSUPPORTED (a clip at another rate without
  * resampling, mm_audio_resampling_available()). Any thread. */
@@ -749,17 +750,21 @@ MM_API void mm_session_reset(mm_session *session);
  * "image_url": {"url": "data:image/png;base64,..."}} (or the URL string itself; "input_image"
  * too), and {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg",
  * "data": ...}}, and audio as OpenAI sends it: {"type": "input_audio", "input_audio":
- * {"data": BASE64, "format": "wav"}} (other formats MM_ERR_UNSUPPORTED). Images must be inline:
- * nothing is fetched, so http(s) and file URLs are MM_ERR_UNSUPPORTED. Images and clips go
- * through mm_session_add_message_media(), as the template places media.
+ * {"data": BASE64, "format": "wav"}} (other formats MM_ERR_UNSUPPORTED), and video:
+ * {"type": "video_url", "video_url": {"url": "data:video/mp4;base64,..."}} (read through FFmpeg,
+ * mm_video_load_memory), or its frames as consecutive image_url parts of a message with the
+ * same "video" member ({"type": "image_url", "image_url": {...}, "video": "clip1"}): one clip,
+ * frames one second apart, sampled by the MM_OPT_VIDEO_* options (docs/video.md). Media must be
+ * inline: nothing is fetched, so http(s) and file URLs are MM_ERR_UNSUPPORTED. Images, clips
+ * and videos go through mm_session_add_message_media(), as the template places media.
  * Each message goes through the session's chat template as mm_session_add_message_images()
  * takes it: images before all of a message's text go where the template puts images (LLaVA:
  * first, each followed by a newline), an image after some text stays at its place in the text;
  * consecutive text parts are joined by a newline. As there, control-token text in a message
  * ("</s>", "<|im_end|>") stays text.
  * The whole request is checked before the session changes or any pixel is decoded, and a
- * failure there leaves the session as it was (audio clips are read then, with
- * MM_OPT_AUDIO_MAX_SECONDS checked from their headers): the JSON (strict RFC 8259: UTF-8, no duplicate keys
+ * failure there leaves the session as it was (audio clips and videos are read then, with
+ * MM_OPT_AUDIO_MAX_SECONDS and the video limits checked from their headers): the JSON (strict RFC 8259: UTF-8, no duplicate keys
  * where libmm reads, depth at most 64, at most 2^20 values; canonical padded base64), each
  * image's size read from its header (MM_OPT_IMAGE_MAX_SIDE, MM_OPT_IMAGE_MAX_PIXELS), the pixels
  * of all its images together (MM_OPT_IMAGE_MAX_TOTAL_PIXELS: MM_ERR_LIMIT) and the positions all
