@@ -203,17 +203,6 @@ START_TEST(a_clip_is_its_frames_one_after_another)
 }
 END_TEST
 
-static void assert_same_state(const mm_session *a, const mm_session *b)
-{
-    ck_assert_int_eq(mm_session_n_past(a), mm_session_n_past(b));
-    const float *la, *lb;
-    size_t na, nb;
-    ck_assert_ok(mm_session_logits(a, &la, &na));
-    ck_assert_ok(mm_session_logits(b, &lb, &nb));
-    ck_assert_uint_eq(na, nb);
-    ck_assert_int_eq(memcmp(la, lb, na * sizeof *la), 0);
-}
-
 START_TEST(a_clip_in_a_message_is_its_encoded_rows)
 {
     mm_image *f[2] = {picture(40, 32, 4), picture(40, 32, 5)}, *still = picture(20, 20, 6);
@@ -234,7 +223,7 @@ START_TEST(a_clip_in_a_message_is_its_encoded_rows)
     const mm_embeddings *rows[2] = {ec, ep};
     const char *same = "Watch <media> then <media> now";
     ck_assert_ok(mm_session_add_message_embeddings(s2, "user", same, strlen(same), rows, 2));
-    assert_same_state(s1, s2);
+    test_assert_same_state(s1, s2);
     mm_session_free(s1);
     mm_session_free(s2);
     mm_embeddings_free(ec);
@@ -287,7 +276,7 @@ START_TEST(json_frames_marked_as_one_video)
     ck_assert_ok(mm_media_from_video(v, &m));
     const mm_media *media[1] = {m};
     ck_assert_ok(mm_session_add_message_media(s2, "user", "Look<video>now", 14, media, 1));
-    assert_same_state(s1, s2);
+    test_assert_same_state(s1, s2);
     /* a frame that is not an image is named */
     const char *bad = "[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":"
                       "{\"url\":\"data:image/png;base64,AAAA\"},\"video\":\"c\"}]}]";
@@ -343,7 +332,7 @@ START_TEST(json_video_url_is_the_file)
     ck_assert_ok(mm_media_from_video(v, &m));
     const mm_media *media[1] = {m};
     ck_assert_ok(mm_session_add_message_media(s2, "user", "What happens?", 13, media, 1));
-    assert_same_state(s1, s2);
+    test_assert_same_state(s1, s2);
     mm_media_free(m);
     mm_video_free(v);
     mm_session_free(s1);

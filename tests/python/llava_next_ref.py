@@ -237,20 +237,25 @@ def run_case(folder, input_ids, n_generate):
            "vision_hidden_states": hidden.numpy().astype(np.float32),
            "tile_features": tiles.numpy().astype(np.float32),
            "image_features": feats.numpy().astype(np.float32)}
+    out.update(language_model(W, cfg["text_config"], ids, tok, feats, n_generate))
+    return out
+
+
+def language_model(W, tc, ids, token, rows, n_generate):
+    """The Llama decoder on ids whose `token` positions take rows in order: logits of every
+    position, then greedy generation by argmax over full recomputation."""
     embed = W["language_model.model.embed_tokens.weight"]
 
     def forward(seq):
         e = embed[torch.tensor(seq)].clone()
-        where = [i for i, t in enumerate(seq) if t == tok]
-        if len(where) != feats.shape[0]:
-            raise ValueError("%d image tokens for %d features" % (len(where), feats.shape[0]))
-        e[where] = feats
-        return llama_logits(W, cfg["text_config"], e)
+        where = [i for i, t in enumerate(seq) if t == token]
+        if len(where) != rows.shape[0]:
+            raise ValueError("%d media tokens for %d rows" % (len(where), rows.shape[0]))
+        e[where] = rows
+        return llama_logits(W, tc, e)
 
-    logits = forward(ids)
-    out["logits"] = logits.numpy()[None].astype(np.float32)
-    generated, steps = [], []
-    seq = list(ids)
+    out = {"logits": forward(ids).numpy()[None].astype(np.float32)}
+    generated, steps, seq = [], [], list(ids)
     for _ in range(n_generate):
         step = forward(seq)[-1]
         steps.append(step.numpy())

@@ -72,34 +72,15 @@ def run_case(folder, input_ids, n_generate, n_sample):
     px = np.stack([ref.clip_steps(frames[i], S, crop, pp["image_mean"], pp["image_std"],
                                   pp.get("resample", 3)) for i in picked])
     hidden, pooled, feats = video_features(W, cfg, px)
-    rows = feats.flatten(0, 1)
-    tok = cfg["video_token_index"]
-    embed = W["language_model.model.embed_tokens.weight"]
-
-    def forward(seq):
-        e = embed[torch.tensor(seq)].clone()
-        where = [i for i, t in enumerate(seq) if t == tok]
-        if len(where) != rows.shape[0]:
-            raise ValueError("%d video tokens for %d rows" % (len(where), rows.shape[0]))
-        e[where] = rows
-        return ref.llama_logits(W, cfg["text_config"], e)
-
     ids = list(input_ids)
     out = {"video_frames": frames, "frame_indices": picked.astype(np.int64),
            "pixel_values_videos": px[None].astype(np.float32),
            "input_ids": np.array([ids], np.int64),
            "vision_hidden_states": hidden.numpy().astype(np.float32),
            "pooled_features": pooled.numpy().astype(np.float32),
-           "video_features": feats.numpy().astype(np.float32),
-           "logits": forward(ids).numpy()[None].astype(np.float32)}
-    generated, steps, seq = [], [], list(ids)
-    for _ in range(n_generate):
-        step = forward(seq)[-1]
-        steps.append(step.numpy())
-        generated.append(int(step.argmax()))
-        seq.append(generated[-1])
-    out["generated"] = np.array([generated], np.int64)
-    out["generated_step_logits"] = np.array([steps], np.float32)
+           "video_features": feats.numpy().astype(np.float32)}
+    out.update(ref.language_model(W, cfg["text_config"], ids, cfg["video_token_index"],
+                                  feats.flatten(0, 1), n_generate))
     return out
 
 
