@@ -37,7 +37,10 @@ FFMPEG_PKGS := libavformat libavcodec libswscale libavutil
 WITH_FFMPEG ?= $(shell pkg-config --exists $(FFMPEG_PKGS) 2>/dev/null && echo 1 || echo 0)
 ifeq ($(WITH_FFMPEG),1)
 DEP_CFLAGS  += -DMMI_HAVE_FFMPEG $(shell pkg-config --cflags $(FFMPEG_PKGS))
-DEP_LIBS    += $(shell pkg-config --libs $(FFMPEG_PKGS))
+# FFmpeg's libraries by name, not its pkg-config modules: a static libmm then links them as
+# shared libraries without every codec library their own private dependencies list.
+FFMPEG_LIBS := $(shell pkg-config --libs $(FFMPEG_PKGS))
+DEP_LIBS    += $(FFMPEG_LIBS)
 endif
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS  := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
@@ -200,7 +203,8 @@ install: all
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libmm.so
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
 	sed -e 's|@prefix@|$(PREFIX)|' -e 's|@libdir@|$(LIBDIR)|' -e 's|@includedir@|$(INCLUDEDIR)|' \
-	    -e 's|@version@|$(VERSION)|' -e 's|@requires_soxr@|$(if $(filter 1,$(WITH_SOXR)), soxr)$(if $(filter 1,$(WITH_FFMPEG)), $(FFMPEG_PKGS))|' \
+	    -e 's|@version@|$(VERSION)|' -e 's|@requires_soxr@|$(if $(filter 1,$(WITH_SOXR)), soxr)|' \
+	    -e 's|@libs_ffmpeg@|$(if $(filter 1,$(WITH_FFMPEG)), $(FFMPEG_LIBS))|' \
 	    pkgconfig/libmm.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/libmm.pc
 	for p in $(filter-out $(STATIC_PROGRAMS),$(INSTALLED_PROGRAMS)); do \
 	    $(call link_program,examples/$$p.c,$(DESTDIR)$(BINDIR)/$$p,$(LIBDIR)) || exit 1; \
