@@ -47,19 +47,25 @@ typedef struct {
     {"--mmproj", "FILE", ARG_TEXT, target, (mm_opt)0, 0, 0,                            \
      "vision GGUF file (projector) that goes with the model"}
 #define ARG_OPT(names, value, key, help) {names, value, ARG_OPTION, NULL, key, 0, 0, help}
-#define ARG_THREADS ARG_OPT("-t, --threads", "N", MM_OPT_N_THREADS, "compute threads (default: one per core)")
-#define ARG_CTX ARG_OPT("-c, --ctx-size", "N", MM_OPT_N_CTX, "context size in tokens (default: the model's)")
-#define ARG_N_PREDICT(deflt) \
-    ARG_OPT("-n, --n-predict, --max-tokens", "N", MM_OPT_MAX_TOKENS, "most tokens to generate (default " deflt ")")
-#define ARG_TEMPLATE \
-    ARG_OPT("--chat-template, --template", "NAME", MM_OPT_CHAT_TEMPLATE, "llava, vicuna, chatml, llama2 or raw (default: the model's)")
-#define ARG_SAMPLING                                                                              \
-    ARG_OPT("--temp", "F", MM_OPT_TEMPERATURE, "temperature, 0 = greedy (default 0)"),            \
-    ARG_OPT("--top-k", "N", MM_OPT_TOP_K, "keep the N most likely tokens (default 0 = off)"),     \
-    ARG_OPT("--top-p", "F", MM_OPT_TOP_P, "nucleus sampling (default 1 = off)"),                  \
-    ARG_OPT("--min-p", "F", MM_OPT_MIN_P, "drop tokens below F x the most likely (default 0)"),   \
-    ARG_OPT("--repeat-penalty", "F", MM_OPT_REPEAT_PENALTY, "penalty for repeated tokens (default 1 = off)"), \
-    ARG_OPT("--repeat-last-n", "N", MM_OPT_REPEAT_LAST_N, "tokens the penalty looks back on (default 64)"),   \
+#define ARG_THREADS                                                                        \
+    ARG_OPT("-t, --threads", "N", MM_OPT_N_THREADS, "compute threads (default: one per core)")
+#define ARG_CTX                                                                            \
+    ARG_OPT("-c, --ctx-size", "N", MM_OPT_N_CTX, "context size in tokens (default: the model's)")
+#define ARG_N_PREDICT(deflt)                                                               \
+    ARG_OPT("-n, --n-predict, --max-tokens", "N", MM_OPT_MAX_TOKENS,                       \
+            "most tokens to generate (default " deflt ")")
+#define ARG_TEMPLATE                                                                       \
+    ARG_OPT("--chat-template, --template", "NAME", MM_OPT_CHAT_TEMPLATE,                   \
+            "llava, vicuna, chatml, llama2 or raw (default: the model's)")
+#define ARG_SAMPLING                                                                       \
+    ARG_OPT("--temp", "F", MM_OPT_TEMPERATURE, "temperature, 0 = greedy (default 0)"),     \
+    ARG_OPT("--top-k", "N", MM_OPT_TOP_K, "keep the N most likely tokens (default 0 = off)"), \
+    ARG_OPT("--top-p", "F", MM_OPT_TOP_P, "nucleus sampling (default 1 = off)"),           \
+    ARG_OPT("--min-p", "F", MM_OPT_MIN_P, "drop tokens below F x the most likely (default 0)"), \
+    ARG_OPT("--repeat-penalty", "F", MM_OPT_REPEAT_PENALTY,                                \
+            "penalty for repeated tokens (default 1 = off)"),                              \
+    ARG_OPT("--repeat-last-n", "N", MM_OPT_REPEAT_LAST_N,                                  \
+            "tokens the penalty looks back on (default 64)"),                              \
     ARG_OPT("-s, --seed", "N", MM_OPT_SEED, "sampler seed (default 0)")
 #define ARG_VERBOSE(target) \
     {"-v, --verbose", NULL, ARG_SWITCH, target, (mm_opt)0, 0, 0, "library log messages on stderr"}

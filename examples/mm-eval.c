@@ -364,7 +364,8 @@ static int run(const settings *s, FILE *tsv, mm_model *model, mm_session *sessio
     rewind(tsv);
     while (rc == 0 && !interrupted && getline(&line, &line_room, tsv) != -1) {
         line_no++;
-        args_progress_line("answering", (unsigned long long)line_no, (unsigned long long)n_lines + 1);
+        args_progress_line("answering", (unsigned long long)line_no,
+                           (unsigned long long)n_lines + 1);
         line[strcspn(line, "\r\n")] = '\0';
         if (line[0] == '\0' || line[0] == '#')
             continue;

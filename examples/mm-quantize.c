@@ -13,9 +13,10 @@
  * Everything else (norms, biases, position tables, convolution kernels) is copied as stored,
  * as are all metadata keys; general.file_type and general.quantization_version are set as
  * llama.cpp sets them. The quantizers are libmm's reference ones (lib/quant.c), which give
- * llama.cpp's bytes from the same floats.
+ * llama.cpp's bytes from the same floats. A tensor holding inf or NaN is refused.
  *
  * Links the static library: it uses the GGUF reader and writer and the type table. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,11 +91,20 @@ static mmi_tensor_type choose(const target *tg, const mmi_gguf *g, const mmi_ten
     return t->ne[0] % mmi_type(type)->block_elems ? t->type : type;
 }
 
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: mm-quantize IN.gguf OUT.gguf TYPE\n"
+                 "TYPE: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K Q4_K_M Q5_K_M\n");
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        usage(stdout);
+        return 0;
+    }
     if (argc != 4) {
-        fprintf(stderr, "usage: mm-quantize IN.gguf OUT.gguf TYPE\n"
-                        "TYPE: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K Q4_K_M Q5_K_M\n");
+        usage(stderr);
         return 2;
     }
     const target *tg = NULL;
@@ -151,6 +161,12 @@ int main(int argc, char **argv)
                 return 1;
             }
             st = mmi_tensor_to_f32(t, 0, t->n_elements, values);
+            for (uint64_t k = 0; st == MM_OK && k < t->n_elements; k++)
+                if (!isfinite(values[k])) {
+                    fprintf(stderr, "mm-quantize: %s: value %llu is not finite\n", t->name,
+                            (unsigned long long)k);
+                    return 1;
+                }
             if (st == MM_OK)
                 st = mmi_gguf_writer_add_tensor(w, t->name, type, t->n_dims, t->ne, values);
             free(values);

@@ -236,17 +236,18 @@ MM_API size_t mm_model_meta_count(const mm_model *model);
  * out of range. */
 MM_API const char *mm_model_meta_key(const mm_model *model, size_t index);
 /* Value number `index` as text: a string as it is, an integer in decimal, a float as %.9g,
- * a bool as true/false, a numeric array of up to 16 items as "[1, 2, 3]", a longer or string
- * array as "[32000 strings]" / "[100 numbers]". Written NUL-terminated into buf[0..capacity);
- * *len (may be NULL) receives the text's length without the NUL whether it fits or not.
- * Errors: MM_ERR_ARG (NULL model, index out of range, buf NULL with capacity > 0, capacity
- * <= the length: nothing is written then, *len says how much is needed). */
+ * a bool as true/false, a numeric array of up to 16 items as "[1, 2, 3]", other arrays as
+ * "[32000 strings]", "[100 numbers]", "[3 bools]". Written NUL-terminated into
+ * buf[0..capacity); *len (may be NULL) receives the text's length without the NUL whether
+ * it fits or not. Errors: MM_ERR_ARG (NULL model, index out of range, buf NULL with
+ * capacity > 0, capacity <= the length: nothing is written then, *len says how much is
+ * needed). */
 MM_API mm_status mm_model_meta_value(const mm_model *model, size_t index, char *buf,
                                      size_t capacity, size_t *len);
 /* Tensors of the model's files, in the same order as the metadata. Tensor `index`: its name,
- * its type's name as ggml spells it ("F32", "F16", "BF16", "Q8_0", "Q4_0") (both owned by the model) and the
- * bytes of its data in the file; any output pointer may be NULL. Errors: MM_ERR_ARG (NULL
- * model, index out of range). Any thread. */
+ * its type's name as ggml spells it ("F32", "F16", "BF16", "Q8_0", "Q4_0"; both owned by the
+ * model) and the bytes of its data in the file; any output pointer may be NULL. Errors:
+ * MM_ERR_ARG (NULL model, index out of range). Any thread. */
 MM_API size_t mm_model_tensor_count(const mm_model *model);
 MM_API mm_status mm_model_tensor_info(const mm_model *model, size_t index, const char **name,
                                       const char **type, uint64_t *n_bytes);

@@ -87,13 +87,15 @@ mm_status mm_model_meta_value(const mm_model *model, size_t index, char *buf, si
     size_t n = mmi_model_meta_count(model), need;
     if (index >= n)
         return mmi_fail(MM_ERR_ARG, "%s: index %zu, the model has %zu entries", fn, index, n);
-    mmi_model_meta_text(model, index, NULL, 0, &need);
+    size_t in_file = index;
+    const mmi_gguf *g = mmi_model_meta_file(model, &in_file);
+    mmi_gguf_value_text(g, in_file, NULL, 0, &need);
     if (len)
         *len = need;
     if (capacity <= need)
         return mmi_fail(MM_ERR_ARG, "%s: the value of %s takes %zu bytes and its NUL, the "
                         "buffer holds %zu", fn, mm_model_meta_key(model, index), need, capacity);
-    mmi_model_meta_text(model, index, buf, capacity, &need);
+    mmi_gguf_value_text(g, in_file, buf, capacity, &need);
     return MM_OK;
 }
 

@@ -578,6 +578,15 @@ static mm_status message_text(const mmi_chat *chat, const mmi_chat_message *m, c
     return MM_OK;
 }
 
+/* An image part's "detail" as its own media params; NULL (auto) leaves the session's. */
+static const mmi_media_params *part_params(const mmi_chat_part *part)
+{
+    static const mmi_media_params low = {MMI_DETAIL_LOW}, high = {MMI_DETAIL_HIGH};
+    return part->detail == MMI_CHAT_DETAIL_LOW    ? &low
+           : part->detail == MMI_CHAT_DETAIL_HIGH ? &high
+                                                  : NULL;
+}
+
 /* The cost of the whole conversation, before the session changes or any pixel is decoded:
  * every part checked, every image's size read from its header and counted against the pixel
  * budget of the call, and the positions of all images against the free context. */
@@ -607,8 +616,9 @@ static mm_status check_cost(mm_session *session, const mmi_chat *chat, const mm_
     uint64_t need = 0;
     for (size_t k = 0; k < n_images; k++) {
         mmi_media_plan plan;
-        MMI_TRY(media[k].ops->plan(mmi_session_model(session), media[k].source,
-                                   mmi_session_media_params(session), &plan));
+        const mmi_media_params *p = media[k].params ? media[k].params
+                                                    : mmi_session_media_params(session);
+        MMI_TRY(media[k].ops->plan(mmi_session_model(session), media[k].source, p, &plan));
         need += (uint64_t)plan.n_pos;
     }
     int free_positions = mmi_session_n_ctx(session) - mmi_session_n_past(session);
@@ -665,7 +675,8 @@ mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
                 st = mmi_video_load_memory(part->image, part->image_len, options, &video);
             } else if (part->kind == MMI_PART_IMAGE) {
                 sources[k] = (mmi_image_bytes){part->image, part->image_len, options, places[k]};
-                media[k] = (mmi_media){.ops = &mmi_image_bytes_ops, .source = &sources[k]};
+                media[k] = (mmi_media){.ops = &mmi_image_bytes_ops, .source = &sources[k],
+                                       .params = part_params(part)};
             } else {
                 mm_audio *clip;
                 st = mmi_audio_load_memory(part->image, part->image_len, options, &clip);

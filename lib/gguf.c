@@ -901,6 +901,65 @@ mm_status mmi_gguf_get_array_string(const mmi_gguf *g, const char *key, uint64_t
  * Tensors
  * ------------------------------------------------------------------------------------------- */
 
+/* Append to buf[0..cap) at *len (the full length grows even past cap, as snprintf counts). */
+#define VALUE_APPEND(...)                                                                       \
+    do {                                                                                       \
+        int n_ = snprintf(buf && *len < cap ? buf + *len : NULL,                               \
+                          buf && *len < cap ? cap - *len : 0, __VA_ARGS__);                    \
+        *len += n_ > 0 ? (size_t)n_ : 0;                                                       \
+    } while (0)
+
+void mmi_gguf_value_text(const mmi_gguf *g, uint64_t index, char *buf, size_t cap, size_t *len)
+{
+    const gguf_kv *kv = &g->kvs[index];
+    const char *key = kv->key, *str;
+    mmi_gguf_type type = (mmi_gguf_type)kv->type, elem;
+    size_t str_len;
+    int64_t i;
+    double f;
+    int b;
+    uint64_t count;
+    *len = 0;
+    if (type == MMI_GGUF_STRING && mmi_gguf_get_string(g, key, &str, &str_len) == MM_OK)
+        VALUE_APPEND("%s", str);
+    else if (type == MMI_GGUF_BOOL && mmi_gguf_get_bool(g, key, &b) == MM_OK)
+        VALUE_APPEND("%s", b ? "true" : "false");
+    else if ((type == MMI_GGUF_FLOAT32 || type == MMI_GGUF_FLOAT64) &&
+             mmi_gguf_get_float(g, key, &f) == MM_OK)
+        VALUE_APPEND("%.9g", f);
+    else if (type == MMI_GGUF_UINT64) /* may exceed INT64_MAX */
+        VALUE_APPEND("%llu", (unsigned long long)load_le(g->base + kv->value_offset, 8));
+    else if (type != MMI_GGUF_ARRAY && mmi_gguf_get_int(g, key, &i) == MM_OK)
+        VALUE_APPEND("%lld", (long long)i);
+    else if (mmi_gguf_get_array_info(g, key, &elem, &count) == MM_OK) {
+        /* Short numeric arrays in full; others by their size. */
+        int numeric = elem != MMI_GGUF_STRING && elem != MMI_GGUF_ARRAY &&
+                      elem != MMI_GGUF_BOOL && elem != MMI_GGUF_UINT64; /* converted safely */
+        if (numeric && count <= 16) {
+            int floats = elem == MMI_GGUF_FLOAT32 || elem == MMI_GGUF_FLOAT64;
+            float fv[16];
+            int64_t iv[16];
+            if (floats ? mmi_gguf_get_float_array(g, key, fv, count)
+                       : mmi_gguf_get_int_array(g, key, iv, count))
+                numeric = 0;
+            for (uint64_t k = 0; numeric && k < count; k++) {
+                if (floats)
+                    VALUE_APPEND("%s%.9g", k ? ", " : "[", (double)fv[k]);
+                else
+                    VALUE_APPEND("%s%lld", k ? ", " : "[", (long long)iv[k]);
+            }
+            if (numeric)
+                VALUE_APPEND("%s]", count ? "" : "[");
+        }
+        if (!numeric || count > 16)
+            VALUE_APPEND("[%llu %s]", (unsigned long long)count,
+                         elem == MMI_GGUF_STRING  ? "strings"
+                         : elem == MMI_GGUF_ARRAY ? "arrays"
+                         : elem == MMI_GGUF_BOOL  ? "bools"
+                                                  : "numbers");
+    }
+}
+
 uint64_t mmi_gguf_n_tensors(const mmi_gguf *g)
 {
     return g ? g->n_tensors : 0;

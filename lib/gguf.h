@@ -70,6 +70,13 @@ mm_status mmi_gguf_get_string(const mmi_gguf *g, const char *key, const char **o
 mm_status mmi_gguf_get_raw(const mmi_gguf *g, const char *key, mmi_gguf_type *type,
                            const void **data, size_t *size);
 
+/* Value number i (i < n_kv) as text for people: a string as it is, an integer in decimal, a
+ * float as %.9g, a bool as true/false, a numeric array of up to 16 items as "[1, 2]", longer
+ * and string arrays as "[32000 strings]". Written into buf[0..cap) (NUL-terminated when
+ * cap > 0, cut short when it does not fit; buf may be NULL when cap is 0); *len: the whole
+ * text's length. Never fails, and leaves mm_last_error() alone. */
+void mmi_gguf_value_text(const mmi_gguf *g, uint64_t i, char *buf, size_t cap, size_t *len);
+
 /* Arrays. Count of elements, and the element type (MMI_GGUF_ARRAY for nested arrays). */
 mm_status mmi_gguf_get_array_info(const mmi_gguf *g, const char *key, mmi_gguf_type *elem_type,
                                   uint64_t *count);

@@ -159,6 +159,11 @@ static mm_status parse_string(json_parser *ps)
             n += k;
             continue;
         }
+        if (c < 0x80) { /* plain ASCII, most of any text: no decoding needed */
+            dst[n++] = (char)c;
+            ps->pos++;
+            continue;
+        }
         uint32_t cp;
         int k = mmi_utf8_decode(ps->text + ps->pos, ps->len - ps->pos, &cp);
         if (k <= 0)

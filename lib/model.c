@@ -1,7 +1,6 @@
 /* Opening the model files and handing each to the towers it holds, by its metadata. */
 #include "model.h"
 
-#include <stdio.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -198,64 +197,4 @@ void mmi_model_weight_bytes(const mm_model *m, uint64_t *in_files, uint64_t *con
     *converted = (m->vision ? m->vision->weights.owned_bytes : 0) +
                  (m->clip_text ? m->clip_text->weights.owned_bytes : 0) +
                  (m->decoder ? m->decoder->store.owned_bytes : 0);
-}
-
-/* Append to buf[0..cap) at *len (the full length grows even past cap, as snprintf counts). */
-#define META_APPEND(...)                                                                       \
-    do {                                                                                       \
-        int n_ = snprintf(buf && *len < cap ? buf + *len : NULL,                               \
-                          buf && *len < cap ? cap - *len : 0, __VA_ARGS__);                    \
-        *len += n_ > 0 ? (size_t)n_ : 0;                                                       \
-    } while (0)
-
-void mmi_model_meta_text(const mm_model *m, size_t index, char *buf, size_t cap, size_t *len)
-{
-    const mmi_gguf *g = mmi_model_meta_file(m, &index);
-    const char *key = mmi_gguf_key(g, index), *str;
-    mmi_gguf_type type, elem;
-    const void *raw;
-    size_t raw_size, str_len;
-    int64_t i;
-    double f;
-    int b;
-    uint64_t count;
-    *len = 0;
-    mmi_gguf_get_raw(g, key, &type, &raw, &raw_size); /* the key exists: cannot fail */
-    if (type == MMI_GGUF_STRING && mmi_gguf_get_string(g, key, &str, &str_len) == MM_OK)
-        META_APPEND("%s", str);
-    else if (type == MMI_GGUF_BOOL && mmi_gguf_get_bool(g, key, &b) == MM_OK)
-        META_APPEND("%s", b ? "true" : "false");
-    else if ((type == MMI_GGUF_FLOAT32 || type == MMI_GGUF_FLOAT64) &&
-             mmi_gguf_get_float(g, key, &f) == MM_OK)
-        META_APPEND("%.9g", f);
-    else if (type == MMI_GGUF_UINT64) { /* may exceed INT64_MAX */
-        uint64_t u;
-        memcpy(&u, raw, sizeof u);
-        META_APPEND("%llu", (unsigned long long)u);
-    } else if (type != MMI_GGUF_ARRAY && mmi_gguf_get_int(g, key, &i) == MM_OK)
-        META_APPEND("%lld", (long long)i);
-    else if (mmi_gguf_get_array_info(g, key, &elem, &count) == MM_OK) {
-        /* Short numeric arrays in full; others by their size. */
-        int numeric = elem != MMI_GGUF_STRING && elem != MMI_GGUF_ARRAY;
-        if (numeric && count <= 16) {
-            int floats = elem == MMI_GGUF_FLOAT32 || elem == MMI_GGUF_FLOAT64;
-            float fv[16];
-            int64_t iv[16];
-            if (floats ? mmi_gguf_get_float_array(g, key, fv, count)
-                       : mmi_gguf_get_int_array(g, key, iv, count))
-                numeric = 0;
-            for (uint64_t k = 0; numeric && k < count; k++) {
-                if (floats)
-                    META_APPEND("%s%.9g", k ? ", " : "[", (double)fv[k]);
-                else
-                    META_APPEND("%s%lld", k ? ", " : "[", (long long)iv[k]);
-            }
-            if (numeric)
-                META_APPEND("%s]", count ? "" : "[");
-        }
-        if (!numeric || count > 16)
-            META_APPEND("[%llu %s]", (unsigned long long)count,
-                        elem == MMI_GGUF_STRING ? "strings"
-                        : elem == MMI_GGUF_ARRAY ? "arrays" : "numbers");
-    }
 }

@@ -29,9 +29,6 @@ void mmi_model_retain(mm_model *m);
 /* Metadata and tensors of both files, the main file's first (see mm_model_meta_count). */
 size_t mmi_model_meta_count(const mm_model *m);
 const mmi_gguf *mmi_model_meta_file(const mm_model *m, size_t *index); /* index: in the file */
-/* Value `index` as text into buf[0..cap) (NUL-terminated when cap > 0, cut short when it does
- * not fit); *len: its whole length. */
-void mmi_model_meta_text(const mm_model *m, size_t index, char *buf, size_t cap, size_t *len);
 size_t mmi_model_tensor_count(const mm_model *m);
 const mmi_tensor *mmi_model_tensor(const mm_model *m, size_t index);
 /* Bytes of the tensors' data in the files and of the copies converted at load. */

@@ -163,9 +163,8 @@ static void rows_dot4(const mmi_matrix *w, size_t r, const float *x, float out[4
 
 mmi_matrix mmi_matrix_rows(const mmi_matrix *w, int first, int n_out)
 {
-    size_t value = w->type == MMI_TENSOR_F16 || w->type == MMI_TENSOR_BF16 ? 2 : sizeof(float);
     mmi_matrix view = *w;
-    view.data = (const char *)w->data + (size_t)first * w->n_in * value;
+    view.data = row_data(w, (size_t)first);
     view.n_out = n_out;
     return view;
 }

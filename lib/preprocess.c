@@ -563,6 +563,81 @@ mm_status mmi_preprocess_token_count(const mmi_preprocess_config *cfg, int width
     return MM_OK;
 }
 
+/* ---- dynamic resolution (Qwen2-VL) ---- */
+
+mm_status mmi_smart_resize(int width, int height, int factor, int64_t min_pixels,
+                           int64_t max_pixels, int *out_width, int *out_height)
+{
+    if (factor < 1 || width < factor || height < factor)
+        return mmi_fail(MM_ERR_ARG, "image of %dx%d pixels is smaller than %d on a side", width,
+                        height, factor);
+    int longer = width > height ? width : height, shorter = width > height ? height : width;
+    if (longer > 200 * (int64_t)shorter)
+        return mmi_fail(MM_ERR_ARG, "image of %dx%d pixels: aspect ratio over 200", width,
+                        height);
+    /* nearbyint rounds half to even in the default rounding mode, as Python's round. */
+    double h = height, w = width, f = factor;
+    double hb = nearbyint(h / f) * f, wb = nearbyint(w / f) * f;
+    if (hb * wb > (double)max_pixels) {
+        double beta = sqrt(h * w / (double)max_pixels);
+        hb = floor(h / beta / f) * f;
+        wb = floor(w / beta / f) * f;
+    } else if (hb * wb < (double)min_pixels) {
+        double beta = sqrt((double)min_pixels / (h * w));
+        hb = ceil(h * beta / f) * f;
+        wb = ceil(w * beta / f) * f;
+    }
+    if (hb < f || wb < f || hb > INT32_MAX || wb > INT32_MAX)
+        return mmi_fail(MM_ERR_ARG, "image of %dx%d pixels cannot be resized within [%lld, %lld] "
+                        "pixels", width, height, (long long)min_pixels, (long long)max_pixels);
+    *out_width = (int)wb;
+    *out_height = (int)hb;
+    return MM_OK;
+}
+
+mm_status mmi_preprocess_patch_rows(const mmi_preprocess_config *cfg, const mmi_patch_grid *pg,
+                                    const mm_image *image, float **rows, int grid[3])
+{
+    *rows = NULL;
+    int P = pg->patch, M = pg->merge, T = pg->temporal, W, H;
+    if (P < 1 || M < 1 || T < 1 || (int64_t)P * M > 1 << 16)
+        return mmi_fail(MM_ERR_ARG, "patch grid %d x %d (x %d frames) is not usable", P, M, T);
+    MMI_TRY(mmi_smart_resize(image->width, image->height, P * M, pg->min_pixels,
+                             pg->max_pixels, &W, &H));
+    mm_image *sized;
+    MMI_TRY(mmi_resize(image, W, H, cfg->resample, &sized));
+    size_t plane = (size_t)W * H, row = (size_t)3 * T * P * P;
+    float *chw = mmi_array(3 * plane, sizeof(float));
+    float *out = mmi_array(plane / ((size_t)P * P), row * sizeof(float));
+    if (!chw || !out) {
+        mmi_image_free(sized);
+        mmi_free(chw);
+        mmi_free(out);
+        return mmi_fail(MM_ERR_NOMEM, "out of memory for the patches of a %dx%d image", W, H);
+    }
+    mmi_normalize(cfg, sized, chw);
+    mmi_image_free(sized);
+    int gh = H / P, gw = W / P;
+    float *r = out;
+    for (int bh = 0; bh < gh / M; bh++)
+        for (int bw = 0; bw < gw / M; bw++)
+            for (int mh = 0; mh < M; mh++)
+                for (int mw = 0; mw < M; mw++) {
+                    int y0 = (bh * M + mh) * P, x0 = (bw * M + mw) * P;
+                    for (int c = 0; c < 3; c++)
+                        for (int t = 0; t < T; t++) /* every frame is the image */
+                            for (int y = 0; y < P; y++, r += P)
+                                memcpy(r, chw + c * plane + (size_t)(y0 + y) * W + x0,
+                                       (size_t)P * sizeof(float));
+                }
+    mmi_free(chw);
+    grid[0] = 1;
+    grid[1] = gh;
+    grid[2] = gw;
+    *rows = out;
+    return MM_OK;
+}
+
 void mmi_unpad_window(int width, int height, int rows, int cols, int *top, int *left,
                       int *kept_rows, int *kept_cols)
 {

@@ -98,6 +98,27 @@ mm_status mmi_preprocess_token_count(const mmi_preprocess_config *cfg, int width
                                      mmi_detail detail, int patches_per_side, int extra_per_view,
                                      int64_t *out);
 
+/* Qwen2VLImageProcessor (dynamic resolution, no crop): how an image is cut into patch rows. */
+typedef struct {
+    int patch;       /* patch side in pixels */
+    int merge;       /* merge window side in patches: sides become multiples of patch * merge */
+    int temporal;    /* frames per patch: an image is its frame repeated this many times */
+    int64_t min_pixels, max_pixels;
+} mmi_patch_grid;
+
+/* HF's smart_resize: each side rounded (half to even) to a multiple of factor; if the area
+ * then exceeds max_pixels both sides shrink by sqrt(area / max_pixels) rounding down, if below
+ * min_pixels grow by sqrt(min_pixels / area) rounding up. MM_ERR_ARG when a side is shorter
+ * than factor or the aspect ratio exceeds 200. */
+mm_status mmi_smart_resize(int width, int height, int factor, int64_t min_pixels,
+                           int64_t max_pixels, int *out_width, int *out_height);
+/* The image resized (smart_resize with factor patch * merge, cfg's filter), rescaled and
+ * normalized, then cut into rows[gh * gw][3 * temporal * patch * patch] (channel, frame, y,
+ * x within a row), rows in merge-window order: windows row by row, patches row by row inside
+ * each, as HF's pixel_values. grid = (1, gh, gw) in patches; *rows is allocated (mmi_free). */
+mm_status mmi_preprocess_patch_rows(const mmi_preprocess_config *cfg, const mmi_patch_grid *pg,
+                                    const mm_image *image, float **rows, int grid[3]);
+
 /* LlavaNextForConditionalGeneration's unpad_image on a rows x cols grid of tile features for
  * a width x height image: the window [top, top + kept_rows) x [left, left + kept_cols) that
  * holds the image rather than the padding. */

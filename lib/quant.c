@@ -891,11 +891,13 @@ static const mmi_type_traits types[MMI_TENSOR_COUNT] = {
     TYPE(MMI_TENSOR_Q8_K, "Q8_K", 256, 292, 0, q8_k_to_f32, q8_k_from_f32, MMI_TENSOR_Q8_K, -1, -1),
     TYPE(MMI_TENSOR_IQ4_NL, "IQ4_NL", 32, 18, 1, iq4_nl_to_f32, NULL, MMI_TENSOR_Q8_0, 0, -1),
     TYPE(MMI_TENSOR_IQ4_XS, "IQ4_XS", 256, 136, 1, iq4_xs_to_f32, NULL, MMI_TENSOR_Q8_K, 0, -1),
-    /* Types ggml defines that libmm does not read, named for messages. */
-    [16] = {"IQ2_XXS"}, [17] = {"IQ2_XS"}, [18] = {"IQ3_XXS"}, [19] = {"IQ1_S"},
-    [21] = {"IQ3_S"}, [22] = {"IQ2_S"}, [24] = {"I8"}, [25] = {"I16"}, [26] = {"I32"},
-    [27] = {"I64"}, [28] = {"F64"}, [29] = {"IQ1_M"}, [34] = {"TQ1_0"}, [35] = {"TQ2_0"},
-    [39] = {"MXFP4"},
+    /* Types ggml defines that libmm does not read, named for messages (designated, so that
+     * clang sees no missing initializer). */
+    [16] = {.name = "IQ2_XXS"}, [17] = {.name = "IQ2_XS"}, [18] = {.name = "IQ3_XXS"},
+    [19] = {.name = "IQ1_S"}, [21] = {.name = "IQ3_S"}, [22] = {.name = "IQ2_S"},
+    [24] = {.name = "I8"}, [25] = {.name = "I16"}, [26] = {.name = "I32"}, [27] = {.name = "I64"},
+    [28] = {.name = "F64"}, [29] = {.name = "IQ1_M"}, [34] = {.name = "TQ1_0"},
+    [35] = {.name = "TQ2_0"}, [39] = {.name = "MXFP4"},
 };
 
 const mmi_type_traits *mmi_type(uint32_t type)

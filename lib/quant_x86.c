@@ -14,6 +14,7 @@
 #include <immintrin.h>
 
 #include "quant_block.h"
+#include "vec.h"
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 #define VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
@@ -193,9 +194,7 @@ AVX2 static float dot_q6_k_avx2(const void *w, const void *xq, size_t n)
 
 void mmi_quant_kernels_x86(mmi_kernels *k)
 {
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") ||
-        !__builtin_cpu_supports("f16c"))
+    if (!mmi_cpu_has_avx2())
         return;
     k->dot[MMI_TENSOR_Q8_0] = dot_q8_0_avx2;
     k->dot[MMI_TENSOR_Q4_0] = dot_q4_0_avx2;

@@ -6,7 +6,7 @@
 #include <math.h>
 #include <stdatomic.h>
 
-#include "gguf.h"
+#include "half.h"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #  define HAVE_AVX2_VARIANTS 1
@@ -283,6 +283,15 @@ AVX2 static size_t axpy_avx2(float *y, float a, const float *x, size_t n)
 #endif /* HAVE_AVX2_VARIANTS */
 
 /* ---- dispatch ---- */
+
+int mmi_cpu_has_avx2(void)
+{
+#ifdef HAVE_AVX2_VARIANTS
+    return have_avx2();
+#else
+    return 0;
+#endif
+}
 
 int mmi_vec_allow_simd(int allow)
 {

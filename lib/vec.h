@@ -35,6 +35,9 @@ void mmi_vec_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
 /* y[i] += a * x[i] */
 void mmi_vec_axpy(float *y, float a, const float *x, size_t n);
 
+/* Whether the processor has AVX2, FMA and F16C, what the x86 kernels need (0 elsewhere). */
+int mmi_cpu_has_avx2(void);
+
 /* Test hook: allow = 0 sends every function down the portable path, 1 (the default) lets them
  * use the processor's extensions. Returns 1 when there are AVX2 variants to use here. */
 int mmi_vec_allow_simd(int allow);

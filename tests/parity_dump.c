@@ -510,10 +510,12 @@ static void dump_siglip_vision(dump *d)
     free(px);
 }
 
-/* HF's hidden_states [L+1][1][T][E] of a text prompt: the residual stream after 0 .. L-1
- * blocks (a copy of the decoder cut to that many blocks leaves it in the state's x), then the
- * final RMSNorm of the last block's output. */
-static void put_decoder_hidden_states(dump *d, const int32_t *ids, int T)
+/* HF's hidden_states [L+1][1][T][E] of a prompt (token ids, or rows embd[T][E]; at positions
+ * pos[T][n_pos_dims], NULL for 0 .. T-1): the residual stream after 0 .. L-1 blocks (a copy of
+ * the decoder cut to that many blocks leaves it in the state's x), then the final RMSNorm of
+ * the last block's output. */
+static void put_decoder_hidden_states(dump *d, const char *name, const int32_t *ids,
+                                      const float *embd, const int32_t *pos, int T)
 {
     const mmi_decoder *dec = d->model->decoder;
     int L = dec->config.n_layer, E = dec->config.n_embd;
@@ -523,7 +525,7 @@ static void put_decoder_hidden_states(dump *d, const int32_t *ids, int T)
         cut.config.n_layer = k;
         mmi_decoder_state s;
         check(mmi_decoder_state_init(&s, &cut, T, T), "decoder state");
-        check(mmi_decoder_eval(&cut, &s, ids, NULL, T, NULL, NULL), "hidden states");
+        check(mmi_decoder_eval_at(&cut, &s, ids, embd, pos, T, NULL, NULL), "hidden states");
         float *h = all + (size_t)k * T * E;
         if (k < L)
             memcpy(h, s.x, (size_t)T * E * sizeof(float));
@@ -531,7 +533,7 @@ static void put_decoder_hidden_states(dump *d, const int32_t *ids, int T)
             mmi_rmsnorm(h, s.x, T, E, dec->weights.output_norm, dec->config.norm_eps);
         mmi_decoder_state_free(&s);
     }
-    put_f32(d, "hidden_states", all, 4, (int64_t)(L + 1), (int64_t)1, (int64_t)T, (int64_t)E);
+    put_f32(d, name, all, 4, (int64_t)(L + 1), (int64_t)1, (int64_t)T, (int64_t)E);
     free(all);
 }
 
@@ -544,7 +546,7 @@ static void dump_llama(dump *d)
     int32_t *ids = input_ids(d, "input_ids", shape);
     if (shape[0] != 1)
         die("input_ids has a batch of %lld", (long long)shape[0]);
-    put_decoder_hidden_states(d, ids, (int)shape[1]);
+    put_decoder_hidden_states(d, "hidden_states", ids, NULL, NULL, (int)shape[1]);
     put_language_model(d, ids, (int)shape[1], -1, NULL, 0);
     free(ids);
 }
@@ -916,7 +918,7 @@ static void dump_qwen2_vl(dump *d)
           "qwen2vl.image_token_id");
     int64_t shape[ST_MAX_DIMS], img_shape[ST_MAX_DIMS];
     int32_t *ids = input_ids(d, "input_ids", shape);
-    int T = (int)shape[1], E = dec->config.n_embd, V = dec->config.n_vocab, L = dec->config.n_layer;
+    int T = (int)shape[1], E = dec->config.n_embd, V = dec->config.n_vocab;
     float *image = input_f32(d, "image_embeds", 2, img_shape);
     if (img_shape[1] != E)
         die("image_embeds rows are %lld wide, the model %d", (long long)img_shape[1], E);
@@ -975,22 +977,7 @@ static void dump_qwen2_vl(dump *d)
         die("%lld image_embeds rows but %lld image tokens", (long long)img_shape[0],
             (long long)used);
 
-    float *hidden = xmalloc((size_t)(L + 1) * T * E * sizeof(float));
-    for (int k = 0; k <= L; k++) {
-        mmi_decoder cut = *dec;
-        cut.config.n_layer = k;
-        mmi_decoder_state s;
-        check(mmi_decoder_state_init(&s, &cut, T, T), "decoder state");
-        check(mmi_decoder_eval_at(&cut, &s, NULL, rows, pos, T, NULL, NULL), "hidden states");
-        float *h = hidden + (size_t)k * T * E;
-        if (k < L)
-            memcpy(h, s.x, (size_t)T * E * sizeof(float));
-        else
-            mmi_rmsnorm(h, s.x, T, E, dec->weights.output_norm, dec->config.norm_eps);
-        mmi_decoder_state_free(&s);
-    }
-    put_f32(d, "text_hidden_states", hidden, 4, (int64_t)(L + 1), (int64_t)1, (int64_t)T,
-            (int64_t)E);
+    put_decoder_hidden_states(d, "text_hidden_states", NULL, rows, pos, T);
 
     const st_tensor *gen = st_find(&d->io, "generated");
     if (!gen || gen->ndim != 2)
@@ -1018,7 +1005,6 @@ static void dump_qwen2_vl(dump *d)
     free(tokens);
     free(steps);
     free(logits);
-    free(hidden);
     free(rows);
     free(pos);
     free(image);

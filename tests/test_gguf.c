@@ -406,9 +406,10 @@ static void check_tensors(const mmi_gguf *g)
     ck_assert(memcmp(part, expected, sizeof part) == 0);
 }
 
-START_TEST(round_trip_memory)
+
+/* The file a writer makes, opened from memory (the writer is freed). */
+static mmi_gguf *open_written(mmi_gguf_writer *w)
 {
-    mmi_gguf_writer *w = make_writer();
     void *data;
     size_t size;
     ck_assert_ok(mmi_gguf_writer_write_memory(w, &data, &size));
@@ -416,6 +417,59 @@ START_TEST(round_trip_memory)
     mmi_gguf *g;
     ck_assert_ok(mmi_gguf_open_memory(data, size, &g));
     mmi_free(data);
+    return g;
+}
+
+/* Values as text (mm_model_meta_value, mm-info), written out by hand for each kind. */
+START_TEST(values_as_text)
+{
+    mmi_gguf_writer *w;
+    ck_assert_ok(mmi_gguf_writer_create(&w));
+    static const int32_t small[3] = {7, -2, 0};
+    static const float floats[2] = {0.5f, 1e-5f};
+    static const uint8_t bools[2] = {1, 0};
+    static const char *const words[2] = {"a", "b"};
+    int32_t many[17] = {0};
+    ck_assert_ok(mmi_gguf_writer_add_string(w, "s", "text here"));
+    static const uint8_t all_ones[8] = {255, 255, 255, 255, 255, 255, 255, 255};
+    ck_assert_ok(mmi_gguf_writer_add_raw(w, "u64", MMI_GGUF_UINT64, all_ones, 8)); /* 2^64-1 */
+    ck_assert_ok(mmi_gguf_writer_add_int(w, "i8", MMI_GGUF_INT8, -5));
+    ck_assert_ok(mmi_gguf_writer_add_float(w, "f32", MMI_GGUF_FLOAT32, 0.1));
+    ck_assert_ok(mmi_gguf_writer_add_bool(w, "b", 1));
+    ck_assert_ok(mmi_gguf_writer_add_array(w, "ints", MMI_GGUF_INT32, small, 3));
+    ck_assert_ok(mmi_gguf_writer_add_array(w, "floats", MMI_GGUF_FLOAT32, floats, 2));
+    ck_assert_ok(mmi_gguf_writer_add_array(w, "bools", MMI_GGUF_BOOL, bools, 2));
+    ck_assert_ok(mmi_gguf_writer_add_array(w, "many", MMI_GGUF_INT32, many, 17));
+    ck_assert_ok(mmi_gguf_writer_add_array(w, "none", MMI_GGUF_INT32, many, 0));
+    ck_assert_ok(mmi_gguf_writer_add_string_array(w, "words", words, 2));
+    mmi_gguf *g = open_written(w);
+    static const char *const expected[] = {
+        "text here", "18446744073709551615", "-5",
+        "0.100000001",            /* f32(0.1) to 9 digits */
+        "true", "[7, -2, 0]",
+        "[0.5, 9.99999975e-06]", /* f32(1e-5) */
+        "[2 bools]", "[17 numbers]", "[]", "[2 strings]",
+    };
+    ck_assert_uint_eq(mmi_gguf_n_kv(g), 11);
+    for (uint64_t i = 0; i < 11; i++) {
+        char buf[64];
+        size_t len;
+        mmi_gguf_value_text(g, i, buf, sizeof buf, &len);
+        ck_assert_msg(strcmp(buf, expected[i]) == 0, "%s: \"%s\"", mmi_gguf_key(g, i), buf);
+        ck_assert_uint_eq(len, strlen(expected[i]));
+        /* Cut short: NUL-terminated, the whole length still reported. */
+        mmi_gguf_value_text(g, i, buf, 3, &len);
+        ck_assert_uint_eq(strlen(buf), len < 3 ? len : 2);
+        ck_assert_uint_eq(len, strlen(expected[i]));
+    }
+    mmi_gguf_close(g);
+}
+END_TEST
+
+START_TEST(round_trip_memory)
+{
+    mmi_gguf_writer *w = make_writer();
+    mmi_gguf *g = open_written(w);
     ck_assert_str_eq(mmi_gguf_path(g), "<memory>");
     check_metadata(g);
     check_tensors(g);
@@ -1138,6 +1192,7 @@ static Suite *gguf_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("round_trip");
     tcase_add_test(tc, round_trip_memory);
+    tcase_add_test(tc, values_as_text);
     tcase_add_test(tc, round_trip_file_mmap_and_read);
     tcase_add_test(tc, reads_llama_cpp_vocab_files);
     tcase_add_test(tc, open_reports_io_errors);

@@ -595,6 +595,63 @@ START_TEST(clip_processor_matches_hf_vectors)
 }
 END_TEST
 
+/* Qwen2VLImageProcessor: smart_resize by hand (round half to even, then the area bounds), and
+ * the shared case's pixel_values [patches][3 * 2 * 6 * 6] and image_grid_thw from its
+ * image.png with its preprocessor_config.json settings (patch 6, merge 2, 2 frames, 576 ..
+ * 2304 pixels, CLIP mean/std, bicubic). */
+START_TEST(patch_rows_match_qwen2_vl)
+{
+    int w, h;
+    ck_assert_ok(mmi_smart_resize(75, 50, 12, 576, 2304, &w, &h)); /* 72x48 too big: shrink */
+    ck_assert_int_eq(w, 48);
+    ck_assert_int_eq(h, 36);
+    ck_assert_ok(mmi_smart_resize(30, 18, 12, 1, 1 << 20, &w, &h)); /* 2.5, 1.5: to even */
+    ck_assert_int_eq(w, 24);
+    ck_assert_int_eq(h, 24);
+    ck_assert_ok(mmi_smart_resize(13, 13, 12, 2000, 1 << 20, &w, &h)); /* 144 < 2000: grow */
+    ck_assert_int_eq(w, 48);
+    ck_assert_int_eq(h, 48);
+    ck_assert_status(mmi_smart_resize(11, 40, 12, 1, 1 << 20, &w, &h), MM_ERR_ARG);
+    ck_assert_status(mmi_smart_resize(12, 2500, 12, 1, 1 << 30, &w, &h), MM_ERR_ARG);
+
+    st_file io;
+    ck_assert_msg(st_load(&io, test_vectors_path("hf/qwen2_vl/io.safetensors")) == 0, "%s",
+                  io.error);
+    mm_image *image = load_image(test_vectors_path("hf/qwen2_vl/image.png"));
+    mmi_preprocess_config cfg;
+    mmi_preprocess_config_init(&cfg, 224); /* OpenAI CLIP mean/std, bicubic */
+    const mmi_patch_grid pg = {6, 2, 2, 576, 2304};
+    float *rows;
+    int grid[3];
+    ck_assert_ok(mmi_preprocess_patch_rows(&cfg, &pg, image, &rows, grid));
+    int64_t shape[ST_MAX_DIMS];
+    int ndim;
+    size_t n;
+    float *ref = st_read_f32(&io, "pixel_values", shape, &ndim, &n);
+    ck_assert_ptr_nonnull(ref);
+    ck_assert_int_eq(shape[0], (int64_t)grid[1] * grid[2]);
+    ck_assert_int_eq(shape[1], 3 * 2 * 6 * 6);
+    float worst = 0;
+    for (size_t i = 0; i < n; i++)
+        worst = fmaxf(worst, fabsf(rows[i] - ref[i]));
+    ck_assert_float_le(worst, 1e-5f); /* HF normalizes in float too: rounding only */
+    int32_t thw[3];
+    unsigned char *raw = st_read_raw(&io, "image_grid_thw", &(st_dtype){0}, shape, &ndim, &n);
+    ck_assert_ptr_nonnull(raw);
+    for (int k = 0; k < 3; k++) {
+        int64_t v;
+        memcpy(&v, raw + 8 * k, 8);
+        thw[k] = (int32_t)v;
+        ck_assert_int_eq(grid[k], thw[k]);
+    }
+    free(raw);
+    free(ref);
+    mmi_free(rows);
+    mmi_image_free(image);
+    st_free(&io);
+}
+END_TEST
+
 START_TEST(resize_modes_match_hf_rules)
 {
     load_refs();
@@ -898,6 +955,7 @@ int main(void)
     tcase_add_test(pre, resize_matches_pil);
     tcase_add_test(pre, clip_processor_matches_hf_vectors);
     tcase_add_test(pre, resize_modes_match_hf_rules);
+    tcase_add_test(pre, patch_rows_match_qwen2_vl);
     tcase_add_test(pre, anyres_tiles_match_llava_next);
     tcase_add_test(pre, token_counts_match_llava_next);
     tcase_add_test(pre, config_is_read_from_the_vision_file);

@@ -620,7 +620,18 @@ static mm_image *test_image(void)
 
 /* A LLaVA-1.6-style model: every detail level costs what mm_image_token_count says, in
  * mm_image_encode's rows and in the session's positions, and the context check uses it. */
-START_TEST(detail_levels_cost_what_the_count_says)
+/* Two sessions at the same position with bit-identical logits. */
+static void assert_same_state(const mm_session *s, const mm_session *ref)
+{
+    ck_assert_int_eq(mm_session_n_past(s), mm_session_n_past(ref));
+    const float *a, *b;
+    size_t n_vocab;
+    ck_assert_ok(mm_session_logits(s, &a, &n_vocab));
+    ck_assert_ok(mm_session_logits(ref, &b, &n_vocab));
+    ck_assert_mem_eq(a, b, n_vocab * sizeof *a);
+}
+
+static mm_model *tiled_model(void)
 {
     tiny_llama c = tiny_llama_default;
     c.vocab_path = test_vectors_path("tokenizer/ggml-vocab-llama-spm.gguf");
@@ -635,6 +646,12 @@ START_TEST(detail_levels_cost_what_the_count_says)
     ck_assert_ok(mm_model_load(text_path, vision_path, NULL, &m));
     unlink(text_path);
     unlink(vision_path);
+    return m;
+}
+
+START_TEST(detail_levels_cost_what_the_count_says)
+{
+    mm_model *m = tiled_model();
     /* 20x30 (WxH): the (2S, 2S) pinpoint keeps the most pixels (600 against 384 and 160), so
      * 2x2 tiles plus the overview */
     mm_image *img = test_image();
@@ -663,13 +680,8 @@ START_TEST(detail_levels_cost_what_the_count_says)
         ck_assert_ok(mm_session_add_message_images(s, "user", "Hi", 2, images, 1));
         const mm_embeddings *embds[1] = {e};
         ck_assert_ok(mm_session_add_message_embeddings(ref, "user", "Hi", 2, embds, 1));
-        ck_assert_int_eq(mm_session_n_past(s), mm_session_n_past(ref));
+        assert_same_state(s, ref);
         n_past[i] = mm_session_n_past(s);
-        const float *a, *b;
-        size_t n_vocab;
-        ck_assert_ok(mm_session_logits(s, &a, &n_vocab));
-        ck_assert_ok(mm_session_logits(ref, &b, &n_vocab));
-        ck_assert_mem_eq(a, b, n_vocab * sizeof *a);
         mm_session_free(ref);
         mm_session_free(s);
         /* A context of exactly the image's positions has no room for the rest. */
@@ -690,6 +702,71 @@ START_TEST(detail_levels_cost_what_the_count_says)
     ck_assert_int_eq(mm_session_n_past(s), n_past[0]);
     ck_assert_int_lt(n_past[0], n_past[2]);
     mm_session_free(s);
+    mm_image_free(img);
+    mm_model_free(m);
+}
+END_TEST
+
+static char *base64(const unsigned char *p, size_t n)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = malloc(4 * ((n + 2) / 3) + 1);
+    ck_assert_ptr_nonnull(out);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
+        out[o++] = abc[v >> 18 & 63];
+        out[o++] = abc[v >> 12 & 63];
+        out[o++] = i + 1 < n ? abc[v >> 6 & 63] : '=';
+        out[o++] = i + 2 < n ? abc[v & 63] : '=';
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* A chat JSON image part's "detail" is that image's detail level, whatever the session's. */
+START_TEST(chat_json_detail_applies_to_its_image)
+{
+    mm_model *m = tiled_model();
+    const char *path = test_vectors_path("hf/llava_next/image.png");
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    static unsigned char png[1 << 16];
+    size_t n = fread(png, 1, sizeof png, f);
+    fclose(f);
+    ck_assert_uint_gt(n, 0);
+    ck_assert_uint_lt(n, sizeof png);
+    char *b64 = base64(png, n);
+    mm_image *img;
+    ck_assert_ok(mm_image_load_memory(png, n, NULL, &img));
+    const mm_image *images[1] = {img};
+    static const char *const details[] = {"low", "high"};
+    for (int i = 0; i < 2; i++) {
+        size_t len = strlen(b64) + 256;
+        char *json = malloc(len);
+        ck_assert_ptr_nonnull(json);
+        snprintf(json, len, "[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\","
+                 "\"image_url\":{\"url\":\"data:image/png;base64,%s\",\"detail\":\"%s\"}},"
+                 "{\"type\":\"text\",\"text\":\"Hi\"}]}]", b64, details[i]);
+        mm_options *o;
+        ck_assert_ok(mm_options_create(&o));
+        ck_assert_ok(mm_options_set_string(o, MM_OPT_IMAGE_DETAIL, details[i]));
+        mm_session *ref;
+        ck_assert_ok(mm_session_create(m, o, &ref));
+        ck_assert_ok(mm_session_add_message_images(ref, "user", "Hi", 2, images, 1));
+        /* the other level for the session: the part's own wins */
+        ck_assert_ok(mm_options_set_string(o, MM_OPT_IMAGE_DETAIL, details[1 - i]));
+        mm_session *s;
+        ck_assert_ok(mm_session_create(m, o, &s));
+        ck_assert_ok(mm_session_add_messages_json(s, json, strlen(json), NULL));
+        assert_same_state(s, ref);
+        mm_session_free(s);
+        mm_session_free(ref);
+        mm_options_free(o);
+        free(json);
+    }
+    free(b64);
     mm_image_free(img);
     mm_model_free(m);
 }
@@ -1214,6 +1291,7 @@ int main(void)
     tcase_add_test(tc, images_go_at_their_markers);
     tcase_add_test(tc, pictures_are_encoded_in_the_message);
     tcase_add_test(tc, detail_levels_cost_what_the_count_says);
+    tcase_add_test(tc, chat_json_detail_applies_to_its_image);
     tcase_add_test(tc, picture_overflow_and_cancel_before_and_during_encoding);
     tcase_add_test(tc, stop_strings_cut_the_text);
     tcase_add_test(tc, end_of_generation_token_ends_and_closes_the_answer);

@@ -458,6 +458,11 @@ START_TEST(bpe_loader_refuses_what_it_cannot_do)
     make_bpe(&v, "gpt-2");
     v.types[3] = 9; /* no such token type */
     ck_assert_int_eq(load_status(&v.spec), MM_ERR_FORMAT);
+    make_bpe(&v, "gpt-2"); /* a special id one past the last entry */
+    v.spec.bos_plus_one = (int32_t)v.spec.n + 1;
+    ck_assert_int_eq(load_status(&v.spec), MM_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(mm_last_error(), "bos_token_id"));
+    ck_assert_ptr_nonnull(strstr(mm_last_error(), "outside the vocabulary"));
 
     spm_vocab s;
     make_spm(&s, -1.0f, -1.0f);

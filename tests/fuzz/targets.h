@@ -91,6 +91,18 @@ static void fuzz_gguf_walk(const mmi_gguf *g)
         size_t size;
         FUZZ_CHECK(mmi_gguf_get_raw(g, key, &type, &raw, &size) == MM_OK, "raw %s", key);
         fuzz_touch(raw, size);
+        /* As text (mm-info): the length is the same cut short or not. */
+        char small[8], *whole;
+        size_t len_small, len;
+        mmi_gguf_value_text(g, i, small, sizeof small, &len_small);
+        mmi_gguf_value_text(g, i, NULL, 0, &len);
+        FUZZ_CHECK(len == len_small && strlen(small) == (len < 8 ? len : 7), "text of %s", key);
+        if ((whole = mmi_malloc(len + 1)) != NULL) {
+            mmi_gguf_value_text(g, i, whole, len + 1, &len_small);
+            FUZZ_CHECK(strlen(whole) <= len, "text of %s: %zu bytes, said %zu", key,
+                       strlen(whole), len);
+            mmi_free(whole);
+        }
         if (type == MMI_GGUF_STRING) {
             const char *s;
             size_t len;
