@@ -540,24 +540,18 @@ static void run_vision(workload *w, const mm_options *opts, stage *full, stage *
     full->seconds[r] = t3 - t2;
 }
 
-/* The video through the vision tower (frames preprocessed, one batch, pooled, projected), then
- * its frames' preprocessing alone. */
-static void run_video(workload *w, const mm_options *opts, stage *encode, int r)
+/* mm_media_encode of one item, its GEMMs tallied (the warm-up run, r < 0, keeps the tally). */
+static void run_media(const workload *w, const mm_media *media, const mm_options *opts,
+                      stage *encode, int r)
 {
     blas_tally counted = {0};
     mm_embeddings *e;
     tally = &counted;
     double t0 = now();
-    check(mm_media_encode(w->model, w->video_media, opts, &e), "video encode");
+    check(mm_media_encode(w->model, media, opts, &e), "media encode");
     double t1 = now();
     tally = NULL;
     mm_embeddings_free(e);
-    float *chw;
-    int side;
-    double t2 = now();
-    check(mmi_video_frame_pixels(w->model->vision, w->video, &chw, &side), "frames");
-    double t3 = now();
-    mmi_free(chw);
     if (r < 0) {
         encode->blas = counted;
         return;
@@ -565,33 +559,34 @@ static void run_video(workload *w, const mm_options *opts, stage *encode, int r)
     encode->last = counted;
     encode->seconds[r] = t1 - t0;
     encode->in_blas[r] = counted.gemm_seconds;
-    w->frame_pixels[r] = t3 - t2;
+}
+
+/* The video through the vision tower (frames preprocessed, one batch, pooled, projected), then
+ * its frames' preprocessing alone. */
+static void run_video(workload *w, const mm_options *opts, stage *encode, int r)
+{
+    run_media(w, w->video_media, opts, encode, r);
+    float *chw;
+    int side;
+    double t0 = now();
+    check(mmi_video_frame_pixels(w->model->vision, w->video, &chw, &side), "frames");
+    double t1 = now();
+    mmi_free(chw);
+    if (r >= 0)
+        w->frame_pixels[r] = t1 - t0;
 }
 
 /* The clip through the audio tower (features, encoder, projector), then its features alone. */
 static void run_audio(workload *w, const mm_options *opts, stage *encode, double *features,
                       int r)
 {
-    blas_tally counted = {0};
-    mm_embeddings *e;
-    tally = &counted;
+    run_media(w, w->clip_media, opts, encode, r);
     double t0 = now();
-    check(mm_media_encode(w->model, w->clip_media, opts, &e), "audio encode");
-    double t1 = now();
-    tally = NULL;
-    mm_embeddings_free(e);
-    double t2 = now();
     mmi_log_mel(&w->mel, mm_audio_samples(w->clip), mm_audio_n_samples(w->clip), w->mel_out,
                 w->mel_scratch);
-    double t3 = now();
-    if (r < 0) {
-        encode->blas = counted;
-        return;
-    }
-    encode->last = counted;
-    encode->seconds[r] = t1 - t0;
-    encode->in_blas[r] = counted.gemm_seconds;
-    features[r] = t3 - t2;
+    double t1 = now();
+    if (r >= 0)
+        features[r] = t1 - t0;
 }
 
 /* Prefill of the prompt into a fresh conversation, then greedy tokens: the first comes from
