@@ -10,3 +10,9 @@ DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends 
     libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg \
     meson ninja-build \
     python3 python3-numpy python3-torch python3-pil
+# mm-server (libmicrohttpd), its tests (node, and npm for the openai client: .ci/run), and the
+# Python binding's Dask batch module
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends \
+    libmicrohttpd-dev python3-distributed
+command -v npm >/dev/null ||
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends nodejs npm

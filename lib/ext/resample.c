@@ -4,8 +4,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "../alloc.h"
-#include "../status.h"
+#include "alloc.h"
+#include "status.h"
 
 #ifdef MMI_HAVE_SOXR
 #include <soxr.h>

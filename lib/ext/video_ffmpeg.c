@@ -7,9 +7,9 @@
  * it and decoding forward, so a clip costs about one GOP per sampled frame rather than every
  * frame. Sizes and duration are checked from the headers before any frame is decoded. FFmpeg's
  * own log is silenced (libmm never prints). */
-#include "../video.h"
+#include "video.h"
 
-#include "../status.h"
+#include "status.h"
 
 #ifdef MMI_HAVE_FFMPEG
 
@@ -22,9 +22,9 @@
 #include <math.h>
 #include <pthread.h>
 
-#include "../alloc.h"
-#include "../image.h"
-#include "../options.h"
+#include "alloc.h"
+#include "image.h"
+#include "options.h"
 
 /* Frames a stream may declare, whatever its duration says. */
 #define MAX_STREAM_FRAMES (1 << 22)
