@@ -72,6 +72,8 @@ CXX_EXAMPLES := $(patsubst %.cpp,%,$(wildcard examples/cpp/mm-*.cpp))
 MHD_LIBS  := $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
 ifneq ($(MHD_LIBS),)
 SERVER    := server/mm-server
+# The server's test drives it with the official openai npm client, pinned in its lock file.
+SERVER_TEST_DEPS := tests/server/node_modules/openai/package.json
 endif
 # Check suites: each tests/test_*.c is one binary linked statically, so it can reach internals.
 SUITES    := $(patsubst %.c,%,$(wildcard tests/test_*.c))
@@ -125,8 +127,11 @@ tests/test_%: tests/test_%.c tests/testutil.h $(STATIC)
 $(TOOLS): %: %.c $(STATIC)
 	$(CC) $(TEST_CFLAGS) $< -o $@ $(STATIC) $(DEP_LIBS)
 
-test: all
+test: all $(SERVER_TEST_DEPS)
 	@tests/run_all.sh
+
+tests/server/node_modules/openai/package.json: tests/server/package-lock.json
+	npm ci --prefix tests/server --no-audit --no-fund
 
 version:
 	@echo $(VERSION) $(ABI_VERSION)

@@ -10,8 +10,8 @@ DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends 
     libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg \
     meson ninja-build \
     python3 python3-numpy python3-torch python3-pil
-# mm-server (libmicrohttpd), its tests (node, and npm for the openai client: .ci/run), and the
-# Python binding's Dask batch module
+# mm-server (libmicrohttpd), its tests (node, and npm: make test installs the openai client),
+# and the Python binding's Dask batch module
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends \
     libmicrohttpd-dev python3-distributed
 command -v npm >/dev/null ||

@@ -5,7 +5,7 @@
 # random-weight model that never stops by itself, a client leaving mid-stream, a full queue and
 # SIGTERM during a long stream. Runs where the server is built (libmicrohttpd: tests/run_all.sh, meson);
 # there it fails if anything it needs is missing: node and tests/server/node_modules
-# (`npm ci --prefix tests/server`, done by .ci/run).
+# (`npm ci --prefix tests/server`, which `make test` runs).
 cd "$(dirname "$0")/../.." || exit 1
 bin=${MM_TEST_BIN:-tests}
 server=${MM_SERVER:-server/mm-server}
