@@ -223,9 +223,9 @@ MM_API mm_status mm_model_load(const char *path, const char *mmproj_path,
  * the model may be freed before them. Accepts NULL. */
 MM_API void mm_model_free(mm_model *model);
 /* The family of the model's language model, as its file's general.architecture names it:
- * "llama" (also Mistral), "qwen2", "phi3" or "opt" (docs/model-format.md §1-2). NULL for a
- * model without language model (a CLIP file) and for NULL. The string lives as long as the
- * library. */
+ * "llama" (also Mistral), "qwen2", "phi3", "qwen2vl" (Qwen2-VL) or "opt" (docs/model-format.md
+ * §1-2). NULL for a model without language model (a CLIP file) and for NULL. The string lives
+ * as long as the library. */
 MM_API const char *mm_model_family(const mm_model *model);
 
 /* Metadata of a loaded model, read-only, for tools such as mm-info (the llama.h pattern). The
@@ -442,7 +442,8 @@ MM_API mm_status mm_image_encode_pixels(const mm_model *model, const float *plan
 /* What an image of width x height pixels will cost, without decoding or encoding anything:
  * the positions it takes in a session's context (*n_positions) and the views the vision tower
  * runs on (*n_views: 1, or the tiles plus the overview; may be NULL), at the options'
- * MM_OPT_IMAGE_DETAIL (NULL options: "auto"). Equal to what mm_image_encode and a session's
+ * MM_OPT_IMAGE_DETAIL (NULL options: "auto"; Qwen2-VL: a row per 2x2 patch window of the
+ * image's own smart_resize grid at every level). Equal to what mm_image_encode and a session's
  * mm_session_add_message_images then produce. Errors: MM_ERR_ARG (NULL model or n_positions,
  * width or height < 1, unknown detail, model without a vision encoder), MM_ERR_LIMIT. Any
  * thread. */
@@ -642,7 +643,9 @@ MM_API mm_status mm_session_add_message(mm_session *session, const char *role, c
  * image is preprocessed and encoded by the model's vision tower inside this call, after the
  * whole message is known to fit (MM_ERR_CTX_FULL before any encoding) and before anything is
  * evaluated; mm_session_cancel() stops the encoding too. Text between images is tokenized
- * piece by piece, as llama.cpp does. Errors also: MM_ERR_STATE (no vision encoder loaded). */
+ * piece by piece, as llama.cpp does. Qwen2-VL: each picture at its own resolution, between
+ * <|vision_start|> and <|vision_end|>, its rows at their M-RoPE grid positions. Errors also:
+ * MM_ERR_STATE (no vision encoder loaded). */
 MM_API mm_status mm_session_add_message_images(mm_session *session, const char *role,
                                                const char *text, size_t len,
                                                const mm_image *const *images, size_t n_images);

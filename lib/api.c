@@ -542,7 +542,7 @@ mm_status mm_image_token_count(const mm_model *model, int width, int height,
         snprintf(why, sizeof why, "%s", mm_last_error());
         return mmi_fail(st, "%s: %s", fn, why);
     }
-    *n_positions = (size_t)plan.n_pos;
+    *n_positions = plan.n_rows;
     if (n_views)
         *n_views = plan.n_views;
     return MM_OK;

@@ -26,9 +26,12 @@
 /* What a media item costs, known before it is encoded. */
 typedef struct {
     size_t n_rows; /* embedding rows it adds to the context */
-    int n_pos;     /* positions those rows take (n_rows while positions are one number) */
+    int n_pos;     /* how far the positions of the text after it move on: n_rows, or with
+                      M-RoPE max(t, h, w) of its grid (llama.cpp mtmd's n_pos) */
     int n_views;   /* views the tower runs on: 1, or the tiles plus the overview */
     int n_embd;    /* width of each row */
+    int grid[3];   /* rows laid out on a grid of (t, h, w) cells (Qwen2-VL), placed with
+                      mmi_decoder_grid_positions; all 0 for rows in a line */
 } mmi_media_plan;
 
 /* The caller's choices that shape a plan. */

@@ -20,6 +20,8 @@ struct mm_model {
     mmi_clip_text *clip_text;  /* NULL unless a CLIP file holds a text encoder */
     mmi_tokenizer *tokenizer;  /* NULL when no file holds tokenizer.ggml.* keys */
     mmi_decoder *decoder;      /* NULL for a CLIP-only model */
+    int32_t media_begin, media_end; /* tokens around every media item (Qwen2-VL's
+                                       <|vision_start|>, <|vision_end|>); -1 when none */
     atomic_int refs;
 };
 

@@ -243,7 +243,7 @@ static mm_status audio_plan(const mm_model *m, const void *source, const mmi_med
                         "give the encoder one row", a->n_samples, a->sample_rate);
     if (rows > INT_MAX)
         return mmi_fail(MM_ERR_LIMIT, "an audio clip of %zu rows", rows);
-    *out = (mmi_media_plan){rows, (int)rows, 1, t->n_out};
+    *out = (mmi_media_plan){rows, (int)rows, 1, t->n_out, {0, 0, 0}};
     return MM_OK;
 }
 

@@ -171,7 +171,7 @@ static mm_status video_plan(const mm_model *m, const void *source, const mmi_med
     if (n_rows > MMI_MAX_CTX)
         return mmi_fail(MM_ERR_LIMIT, "a clip of %zu frames makes %zu rows", clip->n_frames,
                         n_rows);
-    *out = (mmi_media_plan){n_rows, (int)n_rows, (int)clip->n_frames, n_embd};
+    *out = (mmi_media_plan){n_rows, (int)n_rows, (int)clip->n_frames, n_embd, {0, 0, 0}};
     return MM_OK;
 }
 

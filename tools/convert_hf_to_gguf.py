@@ -10,7 +10,7 @@ MODEL_DIR holds config.json and *.safetensors (one file or shards). Written file
     MistralForCausalLM             OUTDIR/model.gguf   (llama)
     Qwen2ForCausalLM               OUTDIR/model.gguf   (qwen2)
     Phi3ForCausalLM                OUTDIR/model.gguf   (phi3)
-    Qwen2VLForConditionalGeneration  OUTDIR/model.gguf (qwen2vl; the vision tower: not yet)
+    Qwen2VLForConditionalGeneration  OUTDIR/model.gguf (qwen2vl) + OUTDIR/mmproj.gguf (clip, qwen2vl_merger)
     LlavaForConditionalGeneration  OUTDIR/model.gguf   (llama) + OUTDIR/mmproj.gguf (clip, mlp)
     LlavaNextForConditionalGeneration  the same, the mmproj with image_grid_pinpoints,
                                    mm_patch_merge_type spatial_unpad and model.image_newline
@@ -876,7 +876,7 @@ def convert_decoder(folder, cfg, ck, args):
 
 def convert_qwen2_vl(folder, cfg, ck, args):
     """Qwen2VLForConditionalGeneration: the language model as `qwen2vl` (docs §1e) with its
-    M-RoPE sections and the vision token ids; the vision tower is not converted yet."""
+    M-RoPE sections and the vision token ids, and the vision tower as mmproj.gguf."""
     rs = dict(cfg.get("rope_scaling") or {})
     sections = rs.pop("mrope_section", None)
     if not isinstance(sections, list) or len(sections) != 3:
@@ -892,11 +892,77 @@ def convert_qwen2_vl(folder, cfg, ck, args):
         if key in cfg:
             out.add("qwen2vl." + key, int(cfg[key]))
     add_tokenizer(out, folder, args, ck.shape("model.embed_tokens.weight")[0])
-    warn("Qwen2-VL: the vision tower (visual.*) is not converted yet: model.gguf only")
-    for name in ck.names():
-        if name.startswith("visual."):
-            ck.ignore(name)
-    return [out]
+    return [out, write_qwen2_vl_mmproj(folder, cfg, ck, args)]
+
+
+def write_qwen2_vl_mmproj(folder, cfg, ck, args):
+    """The vision tower in llama.cpp's layout (clip.projector_type qwen2vl_merger, docs §1e):
+    the Conv3d patch kernel split by frame into v.patch_embd.weight and .weight.1, qkv split
+    into attn_q/k/v, the merger's ln_q as v.post_ln and its MLP as mm.0 / mm.2."""
+    vc = dict(cfg.get("vision_config") or {})
+    D, H, L = vc.get("embed_dim", 1280), vc.get("num_heads", 16), vc.get("depth", 32)
+    F = int(D * vc.get("mlp_ratio", 4))
+    P, T = vc.get("patch_size", 14), vc.get("temporal_patch_size", 2)
+    merge = vc.get("spatial_merge_size", 2)
+    act = activation(vc.get("hidden_act", "quick_gelu"), "vision_config.hidden_act")
+    if D % H or (D // H) % 4:
+        raise ConvertError("vision embed_dim %d with %d heads: the head size must be a multiple "
+                           "of 4 for the 2-D rotary embedding" % (D, H))
+    if T != 2:
+        raise ConvertError("temporal_patch_size %d: llama.cpp's layout splits the Conv3d kernel "
+                           "into exactly 2 frames" % T)
+    if vc.get("in_chans", vc.get("in_channels", 3)) != 3:
+        raise ConvertError("only RGB vision towers are supported")
+    mm = Output(os.path.join(args.outdir, "mmproj.gguf"), "clip", args.outtype, "qwen2vl mmproj")
+    mm.add("clip.has_vision_encoder", True)
+    mm.add("clip.has_llava_projector", True)
+    mm.add("clip.projector_type", "qwen2vl_merger")
+    mm.add("clip.use_gelu", False)
+    mm.add("clip.vision.hidden_act", act)
+    mm.add("clip.vision.image_size", vc.get("image_size", 560))
+    mm.add("clip.vision.patch_size", P)
+    mm.add("clip.vision.spatial_merge_size", merge)
+    mm.add("clip.vision.embedding_length", D)
+    mm.add("clip.vision.feed_forward_length", F)
+    mm.add("clip.vision.block_count", L)
+    mm.add("clip.vision.attention.head_count", H)
+    mm.add("clip.vision.attention.layer_norm_epsilon", 1e-6, type="f32")
+    mm.add("clip.vision.projection_dim", vc.get("hidden_size", cfg.get("hidden_size")))
+    image_processor_keys(mm, folder, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, "squash")
+    pp_path = os.path.join(folder, "preprocessor_config.json")
+    pp = json.load(open(pp_path)) if os.path.exists(pp_path) else {}
+    size = pp.get("size") or {}
+    mm.add("clip.vision.image_min_pixels", int(pp.get("min_pixels", size.get("min_pixels", 56 * 56))))
+    mm.add("clip.vision.image_max_pixels",
+           int(pp.get("max_pixels", size.get("max_pixels", 28 * 28 * 1280))))
+    for key, want in (("patch_size", P), ("merge_size", merge), ("temporal_patch_size", T)):
+        if key in pp and pp[key] != want:
+            raise ConvertError("preprocessor_config.json %s = %r, the vision tower's is %r"
+                               % (key, pp[key], want))
+
+    w = "visual.patch_embed.proj.weight"
+    if tuple(ck.shape(w)) != (D, 3, T, P, P):
+        raise ConvertError("%s has shape %s, expected %s" % (w, ck.shape(w), (D, 3, T, P, P)))
+    for t, name in enumerate(("v.patch_embd.weight", "v.patch_embd.weight.1")):
+        mm.tensor(name, ck.lazy(w, lambda a, t=t: a[:, :, t], (D, 3, P, P)))
+    for i in range(L):
+        p, b = "visual.blocks.%d." % i, "v.blk.%d." % i
+        norm(mm, ck, b + "ln1", p + "norm1")
+        for part in ("weight", "bias"):
+            name = p + "attn.qkv." + part
+            if ck.shape(name)[0] != 3 * D:
+                raise ConvertError("%s has %d rows, expected 3 x %d" % (name, ck.shape(name)[0], D))
+            for j, g in enumerate(("attn_q", "attn_k", "attn_v")):
+                mm.tensor(b + g + "." + part, ck.lazy(name, lambda a, j=j: a[j * D:(j + 1) * D],
+                                                      (D,) + tuple(ck.shape(name)[1:])))
+        linear(mm, ck, b + "attn_out", p + "attn.proj", bias="required")
+        norm(mm, ck, b + "ln2", p + "norm2")
+        linear(mm, ck, b + "ffn_up", p + "mlp.fc1", bias="required")
+        linear(mm, ck, b + "ffn_down", p + "mlp.fc2", bias="required")
+    norm(mm, ck, "v.post_ln", "visual.merger.ln_q")
+    linear(mm, ck, "mm.0", "visual.merger.mlp.0", bias="required")
+    linear(mm, ck, "mm.2", "visual.merger.mlp.2", bias="required")
+    return mm
 
 
 def convert_llama(folder, cfg, ck, args):
