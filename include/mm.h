@@ -458,9 +458,9 @@ MM_API const float *mm_embeddings_data(const mm_embeddings *embeddings);
 MM_API void mm_embeddings_free(mm_embeddings *embeddings);
 
 /* The embedding rows (each one position) the model turns the item into, known without
- * encoding it: for an image, the vision tower's token count; for a video, its frames times
- * the rows of one frame (the tower's patches pooled as the file says; mm_video_n_frames gives
- * the frames); for audio, the rows of its 30-second chunks (Whisper-style encoders: 25 per second of audio for Qwen2-Audio, rounded
+ * encoding it: for an image, the vision tower's token count at the default detail ("auto");
+ * for a video, its frames times the rows of one frame (the tower's patches pooled as the file
+ * says; mm_video_n_frames gives the frames); for audio, the rows of its 30-second chunks (Whisper-style encoders: 25 per second of audio for Qwen2-Audio, rounded
  * per chunk as the encoder pools). Errors: MM_ERR_ARG (NULL argument), MM_ERR_STATE (the model
  * has no tower for this kind of media), MM_ERR_UNSUPPORTED (a clip at another rate without
  * resampling, mm_audio_resampling_available()). Any thread. */
@@ -468,7 +468,8 @@ MM_API mm_status mm_media_n_tokens(const mm_model *model, const mm_media *media,
                                    size_t *n_tokens);
 /* Encode one media item by the model's tower for its kind (an image as mm_image_encode does;
  * a clip resampled to the encoder's rate, then its chunks), e.g. on another thread before
- * mm_session_add_message_embeddings(). Runs on MM_OPT_N_THREADS of options (NULL: defaults).
+ * mm_session_add_message_embeddings(). Reads MM_OPT_N_THREADS and, for images,
+ * MM_OPT_IMAGE_DETAIL from options (NULL: defaults).
  * Errors as mm_media_n_tokens, and MM_ERR_NOMEM. */
 MM_API mm_status mm_media_encode(const mm_model *model, const mm_media *media,
                                  const mm_options *options, mm_embeddings **out);

@@ -9,7 +9,7 @@
 #include "chatjson.h"
 #include "clip.h"
 #include "decoder.h"
-#include "ext/resample.h"
+#include "resample.h"
 #include "mm.h"
 #include "image.h"
 #include "media.h"
@@ -305,7 +305,8 @@ mm_status mm_media_n_tokens(const mm_model *model, const mm_media *media, size_t
     if (!model || !media || !n_tokens)
         return mmi_fail(MM_ERR_ARG, "mm_media_n_tokens: %s is NULL",
                         !model ? "model" : !media ? "media" : "n_tokens");
-    mmi_media_params p = {0};
+    mmi_media_params p;
+    MMI_TRY(mmi_media_params_from_options(NULL, &p)); /* images at the default detail */
     mmi_media_plan plan;
     MMI_TRY(media->ops->plan(model, media->source, &p, &plan));
     *n_tokens = plan.n_rows;
@@ -481,7 +482,8 @@ mm_status mm_media_encode(const mm_model *model, const mm_media *media, const mm
     *out = NULL;
     if (!model || !media)
         return mmi_fail(MM_ERR_ARG, "mm_media_encode: %s is NULL", !model ? "model" : "media");
-    mmi_media_params p = {0};
+    mmi_media_params p;
+    MMI_TRY(mmi_media_params_from_options(options, &p));
     mmi_media_plan plan;
     MMI_TRY(media->ops->plan(model, media->source, &p, &plan));
     size_t n = plan.n_rows * (size_t)plan.n_embd;

@@ -7,7 +7,7 @@
 
 #include "alloc.h"
 #include "audio.h"
-#include "ext/resample.h"
+#include "resample.h"
 #include "media.h"
 #include "status.h"
 

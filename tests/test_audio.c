@@ -10,7 +10,7 @@
 
 #include "alloc.h"
 #include "audio.h"
-#include "ext/resample.h"
+#include "resample.h"
 #include "mel.h"
 #include "mm.h"
 #include "safetensors.h"

@@ -11,9 +11,10 @@ rows=$(mktemp)
 trap 'rm -f "$rows"' EXIT
 for threads in 1 2; do
     for spec in "--vision $dir/vit-b16.gguf" "--vision $dir/vit-l14-336.gguf" \
-                "--audio $dir/whisper-base.gguf" "--text $dir/llama-1b.gguf" \
-                "--text $dir/llama-1b-f16.gguf" "--text $dir/llama-1b-q8_0.gguf" \
-                "--text $dir/llama-1b-q4_0.gguf" "--text $dir/llama-1b-q4_k_m.gguf"; do
+                "--audio $dir/whisper-base.gguf" \
+                "--text $dir/llama-1b.gguf" "--text $dir/llama-1b-f16.gguf" \
+                "--text $dir/llama-1b-q8_0.gguf" "--text $dir/llama-1b-q4_0.gguf" \
+                "--text $dir/llama-1b-q4_k_m.gguf"; do
         # shellcheck disable=SC2086
         report=$(examples/mm-bench $spec -t "$threads" -r "$runs")
         printf '%s\n\n' "$report"

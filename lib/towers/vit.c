@@ -115,7 +115,7 @@ size_t mmi_encoder_scratch_floats(const mmi_encoder *enc, int n_tokens, int n_se
 }
 
 /* The block on n_seq sequences whose queries attend to the first n_keys rows of their own
- * sequence, at 2-D positions pos when the encoder turns by them. */
+ * sequence; pos as for mmi_encoder_block. */
 static void run_block(const mmi_encoder *enc, int layer, float *x, int n, int n_seq, int n_keys,
                       const int32_t *pos, float *scratch)
 {

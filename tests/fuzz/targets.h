@@ -21,7 +21,7 @@
 #include "clip.h"
 #include "connector.h"
 #include "decoder.h"
-#include "ext/resample.h"
+#include "resample.h"
 #include "gguf.h"
 #include "image.h"
 #include "mel.h"
