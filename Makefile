@@ -31,6 +31,17 @@ ifeq ($(WITH_SOXR),1)
 DEP_CFLAGS  += -DMMI_HAVE_SOXR $(shell pkg-config --cflags soxr)
 DEP_LIBS    += $(shell pkg-config --libs soxr)
 endif
+# FFmpeg (optional, WITH_FFMPEG=0 leaves it out): video files are read through libavformat,
+# libavcodec and libswscale; without it mm_video_load_file is refused (lib/ext/video_ffmpeg.c).
+FFMPEG_PKGS := libavformat libavcodec libswscale libavutil
+WITH_FFMPEG ?= $(shell pkg-config --exists $(FFMPEG_PKGS) 2>/dev/null && echo 1 || echo 0)
+ifeq ($(WITH_FFMPEG),1)
+DEP_CFLAGS  += -DMMI_HAVE_FFMPEG $(shell pkg-config --cflags $(FFMPEG_PKGS))
+# FFmpeg's libraries by name, not its pkg-config modules: a static libmm then links them as
+# shared libraries without every codec library their own private dependencies list.
+FFMPEG_LIBS := $(shell pkg-config --libs $(FFMPEG_PKGS))
+DEP_LIBS    += $(FFMPEG_LIBS)
+endif
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS  := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
@@ -161,7 +172,7 @@ build-tsan/test_%: tests/test_%.c tests/testutil.h tests/tiny_llama.h $(TSAN_OBJ
 # libFuzzer targets of tests/fuzz/targets.h, built with clang into tests/fuzz/build/ (library
 # objects instrumented for coverage there too); run them with tests/fuzz/run.sh.
 FUZZ_CC      ?= clang
-FUZZ_TARGETS := gguf image tokenizer chatjson audio
+FUZZ_TARGETS := gguf image tokenizer chatjson audio video
 FUZZ_CFLAGS  := -std=c11 $(WARN) -g -O1 -D_GNU_SOURCE -Iinclude $(LIB_INC) $(DEP_CFLAGS) \
                 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_OBJ     := $(patsubst lib/%.c,tests/fuzz/build/%.o,$(LIB_SRC))
@@ -211,6 +222,7 @@ install: all
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
 	sed -e 's|@prefix@|$(PREFIX)|' -e 's|@libdir@|$(LIBDIR)|' -e 's|@includedir@|$(INCLUDEDIR)|' \
 	    -e 's|@version@|$(VERSION)|' -e 's|@requires_soxr@|$(if $(filter 1,$(WITH_SOXR)), soxr)|' \
+	    -e 's|@libs_ffmpeg@|$(if $(filter 1,$(WITH_FFMPEG)), $(FFMPEG_LIBS))|' \
 	    pkgconfig/libmm.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/libmm.pc
 	for p in $(filter-out $(STATIC_PROGRAMS),$(INSTALLED_PROGRAMS)); do \
 	    $(call link_program,examples/$$p.c,$(DESTDIR)$(BINDIR)/$$p,$(LIBDIR)) || exit 1; \

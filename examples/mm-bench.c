@@ -1,7 +1,7 @@
 /* mm-bench: how fast libmm runs a model, measured against what this machine can do.
  *
- *   mm-bench [--vision VISION.gguf | --audio AUDIO.gguf] [--text MODEL.gguf] [-t THREADS]
- *            [-r RUNS]
+ *   mm-bench [--vision VISION.gguf [--frames N] | --audio AUDIO.gguf] [--text MODEL.gguf]
+ *            [-t THREADS] [-r RUNS]
  *
  * Stages (each the median of RUNS timed runs after one warm-up run):
  *   load      mm_model_load of the given file(s)
@@ -10,6 +10,9 @@
  *             tiles (LLaVA-1.6) at the default detail, encode alone is every view of the picture
  *             as the one batch the library runs, and the report adds the time per view, the
  *             preprocessing, and the rest of mm_image_encode (packing and unpadding)
+ *   video     (--frames N) mm_media_encode of N frames of the picture as one video (preprocess,
+ *             the frames as one batch through the tower, pooling, projector), and the frames'
+ *             preprocessing alone
  *   audio     mm_media_encode of a 30-second clip at 16 kHz (log-mel features + encoder +
  *             projector), and the log-mel features alone (the library's mel.h, timed apart)
  *   prefill   mm_session_add_tokens of 512 random ids into an empty session
@@ -51,6 +54,7 @@
 #  include <cpuid.h>
 #endif
 
+#include "alloc.h"
 #include "args.h"
 #include "gguf.h"
 #include "mel.h"
@@ -58,6 +62,7 @@
 #include "model.h"
 #include "ops.h"
 #include "vec.h"
+#include "video.h"
 #include "vit.h"
 
 #define MAX_SHAPES 64
@@ -502,7 +507,7 @@ static void report_gemm(const stage *s, const char *name, int runs, int threads)
 
 typedef struct {
     const char *vision, *audio, *text, *precision;
-    int threads, runs, n_prompt, n_gen;
+    int threads, runs, n_prompt, n_gen, n_frames;
 } bench_args;
 
 /* Decode against the time streaming its weights once per token takes at each bandwidth, both
@@ -528,7 +533,7 @@ static void report_decode(const stage *d, const char *name, int context, const f
 static bench_args parse_args(int argc, char **argv)
 {
     const char *vision = NULL, *audio = NULL, *text = NULL, *precision = NULL;
-    long long threads = 1, runs = 3, n_prompt = 512, n_gen = 128;
+    long long threads = 1, runs = 3, n_prompt = 512, n_gen = 128, n_frames = 0;
     const arg_spec specs[] = {
         {"--vision", "FILE", ARG_TEXT, &vision, (mm_opt)0, 0, 0,
          "vision GGUF (mmproj or CLIP): image preprocess + encode"},
@@ -536,6 +541,8 @@ static bench_args parse_args(int argc, char **argv)
          "audio GGUF (mmproj): features + encode of 30 s of audio"},
         {"--text", "FILE", ARG_TEXT, &text, (mm_opt)0, 0, 0,
          "language model GGUF: prefill and decode"},
+        {"--frames", "N", ARG_INT, &n_frames, (mm_opt)0, 0, 4096,
+         "with --vision: also a video of N frames of the picture (default 0 = none)"},
         {"-t, --threads", "N", ARG_INT, &threads, (mm_opt)0, 1, 64,
          "compute threads for libmm, OpenBLAS and the limits (default 1)"},
         {"-r, --runs", "N", ARG_INT, &runs, (mm_opt)0, 1, MAX_RUNS,
@@ -555,10 +562,12 @@ static bench_args parse_args(int argc, char **argv)
         rc = args_refuse(&parser, "mm-bench", "--vision, --audio or --text is needed");
     if (rc < 0 && vision && audio)
         rc = args_refuse(&parser, "--audio", "goes with --text, not with --vision");
+    if (rc < 0 && n_frames > 0 && !vision)
+        rc = args_refuse(&parser, "--frames", "needs --vision");
     if (rc >= 0)
         exit(rc);
     bench_args a = {vision, audio, text, precision, (int)threads, (int)runs, (int)n_prompt,
-                    (int)n_gen};
+                    (int)n_gen, (int)n_frames};
     return a;
 }
 
@@ -579,6 +588,9 @@ typedef struct {
     size_t n_positions; /* its rows in the context */
     mmi_exec exec;      /* libmm's threads for the batched views */
     double preprocess[MAX_RUNS]; /* tiled: mmi_preprocess of the picture */
+    mm_video *video;    /* n_frames copies of the picture */
+    mm_media *video_media;
+    double frame_pixels[MAX_RUNS]; /* the video's frames preprocessed alone */
     mm_audio *clip;     /* 30 s at 16 kHz */
     mm_media *clip_media;
     mmi_mel mel;        /* the features of one 30 s chunk, timed apart */
@@ -637,22 +649,18 @@ static void run_vision(workload *w, const mm_options *opts, stage *full, stage *
     full->seconds[r] = t3 - t2;
 }
 
-/* The clip through the audio tower (features, encoder, projector), then its features alone. */
-static void run_audio(workload *w, const mm_options *opts, stage *encode, double *features,
-                      int r)
+/* mm_media_encode of one item, its GEMMs tallied (the warm-up run, r < 0, keeps the tally). */
+static void run_media(const workload *w, const mm_media *media, const mm_options *opts,
+                      stage *encode, int r)
 {
     blas_tally counted = {0};
     mm_embeddings *e;
     tally = &counted;
     double t0 = now();
-    check(mm_media_encode(w->model, w->clip_media, opts, &e), "audio encode");
+    check(mm_media_encode(w->model, media, opts, &e), "media encode");
     double t1 = now();
     tally = NULL;
     mm_embeddings_free(e);
-    double t2 = now();
-    mmi_log_mel(&w->mel, mm_audio_samples(w->clip), mm_audio_n_samples(w->clip), w->mel_out,
-                w->mel_scratch);
-    double t3 = now();
     if (r < 0) {
         encode->blas = counted;
         return;
@@ -660,7 +668,34 @@ static void run_audio(workload *w, const mm_options *opts, stage *encode, double
     encode->last = counted;
     encode->seconds[r] = t1 - t0;
     encode->in_blas[r] = counted.gemm_seconds;
-    features[r] = t3 - t2;
+}
+
+/* The video through the vision tower (frames preprocessed, one batch, pooled, projected), then
+ * its frames' preprocessing alone. */
+static void run_video(workload *w, const mm_options *opts, stage *encode, int r)
+{
+    run_media(w, w->video_media, opts, encode, r);
+    float *chw;
+    int side;
+    double t0 = now();
+    check(mmi_video_frame_pixels(w->model->vision, w->video, &chw, &side), "frames");
+    double t1 = now();
+    mmi_free(chw);
+    if (r >= 0)
+        w->frame_pixels[r] = t1 - t0;
+}
+
+/* The clip through the audio tower (features, encoder, projector), then its features alone. */
+static void run_audio(workload *w, const mm_options *opts, stage *encode, double *features,
+                      int r)
+{
+    run_media(w, w->clip_media, opts, encode, r);
+    double t0 = now();
+    mmi_log_mel(&w->mel, mm_audio_samples(w->clip), mm_audio_n_samples(w->clip), w->mel_out,
+                w->mel_scratch);
+    double t1 = now();
+    if (r >= 0)
+        features[r] = t1 - t0;
 }
 
 /* n_gen greedy tokens: the first comes from the logits already there, the later ones each
@@ -778,6 +813,18 @@ int main(int argc, char **argv)
             die("pixels", MM_ERR_NOMEM);
         fill(w.chw, n_px, 3);
     }
+    if (a.n_frames > 0) {
+        const mm_image **frames = malloc((size_t)a.n_frames * sizeof *frames);
+        if (!frames)
+            die("frames", MM_ERR_NOMEM);
+        for (int i = 0; i < a.n_frames; i++)
+            frames[i] = w.image;
+        check(mm_options_set_int(opts, MM_OPT_VIDEO_FRAMES, a.n_frames), "frames");
+        check(mm_options_set_int(opts, MM_OPT_VIDEO_MAX_FRAMES, a.n_frames), "frames");
+        check(mm_video_from_frames(frames, NULL, (size_t)a.n_frames, opts, &w.video), "video");
+        check(mm_media_from_video(w.video, &w.video_media), "video");
+        free(frames);
+    }
     if (a.audio) {
         enum { RATE = 16000, SECONDS = 30 };
         static float samples[RATE * SECONDS];
@@ -806,11 +853,13 @@ int main(int argc, char **argv)
 
     double bench_bytes = (a.vision ? sizeof rgb + 3.0 * w.image_size * w.image_size * w.n_views *
                           sizeof *w.chw : 0) + (a.text ? a.n_prompt * sizeof *w.prompt : 0);
-    static stage full, encode, audio, prefill, decode, decode_empty;
+    static stage full, encode, video, audio, prefill, decode, decode_empty;
     double rss = 0, features[MAX_RUNS];
     for (int r = -1; r < a.runs; r++) {
         if (a.vision)
             run_vision(&w, opts, &full, &encode, r);
+        if (a.n_frames > 0)
+            run_video(&w, opts, &video, r);
         if (a.audio)
             run_audio(&w, opts, &audio, features, r);
         if (a.text)
@@ -820,6 +869,7 @@ int main(int argc, char **argv)
         if (r == 0) /* every run allocates alike: the peak is reached by now */
             rss = peak_rss();
         measure_sgemm(&encode, r);
+        measure_sgemm(&video, r);
         measure_sgemm(&audio, r);
         measure_sgemm(&prefill, r);
         if (a.text) {
@@ -853,6 +903,17 @@ int main(int argc, char **argv)
                    "the encode\n", w.n_views, w.n_positions, t_enc / w.n_views * 1e3,
                    t_pre * 1e3, rest * 1e3, 100 * rest / t_enc);
         }
+    }
+    if (a.n_frames > 0) {
+        size_t rows;
+        check(mm_media_n_tokens(w.model, w.video_media, &rows), "video rows");
+        double t_all = stage_median(video.seconds, a.runs);
+        printf("video       %8.1f ms %d frames of %dx%d: preprocess + one batch through the tower "
+               "+ pooling + projector, %.1f ms per frame, %zu positions (preprocessing alone "
+               "%.1f ms: %.1f %% of it)\n", t_all * 1e3, a.n_frames, W, H,
+               t_all / a.n_frames * 1e3, rows, median(w.frame_pixels, a.runs) * 1e3,
+               100 * median(w.frame_pixels, a.runs) / t_all);
+        report_gemm(&video, "video", a.runs, a.threads);
     }
     if (a.audio) {
         double t_all = stage_median(audio.seconds, a.runs);
@@ -898,6 +959,8 @@ int main(int argc, char **argv)
 
     mm_session_free(w.session);
     mm_image_free(w.image);
+    mm_media_free(w.video_media);
+    mm_video_free(w.video);
     mm_media_free(w.clip_media);
     mm_audio_free(w.clip);
     mmi_mel_free(&w.mel);

@@ -3,10 +3,12 @@
  *   mm-describe -m model.gguf --mmproj mmproj.gguf --image photo.jpg [--image more.png] \
  *               [-p "Describe this image."] [options]
  *   mm-describe -m model.gguf --mmproj audio-mmproj.gguf --audio clip.wav [-p "..."]
+ *   mm-describe -m model.gguf --mmproj mmproj.gguf --video clip.mp4 --frames 8 [-p "..."]
  *   mm-describe -m model.gguf --tokens "1 3148 1001 29901"     (a model without tokenizer)
  *
- * The images, then the clips, are encoded by the model's towers and placed where the prompt
- * has its "<image>" / "<audio>" / "<media>" markers, in that order (or before the prompt), inside the model's chat template; the answer is printed as it is
+ * The images, the clips, then the video are encoded by the model's towers and placed where
+ * the prompt has its "<image>" / "<audio>" / "<video>" / "<media>" markers, in that order (or
+ * before the prompt), inside the model's chat template; the answer is printed as it is
  * generated (as token ids for a model without a tokenizer). Ctrl-C stops the generation
  * (mm_session_cancel from the signal handler). */
 #include <signal.h>
@@ -49,7 +51,7 @@ static double now(void)
 int main(int argc, char **argv)
 {
     const char *model_path = NULL, *mmproj_path = NULL, *system = NULL, *tokens = NULL;
-    const char *prompt = NULL;
+    const char *prompt = NULL, *video_path = NULL;
     const char *image_paths[MAX_IMAGES], *audio_paths[MAX_IMAGES], *stops[MAX_STOPS];
     arg_list images_arg = {image_paths, 0, MAX_IMAGES}, audio_arg = {audio_paths, 0, MAX_IMAGES};
     arg_list stops_arg = {stops, 0, MAX_STOPS};
@@ -65,9 +67,16 @@ int main(int argc, char **argv)
          "PNG or JPEG; repeat for several (up to 16)"},
         {"--audio, -a", "FILE", ARG_TEXTS, &audio_arg, (mm_opt)0, 0, 0,
          "WAV clip; repeat for several (up to 16), placed after the images"},
+        {"--video", "FILE", ARG_TEXT, &video_path, (mm_opt)0, 0, 0,
+         "a video file (FFmpeg reads it), placed after the images and clips"},
+        ARG_OPT("--frames", "N", MM_OPT_VIDEO_FRAMES,
+                "frames sampled uniformly from the video (default 8)"),
+        ARG_OPT("--frame-interval", "S", MM_OPT_VIDEO_INTERVAL,
+                "one frame every S seconds instead (default 0 = off)"),
         {"-p, --prompt", "TEXT", ARG_TEXT, &prompt, (mm_opt)0, 0, 0,
-         "the question (default \"Describe this image.\", or \"Describe this audio.\" for "
-         "clips alone); \"<image>\", \"<audio>\" or \"<media>\" marks where each goes"},
+         "the question (default \"Describe this image.\", or \"Describe this audio.\" / "
+         "\"Describe this video.\" for those alone); \"<image>\", \"<audio>\", \"<video>\" or "
+         "\"<media>\" marks where each goes"},
         {"-sys, --system-prompt, --system", "TEXT", ARG_TEXT, &system, (mm_opt)0, 0, 0,
          "a system message first"},
         {"--tokens", "IDS", ARG_TEXT, &tokens, (mm_opt)0, 0, 0,
@@ -84,21 +93,24 @@ int main(int argc, char **argv)
     };
     arg_parser parser = {"mm-describe",
                          "-m MODEL.gguf [--mmproj MMPROJ.gguf] [--image FILE]... [--audio FILE]... "
-                         "[-p PROMPT] [options]",
-                         "Ask a multimodal model about images or audio clips; the answer streams "
-                         "to stdout.",
+                         "[--video FILE] [-p PROMPT] [options]",
+                         "Ask a multimodal model about images, audio clips or a video; the answer "
+                         "streams to stdout.",
                          specs, sizeof specs / sizeof specs[0], options, NULL, 0, 0, 0};
     int rc = args_parse(&parser, argc, argv);
     if (rc >= 0)
         return rc;
     if (!model_path)
         return args_refuse(&parser, "-m", "the model file is required");
-    if (tokens && (images_arg.n > 0 || audio_arg.n > 0 || system))
+    if (tokens && (images_arg.n > 0 || audio_arg.n > 0 || video_path || system))
         return args_refuse(&parser, "--tokens",
-                           "takes the whole prompt: no --image, --audio or --system");
+                           "takes the whole prompt: no --image, --audio, --video or --system");
     int n_images = images_arg.n, n_clips = audio_arg.n, n_stops = stops_arg.n;
+    int n_media = n_images + n_clips + (video_path != NULL);
     if (!prompt)
-        prompt = n_clips > 0 && n_images == 0 ? "Describe this audio." : "Describe this image.";
+        prompt = n_images > 0 ? "Describe this image."
+                 : n_clips > 0 ? "Describe this audio."
+                 : video_path  ? "Describe this video." : "Describe this image.";
     int32_t *ids = NULL;
     size_t n_ids = 0;
     if (tokens && !args_token_ids("mm-describe", "--tokens", tokens, &ids, &n_ids))
@@ -120,7 +132,7 @@ int main(int argc, char **argv)
 
     /* Each image and clip encoded here (rather than inside the message call) so that the
      * progress line can say which one of how many. */
-    mm_embeddings *images[2 * MAX_IMAGES];
+    mm_embeddings *images[2 * MAX_IMAGES + 1];
     for (int i = 0; i < n_images; i++) {
         char label[48];
         snprintf(label, sizeof label, "image %d/%d", i + 1, n_images);
@@ -145,6 +157,18 @@ int main(int argc, char **argv)
         if (st != MM_OK)
             return fail(audio_paths[i], st);
     }
+    if (video_path) {
+        mm_video *video;
+        mm_media *item;
+        if ((st = mm_video_load_file(video_path, options, &video)) != MM_OK)
+            return fail(video_path, st);
+        if ((st = mm_media_from_video(video, &item)) == MM_OK)
+            st = mm_media_encode(model, item, options, &images[n_media - 1]);
+        mm_media_free(item);
+        mm_video_free(video);
+        if (st != MM_OK)
+            return fail(video_path, st);
+    }
 
     current = session;
     signal(SIGINT, on_interrupt);
@@ -156,8 +180,8 @@ int main(int argc, char **argv)
     else
         st = mm_session_add_message_embeddings(session, "user", prompt, strlen(prompt),
                                                (const mm_embeddings *const *)images,
-                                               (size_t)(n_images + n_clips));
-    for (int i = 0; i < n_images + n_clips; i++)
+                                               (size_t)n_media);
+    for (int i = 0; i < n_media; i++)
         mm_embeddings_free(images[i]);
     free(ids);
     if (st != MM_OK)

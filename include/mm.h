@@ -106,7 +106,7 @@ typedef enum mm_opt_type {
     MM_OPT_TYPE_STRING = 3
 } mm_opt_type;
 
-/* Keys. 100s: loading and threads; 200s: sessions and generation; 300s: images; 400s: audio.
+/* Keys. 100s: loading and threads; 200s: sessions and generation; 300s: images; 400s: audio; 500s: video.
  * Image detail (MM_OPT_IMAGE_DETAIL): "low" is one view of the whole image at the tower's
  * size; "high" is the model's tiling (LLaVA-1.6: a grid of tiles chosen from the file's
  * pinpoints plus an overview) when the model has one; "auto" is high when the model tiles,
@@ -138,7 +138,11 @@ typedef enum mm_opt {
     MM_OPT_IMAGE_MAX_PIXELS= 301, /* int, largest width*height accepted; default 64 Mi pixels */
     MM_OPT_IMAGE_MAX_TOTAL_PIXELS = 302, /* int, pixels of all images of one call; default 128 Mi */
     MM_OPT_IMAGE_DETAIL    = 303, /* string: "low", "high", "auto"; default "auto" (above) */
-    MM_OPT_AUDIO_MAX_SECONDS = 400 /* int, longest audio clip read from a file; default 600 */
+    MM_OPT_AUDIO_MAX_SECONDS = 400,/* int, longest audio clip read from a file; default 600 */
+    MM_OPT_VIDEO_FRAMES    = 500, /* int, frames sampled uniformly from a clip; default 8 */
+    MM_OPT_VIDEO_INTERVAL  = 501, /* float seconds, one frame every S (0 = use VIDEO_FRAMES) */
+    MM_OPT_VIDEO_MAX_FRAMES= 502, /* int, most frames a clip may give; default 64 */
+    MM_OPT_VIDEO_MAX_SECONDS = 503 /* int, longest clip read from a file; default 3600 */
 } mm_opt;
 
 /* Budgets: what one call may cost is bounded before the work starts, never found out after.
@@ -362,14 +366,57 @@ MM_API void mm_audio_free(mm_audio *audio);
  * rate is then refused with MM_ERR_UNSUPPORTED by the calls that encode it. Any thread. */
 MM_API int mm_audio_resampling_available(void);
 
+/* ---- section: video (video.c, ext/video_ffmpeg.c) ---- */
+
+/* A video clip: frames chosen at known times (seconds). The frames are sampled when the clip is
+ * made, as LLaVA-NeXT-Video's references do: with MM_OPT_VIDEO_INTERVAL = S > 0, the first
+ * frame at or after each multiple of S from the first frame's time; else MM_OPT_VIDEO_FRAMES = N
+ * frames uniformly, frame floor(i * total / N) for i < N (all of them when total <= N). More
+ * than MM_OPT_VIDEO_MAX_FRAMES sampled frames is MM_ERR_LIMIT. Each frame goes through the
+ * vision tower like an image (mm_media_from_video). Immutable once made: any thread may read
+ * it; free it once with mm_video_free(). */
+typedef struct mm_video mm_video;
+
+/* From caller frames: frames[n_frames] with their times (seconds, non-decreasing, finite; NULL:
+ * frame i at i seconds). The sampled frames are copied: the caller's may go after the call.
+ * Errors: MM_ERR_ARG (NULL argument, no frames, a NULL frame, times out of order or not
+ * finite), MM_ERR_LIMIT (too many sampled frames), MM_ERR_NOMEM. */
+MM_API mm_status mm_video_from_frames(const mm_image *const *frames, const double *times,
+                                      size_t n_frames, const mm_options *options,
+                                      mm_video **out);
+/* Read a clip from a file through FFmpeg (libavformat, libavcodec, libswscale), seeking to the
+ * sampled frames where the container allows. Frame size (MM_OPT_IMAGE_MAX_SIDE /
+ * MM_OPT_IMAGE_MAX_PIXELS), duration (MM_OPT_VIDEO_MAX_SECONDS) and frame count are checked
+ * before any frame is decoded. Errors: MM_ERR_UNSUPPORTED (a build without FFmpeg, see
+ * mm_video_files_available(); a codec FFmpeg cannot decode), MM_ERR_IO, MM_ERR_FORMAT (not a
+ * video, corrupt or truncated data, no video stream, no frames), MM_ERR_LIMIT, MM_ERR_NOMEM. */
+MM_API mm_status mm_video_load_file(const char *path, const mm_options *options,
+                                    mm_video **out);
+/* The same for a file's bytes in memory (data only read during the call). */
+MM_API mm_status mm_video_load_memory(const void *data, size_t size, const mm_options *options,
+                                      mm_video **out);
+/* 1 when this build reads video files (FFmpeg), else 0. Any thread. */
+MM_API int mm_video_files_available(void);
+/* Sampled frames; NULL gives 0. */
+MM_API size_t mm_video_n_frames(const mm_video *video);
+/* Frame i (owned by the clip) and its time in seconds; NULL / 0 when out of range. */
+MM_API const mm_image *mm_video_frame(const mm_video *video, size_t i);
+MM_API double mm_video_frame_time(const mm_video *video, size_t i);
+/* Release a clip. Accepts NULL. */
+MM_API void mm_video_free(mm_video *video);
+
 /* ---- section: media (media.c) ---- */
 
-/* One media item of a message, for mm_session_add_message_media(): an image or an audio clip,
- * borrowed (not copied), so the image or clip must outlive the handle. Any thread; free with
+/* One media item of a message, for mm_session_add_message_media(): an image, an audio clip or
+ * a video, borrowed (not copied), so the image, clip or video must outlive the handle. Any thread; free with
  * mm_media_free(). Errors: MM_ERR_ARG (NULL argument), MM_ERR_NOMEM. */
 typedef struct mm_media mm_media;
 MM_API mm_status mm_media_from_image(const mm_image *image, mm_media **out);
 MM_API mm_status mm_media_from_audio(const mm_audio *audio, mm_media **out);
+/* A clip's frames as one item: every frame through the vision tower in one batch, pooled as
+ * the file says (LLaVA-NeXT-Video: clip.vision.spatial_pool_stride), the rows frame after
+ * frame, no separator. */
+MM_API mm_status mm_media_from_video(const mm_video *video, mm_media **out);
 /* Release a handle (not the image or clip). Accepts NULL. */
 MM_API void mm_media_free(mm_media *media);
 
@@ -418,8 +465,9 @@ MM_API const float *mm_embeddings_data(const mm_embeddings *embeddings);
 MM_API void mm_embeddings_free(mm_embeddings *embeddings);
 
 /* The embedding rows (each one position) the model turns the item into, known without
- * encoding it: for an image, the vision tower's token count at the default detail ("auto"); for audio, the rows of its
- * 30-second chunks (Whisper-style encoders: 25 per second of audio for Qwen2-Audio, rounded
+ * encoding it: for an image, the vision tower's token count at the default detail ("auto");
+ * for a video, its frames times the rows of one frame (the tower's patches pooled as the file
+ * says; mm_video_n_frames gives the frames); for audio, the rows of its 30-second chunks (Whisper-style encoders: 25 per second of audio for Qwen2-Audio, rounded
  * per chunk as the encoder pools). Errors: MM_ERR_ARG (NULL argument), MM_ERR_STATE (the model
  * has no tower for this kind of media), MM_ERR_UNSUPPORTED (a clip at another rate without
  * resampling, mm_audio_resampling_available()). Any thread. */
@@ -714,17 +762,21 @@ MM_API void mm_session_reset(mm_session *session);
  * "image_url": {"url": "data:image/png;base64,..."}} (or the URL string itself; "input_image"
  * too), and {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg",
  * "data": ...}}, and audio as OpenAI sends it: {"type": "input_audio", "input_audio":
- * {"data": BASE64, "format": "wav"}} (other formats MM_ERR_UNSUPPORTED). Images must be inline:
- * nothing is fetched, so http(s) and file URLs are MM_ERR_UNSUPPORTED. Images and clips go
- * through mm_session_add_message_media(), as the template places media.
+ * {"data": BASE64, "format": "wav"}} (other formats MM_ERR_UNSUPPORTED), and video:
+ * {"type": "video_url", "video_url": {"url": "data:video/mp4;base64,..."}} (read through FFmpeg,
+ * mm_video_load_memory), or its frames as consecutive image_url parts of a message with the
+ * same "video" member ({"type": "image_url", "image_url": {...}, "video": "clip1"}): one clip,
+ * frames one second apart, sampled by the MM_OPT_VIDEO_* options (docs/video.md). Media must be
+ * inline: nothing is fetched, so http(s) and file URLs are MM_ERR_UNSUPPORTED. Images, clips
+ * and videos go through mm_session_add_message_media(), as the template places media.
  * Each message goes through the session's chat template as mm_session_add_message_images()
  * takes it: images before all of a message's text go where the template puts images (LLaVA:
  * first, each followed by a newline), an image after some text stays at its place in the text;
  * consecutive text parts are joined by a newline. As there, control-token text in a message
  * ("</s>", "<|im_end|>") stays text.
  * The whole request is checked before the session changes or any pixel is decoded, and a
- * failure there leaves the session as it was (audio clips are read then, with
- * MM_OPT_AUDIO_MAX_SECONDS checked from their headers): the JSON (strict RFC 8259: UTF-8, no duplicate keys
+ * failure there leaves the session as it was (audio clips and videos are read then, with
+ * MM_OPT_AUDIO_MAX_SECONDS and the video limits checked from their headers): the JSON (strict RFC 8259: UTF-8, no duplicate keys
  * where libmm reads, depth at most 64, at most 2^20 values; canonical padded base64), each
  * image's size read from its header (MM_OPT_IMAGE_MAX_SIDE, MM_OPT_IMAGE_MAX_PIXELS), the pixels
  * of all its images together (MM_OPT_IMAGE_MAX_TOTAL_PIXELS: MM_ERR_LIMIT) and the positions all

@@ -13,6 +13,7 @@
 #include "mm.h"
 #include "image.h"
 #include "media.h"
+#include "video.h"
 #include "model.h"
 #include "options.h"
 #include "ops.h"
@@ -289,6 +290,11 @@ mm_status mm_media_from_audio(const mm_audio *audio, mm_media **out)
     return media_new(&mmi_audio_ops, audio, "mm_media_from_audio", out);
 }
 
+mm_status mm_media_from_video(const mm_video *video, mm_media **out)
+{
+    return media_new(&mmi_video_ops, video, "mm_media_from_video", out);
+}
+
 void mm_media_free(mm_media *media)
 {
     mmi_free(media);
@@ -305,6 +311,61 @@ mm_status mm_media_n_tokens(const mm_model *model, const mm_media *media, size_t
     MMI_TRY(media->ops->plan(model, media->source, &p, &plan));
     *n_tokens = plan.n_rows;
     return MM_OK;
+}
+
+/* ---- video ---- */
+
+mm_status mm_video_from_frames(const mm_image *const *frames, const double *times,
+                               size_t n_frames, const mm_options *options, mm_video **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_video_from_frames: out is NULL");
+    *out = NULL;
+    if (!frames || n_frames == 0)
+        return mmi_fail(MM_ERR_ARG, "mm_video_from_frames: %s", !frames ? "frames is NULL"
+                                                                        : "no frames");
+    return mmi_video_from_frames(frames, times, n_frames, options, out);
+}
+
+mm_status mm_video_load_file(const char *path, const mm_options *options, mm_video **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_video_load_file: out is NULL");
+    *out = NULL;
+    if (!path)
+        return mmi_fail(MM_ERR_ARG, "mm_video_load_file: path is NULL");
+    return mmi_video_load_file(path, options, out);
+}
+
+mm_status mm_video_load_memory(const void *data, size_t size, const mm_options *options,
+                               mm_video **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_video_load_memory: out is NULL");
+    *out = NULL;
+    if (!data)
+        return mmi_fail(MM_ERR_ARG, "mm_video_load_memory: data is NULL");
+    return mmi_video_load_memory(data, size, options, out);
+}
+
+int mm_video_files_available(void)
+{
+    return mmi_video_files_available();
+}
+
+size_t mm_video_n_frames(const mm_video *video)
+{
+    return video ? video->n_frames : 0;
+}
+
+const mm_image *mm_video_frame(const mm_video *video, size_t i)
+{
+    return video && i < video->n_frames ? video->frames[i] : NULL;
+}
+
+double mm_video_frame_time(const mm_video *video, size_t i)
+{
+    return video && i < video->n_frames ? video->times[i] : 0;
 }
 
 /* ---- vision encoding and CLIP ---- */

@@ -16,6 +16,7 @@
 #include "options.h"
 #include "session.h"
 #include "status.h"
+#include "video.h"
 
 /* ---------------------------------------------------------------------------------------------
  * base64 and data URLs
@@ -199,22 +200,30 @@ static mm_status push_text(chat_reader *r, const mmi_json_value *text, const cha
     if (memchr(text->str, '\0', text->len))
         return mmi_fail(MM_ERR_FORMAT, "%s: text contains a NUL character (offset %zu)", where,
                         text->offset);
-    mmi_chat_part part = {MMI_PART_TEXT, text->str, text->len, NULL, 0, MMI_CHAT_DETAIL_AUTO};
+    mmi_chat_part part = {MMI_PART_TEXT, text->str, text->len, NULL, 0, MMI_CHAT_DETAIL_AUTO,
+                          NULL};
     return push_part(r, part);
+}
+
+static mm_status check_media_type(const char *type, size_t len, const char *prefix,
+                                  const char *where)
+{
+    if (!prefix_nocase(type, len, prefix))
+        return mmi_fail(MM_ERR_UNSUPPORTED, "%s: media type \"%.*s\" is not %s", where,
+                        (int)(len > 64 ? 64 : len), type,
+                        strcmp(prefix, "image/") == 0 ? "an image" : "a video");
+    return MM_OK;
 }
 
 static mm_status check_image_type(const char *type, size_t len, const char *where)
 {
-    if (!prefix_nocase(type, len, "image/"))
-        return mmi_fail(MM_ERR_UNSUPPORTED, "%s: media type \"%.*s\" is not an image", where,
-                        (int)(len > 64 ? 64 : len), type);
-    return MM_OK;
+    return check_media_type(type, len, "image/", where);
 }
 
 static mm_status push_media(chat_reader *r, mmi_chat_part_kind kind, uint8_t *bytes, size_t n,
-                            mmi_chat_detail detail)
+                            mmi_chat_detail detail, const char *video)
 {
-    mmi_chat_part part = {kind, NULL, 0, bytes, n, detail};
+    mmi_chat_part part = {kind, NULL, 0, bytes, n, detail, video};
     mm_status st = push_part(r, part);
     if (st != MM_OK)
         mmi_free(bytes);
@@ -239,22 +248,35 @@ static mm_status read_detail(const mmi_json_value *v, const char *where, mmi_cha
                     v->str);
 }
 
-/* OpenAI: "image_url": {"url": "data:...", "detail": "low"} or "image_url": "data:...". */
-static mm_status read_image_url(chat_reader *r, const mmi_json_value *part, const char *where)
+/* OpenAI: "image_url": {"url": "data:...", "detail": "low"} or "image_url": "data:...", with
+ * "video": "name" on the part when it is a frame of a clip; "video_url" the same way with a
+ * video's data URL. */
+static mm_status read_url(chat_reader *r, const mmi_json_value *part, const char *key,
+                          const char *where)
 {
     const mmi_json *doc = &r->chat->doc;
+    int is_video = strcmp(key, "video_url") == 0;
     char place[160];
-    snprintf(place, sizeof place, "%s.image_url", where);
-    const mmi_json_value *image_url, *url = NULL, *detail_value = NULL;
+    snprintf(place, sizeof place, "%s.%s", where, key);
+    const mmi_json_value *holder, *url = NULL, *detail_value = NULL, *video = NULL;
     mmi_chat_detail detail = MMI_CHAT_DETAIL_AUTO;
-    MMI_TRY(mmi_json_member(doc, part, "image_url", &image_url));
-    if (image_url && image_url->type == MMI_JSON_OBJECT) {
-        MMI_TRY(member(doc, image_url, "url", MMI_JSON_STRING, place, &url));
-        MMI_TRY(mmi_json_member(doc, image_url, "detail", &detail_value));
+    MMI_TRY(mmi_json_member(doc, part, key, &holder));
+    if (holder && holder->type == MMI_JSON_OBJECT) {
+        MMI_TRY(member(doc, holder, "url", MMI_JSON_STRING, place, &url));
+        MMI_TRY(mmi_json_member(doc, holder, "detail", &detail_value));
         MMI_TRY(read_detail(detail_value, place, &detail));
     } else {
-        MMI_TRY(expect(image_url, MMI_JSON_STRING, place));
-        url = image_url;
+        MMI_TRY(expect(holder, MMI_JSON_STRING, place));
+        url = holder;
+    }
+    if (!is_video) {
+        char video_place[160];
+        snprintf(video_place, sizeof video_place, "%s.video", where);
+        MMI_TRY(mmi_json_member(doc, part, "video", &video));
+        if (video && video->type != MMI_JSON_NULL)
+            MMI_TRY(expect_name(video, video_place));
+        else
+            video = NULL;
     }
     const char *type;
     size_t type_len, n;
@@ -262,12 +284,13 @@ static mm_status read_image_url(chat_reader *r, const mmi_json_value *part, cons
     mm_status st = mmi_data_url_decode(url->str, url->len, &type, &type_len, &bytes, &n);
     if (st != MM_OK)
         return at(st, place);
-    st = check_image_type(type, type_len, place);
+    st = check_media_type(type, type_len, is_video ? "video/" : "image/", place);
     if (st != MM_OK) {
         mmi_free(bytes);
         return st;
     }
-    return push_media(r, MMI_PART_IMAGE, bytes, n, detail);
+    return push_media(r, is_video ? MMI_PART_VIDEO : MMI_PART_IMAGE, bytes, n, detail,
+                      video ? video->str : NULL);
 }
 
 /* Anthropic: "source": {"type": "base64", "media_type": "image/png", "data": "..."}. */
@@ -293,7 +316,7 @@ static mm_status read_image_source(chat_reader *r, const mmi_json_value *part, c
     if (st != MM_OK)
         return at(st, place);
     r->chat->anthropic_parts = 1;
-    return push_media(r, MMI_PART_IMAGE, bytes, n, MMI_CHAT_DETAIL_AUTO);
+    return push_media(r, MMI_PART_IMAGE, bytes, n, MMI_CHAT_DETAIL_AUTO, NULL);
 }
 
 /* OpenAI: "input_audio": {"data": "<base64>", "format": "wav"}. */
@@ -314,7 +337,7 @@ static mm_status read_input_audio(chat_reader *r, const mmi_json_value *part, co
     mm_status st = mmi_base64_decode(data->str, data->len, &bytes, &n);
     if (st != MM_OK)
         return at(st, place);
-    return push_media(r, MMI_PART_AUDIO, bytes, n, MMI_CHAT_DETAIL_AUTO);
+    return push_media(r, MMI_PART_AUDIO, bytes, n, MMI_CHAT_DETAIL_AUTO, NULL);
 }
 
 static mm_status read_part(chat_reader *r, const mmi_json_value *part, const char *where)
@@ -331,7 +354,9 @@ static mm_status read_part(chat_reader *r, const mmi_json_value *part, const cha
         return push_text(r, text, place);
     }
     if (strcmp(type->str, "image_url") == 0 || strcmp(type->str, "input_image") == 0)
-        return read_image_url(r, part, where);
+        return read_url(r, part, "image_url", where);
+    if (strcmp(type->str, "video_url") == 0)
+        return read_url(r, part, "video_url", where);
     if (strcmp(type->str, "image") == 0)
         return read_image_source(r, part, where);
     if (strcmp(type->str, "input_audio") == 0)
@@ -444,14 +469,56 @@ static void message_place(const mmi_chat_message *m, char *buf, size_t size)
         snprintf(buf, size, "messages[%zu]", m->json_index);
 }
 
+/* Whether part j of a message's parts continues the video of part j - 1 (a frame of the
+ * same named clip) rather than starting a media item of its own. */
+static int continues_video(const mmi_chat_part *parts, size_t j)
+{
+    return j > 0 && parts[j].kind == MMI_PART_IMAGE && parts[j].video &&
+           parts[j - 1].kind == MMI_PART_IMAGE && parts[j - 1].video &&
+           strcmp(parts[j].video, parts[j - 1].video) == 0;
+}
+
+static int starts_media(const mmi_chat_part *parts, size_t j)
+{
+    return parts[j].kind != MMI_PART_TEXT && !continues_video(parts, j);
+}
+
+/* The frames parts[0..) of one named clip (as many as continue it, of n left in the message)
+ * as a video sampled by the options; *used: the parts taken. */
+static mm_status read_frames(const mmi_chat_part *parts, size_t n, const mm_options *options,
+                             mm_video **out, size_t *used)
+{
+    *used = 1;
+    while (*used < n && continues_video(parts, *used))
+        (*used)++;
+    mm_image **frames = mmi_calloc(*used, sizeof *frames);
+    if (!frames)
+        return mmi_fail(MM_ERR_NOMEM, "out of memory for %zu frames", *used);
+    mm_status st = MM_OK;
+    for (size_t i = 0; i < *used && st == MM_OK; i++) {
+        st = mmi_image_load_memory(parts[i].image, parts[i].image_len, options, &frames[i]);
+        if (st != MM_OK) {
+            char where[128];
+            snprintf(where, sizeof where, "video \"%.64s\", frame %zu", parts[i].video, i);
+            st = at(st, where);
+        }
+    }
+    if (st == MM_OK)
+        st = mmi_video_from_frames((const mm_image *const *)frames, NULL, *used, options, out);
+    for (size_t i = 0; i < *used; i++)
+        mmi_image_free(frames[i]);
+    mmi_free(frames);
+    return st;
+}
+
 /* Check one part before anything is added: text must not hold a media marker; an image's
  * header is read (size limits from options) and its pixel count returned, no pixel decoded
- * (clips were read, their limits checked, before). */
+ * (clips and videos were read, their limits checked, before). */
 static mm_status check_part(const mmi_chat_part *part, const mm_options *options,
                             uint64_t *pixels)
 {
     *pixels = 0;
-    if (part->kind == MMI_PART_AUDIO)
+    if (part->kind == MMI_PART_AUDIO || part->kind == MMI_PART_VIDEO)
         return MM_OK;
     if (part->kind == MMI_PART_IMAGE) {
         int width, height;
@@ -480,7 +547,7 @@ static mm_status message_text(const mmi_chat *chat, const mmi_chat_message *m, c
         if (parts[k].kind == MMI_PART_TEXT) {
             cap += parts[k].text_len + 1;
             text_seen = 1;
-        } else {
+        } else if (starts_media(parts, k)) {
             cap += marker;
             markers |= text_seen;
         }
@@ -497,7 +564,7 @@ static mm_status message_text(const mmi_chat *chat, const mmi_chat_message *m, c
             memcpy(text + n, parts[k].text, parts[k].text_len);
             n += parts[k].text_len;
             after_text = 1;
-        } else {
+        } else if (starts_media(parts, k)) {
             if (markers) {
                 memcpy(text + n, MMI_MEDIA_MARKER, marker);
                 n += marker;
@@ -565,11 +632,14 @@ static mm_status check_cost(mm_session *session, const mmi_chat *chat, const mm_
 mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
                                   const mm_options *options)
 {
-    size_t n_images = 0, n_clips = 0;
+    size_t n_images = 0, n_clips = 0, n_media = 0;
     for (size_t i = 0; i < chat->n_parts; i++) {
-        n_images += chat->parts[i].kind == MMI_PART_IMAGE;
+        n_images += chat->parts[i].kind == MMI_PART_IMAGE || chat->parts[i].kind == MMI_PART_VIDEO;
         n_clips += chat->parts[i].kind == MMI_PART_AUDIO;
     }
+    for (size_t i = 0; i < chat->n_messages; i++)
+        for (size_t j = 0; j < chat->messages[i].n_parts; j++)
+            n_media += starts_media(chat->parts + chat->messages[i].first_part, j);
     const mm_model *model = mmi_session_model(session);
     if (n_images > 0 && !model->vision)
         return mmi_fail(MM_ERR_STATE, "conversation: %zu image%s, but the model has no vision "
@@ -580,9 +650,8 @@ mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
                         "audio encoder (load an mmproj file with one)", n_clips,
                         n_clips == 1 ? "" : "s");
     /* Images stay in their files' bytes: each is decoded only while the session encodes it.
-     * Clips are read here (their length limit checked from the header first). */
+     * Clips and videos are read here (their limits checked from the headers first). */
     typedef char place[64];
-    size_t n_media = n_images + n_clips;
     mmi_image_bytes *sources = mmi_calloc(n_media + 1, sizeof *sources);
     mmi_media *media = mmi_calloc(n_media + 1, sizeof *media);
     place *places = mmi_calloc(n_media + 1, sizeof *places);
@@ -591,14 +660,20 @@ mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
     size_t k = 0;
     for (size_t i = 0; i < chat->n_messages && st == MM_OK; i++) {
         const mmi_chat_message *m = &chat->messages[i];
-        for (size_t j = 0; j < m->n_parts && st == MM_OK; j++) {
+        for (size_t j = 0, used = 1; j < m->n_parts && st == MM_OK; j += used) {
             const mmi_chat_part *part = &chat->parts[m->first_part + j];
+            used = 1;
             if (part->kind == MMI_PART_TEXT)
                 continue;
             char where[32];
             message_place(m, where, sizeof where);
             snprintf(places[k], sizeof places[k], "%s, part %zu", where, j);
-            if (part->kind == MMI_PART_IMAGE) {
+            mm_video *video = NULL;
+            if (part->kind == MMI_PART_IMAGE && part->video) {
+                st = read_frames(part, m->n_parts - j, options, &video, &used);
+            } else if (part->kind == MMI_PART_VIDEO) {
+                st = mmi_video_load_memory(part->image, part->image_len, options, &video);
+            } else if (part->kind == MMI_PART_IMAGE) {
                 sources[k] = (mmi_image_bytes){part->image, part->image_len, options, places[k]};
                 media[k] = (mmi_media){.ops = &mmi_image_bytes_ops, .source = &sources[k],
                                        .params = part_params(part)};
@@ -607,9 +682,11 @@ mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
                 st = mmi_audio_load_memory(part->image, part->image_len, options, &clip);
                 if (st == MM_OK)
                     media[k] = (mmi_media){.ops = &mmi_audio_ops, .source = clip};
-                else
-                    st = at(st, places[k]);
             }
+            if (video)
+                media[k] = (mmi_media){.ops = &mmi_video_ops, .source = video};
+            if (st != MM_OK)
+                st = at(st, places[k]);
             k++;
         }
     }
@@ -623,7 +700,7 @@ mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
         const mmi_chat_message *m = &chat->messages[i];
         size_t n = 0;
         for (size_t j = 0; j < m->n_parts; j++)
-            n += chat->parts[m->first_part + j].kind != MMI_PART_TEXT;
+            n += starts_media(chat->parts + m->first_part, j);
         char *text = NULL;
         size_t len = 0;
         message_place(m, where, sizeof where);
@@ -643,6 +720,8 @@ mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
     for (size_t i = 0; media && i < n_media; i++)
         if (media[i].ops == &mmi_audio_ops)
             mmi_audio_free((mm_audio *)media[i].source);
+        else if (media[i].ops == &mmi_video_ops)
+            mm_video_free((mm_video *)media[i].source);
     mmi_free(sources);
     mmi_free(media);
     mmi_free(places);

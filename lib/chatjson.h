@@ -37,10 +37,15 @@ mm_status mmi_data_url_decode(const char *url, size_t len, const char **media_ty
  *   {"type":"image","source":{"type":"base64","media_type":"image/png","data":"..."}}
  *       (Anthropic)
  *   {"type":"input_audio","input_audio":{"data":"<base64 WAV>","format":"wav"}}   (OpenAI)
- * Images and audio must be inline (data URLs / base64): remote URLs are never fetched
+ *   {"type":"video_url","video_url":{"url":"data:video/mp4;base64,..."}}   (vLLM, SGLang;
+ *       any container FFmpeg reads)
+ * Consecutive image_url parts of a message with the same "video" member (a string naming the
+ * clip, {"type":"image_url","image_url":{...},"video":"clip1"}) are the frames of one video,
+ * one second apart, sampled by the options like any clip.
+ * Images, audio and video must be inline (data URLs / base64): remote URLs are never fetched
  * (MM_ERR_UNSUPPORTED). Text may not contain NUL characters. */
 
-typedef enum { MMI_PART_TEXT, MMI_PART_IMAGE, MMI_PART_AUDIO } mmi_chat_part_kind;
+typedef enum { MMI_PART_TEXT, MMI_PART_IMAGE, MMI_PART_AUDIO, MMI_PART_VIDEO } mmi_chat_part_kind;
 
 /* OpenAI's image_url.detail: how finely the image is to be looked at. */
 typedef enum { MMI_CHAT_DETAIL_AUTO, MMI_CHAT_DETAIL_LOW, MMI_CHAT_DETAIL_HIGH } mmi_chat_detail;
@@ -49,9 +54,10 @@ typedef struct {
     mmi_chat_part_kind kind;
     const char *text;    /* TEXT: UTF-8, NUL-terminated, owned by the conversation's document */
     size_t text_len;
-    uint8_t *image;      /* IMAGE, AUDIO: the encoded file's bytes (PNG, JPEG; WAV), owned */
+    uint8_t *image;      /* IMAGE, AUDIO, VIDEO: the encoded file's bytes, owned */
     size_t image_len;
     mmi_chat_detail detail; /* IMAGE: "detail" of the part (AUTO when absent) */
+    const char *video;   /* IMAGE: the "video" its frames share (NULL: a picture) */
 } mmi_chat_part;
 
 typedef struct {

@@ -25,7 +25,8 @@ mm_status mmi_media_params_from_options(const mm_options *o, mmi_media_params *o
 
 const char *mmi_media_find_marker(const char *text, size_t len, size_t *marker_len)
 {
-    static const char *const markers[] = {MMI_MEDIA_MARKER, MMI_IMAGE_MARKER, MMI_AUDIO_MARKER};
+    static const char *const markers[] = {MMI_MEDIA_MARKER, MMI_IMAGE_MARKER, MMI_AUDIO_MARKER,
+                                          MMI_VIDEO_MARKER};
     const char *best = NULL;
     for (size_t i = 0; i < sizeof markers / sizeof *markers; i++) {
         size_t m = strlen(markers[i]);
@@ -79,9 +80,9 @@ mm_status mmi_media_check_markers(const char *text, size_t len, size_t n_media, 
         return mmi_fail(MM_ERR_UNSUPPORTED, "%s: this model takes its image in front of the "
                         "text, not at %s markers", fn, MMI_IMAGE_MARKER);
     if (markers > 0 && markers != n_media)
-        return mmi_fail(MM_ERR_ARG, "%s: the text has %zu markers (%s, %s or %s) for %zu media",
-                        fn, markers, MMI_MEDIA_MARKER, MMI_IMAGE_MARKER, MMI_AUDIO_MARKER,
-                        n_media);
+        return mmi_fail(MM_ERR_ARG, "%s: the text has %zu markers (%s, %s, %s or %s) for %zu "
+                        "media", fn, markers, MMI_MEDIA_MARKER, MMI_IMAGE_MARKER, MMI_AUDIO_MARKER,
+                        MMI_VIDEO_MARKER, n_media);
     return MM_OK;
 }
 

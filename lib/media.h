@@ -17,10 +17,11 @@
 #include "preprocess.h"
 #include "tokenizer.h"
 
-/* Where a media item goes in a message's text; "<image>" (MMI_IMAGE_MARKER) and "<audio>" are
- * aliases. */
+/* Where a media item goes in a message's text; "<image>" (MMI_IMAGE_MARKER), "<audio>" and
+ * "<video>" are aliases. */
 #define MMI_MEDIA_MARKER "<media>"
 #define MMI_AUDIO_MARKER "<audio>"
+#define MMI_VIDEO_MARKER "<video>"
 
 /* What a media item costs, known before it is encoded. */
 typedef struct {
@@ -57,6 +58,7 @@ extern const mmi_media_ops mmi_image_ops; /* tower_vision.c: source is an mm_ima
 mm_status mmi_image_plan(const mm_model *m, int width, int height, const mmi_media_params *p,
                          mmi_media_plan *out);
 extern const mmi_media_ops mmi_audio_ops; /* tower_audio.c: source is an mm_audio */
+extern const mmi_media_ops mmi_video_ops; /* video.c: source is an mm_video */
 
 /* The public handle of one media item: what it is and the image or clip it borrows. */
 struct mm_media {

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "clip.h"
 #include "decoder.h"
 #include "mm.h"
@@ -24,6 +25,7 @@
 #include "resampler.h"
 #include "safetensors.h"
 #include "tower_audio.h"
+#include "video.h"
 #include "vit.h"
 
 #define NOT_IMPLEMENTED 3
@@ -659,6 +661,98 @@ static void dump_llava_next(dump *d)
     mm_image_free(image);
 }
 
+/* transformers.LlavaNextVideoForConditionalGeneration, from the case's video_frames through
+ * libmm's own sampling (as many frames as the case's frame_indices holds), preprocessing and
+ * the one batch of frames: the sampled indices, every frame's pixels, feature-layer state and
+ * pooled features, the projected rows (mm_media_encode, checked against mm_media_n_tokens),
+ * then the language model on the prompt whose clip.video_token_id positions take them. */
+static void dump_llava_next_video(dump *d)
+{
+    load_model(d, "model.gguf", "mmproj.gguf");
+    const mmi_vision *v = d->model->vision;
+    if (!v || v->n_feature_layers != 1)
+        die("the LLaVA-NeXT-Video pair has no vision file with one feature layer");
+    st_dtype type;
+    int64_t shape[ST_MAX_DIMS], idx_shape[ST_MAX_DIMS];
+    int ndim;
+    size_t bytes;
+    unsigned char *raw = st_read_raw(&d->io, "video_frames", &type, shape, &ndim, &bytes);
+    if (!raw || type != ST_U8 || ndim != 4 || shape[3] != 3)
+        die("video_frames: expected uint8 [frames][height][width][3]");
+    note_input(d, "video_frames");
+    int F = (int)shape[0], H = (int)shape[1], W = (int)shape[2];
+    mm_image **frames = xmalloc((size_t)F * sizeof *frames);
+    for (int i = 0; i < F; i++)
+        check(mm_image_from_pixels(raw + (size_t)i * H * W * 3, W, H, (size_t)W * 3,
+                                   MM_PIXEL_RGB8, &frames[i]), "frame");
+    if (!st_find(&d->io, "frame_indices") || st_find(&d->io, "frame_indices")->ndim != 1)
+        die("the case has no 1-D frame_indices");
+    idx_shape[0] = st_find(&d->io, "frame_indices")->shape[0];
+    mm_options *o;
+    check(mm_options_create(&o), "options");
+    check(mm_options_set_int(o, MM_OPT_VIDEO_FRAMES, idx_shape[0]), "video_frames");
+    mm_video *clip;
+    check(mm_video_from_frames((const mm_image *const *)frames, NULL, (size_t)F, o, &clip),
+          "mm_video_from_frames");
+    mm_options_free(o);
+    int N = (int)mm_video_n_frames(clip);
+    int32_t *picked = xmalloc((size_t)N * sizeof *picked);
+    for (int i = 0; i < N; i++)
+        picked[i] = (int32_t)mm_video_frame_time(clip, (size_t)i); /* frame i at i seconds */
+    put_i64(d, "frame_indices", picked, 0, N);
+
+    float *px;
+    int S, n, D = v->enc.n_embd, s = v->frame_pool;
+    check(mmi_video_frame_pixels(v, clip, &px, &S), "frame pixels");
+    put_f32(d, "pixel_values_videos", px, 5, (int64_t)1, (int64_t)N, (int64_t)3, (int64_t)S,
+            (int64_t)S);
+    check(mmi_vision_tower_tokens(v, S, S, &n), "tower tokens");
+    int side = S / v->patch.patch_size, pooled = (side / s) * (side / s);
+    float *states = xmalloc((size_t)N * n * D * sizeof(float));
+    float *pool = xmalloc((size_t)N * pooled * D * sizeof(float));
+    for (int i = 0; i < N; i++) {
+        float *x = states + (size_t)i * n * D;
+        check(mmi_vision_hidden_states(v, px + (size_t)i * 3 * S * S, S, S, v->feature_layers,
+                                       1, x, NULL), "vision hidden states");
+        mmi_pool2d(pool + (size_t)i * pooled * D, x + (size_t)v->drop_class * D, side, side, D,
+                   s, v->frame_pool_mode);
+    }
+    put_f32(d, "vision_hidden_states", states, 3, (int64_t)N, (int64_t)n, (int64_t)D);
+    put_f32(d, "pooled_features", pool, 3, (int64_t)N, (int64_t)pooled, (int64_t)D);
+
+    mm_media *media;
+    check(mm_media_from_video(clip, &media), "mm_media_from_video");
+    size_t count;
+    check(mm_media_n_tokens(d->model, media, &count), "mm_media_n_tokens");
+    mm_embeddings *e;
+    check(mm_media_encode(d->model, media, NULL, &e), "mm_media_encode");
+    size_t rows = mm_embeddings_n_tokens(e), E = mm_embeddings_n_embd(e);
+    if (rows != count || rows % (size_t)N)
+        die("mm_media_encode made %zu rows, mm_media_n_tokens said %zu, for %d frames", rows,
+            count, N);
+    put_f32(d, "video_features", mm_embeddings_data(e), 3, (int64_t)N, (int64_t)(rows / N),
+            (int64_t)E);
+    int64_t video_token;
+    check(mmi_gguf_get_int(d->model->files[1], "clip.video_token_id", &video_token),
+          "clip.video_token_id");
+    int32_t *ids = input_ids(d, "input_ids", shape);
+    if (shape[0] != 1)
+        die("input_ids has a batch of %lld", (long long)shape[0]);
+    put_language_model(d, ids, (int)shape[1], (int32_t)video_token, mm_embeddings_data(e), rows);
+    free(ids);
+    mm_embeddings_free(e);
+    mm_media_free(media);
+    free(pool);
+    free(states);
+    mmi_free(px);
+    free(picked);
+    mm_video_free(clip);
+    for (int i = 0; i < F; i++)
+        mm_image_free(frames[i]);
+    free(frames);
+    free(raw);
+}
+
 /* transformers.Blip2ForConditionalGeneration: the tower's post-normalised last state, the
  * Q-Former's query outputs on it, the projected queries through the public encoder; then the
  * language model on [projected queries; input_ids] (prepended: the file has no image token),
@@ -982,6 +1076,7 @@ static const struct {
     {"transformers.SiglipVisionModel", dump_siglip_vision},
     {"transformers.LlavaForConditionalGeneration", dump_llava},
     {"transformers.LlavaNextForConditionalGeneration", dump_llava_next},
+    {"transformers.LlavaNextVideoForConditionalGeneration", dump_llava_next_video},
     {"transformers.LlamaForCausalLM", dump_llama},
     {"transformers.Qwen2ForCausalLM", dump_llama},
     {"transformers.Phi3ForCausalLM", dump_llama},

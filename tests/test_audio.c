@@ -568,17 +568,6 @@ static mm_session *pair_session(void)
 }
 
 /* Same positions and the same last logits. */
-static void assert_same_state(const mm_session *a, const mm_session *b)
-{
-    ck_assert_int_eq(mm_session_n_past(a), mm_session_n_past(b));
-    const float *la, *lb;
-    size_t na, nb;
-    ck_assert_ok(mm_session_logits(a, &la, &na));
-    ck_assert_ok(mm_session_logits(b, &lb, &nb));
-    ck_assert_uint_eq(na, nb);
-    ck_assert_int_eq(memcmp(la, lb, na * sizeof *la), 0);
-}
-
 START_TEST(a_clip_in_a_message_is_its_encoded_rows)
 {
     /* Two chunks (3.5 s): the message through the media path equals the same message with the
@@ -593,7 +582,7 @@ START_TEST(a_clip_in_a_message_is_its_encoded_rows)
     const mm_embeddings *rows[1] = {e};
     ck_assert_ok(mm_session_add_message_media(s1, "user", "Hear <audio> now", 16, media, 1));
     ck_assert_ok(mm_session_add_message_embeddings(s2, "user", "Hear <media> now", 16, rows, 1));
-    assert_same_state(s1, s2);
+    test_assert_same_state(s1, s2);
     ck_assert_int_gt(mm_session_n_past(s1), 87);
 
     /* The audio file has no vision tower. */
@@ -657,7 +646,7 @@ START_TEST(chat_json_takes_input_audio_parts)
     mm_session *s1 = pair_session(), *s2 = pair_session();
     ck_assert_ok(mm_session_add_messages_json(s1, json, strlen(json), NULL));
     ck_assert_ok(mm_session_add_message_media(s2, "user", "now", 3, media, 1));
-    assert_same_state(s1, s2);
+    test_assert_same_state(s1, s2);
 
     /* Another format, broken base64, a clip over the options' limit: refused, nothing added. */
     char *fmt = strstr(json, "\"wav\"");

@@ -561,6 +561,84 @@ static void m_mm_media_from_audio(void)
     ck_assert_ptr_null(m);
 }
 
+static void m_mm_media_from_video(void)
+{
+    mm_media *m = SENTINEL;
+    EXPECT(mm_media_from_video(NULL, &m), MM_ERR_ARG);
+    ck_assert_ptr_null(m);
+}
+
+/* ---- video ---- */
+
+static void m_mm_video_from_frames(void)
+{
+    const mm_image *frames[2] = {image, NULL};
+    const double bad_times[2] = {1, 0};
+    mm_video *v = SENTINEL;
+    EXPECT(mm_video_from_frames(NULL, NULL, 1, NULL, &v), MM_ERR_ARG);
+    ck_assert_ptr_null(v);
+    EXPECT(mm_video_from_frames(frames, NULL, 0, NULL, &v), MM_ERR_ARG);
+    EXPECT(mm_video_from_frames(frames, NULL, 2, NULL, &v), MM_ERR_ARG); /* a NULL frame */
+    frames[1] = image;
+    EXPECT(mm_video_from_frames(frames, bad_times, 2, NULL, &v), MM_ERR_ARG);
+    EXPECT(mm_video_from_frames(frames, NULL, 1, NULL, NULL), MM_ERR_ARG);
+    ck_assert_ptr_null(v);
+}
+
+static void m_mm_video_load_file(void)
+{
+    mm_video *v = SENTINEL;
+    EXPECT(mm_video_load_file(NULL, NULL, &v), MM_ERR_ARG);
+    ck_assert_ptr_null(v);
+    EXPECT(mm_video_load_file("x.mp4", NULL, NULL), MM_ERR_ARG);
+    mm_status st = mm_video_load_file("/nonexistent/clip.mp4", NULL, &v);
+    ck_assert_int_eq(st, mm_video_files_available() ? MM_ERR_IO : MM_ERR_UNSUPPORTED);
+    ck_assert_ptr_null(v);
+}
+
+static void m_mm_video_load_memory(void)
+{
+    mm_video *v = SENTINEL;
+    EXPECT(mm_video_load_memory(NULL, 4, NULL, &v), MM_ERR_ARG);
+    ck_assert_ptr_null(v);
+    EXPECT(mm_video_load_memory("abcd", 4, NULL, NULL), MM_ERR_ARG);
+    EXPECT(mm_video_load_memory("abcd", 4, NULL, &v),
+           mm_video_files_available() ? MM_ERR_FORMAT : MM_ERR_UNSUPPORTED);
+    ck_assert_ptr_null(v);
+}
+
+static void m_mm_video_files_available(void)
+{
+    int r = mm_video_files_available();
+    ck_assert(r == 0 || r == 1);
+}
+
+static void m_mm_video_n_frames(void)
+{
+    ck_assert_uint_eq(mm_video_n_frames(NULL), 0);
+}
+
+static void m_mm_video_frame(void)
+{
+    const mm_image *frames[1] = {image};
+    mm_video *v;
+    ck_assert_ptr_null(mm_video_frame(NULL, 0));
+    ck_assert_ok(mm_video_from_frames(frames, NULL, 1, NULL, &v));
+    ck_assert_ptr_nonnull(mm_video_frame(v, 0));
+    ck_assert_ptr_null(mm_video_frame(v, 1));
+    mm_video_free(v);
+}
+
+static void m_mm_video_frame_time(void)
+{
+    ck_assert(mm_video_frame_time(NULL, 0) == 0);
+}
+
+static void m_mm_video_free(void)
+{
+    mm_video_free(NULL);
+}
+
 static void m_mm_media_free(void)
 {
     mm_media_free(NULL);
@@ -1304,7 +1382,10 @@ static const struct {
     CASE(mm_audio_load_file), CASE(mm_audio_load_memory), CASE(mm_audio_from_samples),
     CASE(mm_audio_sample_rate), CASE(mm_audio_n_samples), CASE(mm_audio_samples),
     CASE(mm_audio_free), CASE(mm_audio_resampling_available),
-    CASE(mm_media_from_image), CASE(mm_media_from_audio), CASE(mm_media_free),
+    CASE(mm_media_from_image), CASE(mm_media_from_audio), CASE(mm_media_from_video),
+    CASE(mm_media_free), CASE(mm_video_from_frames), CASE(mm_video_load_file), CASE(mm_video_load_memory),
+    CASE(mm_video_files_available), CASE(mm_video_n_frames), CASE(mm_video_frame),
+    CASE(mm_video_frame_time), CASE(mm_video_free),
     CASE(mm_media_n_tokens), CASE(mm_media_encode),
     CASE(mm_image_encode), CASE(mm_image_token_count), CASE(mm_image_encode_pixels),
     CASE(mm_embeddings_n_tokens),

@@ -590,7 +590,7 @@ START_TEST(images_go_at_their_markers)
     text = "<image> and <image>";
     ck_assert_status(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), media, 1),
                      MM_ERR_ARG);
-    ck_assert_message_has("2 markers (<media>, <image> or <audio>) for 1 media");
+    ck_assert_message_has("2 markers (<media>, <image>, <audio> or <video>) for 1 media");
     ck_assert_int_eq(mm_session_n_past(s), 0);
     mm_session_free(s);
 }

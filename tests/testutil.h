@@ -5,6 +5,9 @@
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "mm.h"
 
 /* Folder of the reference vectors (tests/vectors/README.md): $MM_VECTORS_DIR, else tests/vectors
  * (the tests run from the repository root). */
@@ -73,5 +76,17 @@ static inline char *test_file_base64(const char *path)
     } while (0)
 
 #define ck_assert_ok(expr) ck_assert_status(expr, MM_OK)
+
+/* Two sessions hold the same state: positions and bit-identical logits. */
+static inline void test_assert_same_state(const mm_session *a, const mm_session *b)
+{
+    ck_assert_int_eq(mm_session_n_past(a), mm_session_n_past(b));
+    const float *la, *lb;
+    size_t na, nb;
+    ck_assert_ok(mm_session_logits(a, &la, &na));
+    ck_assert_ok(mm_session_logits(b, &lb, &nb));
+    ck_assert_uint_eq(na, nb);
+    ck_assert_int_eq(memcmp(la, lb, na * sizeof *la), 0);
+}
 
 #endif

@@ -237,11 +237,12 @@ typedef struct {
     int image_size, patch, n_embd, n_ff, n_layer, n_head;
     int no_projector; /* a bare CLIP vision tower: no projector keys or mm.* tensors */
     int tiled; /* LLaVA-1.6: pinpoints (S, 2S), (2S, S), (2S, 2S), spatial_unpad, newline */
+    int pool_stride; /* LLaVA-NeXT-Video: video frames average-pooled in these windows */
     int merger; /* Qwen2-VL (qwen2vl_merger): two frame kernels, 2-D RoPE, no positions or
                    class token, ln_q as post_ln, mm.0 over 2x2 patches; 64 to 4096 pixels */
 } tiny_vision;
 
-static const tiny_vision tiny_vision_default = {16, 8, 8, 16, 2, 2, 0, 0, 0};
+static const tiny_vision tiny_vision_default = {16, 8, 8, 16, 2, 2, 0, 0, 0, 0};
 
 static inline mm_status tiny_vision_tensor(mmi_gguf_writer *w, uint32_t *rng, const char *name,
                                     uint32_t n_dims, const uint64_t *ne, float center, float scale)
@@ -343,6 +344,9 @@ static inline mm_status tiny_vision_write_sized(const char *path, int n_embd_tex
         if (!v->no_projector || strncmp(t[i].name, "mm.", 3) != 0)
             st = tiny_vision_tensor(w, &rng, t[i].name, t[i].n_dims, t[i].ne, t[i].center,
                                     t[i].scale);
+    if (v->pool_stride && st == MM_OK)
+        st = mmi_gguf_writer_add_int(w, "clip.vision.spatial_pool_stride", MMI_GGUF_UINT32,
+                                     v->pool_stride);
     for (size_t i = 0; i < sizeof m / sizeof m[0] && st == MM_OK && v->merger; i++)
         st = tiny_vision_tensor(w, &rng, m[i].name, m[i].n_dims, m[i].ne, m[i].center,
                                 m[i].scale);

@@ -16,6 +16,8 @@ converters write them:
                672x336, 672x672, 1008x336, 336x1008, spatial_unpad, model.image_newline; a
                640x480 picture is a 2x2 grid plus the overview (5 views, 2880 tokens before
                unpadding); f32
+  vit-l14-336-video   the same tower as LLaVA-NeXT-Video-7B uses it: frames average-pooled
+               2x2 (24x24 -> 12x12, 144 rows per frame) before the projector; f32
   whisper-base Whisper-base's encoder (80 mel bands, 1500 positions = 30 s, 6 blocks, width
                512, 8 heads, FFN 2048) with a Qwen2-Audio projector (qwen2a: avg pool, linear)
                into the width of llama-1b; f32
@@ -45,13 +47,14 @@ VISION = {
     "vit-b16": (224, 16, 768, 3072, 12, 12, 12, 2048),
     "vit-l14-336": (336, 14, 1024, 4096, 24, 16, 23, 4096),
     "vit-l14-336-anyres": (336, 14, 1024, 4096, 24, 16, 23, 4096),
+    "vit-l14-336-video": (336, 14, 1024, 4096, 24, 16, 23, 4096),
 }
 ANYRES_PINPOINTS = [336, 672, 672, 336, 672, 672, 1008, 336, 336, 1008]
 # mel bands, positions, width, FFN, blocks, heads, projector width
 WHISPER_BASE = (80, 1500, 512, 2048, 6, 8, 2048)
 LLAMA = dict(vocab=32000, embd=2048, layers=22, ff=5632, heads=32, heads_kv=4, ctx=2048)
-MODELS = ["vit-b16", "vit-l14-336", "vit-l14-336-anyres", "whisper-base", "llama-1b",
-          "llama-1b-f16", "llama-1b-q8_0", "llama-1b-q4_0", "llama-1b-q4_k_m"]
+MODELS = ["vit-b16", "vit-l14-336", "vit-l14-336-anyres", "vit-l14-336-video", "whisper-base",
+          "llama-1b", "llama-1b-f16", "llama-1b-q8_0", "llama-1b-q4_0", "llama-1b-q4_k_m"]
 # Quantized layouts: block values, block bytes, byte offsets of the f16 scales in a block.
 BLOCKS = {"q8_0": (32, 34, [0]), "q4_0": (32, 18, [0]), "q4_k": (256, 144, [0, 2]),
           "q6_k": (256, 210, [208])}
@@ -130,6 +133,9 @@ def write_vision(path, spec, name):
         w.add("clip.vision.image_grid_pinpoints", ANYRES_PINPOINTS, type="[i32]")
         w.add("clip.vision.mm_patch_merge_type", "spatial_unpad")
         w.add_tensor("model.image_newline", normal(E), shape=(E,))
+    if name.endswith("-video"):  # LLaVA-NeXT-Video: frames pooled 2x2 before the projector
+        w.add("clip.vision.spatial_pool_stride", 2, type="u32")
+        w.add("clip.vision.spatial_pool_mode", "average")
     w.write()
 
 

@@ -233,6 +233,13 @@ DEFAULTS = {
                        multimodal_projector_bias=True,
                        image_grid_pinpoints=[[336, 672], [672, 336], [672, 672], [1008, 336],
                                              [336, 1008]]),
+    "llava_next_video": dict(image_token_index=32001, video_token_index=32000,
+                             projector_hidden_act="gelu",
+                             vision_feature_select_strategy="default", vision_feature_layer=-2,
+                             multimodal_projector_bias=True, spatial_pool_mode="average",
+                             spatial_pool_stride=2,
+                             image_grid_pinpoints=[[336, 672], [672, 336], [672, 672],
+                                                   [1008, 336], [336, 1008]]),
     "clip": dict(projection_dim=512, logit_scale_init_value=2.6592),
     "blip-2": dict(num_query_tokens=32, image_token_index=None),
     "idefics2_perceiver": dict(hidden_act="silu", resampler_n_latents=64, resampler_depth=3,
@@ -983,7 +990,9 @@ def feature_layers(value, n_layers):
 
 def convert_llava(folder, cfg, ck, args, kind="llava"):
     """LLaVA-1.5, and with kind "llava_next" LLaVA-1.6 (AnyRes): the tiling keys and the
-    newline row as llama.cpp's LLaVA-NeXT mmproj files carry them."""
+    newline row as llama.cpp's LLaVA-NeXT mmproj files carry them; "llava_next_video" adds the
+    pooling of video frames (clip.vision.spatial_pool_stride / _mode, libmm's keys) and the
+    video token."""
     for new, old in LLAVA_RENAMES:      # newer transformers save other prefixes
         for name in [n for n in ck.names() if n.startswith(new)]:
             ck.entries[old + name[len(new):]] = ck.entries.pop(name)
@@ -1030,7 +1039,12 @@ def convert_llava(folder, cfg, ck, args, kind="llava"):
     linear(mm, ck, "mm.0", "multi_modal_projector.linear_1")
     if n_linear == 2:
         linear(mm, ck, "mm.2", "multi_modal_projector.linear_2")
-    if kind == "llava_next":
+    if kind == "llava_next_video":
+        mode = lc.require("spatial_pool_mode", ["average", "max"])
+        mm.add("clip.vision.spatial_pool_mode", mode)
+        mm.add("clip.vision.spatial_pool_stride", int(lc["spatial_pool_stride"]))
+        mm.add("clip.video_token_id", int(lc["video_token_index"]), type="i32")
+    if kind in ("llava_next", "llava_next_video"):
         pinpoints = lc["image_grid_pinpoints"]
         if not pinpoints or any(len(p) != 2 for p in pinpoints):
             raise ConvertError("image_grid_pinpoints must be a list of (height, width) pairs")
@@ -1276,6 +1290,9 @@ CONVERTERS = {"LlamaForCausalLM": convert_llama, "MistralForCausalLM": convert_l
               "LlavaForConditionalGeneration": convert_llava,
               "LlavaNextForConditionalGeneration":
                   lambda folder, cfg, ck, args: convert_llava(folder, cfg, ck, args, "llava_next"),
+              "LlavaNextVideoForConditionalGeneration":
+                  lambda folder, cfg, ck, args: convert_llava(folder, cfg, ck, args,
+                                                              "llava_next_video"),
               "CLIPModel": convert_clip,
               "SiglipVisionModel": convert_siglip,
               "Blip2ForConditionalGeneration": convert_blip2,
@@ -1284,6 +1301,7 @@ MODEL_TYPES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
                "phi3": "Phi3ForCausalLM", "qwen2_vl": "Qwen2VLForConditionalGeneration",
                "llava": "LlavaForConditionalGeneration",
                "llava_next": "LlavaNextForConditionalGeneration",
+               "llava_next_video": "LlavaNextVideoForConditionalGeneration",
                "clip": "CLIPModel", "siglip_vision_model": "SiglipVisionModel",
                "blip-2": "Blip2ForConditionalGeneration",
                "qwen2_audio": "Qwen2AudioForConditionalGeneration"}

@@ -236,11 +236,52 @@ private:
     std::unique_ptr<mm_audio, deleter<mm_audio, mm_audio_free>> ptr_;
 };
 
-// One image or clip of a message (borrowed: the image or clip must outlive it).
+// A video clip: frames sampled when it is made (options: video_frames, video_interval,
+// video_max_frames), from caller frames (times in seconds, nullptr: frame i at i s) or a file
+// or bytes read through FFmpeg (mm::error with MM_ERR_UNSUPPORTED in a build without it).
+class video {
+public:
+    static video from_frames(const std::vector<const image *> &frames,
+                             const std::vector<double> *times = nullptr,
+                             const options *opts = nullptr)
+    {
+        std::vector<const mm_image *> raw;
+        for (const image *f : frames)
+            raw.push_back(f ? f->get() : nullptr);
+        if (times && times->size() != frames.size())
+            throw error(MM_ERR_ARG, "mm::video::from_frames: one time per frame");
+        mm_video *v;
+        check(mm_video_from_frames(raw.data(), times ? times->data() : nullptr, raw.size(),
+                                   opts ? opts->get() : nullptr, &v));
+        return video(v);
+    }
+    static video open(const std::string &path, const options *opts = nullptr)
+    {
+        mm_video *v;
+        check(mm_video_load_file(path.c_str(), opts ? opts->get() : nullptr, &v));
+        return video(v);
+    }
+    static video from_bytes(const void *data, std::size_t size, const options *opts = nullptr)
+    {
+        mm_video *v;
+        check(mm_video_load_memory(data, size, opts ? opts->get() : nullptr, &v));
+        return video(v);
+    }
+    std::size_t size() const noexcept { return mm_video_n_frames(get()); }
+    double time(std::size_t i) const noexcept { return mm_video_frame_time(get(), i); }
+    const mm_video *get() const noexcept { return ptr_.get(); }
+
+private:
+    explicit video(mm_video *v) : ptr_(v) {}
+    std::unique_ptr<mm_video, deleter<mm_video, mm_video_free>> ptr_;
+};
+
+// One image, clip or video of a message (borrowed: it must outlive the media).
 class media {
 public:
     media(const image &im) : ptr_(make(mm_media_from_image, im.get())) {}
     media(const audio &a) : ptr_(make(mm_media_from_audio, a.get())) {}
+    media(const video &v) : ptr_(make(mm_media_from_video, v.get())) {}
     // Positions the item takes in a message of model m.
     std::size_t n_tokens(const model &m) const
     {

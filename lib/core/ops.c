@@ -889,3 +889,22 @@ static void attend(float *out, int out_stride, const float *q, int q_stride, con
         }
     }
 }
+
+void mmi_pool2d(float *out, const float *x, int h, int w, int c, int s, mmi_pool_mode mode)
+{
+    int oh = h / s, ow = w / s;
+    for (int i = 0; i < oh; i++)
+        for (int j = 0; j < ow; j++) {
+            float *o = out + ((size_t)i * ow + j) * c;
+            memcpy(o, x + ((size_t)i * s * w + (size_t)j * s) * c, (size_t)c * sizeof(float));
+            for (int di = 0; di < s; di++)
+                for (int dj = di == 0; dj < s; dj++) {
+                    const float *in = x + (((size_t)i * s + di) * w + (size_t)j * s + dj) * c;
+                    for (int k = 0; k < c; k++)
+                        o[k] = mode == MMI_POOL_MAX ? (in[k] > o[k] ? in[k] : o[k]) : o[k] + in[k];
+                }
+            if (mode == MMI_POOL_AVG)
+                for (int k = 0; k < c; k++)
+                    o[k] /= (float)(s * s);
+        }
+}

@@ -97,6 +97,11 @@ void mmi_relu(float *x, size_t n);
 void mmi_swiglu(float *gate, const float *up, size_t n);
 void mmi_add(float *x, const float *y, size_t n); /* x += y */
 
+typedef enum { MMI_POOL_AVG, MMI_POOL_MAX } mmi_pool_mode;
+/* out[h/s][w/s][c]: the mean or the largest value of each s x s window of x[h][w][c], windows
+ * that do not fit dropped (torch's AvgPool2d / MaxPool2d with kernel = stride = s). */
+void mmi_pool2d(float *out, const float *x, int h, int w, int c, int s, mmi_pool_mode mode);
+
 /* An activation chosen by a model file (`*.hidden_act` names of docs/model-format.md). */
 typedef enum {
     MMI_ACT_GELU,       /* "gelu" */

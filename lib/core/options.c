@@ -37,6 +37,10 @@ static const opt_spec opt_specs[] = {
     {MM_OPT_IMAGE_DETAIL, "image_detail", MM_OPT_TYPE_STRING, 0, 0, 0},
     {MM_OPT_MATMUL_PRECISION, "matmul_precision", MM_OPT_TYPE_STRING, 0, 0, 0},
     {MM_OPT_AUDIO_MAX_SECONDS, "audio_max_seconds", MM_OPT_TYPE_INT, 1, 86400, 600},
+    {MM_OPT_VIDEO_FRAMES, "video_frames", MM_OPT_TYPE_INT, 1, 4096, 8},
+    {MM_OPT_VIDEO_INTERVAL, "video_interval", MM_OPT_TYPE_FLOAT, 0, 86400, 0},
+    {MM_OPT_VIDEO_MAX_FRAMES, "video_max_frames", MM_OPT_TYPE_INT, 1, 4096, 64},
+    {MM_OPT_VIDEO_MAX_SECONDS, "video_max_seconds", MM_OPT_TYPE_INT, 1, 86400 * 7, 3600},
 };
 
 typedef struct {

@@ -232,6 +232,27 @@ static mm_status load_head(mmi_vision *v, mmi_weights *w)
     return MM_OK;
 }
 
+/* LLaVA-NeXT-Video: clip.vision.spatial_pool_stride (default 1, none) and
+ * clip.vision.spatial_pool_mode ("average", the default, or "max"). */
+static mm_status load_frame_pool(mmi_vision *v, const mmi_gguf *g)
+{
+    const char *path = mmi_gguf_path(g);
+    MMI_TRY(mmi_weights_dim_or(g, "clip.vision.spatial_pool_stride", 1, v->image_size,
+                               &v->frame_pool));
+    const char *mode = "average";
+    if (mmi_gguf_has(g, "clip.vision.spatial_pool_mode"))
+        MMI_TRY(mmi_gguf_get_string(g, "clip.vision.spatial_pool_mode", &mode, NULL));
+    if (strcmp(mode, "average") != 0 && strcmp(mode, "max") != 0)
+        return mmi_fail(MM_ERR_UNSUPPORTED, "%s: clip.vision.spatial_pool_mode = '%s' (expected "
+                        "'average' or 'max')", path, mode);
+    v->frame_pool_mode = strcmp(mode, "max") == 0 ? MMI_POOL_MAX : MMI_POOL_AVG;
+    if (v->frame_pool > 1 && v->connector.kind != MMI_CONNECTOR_LINEAR &&
+        v->connector.kind != MMI_CONNECTOR_MLP)
+        return mmi_fail(MM_ERR_UNSUPPORTED, "%s: spatial_pool_stride %d needs a linear or mlp "
+                        "projector", path, v->frame_pool);
+    return MM_OK;
+}
+
 /* Qwen2-VL's tower (llama.cpp's qwen2vl_merger layout): the Conv3d kernel is stored per frame
  * (v.patch_embd.weight, .weight.1, each [P, P, 3, D]); one matrix over a patch row (channel,
  * frame, y, x) is built from them, so the embedding is one product over all rows. */
@@ -347,7 +368,7 @@ static mm_status load_vision(mmi_vision *v, const mmi_gguf *g)
         MMI_TRY(mmi_weights_vector(w, 1, &v->image_newline, v->connector.n_out,
                                    "model.image_newline"));
     }
-    return MM_OK;
+    return load_frame_pool(v, g);
 }
 
 mm_status mmi_vision_load(const mmi_gguf *g, mmi_vision **out)
@@ -546,15 +567,43 @@ mm_status mmi_vision_output_shape(const mmi_vision *v, int width, int height, in
     return MM_OK;
 }
 
-mm_status mmi_vision_encode_views(const mmi_vision *v, const float *chw, int n_views, int width,
-                                  int height, float *out, const atomic_int *cancel)
+/* Patch grid side of a frame's features, when they pool (a square grid). */
+static mm_status frame_grid(const mmi_vision *v, int width, int height, int *side)
 {
-    int n, D = v->enc.n_embd, k = v->n_feature_layers;
+    int P = v->patch.patch_size;
+    *side = width / P;
+    if (v->frame_pool > 1 && height / P != *side)
+        return mmi_fail(MM_ERR_UNSUPPORTED, "video frames of %dx%d pixels: pooling needs a square "
+                        "patch grid", width, height);
+    return MM_OK;
+}
+
+mm_status mmi_vision_frame_shape(const mmi_vision *v, int width, int height, int *n_tokens,
+                                 int *n_embd)
+{
+    int n, side, s = v->frame_pool;
+    MMI_TRY(mmi_vision_tower_tokens(v, width, height, &n));
+    MMI_TRY(frame_grid(v, width, height, &side));
+    int n_feat = s > 1 ? (side / s) * (side / s) : n - v->drop_class;
+    *n_tokens = mmi_connector_n_tokens(&v->connector, n_feat);
+    *n_embd = mmi_connector_n_embd(&v->connector);
+    return MM_OK;
+}
+
+/* n_views views through the tower as one batch, then the connector on each view's features,
+ * first pooled in pool x pool windows of the patch grid when pool > 1. */
+static mm_status encode_batch(const mmi_vision *v, const float *chw, int n_views, int width,
+                              int height, int pool, float *out, const atomic_int *cancel)
+{
+    int n, D = v->enc.n_embd, k = v->n_feature_layers, side = 0;
     MMI_TRY(check_takes_views(v));
     MMI_TRY(mmi_vision_tower_tokens(v, width, height, &n));
     if (n_views < 1)
         return mmi_fail(MM_ERR_ARG, "%d views to encode", n_views);
-    int n_feat = n - v->drop_class, per_view = mmi_connector_n_tokens(&v->connector, n_feat);
+    if (pool > 1)
+        MMI_TRY(frame_grid(v, width, height, &side));
+    int n_feat = pool > 1 ? (side / pool) * (side / pool) : n - v->drop_class;
+    int per_view = mmi_connector_n_tokens(&v->connector, n_feat);
     int batch_connector = v->connector.kind == MMI_CONNECTOR_LINEAR ||
                           v->connector.kind == MMI_CONNECTOR_MLP; /* row by row */
     size_t tower = tower_floats(v, width, height, n, n_views);
@@ -575,21 +624,39 @@ mm_status mmi_vision_encode_views(const mmi_vision *v, const float *chw, int n_v
         if (last_state && v->post_ln_w)
             mmi_vision_post_ln(v, feat, n * n_views);
         size_t row = (size_t)D * k;
-        if (batch_connector) { /* the views' features side by side, class tokens dropped */
-            for (int i = 0; i < n_views; i++)
-                memmove(feat + (size_t)i * n_feat * row,
-                        feat + ((size_t)i * n + v->drop_class) * row, (size_t)n_feat * row *
-                        sizeof(float));
-            mmi_connector_run(&v->connector, feat, n_feat * n_views, out, conn_scratch);
-        } else {
-            for (int i = 0; i < n_views; i++)
-                mmi_connector_run(&v->connector, feat + ((size_t)i * n + v->drop_class) * row,
-                                  n_feat, out + (size_t)i * per_view * mmi_connector_n_embd(&v->connector),
+        /* Each view's features, class token dropped, moved (or pooled: the pooled rows are
+         * fewer, so the tower state behind them is free) to its place side by side. */
+        for (int i = 0; i < n_views; i++) {
+            const float *view = feat + ((size_t)i * n + v->drop_class) * row;
+            float *to = feat + (size_t)i * n_feat * row;
+            if (pool > 1) {
+                mmi_pool2d(state, view, side, side, (int)row, pool, v->frame_pool_mode);
+                view = state;
+            }
+            if (batch_connector)
+                memmove(to, view, (size_t)n_feat * row * sizeof(float));
+            else
+                mmi_connector_run(&v->connector, view, n_feat,
+                                  out + (size_t)i * per_view * mmi_connector_n_embd(&v->connector),
                                   conn_scratch);
         }
+        if (batch_connector)
+            mmi_connector_run(&v->connector, feat, n_feat * n_views, out, conn_scratch);
     }
     mmi_free(state);
     return st;
+}
+
+mm_status mmi_vision_encode_views(const mmi_vision *v, const float *chw, int n_views, int width,
+                                  int height, float *out, const atomic_int *cancel)
+{
+    return encode_batch(v, chw, n_views, width, height, 1, out, cancel);
+}
+
+mm_status mmi_vision_encode_frames(const mmi_vision *v, const float *chw, int n_frames,
+                                   int width, int height, float *out, const atomic_int *cancel)
+{
+    return encode_batch(v, chw, n_frames, width, height, v->frame_pool, out, cancel);
 }
 
 mm_status mmi_vision_encode(const mmi_vision *v, const float *chw, int width, int height,

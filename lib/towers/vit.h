@@ -86,6 +86,10 @@ struct mmi_vision {
     mmi_connector connector;
     const float *image_newline;         /* [connector width] LLaVA-1.6 (spatial_unpad): ends
                                            every row of tile features; NULL otherwise */
+    int frame_pool;                     /* video frames: features pooled in windows of this
+                                           side before the connector (LLaVA-NeXT-Video's
+                                           spatial_pool_stride); 1 = none */
+    mmi_pool_mode frame_pool_mode;
     /* Qwen2-VL (clip.projector_type qwen2vl_merger, §1e): patch rows in, 2-D RoPE in the
      * blocks, post_ln (the merger's ln_q), then the connector on 2x2 patches side by side */
     mmi_patch_grid grid;                /* merge 0 for the towers of fixed input size */
@@ -130,6 +134,14 @@ mm_status mmi_vision_encode(const mmi_vision *v, const float *chw, int width, in
 mm_status mmi_vision_encode_views(const mmi_vision *v, const float *chw, int n_views, int width,
                                   int height, float *out, const atomic_int *cancel);
 
+/* Video frames: what mmi_vision_encode_frames produces per frame of width×height. */
+mm_status mmi_vision_frame_shape(const mmi_vision *v, int width, int height, int *n_tokens,
+                                 int *n_embd);
+/* n_frames frames chw[n_frames][3][height][width] as one batch through the tower, each frame's
+ * features pooled on their patch grid (frame_pool), then the connector on all of them:
+ * out[n_frames][n_tokens][n_embd], frame by frame. */
+mm_status mmi_vision_encode_frames(const mmi_vision *v, const float *chw, int n_frames,
+                                   int width, int height, float *out, const atomic_int *cancel);
 /* Qwen2-VL: pos[t·h·w][2], the (row, column) of each patch row of grid (t, h, w) in
  * merge-window order, the same for every frame (what the 2-D RoPE turns by). */
 void mmi_vision_patch_positions(const mmi_vision *v, const int grid[3], int32_t *pos);

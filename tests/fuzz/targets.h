@@ -671,6 +671,89 @@ static int fuzz_audio(const uint8_t *data, size_t size)
     return 0;
 }
 
+/* Video: the input's first bytes shape a clip of caller frames (frame count, sampling options,
+ * sizes, times, pixels), then the whole input goes to the file loader (FFmpeg, when built in).
+ * Every sampled clip is 1..max frames, in time order, each one of the frames given. */
+static void fuzz_video_frames(const uint8_t *data, size_t size)
+{
+    uint8_t head[4 + 3 * 8] = {0};
+    memcpy(head, data, size < sizeof head ? size : sizeof head);
+    int n = 1 + head[0] % 8, max = 1 + head[3] % 16;
+    mm_options *o;
+    if (mm_options_create(&o) != MM_OK)
+        return;
+    mm_options_set_int(o, MM_OPT_VIDEO_FRAMES, 1 + head[1] % 16);
+    mm_options_set_float(o, MM_OPT_VIDEO_INTERVAL, head[2] % 8 * 0.25);
+    mm_options_set_int(o, MM_OPT_VIDEO_MAX_FRAMES, max);
+    mm_image *frames[8] = {0};
+    double times[8];
+    double t = 0;
+    for (int i = 0; i < n; i++) {
+        const uint8_t *f = head + 4 + 3 * i;
+        int w = 1 + f[0] % 6, h = 1 + f[1] % 6;
+        t += f[2] == 255 ? NAN : (int8_t)f[2] * 0.125; /* may go back in time */
+        times[i] = t;
+        uint8_t px[3 * 6 * 6] = {0};
+        if (size > sizeof head)
+            memcpy(px, data + sizeof head, size - sizeof head < sizeof px ? size - sizeof head
+                                                                           : sizeof px);
+        if (mm_image_from_pixels(px, w, h, (size_t)w * 3, MM_PIXEL_RGB8, &frames[i]) != MM_OK)
+            goto done;
+    }
+    mm_video *v = NULL;
+    mm_status st = mm_video_from_frames((const mm_image *const *)frames, times, (size_t)n, o, &v);
+    if (st != MM_OK) {
+        fuzz_check_failure(st, "mm_video_from_frames");
+        FUZZ_CHECK(v == NULL, "failed call returned a clip");
+        goto done;
+    }
+    size_t k = mm_video_n_frames(v);
+    FUZZ_CHECK(k >= 1 && k <= (size_t)max && k <= (size_t)n, "%zu frames of %d (cap %d)", k, n,
+               max);
+    for (size_t i = 0; i < k; i++) {
+        FUZZ_CHECK(mm_video_frame(v, i) != NULL, "frame %zu missing", i);
+        double ti = mm_video_frame_time(v, i);
+        FUZZ_CHECK(i == 0 || ti >= mm_video_frame_time(v, i - 1), "frame %zu goes back", i);
+        int found = 0;
+        for (int j = 0; j < n; j++)
+            found |= times[j] == ti;
+        FUZZ_CHECK(found, "frame %zu at %g s, no frame given then", i, ti);
+    }
+    mm_video_free(v);
+done:
+    for (int i = 0; i < n; i++)
+        mm_image_free(frames[i]);
+    mm_options_free(o);
+}
+
+static int fuzz_video(const uint8_t *data, size_t size)
+{
+    fuzz_video_frames(data, size);
+    mm_options *o;
+    if (mm_options_create(&o) != MM_OK)
+        return 0;
+    mm_options_set_int(o, MM_OPT_VIDEO_MAX_SECONDS, 60);
+    mm_options_set_int(o, MM_OPT_VIDEO_FRAMES, 2);
+    mm_options_set_int(o, MM_OPT_IMAGE_MAX_SIDE, 256);
+    mm_video *v = NULL;
+    mm_status st = mm_video_load_memory(data, size, o, &v);
+    mm_options_free(o);
+    if (st != MM_OK) {
+        fuzz_check_failure(st, "mm_video_load_memory");
+        FUZZ_CHECK(v == NULL, "failed read returned a clip");
+        return 0;
+    }
+    size_t k = mm_video_n_frames(v);
+    FUZZ_CHECK(k >= 1 && k <= 2, "%zu frames", k);
+    for (size_t i = 0; i < k; i++) {
+        const mm_image *f = mm_video_frame(v, i);
+        FUZZ_CHECK(f && mm_image_width(f) <= 256 && mm_image_height(f) <= 256, "frame %zu", i);
+        fuzz_touch(mm_image_pixels(f), (size_t)mm_image_width(f) * mm_image_height(f) * 3);
+    }
+    mm_video_free(v);
+    return 0;
+}
+
 static const struct {
     const char *name; /* the folder under tests/fuzz/corpus and tests/fuzz/regressions */
     int (*run)(const uint8_t *data, size_t size);
@@ -680,6 +763,7 @@ static const struct {
     {"tokenizer", fuzz_tokenizer},
     {"chatjson", fuzz_chatjson},
     {"audio", fuzz_audio},
+    {"video", fuzz_video},
 };
 
 /* Run target t on one input, with the rules that hold for every target. */

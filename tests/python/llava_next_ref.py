@@ -47,7 +47,8 @@ def write_safetensors(path, tensors):
     header, blobs, offset = {"__metadata__": {"format": "pt"}}, [], 0
     for name, a in tensors.items():
         a = np.ascontiguousarray(a)
-        dtype = {np.dtype("float32"): "F32", np.dtype("int64"): "I64"}[a.dtype]
+        dtype = {np.dtype("float32"): "F32", np.dtype("int64"): "I64",
+                 np.dtype("uint8"): "U8"}[a.dtype]
         raw = a.tobytes()
         header[name] = {"dtype": dtype, "shape": list(a.shape),
                         "data_offsets": [offset, offset + len(raw)]}
@@ -236,20 +237,25 @@ def run_case(folder, input_ids, n_generate):
            "vision_hidden_states": hidden.numpy().astype(np.float32),
            "tile_features": tiles.numpy().astype(np.float32),
            "image_features": feats.numpy().astype(np.float32)}
+    out.update(language_model(W, cfg["text_config"], ids, tok, feats, n_generate))
+    return out
+
+
+def language_model(W, tc, ids, token, rows, n_generate):
+    """The Llama decoder on ids whose `token` positions take rows in order: logits of every
+    position, then greedy generation by argmax over full recomputation."""
     embed = W["language_model.model.embed_tokens.weight"]
 
     def forward(seq):
         e = embed[torch.tensor(seq)].clone()
-        where = [i for i, t in enumerate(seq) if t == tok]
-        if len(where) != feats.shape[0]:
-            raise ValueError("%d image tokens for %d features" % (len(where), feats.shape[0]))
-        e[where] = feats
-        return llama_logits(W, cfg["text_config"], e)
+        where = [i for i, t in enumerate(seq) if t == token]
+        if len(where) != rows.shape[0]:
+            raise ValueError("%d media tokens for %d rows" % (len(where), rows.shape[0]))
+        e[where] = rows
+        return llama_logits(W, tc, e)
 
-    logits = forward(ids)
-    out["logits"] = logits.numpy()[None].astype(np.float32)
-    generated, steps = [], []
-    seq = list(ids)
+    out = {"logits": forward(ids).numpy()[None].astype(np.float32)}
+    generated, steps, seq = [], [], list(ids)
     for _ in range(n_generate):
         step = forward(seq)[-1]
         steps.append(step.numpy())
@@ -262,28 +268,15 @@ def run_case(folder, input_ids, n_generate):
 
 # ---- making a case ----
 
-def make_case(outdir, seed, image_wh, tile, patch, pinpoints, feature_layer=-2):
-    rng = np.random.default_rng(seed)
-    D, F, L, Hv = 24, 40, 2, 4
-    E, Ft, V = 48, 96, 99
-    vc = dict(hidden_size=D, image_size=tile, intermediate_size=F, model_type="clip_vision_model",
-              num_attention_heads=Hv, num_hidden_layers=L, patch_size=patch, projection_dim=64)
-    tc = dict(head_dim=12, hidden_size=E, intermediate_size=Ft, max_position_embeddings=512,
-              model_type="llama", num_attention_heads=4, num_hidden_layers=2,
-              num_key_value_heads=2, pad_token_id=0, rms_norm_eps=1e-5, vocab_size=V)
-    cfg = dict(architectures=["LlavaNextForConditionalGeneration"], ignore_index=-100,
-               image_grid_pinpoints=pinpoints, image_token_index=97, model_type="llava_next",
-               pad_token_id=0, projector_hidden_act="gelu", text_config=tc,
-               tie_word_embeddings=False, torch_dtype="float32", vision_config=vc,
-               vision_feature_layer=feature_layer, vision_feature_select_strategy="default")
-    pp = dict(crop_size=dict(height=tile, width=tile), do_center_crop=True, do_convert_rgb=True,
-              do_normalize=True, do_pad=True, do_rescale=True, do_resize=True,
-              image_grid_pinpoints=pinpoints, image_mean=[0.48145466, 0.4578275, 0.40821073],
-              image_processor_type="LlavaNextImageProcessor",
-              image_std=[0.26862954, 0.26130258, 0.27577711], resample=3,
-              rescale_factor=1 / 255, size=dict(shortest_edge=tile))
+def random_weights(rng, vc, tc):
+    """A random LLaVA(-NeXT) checkpoint in HF naming for vision config vc and text config tc."""
+    D, F, L, patch = (vc["hidden_size"], vc["intermediate_size"], vc["num_hidden_layers"],
+                      vc["patch_size"])
+    E, Ft, V = tc["hidden_size"], tc["intermediate_size"], tc["vocab_size"]
+    Hq = tc["num_attention_heads"] * tc["head_dim"]
+    Hkv = tc["num_key_value_heads"] * tc["head_dim"]
     r = lambda *shape, s=0.5: (rng.standard_normal(shape) * s).astype(np.float32)
-    n_pos = (tile // patch) ** 2 + 1
+    n_pos = (vc["image_size"] // vc["patch_size"]) ** 2 + 1
     p = "vision_tower.vision_model."
     W = {p + "embeddings.class_embedding": r(D), p + "embeddings.patch_embedding.weight":
          r(D, 3, patch, patch, s=0.1), p + "embeddings.position_embedding.weight": r(n_pos, D),
@@ -305,8 +298,8 @@ def make_case(outdir, seed, image_wh, tile, patch, pinpoints, feature_layer=-2):
     W[t + "embed_tokens.weight"] = r(V, E)
     for i in range(tc["num_hidden_layers"]):
         q = t + "layers.%d." % i
-        for n, shape in (("q_proj", (48, E)), ("k_proj", (24, E)), ("v_proj", (24, E)),
-                         ("o_proj", (E, 48))):
+        for n, shape in (("q_proj", (Hq, E)), ("k_proj", (Hkv, E)), ("v_proj", (Hkv, E)),
+                         ("o_proj", (E, Hq))):
             W[q + "self_attn.%s.weight" % n] = r(*shape, s=0.1)
         W[q + "mlp.gate_proj.weight"], W[q + "mlp.up_proj.weight"] = r(Ft, E, s=0.1), r(Ft, E, s=0.1)
         W[q + "mlp.down_proj.weight"] = r(E, Ft, s=0.1)
@@ -314,6 +307,30 @@ def make_case(outdir, seed, image_wh, tile, patch, pinpoints, feature_layer=-2):
         W[q + "post_attention_layernorm.weight"] = 1 + r(E, s=0.1)
     W[t + "norm.weight"] = 1 + r(E, s=0.1)
     W["language_model.lm_head.weight"] = r(V, E, s=0.2)
+    return W
+
+
+def make_case(outdir, seed, image_wh, tile, patch, pinpoints, feature_layer=-2):
+    rng = np.random.default_rng(seed)
+    D, F, L, Hv = 24, 40, 2, 4
+    E, Ft, V = 48, 96, 99
+    vc = dict(hidden_size=D, image_size=tile, intermediate_size=F, model_type="clip_vision_model",
+              num_attention_heads=Hv, num_hidden_layers=L, patch_size=patch, projection_dim=64)
+    tc = dict(head_dim=12, hidden_size=E, intermediate_size=Ft, max_position_embeddings=512,
+              model_type="llama", num_attention_heads=4, num_hidden_layers=2,
+              num_key_value_heads=2, pad_token_id=0, rms_norm_eps=1e-5, vocab_size=V)
+    cfg = dict(architectures=["LlavaNextForConditionalGeneration"], ignore_index=-100,
+               image_grid_pinpoints=pinpoints, image_token_index=97, model_type="llava_next",
+               pad_token_id=0, projector_hidden_act="gelu", text_config=tc,
+               tie_word_embeddings=False, torch_dtype="float32", vision_config=vc,
+               vision_feature_layer=feature_layer, vision_feature_select_strategy="default")
+    pp = dict(crop_size=dict(height=tile, width=tile), do_center_crop=True, do_convert_rgb=True,
+              do_normalize=True, do_pad=True, do_rescale=True, do_resize=True,
+              image_grid_pinpoints=pinpoints, image_mean=[0.48145466, 0.4578275, 0.40821073],
+              image_processor_type="LlavaNextImageProcessor",
+              image_std=[0.26862954, 0.26130258, 0.27577711], resample=3,
+              rescale_factor=1 / 255, size=dict(shortest_edge=tile))
+    W = random_weights(rng, vc, tc)
 
     os.makedirs(outdir, exist_ok=True)
     for name, obj in (("config.json", cfg), ("preprocessor_config.json", pp),

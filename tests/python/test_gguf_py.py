@@ -46,7 +46,7 @@ def read_safetensors(path):
     for name, e in header.items():
         if name == "__metadata__":
             continue
-        dt = {"F32": "<f4", "I64": "<i8", "F16": "<f2"}[e["dtype"]]
+        dt = {"F32": "<f4", "I64": "<i8", "F16": "<f2", "U8": "u1"}[e["dtype"]]
         b, end = e["data_offsets"]
         out[name] = np.frombuffer(data[8 + n + b:8 + n + end], dt).reshape(e["shape"])
     return out

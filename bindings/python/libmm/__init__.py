@@ -1,4 +1,4 @@
-"""libmm for Python: run multimodal language models (image, audio + text -> text) and CLIP
+"""libmm for Python: run multimodal language models (image, audio, video + text -> text) and CLIP
 through the libmm C library with ctypes. No compiled extension: the package finds the shared
 library ($MM_LIBRARY_PATH, else one beside the package, the source tree's lib/libmm.so.1, or the
 system's) and refuses to load one whose ABI version differs from the one it was written for.
@@ -14,6 +14,7 @@ system's) and refuses to load one whose ABI version differs from the one it was 
 """
 from ._native import ABI_VERSION, LibraryNotFound, MMError, Status, lib as _lib
 from .audio import Audio, resampling_available
+from .video import Video, files_available as video_files_available
 from .image import Embeddings, Image
 from .log import logger, set_log_level
 from .model import Model
@@ -21,8 +22,9 @@ from .options import Options, ProgressStage
 from .session import Session, StopReason
 
 __all__ = ["ABI_VERSION", "Audio", "Embeddings", "Image", "LibraryNotFound", "MMError", "Model",
-           "Options", "ProgressStage", "Session", "Status", "StopReason", "logger",
-           "resampling_available", "set_log_level", "version", "version_number"]
+           "Options", "ProgressStage", "Session", "Status", "StopReason", "Video", "logger",
+           "resampling_available", "set_log_level", "version", "version_number",
+           "video_files_available"]
 
 
 def version():

@@ -72,17 +72,21 @@ class Audio(_native.Handle):
 
 
 class Media(_native.Handle):
-    """One image or clip as a media item (it keeps the object alive while it lives)."""
+    """One image, clip or video as a media item (it keeps the object alive while it lives)."""
 
     _free = staticmethod(_native.free_function("mm_media_free"))
 
     def __init__(self, item):
+        from .video import Video
         if isinstance(item, Audio):
             name = "mm_media_from_audio"
         elif isinstance(item, Image):
             name = "mm_media_from_image"
+        elif isinstance(item, Video):
+            name = "mm_media_from_video"
         else:
-            raise TypeError("media: an Image or an Audio expected, got %s" % type(item).__name__)
+            raise TypeError("media: an Image, Audio or Video expected, got %s"
+                            % type(item).__name__)
         self._item = item
         self._handle = _native.make_handle(name, item)
 

@@ -99,18 +99,22 @@ class Model(_native.Handle):
     # ---- any media (any thread) ----
 
     def n_tokens(self, item):
-        """Positions an Image or Audio takes in a message, known without encoding it."""
+        """Positions an Image, Audio or Video takes in a message, known without encoding it
+        (a Video: its frames times the rows of one frame)."""
         n = _native.c_size_t()
         with Media(item) as m:
             _native.call("mm_media_n_tokens", self, m, _native.byref(n))
         return n.value
 
-    def encode_audio(self, audio, options=None):
-        """The embeddings (an Embeddings) an Audio clip takes in a message: resampled to the
-        encoder's rate, encoded chunk by chunk, projected into the language model's space."""
-        with Media(audio) as m:
+    def encode_media(self, item, options=None):
+        """The embeddings (an Embeddings) an Audio clip or a Video takes in a message: a clip
+        resampled to the encoder's rate and encoded chunk by chunk, a video's frames through
+        the vision tower as one batch and pooled; projected into the language model's space."""
+        with Media(item) as m:
             return Embeddings(_native.make_handle("mm_media_encode", self, m,
                                                   as_options(options)))
+
+    encode_audio = encode_media
 
     # ---- CLIP (any thread) ----
 

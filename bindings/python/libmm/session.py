@@ -5,6 +5,7 @@ import json
 from . import _native
 from ._native import MMError, byref, call
 from .audio import Audio, Media
+from .video import Video
 from .image import Embeddings, Image, float_buffer
 from .options import Options, as_options
 
@@ -51,17 +52,17 @@ class Session(_native.Handle):
 
     def add_message(self, role, text, images=()):
         """Append a chat message ("system", "user" or "assistant") in the session's template;
-        a user message ends with the answer prompt, so generate() answers it. images: Image and
-        Audio objects (encoded by the session, after it knows the message fits; cancel() reaches
-        the encoding) or Embeddings from Model.encode_image / encode_audio, placed at the
-        "<image>" / "<audio>" / "<media>" markers of the text, or at its start (each followed by
-        a newline) when it has none."""
+        a user message ends with the answer prompt, so generate() answers it. images: Image,
+        Audio and Video objects (encoded by the session, after it knows the message fits;
+        cancel() reaches the encoding) or Embeddings from Model.encode_image / encode_audio,
+        placed at the "<image>" / "<audio>" / "<video>" / "<media>" markers of the text, or at
+        its start (each followed by a newline) when it has none."""
         data = text.encode("utf-8")
         if not images:
             call("mm_session_add_message", self, role.encode(), data, len(data))
             return
         items = list(images)
-        if all(isinstance(im, (Image, Audio)) for im in items):
+        if all(isinstance(im, (Image, Audio, Video)) for im in items):
             media = [Media(im) for im in items]
             handles = (ctypes.c_void_p * len(media))(*[m._as_parameter_.value for m in media])
             call("mm_session_add_message_media", self, role.encode(), data, len(data), handles,
@@ -70,8 +71,9 @@ class Session(_native.Handle):
                 m.close()
             return
         # some are encoded already: encode the rest the same way
-        items = [im if isinstance(im, Embeddings) else self.model.encode_audio(im)
-                 if isinstance(im, Audio) else self.model.encode_image(im) for im in items]
+        items = [im if isinstance(im, Embeddings) else self.model.encode_media(im)
+                 if isinstance(im, (Audio, Video)) else self.model.encode_image(im)
+                 for im in items]
         handles = (ctypes.c_void_p * len(items))(*[im._as_parameter_.value for im in items])
         call("mm_session_add_message_embeddings", self, role.encode(), data, len(data),
              handles, len(items))
