@@ -8,6 +8,7 @@
 #ifndef MM_FUZZ_TARGETS_H
 #define MM_FUZZ_TARGETS_H
 
+#include <math.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -360,6 +361,40 @@ static int fuzz_image(const uint8_t *data, size_t size)
     return 0;
 }
 
+/* ---- point clouds: the PLY reader ---- */
+
+static int fuzz_points(const uint8_t *data, size_t size)
+{
+    /* A small count limit keeps each run fast and exercises the limit check too. */
+    mm_options *options;
+    if (mm_options_create(&options) != MM_OK)
+        return 0;
+    mm_options_set_int(options, MM_OPT_POINTS_MAX_COUNT, 4096);
+    mm_points *points;
+    mm_status st = mm_points_load_memory(data, size, options, &points);
+    mm_options_free(options);
+    if (st != MM_OK) {
+        fuzz_check_failure(st, "mm_points_load_memory");
+        FUZZ_CHECK(points == NULL, "failed read returned a point cloud");
+        return 0;
+    }
+    size_t n = mm_points_count(points);
+    FUZZ_CHECK(n > 0 && n <= 4096, "read %zu points", n);
+    const float *rows[3] = {mm_points_xyz(points), mm_points_rgb(points),
+                            mm_points_normals(points)};
+    FUZZ_CHECK(rows[0] != NULL, "no coordinates");
+    for (int r = 0; r < 3; r++) {
+        if (!rows[r])
+            continue;
+        fuzz_touch(rows[r], n * 3 * sizeof(float));
+        for (size_t i = 0; i < n * 3; i++)
+            FUZZ_CHECK(isfinite(rows[r][i]) && (r != 1 || (rows[r][i] >= 0 && rows[r][i] <= 1)),
+                       "row kind %d value %zu is %g", r, i, (double)rows[r][i]);
+    }
+    mm_points_free(points);
+    return 0;
+}
+
 /* ---- tokenizer: arbitrary text through llama.cpp's vocabularies ---- */
 
 /* The vocabularies, opened once: $MM_VECTORS_DIR/tokenizer (default tests/vectors/tokenizer). */
@@ -613,6 +648,7 @@ static const struct {
 } fuzz_targets[] = {
     {"gguf", fuzz_gguf},
     {"image", fuzz_image},
+    {"points", fuzz_points},
     {"tokenizer", fuzz_tokenizer},
     {"chatjson", fuzz_chatjson},
 };
