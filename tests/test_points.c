@@ -8,6 +8,7 @@
 
 #include "alloc.h"
 #include "mm.h"
+#include "tower_points.h"
 #include "testutil.h"
 
 static mm_points *load(const void *data, size_t size)
@@ -320,6 +321,28 @@ START_TEST(allocation_failures)
 }
 END_TEST
 
+/* The sampling steps of the point encoder on points along x at 0, 1, 2, 3, 10 (hand-worked:
+ * from 0 the farthest is 10; then 3, at squared distance 9 from {0, 10}; then 1 and 2 tie at
+ * 1, and the first index wins). */
+START_TEST(sampling)
+{
+    const float xyz[15] = {0, 0, 0, 1, 0, 0, 2, 0, 0, 3, 0, 0, 10, 0, 0};
+    float scratch[5];
+    int32_t idx[4];
+    mmi_points_fps(xyz, 5, 4, 0, idx, scratch);
+    ck_assert_int_eq(idx[0], 0); ck_assert_int_eq(idx[1], 4);
+    ck_assert_int_eq(idx[2], 3); ck_assert_int_eq(idx[3], 1);
+    mmi_points_fps(xyz, 5, 2, 7, idx, scratch); /* starts at 7 % 5 = 2; farthest is 10 */
+    ck_assert_int_eq(idx[0], 2); ck_assert_int_eq(idx[1], 4);
+    mmi_points_knn(xyz, 5, xyz + 6, 3, idx, scratch); /* around 2: itself, then 1 and 3 tied */
+    ck_assert_int_eq(idx[0], 2); ck_assert_int_eq(idx[1], 1); ck_assert_int_eq(idx[2], 3);
+    /* Normalised: mean 3.2 subtracted, the farthest (10, at 6.8) at distance 1. */
+    float norm[15];
+    mmi_points_normalise(xyz, 5, norm);
+    CK_F(norm[0], -3.2f / 6.8f); CK_F(norm[12], 1.0f); CK_F(norm[1], 0.0f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("points");
@@ -333,6 +356,7 @@ int main(void)
     tcase_add_test(tc, from_arrays);
     tcase_add_test(tc, load_file);
     tcase_add_test(tc, allocation_failures);
+    tcase_add_test(tc, sampling);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
 }
