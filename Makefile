@@ -31,14 +31,17 @@ ifeq ($(SANITIZE),1)
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 endif
 
-LIB_CFLAGS := -std=c11 $(WARN) -fPIC -fvisibility=hidden -D_GNU_SOURCE -DMM_BUILDING -Iinclude $(DEP_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
+# lib/ is grouped by layer (lib/README.md): the pipeline in lib/, its parts in lib/*/.
+LIB_DIRS  := lib $(patsubst %/,%,$(sort $(wildcard lib/*/)))
+LIB_INC   := $(addprefix -I,$(LIB_DIRS))
+LIB_CFLAGS := -std=c11 $(WARN) -fPIC -fvisibility=hidden -D_GNU_SOURCE -DMM_BUILDING -Iinclude $(LIB_INC) $(DEP_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
 APP_CFLAGS := -std=c11 $(WARN) -D_GNU_SOURCE -Iinclude $(SAN_FLAGS) $(CFLAGS)
 APP_CXXFLAGS := -std=c++17 $(WARN) -Iinclude -Ibindings/cpp $(SAN_FLAGS) $(CXXFLAGS)
-TEST_CFLAGS := -std=c11 $(WARN) -D_GNU_SOURCE -Iinclude -Ilib $(DEP_CFLAGS) $(CHECK_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
+TEST_CFLAGS := -std=c11 $(WARN) -D_GNU_SOURCE -Iinclude $(LIB_INC) $(DEP_CFLAGS) $(CHECK_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
 
-LIB_SRC   := $(sort $(wildcard lib/*.c))
+LIB_SRC   := $(sort $(wildcard $(addsuffix /*.c,$(LIB_DIRS))))
 LIB_OBJ   := $(LIB_SRC:.c=.o)
-LIB_HDR   := include/mm.h $(wildcard lib/*.h)
+LIB_HDR   := include/mm.h $(wildcard $(addsuffix /*.h,$(LIB_DIRS)))
 SONAME    := libmm.so.$(ABI_VERSION)
 SHARED    := lib/libmm.so.$(VERSION)
 STATIC    := lib/libmm.a
@@ -46,13 +49,21 @@ STATIC    := lib/libmm.a
 EXAMPLES  := $(patsubst %.c,%,$(wildcard examples/mm-*.c))
 # C++17 examples using the header-only wrapper bindings/cpp/mm.hpp.
 CXX_EXAMPLES := $(patsubst %.cpp,%,$(wildcard examples/cpp/mm-*.cpp))
+# mm-server (server/), where libmicrohttpd is found. It reuses libmm's JSON reader and writer,
+# so it links the library statically, as mm-bench does; its command line is examples/args.h.
+MHD_LIBS  := $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
+ifneq ($(MHD_LIBS),)
+SERVER    := server/mm-server
+# The server's test drives it with the official openai npm client, pinned in its lock file.
+SERVER_TEST_DEPS := tests/server/node_modules/openai/package.json
+endif
 # Check suites: each tests/test_*.c is one binary linked statically, so it can reach internals.
 SUITES    := $(patsubst %.c,%,$(wildcard tests/test_*.c))
 # Other test programs built from tests/*.c (conformance runners etc.).
 TOOLS     := $(patsubst %.c,%,$(filter-out tests/test_%.c,$(wildcard tests/*.c)))
 
 .PHONY: all test bench install uninstall clean demo eval fuzz valgrind tsan version
-all: $(SHARED) lib/$(SONAME) lib/libmm.so $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS)
+all: $(SHARED) lib/$(SONAME) lib/libmm.so $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SERVER) $(SUITES) $(TOOLS)
 
 lib/%.o: lib/%.c $(LIB_HDR) Makefile
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
@@ -79,11 +90,15 @@ examples/%: examples/%.c examples/args.h include/mm.h lib/libmm.so lib/$(SONAME)
 # reader.
 BENCH_WRAP := -Wl,--wrap=cblas_sgemm -Wl,--wrap=cblas_sgemv
 examples/mm-bench: examples/mm-bench.c examples/args.h $(STATIC) $(LIB_HDR)
-	$(CC) $(APP_CFLAGS) -Ilib $(DEP_CFLAGS) $< -o $@ $(STATIC) $(BENCH_WRAP) $(DEP_LIBS)
+	$(CC) $(APP_CFLAGS) $(LIB_INC) $(DEP_CFLAGS) $< -o $@ $(STATIC) $(BENCH_WRAP) $(DEP_LIBS)
+
+server/mm-server: $(wildcard server/*.c server/*.h) examples/args.h $(STATIC) $(LIB_HDR)
+	$(CC) $(APP_CFLAGS) $(LIB_INC) -Iexamples $(DEP_CFLAGS) $(shell pkg-config --cflags libmicrohttpd) \
+	    $(filter %.c,$^) -o $@ $(STATIC) $(MHD_LIBS) $(DEP_LIBS)
 
 # mm-quantize uses the GGUF reader and writer and the type table: it links the static library.
 examples/mm-quantize: examples/mm-quantize.c examples/args.h $(STATIC) $(LIB_HDR)
-	$(CC) $(APP_CFLAGS) -Ilib $(DEP_CFLAGS) $< -o $@ $(STATIC) $(DEP_LIBS)
+	$(CC) $(APP_CFLAGS) $(LIB_INC) $(DEP_CFLAGS) $< -o $@ $(STATIC) $(DEP_LIBS)
 
 examples/cpp/%: examples/cpp/%.cpp bindings/cpp/mm.hpp examples/args.h include/mm.h lib/libmm.so lib/$(SONAME)
 	$(CXX) $(APP_CXXFLAGS) $< -o $@ -Llib -lmm -Wl,-rpath,'$$ORIGIN/../../lib'
@@ -94,8 +109,11 @@ tests/test_%: tests/test_%.c tests/testutil.h $(STATIC)
 $(TOOLS): %: %.c $(STATIC)
 	$(CC) $(TEST_CFLAGS) $< -o $@ $(STATIC) $(DEP_LIBS)
 
-test: all
+test: all $(SERVER_TEST_DEPS)
 	@tests/run_all.sh
+
+tests/server/node_modules/openai/package.json: tests/server/package-lock.json
+	npm ci --prefix tests/server --no-audit --no-fund
 
 version:
 	@echo $(VERSION) $(ABI_VERSION)
@@ -137,7 +155,7 @@ build-tsan/test_%: tests/test_%.c tests/testutil.h tests/tiny_llama.h $(TSAN_OBJ
 # objects instrumented for coverage there too); run them with tests/fuzz/run.sh.
 FUZZ_CC      ?= clang
 FUZZ_TARGETS := gguf image points tokenizer chatjson
-FUZZ_CFLAGS  := -std=c11 $(WARN) -g -O1 -D_GNU_SOURCE -Iinclude -Ilib $(DEP_CFLAGS) \
+FUZZ_CFLAGS  := -std=c11 $(WARN) -g -O1 -D_GNU_SOURCE -Iinclude $(LIB_INC) $(DEP_CFLAGS) \
                 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_OBJ     := $(patsubst lib/%.c,tests/fuzz/build/%.o,$(LIB_SRC))
 
@@ -199,5 +217,6 @@ uninstall:
 	$(refresh_loader_cache)
 
 clean:
-	rm -f lib/*.o lib/libmm.so* $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS)
+	rm -f lib/*.o lib/*/*.o lib/libmm.so* $(STATIC) $(EXAMPLES) $(CXX_EXAMPLES) $(SUITES) $(TOOLS) \
+	    server/mm-server
 	rm -rf tests/fuzz/build build-tsan

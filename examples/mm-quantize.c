@@ -12,7 +12,7 @@
  *     Q5_1 (Q5_K) or Q8_0 (Q6_K); rows that fit no block stay as they are.
  * Everything else (norms, biases, position tables, convolution kernels) is copied as stored,
  * as are all metadata keys; general.file_type and general.quantization_version are set as
- * llama.cpp sets them. The quantizers are libmm's reference ones (lib/quant.c), which give
+ * llama.cpp sets them. The quantizers are libmm's reference ones (lib/core/quant.c), which give
  * llama.cpp's bytes from the same floats. A tensor holding inf or NaN is refused.
  *
  * Links the static library: it uses the GGUF reader and writer and the type table. */

@@ -28,6 +28,9 @@ done
 for runner in tests/run_*.d/*; do
     [ -x "$runner" ] && run "$runner" "$runner"
 done
+# The server's checks, where it is built (the Makefile and meson.build build it when
+# libmicrohttpd is found).
+pkg-config --exists libmicrohttpd && run tests/server/run.sh tests/server/run.sh
 
 echo
 [ -n "$failures" ] && echo "failed:$failures"

@@ -1,4 +1,4 @@
-/* The language model (lib/decoder.c) on tiny random models written here with the GGUF writer:
+/* The language model (lib/lm/decoder.c) on tiny random models written here with the GGUF writer:
  * the KV cache reproduces a full recompute, chunked prefill equals one pass, embedding rows
  * equal token rows, cancellation and overflow leave the state as it was, and malformed files
  * are refused with a message naming the key or tensor. Agreement with HF transformers itself

@@ -1,4 +1,4 @@
-/* Image decoding (lib/image.c) and preprocessing (lib/preprocess.c) against PIL and HF.
+/* Image decoding (lib/media/image.c) and preprocessing (lib/media/preprocess.c) against PIL and HF.
  *
  * References: tests/vectors/hf/preprocess (PIL + CLIPImageProcessor, HF transformers 4.45)
  * and tests/data/images/reference.safetensors, written by tests/data/gen_images.py from PIL and

@@ -1,4 +1,4 @@
-/* Kernels of lib/ops.c, lib/vec.c and lib/pool.c against values worked out by hand (or from the
+/* Kernels of lib/core/ops.c, lib/core/vec.c and lib/core/pool.c against values worked out by hand (or from the
  * closed-form definition with Python's math module, quoted in the comments) or computed in double
  * from the definition. */
 #include <math.h>

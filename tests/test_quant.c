@@ -1,4 +1,4 @@
-/* The type table and kernels of lib/quant.c against llama.cpp's own output
+/* The type table and kernels of lib/core/quant.c against llama.cpp's own output
  * (tests/vectors/quant, see its README): rows quantized by ggml, their dequantized floats, the
  * activations quantized to the dot partner type, and the dot products of ggml's CPU kernels.
  *

@@ -1,4 +1,4 @@
-/* The sampler (lib/sampler.c) against distributions worked out by hand, the published test
+/* The sampler (lib/lm/sampler.c) against distributions worked out by hand, the published test
  * vectors of its generators, and llama.cpp's order of filters. */
 #include <math.h>
 #include <string.h>

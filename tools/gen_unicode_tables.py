@@ -1,12 +1,12 @@
 #!/usr/bin/python3
-"""Write lib/unicode_tables.h: the code point ranges of the Unicode general categories L
+"""Write lib/core/unicode_tables.h: the code point ranges of the Unicode general categories L
 (letters: Lu Ll Lt Lm Lo) and N (numbers: Nd Nl No), and the White_Space property, for the
 pre-tokenizer regexes (\\p{L}, \\p{N}, \\s); and for the CLIP normalizer (NFC, then lowercase)
 the canonical combining classes, canonical decompositions, which of them compose back, and the
 lowercase mappings. Uses only the standard library's unicodedata, so the tables follow the
 Unicode version of the Python that runs it (printed into the header).
 
-Usage: /usr/bin/python3 tools/gen_unicode_tables.py > lib/unicode_tables.h
+Usage: /usr/bin/python3 tools/gen_unicode_tables.py > lib/core/unicode_tables.h
 """
 import sys
 import unicodedata

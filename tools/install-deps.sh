@@ -9,3 +9,9 @@ DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends 
     libopenblas-dev libpng-dev libjpeg62-turbo-dev check \
     meson ninja-build \
     python3 python3-numpy python3-torch python3-pil
+# mm-server (libmicrohttpd), its tests (node, and npm: make test installs the openai client),
+# and the Python binding's Dask batch module
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends \
+    libmicrohttpd-dev python3-distributed
+command -v npm >/dev/null ||
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends nodejs npm
