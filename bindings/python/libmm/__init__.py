@@ -17,10 +17,11 @@ from .image import Embeddings, Image
 from .log import logger, set_log_level
 from .model import Model
 from .options import Options, ProgressStage
+from .points import Points
 from .session import Session, StopReason
 
 __all__ = ["ABI_VERSION", "Embeddings", "Image", "LibraryNotFound", "MMError", "Model",
-           "Options", "ProgressStage", "Session", "Status", "StopReason", "logger",
+           "Options", "Points", "ProgressStage", "Session", "Status", "StopReason", "logger",
            "set_log_level", "version", "version_number"]
 
 
