@@ -7,6 +7,7 @@
 // Right answers are the scene generator's own (MODELS_DIR/images/questions.tsv), never the
 // server's earlier output. Prints one line per check; exits 1 on the first failure.
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import zlib from 'node:zlib';
 import OpenAI from 'openai';
@@ -53,7 +54,10 @@ function percentile(sorted, p) {
 }
 
 async function main() {
-    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: key, maxRetries: 0, timeout: 60000 });
+    // No retries, so a lost request shows; no kept-alive connections, since the server closes
+    // idle ones after its --timeout (2 s here) and a reused one could be closed under a request.
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: key, maxRetries: 0, timeout: 60000,
+                                httpAgent: new http.Agent({ keepAlive: false }) });
     const tsv = fs.readFileSync(`${models}/images/questions.tsv`, 'utf8').trim().split('\n');
     const questions = tsv.map((line) => {
         const [image, question, answer] = line.split('\t');
