@@ -25,6 +25,7 @@
 #include "mm.h"
 #include "preprocess.h"
 #include "tokenizer.h"
+#include "tower_points.h"
 #include "unicode.h"
 #include "vit.h"
 
@@ -391,6 +392,27 @@ static int fuzz_points(const uint8_t *data, size_t size)
             FUZZ_CHECK(isfinite(rows[r][i]) && (r != 1 || (rows[r][i] >= 0 && rows[r][i] <= 1)),
                        "row kind %d value %zu is %g", r, i, (double)rows[r][i]);
     }
+    /* The point encoder's sampling steps on whatever was accepted: the normalised cloud lies in
+     * the unit sphere, and every index they give is a point of it. */
+    float *unit = malloc(n * 3 * sizeof(float)), *scratch = malloc(n * sizeof(float));
+    int32_t idx[8];
+    FUZZ_CHECK(unit && scratch, "test allocation");
+    mmi_points_normalise(rows[0], n, unit);
+    for (size_t i = 0; i < n; i++)
+        FUZZ_CHECK(unit[3 * i] * unit[3 * i] + unit[3 * i + 1] * unit[3 * i + 1] +
+                   unit[3 * i + 2] * unit[3 * i + 2] <= 1.0001f, "point %zu outside the unit "
+                   "sphere after normalising", i);
+    int m = n < 8 ? (int)n : 8;
+    mmi_points_fps(unit, n, m, size, idx, scratch);
+    for (int i = 0; i < m; i++)
+        FUZZ_CHECK(idx[i] >= 0 && (size_t)idx[i] < n, "sample %d is index %d of %zu", i,
+                   (int)idx[i], n);
+    mmi_points_knn(unit, n, unit + 3 * (size_t)idx[m - 1], m, idx, scratch);
+    for (int i = 0; i < m; i++)
+        FUZZ_CHECK(idx[i] >= 0 && (size_t)idx[i] < n, "neighbour %d is index %d of %zu", i,
+                   (int)idx[i], n);
+    free(unit);
+    free(scratch);
     mm_points_free(points);
     return 0;
 }
