@@ -24,6 +24,13 @@ BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
 BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
 DEP_CFLAGS  := $(BLAS_CFLAGS) $(shell pkg-config --cflags libpng libjpeg 2>/dev/null)
 DEP_LIBS    := $(BLAS_LIBS) $(shell pkg-config --libs libpng libjpeg 2>/dev/null || echo -lpng -ljpeg) -lm -lpthread
+# libsoxr (optional, WITH_SOXR=0 leaves it out): audio at other rates is resampled to the
+# encoder's; without it such clips are refused (lib/ext/resample.c).
+WITH_SOXR ?= $(shell pkg-config --exists soxr 2>/dev/null && echo 1 || echo 0)
+ifeq ($(WITH_SOXR),1)
+DEP_CFLAGS  += -DMMI_HAVE_SOXR $(shell pkg-config --cflags soxr)
+DEP_LIBS    += $(shell pkg-config --libs soxr)
+endif
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS  := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
@@ -154,7 +161,7 @@ build-tsan/test_%: tests/test_%.c tests/testutil.h tests/tiny_llama.h $(TSAN_OBJ
 # libFuzzer targets of tests/fuzz/targets.h, built with clang into tests/fuzz/build/ (library
 # objects instrumented for coverage there too); run them with tests/fuzz/run.sh.
 FUZZ_CC      ?= clang
-FUZZ_TARGETS := gguf image points tokenizer chatjson
+FUZZ_TARGETS := gguf image tokenizer chatjson audio points
 FUZZ_CFLAGS  := -std=c11 $(WARN) -g -O1 -D_GNU_SOURCE -Iinclude $(LIB_INC) $(DEP_CFLAGS) \
                 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_OBJ     := $(patsubst lib/%.c,tests/fuzz/build/%.o,$(LIB_SRC))
@@ -203,7 +210,8 @@ install: all
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libmm.so
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
 	sed -e 's|@prefix@|$(PREFIX)|' -e 's|@libdir@|$(LIBDIR)|' -e 's|@includedir@|$(INCLUDEDIR)|' \
-	    -e 's|@version@|$(VERSION)|' pkgconfig/libmm.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/libmm.pc
+	    -e 's|@version@|$(VERSION)|' -e 's|@requires_soxr@|$(if $(filter 1,$(WITH_SOXR)), soxr)|' \
+	    pkgconfig/libmm.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/libmm.pc
 	for p in $(filter-out $(STATIC_PROGRAMS),$(INSTALLED_PROGRAMS)); do \
 	    $(call link_program,examples/$$p.c,$(DESTDIR)$(BINDIR)/$$p,$(LIBDIR)) || exit 1; \
 	done

@@ -1,6 +1,7 @@
 /* mm-bench: how fast libmm runs a model, measured against what this machine can do.
  *
- *   mm-bench [--vision VISION.gguf] [--text MODEL.gguf] [-t THREADS] [-r RUNS]
+ *   mm-bench [--vision VISION.gguf | --audio AUDIO.gguf] [--text MODEL.gguf] [-t THREADS]
+ *            [-r RUNS]
  *
  * Stages (each the median of RUNS timed runs after one warm-up run):
  *   load      mm_model_load of the given file(s)
@@ -9,6 +10,8 @@
  *             tiles (LLaVA-1.6) at the default detail, encode alone is every view of the picture
  *             as the one batch the library runs, and the report adds the time per view, the
  *             preprocessing, and the rest of mm_image_encode (packing and unpadding)
+ *   audio     mm_media_encode of a 30-second clip at 16 kHz (log-mel features + encoder +
+ *             projector), and the log-mel features alone (the library's mel.h, timed apart)
  *   prefill   mm_session_add_tokens of 512 random ids into an empty session
  *   decode    128 tokens of greedy generation after that prompt (mm_session_next)
  * and the peak resident memory of the process. After each timed run, in the same process, the
@@ -16,7 +19,7 @@
  * leading dimensions), and the memory bandwidth of a STREAM-style triad. Each stage is printed
  * as a fraction of its limit, the median of the per-run ratios (the machine may be shared, so
  * only times taken side by side are compared):
- *   vision, prefill  the time cblas_sgemm alone takes for the stage's GEMMs (2mnk flops each,
+ *   vision, audio, prefill  the time cblas_sgemm alone takes for the stage's GEMMs (2mnk flops each,
  *                    at the rate measured for that shape) against the time inside BLAS during the
  *                    stage ("GEMM parts") and against the whole stage ("end to end");
  *   decode           the time streaming the weights once per token would take at triad bandwidth
@@ -35,8 +38,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "gguf.h"
 #include "args.h"
+#include "gguf.h"
+#include "mel.h"
 #include "mm.h"
 #include "model.h"
 #include "ops.h"
@@ -293,7 +297,7 @@ static void reset_peak_rss(void)
  * embedding, which a token reads one row of (unless it is also the output head). */
 typedef struct {
     double bytes, token_bytes;
-    int64_t n_layer, kv_width, n_vocab, image_size;
+    int64_t n_layer, kv_width, n_vocab, image_size, n_mels;
 } file_facts;
 
 static file_facts read_facts(const char *path)
@@ -326,6 +330,7 @@ static file_facts read_facts(const char *path)
     mmi_gguf_get_int_or(g, key, heads ? embd / heads : 0, &head_dim);
     f.kv_width = heads_kv * head_dim;
     mmi_gguf_get_int_or(g, "clip.vision.image_size", 0, &f.image_size);
+    mmi_gguf_get_int_or(g, "clip.audio.num_mel_bins", 0, &f.n_mels);
     mmi_gguf_close(g);
     return f;
 }
@@ -413,17 +418,19 @@ static void report_gemm(const stage *s, const char *name, int runs)
 }
 
 typedef struct {
-    const char *vision, *text;
+    const char *vision, *audio, *text;
     int threads, runs, n_prompt, n_gen;
 } bench_args;
 
 static bench_args parse_args(int argc, char **argv)
 {
-    const char *vision = NULL, *text = NULL;
+    const char *vision = NULL, *audio = NULL, *text = NULL;
     long long threads = 1, runs = 3, n_prompt = 512, n_gen = 128;
     const arg_spec specs[] = {
         {"--vision", "FILE", ARG_TEXT, &vision, (mm_opt)0, 0, 0,
          "vision GGUF (mmproj or CLIP): image preprocess + encode"},
+        {"--audio", "FILE", ARG_TEXT, &audio, (mm_opt)0, 0, 0,
+         "audio GGUF (mmproj): features + encode of 30 s of audio"},
         {"--text", "FILE", ARG_TEXT, &text, (mm_opt)0, 0, 0,
          "language model GGUF: prefill and decode"},
         {"-t, --threads", "N", ARG_INT, &threads, (mm_opt)0, 1, 64,
@@ -434,16 +441,18 @@ static bench_args parse_args(int argc, char **argv)
          "prefill tokens (default 512)"},
         {"--gen", "N", ARG_INT, &n_gen, (mm_opt)0, 2, 1 << 20, "decoded tokens (default 128)"},
     };
-    arg_parser parser = {"mm-bench", "[--vision FILE] [--text FILE] [options]",
+    arg_parser parser = {"mm-bench", "[--vision FILE | --audio FILE] [--text FILE] [options]",
                          "Time each stage against the BLAS rate and memory bandwidth limits "
                          "(docs/performance.md).",
                          specs, sizeof specs / sizeof specs[0], NULL, NULL, 0, 0, 0};
     int rc = args_parse(&parser, argc, argv);
-    if (rc < 0 && !vision && !text)
-        rc = args_refuse(&parser, "mm-bench", "--vision or --text is needed");
+    if (rc < 0 && !vision && !audio && !text)
+        rc = args_refuse(&parser, "mm-bench", "--vision, --audio or --text is needed");
+    if (rc < 0 && vision && audio)
+        rc = args_refuse(&parser, "--audio", "goes with --text, not with --vision");
     if (rc >= 0)
         exit(rc);
-    bench_args a = {vision, text, (int)threads, (int)runs, (int)n_prompt, (int)n_gen};
+    bench_args a = {vision, audio, text, (int)threads, (int)runs, (int)n_prompt, (int)n_gen};
     return a;
 }
 
@@ -464,6 +473,10 @@ typedef struct {
     size_t n_positions; /* its rows in the context */
     mmi_exec exec;      /* libmm's threads for the batched views */
     double preprocess[MAX_RUNS]; /* tiled: mmi_preprocess of the picture */
+    mm_audio *clip;     /* 30 s at 16 kHz */
+    mm_media *clip_media;
+    mmi_mel mel;        /* the features of one 30 s chunk, timed apart */
+    float *mel_out, *mel_scratch;
     int32_t *prompt;
 } workload;
 
@@ -514,6 +527,32 @@ static void run_vision(workload *w, const mm_options *opts, stage *full, stage *
     full->seconds[r] = t3 - t2;
 }
 
+/* The clip through the audio tower (features, encoder, projector), then its features alone. */
+static void run_audio(workload *w, const mm_options *opts, stage *encode, double *features,
+                      int r)
+{
+    blas_tally counted = {0};
+    mm_embeddings *e;
+    tally = &counted;
+    double t0 = now();
+    check(mm_media_encode(w->model, w->clip_media, opts, &e), "audio encode");
+    double t1 = now();
+    tally = NULL;
+    mm_embeddings_free(e);
+    double t2 = now();
+    mmi_log_mel(&w->mel, mm_audio_samples(w->clip), mm_audio_n_samples(w->clip), w->mel_out,
+                w->mel_scratch);
+    double t3 = now();
+    if (r < 0) {
+        encode->blas = counted;
+        return;
+    }
+    encode->last = counted;
+    encode->seconds[r] = t1 - t0;
+    encode->in_blas[r] = counted.gemm_seconds;
+    features[r] = t3 - t2;
+}
+
 /* Prefill of the prompt into a fresh conversation, then greedy tokens: the first comes from
  * the prompt's logits, each later one evaluates one position. */
 static void run_text(workload *w, const bench_args *a, stage *prefill, stage *decode, int r)
@@ -551,8 +590,9 @@ int main(int argc, char **argv)
 {
     bench_args a = parse_args(argc, argv);
     file_facts fv = {0}, ft = {0};
-    if (a.vision)
-        fv = read_facts(a.vision);
+    const char *media_file = a.vision ? a.vision : a.audio;
+    if (media_file)
+        fv = read_facts(media_file);
     if (a.text)
         ft = read_facts(a.text);
 
@@ -569,7 +609,8 @@ int main(int argc, char **argv)
     printf("libmm %s bench: %d thread%s, %d runs (median) after a warm-up; OpenBLAS core %s\n",
            mm_version_string(), a.threads, a.threads > 1 ? "s" : "", a.runs,
            openblas_get_corename());
-    printf("files: vision %s, text %s\n", base_name(a.vision), base_name(a.text));
+    printf("files: %s %s, text %s\n", a.audio ? "audio" : "vision", base_name(media_file),
+           base_name(a.text));
 
     /* Loading: the first load warms the page cache; the next ones are timed. */
     reset_peak_rss();
@@ -578,7 +619,7 @@ int main(int argc, char **argv)
     for (int r = -1; r < a.runs; r++) {
         mm_model_free(w.model);
         double t0 = now();
-        check(mm_model_load(a.text ? a.text : a.vision, a.text ? a.vision : NULL, opts,
+        check(mm_model_load(a.text ? a.text : media_file, a.text ? media_file : NULL, opts,
                             &w.model), "load");
         if (r >= 0)
             t_load[r] = now() - t0;
@@ -600,6 +641,20 @@ int main(int argc, char **argv)
             die("pixels", MM_ERR_NOMEM);
         fill(w.chw, n_px, 3);
     }
+    if (a.audio) {
+        enum { RATE = 16000, SECONDS = 30 };
+        static float samples[RATE * SECONDS];
+        for (int i = 0; i < RATE * SECONDS; i++) /* a chirp from 100 Hz up, with noise */
+            samples[i] = 0.3f * sinf(6.2831853f * (100.0f + 50.0f * i / RATE) * i / RATE) +
+                         0.01f * (float)((long)i * 7919 % 1000 - 500) / 500.0f;
+        check(mm_audio_from_samples(samples, RATE * SECONDS, 1, RATE, &w.clip), "clip");
+        check(mm_media_from_audio(w.clip, &w.clip_media), "clip");
+        check(mmi_mel_init(&w.mel, (int)fv.n_mels, SECONDS * RATE / MMI_MEL_HOP), "mel");
+        w.mel_out = malloc((size_t)fv.n_mels * w.mel.n_frames * sizeof(float));
+        w.mel_scratch = malloc(mmi_mel_scratch_floats(&w.mel) * sizeof(float));
+        if (!w.mel_out || !w.mel_scratch)
+            die("features", MM_ERR_NOMEM);
+    }
     if (a.text) {
         check(mm_session_create(w.model, opts, &w.session), "session");
         w.prompt = malloc((size_t)a.n_prompt * sizeof *w.prompt);
@@ -612,11 +667,13 @@ int main(int argc, char **argv)
         }
     }
 
-    static stage full, encode, prefill, decode;
-    double rss = 0;
+    static stage full, encode, audio, prefill, decode;
+    double rss = 0, features[MAX_RUNS];
     for (int r = -1; r < a.runs; r++) {
         if (a.vision)
             run_vision(&w, opts, &full, &encode, r);
+        if (a.audio)
+            run_audio(&w, opts, &audio, features, r);
         if (a.text)
             run_text(&w, &a, &prefill, &decode, r);
         if (r < 0)
@@ -624,6 +681,7 @@ int main(int argc, char **argv)
         if (r == 0) /* every run allocates alike: the peak is reached by now */
             rss = peak_rss();
         measure_sgemm(&encode, r);
+        measure_sgemm(&audio, r);
         measure_sgemm(&prefill, r);
         if (a.text) {
             bandwidth bw = memory_bandwidth(a.threads);
@@ -652,6 +710,13 @@ int main(int argc, char **argv)
                    "the encode\n", w.n_views, w.n_positions, t_enc / w.n_views * 1e3,
                    t_pre * 1e3, rest * 1e3, 100 * rest / t_enc);
         }
+    }
+    if (a.audio) {
+        double t_all = stage_median(audio.seconds, a.runs);
+        printf("audio       %8.1f ms features + encode of 30 s (features alone %.1f ms: %.1f %% "
+               "of it)\n", t_all * 1e3, stage_median(features, a.runs) * 1e3,
+               100 * ratio_median(features, audio.seconds, a.runs));
+        report_gemm(&audio, "audio", a.runs);
     }
     if (a.text) {
         double t_pre = stage_median(prefill.seconds, a.runs);
@@ -683,6 +748,11 @@ int main(int argc, char **argv)
                  stage_median(full.seconds, a.runs) * 1e3,
                  100 * ratio_median(encode.ideal, encode.in_blas, a.runs),
                  100 * ratio_median(encode.ideal, encode.seconds, a.runs));
+    if (a.audio) /* the media columns hold the clip's features + encode */
+        snprintf(vis, sizeof vis, " %.1f | %.0f %% | %.0f %% ",
+                 stage_median(audio.seconds, a.runs) * 1e3,
+                 100 * ratio_median(audio.ideal, audio.in_blas, a.runs),
+                 100 * ratio_median(audio.ideal, audio.seconds, a.runs));
     if (a.text) {
         snprintf(pre, sizeof pre, " %.1f | %.0f %% | %.0f %% ",
                  a.n_prompt / stage_median(prefill.seconds, a.runs),
@@ -691,12 +761,17 @@ int main(int argc, char **argv)
         snprintf(dec, sizeof dec, " %.2f | %.0f %% ", 1 / stage_median(decode.seconds, a.runs),
                  100 * ratio_median(decode.bound, decode.seconds, a.runs));
     }
-    printf("| %s%s%s | %d | %.1f | %.2f |%s|%s|%s|\n", base_name(a.text ? a.text : a.vision),
-           a.text && a.vision ? " + " : "", a.text && a.vision ? base_name(a.vision) : "",
+    printf("| %s%s%s | %d | %.1f | %.2f |%s|%s|%s|\n", base_name(a.text ? a.text : media_file),
+           a.text && media_file ? " + " : "", a.text && media_file ? base_name(media_file) : "",
            a.threads, load * 1e3, rss / (weights + kv), vis, pre, dec);
 
     mm_session_free(w.session);
     mm_image_free(w.image);
+    mm_media_free(w.clip_media);
+    mm_audio_free(w.clip);
+    mmi_mel_free(&w.mel);
+    free(w.mel_out);
+    free(w.mel_scratch);
     if (a.vision)
         mmi_exec_free(&w.exec);
     mm_model_free(w.model);

@@ -106,7 +106,8 @@ typedef enum mm_opt_type {
     MM_OPT_TYPE_STRING = 3
 } mm_opt_type;
 
-/* Keys. 100s: loading and threads; 200s: sessions and generation; 300s: images; 500s: points.
+/* Keys. 100s: loading and threads; 200s: sessions and generation; 300s: images; 400s: audio;
+ * 500s: points.
  * Image detail (MM_OPT_IMAGE_DETAIL): "low" is one view of the whole image at the tower's
  * size; "high" is the model's tiling (LLaVA-1.6: a grid of tiles chosen from the file's
  * pinpoints plus an overview) when the model has one; "auto" is high when the model tiles,
@@ -131,6 +132,7 @@ typedef enum mm_opt {
     MM_OPT_IMAGE_MAX_PIXELS= 301, /* int, largest width*height accepted; default 64 Mi pixels */
     MM_OPT_IMAGE_MAX_TOTAL_PIXELS = 302, /* int, pixels of all images of one call; default 128 Mi */
     MM_OPT_IMAGE_DETAIL    = 303, /* string: "low", "high", "auto"; default "auto" (above) */
+    MM_OPT_AUDIO_MAX_SECONDS = 400, /* int, longest audio clip read from a file; default 600 */
     MM_OPT_POINTS_MAX_COUNT = 500 /* int, most points read from a PLY file; default 4 Mi */
 } mm_opt;
 
@@ -142,6 +144,9 @@ typedef enum mm_opt {
  *  - Images of one request (mm_session_add_messages_json): MM_OPT_IMAGE_MAX_TOTAL_PIXELS
  *    (default 128 Mi) summed from the headers, and the positions the images take against the
  *    free context, both before any is decoded; then one decoded image in memory at a time.
+ *  - Audio (per clip read from WAV): MM_OPT_AUDIO_MAX_SECONDS (default 600) against the length
+ *    in the file's header, before sample memory is allocated; a clip's rows are planned from
+ *    its length before it is resampled or encoded.
  *  - Point clouds (per PLY file): MM_OPT_POINTS_MAX_COUNT (default 4 Mi) against the vertex
  *    count in the header, and every declared count against the bytes present, before point
  *    memory is allocated.
@@ -219,9 +224,9 @@ MM_API mm_status mm_model_load(const char *path, const char *mmproj_path,
  * the model may be freed before them. Accepts NULL. */
 MM_API void mm_model_free(mm_model *model);
 /* The family of the model's language model, as its file's general.architecture names it:
- * "llama" (also Mistral), "qwen2", "phi3" or "opt" (docs/model-format.md §1-2). NULL for a
- * model without language model (a CLIP file) and for NULL. The string lives as long as the
- * library. */
+ * "llama" (also Mistral), "qwen2", "phi3", "qwen2vl" (Qwen2-VL) or "opt" (docs/model-format.md
+ * §1-2). NULL for a model without language model (a CLIP file) and for NULL. The string lives
+ * as long as the library. */
 MM_API const char *mm_model_family(const mm_model *model);
 
 /* Metadata of a loaded model, read-only, for tools such as mm-info (the llama.h pattern). The
@@ -311,6 +316,50 @@ MM_API const uint8_t *mm_image_pixels(const mm_image *image);
 /* Release an image. Accepts NULL. */
 MM_API void mm_image_free(mm_image *image);
 
+/* ---- section: audio (audio.c) ---- */
+
+/* An audio clip held as mono float samples at its own sample rate. Immutable once created: any
+ * number of threads may read it and pass it to encoding calls at once. Free with
+ * mm_audio_free(). An audio encoder resamples it to its own rate (Whisper: 16 kHz) when
+ * libmm was built with libsoxr (mm_audio_resampling_available()). */
+typedef struct mm_audio mm_audio;
+
+/* Read a WAV file: RIFF (little-endian) or RIFX (big-endian); PCM 8 (unsigned), 16, 24 or 32
+ * bits, or IEEE float 32 or 64 bits; plain or WAVE_FORMAT_EXTENSIBLE; any channel count, the
+ * channels averaged into one. Integer samples are scaled by the full range of their size
+ * (x / 32768 for 16 bits), as soundfile and librosa load them. Reads MM_OPT_AUDIO_MAX_SECONDS
+ * from options (NULL for defaults): a longer clip fails with MM_ERR_LIMIT before sample memory
+ * is allocated.
+ * Errors: MM_ERR_ARG (NULL path or out), MM_ERR_IO (cannot open or read), MM_ERR_FORMAT (not
+ * WAV, corrupt or truncated data, a sample that is not a finite number; the message names the
+ * problem), MM_ERR_UNSUPPORTED (MP3, FLAC, Ogg, AIFF, RF64 or a compressed WAV; the message
+ * names the format), MM_ERR_LIMIT, MM_ERR_NOMEM. Any thread. */
+MM_API mm_status mm_audio_load_file(const char *path, const mm_options *options, mm_audio **out);
+
+/* Same as mm_audio_load_file(), from `size` bytes at `data` (the caller keeps ownership). */
+MM_API mm_status mm_audio_load_memory(const void *data, size_t size, const mm_options *options,
+                                      mm_audio **out);
+
+/* Copy caller samples: n_frames frames of n_channels interleaved float samples (nominally in
+ * [-1, 1]) at sample_rate Hz; the channels are averaged into one. Errors: MM_ERR_ARG (NULL
+ * pointer, n_frames 0, n_channels not in [1, 1024], sample_rate not in [1, 1000000], a sample
+ * that is not a finite number), MM_ERR_NOMEM. Any thread. */
+MM_API mm_status mm_audio_from_samples(const float *samples, size_t n_frames, int n_channels,
+                                       int sample_rate, mm_audio **out);
+
+/* Sample rate in Hz and length in (mono) samples; 0 for NULL. Any thread. */
+MM_API int mm_audio_sample_rate(const mm_audio *audio);
+MM_API size_t mm_audio_n_samples(const mm_audio *audio);
+/* The mono samples, owned by the clip and valid until mm_audio_free(); NULL for NULL. */
+MM_API const float *mm_audio_samples(const mm_audio *audio);
+
+/* Release a clip. Accepts NULL. */
+MM_API void mm_audio_free(mm_audio *audio);
+
+/* 1 when this build resamples clips to an encoder's rate (libsoxr), else 0: a clip at another
+ * rate is then refused with MM_ERR_UNSUPPORTED by the calls that encode it. Any thread. */
+MM_API int mm_audio_resampling_available(void);
+
 /* ---- section: point clouds (points.c) ---- */
 
 /* A point cloud: n points of float x, y, z, with optional colours (R, G, B in [0, 1]) and
@@ -354,6 +403,17 @@ MM_API const float *mm_points_normals(const mm_points *points);
 /* Release a point cloud. Accepts NULL. */
 MM_API void mm_points_free(mm_points *points);
 
+/* ---- section: media (media.c) ---- */
+
+/* One media item of a message, for mm_session_add_message_media(): an image or an audio clip,
+ * borrowed (not copied), so the image or clip must outlive the handle. Any thread; free with
+ * mm_media_free(). Errors: MM_ERR_ARG (NULL argument), MM_ERR_NOMEM. */
+typedef struct mm_media mm_media;
+MM_API mm_status mm_media_from_image(const mm_image *image, mm_media **out);
+MM_API mm_status mm_media_from_audio(const mm_audio *audio, mm_media **out);
+/* Release a handle (not the image or clip). Accepts NULL. */
+MM_API void mm_media_free(mm_media *media);
+
 /* ---- section: vision encoding and CLIP (vit.c, connector.c, clip.c) ---- */
 
 /* Image embeddings: n_tokens rows of n_embd floats, row-major, owned by the handle. For a model
@@ -383,7 +443,8 @@ MM_API mm_status mm_image_encode_pixels(const mm_model *model, const float *plan
 /* What an image of width x height pixels will cost, without decoding or encoding anything:
  * the positions it takes in a session's context (*n_positions) and the views the vision tower
  * runs on (*n_views: 1, or the tiles plus the overview; may be NULL), at the options'
- * MM_OPT_IMAGE_DETAIL (NULL options: "auto"). Equal to what mm_image_encode and a session's
+ * MM_OPT_IMAGE_DETAIL (NULL options: "auto"; Qwen2-VL: a row per 2x2 patch window of the
+ * image's own smart_resize grid at every level). Equal to what mm_image_encode and a session's
  * mm_session_add_message_images then produce. Errors: MM_ERR_ARG (NULL model or n_positions,
  * width or height < 1, unknown detail, model without a vision encoder), MM_ERR_LIMIT. Any
  * thread. */
@@ -396,6 +457,22 @@ MM_API size_t mm_embeddings_n_tokens(const mm_embeddings *embeddings);
 MM_API size_t mm_embeddings_n_embd(const mm_embeddings *embeddings);
 MM_API const float *mm_embeddings_data(const mm_embeddings *embeddings);
 MM_API void mm_embeddings_free(mm_embeddings *embeddings);
+
+/* The embedding rows (each one position) the model turns the item into, known without
+ * encoding it: for an image, the vision tower's token count at the default detail ("auto"); for audio, the rows of its
+ * 30-second chunks (Whisper-style encoders: 25 per second of audio for Qwen2-Audio, rounded
+ * per chunk as the encoder pools). Errors: MM_ERR_ARG (NULL argument), MM_ERR_STATE (the model
+ * has no tower for this kind of media), MM_ERR_UNSUPPORTED (a clip at another rate without
+ * resampling, mm_audio_resampling_available()). Any thread. */
+MM_API mm_status mm_media_n_tokens(const mm_model *model, const mm_media *media,
+                                   size_t *n_tokens);
+/* Encode one media item by the model's tower for its kind (an image as mm_image_encode does;
+ * a clip resampled to the encoder's rate, then its chunks), e.g. on another thread before
+ * mm_session_add_message_embeddings(). Reads MM_OPT_N_THREADS and, for images,
+ * MM_OPT_IMAGE_DETAIL from options (NULL: defaults).
+ * Errors as mm_media_n_tokens, and MM_ERR_NOMEM. */
+MM_API mm_status mm_media_encode(const mm_model *model, const mm_media *media,
+                                 const mm_options *options, mm_embeddings **out);
 
 /* CLIP (a `clip` file holding both towers). Embeddings are unit-length vectors in the joint
  * space, so their dot product is the cosine similarity. All functions only read the model:
@@ -567,10 +644,22 @@ MM_API mm_status mm_session_add_message(mm_session *session, const char *role, c
  * image is preprocessed and encoded by the model's vision tower inside this call, after the
  * whole message is known to fit (MM_ERR_CTX_FULL before any encoding) and before anything is
  * evaluated; mm_session_cancel() stops the encoding too. Text between images is tokenized
- * piece by piece, as llama.cpp does. Errors also: MM_ERR_STATE (no vision encoder loaded). */
+ * piece by piece, as llama.cpp does. Qwen2-VL: each picture at its own resolution, between
+ * <|vision_start|> and <|vision_end|>, its rows at their M-RoPE grid positions. Errors also:
+ * MM_ERR_STATE (no vision encoder loaded). */
 MM_API mm_status mm_session_add_message_images(mm_session *session, const char *role,
                                                const char *text, size_t len,
                                                const mm_image *const *images, size_t n_images);
+/* The same with images and audio clips in one message: media[i] goes where the text has its
+ * i-th marker ("<media>", or its aliases "<image>" and "<audio>"), or at the start as for
+ * images. Each item is encoded by the model's tower for its kind (vision, or the audio encoder
+ * after resampling the clip to its rate) inside this call, after the whole message is known to
+ * fit. Errors as mm_session_add_message_images, and MM_ERR_STATE when the model has no tower
+ * for an item's kind, MM_ERR_UNSUPPORTED for a clip that needs resampling in a build without
+ * it. */
+MM_API mm_status mm_session_add_message_media(mm_session *session, const char *role,
+                                              const char *text, size_t len,
+                                              const mm_media *const *media, size_t n_media);
 /* The same with images encoded beforehand by mm_image_encode() (e.g. on other threads, or
  * reused): rows of the language model's embedding width (else MM_ERR_ARG), only read during
  * the call. */
@@ -665,15 +754,18 @@ MM_API void mm_session_reset(mm_session *session);
  * parts are {"type": "text", "text": ...} ("input_text" too), {"type": "image_url",
  * "image_url": {"url": "data:image/png;base64,..."}} (or the URL string itself; "input_image"
  * too), and {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg",
- * "data": ...}}. Images must be inline: nothing is fetched, so http(s) and file URLs are
- * MM_ERR_UNSUPPORTED.
+ * "data": ...}}, and audio as OpenAI sends it: {"type": "input_audio", "input_audio":
+ * {"data": BASE64, "format": "wav"}} (other formats MM_ERR_UNSUPPORTED). Images must be inline:
+ * nothing is fetched, so http(s) and file URLs are MM_ERR_UNSUPPORTED. Images and clips go
+ * through mm_session_add_message_media(), as the template places media.
  * Each message goes through the session's chat template as mm_session_add_message_images()
  * takes it: images before all of a message's text go where the template puts images (LLaVA:
  * first, each followed by a newline), an image after some text stays at its place in the text;
  * consecutive text parts are joined by a newline. As there, control-token text in a message
  * ("</s>", "<|im_end|>") stays text.
  * The whole request is checked before the session changes or any pixel is decoded, and a
- * failure there leaves the session as it was: the JSON (strict RFC 8259: UTF-8, no duplicate keys
+ * failure there leaves the session as it was (audio clips are read then, with
+ * MM_OPT_AUDIO_MAX_SECONDS checked from their headers): the JSON (strict RFC 8259: UTF-8, no duplicate keys
  * where libmm reads, depth at most 64, at most 2^20 values; canonical padded base64), each
  * image's size read from its header (MM_OPT_IMAGE_MAX_SIDE, MM_OPT_IMAGE_MAX_PIXELS), the pixels
  * of all its images together (MM_OPT_IMAGE_MAX_TOTAL_PIXELS: MM_ERR_LIMIT) and the positions all
@@ -687,8 +779,9 @@ MM_API void mm_session_reset(mm_session *session);
  * base64, data URL or image, a message of the wrong shape, text containing "<image>"; the text
  * names the place, e.g. "messages[2].content[1].image_url: base64: length 5 is not a multiple
  * of 4"), MM_ERR_UNSUPPORTED (unknown role or part type, remote URL, non-image media type),
- * MM_ERR_STATE (images for a model without vision encoder), MM_ERR_LIMIT, MM_ERR_NOMEM, and the
- * errors of mm_session_add_message_images. One thread at a time, as every session call. */
+ * MM_ERR_STATE (images for a model without vision encoder, audio without an audio encoder),
+ * MM_ERR_LIMIT, MM_ERR_NOMEM, and the errors of mm_session_add_message_media. One thread at a
+ * time, as every session call. */
 MM_API mm_status mm_session_add_messages_json(mm_session *session, const char *json, size_t len,
                                               const mm_options *options);
 

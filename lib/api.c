@@ -5,11 +5,14 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "audio.h"
 #include "chatjson.h"
 #include "clip.h"
 #include "decoder.h"
+#include "resample.h"
 #include "mm.h"
 #include "image.h"
+#include "media.h"
 #include "model.h"
 #include "options.h"
 #include "ops.h"
@@ -260,6 +263,110 @@ void mm_points_free(mm_points *points)
     mmi_points_free(points);
 }
 
+/* ---- audio ---- */
+
+mm_status mm_audio_load_file(const char *path, const mm_options *options, mm_audio **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_audio_load_file: out is NULL");
+    *out = NULL;
+    if (!path)
+        return mmi_fail(MM_ERR_ARG, "mm_audio_load_file: path is NULL");
+    return mmi_audio_load_file(path, options, out);
+}
+
+mm_status mm_audio_load_memory(const void *data, size_t size, const mm_options *options,
+                               mm_audio **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_audio_load_memory: out is NULL");
+    *out = NULL;
+    if (!data)
+        return mmi_fail(MM_ERR_ARG, "mm_audio_load_memory: data is NULL");
+    return mmi_audio_load_memory(data, size, options, out);
+}
+
+mm_status mm_audio_from_samples(const float *samples, size_t n_frames, int n_channels,
+                                int sample_rate, mm_audio **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_audio_from_samples: out is NULL");
+    *out = NULL;
+    if (!samples)
+        return mmi_fail(MM_ERR_ARG, "mm_audio_from_samples: samples is NULL");
+    return mmi_audio_from_samples(samples, n_frames, n_channels, sample_rate, out);
+}
+
+int mm_audio_sample_rate(const mm_audio *audio)
+{
+    return audio ? audio->sample_rate : 0;
+}
+
+size_t mm_audio_n_samples(const mm_audio *audio)
+{
+    return audio ? audio->n_samples : 0;
+}
+
+const float *mm_audio_samples(const mm_audio *audio)
+{
+    return audio ? audio->samples : NULL;
+}
+
+void mm_audio_free(mm_audio *audio)
+{
+    mmi_audio_free(audio);
+}
+
+int mm_audio_resampling_available(void)
+{
+    return mmi_resampling_available();
+}
+
+/* ---- media ---- */
+
+static mm_status media_new(const mmi_media_ops *ops, const void *source, const char *fn,
+                           mm_media **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "%s: out is NULL", fn);
+    *out = NULL;
+    if (!source)
+        return mmi_fail(MM_ERR_ARG, "%s: the %s is NULL", fn, ops->kind);
+    *out = mmi_malloc(sizeof **out);
+    if (!*out)
+        return mmi_fail(MM_ERR_NOMEM, "%s: out of memory", fn);
+    **out = (mm_media){ops, source};
+    return MM_OK;
+}
+
+mm_status mm_media_from_image(const mm_image *image, mm_media **out)
+{
+    return media_new(&mmi_image_ops, image, "mm_media_from_image", out);
+}
+
+mm_status mm_media_from_audio(const mm_audio *audio, mm_media **out)
+{
+    return media_new(&mmi_audio_ops, audio, "mm_media_from_audio", out);
+}
+
+void mm_media_free(mm_media *media)
+{
+    mmi_free(media);
+}
+
+mm_status mm_media_n_tokens(const mm_model *model, const mm_media *media, size_t *n_tokens)
+{
+    if (!model || !media || !n_tokens)
+        return mmi_fail(MM_ERR_ARG, "mm_media_n_tokens: %s is NULL",
+                        !model ? "model" : !media ? "media" : "n_tokens");
+    mmi_media_params p;
+    MMI_TRY(mmi_media_params_from_options(NULL, &p)); /* images at the default detail */
+    mmi_media_plan plan;
+    MMI_TRY(media->ops->plan(model, media->source, &p, &plan));
+    *n_tokens = plan.n_rows;
+    return MM_OK;
+}
+
 /* ---- vision encoding and CLIP ---- */
 
 struct mm_embeddings {
@@ -366,6 +473,37 @@ mm_status mm_image_encode_pixels(const mm_model *model, const float *planar_chw,
     return new_embeddings(model, options, (size_t)n_tokens, n_embd, encode_pixels, &job, out);
 }
 
+mm_status mm_media_encode(const mm_model *model, const mm_media *media, const mm_options *options,
+                          mm_embeddings **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_media_encode: out is NULL");
+    *out = NULL;
+    if (!model || !media)
+        return mmi_fail(MM_ERR_ARG, "mm_media_encode: %s is NULL", !model ? "model" : "media");
+    mmi_media_params p;
+    MMI_TRY(mmi_media_params_from_options(options, &p));
+    mmi_media_plan plan;
+    MMI_TRY(media->ops->plan(model, media->source, &p, &plan));
+    size_t n = plan.n_rows * (size_t)plan.n_embd;
+    mm_embeddings *e = mmi_malloc(sizeof *e + n * sizeof(float));
+    if (!e)
+        return mmi_fail(MM_ERR_NOMEM, "out of memory for %zu rows of %d floats", plan.n_rows,
+                        plan.n_embd);
+    e->n_tokens = plan.n_rows;
+    e->n_embd = (size_t)plan.n_embd;
+    compute c;
+    mm_status st = compute_begin(&c, options);
+    if (st == MM_OK)
+        st = compute_end(&c, media->ops->encode(model, media->source, &p, &plan, e->data, NULL));
+    if (st != MM_OK) {
+        mmi_free(e);
+        return st;
+    }
+    *out = e;
+    return MM_OK;
+}
+
 mm_status mm_image_encode(const mm_model *model, const mm_image *image, const mm_options *options,
                           mm_embeddings **out)
 {
@@ -405,7 +543,7 @@ mm_status mm_image_token_count(const mm_model *model, int width, int height,
         snprintf(why, sizeof why, "%s", mm_last_error());
         return mmi_fail(st, "%s: %s", fn, why);
     }
-    *n_positions = (size_t)plan.n_pos;
+    *n_positions = plan.n_rows;
     if (n_views)
         *n_views = plan.n_views;
     return MM_OK;
@@ -767,6 +905,28 @@ mm_status mm_session_add_message_images(mm_session *session, const char *role, c
         if (!images[i])
             return mmi_fail(MM_ERR_ARG, "%s: image %zu is NULL", fn, i);
     return mmi_session_add_message_images(session, r, text ? text : "", len, images, n_images);
+}
+
+mm_status mm_session_add_message_media(mm_session *session, const char *role, const char *text,
+                                       size_t len, const mm_media *const *media, size_t n_media)
+{
+    static const char fn[] = "mm_session_add_message_media";
+    mmi_chat_role r;
+    MMI_TRY(check_message(fn, session, role, &r, text, len, media, n_media));
+    mmi_media *items = mmi_array(n_media ? n_media : 1, sizeof *items);
+    if (!items)
+        return mmi_fail(MM_ERR_NOMEM, "%s: out of memory", fn);
+    mm_status st = MM_OK;
+    for (size_t i = 0; i < n_media && st == MM_OK; i++) {
+        if (!media[i])
+            st = mmi_fail(MM_ERR_ARG, "%s: media %zu is NULL", fn, i);
+        else
+            items[i] = (mmi_media){.ops = media[i]->ops, .source = media[i]->source};
+    }
+    if (st == MM_OK)
+        st = mmi_session_add_message(session, r, text ? text : "", len, items, n_media);
+    mmi_free(items);
+    return st;
 }
 
 mm_status mm_session_add_message_embeddings(mm_session *session, const char *role,

@@ -9,7 +9,9 @@
 #include <time.h>
 
 #include "alloc.h"
+#include "audio.h"
 #include "image.h"
+#include "media.h"
 #include "model.h"
 #include "options.h"
 #include "session.h"
@@ -209,9 +211,10 @@ static mm_status check_image_type(const char *type, size_t len, const char *wher
     return MM_OK;
 }
 
-static mm_status push_image(chat_reader *r, uint8_t *bytes, size_t n, mmi_chat_detail detail)
+static mm_status push_media(chat_reader *r, mmi_chat_part_kind kind, uint8_t *bytes, size_t n,
+                            mmi_chat_detail detail)
 {
-    mmi_chat_part part = {MMI_PART_IMAGE, NULL, 0, bytes, n, detail};
+    mmi_chat_part part = {kind, NULL, 0, bytes, n, detail};
     mm_status st = push_part(r, part);
     if (st != MM_OK)
         mmi_free(bytes);
@@ -264,7 +267,7 @@ static mm_status read_image_url(chat_reader *r, const mmi_json_value *part, cons
         mmi_free(bytes);
         return st;
     }
-    return push_image(r, bytes, n, detail);
+    return push_media(r, MMI_PART_IMAGE, bytes, n, detail);
 }
 
 /* Anthropic: "source": {"type": "base64", "media_type": "image/png", "data": "..."}. */
@@ -290,7 +293,28 @@ static mm_status read_image_source(chat_reader *r, const mmi_json_value *part, c
     if (st != MM_OK)
         return at(st, place);
     r->chat->anthropic_parts = 1;
-    return push_image(r, bytes, n, MMI_CHAT_DETAIL_AUTO);
+    return push_media(r, MMI_PART_IMAGE, bytes, n, MMI_CHAT_DETAIL_AUTO);
+}
+
+/* OpenAI: "input_audio": {"data": "<base64>", "format": "wav"}. */
+static mm_status read_input_audio(chat_reader *r, const mmi_json_value *part, const char *where)
+{
+    const mmi_json *doc = &r->chat->doc;
+    char place[160];
+    snprintf(place, sizeof place, "%s.input_audio", where);
+    const mmi_json_value *audio, *data, *format;
+    MMI_TRY(member(doc, part, "input_audio", MMI_JSON_OBJECT, where, &audio));
+    MMI_TRY(member(doc, audio, "format", MMI_JSON_STRING, place, &format));
+    if (strcmp(format->str, "wav") != 0)
+        return mmi_fail(MM_ERR_UNSUPPORTED, "%s.format \"%.64s\" is not supported (wav only)",
+                        place, format->str);
+    MMI_TRY(member(doc, audio, "data", MMI_JSON_STRING, place, &data));
+    uint8_t *bytes;
+    size_t n;
+    mm_status st = mmi_base64_decode(data->str, data->len, &bytes, &n);
+    if (st != MM_OK)
+        return at(st, place);
+    return push_media(r, MMI_PART_AUDIO, bytes, n, MMI_CHAT_DETAIL_AUTO);
 }
 
 static mm_status read_part(chat_reader *r, const mmi_json_value *part, const char *where)
@@ -310,6 +334,8 @@ static mm_status read_part(chat_reader *r, const mmi_json_value *part, const cha
         return read_image_url(r, part, where);
     if (strcmp(type->str, "image") == 0)
         return read_image_source(r, part, where);
+    if (strcmp(type->str, "input_audio") == 0)
+        return read_input_audio(r, part, where);
     return mmi_fail(MM_ERR_UNSUPPORTED, "%s.type \"%.64s\" is not supported", where, type->str);
 }
 
@@ -419,11 +445,14 @@ static void message_place(const mmi_chat_message *m, char *buf, size_t size)
 }
 
 /* Check one part before anything is added: text must not hold a media marker; an image's
- * header is read (size limits from options) and its pixel count returned, no pixel decoded. */
+ * header is read (size limits from options) and its pixel count returned, no pixel decoded
+ * (clips were read, their limits checked, before). */
 static mm_status check_part(const mmi_chat_part *part, const mm_options *options,
                             uint64_t *pixels)
 {
     *pixels = 0;
+    if (part->kind == MMI_PART_AUDIO)
+        return MM_OK;
     if (part->kind == MMI_PART_IMAGE) {
         int width, height;
         MMI_TRY(mmi_image_size_memory(part->image, part->image_len, options, &width, &height));
@@ -438,14 +467,14 @@ static mm_status check_part(const mmi_chat_part *part, const mm_options *options
     return MM_OK;
 }
 
-/* The text of message m for the session: text parts joined by newlines, with an image marker
- * for every image, unless all images come before all text (then the template places them). */
+/* The text of message m for the session: text parts joined by newlines, with a media marker
+ * for every image or clip, unless all come before all text (then the template places them). */
 static mm_status message_text(const mmi_chat *chat, const mmi_chat_message *m, const char *where,
                               char **out, size_t *len)
 {
     /* A conversation without any part has no parts array at all. */
     const mmi_chat_part *parts = m->n_parts ? chat->parts + m->first_part : NULL;
-    size_t marker = strlen(MMI_IMAGE_MARKER), cap = 1;
+    size_t marker = strlen(MMI_MEDIA_MARKER), cap = 1;
     int text_seen = 0, markers = 0;
     for (size_t k = 0; k < m->n_parts; k++) {
         if (parts[k].kind == MMI_PART_TEXT) {
@@ -470,7 +499,7 @@ static mm_status message_text(const mmi_chat *chat, const mmi_chat_message *m, c
             after_text = 1;
         } else {
             if (markers) {
-                memcpy(text + n, MMI_IMAGE_MARKER, marker);
+                memcpy(text + n, MMI_MEDIA_MARKER, marker);
                 n += marker;
             }
             after_text = 0;
@@ -527,7 +556,7 @@ static mm_status check_cost(mm_session *session, const mmi_chat *chat, const mm_
     }
     int free_positions = mmi_session_n_ctx(session) - mmi_session_n_past(session);
     if (need > (uint64_t)free_positions)
-        return mmi_fail(MM_ERR_CTX_FULL, "conversation: %zu images take %llu positions, but only "
+        return mmi_fail(MM_ERR_CTX_FULL, "conversation: %zu media take %llu positions, but only "
                         "%d of the context's %d are free; nothing was decoded", n_images,
                         (unsigned long long)need, free_positions, mmi_session_n_ctx(session));
     return MM_OK;
@@ -536,56 +565,74 @@ static mm_status check_cost(mm_session *session, const mmi_chat *chat, const mm_
 mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
                                   const mm_options *options)
 {
-    size_t n_images = 0;
-    for (size_t i = 0; i < chat->n_parts; i++)
+    size_t n_images = 0, n_clips = 0;
+    for (size_t i = 0; i < chat->n_parts; i++) {
         n_images += chat->parts[i].kind == MMI_PART_IMAGE;
-    if (n_images > 0 && !mmi_session_model(session)->vision)
+        n_clips += chat->parts[i].kind == MMI_PART_AUDIO;
+    }
+    const mm_model *model = mmi_session_model(session);
+    if (n_images > 0 && !model->vision)
         return mmi_fail(MM_ERR_STATE, "conversation: %zu image%s, but the model has no vision "
                         "encoder (load an mmproj file with it)", n_images,
                         n_images == 1 ? "" : "s");
-    /* Images stay in their files' bytes: each is decoded only while the session encodes it. */
+    if (n_clips > 0 && !model->audio)
+        return mmi_fail(MM_ERR_STATE, "conversation: %zu audio clip%s, but the model has no "
+                        "audio encoder (load an mmproj file with one)", n_clips,
+                        n_clips == 1 ? "" : "s");
+    /* Images stay in their files' bytes: each is decoded only while the session encodes it.
+     * Clips are read here (their length limit checked from the header first). */
     typedef char place[64];
-    mmi_image_bytes *sources = mmi_calloc(n_images + 1, sizeof *sources);
-    mmi_media *media = mmi_calloc(n_images + 1, sizeof *media);
-    place *places = mmi_calloc(n_images + 1, sizeof *places);
+    size_t n_media = n_images + n_clips;
+    mmi_image_bytes *sources = mmi_calloc(n_media + 1, sizeof *sources);
+    mmi_media *media = mmi_calloc(n_media + 1, sizeof *media);
+    place *places = mmi_calloc(n_media + 1, sizeof *places);
     mm_status st = sources && media && places ? MM_OK
-                 : mmi_fail(MM_ERR_NOMEM, "conversation: out of memory for %zu images", n_images);
+                 : mmi_fail(MM_ERR_NOMEM, "conversation: out of memory for %zu media", n_media);
     size_t k = 0;
     for (size_t i = 0; i < chat->n_messages && st == MM_OK; i++) {
         const mmi_chat_message *m = &chat->messages[i];
-        for (size_t j = 0; j < m->n_parts; j++) {
+        for (size_t j = 0; j < m->n_parts && st == MM_OK; j++) {
             const mmi_chat_part *part = &chat->parts[m->first_part + j];
-            if (part->kind != MMI_PART_IMAGE)
+            if (part->kind == MMI_PART_TEXT)
                 continue;
             char where[32];
             message_place(m, where, sizeof where);
             snprintf(places[k], sizeof places[k], "%s, part %zu", where, j);
-            sources[k] = (mmi_image_bytes){part->image, part->image_len, options, places[k]};
-            media[k] = (mmi_media){.ops = &mmi_image_bytes_ops, .source = &sources[k],
-                                   .params = part_params(part)};
+            if (part->kind == MMI_PART_IMAGE) {
+                sources[k] = (mmi_image_bytes){part->image, part->image_len, options, places[k]};
+                media[k] = (mmi_media){.ops = &mmi_image_bytes_ops, .source = &sources[k],
+                                       .params = part_params(part)};
+            } else {
+                mm_audio *clip;
+                st = mmi_audio_load_memory(part->image, part->image_len, options, &clip);
+                if (st == MM_OK)
+                    media[k] = (mmi_media){.ops = &mmi_audio_ops, .source = clip};
+                else
+                    st = at(st, places[k]);
+            }
             k++;
         }
     }
     if (st == MM_OK)
-        st = check_cost(session, chat, options, media, n_images);
+        st = check_cost(session, chat, options, media, n_media);
     /* Then message by message; the session decodes and encodes each image in turn once it
      * knows the message fits (and mm_session_cancel() reaches the encoding too). */
     char where[64];
     k = 0;
     for (size_t i = 0; i < chat->n_messages && st == MM_OK; i++) {
         const mmi_chat_message *m = &chat->messages[i];
-        size_t n_media = 0;
+        size_t n = 0;
         for (size_t j = 0; j < m->n_parts; j++)
-            n_media += chat->parts[m->first_part + j].kind == MMI_PART_IMAGE;
+            n += chat->parts[m->first_part + j].kind != MMI_PART_TEXT;
         char *text = NULL;
         size_t len = 0;
         message_place(m, where, sizeof where);
         st = message_text(chat, m, where, &text, &len);
         if (st != MM_OK)
             break;
-        st = mmi_session_add_message(session, m->role, text, len, media + k, n_media);
+        st = mmi_session_add_message(session, m->role, text, len, media + k, n);
         mmi_free(text);
-        k += n_media;
+        k += n;
         if (st != MM_OK) {
             char place[128];
             snprintf(place, sizeof place, "%s (%zu earlier message%s added)", where, i,
@@ -593,6 +640,9 @@ mm_status mmi_chat_add_to_session(mm_session *session, const mmi_chat *chat,
             st = at(st, place);
         }
     }
+    for (size_t i = 0; media && i < n_media; i++)
+        if (media[i].ops == &mmi_audio_ops)
+            mmi_audio_free((mm_audio *)media[i].source);
     mmi_free(sources);
     mmi_free(media);
     mmi_free(places);

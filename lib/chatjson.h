@@ -36,10 +36,11 @@ mm_status mmi_data_url_decode(const char *url, size_t len, const char **media_ty
  *       image_url may also be the URL string itself; "input_image" too)
  *   {"type":"image","source":{"type":"base64","media_type":"image/png","data":"..."}}
  *       (Anthropic)
- * Images must be inline (data URLs / base64): remote URLs are never fetched
+ *   {"type":"input_audio","input_audio":{"data":"<base64 WAV>","format":"wav"}}   (OpenAI)
+ * Images and audio must be inline (data URLs / base64): remote URLs are never fetched
  * (MM_ERR_UNSUPPORTED). Text may not contain NUL characters. */
 
-typedef enum { MMI_PART_TEXT, MMI_PART_IMAGE } mmi_chat_part_kind;
+typedef enum { MMI_PART_TEXT, MMI_PART_IMAGE, MMI_PART_AUDIO } mmi_chat_part_kind;
 
 /* OpenAI's image_url.detail: how finely the image is to be looked at. */
 typedef enum { MMI_CHAT_DETAIL_AUTO, MMI_CHAT_DETAIL_LOW, MMI_CHAT_DETAIL_HIGH } mmi_chat_detail;
@@ -48,7 +49,7 @@ typedef struct {
     mmi_chat_part_kind kind;
     const char *text;    /* TEXT: UTF-8, NUL-terminated, owned by the conversation's document */
     size_t text_len;
-    uint8_t *image;      /* IMAGE: the encoded file's bytes (PNG, JPEG, ...), owned */
+    uint8_t *image;      /* IMAGE, AUDIO: the encoded file's bytes (PNG, JPEG; WAV), owned */
     size_t image_len;
     mmi_chat_detail detail; /* IMAGE: "detail" of the part (AUTO when absent) */
 } mmi_chat_part;

@@ -25,7 +25,7 @@ mm_status mmi_media_params_from_options(const mm_options *o, mmi_media_params *o
 
 const char *mmi_media_find_marker(const char *text, size_t len, size_t *marker_len)
 {
-    static const char *const markers[] = {MMI_MEDIA_MARKER, MMI_IMAGE_MARKER};
+    static const char *const markers[] = {MMI_MEDIA_MARKER, MMI_IMAGE_MARKER, MMI_AUDIO_MARKER};
     const char *best = NULL;
     for (size_t i = 0; i < sizeof markers / sizeof *markers; i++) {
         size_t m = strlen(markers[i]);
@@ -62,7 +62,7 @@ static mm_status plan_media(const mm_model *m, const mmi_media_params *p, const 
                             "language model takes %d", fn, media->ops->kind, i, plan->n_embd,
                             n_embd);
     } else {
-        *plan = (mmi_media_plan){media->n_rows, (int)media->n_rows, 0, n_embd};
+        *plan = (mmi_media_plan){media->n_rows, (int)media->n_rows, 0, n_embd, {0, 0, 0}};
         if (!media->rows)
             return mmi_fail(MM_ERR_ARG, "%s: media %zu has no embeddings", fn, i);
     }
@@ -79,8 +79,9 @@ mm_status mmi_media_check_markers(const char *text, size_t len, size_t n_media, 
         return mmi_fail(MM_ERR_UNSUPPORTED, "%s: this model takes its image in front of the "
                         "text, not at %s markers", fn, MMI_IMAGE_MARKER);
     if (markers > 0 && markers != n_media)
-        return mmi_fail(MM_ERR_ARG, "%s: the text has %zu markers (%s or %s) for %zu media", fn,
-                        markers, MMI_MEDIA_MARKER, MMI_IMAGE_MARKER, n_media);
+        return mmi_fail(MM_ERR_ARG, "%s: the text has %zu markers (%s, %s or %s) for %zu media",
+                        fn, markers, MMI_MEDIA_MARKER, MMI_IMAGE_MARKER, MMI_AUDIO_MARKER,
+                        n_media);
     return MM_OK;
 }
 
@@ -103,6 +104,13 @@ static mm_status tokenize_stretch(const mmi_tokenizer *tok, const char *text, co
                                 n_local, ids);
 }
 
+static mm_status push_token(mmi_tokens *ids, int32_t id)
+{
+    MMI_TRY(mmi_tokens_reserve(ids, 1));
+    ids->ids[ids->n++] = id;
+    return MM_OK;
+}
+
 mm_status mmi_message_plan(mmi_message *msg, const mm_model *m, const mmi_media_params *p,
                            const char *text, size_t len, const mmi_text_span *literal,
                            size_t n_literal, int32_t bos, const mmi_media *media, size_t n_media,
@@ -119,10 +127,8 @@ mm_status mmi_message_plan(mmi_message *msg, const mm_model *m, const mmi_media_
     for (size_t i = 0; i < n_media; i++)
         MMI_TRY(plan_media(m, p, &media[i], i, n_embd, &msg->plans[i], fn));
 
-    if (bos >= 0) {
-        MMI_TRY(mmi_tokens_reserve(&msg->ids, 1));
-        msg->ids.ids[msg->ids.n++] = bos;
-    }
+    if (bos >= 0)
+        MMI_TRY(push_token(&msg->ids, bos));
     /* Tokenize every stretch first (ids may move while growing), then point parts into it. */
     size_t *ends = mmi_array(n_inline + 1, sizeof *ends); /* ids after each stretch */
     if (!ends)
@@ -133,8 +139,12 @@ mm_status mmi_message_plan(mmi_message *msg, const mm_model *m, const mmi_media_
         size_t m_len = 0;
         const char *stop = i < n_inline ? mmi_media_find_marker(at, (size_t)(end - at), &m_len)
                                         : end;
-        if (stop > at)
+        if (i > 0 && m->media_end >= 0)
+            st = push_token(&msg->ids, m->media_end);
+        if (stop > at && st == MM_OK)
             st = tokenize_stretch(m->tokenizer, text, at, stop, literal, n_literal, &msg->ids);
+        if (i < n_inline && m->media_begin >= 0 && st == MM_OK)
+            st = push_token(&msg->ids, m->media_begin);
         ends[i] = msg->ids.n;
         at = stop + m_len;
     }

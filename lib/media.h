@@ -17,15 +17,20 @@
 #include "preprocess.h"
 #include "tokenizer.h"
 
-/* Where a media item goes in a message's text; "<image>" (MMI_IMAGE_MARKER) is an alias. */
+/* Where a media item goes in a message's text; "<image>" (MMI_IMAGE_MARKER) and "<audio>" are
+ * aliases. */
 #define MMI_MEDIA_MARKER "<media>"
+#define MMI_AUDIO_MARKER "<audio>"
 
 /* What a media item costs, known before it is encoded. */
 typedef struct {
     size_t n_rows; /* embedding rows it adds to the context */
-    int n_pos;     /* positions those rows take (n_rows while positions are one number) */
+    int n_pos;     /* how far the positions of the text after it move on: n_rows, or with
+                      M-RoPE max(t, h, w) of its grid (llama.cpp mtmd's n_pos) */
     int n_views;   /* views the tower runs on: 1, or the tiles plus the overview */
     int n_embd;    /* width of each row */
+    int grid[3];   /* rows laid out on a grid of (t, h, w) cells (Qwen2-VL), placed with
+                      mmi_decoder_grid_positions; all 0 for rows in a line */
 } mmi_media_plan;
 
 /* The caller's choices that shape a plan. */
@@ -51,6 +56,13 @@ extern const mmi_media_ops mmi_image_ops; /* tower_vision.c: source is an mm_ima
 /* The image row's plan from the size alone (what mm_image_token_count reports). */
 mm_status mmi_image_plan(const mm_model *m, int width, int height, const mmi_media_params *p,
                          mmi_media_plan *out);
+extern const mmi_media_ops mmi_audio_ops; /* tower_audio.c: source is an mm_audio */
+
+/* The public handle of one media item: what it is and the image or clip it borrows. */
+struct mm_media {
+    const mmi_media_ops *ops;
+    const void *source;
+};
 
 /* A PNG or JPEG file's bytes, decoded with options' limits only while it is encoded. */
 typedef struct {

@@ -1,6 +1,7 @@
 /* Opening the model files and handing each to the towers it holds, by its metadata. */
 #include "model.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -9,6 +10,7 @@
 #include "options.h"
 #include "status.h"
 #include "tokenizer.h"
+#include "tower_audio.h"
 #include "vit.h"
 
 /* Read the towers one file holds. A `clip` file holds a vision encoder and/or a CLIP text
@@ -18,9 +20,16 @@ static mm_status load_file(mm_model *m, const mmi_gguf *g)
     const char *arch;
     MMI_TRY(mmi_gguf_get_string(g, "general.architecture", &arch, NULL));
     if (strcmp(arch, "clip") == 0) {
-        int has_vision, has_text;
-        MMI_TRY(mmi_gguf_get_bool_or(g, "clip.has_vision_encoder", 1, &has_vision));
+        int has_vision, has_text, has_audio;
+        MMI_TRY(mmi_gguf_get_bool_or(g, "clip.has_audio_encoder", 0, &has_audio));
+        /* Files without the key are vision files, unless they say they hold audio. */
+        MMI_TRY(mmi_gguf_get_bool_or(g, "clip.has_vision_encoder", !has_audio, &has_vision));
         MMI_TRY(mmi_gguf_get_bool_or(g, "clip.has_text_encoder", 0, &has_text));
+        if (has_audio) {
+            if (m->audio)
+                return mmi_fail(MM_ERR_FORMAT, "%s: a second audio encoder", mmi_gguf_path(g));
+            MMI_TRY(mmi_audio_tower_load(g, &m->audio));
+        }
         if (has_vision) {
             if (m->vision)
                 return mmi_fail(MM_ERR_FORMAT, "%s: a second vision encoder", mmi_gguf_path(g));
@@ -70,7 +79,9 @@ static mm_status check_towers_agree(const mm_model *m)
                         "clip.projector_type, clip.has_llava_projector or mm.* tensors): it "
                         "cannot be the mmproj of the language model %s, which needs %d-wide "
                         "image embeddings", paths[1], paths[0], m->decoder->config.n_embd);
-    int side = v->preprocess.image_size, n_tokens, n_embd;
+    /* A patch-row tower takes any size: one merge window is enough to learn the width. */
+    int side = v->grid.merge ? v->grid.patch * v->grid.merge : v->preprocess.image_size;
+    int n_tokens, n_embd;
     MMI_TRY(mmi_vision_output_shape(v, side, side, &n_tokens, &n_embd));
     if (n_embd != m->decoder->config.n_embd)
         return mmi_fail(MM_ERR_FORMAT, "%s projects images to %d values but the language model "
@@ -82,12 +93,46 @@ static mm_status check_towers_agree(const mm_model *m)
 static void model_free(mm_model *m)
 {
     mmi_vision_free(m->vision);
+    mmi_audio_tower_free(m->audio);
     mmi_clip_text_free(m->clip_text);
     mmi_tokenizer_free(m->tokenizer);
     mmi_decoder_free(m->decoder);
     for (int i = 0; i < 2; i++)
         mmi_gguf_close(m->files[i]);
     mmi_free(m);
+}
+
+/* A token around media: `<arch>.<key>` in the language model's file (libmm's converter writes
+ * it), else the token whose text is `text` (llama.cpp's files, as its mtmd finds it). */
+static mm_status media_token(const mm_model *m, const char *key, const char *text, int32_t *out)
+{
+    const mmi_gguf *g = m->files[0];
+    const char *arch;
+    char name[96];
+    int64_t id = -1;
+    MMI_TRY(mmi_gguf_get_string(g, "general.architecture", &arch, NULL));
+    snprintf(name, sizeof name, "%s.%s", arch, key);
+    if (mmi_gguf_has(g, name)) {
+        MMI_TRY(mmi_gguf_get_int(g, name, &id));
+        if (id < 0 || id >= m->decoder->config.n_vocab)
+            return mmi_fail(MM_ERR_FORMAT, "%s: %s = %lld is not a token of the %d in the "
+                            "vocabulary", mmi_gguf_path(g), name, (long long)id,
+                            m->decoder->config.n_vocab);
+    } else if (m->tokenizer) {
+        id = mmi_token_lookup(m->tokenizer, text, strlen(text));
+    }
+    *out = (int32_t)id;
+    return MM_OK;
+}
+
+/* Qwen2-VL's image rows sit between vision start and end tokens. */
+static mm_status load_media_tokens(mm_model *m)
+{
+    m->media_begin = m->media_end = -1;
+    if (!m->vision || !m->vision->grid.merge || !m->decoder)
+        return MM_OK;
+    MMI_TRY(media_token(m, "vision_start_token_id", "<|vision_start|>", &m->media_begin));
+    return media_token(m, "vision_end_token_id", "<|vision_end|>", &m->media_end);
 }
 
 mm_status mmi_model_load(const char *path, const char *mmproj_path, const mm_options *options,
@@ -116,11 +161,13 @@ mm_status mmi_model_load(const char *path, const char *mmproj_path, const mm_opt
             if (st == MM_OK)
                 st = mmi_progress(options, MM_PROGRESS_MODEL_LOAD, done, total);
         }
-    if (st == MM_OK && !m->vision && !m->decoder && !m->clip_text)
-        st = mmi_fail(MM_ERR_FORMAT, "%s: no vision encoder, text encoder or language model",
+    if (st == MM_OK && !m->vision && !m->audio && !m->decoder && !m->clip_text)
+        st = mmi_fail(MM_ERR_FORMAT, "%s: no vision, audio or text encoder, or language model",
                       path);
     if (st == MM_OK)
         st = check_towers_agree(m);
+    if (st == MM_OK && m->files[0])
+        st = load_media_tokens(m);
     if (st != MM_OK) {
         model_free(m);
         return st;

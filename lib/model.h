@@ -10,14 +10,18 @@
 #include "gguf.h"
 #include "mm.h"
 #include "tokenizer.h"
+#include "tower_audio.h"
 #include "vit.h"
 
 struct mm_model {
     mmi_gguf *files[2];        /* the text/CLIP file and the optional mmproj file */
     mmi_vision *vision;        /* NULL when no file holds a vision encoder */
+    mmi_audio_tower *audio;    /* NULL when no file holds an audio encoder */
     mmi_clip_text *clip_text;  /* NULL unless a CLIP file holds a text encoder */
     mmi_tokenizer *tokenizer;  /* NULL when no file holds tokenizer.ggml.* keys */
     mmi_decoder *decoder;      /* NULL for a CLIP-only model */
+    int32_t media_begin, media_end; /* tokens around every media item (Qwen2-VL's
+                                       <|vision_start|>, <|vision_end|>); -1 when none */
     atomic_int refs;
 };
 

@@ -222,12 +222,27 @@ static mm_status check_parts(const mm_session *s, const mmi_part *parts, size_t 
     return MM_OK;
 }
 
-/* mmi_decoder_eval of n rows on the session's threads. */
-static mm_status eval(mm_session *s, const int32_t *ids, const float *embd, int n)
+/* mmi_decoder_eval_at of n rows on the session's threads (pos NULL: the next positions). */
+static mm_status eval(mm_session *s, const int32_t *ids, const float *embd, const int32_t *pos,
+                      int n)
 {
     const mmi_exec *previous = mmi_exec_bind(&s->exec);
-    mm_status st = mmi_decoder_eval(s->dec, &s->state, ids, embd, n, NULL, &s->cancel);
+    mm_status st = mmi_decoder_eval_at(s->dec, &s->state, ids, embd, pos, n, NULL, &s->cancel);
     mmi_exec_bind(previous);
+    return st;
+}
+
+/* A part's rows on its grid (Qwen2-VL's M-RoPE), placed after the positions so far. */
+static mm_status eval_grid_part(mm_session *s, const mmi_part *part)
+{
+    const int *g = part->plan->grid;
+    int32_t *pos = mmi_array(part->n, (size_t)s->dec->config.n_pos_dims * sizeof(int32_t));
+    if (!pos)
+        return mmi_fail(MM_ERR_NOMEM, "out of memory for the positions of %zu rows", part->n);
+    mmi_decoder_grid_positions(s->dec, s->state.n_past + s->state.pos_delta, g[0], g[1], g[2],
+                               pos);
+    mm_status st = eval(s, NULL, part->rows, pos, (int)part->n);
+    mmi_free(pos);
     return st;
 }
 
@@ -240,22 +255,26 @@ static mm_status eval_parts(mm_session *s, const mmi_part *parts, size_t n_parts
     if (mmi_cancelled(&s->cancel))
         return mmi_fail(MM_ERR_CANCELLED, "%s: cancelled", what);
 
-    int past0 = ds->n_past;
+    int past0 = ds->n_past, delta0 = ds->pos_delta;
     memcpy(s->saved_logits, ds->logits, (size_t)n_vocab * sizeof(float));
     mm_status st = MM_OK;
     if (s->pending >= 0) {
         s->history[ds->n_past] = s->pending;
-        st = eval(s, &s->pending, NULL, 1);
+        st = eval(s, &s->pending, NULL, NULL, 1);
     }
     for (size_t i = 0; i < n_parts && st == MM_OK; i++) {
         if (parts[i].n == 0)
             continue;
         for (size_t j = 0; j < parts[i].n; j++)
             s->history[(size_t)ds->n_past + j] = parts[i].ids ? parts[i].ids[j] : -1;
-        st = eval(s, parts[i].ids, parts[i].rows, (int)parts[i].n);
+        if (parts[i].plan && parts[i].plan->grid[0] && s->dec->config.n_pos_dims > 1)
+            st = eval_grid_part(s, &parts[i]);
+        else
+            st = eval(s, parts[i].ids, parts[i].rows, NULL, (int)parts[i].n);
     }
     if (st != MM_OK) {
         ds->n_past = past0;
+        ds->pos_delta = delta0;
         memcpy(ds->logits, s->saved_logits, (size_t)n_vocab * sizeof(float));
         return st;
     }
@@ -646,7 +665,7 @@ static mm_status step(mm_session *s, int32_t *token, const char **piece, size_t 
                             "positions)", ds->n_past, ds->n_ctx);
         }
         s->history[ds->n_past] = s->pending;
-        mm_status st = eval(s, &s->pending, NULL, 1);
+        mm_status st = eval(s, &s->pending, NULL, NULL, 1);
         if (st != MM_OK) {
             g->active = 0;
             return st;

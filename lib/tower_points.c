@@ -222,7 +222,7 @@ mm_status mmi_point_tower_encode(const mmi_point_tower *t, const mm_points *poin
             if (mmi_cancelled(cancel))
                 st = mmi_fail(MM_ERR_CANCELLED, "point encoder: cancelled at block %d", l);
             else
-                mmi_encoder_block(&t->enc, l, x, G, 1, work);
+                mmi_encoder_block(&t->enc, l, x, G, 1, NULL, work);
         }
         if (st == MM_OK) {
             mmi_layernorm(x, x, G, D, t->post_ln_w, t->post_ln_b, t->enc.eps);

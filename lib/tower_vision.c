@@ -20,6 +20,20 @@ static int tiled(const mmi_vision *v, const mmi_media_params *p)
     return p->detail == MMI_DETAIL_HIGH && v->preprocess.n_pinpoints > 0;
 }
 
+/* Qwen2-VL: the image at its own resolution (smart_resize), a token per merge window. */
+static mm_status patch_rows_plan(const mm_model *m, int width, int height, mmi_media_plan *out)
+{
+    const mmi_patch_grid *pg = &m->vision->grid;
+    int W, H, n_embd, n;
+    MMI_TRY(mmi_smart_resize(width, height, pg->patch * pg->merge, pg->min_pixels,
+                             pg->max_pixels, &W, &H));
+    MMI_TRY(mmi_vision_output_shape(m->vision, W, H, &n, &n_embd));
+    int h = H / (pg->patch * pg->merge), w = W / (pg->patch * pg->merge);
+    int mrope = m->decoder && m->decoder->config.n_pos_dims == 3;
+    *out = (mmi_media_plan){(size_t)n, mrope ? (h > w ? h : w) : n, 1, n_embd, {1, h, w}};
+    return MM_OK;
+}
+
 mm_status mmi_image_plan(const mm_model *m, int width, int height, const mmi_media_params *p,
                          mmi_media_plan *out)
 {
@@ -29,6 +43,8 @@ mm_status mmi_image_plan(const mm_model *m, int width, int height, const mmi_med
                         "with it)");
     if (width < 1 || height < 1)
         return mmi_fail(MM_ERR_ARG, "image size %dx%d", width, height);
+    if (v->grid.merge)
+        return patch_rows_plan(m, width, height, out);
     /* Every view has the trained side (a GGUF file's crop size is its image size), so the
      * cost is known before any preprocessing; image_encode checks it. */
     const mmi_preprocess_config *cfg = &v->preprocess;
@@ -46,7 +62,7 @@ mm_status mmi_image_plan(const mm_model *m, int width, int height, const mmi_med
     } else if (v->image_newline) {
         n += 1; /* HF ends a single view with the newline too */
     }
-    *out = (mmi_media_plan){(size_t)n, (int)n, n_views, n_embd};
+    *out = (mmi_media_plan){(size_t)n, (int)n, n_views, n_embd, {0, 0, 0}};
     return MM_OK;
 }
 
@@ -81,11 +97,32 @@ static void pack_spatial_unpad(const mmi_vision *v, const mmi_views *views,
     }
 }
 
+static mm_status patch_rows_encode(const mmi_vision *v, const mm_image *image,
+                                   const mmi_media_plan *plan, float *rows,
+                                   const atomic_int *cancel)
+{
+    float *patches;
+    int grid[3];
+    MMI_TRY(mmi_preprocess_patch_rows(&v->preprocess, &v->grid, image, &patches, grid));
+    int M = v->grid.merge;
+    mm_status st = MM_OK;
+    if (grid[0] != plan->grid[0] || grid[1] != plan->grid[1] * M || grid[2] != plan->grid[2] * M)
+        st = mmi_fail(MM_ERR_UNSUPPORTED, "image: preprocessing gave %d x %d x %d patches, the "
+                      "plan %d x %d x %d", grid[0], grid[1], grid[2], plan->grid[0],
+                      plan->grid[1] * M, plan->grid[2] * M);
+    if (st == MM_OK)
+        st = mmi_vision_encode_patch_rows(v, patches, grid, rows, cancel);
+    mmi_free(patches);
+    return st;
+}
+
 /* Preprocess the image as the vision file says and run the tower and projector into rows. */
 static mm_status image_encode(const mm_model *m, const void *source, const mmi_media_params *p,
                               const mmi_media_plan *plan, float *rows, const atomic_int *cancel)
 {
     const mmi_vision *v = m->vision;
+    if (v->grid.merge) /* Qwen2-VL: patch rows at the image's own resolution */
+        return patch_rows_encode(v, source, plan, rows, cancel);
     mmi_views views;
     MMI_TRY(mmi_preprocess(&v->preprocess, source, tiled(v, p) ? MMI_DETAIL_HIGH : MMI_DETAIL_LOW,
                            &views));

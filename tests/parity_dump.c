@@ -20,6 +20,7 @@
 #include "model.h"
 #include "resampler.h"
 #include "safetensors.h"
+#include "tower_audio.h"
 #include "vit.h"
 
 #define NOT_IMPLEMENTED 3
@@ -739,29 +740,140 @@ static void dump_idefics2_perceiver(dump *d)
     mmi_gguf_close(g);
 }
 
+/* transformers.Qwen2AudioForConditionalGeneration: the log-mel features of the waveform, the
+ * encoder input after the convolutions and positions, the pooled and normalised encoder output
+ * and its projection (all n_ctx rows, padding included, for the comparison; the session uses
+ * the real rows only), then the language model on the prompt with its single audio token
+ * expanded to the real rows, as HF 4.45.1 does inside the model. */
+static void dump_qwen2_audio(dump *d)
+{
+    load_model(d, "model.gguf", "mmproj.gguf");
+    const mmi_audio_tower *t = d->model->audio;
+    if (!t)
+        die("the Qwen2-Audio pair has no audio file");
+    int64_t shape[ST_MAX_DIMS];
+    float *wave = input_f32(d, "waveform", 1, shape);
+    size_t n = (size_t)shape[0];
+    int M = t->n_mels, F = t->mel.n_frames, T = t->n_ctx, D = t->enc.n_embd, E = t->n_out;
+    if (n > mmi_audio_chunk_samples(t))
+        n = mmi_audio_chunk_samples(t); /* HF's extractor keeps one chunk */
+    float *features = xmalloc((size_t)M * F * sizeof(float));
+    float *scratch = xmalloc(mmi_mel_scratch_floats(&t->mel) * sizeof(float));
+    int frames = mmi_log_mel(&t->mel, wave, n, features, scratch);
+    put_f32(d, "input_features", features, 3, (int64_t)1, (int64_t)M, (int64_t)F);
+    int32_t *mask = xmalloc((size_t)F * sizeof *mask);
+    for (int i = 0; i < F; i++)
+        mask[i] = i < frames;
+    put_i64(d, "feature_attention_mask", mask, 1, F);
+
+    int n_tok = (int)mmi_audio_tower_rows(t, n);
+    put_i64(d, "num_audio_tokens", &n_tok, 1, 1);
+    d->out[d->n_out - 1].ndim = 1;
+    float *x0 = xmalloc((size_t)T * D * sizeof(float));
+    float *enc = xmalloc((size_t)(T / t->pool) * D * sizeof(float));
+    float *proj = xmalloc((size_t)(T / t->pool) * E * sizeof(float));
+    check(mmi_audio_tower_chunk(t, features, frames, T, x0, enc, proj, NULL), "audio tower");
+    put_f32(d, "encoder_conv_pos", x0, 3, (int64_t)1, (int64_t)T, (int64_t)D);
+    put_f32(d, "encoder_output", enc, 3, (int64_t)1, (int64_t)(T / t->pool), (int64_t)D);
+    put_f32(d, "audio_features", proj, 3, (int64_t)1, (int64_t)(T / t->pool), (int64_t)E);
+
+    /* The session's own encoding of the clip: its real rows, equal to the first rows above. */
+    float *rows = xmalloc((size_t)n_tok * E * sizeof(float));
+    check(mmi_audio_tower_encode(t, wave, n, rows, NULL), "audio encode");
+    for (size_t i = 0; i < (size_t)n_tok * E; i++)
+        if (rows[i] != proj[i])
+            die("the clip's rows differ from the chunk's at %zu", i);
+
+    int64_t audio_token;
+    check(mmi_gguf_get_int(d->model->files[1], "clip.audio_token_id", &audio_token),
+          "clip.audio_token_id");
+    int32_t *ids = input_ids(d, "input_ids", shape);
+    if (shape[0] != 1)
+        die("input_ids has a batch of %lld", (long long)shape[0]);
+    int L = (int)shape[1], k = 0;
+    int32_t *prompt = xmalloc((size_t)(L + n_tok) * sizeof *prompt);
+    for (int i = 0; i < L; i++)
+        for (int r = 0; r < (ids[i] == audio_token ? n_tok : 1); r++)
+            prompt[k++] = ids[i];
+    put_language_model(d, prompt, k, (int32_t)audio_token, rows, (size_t)n_tok);
+    free(prompt);
+    free(ids);
+    free(rows);
+    free(proj);
+    free(enc);
+    free(x0);
+    free(mask);
+    free(scratch);
+    free(features);
+    free(wave);
+}
+
 /* transformers.Qwen2VLForConditionalGeneration, language side: M-RoPE position_ids [3][1][T]
  * and rope_deltas as get_rope_index gives them (text one position per token, each run of
  * qwen2vl.image_token_id the cells of the next image_grid_thw entry, merged to as many cells
- * as the run has tokens); the prompt's rows (token embeddings, the case's image_embeds at the
- * image tokens) at those positions give text_hidden_states and logits; greedy generation then
- * continues on the decoder's cache after the largest position (HF's rope_deltas). The vision
- * tower is not computed yet (its tensors get SKIP lines). */
+ * as the run has tokens); the vision tower on pixel_values (patch rows, one image per
+ * image_grid_thw row) gives patch_embeds, vision_last_block and image_embeds; the prompt's rows
+ * (token embeddings, those image_embeds at the image tokens) at the positions give
+ * text_hidden_states and logits; greedy generation then continues on the decoder's cache after
+ * the largest position (HF's rope_deltas). */
 static void dump_qwen2_vl(dump *d)
 {
-    load_model(d, "model.gguf", NULL);
+    load_model(d, "model.gguf", "mmproj.gguf");
     const mmi_decoder *dec = d->model->decoder;
+    const mmi_vision *vis = d->model->vision;
     int64_t image_token;
     check(mmi_gguf_get_int(d->model->files[0], "qwen2vl.image_token_id", &image_token),
           "qwen2vl.image_token_id");
-    int64_t shape[ST_MAX_DIMS], img_shape[ST_MAX_DIMS];
+    int64_t shape[ST_MAX_DIMS];
     int32_t *ids = input_ids(d, "input_ids", shape);
     int T = (int)shape[1], E = dec->config.n_embd, V = dec->config.n_vocab;
-    float *image = input_f32(d, "image_embeds", 2, img_shape);
-    if (img_shape[1] != E)
-        die("image_embeds rows are %lld wide, the model %d", (long long)img_shape[1], E);
     int dims = dec->config.n_pos_dims;
     int32_t *grids = input_ids(d, "image_grid_thw", shape); /* [images][3] */
     int n_images = (int)shape[0], grid = 0;
+    if (n_images != 1)
+        die("the case has %d images, image.png is one", n_images);
+    /* From image.png through libmm's own preprocessing, tower and merger. */
+    check_token_counts(d);
+    char path[sizeof d->case_dir + 16];
+    snprintf(path, sizeof path, "%s/image.png", d->case_dir);
+    mm_image *picture;
+    check(mm_image_load_file(path, NULL, &picture), path);
+    float *pixels;
+    int g[3];
+    check(mmi_preprocess_patch_rows(&vis->preprocess, &vis->grid, picture, &pixels, g),
+          "patch rows");
+    int n = g[0] * g[1] * g[2], Dv = vis->enc.n_embd, K = vis->rows_embd.n_in;
+    put_f32(d, "pixel_values", pixels, 2, (int64_t)n, (int64_t)K);
+    for (int j = 0; j < 3; j++)
+        if (g[j] != grids[j])
+            die("image.png makes grid %d x %d x %d, image_grid_thw says %d x %d x %d", g[0], g[1],
+                g[2], grids[0], grids[1], grids[2]);
+    put_i64(d, "image_grid_thw", g, 1, 3);
+    int32_t *rope_pos = xmalloc((size_t)n * 2 * sizeof *rope_pos);
+    mmi_vision_patch_positions(vis, g, rope_pos);
+    put_i64(d, "vision_rope_pos_ids", rope_pos, n, 2);
+    free(rope_pos);
+    float *states = xmalloc((size_t)n * Dv * sizeof(float));
+    mmi_linear(states, pixels, n, &vis->rows_embd, vis->patch.bias);
+    put_f32(d, "patch_embeds", states, 2, (int64_t)n, (int64_t)Dv);
+    check(mmi_vision_patch_rows_hidden(vis, pixels, g, states, NULL), "tower");
+    put_f32(d, "vision_last_block", states, 2, (int64_t)n, (int64_t)Dv);
+    free(states);
+    free(pixels);
+    size_t count;
+    check(mm_image_token_count(d->model, mm_image_width(picture), mm_image_height(picture), NULL,
+                               &count, NULL), "token count");
+    mm_embeddings *e;
+    check(mm_image_encode(d->model, picture, NULL, &e), "mm_image_encode");
+    mm_image_free(picture);
+    if (mm_embeddings_n_tokens(e) != count || mm_embeddings_n_embd(e) != (size_t)E)
+        die("mm_image_encode made %zu rows of %zu, mm_image_token_count said %zu rows",
+            mm_embeddings_n_tokens(e), mm_embeddings_n_embd(e), count);
+    int64_t img_rows = (int64_t)count;
+    float *image = xmalloc((size_t)count * E * sizeof(float));
+    memcpy(image, mm_embeddings_data(e), (size_t)count * E * sizeof(float));
+    mm_embeddings_free(e);
+    put_f32(d, "image_embeds", image, 2, img_rows, (int64_t)E);
     int32_t *pos = xmalloc((size_t)T * dims * sizeof *pos);
     int64_t next = 0;
     for (int t = 0; t < T;) {
@@ -803,15 +915,15 @@ static void dump_qwen2_vl(dump *d)
     float *rows = xmalloc((size_t)T * E * sizeof(float));
     int64_t used = 0;
     for (int t = 0; t < T; t++) {
-        if (ids[t] == image_token && used < img_shape[0])
+        if (ids[t] == image_token && used < img_rows)
             memcpy(rows + (size_t)t * E, image + (size_t)used++ * E, (size_t)E * sizeof(float));
         else if (ids[t] == image_token)
-            die("more image tokens than image_embeds rows (%lld)", (long long)img_shape[0]);
+            die("more image tokens than image_embeds rows (%lld)", (long long)img_rows);
         else
             mmi_matrix_row(&dec->weights.token_embd, ids[t], rows + (size_t)t * E);
     }
-    if (used != img_shape[0])
-        die("%lld image_embeds rows but %lld image tokens", (long long)img_shape[0],
+    if (used != img_rows)
+        die("%lld image_embeds rows but %lld image tokens", (long long)img_rows,
             (long long)used);
 
     put_decoder_hidden_states(d, "text_hidden_states", NULL, rows, pos, T);
@@ -862,6 +974,7 @@ static const struct {
     {"transformers.MistralForCausalLM", dump_llama},
     {"transformers.Qwen2VLForConditionalGeneration", dump_qwen2_vl},
     {"transformers.Blip2ForConditionalGeneration", dump_blip2},
+    {"transformers.Qwen2AudioForConditionalGeneration", dump_qwen2_audio},
     {"transformers.models.idefics2.modeling_idefics2.Idefics2PerceiverResampler",
      dump_idefics2_perceiver},
 };

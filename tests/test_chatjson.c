@@ -1151,7 +1151,7 @@ START_TEST(json_image_budget_before_decoding)
     json = json_with_images("tests/data/images/bomb_progressive.jpg", 17);
     ck_assert_ok(mm_options_set_int(o, MM_OPT_IMAGE_MAX_TOTAL_PIXELS, (int64_t)1 << 40));
     ck_assert_status(mm_session_add_messages_json(s, json, strlen(json), o), MM_ERR_CTX_FULL);
-    ck_assert_ptr_nonnull(strstr(mm_last_error(), "17 images take 68 positions"));
+    ck_assert_ptr_nonnull(strstr(mm_last_error(), "17 media take 68 positions"));
     ck_assert_int_eq(mm_session_n_past(s), 0);
     free(json);
     mm_options_free(o);

@@ -428,7 +428,7 @@ static mm_status plan_rows(const mm_model *m, const void *source, const mmi_medi
                            mmi_media_plan *out)
 {
     (void)m, (void)source, (void)p;
-    *out = (mmi_media_plan){3, 3, 1, 32};
+    *out = (mmi_media_plan){3, 3, 1, 32, {0, 0, 0}};
     return MM_OK;
 }
 

@@ -164,6 +164,7 @@ static void m_mm_options_set_int(void)
         {MM_OPT_REPEAT_LAST_N, INT64_MIN}, {MM_OPT_IMAGE_MAX_SIDE, 0},
         {MM_OPT_IMAGE_MAX_PIXELS, 0}, {MM_OPT_N_CTX, INT64_MIN},
         {MM_OPT_IMAGE_MAX_TOTAL_PIXELS, 0}, {MM_OPT_IMAGE_MAX_TOTAL_PIXELS, INT64_MAX},
+        {MM_OPT_AUDIO_MAX_SECONDS, 0},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         EXPECT(mm_options_set_int(o, bad[i].key, bad[i].value), MM_ERR_ARG);
@@ -542,6 +543,134 @@ static void m_mm_points_free(void)
     mm_points_free(NULL);
 }
 
+/* ---- audio ---- */
+
+static void m_mm_audio_load_file(void)
+{
+    mm_audio *a = SENTINEL;
+    EXPECT(mm_audio_load_file(NULL, NULL, &a), MM_ERR_ARG);
+    ck_assert_ptr_null(a);
+    EXPECT(mm_audio_load_file("tests/vectors/hf/qwen2_audio/audio.wav", NULL, NULL), MM_ERR_ARG);
+    EXPECT(mm_audio_load_file("tests/no-such-clip.wav", NULL, &a), MM_ERR_IO);
+    EXPECT(mm_audio_load_file(CLIP_FILE, NULL, &a), MM_ERR_FORMAT);
+    ck_assert_ptr_null(a);
+}
+
+static void m_mm_audio_load_memory(void)
+{
+    mm_audio *a = SENTINEL;
+    EXPECT(mm_audio_load_memory(NULL, 10, NULL, &a), MM_ERR_ARG);
+    ck_assert_ptr_null(a);
+    EXPECT(mm_audio_load_memory("RIFF", 4, NULL, NULL), MM_ERR_ARG);
+    EXPECT(mm_audio_load_memory("RIFF", 0, NULL, &a), MM_ERR_FORMAT);
+    EXPECT(mm_audio_load_memory("RIFF\x04\0\0\0WAVE", 12, NULL, &a), MM_ERR_FORMAT);
+    EXPECT(mm_audio_load_memory("fLaC", 4, NULL, &a), MM_ERR_UNSUPPORTED);
+    ck_assert_ptr_null(a);
+}
+
+static void m_mm_audio_from_samples(void)
+{
+    float x[4] = {0};
+    mm_audio *a = SENTINEL;
+    EXPECT(mm_audio_from_samples(NULL, 2, 1, 16000, &a), MM_ERR_ARG);
+    ck_assert_ptr_null(a);
+    EXPECT(mm_audio_from_samples(x, 2, 1, 16000, NULL), MM_ERR_ARG);
+    EXPECT(mm_audio_from_samples(x, 0, 1, 16000, &a), MM_ERR_ARG);
+    EXPECT(mm_audio_from_samples(x, 2, 0, 16000, &a), MM_ERR_ARG);
+    EXPECT(mm_audio_from_samples(x, 2, 1, -1, &a), MM_ERR_ARG);
+    EXPECT(mm_audio_from_samples(x, SIZE_MAX, 2, 16000, &a), MM_ERR_ARG);
+    ck_assert_ptr_null(a);
+}
+
+static void m_mm_audio_sample_rate(void)
+{
+    ck_assert_int_eq(mm_audio_sample_rate(NULL), 0);
+}
+
+static void m_mm_audio_n_samples(void)
+{
+    ck_assert_uint_eq(mm_audio_n_samples(NULL), 0);
+}
+
+static void m_mm_audio_samples(void)
+{
+    ck_assert_ptr_null(mm_audio_samples(NULL));
+}
+
+static void m_mm_audio_free(void)
+{
+    mm_audio_free(NULL);
+}
+
+static void m_mm_audio_resampling_available(void)
+{
+    int r = mm_audio_resampling_available();
+    ck_assert(r == 0 || r == 1);
+}
+
+/* ---- media ---- */
+
+static void m_mm_media_from_image(void)
+{
+    mm_media *m = SENTINEL;
+    EXPECT(mm_media_from_image(NULL, &m), MM_ERR_ARG);
+    ck_assert_ptr_null(m);
+    EXPECT(mm_media_from_image(image, NULL), MM_ERR_ARG);
+}
+
+static void m_mm_media_from_audio(void)
+{
+    mm_media *m = SENTINEL;
+    EXPECT(mm_media_from_audio(NULL, &m), MM_ERR_ARG);
+    ck_assert_ptr_null(m);
+}
+
+static void m_mm_media_free(void)
+{
+    mm_media_free(NULL);
+}
+
+static void m_mm_media_n_tokens(void)
+{
+    float x[1600] = {0};
+    mm_audio *a;
+    ck_assert_ok(mm_audio_from_samples(x, 1600, 1, 16000, &a));
+    mm_media *pic, *sound;
+    ck_assert_ok(mm_media_from_image(image, &pic));
+    ck_assert_ok(mm_media_from_audio(a, &sound));
+    size_t n = 7;
+    EXPECT(mm_media_n_tokens(NULL, pic, &n), MM_ERR_ARG);
+    EXPECT(mm_media_n_tokens(llava, NULL, &n), MM_ERR_ARG);
+    EXPECT(mm_media_n_tokens(llava, pic, NULL), MM_ERR_ARG);
+    EXPECT(mm_media_n_tokens(llava, sound, &n), MM_ERR_STATE); /* no audio encoder */
+    EXPECT(mm_media_n_tokens(ids_model, pic, &n), MM_ERR_STATE); /* no vision encoder */
+    ck_assert_uint_eq(n, 7);
+    ck_assert_ok(mm_media_n_tokens(llava, pic, &n));
+    ck_assert_uint_gt(n, 0);
+    mm_media_free(sound);
+    mm_media_free(pic);
+    mm_audio_free(a);
+}
+
+static void m_mm_media_encode(void)
+{
+    mm_media *pic;
+    ck_assert_ok(mm_media_from_image(image, &pic));
+    mm_embeddings *e = SENTINEL;
+    EXPECT(mm_media_encode(NULL, pic, NULL, &e), MM_ERR_ARG);
+    ck_assert_ptr_null(e);
+    EXPECT(mm_media_encode(llava, NULL, NULL, &e), MM_ERR_ARG);
+    EXPECT(mm_media_encode(llava, pic, NULL, NULL), MM_ERR_ARG);
+    EXPECT(mm_media_encode(ids_model, pic, NULL, &e), MM_ERR_STATE);
+    ck_assert_ptr_null(e);
+    ck_assert_ok(mm_media_encode(llava, pic, NULL, &e));
+    size_t n;
+    ck_assert_ok(mm_media_n_tokens(llava, pic, &n));
+    ck_assert_uint_eq(mm_embeddings_n_tokens(e), n);
+    mm_embeddings_free(e);
+    mm_media_free(pic);
+}
+
 /* ---- vision encoding and CLIP ---- */
 
 static void m_mm_image_encode(void)
@@ -898,6 +1027,30 @@ static void m_mm_session_add_message_images(void)
     mm_session_free(s);
 }
 
+static void m_mm_session_add_message_media(void)
+{
+    float x[16000] = {0};
+    mm_audio *clip16k;
+    ck_assert_ok(mm_audio_from_samples(x, 16000, 1, 16000, &clip16k));
+    mm_media *pic, *sound;
+    ck_assert_ok(mm_media_from_image(image, &pic));
+    ck_assert_ok(mm_media_from_audio(clip16k, &sound));
+    const mm_media *media[2] = {pic, NULL}, *audio_only[1] = {sound};
+    EXPECT(mm_session_add_message_media(NULL, "user", "a", 1, media, 1), MM_ERR_ARG);
+    mm_session *s = new_session(llava);
+    EXPECT(mm_session_add_message_media(s, "user", "a", 1, NULL, 1), MM_ERR_ARG);
+    EXPECT(mm_session_add_message_media(s, "user", "a", 1, media, 2), MM_ERR_ARG);
+    EXPECT(mm_session_add_message_media(s, "robot", "a", 1, media, 1), MM_ERR_ARG);
+    EXPECT(mm_session_add_message_media(s, "user", "<audio><image>", 14, media, 1), MM_ERR_ARG);
+    /* The llava pair has no audio encoder. */
+    EXPECT(mm_session_add_message_media(s, "user", "a", 1, audio_only, 1), MM_ERR_STATE);
+    check_unchanged(s, 0);
+    mm_session_free(s);
+    mm_media_free(sound);
+    mm_media_free(pic);
+    mm_audio_free(clip16k);
+}
+
 static void m_mm_session_add_message_embeddings(void)
 {
     mm_embeddings *good, *narrow;
@@ -1200,7 +1353,13 @@ static const struct {
     CASE(mm_points_load_file), CASE(mm_points_load_memory), CASE(mm_points_from_arrays),
     CASE(mm_points_count), CASE(mm_points_xyz), CASE(mm_points_rgb), CASE(mm_points_normals),
     CASE(mm_points_free),
-    CASE(mm_image_encode), CASE(mm_image_token_count), CASE(mm_image_encode_pixels), CASE(mm_embeddings_n_tokens),
+    CASE(mm_audio_load_file), CASE(mm_audio_load_memory), CASE(mm_audio_from_samples),
+    CASE(mm_audio_sample_rate), CASE(mm_audio_n_samples), CASE(mm_audio_samples),
+    CASE(mm_audio_free), CASE(mm_audio_resampling_available),
+    CASE(mm_media_from_image), CASE(mm_media_from_audio), CASE(mm_media_free),
+    CASE(mm_media_n_tokens), CASE(mm_media_encode),
+    CASE(mm_image_encode), CASE(mm_image_token_count), CASE(mm_image_encode_pixels),
+    CASE(mm_embeddings_n_tokens),
     CASE(mm_embeddings_n_embd), CASE(mm_embeddings_data), CASE(mm_embeddings_free),
     CASE(mm_clip_embedding_size), CASE(mm_clip_logit_scale), CASE(mm_clip_image_embedding),
     CASE(mm_clip_image_embedding_pixels), CASE(mm_clip_text_embedding),
@@ -1209,7 +1368,8 @@ static const struct {
     CASE(mm_token_bos), CASE(mm_token_eos), CASE(mm_token_is_eog),
     CASE(mm_session_create), CASE(mm_session_free), CASE(mm_session_set_options),
     CASE(mm_session_add_text), CASE(mm_session_add_message), CASE(mm_session_add_message_images),
-    CASE(mm_session_add_message_embeddings), CASE(mm_session_add_messages_json),
+    CASE(mm_session_add_message_embeddings), CASE(mm_session_add_message_media),
+    CASE(mm_session_add_messages_json),
     CASE(mm_session_add_tokens),
     CASE(mm_session_add_embeddings), CASE(mm_session_add_stop_string),
     CASE(mm_session_clear_stop_strings), CASE(mm_session_generate), CASE(mm_session_next),

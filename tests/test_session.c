@@ -590,7 +590,7 @@ START_TEST(images_go_at_their_markers)
     text = "<image> and <image>";
     ck_assert_status(mmi_session_add_message(s, MMI_ROLE_USER, text, strlen(text), media, 1),
                      MM_ERR_ARG);
-    ck_assert_message_has("2 markers (<media> or <image>) for 1 media");
+    ck_assert_message_has("2 markers (<media>, <image> or <audio>) for 1 media");
     ck_assert_int_eq(mm_session_n_past(s), 0);
     mm_session_free(s);
 }
@@ -637,15 +637,8 @@ static mm_model *tiled_model(void)
     c.vocab_path = test_vectors_path("tokenizer/ggml-vocab-llama-spm.gguf");
     tiny_vision v = tiny_vision_default;
     v.tiled = 1;
-    char text_path[512];
-    snprintf(text_path, sizeof text_path, "%s", tiny_temp_path("text.gguf"));
-    const char *vision_path = tiny_temp_path("vision.gguf");
-    ck_assert_ok(tiny_llama_write(&c, text_path));
-    ck_assert_ok(tiny_vision_write_sized(vision_path, c.n_embd, &v));
     mm_model *m;
-    ck_assert_ok(mm_model_load(text_path, vision_path, NULL, &m));
-    unlink(text_path);
-    unlink(vision_path);
+    ck_assert_ok(tiny_pair_load(&c, &v, &m));
     return m;
 }
 
@@ -702,6 +695,84 @@ START_TEST(detail_levels_cost_what_the_count_says)
     ck_assert_int_eq(mm_session_n_past(s), n_past[0]);
     ck_assert_int_lt(n_past[0], n_past[2]);
     mm_session_free(s);
+    mm_image_free(img);
+    mm_model_free(m);
+}
+END_TEST
+
+/* Qwen2-VL: a picture costs a row per 2x2 patch window of its smart_resize grid (what
+ * mm_image_token_count and mm_image_encode say), sits between the vision start and end tokens,
+ * and its rows are at their grid positions (M-RoPE): the session's logits are those of the
+ * decoder given the same rows at positions computed here, and the text after the image
+ * continues at the image's start + max(h, w). */
+START_TEST(qwen2vl_images_sit_on_their_grid)
+{
+    tiny_llama c = tiny_llama_default;
+    c.vocab_path = test_vectors_path("tokenizer/ggml-vocab-llama-spm.gguf");
+    c.arch = "qwen2vl";
+    c.with_biases = 1;
+    c.rope_sections[0] = 1; /* head_dim 8: 4 pairs */
+    c.rope_sections[1] = 2;
+    c.rope_sections[2] = 1;
+    c.media_tokens[0] = 100;
+    c.media_tokens[1] = 101;
+    tiny_vision v = tiny_vision_default;
+    v.merger = 1;
+    v.patch = 4;
+    mm_model *m;
+    ck_assert_ok(tiny_pair_load(&c, &v, &m));
+    /* 20x30 (WxH), factor 4 * 2: 16 x 32 pixels (2.5 rounds to even), 4 x 8 patches, 2 x 4
+     * windows: 8 rows */
+    size_t n;
+    ck_assert_ok(mm_image_token_count(m, 20, 30, NULL, &n, NULL));
+    ck_assert_uint_eq(n, 8);
+    mm_image *img = test_image();
+    mm_embeddings *e;
+    ck_assert_ok(mm_image_encode(m, img, NULL, &e));
+    ck_assert_uint_eq(mm_embeddings_n_tokens(e), 8);
+    /* Its tower takes patch rows made from the image, not a caller's square pixels. */
+    float chw[3 * 16 * 16] = {0};
+    mm_embeddings *none = (mm_embeddings *)1;
+    ck_assert_status(mm_image_encode_pixels(m, chw, 16, 16, NULL, &none), MM_ERR_UNSUPPORTED);
+    ck_assert_ptr_null(none);
+
+    mm_session *s = session_with(m, "raw", 0);
+    const mm_image *images[1] = {img};
+    ck_assert_ok(mm_session_add_message_images(s, "user", "Hi <image> there", 16, images, 1));
+    const int32_t *history = mmi_session_history(s);
+    int T = mm_session_n_past(s), first = -1;
+    for (int t = 0; t < T && first < 0; t++)
+        first = history[t] < 0 ? t : -1;
+    ck_assert_int_gt(first, 1);
+    ck_assert_int_eq(history[first - 1], 100);
+    ck_assert_int_eq(history[first + 8], 101);
+    for (int t = first; t < first + 8; t++)
+        ck_assert_int_eq(history[t], -1);
+
+    const mmi_decoder *dec = m->decoder;
+    mmi_decoder_state ref;
+    ck_assert_ok(mmi_decoder_state_init(&ref, dec, 64, 64));
+    int32_t pos[8][3];
+    int32_t want[8][3] = {{first, first, first}, {first, first, first + 1},
+                          {first, first + 1, first}, {first, first + 1, first + 1},
+                          {first, first + 2, first}, {first, first + 2, first + 1},
+                          {first, first + 3, first}, {first, first + 3, first + 1}};
+    ck_assert_int_eq(mmi_decoder_grid_positions(dec, first, 1, 4, 2, &pos[0][0]), first + 4);
+    ck_assert_mem_eq(pos, want, sizeof pos);
+    ck_assert_ok(mmi_decoder_eval(dec, &ref, history, NULL, first, NULL, NULL));
+    ck_assert_ok(mmi_decoder_eval_at(dec, &ref, NULL, mm_embeddings_data(e), &pos[0][0], 8,
+                                     NULL, NULL));
+    ck_assert_ok(mmi_decoder_eval(dec, &ref, history + first + 8, NULL, T - first - 8, NULL,
+                                  NULL));
+    ck_assert_int_eq(ref.pos_delta, 4 - 8);
+    const float *logits;
+    size_t n_vocab;
+    ck_assert_ok(mm_session_logits(s, &logits, &n_vocab));
+    for (size_t i = 0; i < n_vocab; i++)
+        ck_assert_float_eq_tol(logits[i], ref.logits[i], 1e-5f * fmaxf(1, fabsf(ref.logits[i])));
+    mmi_decoder_state_free(&ref);
+    mm_session_free(s);
+    mm_embeddings_free(e);
     mm_image_free(img);
     mm_model_free(m);
 }
@@ -834,7 +905,7 @@ static mm_status plan_for_test(const mm_model *m, const void *source, const mmi_
                                mmi_media_plan *out)
 {
     (void)source, (void)p;
-    *out = (mmi_media_plan){4, 4, 1, m->decoder->config.n_embd};
+    *out = (mmi_media_plan){4, 4, 1, m->decoder->config.n_embd, {0, 0, 0}};
     return MM_OK;
 }
 
@@ -1291,6 +1362,7 @@ int main(void)
     tcase_add_test(tc, images_go_at_their_markers);
     tcase_add_test(tc, pictures_are_encoded_in_the_message);
     tcase_add_test(tc, detail_levels_cost_what_the_count_says);
+    tcase_add_test(tc, qwen2vl_images_sit_on_their_grid);
     tcase_add_test(tc, chat_json_detail_applies_to_its_image);
     tcase_add_test(tc, picture_overflow_and_cancel_before_and_during_encoding);
     tcase_add_test(tc, stop_strings_cut_the_text);

@@ -117,10 +117,16 @@ typedef struct {
     int32_t feature_layers[4];
     const char *omit;         /* a tensor left out */
     int64_t head_count;       /* 0: H */
+    int merger;               /* Qwen2-VL (qwen2vl_merger): per-frame kernels, no positions,
+                                 mm.0 over 2x2 patches, unless merger_in says otherwise */
+    int merger_in;
 } tiny_cfg;
 
 static const tiny_cfg llava_cfg = {.D = 8, .F = 12, .H = 2, .L = 2, .S = 8, .P = 4, .E = 6,
                                    .act = "quick_gelu", .projector = "mlp"};
+static const tiny_cfg qwen2vl_cfg = {.D = 8, .F = 12, .H = 2, .L = 2, .S = 8, .P = 4, .E = 6,
+                                     .act = "quick_gelu", .projector = "qwen2vl_merger",
+                                     .merger = 1};
 
 static unsigned tiny_seed;
 
@@ -200,6 +206,18 @@ static mmi_gguf_writer *tiny_writer(const tiny_cfg *c)
                                                c->feature_layers, (uint64_t)c->n_feature_layers));
     int D = c->D, G = c->S / c->P;
     add_tensor(w, c, "v.patch_embd.weight", 4, c->P, c->P, 3, D);
+    if (c->merger) {
+        add_tensor(w, c, "v.patch_embd.weight.1", 4, c->P, c->P, 3, D);
+        add_tensor(w, c, "v.post_ln.weight", 1, D, 1, 1, 1);
+        add_tensor(w, c, "v.post_ln.bias", 1, D, 1, 1, 1);
+        add_blocks(w, c, "v", c->L, D, c->F);
+        int in = c->merger_in ? c->merger_in : 4 * D;
+        add_tensor(w, c, "mm.0.weight", 2, in, 4 * D, 1, 1);
+        add_tensor(w, c, "mm.0.bias", 1, 4 * D, 1, 1, 1);
+        add_tensor(w, c, "mm.2.weight", 2, 4 * D, c->E, 1, 1);
+        add_tensor(w, c, "mm.2.bias", 1, c->E, 1, 1, 1);
+        return w;
+    }
     add_tensor(w, c, "v.position_embd.weight", 2, D, G * G + !c->siglip, 1, 1);
     if (c->siglip) {
         add_tensor(w, c, "v.patch_embd.bias", 1, D, 1, 1, 1);
@@ -329,6 +347,39 @@ START_TEST(load_refuses_bad_files)
     c.n_feature_layers = 1;
     c.feature_layers[0] = 3; /* only 2 blocks stored */
     expect_load_error(&c, MM_ERR_FORMAT, "feature_layer");
+}
+END_TEST
+
+/* Qwen2-VL's tower in llama.cpp's layout: it loads, and each missing or mis-sized piece is
+ * refused by name. */
+START_TEST(merger_files)
+{
+    tiny_cfg c = qwen2vl_cfg;
+    mmi_gguf *g = tiny_file(&c);
+    mmi_vision *v;
+    ck_assert_ok(mmi_vision_load(g, &v));
+    ck_assert_int_eq(v->grid.merge, 2);
+    ck_assert_int_eq(v->rows_embd.n_in, 3 * 2 * 4 * 4);
+    int n, E;
+    ck_assert_ok(mmi_vision_output_shape(v, 16, 8, &n, &E)); /* 4 x 2 patches, 2 windows */
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(E, 6);
+    mmi_vision_free(v);
+    mmi_gguf_close(g);
+    static const char *const required[] = {"v.patch_embd.weight.1", "v.patch_embd.weight",
+                                           "v.post_ln.weight", "mm.2.weight",
+                                           "v.blk.1.attn_q.weight"};
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
+        c = qwen2vl_cfg;
+        c.omit = required[i];
+        expect_load_error(&c, MM_ERR_FORMAT, required[i]);
+    }
+    c = qwen2vl_cfg;
+    c.merger_in = c.D; /* one patch wide, not 2x2 */
+    expect_load_error(&c, MM_ERR_FORMAT, "mm.0.weight");
+    c = qwen2vl_cfg;
+    c.D = 6; /* head size 3: no 2-D rotary halves */
+    expect_load_error(&c, MM_ERR_FORMAT, "multiple of 4");
 }
 END_TEST
 
@@ -634,6 +685,7 @@ static Suite *vision_suite(void)
     tcase_add_test(tc, patchify_resizes_positions_as_torch);
     TCase *files = tcase_create("files");
     tcase_add_test(files, load_refuses_bad_files);
+    tcase_add_test(files, merger_files);
     tcase_add_test(files, feature_layers_and_class_token);
     tcase_add_test(files, encode_other_sizes_and_limits);
     tcase_add_test(files, load_survives_allocation_failures);

@@ -29,6 +29,7 @@ typedef struct {
     int fused;                 /* phi3's layout: attn_qkv [E, Eq+2Ekv], ffn_up [E, 2F] */
     int fused_rows_extra;      /* rows added to attn_qkv (a fused tensor of the wrong size) */
     int32_t rope_sections[4];  /* written as <arch>.rope.dimension_sections when any is set */
+    int32_t media_tokens[2];   /* <arch>.vision_start/end_token_id when set (Qwen2-VL) */
     const char *set_key;       /* an integer key written with set_value instead (added if new) */
     int64_t set_value;
     const char *set_float_key; /* a float key added with set_float_value */
@@ -175,6 +176,11 @@ static mm_status tiny_llama_write(const tiny_llama *c, const char *path)
     snprintf(key, sizeof key, "%s.rope.dimension_sections", arch);
     if (st == MM_OK && (c->rope_sections[0] || c->rope_sections[1] || c->rope_sections[2]))
         st = mmi_gguf_writer_add_array(w, key, MMI_GGUF_INT32, c->rope_sections, 4);
+    static const char *const media_keys[2] = {"vision_start_token_id", "vision_end_token_id"};
+    for (int i = 0; i < 2 && st == MM_OK && c->media_tokens[i]; i++) {
+        snprintf(key, sizeof key, "%s.%s", arch, media_keys[i]);
+        st = mmi_gguf_writer_add_int(w, key, MMI_GGUF_UINT32, c->media_tokens[i]);
+    }
     snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", arch);
     if (st == MM_OK)
         st = mmi_gguf_writer_add_float(w, key, MMI_GGUF_FLOAT32, 1e-5);
@@ -231,9 +237,11 @@ typedef struct {
     int image_size, patch, n_embd, n_ff, n_layer, n_head;
     int no_projector; /* a bare CLIP vision tower: no projector keys or mm.* tensors */
     int tiled; /* LLaVA-1.6: pinpoints (S, 2S), (2S, S), (2S, 2S), spatial_unpad, newline */
+    int merger; /* Qwen2-VL (qwen2vl_merger): two frame kernels, 2-D RoPE, no positions or
+                   class token, ln_q as post_ln, mm.0 over 2x2 patches; 64 to 4096 pixels */
 } tiny_vision;
 
-static const tiny_vision tiny_vision_default = {16, 8, 8, 16, 2, 2, 0, 0};
+static const tiny_vision tiny_vision_default = {16, 8, 8, 16, 2, 2, 0, 0, 0};
 
 static inline mm_status tiny_vision_tensor(mmi_gguf_writer *w, uint32_t *rng, const char *name,
                                     uint32_t n_dims, const uint64_t *ne, float center, float scale)
@@ -248,6 +256,31 @@ static inline mm_status tiny_vision_tensor(mmi_gguf_writer *w, uint32_t *rng, co
         v[i] = center + scale * tiny_random(rng);
     mm_status st = mmi_gguf_writer_add_tensor(w, name, MMI_TENSOR_F32, n_dims, ne, v);
     free(v);
+    return st;
+}
+
+/* Block l of a pre-LN encoder under prefix ("v", "a"): width D, feed-forward F. */
+static inline mm_status tiny_block_write(mmi_gguf_writer *w, uint32_t *rng, const char *prefix,
+                                         int l, uint64_t D, uint64_t F, int k_bias)
+{
+    struct { const char *name; uint32_t n_dims; uint64_t ne[2]; float center, scale; } b[] = {
+        {"ln1.weight", 1, {D}, 1, 0.2f},      {"ln1.bias", 1, {D}, 0, 0.2f},
+        {"ln2.weight", 1, {D}, 1, 0.2f},      {"ln2.bias", 1, {D}, 0, 0.2f},
+        {"attn_q.weight", 2, {D, D}, 0, 0.6f}, {"attn_q.bias", 1, {D}, 0, 0.2f},
+        {"attn_k.weight", 2, {D, D}, 0, 0.6f}, {"attn_k.bias", 1, {D}, 0, 0.2f},
+        {"attn_v.weight", 2, {D, D}, 0, 0.6f}, {"attn_v.bias", 1, {D}, 0, 0.2f},
+        {"attn_out.weight", 2, {D, D}, 0, 0.6f}, {"attn_out.bias", 1, {D}, 0, 0.2f},
+        {"ffn_up.weight", 2, {D, F}, 0, 0.6f}, {"ffn_up.bias", 1, {F}, 0, 0.2f},
+        {"ffn_down.weight", 2, {F, D}, 0, 0.4f}, {"ffn_down.bias", 1, {D}, 0, 0.2f},
+    };
+    mm_status st = MM_OK;
+    for (size_t i = 0; i < sizeof b / sizeof b[0] && st == MM_OK; i++) {
+        if (!k_bias && !strcmp(b[i].name, "attn_k.bias"))
+            continue;
+        char name[64];
+        snprintf(name, sizeof name, "%s.blk.%d.%s", prefix, l, b[i].name);
+        st = tiny_vision_tensor(w, rng, name, b[i].n_dims, b[i].ne, b[i].center, b[i].scale);
+    }
     return st;
 }
 
@@ -266,7 +299,12 @@ static inline mm_status tiny_vision_write_sized(const char *path, int n_embd_tex
     if (st == MM_OK && !v->no_projector)
         st = mmi_gguf_writer_add_bool(w, "clip.has_llava_projector", 1);
     if (st == MM_OK && !v->no_projector)
-        st = mmi_gguf_writer_add_string(w, "clip.projector_type", "mlp");
+        st = mmi_gguf_writer_add_string(w, "clip.projector_type",
+                                        v->merger ? "qwen2vl_merger" : "mlp");
+    if (st == MM_OK && v->merger)
+        st = mmi_gguf_writer_add_int(w, "clip.vision.image_min_pixels", MMI_GGUF_UINT32, 64);
+    if (st == MM_OK && v->merger)
+        st = mmi_gguf_writer_add_int(w, "clip.vision.image_max_pixels", MMI_GGUF_UINT32, 4096);
     struct { const char *key; int64_t v; } dims[] = {
         {"clip.vision.image_size", S}, {"clip.vision.patch_size", P},
         {"clip.vision.embedding_length", D}, {"clip.vision.feed_forward_length", F},
@@ -293,10 +331,21 @@ static inline mm_status tiny_vision_write_sized(const char *path, int n_embd_tex
         {"mm.2.weight", 2, {(uint64_t)n_embd_text, (uint64_t)n_embd_text}, 0, 0.4f},
         {"mm.2.bias", 1, {(uint64_t)n_embd_text}, 0, 0.2f},
     };
-    for (size_t i = 0; i < sizeof t / sizeof t[0] && st == MM_OK; i++)
+    const uint64_t E = (uint64_t)n_embd_text, M4 = 4 * (uint64_t)D;
+    struct { const char *name; uint32_t n_dims; uint64_t ne[4]; float center, scale; } m[] = {
+        {"v.patch_embd.weight", 4, {P, P, 3, D}, 0, 0.3f},
+        {"v.patch_embd.weight.1", 4, {P, P, 3, D}, 0, 0.3f},
+        {"v.post_ln.weight", 1, {D}, 1, 0.2f}, {"v.post_ln.bias", 1, {D}, 0, 0.2f},
+        {"mm.0.weight", 2, {M4, M4}, 0, 0.4f}, {"mm.0.bias", 1, {M4}, 0, 0.2f},
+        {"mm.2.weight", 2, {M4, E}, 0, 0.4f}, {"mm.2.bias", 1, {E}, 0, 0.2f},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0] && st == MM_OK && !v->merger; i++)
         if (!v->no_projector || strncmp(t[i].name, "mm.", 3) != 0)
             st = tiny_vision_tensor(w, &rng, t[i].name, t[i].n_dims, t[i].ne, t[i].center,
                                     t[i].scale);
+    for (size_t i = 0; i < sizeof m / sizeof m[0] && st == MM_OK && v->merger; i++)
+        st = tiny_vision_tensor(w, &rng, m[i].name, m[i].n_dims, m[i].ne, m[i].center,
+                                m[i].scale);
     if (v->tiled && st == MM_OK) {
         const int32_t pinpoints[6] = {S, 2 * S, 2 * S, S, 2 * S, 2 * S};
         const uint64_t ne[1] = {(uint64_t)n_embd_text};
@@ -308,24 +357,8 @@ static inline mm_status tiny_vision_write_sized(const char *path, int n_embd_tex
         if (st == MM_OK)
             st = tiny_vision_tensor(w, &rng, "model.image_newline", 1, ne, 0, 1);
     }
-    for (int l = 0; l < L && st == MM_OK; l++) {
-        struct { const char *name; uint32_t n_dims; uint64_t ne[2]; float center, scale; } b[] = {
-            {"ln1.weight", 1, {D}, 1, 0.2f},      {"ln1.bias", 1, {D}, 0, 0.2f},
-            {"ln2.weight", 1, {D}, 1, 0.2f},      {"ln2.bias", 1, {D}, 0, 0.2f},
-            {"attn_q.weight", 2, {D, D}, 0, 0.6f}, {"attn_q.bias", 1, {D}, 0, 0.2f},
-            {"attn_k.weight", 2, {D, D}, 0, 0.6f}, {"attn_k.bias", 1, {D}, 0, 0.2f},
-            {"attn_v.weight", 2, {D, D}, 0, 0.6f}, {"attn_v.bias", 1, {D}, 0, 0.2f},
-            {"attn_out.weight", 2, {D, D}, 0, 0.6f}, {"attn_out.bias", 1, {D}, 0, 0.2f},
-            {"ffn_up.weight", 2, {D, F}, 0, 0.6f}, {"ffn_up.bias", 1, {F}, 0, 0.2f},
-            {"ffn_down.weight", 2, {F, D}, 0, 0.4f}, {"ffn_down.bias", 1, {D}, 0, 0.2f},
-        };
-        for (size_t i = 0; i < sizeof b / sizeof b[0] && st == MM_OK; i++) {
-            char name[64];
-            snprintf(name, sizeof name, "v.blk.%d.%s", l, b[i].name);
-            st = tiny_vision_tensor(w, &rng, name, b[i].n_dims, b[i].ne, b[i].center,
-                                    b[i].scale);
-        }
-    }
+    for (int l = 0; l < L && st == MM_OK; l++)
+        st = tiny_block_write(w, &rng, "v", l, (uint64_t)D, (uint64_t)F, 1);
     if (st == MM_OK)
         st = mmi_gguf_writer_write_file(w, path);
     mmi_gguf_writer_free(w);
@@ -337,20 +370,79 @@ static inline mm_status tiny_vision_write(const char *path, int n_embd_text)
     return tiny_vision_write_sized(path, n_embd_text, &tiny_vision_default);
 }
 
-/* The text model and a vision file for it, loaded as a pair; the files are removed at once. */
-static inline mm_status tiny_llava_load(const tiny_llama *c, mm_model **out)
+/* ---- a tiny Qwen2-Audio-style audio file (llama.cpp's qwen2a layout): n_mels bands,
+ * n_ctx positions per chunk (chunks of 2 n_ctx frames), width 16, 2 blocks, a projector to
+ * n_embd_text; `projector` names the projector type (NULL: qwen2a) and `drop` a tensor left
+ * out (NULL: none), for the loader's error paths ---- */
+
+static inline mm_status tiny_audio_write_with(const char *path, int n_embd_text, int n_mels,
+                                              int n_ctx, const char *projector, const char *drop)
+{
+    const uint64_t D = 16, F = 24, M = (uint64_t)n_mels, E = (uint64_t)n_embd_text;
+    mmi_gguf_writer *w;
+    MMI_TRY(mmi_gguf_writer_create(&w));
+    uint32_t rng = 7;
+    mm_status st = mmi_gguf_writer_add_string(w, "general.architecture", "clip");
+    if (st == MM_OK)
+        st = mmi_gguf_writer_add_bool(w, "clip.has_audio_encoder", 1);
+    if (st == MM_OK)
+        st = mmi_gguf_writer_add_string(w, "clip.projector_type",
+                                        projector ? projector : "qwen2a");
+    struct { const char *key; int64_t v; } dims[] = {
+        {"clip.audio.num_mel_bins", n_mels}, {"clip.audio.embedding_length", (int64_t)D},
+        {"clip.audio.feed_forward_length", (int64_t)F}, {"clip.audio.block_count", 2},
+        {"clip.audio.attention.head_count", 2}, {"clip.audio.projection_dim", n_embd_text},
+    };
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0] && st == MM_OK; i++)
+        st = mmi_gguf_writer_add_int(w, dims[i].key, MMI_GGUF_UINT32, dims[i].v);
+    if (st == MM_OK)
+        st = mmi_gguf_writer_add_float(w, "clip.audio.attention.layer_norm_epsilon",
+                                       MMI_GGUF_FLOAT32, 1e-5);
+    struct { const char *name; uint32_t n_dims; uint64_t ne[3]; float center, scale; } t[] = {
+        {"a.conv1d.1.weight", 3, {3, M, D}, 0, 0.3f}, {"a.conv1d.1.bias", 1, {D}, 0, 0.2f},
+        {"a.conv1d.2.weight", 3, {3, D, D}, 0, 0.3f}, {"a.conv1d.2.bias", 1, {D}, 0, 0.2f},
+        {"a.position_embd.weight", 2, {D, (uint64_t)n_ctx}, 0, 0.5f},
+        {"a.post_ln.weight", 1, {D}, 1, 0.2f}, {"a.post_ln.bias", 1, {D}, 0, 0.2f},
+        {"mm.a.fc.weight", 2, {D, E}, 0, 0.5f}, {"mm.a.fc.bias", 1, {E}, 0, 0.2f},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0] && st == MM_OK; i++)
+        if (!drop || strcmp(drop, t[i].name))
+            st = tiny_vision_tensor(w, &rng, t[i].name, t[i].n_dims, t[i].ne, t[i].center,
+                                    t[i].scale);
+    for (int l = 0; l < 2 && st == MM_OK; l++)
+        st = tiny_block_write(w, &rng, "a", l, D, F, 0); /* Whisper: no k bias */
+    if (st == MM_OK)
+        st = mmi_gguf_writer_write_file(w, path);
+    mmi_gguf_writer_free(w);
+    return st;
+}
+
+static inline mm_status tiny_audio_write(const char *path, int n_embd_text, int n_mels, int n_ctx)
+{
+    return tiny_audio_write_with(path, n_embd_text, n_mels, n_ctx, NULL, NULL);
+}
+
+/* The text model and a vision file `v` for it, loaded as a pair; the files are removed at
+ * once. */
+static inline mm_status tiny_pair_load(const tiny_llama *c, const tiny_vision *v, mm_model **out)
 {
     char text_path[512];
     snprintf(text_path, sizeof text_path, "%s", tiny_temp_path("text.gguf"));
     const char *vision_path = tiny_temp_path("vision.gguf");
     mm_status st = tiny_llama_write(c, text_path);
     if (st == MM_OK)
-        st = tiny_vision_write(vision_path, c->n_embd);
+        st = tiny_vision_write_sized(vision_path, c->n_embd, v);
     if (st == MM_OK)
         st = mm_model_load(text_path, vision_path, NULL, out);
     unlink(text_path);
     unlink(vision_path);
     return st;
+}
+
+/* The same with the default vision file. */
+static inline mm_status tiny_llava_load(const tiny_llama *c, mm_model **out)
+{
+    return tiny_pair_load(c, &tiny_vision_default, out);
 }
 
 /* Write the model to a temporary file and load it; the file is removed at once. */

@@ -11,6 +11,7 @@ rows=$(mktemp)
 trap 'rm -f "$rows"' EXIT
 for threads in 1 2; do
     for spec in "--vision $dir/vit-b16.gguf" "--vision $dir/vit-l14-336.gguf" \
+                "--audio $dir/whisper-base.gguf" \
                 "--text $dir/llama-1b.gguf" "--text $dir/llama-1b-f16.gguf" \
                 "--text $dir/llama-1b-q8_0.gguf" "--text $dir/llama-1b-q4_0.gguf" \
                 "--text $dir/llama-1b-q4_k_m.gguf"; do
@@ -20,6 +21,6 @@ for threads in 1 2; do
         printf '%s\n' "$report" | tail -n 1 >> "$rows"
     done
 done
-echo "| model | threads | load ms | peak RSS / (weights + KV) | image ms (preprocess + encode) | encode: GEMM parts % of sgemm peak | encode: end to end % | prefill 512 tokens/s | prefill: GEMM parts % | prefill: end to end % | decode tokens/s | decode % of bandwidth bound |"
+echo "| model | threads | load ms | peak RSS / (weights + KV) | media ms (image: preprocess + encode; audio: features + encode of 30 s) | encode: GEMM parts % of sgemm peak | encode: end to end % | prefill 512 tokens/s | prefill: GEMM parts % | prefill: end to end % | decode tokens/s | decode % of bandwidth bound |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 cat "$rows"

@@ -16,6 +16,9 @@ converters write them:
                672x336, 672x672, 1008x336, 336x1008, spatial_unpad, model.image_newline; a
                640x480 picture is a 2x2 grid plus the overview (5 views, 2880 tokens before
                unpadding); f32
+  whisper-base Whisper-base's encoder (80 mel bands, 1500 positions = 30 s, 6 blocks, width
+               512, 8 heads, FFN 2048) with a Qwen2-Audio projector (qwen2a: avg pool, linear)
+               into the width of llama-1b; f32
   llama-1b     LLaMA-style decoder of TinyLlama-1.1B's shape (22 layers, width 2048, 32 heads,
                4 KV heads, FFN 5632, 32000 tokens): f32 (4.4 GB) and -f16 (2.2 GB); -q8_0,
                -q4_0 and -q4_k_m (llama-quantize's Q4_K_M mix: output Q6_K, attn_v and ffn_down
@@ -43,9 +46,11 @@ VISION = {
     "vit-l14-336-anyres": (336, 14, 1024, 4096, 24, 16, 23, 4096),
 }
 ANYRES_PINPOINTS = [336, 672, 672, 336, 672, 672, 1008, 336, 336, 1008]
+# mel bands, positions, width, FFN, blocks, heads, projector width
+WHISPER_BASE = (80, 1500, 512, 2048, 6, 8, 2048)
 LLAMA = dict(vocab=32000, embd=2048, layers=22, ff=5632, heads=32, heads_kv=4, ctx=2048)
-MODELS = ["vit-b16", "vit-l14-336", "vit-l14-336-anyres", "llama-1b", "llama-1b-f16",
-          "llama-1b-q8_0", "llama-1b-q4_0", "llama-1b-q4_k_m"]
+MODELS = ["vit-b16", "vit-l14-336", "vit-l14-336-anyres", "whisper-base", "llama-1b",
+          "llama-1b-f16", "llama-1b-q8_0", "llama-1b-q4_0", "llama-1b-q4_k_m"]
 # Quantized layouts: block values, block bytes, byte offsets of the f16 scales in a block.
 BLOCKS = {"q8_0": (32, 34, [0]), "q4_0": (32, 18, [0]), "q4_k": (256, 144, [0, 2]),
           "q6_k": (256, 210, [208])}
@@ -61,6 +66,23 @@ def normal(*shape):
 
 def const(value, *shape):
     return np.full(shape, value, dtype=np.float32)
+
+
+def write_blocks(w, prefix, L, D, F, k_bias=True):
+    """L pre-LN encoder blocks of width D and FFN F under prefix ("v", "a")."""
+    for i in range(L):
+        p = "%s.blk.%d." % (prefix, i)
+        for ln in ("ln1", "ln2"):
+            w.add_tensor(p + ln + ".weight", const(1, D))
+            w.add_tensor(p + ln + ".bias", const(0, D))
+        for proj in ("attn_q", "attn_k", "attn_v", "attn_out"):
+            w.add_tensor(p + proj + ".weight", normal(D, D), shape=(D, D))
+            if k_bias or proj != "attn_k":
+                w.add_tensor(p + proj + ".bias", const(0, D))
+        w.add_tensor(p + "ffn_up.weight", normal(F, D), shape=(F, D))
+        w.add_tensor(p + "ffn_up.bias", const(0, F))
+        w.add_tensor(p + "ffn_down.weight", normal(D, F), shape=(D, F))
+        w.add_tensor(p + "ffn_down.bias", const(0, D))
 
 
 def write_vision(path, spec, name):
@@ -94,18 +116,7 @@ def write_vision(path, spec, name):
     w.add_tensor("v.position_embd.weight", normal(n_pos, D), shape=(n_pos, D))
     w.add_tensor("v.pre_ln.weight", const(1, D))
     w.add_tensor("v.pre_ln.bias", const(0, D))
-    for i in range(L):
-        p = "v.blk.%d." % i
-        for ln in ("ln1", "ln2"):
-            w.add_tensor(p + ln + ".weight", const(1, D))
-            w.add_tensor(p + ln + ".bias", const(0, D))
-        for proj in ("attn_q", "attn_k", "attn_v", "attn_out"):
-            w.add_tensor(p + proj + ".weight", normal(D, D), shape=(D, D))
-            w.add_tensor(p + proj + ".bias", const(0, D))
-        w.add_tensor(p + "ffn_up.weight", normal(F, D), shape=(F, D))
-        w.add_tensor(p + "ffn_up.bias", const(0, F))
-        w.add_tensor(p + "ffn_down.weight", normal(D, F), shape=(D, F))
-        w.add_tensor(p + "ffn_down.bias", const(0, D))
+    write_blocks(w, "v", L, D, F)
     w.add_tensor("v.post_ln.weight", const(1, D))
     w.add_tensor("v.post_ln.bias", const(0, D))
     w.add_tensor("mm.0.weight", normal(E, D), shape=(E, D))
@@ -118,6 +129,32 @@ def write_vision(path, spec, name):
         w.add_tensor("model.image_newline", normal(E), shape=(E,))
     w.write()
 
+
+def write_whisper(path, spec):
+    M, T, D, F, L, H, E = WHISPER_BASE
+    w = GGUFWriter(path, arch="clip")
+    w.add("general.description", spec)
+    w.add("general.file_type", 0)
+    w.add("clip.has_audio_encoder", True)
+    w.add("clip.projector_type", "qwen2a")
+    w.add("clip.audio.num_mel_bins", M)
+    w.add("clip.audio.embedding_length", D)
+    w.add("clip.audio.feed_forward_length", F)
+    w.add("clip.audio.block_count", L)
+    w.add("clip.audio.attention.head_count", H)
+    w.add("clip.audio.attention.layer_norm_epsilon", 1e-5)
+    w.add("clip.audio.projection_dim", E)
+    w.add_tensor("a.conv1d.1.weight", normal(D, M, 3), shape=(D, M, 3))
+    w.add_tensor("a.conv1d.1.bias", const(0, D))
+    w.add_tensor("a.conv1d.2.weight", normal(D, D, 3), shape=(D, D, 3))
+    w.add_tensor("a.conv1d.2.bias", const(0, D))
+    w.add_tensor("a.position_embd.weight", normal(T, D), shape=(T, D))
+    write_blocks(w, "a", L, D, F, k_bias=False)   # Whisper's key projection has no bias
+    w.add_tensor("a.post_ln.weight", const(1, D))
+    w.add_tensor("a.post_ln.bias", const(0, D))
+    w.add_tensor("mm.a.fc.weight", normal(E, D), shape=(E, D))
+    w.add_tensor("mm.a.fc.bias", const(0, E))
+    w.write()
 
 def random_blocks(rows, cols, qtype):
     """A function making rows x cols values of qtype as random blocks with scales 2^-9."""
@@ -187,6 +224,8 @@ def write_llama(path, spec, dtype):
 def spec_of(name):
     if name in VISION:
         return "libmm bench %s %s" % (name, VISION[name])
+    if name == "whisper-base":
+        return "libmm bench %s %s" % (name, WHISPER_BASE)
     return "libmm bench %s %s" % (name, sorted(LLAMA.items()))
 
 
@@ -215,6 +254,8 @@ def main():
         tmp = path + ".part"
         if name in VISION:
             write_vision(tmp, spec, name)
+        elif name == "whisper-base":
+            write_whisper(tmp, spec)
         else:
             write_llama(tmp, spec, name[len("llama-1b-"):] if name != "llama-1b" else "f32")
         os.replace(tmp, path)

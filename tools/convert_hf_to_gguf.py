@@ -10,13 +10,16 @@ MODEL_DIR holds config.json and *.safetensors (one file or shards). Written file
     MistralForCausalLM             OUTDIR/model.gguf   (llama)
     Qwen2ForCausalLM               OUTDIR/model.gguf   (qwen2)
     Phi3ForCausalLM                OUTDIR/model.gguf   (phi3)
-    Qwen2VLForConditionalGeneration  OUTDIR/model.gguf (qwen2vl; the vision tower: not yet)
+    Qwen2VLForConditionalGeneration  OUTDIR/model.gguf (qwen2vl) + OUTDIR/mmproj.gguf (clip, qwen2vl_merger)
     LlavaForConditionalGeneration  OUTDIR/model.gguf   (llama) + OUTDIR/mmproj.gguf (clip, mlp)
     LlavaNextForConditionalGeneration  the same, the mmproj with image_grid_pinpoints,
                                    mm_patch_merge_type spatial_unpad and model.image_newline
     Blip2ForConditionalGeneration  OUTDIR/model.gguf   (opt)   + OUTDIR/mmproj.gguf (clip, qformer)
     CLIPModel                      OUTDIR/model.gguf   (clip: both towers + projections)
     SiglipVisionModel              OUTDIR/model.gguf   (clip: vision tower + pooling head)
+    Qwen2AudioForConditionalGeneration
+                                   OUTDIR/model.gguf   (qwen2)
+                                                     + OUTDIR/mmproj.gguf (clip, audio: qwen2a)
     Idefics2 perceiver resampler   OUTDIR/model.gguf   (clip, perceiver; the state dict of the
                                                         resampler alone, see docs)
 
@@ -185,6 +188,9 @@ DEFAULTS = {
                   tie_word_embeddings=False, rope_theta=10000.0, rope_scaling=None,
                   use_sliding_window=False, sliding_window=4096, max_window_layers=28,
                   head_dim=None, bos_token_id=None, eos_token_id=None, pad_token_id=None),
+    "qwen2_audio_encoder": dict(num_mel_bins=128, encoder_layers=32, encoder_attention_heads=20,
+                                encoder_ffn_dim=5120, d_model=1280, activation_function="gelu",
+                                max_source_positions=1500, scale_embedding=False),
     "phi3": dict(vocab_size=32064, hidden_size=3072, intermediate_size=8192,
                  num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=None,
                  hidden_act="silu", max_position_embeddings=4096, rms_norm_eps=1e-5,
@@ -329,6 +335,18 @@ def norm(out, ck, gguf_name, hf_name, dim=None):
         out.tensor(gguf_name + ".bias", np.zeros(dim, np.float32))
     else:
         raise ConvertError("missing tensor %s.weight" % hf_name)
+
+
+def write_block(out, ck, b, p, ln1, ln2, fc1, fc2):
+    """One pre-LN block (HF names under p: ln1, self_attn.{q,k,v,out}_proj, ln2, fc1, fc2) as
+    llama.cpp's b + ln1, attn_q/k/v/out, ln2, ffn_up/down."""
+    norm(out, ck, b + "ln1", p + ln1)
+    for g, hf in (("attn_q", "q_proj"), ("attn_k", "k_proj"), ("attn_v", "v_proj"),
+                  ("attn_out", "out_proj")):
+        linear(out, ck, b + g, p + "self_attn." + hf)
+    norm(out, ck, b + "ln2", p + ln2)
+    linear(out, ck, b + "ffn_up", p + fc1)
+    linear(out, ck, b + "ffn_down", p + fc2)
 
 
 # ------------------------------------------------------------------------------------------
@@ -851,7 +869,7 @@ def convert_decoder(folder, cfg, ck, args):
 
 def convert_qwen2_vl(folder, cfg, ck, args):
     """Qwen2VLForConditionalGeneration: the language model as `qwen2vl` (docs §1e) with its
-    M-RoPE sections and the vision token ids; the vision tower is not converted yet."""
+    M-RoPE sections and the vision token ids, and the vision tower as mmproj.gguf."""
     rs = dict(cfg.get("rope_scaling") or {})
     sections = rs.pop("mrope_section", None)
     if not isinstance(sections, list) or len(sections) != 3:
@@ -867,11 +885,77 @@ def convert_qwen2_vl(folder, cfg, ck, args):
         if key in cfg:
             out.add("qwen2vl." + key, int(cfg[key]))
     add_tokenizer(out, folder, args, ck.shape("model.embed_tokens.weight")[0])
-    warn("Qwen2-VL: the vision tower (visual.*) is not converted yet: model.gguf only")
-    for name in ck.names():
-        if name.startswith("visual."):
-            ck.ignore(name)
-    return [out]
+    return [out, write_qwen2_vl_mmproj(folder, cfg, ck, args)]
+
+
+def write_qwen2_vl_mmproj(folder, cfg, ck, args):
+    """The vision tower in llama.cpp's layout (clip.projector_type qwen2vl_merger, docs §1e):
+    the Conv3d patch kernel split by frame into v.patch_embd.weight and .weight.1, qkv split
+    into attn_q/k/v, the merger's ln_q as v.post_ln and its MLP as mm.0 / mm.2."""
+    vc = dict(cfg.get("vision_config") or {})
+    D, H, L = vc.get("embed_dim", 1280), vc.get("num_heads", 16), vc.get("depth", 32)
+    F = int(D * vc.get("mlp_ratio", 4))
+    P, T = vc.get("patch_size", 14), vc.get("temporal_patch_size", 2)
+    merge = vc.get("spatial_merge_size", 2)
+    act = activation(vc.get("hidden_act", "quick_gelu"), "vision_config.hidden_act")
+    if D % H or (D // H) % 4:
+        raise ConvertError("vision embed_dim %d with %d heads: the head size must be a multiple "
+                           "of 4 for the 2-D rotary embedding" % (D, H))
+    if T != 2:
+        raise ConvertError("temporal_patch_size %d: llama.cpp's layout splits the Conv3d kernel "
+                           "into exactly 2 frames" % T)
+    if vc.get("in_chans", vc.get("in_channels", 3)) != 3:
+        raise ConvertError("only RGB vision towers are supported")
+    mm = Output(os.path.join(args.outdir, "mmproj.gguf"), "clip", args.outtype, "qwen2vl mmproj")
+    mm.add("clip.has_vision_encoder", True)
+    mm.add("clip.has_llava_projector", True)
+    mm.add("clip.projector_type", "qwen2vl_merger")
+    mm.add("clip.use_gelu", False)
+    mm.add("clip.vision.hidden_act", act)
+    mm.add("clip.vision.image_size", vc.get("image_size", 560))
+    mm.add("clip.vision.patch_size", P)
+    mm.add("clip.vision.spatial_merge_size", merge)
+    mm.add("clip.vision.embedding_length", D)
+    mm.add("clip.vision.feed_forward_length", F)
+    mm.add("clip.vision.block_count", L)
+    mm.add("clip.vision.attention.head_count", H)
+    mm.add("clip.vision.attention.layer_norm_epsilon", 1e-6, type="f32")
+    mm.add("clip.vision.projection_dim", vc.get("hidden_size", cfg.get("hidden_size")))
+    image_processor_keys(mm, folder, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, "squash")
+    pp_path = os.path.join(folder, "preprocessor_config.json")
+    pp = json.load(open(pp_path)) if os.path.exists(pp_path) else {}
+    size = pp.get("size") or {}
+    mm.add("clip.vision.image_min_pixels", int(pp.get("min_pixels", size.get("min_pixels", 56 * 56))))
+    mm.add("clip.vision.image_max_pixels",
+           int(pp.get("max_pixels", size.get("max_pixels", 28 * 28 * 1280))))
+    for key, want in (("patch_size", P), ("merge_size", merge), ("temporal_patch_size", T)):
+        if key in pp and pp[key] != want:
+            raise ConvertError("preprocessor_config.json %s = %r, the vision tower's is %r"
+                               % (key, pp[key], want))
+
+    w = "visual.patch_embed.proj.weight"
+    if tuple(ck.shape(w)) != (D, 3, T, P, P):
+        raise ConvertError("%s has shape %s, expected %s" % (w, ck.shape(w), (D, 3, T, P, P)))
+    for t, name in enumerate(("v.patch_embd.weight", "v.patch_embd.weight.1")):
+        mm.tensor(name, ck.lazy(w, lambda a, t=t: a[:, :, t], (D, 3, P, P)))
+    for i in range(L):
+        p, b = "visual.blocks.%d." % i, "v.blk.%d." % i
+        norm(mm, ck, b + "ln1", p + "norm1")
+        for part in ("weight", "bias"):
+            name = p + "attn.qkv." + part
+            if ck.shape(name)[0] != 3 * D:
+                raise ConvertError("%s has %d rows, expected 3 x %d" % (name, ck.shape(name)[0], D))
+            for j, g in enumerate(("attn_q", "attn_k", "attn_v")):
+                mm.tensor(b + g + "." + part, ck.lazy(name, lambda a, j=j: a[j * D:(j + 1) * D],
+                                                      (D,) + tuple(ck.shape(name)[1:])))
+        linear(mm, ck, b + "attn_out", p + "attn.proj", bias="required")
+        norm(mm, ck, b + "ln2", p + "norm2")
+        linear(mm, ck, b + "ffn_up", p + "mlp.fc1", bias="required")
+        linear(mm, ck, b + "ffn_down", p + "mlp.fc2", bias="required")
+    norm(mm, ck, "v.post_ln", "visual.merger.ln_q")
+    linear(mm, ck, "mm.0", "visual.merger.mlp.0", bias="required")
+    linear(mm, ck, "mm.2", "visual.merger.mlp.2", bias="required")
+    return mm
 
 
 def convert_llama(folder, cfg, ck, args):
@@ -995,14 +1079,8 @@ def convert_clip(folder, cfg, ck, args):
     if t + "embeddings.position_ids" in ck:
         ck.ignore(t + "embeddings.position_ids")
     for i in range(Lt):
-        p, b = "%sencoder.layers.%d." % (t, i), "t.blk.%d." % i
-        norm(out, ck, b + "ln1", p + "layer_norm1")
-        for g, hf in (("attn_q", "q_proj"), ("attn_k", "k_proj"), ("attn_v", "v_proj"),
-                      ("attn_out", "out_proj")):
-            linear(out, ck, b + g, p + "self_attn." + hf)
-        norm(out, ck, b + "ln2", p + "layer_norm2")
-        linear(out, ck, b + "ffn_up", p + "mlp.fc1")
-        linear(out, ck, b + "ffn_down", p + "mlp.fc2")
+        write_block(out, ck, "t.blk.%d." % i, "%sencoder.layers.%d." % (t, i),
+                    "layer_norm1", "layer_norm2", "mlp.fc1", "mlp.fc2")
     norm(out, ck, "t.post_ln", t + "final_layer_norm")
     out.tensor("t.proj.weight", ck.lazy("text_projection.weight"))
     add_tokenizer(out, folder, args, ck.shape(t + "embeddings.token_embedding.weight")[0])
@@ -1144,6 +1222,54 @@ def convert_idefics2_perceiver(folder, cfg, ck, args):
     return [out]
 
 
+def write_audio_tower(out, ac, ck, prefix):
+    """A Whisper-style encoder (HF WhisperEncoder / Qwen2AudioEncoder) as llama.cpp's a.*."""
+    ac.require("activation_function", ["gelu"])
+    ac.require("scale_embedding", [False], "the input would be scaled by sqrt(d_model)")
+    D, L = ac["d_model"], ac["encoder_layers"]
+    out.add("clip.has_audio_encoder", True)
+    out.add("clip.audio.num_mel_bins", ac["num_mel_bins"])
+    out.add("clip.audio.embedding_length", D)
+    out.add("clip.audio.feed_forward_length", ac["encoder_ffn_dim"])
+    out.add("clip.audio.block_count", L)
+    out.add("clip.audio.attention.head_count", ac["encoder_attention_heads"])
+    out.add("clip.audio.attention.layer_norm_epsilon", 1e-5, type="f32")  # nn.LayerNorm default
+    if ck.shape(prefix + "embed_positions.weight")[0] != ac["max_source_positions"]:
+        raise ConvertError("embed_positions has %d rows, max_source_positions is %d"
+                           % (ck.shape(prefix + "embed_positions.weight")[0],
+                              ac["max_source_positions"]))
+    out.tensor("a.position_embd.weight", ck.lazy(prefix + "embed_positions.weight"))
+    for i in (1, 2):
+        linear(out, ck, "a.conv1d.%d" % i, prefix + "conv%d" % i, bias="required")
+    for i in range(L):
+        write_block(out, ck, "a.blk.%d." % i, "%slayers.%d." % (prefix, i),
+                    "self_attn_layer_norm", "final_layer_norm", "fc1", "fc2")
+    norm(out, ck, "a.post_ln", prefix + "layer_norm")
+
+
+def convert_qwen2_audio(folder, cfg, ck, args):
+    ac = sub_config(cfg, "audio_config", "qwen2_audio_encoder")
+    tc = sub_config(cfg, "text_config", "qwen2")
+    if tc.kind != "qwen2":
+        raise ConvertError("Qwen2-Audio with a %s language model is not supported" % tc.kind)
+    text = Output(os.path.join(args.outdir, "model.gguf"), "qwen2", args.outtype,
+                  "qwen2-audio text")
+    write_llama(text, tc, ck, "language_model.model.", "language_model.lm_head.weight",
+                arch="qwen2")
+    add_tokenizer(text, folder, args, ck.shape("language_model.model.embed_tokens.weight")[0])
+
+    mm = Output(os.path.join(args.outdir, "mmproj.gguf"), "clip", args.outtype,
+                "qwen2-audio mmproj")
+    mm.add("clip.has_vision_encoder", False)
+    mm.add("clip.has_text_encoder", False)
+    mm.add("clip.projector_type", "qwen2a")
+    write_audio_tower(mm, ac, ck, "audio_tower.")
+    mm.add("clip.audio.projection_dim", ck.shape("multi_modal_projector.linear.weight")[0])
+    mm.add("clip.audio_token_id", int(cfg.get("audio_token_index", 151646)), type="i32")
+    linear(mm, ck, "mm.a.fc", "multi_modal_projector.linear")
+    return [text, mm]
+
+
 CONVERTERS = {"LlamaForCausalLM": convert_llama, "MistralForCausalLM": convert_llama,
               "Qwen2ForCausalLM": convert_decoder, "Phi3ForCausalLM": convert_decoder,
               "Qwen2VLForConditionalGeneration": convert_qwen2_vl,
@@ -1152,13 +1278,15 @@ CONVERTERS = {"LlamaForCausalLM": convert_llama, "MistralForCausalLM": convert_l
                   lambda folder, cfg, ck, args: convert_llava(folder, cfg, ck, args, "llava_next"),
               "CLIPModel": convert_clip,
               "SiglipVisionModel": convert_siglip,
-              "Blip2ForConditionalGeneration": convert_blip2}
+              "Blip2ForConditionalGeneration": convert_blip2,
+              "Qwen2AudioForConditionalGeneration": convert_qwen2_audio}
 MODEL_TYPES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
                "phi3": "Phi3ForCausalLM", "qwen2_vl": "Qwen2VLForConditionalGeneration",
                "llava": "LlavaForConditionalGeneration",
                "llava_next": "LlavaNextForConditionalGeneration",
                "clip": "CLIPModel", "siglip_vision_model": "SiglipVisionModel",
-               "blip-2": "Blip2ForConditionalGeneration"}
+               "blip-2": "Blip2ForConditionalGeneration",
+               "qwen2_audio": "Qwen2AudioForConditionalGeneration"}
 
 
 def supports(folder):

@@ -6,7 +6,7 @@ SUDO=
 $SUDO apt-get update
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends \
     build-essential pkg-config binutils \
-    libopenblas-dev libpng-dev libjpeg62-turbo-dev check \
+    libopenblas-dev libpng-dev libjpeg62-turbo-dev libsoxr-dev check \
     meson ninja-build \
     python3 python3-numpy python3-torch python3-pil
 # mm-server (libmicrohttpd), its tests (node, and npm: make test installs the openai client),

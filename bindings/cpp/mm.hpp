@@ -203,6 +203,64 @@ private:
     std::unique_ptr<mm_image, deleter<mm_image, mm_image_free>> ptr_;
 };
 
+// An audio clip (mono float samples at its own rate), from a WAV file or bytes, or copied from
+// float samples (interleaved when channels > 1, averaged into one).
+class audio {
+public:
+    static audio open(const std::string &path, const options *opts = nullptr)
+    {
+        mm_audio *a;
+        check(mm_audio_load_file(path.c_str(), opts ? opts->get() : nullptr, &a));
+        return audio(a);
+    }
+    static audio from_bytes(const void *data, std::size_t size, const options *opts = nullptr)
+    {
+        mm_audio *a;
+        check(mm_audio_load_memory(data, size, opts ? opts->get() : nullptr, &a));
+        return audio(a);
+    }
+    static audio from_samples(const float *samples, std::size_t n_frames, int sample_rate,
+                              int channels = 1)
+    {
+        mm_audio *a;
+        check(mm_audio_from_samples(samples, n_frames, channels, sample_rate, &a));
+        return audio(a);
+    }
+    int sample_rate() const noexcept { return mm_audio_sample_rate(get()); }
+    std::size_t size() const noexcept { return mm_audio_n_samples(get()); }
+    const float *samples() const noexcept { return mm_audio_samples(get()); }
+    const mm_audio *get() const noexcept { return ptr_.get(); }
+
+private:
+    explicit audio(mm_audio *a) : ptr_(a) {}
+    std::unique_ptr<mm_audio, deleter<mm_audio, mm_audio_free>> ptr_;
+};
+
+// One image or clip of a message (borrowed: the image or clip must outlive it).
+class media {
+public:
+    media(const image &im) : ptr_(make(mm_media_from_image, im.get())) {}
+    media(const audio &a) : ptr_(make(mm_media_from_audio, a.get())) {}
+    // Positions the item takes in a message of model m.
+    std::size_t n_tokens(const model &m) const
+    {
+        std::size_t n;
+        check(mm_media_n_tokens(m.get(), get(), &n));
+        return n;
+    }
+    const mm_media *get() const noexcept { return ptr_.get(); }
+
+private:
+    template <class T>
+    static mm_media *make(mm_status (*from)(const T *, mm_media **), const T *source)
+    {
+        mm_media *m;
+        check(from(source, &m));
+        return m;
+    }
+    std::unique_ptr<mm_media, deleter<mm_media, mm_media_free>> ptr_;
+};
+
 // Image embeddings: n_tokens() rows of n_embd() floats, owned by the library.
 class embeddings {
 public:
@@ -255,7 +313,19 @@ public:
                                             handles.data(), handles.size()));
         return *this;
     }
-    // A conversation in the OpenAI or Anthropic JSON shape (images inline as data URLs).
+    // The same with images and clips, at the text's "<image>" / "<audio>" / "<media>"
+    // markers (or at its start), encoded by the session once it knows the message fits.
+    session &add_message(const std::string &role, std::string_view text,
+                         const std::vector<const media *> &items)
+    {
+        std::vector<const mm_media *> handles;
+        for (const media *m : items)
+            handles.push_back(m->get());
+        check(mm_session_add_message_media(get(), role.c_str(), text.data(), text.size(),
+                                           handles.data(), handles.size()));
+        return *this;
+    }
+    // A conversation in the OpenAI or Anthropic JSON shape (images and WAV clips inline).
     session &add_messages_json(std::string_view json, const options *opts = nullptr)
     {
         check(mm_session_add_messages_json(get(), json.data(), json.size(),

@@ -1,6 +1,8 @@
-// mm-describe-cpp: ask a model about an image (or just a prompt), through the C++17 wrapper
-// bindings/cpp/mm.hpp (RAII handles, exceptions), with a progress line on a terminal.
-//   mm-describe-cpp -m MODEL.gguf [--mmproj MMPROJ.gguf] [--image IMAGE] -p PROMPT [-n N]
+// mm-describe-cpp: ask a model about an image or an audio clip (or just a prompt), through the
+// C++17 wrapper bindings/cpp/mm.hpp (RAII handles, exceptions), with a progress line on a
+// terminal.
+//   mm-describe-cpp -m MODEL.gguf [--mmproj MMPROJ.gguf] [--image IMAGE | --audio WAV] -p PROMPT
+//                   [-n N]
 //   mm-describe-cpp MODEL.gguf [MMPROJ.gguf] PROMPT [--image IMAGE] [-n N]
 // The command line follows the C examples' convention (examples/args.h).
 #include <cstdio>
@@ -15,11 +17,13 @@ int main(int argc, char **argv)
         mm::options opts;
         opts.set(MM_OPT_MAX_TOKENS, 128);
         const char *model_path = nullptr, *mmproj_path = nullptr, *image_path = nullptr;
+        const char *audio_path = nullptr;
         const char *prompt = nullptr, *positional[3];
         const arg_spec specs[] = {
             ARG_MODEL(&model_path),
             ARG_MMPROJ(&mmproj_path),
             {"--image, -i", "FILE", ARG_TEXT, &image_path, (mm_opt)0, 0, 0, "PNG or JPEG"},
+            {"--audio, -a", "FILE", ARG_TEXT, &audio_path, (mm_opt)0, 0, 0, "WAV clip"},
             {"-p, --prompt", "TEXT", ARG_TEXT, &prompt, (mm_opt)0, 0, 0, "the question"},
             ARG_N_PREDICT("128"),
             ARG_CTX,
@@ -54,7 +58,11 @@ int main(int argc, char **argv)
 
         mm::model model(model_path, mmproj_path ? mmproj_path : "", &opts);
         mm::session chat(model, &opts);
-        if (image_path) {
+        if (audio_path) {
+            mm::audio clip = mm::audio::open(audio_path, &opts);
+            mm::media item(clip);
+            chat.add_message("user", prompt, {&item});
+        } else if (image_path) {
             mm::image picture = mm::image::open(image_path, &opts);
             chat.add_message("user", prompt, {&picture});
         } else {

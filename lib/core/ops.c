@@ -525,6 +525,8 @@ typedef struct {
     const int *sections;
     float base;
     int neox;
+    size_t stride;     /* floats from one token's row to the next */
+    int section_freqs; /* each section its own frequencies base^(-i/size) (ViT 2-D RoPE) */
 } rope_job;
 
 static void rope_range(void *ctx, size_t begin, size_t end)
@@ -539,11 +541,15 @@ static void rope_range(void *ctx, size_t begin, size_t end)
             int32_t p = j->n_sections ? j->pos[t * (size_t)j->n_sections + section] : j->pos[t];
             /* Angles in double: positions reach 10^5 and more, where float loses the phase. */
             double theta = p * pow(j->base, -2.0 * i / j->n_rot);
+            if (j->section_freqs) {
+                int size = j->sections[section], first = section_end - size;
+                theta = p * pow(j->base, -(double)(i - first) / size);
+            }
             float c = (float)cos(theta), s = (float)sin(theta);
             int a = j->neox ? i : 2 * i;
             int b = j->neox ? i + half : 2 * i + 1;
             for (int h = 0; h < j->n_heads; h++) {
-                float *xh = j->x + (t * j->n_heads + h) * j->head_dim;
+                float *xh = j->x + t * j->stride + (size_t)h * j->head_dim;
                 float x0 = xh[a], x1 = xh[b];
                 xh[a] = x0 * c - x1 * s;
                 xh[b] = x0 * s + x1 * c;
@@ -562,9 +568,19 @@ void mmi_rope_sections(float *x, int n_tokens, int n_heads, int head_dim, int n_
                        const int32_t *pos, float base, int neox, int n_sections,
                        const int *sections)
 {
-    rope_job j = {x, n_heads, head_dim, n_rot, pos, n_sections, sections, base, neox};
+    rope_job j = {x, n_heads, head_dim, n_rot, pos, n_sections, sections, base, neox,
+                  (size_t)n_heads * head_dim, 0};
     /* Each token costs n_rot/2 angles (pow, cos, sin) on top of its values. */
     parallel_for((size_t)n_tokens, grain_rows((size_t)n_heads * head_dim + 16 * n_rot),
+                 rope_range, &j);
+}
+
+void mmi_rope_2d(float *x, size_t stride, int n_tokens, int n_heads, int head_dim,
+                 const int32_t *pos, float base)
+{
+    int sections[2] = {head_dim / 4, head_dim / 4};
+    rope_job j = {x, n_heads, head_dim, head_dim, pos, 2, sections, base, 1, stride, 1};
+    parallel_for((size_t)n_tokens, grain_rows((size_t)n_heads * head_dim + 16 * head_dim),
                  rope_range, &j);
 }
 

@@ -107,6 +107,13 @@ void mmi_rope_sections(float *x, int n_tokens, int n_heads, int head_dim, int n_
                        const int32_t *pos, float base, int neox, int n_sections,
                        const int *sections);
 
+/* A ViT's 2-D RoPE (Qwen2-VL's vision tower) on rows x[n_tokens] of `stride` floats, each
+ * n_heads heads of head_dim (a multiple of 4): pairs (i, i + head_dim/2) as rotate_half;
+ * the first head_dim/4 pairs turn by pos[t][0] (the patch's row), the rest by pos[t][1] (its
+ * column), pair k of each half at the angle pos · base^(-k / (head_dim/4)). */
+void mmi_rope_2d(float *x, size_t stride, int n_tokens, int n_heads, int head_dim,
+                 const int32_t *pos, float base);
+
 /* Multi-head attention with grouped KV heads.
  *   q[n_q][n_head*head_dim], k and v: [n_kv][n_kv_head*head_dim] with row strides kv_stride
  *   (floats), out[n_q][n_head*head_dim]. Query head h uses KV head h / (n_head/n_kv_head).

@@ -124,7 +124,7 @@ mm_status mmi_clip_text_hidden(const mmi_clip_text *c, const int32_t *ids, int n
         mmi_add(x, c->pos_embd + (size_t)i * Dt, Dt);
     }
     for (int l = 0; l < c->enc.n_layer; l++)
-        mmi_encoder_block(&c->enc, l, out, n, 1, scratch);
+        mmi_encoder_block(&c->enc, l, out, n, 1, NULL, scratch);
     mmi_layernorm(out, out, n, Dt, c->post_ln_w, c->post_ln_b, c->enc.eps);
     mmi_free(scratch);
     return MM_OK;

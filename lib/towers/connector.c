@@ -27,7 +27,8 @@ mm_status mmi_connector_load(mmi_connector *c, const mmi_gguf *g, mmi_weights *w
         c->kind = MMI_CONNECTOR_PERCEIVER;
         return mmi_resampler_load(&c->resampler, g, w, n_in); /* n_out = n_in */
     }
-    if (strcmp(type, "mlp") == 0)
+    /* Qwen2-VL's merger is an MLP on 2x2 patches side by side (the tower makes the rows). */
+    if (strcmp(type, "mlp") == 0 || strcmp(type, "qwen2vl_merger") == 0)
         c->kind = MMI_CONNECTOR_MLP;
     else if (strcmp(type, "linear") == 0)
         c->kind = MMI_CONNECTOR_LINEAR;
@@ -44,10 +45,20 @@ mm_status mmi_connector_load(mmi_connector *c, const mmi_gguf *g, mmi_weights *w
                         "%s: mm.0.weight has shape [%llu, %llu], expected [%d, E] for %d-wide "
                         "vision features", path, (unsigned long long)t->ne[0],
                         (unsigned long long)t->ne[1], n_in, n_in);
-    c->n_out = (int)t->ne[1];
+    c->n_out = c->n_hidden = (int)t->ne[1];
     MMI_TRY(mmi_weights_matrix(w, 1, &c->mm0, n_in, c->n_out, "mm.0.weight"));
     MMI_TRY(mmi_weights_vector(w, 0, &c->mm0_b, c->n_out, "mm.0.bias"));
     if (c->kind == MMI_CONNECTOR_MLP) {
+        /* The output width is mm.2's (LLaVA: mm.0's again; Qwen2-VL: the decoder's). */
+        const mmi_tensor *t2 = mmi_gguf_find_tensor(g, "mm.2.weight");
+        if (!t2)
+            return mmi_fail(MM_ERR_FORMAT, "%s: projector '%s' without tensor mm.2.weight", path,
+                            type);
+        if (t2->n_dims != 2 || t2->ne[1] < 1 || t2->ne[1] > (1u << 20))
+            return mmi_fail(MM_ERR_FORMAT, "%s: mm.2.weight has %u dims, [%llu, %llu, ...]",
+                            path, t2->n_dims, (unsigned long long)t2->ne[0],
+                            (unsigned long long)t2->ne[1]);
+        c->n_out = (int)t2->ne[1];
         c->act = MMI_ACT_GELU;
         if (mmi_gguf_has(g, "clip.vision.projector.hidden_act")) {
             const char *act;
@@ -56,7 +67,7 @@ mm_status mmi_connector_load(mmi_connector *c, const mmi_gguf *g, mmi_weights *w
                 return mmi_fail(MM_ERR_UNSUPPORTED, "%s: projector activation '%s' is unknown",
                                 path, act);
         }
-        MMI_TRY(mmi_weights_matrix(w, 1, &c->mm2, c->n_out, c->n_out, "mm.2.weight"));
+        MMI_TRY(mmi_weights_matrix(w, 1, &c->mm2, c->n_hidden, c->n_out, "mm.2.weight"));
         MMI_TRY(mmi_weights_vector(w, 0, &c->mm2_b, c->n_out, "mm.2.bias"));
     }
     return MM_OK;
@@ -90,7 +101,7 @@ int mmi_connector_n_embd(const mmi_connector *c)
 size_t mmi_connector_scratch_floats(const mmi_connector *c, int n)
 {
     switch (c->kind) {
-    case MMI_CONNECTOR_MLP: return (size_t)n * c->n_out;
+    case MMI_CONNECTOR_MLP: return (size_t)n * c->n_hidden;
     case MMI_CONNECTOR_QFORMER: return mmi_qformer_scratch_floats(&c->qformer, n);
     case MMI_CONNECTOR_PERCEIVER: return mmi_resampler_scratch_floats(&c->resampler, n);
     default: return 0;
@@ -108,7 +119,7 @@ void mmi_connector_run(const mmi_connector *c, const float *x, int n, float *out
         break;
     case MMI_CONNECTOR_MLP:
         mmi_linear(scratch, x, n, &c->mm0, c->mm0_b);
-        mmi_activate(c->act, scratch, (size_t)n * c->n_out);
+        mmi_activate(c->act, scratch, (size_t)n * c->n_hidden);
         mmi_linear(out, scratch, n, &c->mm2, c->mm2_b);
         break;
     case MMI_CONNECTOR_QFORMER:

@@ -1,5 +1,6 @@
 /* The projector from vision features into the language model's embedding space
- * (docs/model-format.md §3 "LLaVA projector"): `linear` (mm.0) or `mlp` (mm.0 -> act -> mm.2);
+ * (docs/model-format.md §3 "LLaVA projector"): `linear` (mm.0) or `mlp` (mm.0 -> act -> mm.2;
+ * Qwen2-VL's `qwen2vl_merger` is one, on rows of 2x2 patches side by side);
  * the `qformer` (qformer.h) and `perceiver` (resampler.h) kinds dispatch from here. */
 #ifndef MMI_CONNECTOR_H
 #define MMI_CONNECTOR_H
@@ -22,9 +23,10 @@ typedef enum {
 
 typedef struct {
     mmi_connector_kind kind;
-    int n_in, n_out;     /* feature width in, embedding width out (mm.0's ne) */
+    int n_in, n_out;     /* feature width in, embedding width out (mm.0's or mm.2's ne) */
+    int n_hidden;        /* mm.0's output width */
     mmi_act act;         /* between mm.0 and mm.2 */
-    mmi_matrix mm0, mm2; /* [n_in -> n_out], [n_out -> n_out] */
+    mmi_matrix mm0, mm2; /* [n_in -> n_hidden], [n_hidden -> n_out] */
     const float *mm0_b, *mm2_b;
     int images_first;        /* the image goes in front of the prompt, BOS included (BLIP-2:
                                 a Q-Former and no clip.image_token_id) */

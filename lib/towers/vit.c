@@ -114,8 +114,10 @@ size_t mmi_encoder_scratch_floats(const mmi_encoder *enc, int n_tokens, int n_se
     return n * enc->n_embd * 5 + n * enc->n_ff + len * len;
 }
 
-void mmi_encoder_block(const mmi_encoder *enc, int layer, float *x, int n, int n_seq,
-                       float *scratch)
+/* The block on n_seq sequences whose queries attend to the first n_keys rows of their own
+ * sequence; pos as for mmi_encoder_block. */
+static void run_block(const mmi_encoder *enc, int layer, float *x, int n, int n_seq, int n_keys,
+                      const int32_t *pos, float *scratch)
 {
     const mmi_block *b = &enc->blocks[layer];
     int D = enc->n_embd, F = enc->n_ff;
@@ -123,7 +125,7 @@ void mmi_encoder_block(const mmi_encoder *enc, int layer, float *x, int n, int n
     float *h = scratch, *qkv = h + nd, *att = qkv + 3 * nd, *ff = att + nd, *scores = ff + (size_t)n * F;
 
     mmi_layernorm(h, x, n, D, b->ln1_w, b->ln1_b, enc->eps);
-    const float *q = qkv, *k, *v;
+    float *q = qkv, *k, *v;
     int stride;
     if (b->qkv.data) {
         mmi_linear(qkv, h, n, &b->qkv, b->qkv_b);
@@ -138,12 +140,17 @@ void mmi_encoder_block(const mmi_encoder *enc, int layer, float *x, int n, int n
         v = qkv + 2 * nd;
         stride = D;
     }
+    if (enc->rope_base > 0) {
+        int hd = D / enc->n_head;
+        mmi_rope_2d(q, (size_t)stride, n, enc->n_head, hd, pos, enc->rope_base);
+        mmi_rope_2d(k, (size_t)stride, n, enc->n_head, hd, pos, enc->rope_base);
+    }
     /* Every other product runs on all sequences at once; attention stays within each. */
     int len = n / n_seq;
     for (int i = 0; i < n_seq; i++) {
         size_t at = (size_t)i * len;
         mmi_attention_strided(att + at * D, D, q + at * stride, stride, k + at * stride,
-                              v + at * stride, stride, len, len, enc->n_head, enc->n_head,
+                              v + at * stride, stride, len, n_keys, enc->n_head, enc->n_head,
                               D / enc->n_head, enc->causal, 0, scores);
     }
     mmi_linear(h, att, n, &b->out, b->out_b);
@@ -154,6 +161,18 @@ void mmi_encoder_block(const mmi_encoder *enc, int layer, float *x, int n, int n
     mmi_activate(enc->act, ff, (size_t)n * F);
     mmi_linear(h, ff, n, &b->fc2, b->fc2_b);
     mmi_add(x, h, nd);
+}
+
+void mmi_encoder_block(const mmi_encoder *enc, int layer, float *x, int n, int n_seq,
+                       const int32_t *pos, float *scratch)
+{
+    run_block(enc, layer, x, n, n_seq, n / n_seq, pos, scratch);
+}
+
+void mmi_encoder_block_keys(const mmi_encoder *enc, int layer, float *x, int n, int n_keys,
+                            float *scratch)
+{
+    run_block(enc, layer, x, n, 1, n_keys, NULL, scratch);
 }
 
 /* ---- loading the vision file ---- */
@@ -213,6 +232,55 @@ static mm_status load_head(mmi_vision *v, mmi_weights *w)
     return MM_OK;
 }
 
+/* Qwen2-VL's tower (llama.cpp's qwen2vl_merger layout): the Conv3d kernel is stored per frame
+ * (v.patch_embd.weight, .weight.1, each [P, P, 3, D]); one matrix over a patch row (channel,
+ * frame, y, x) is built from them, so the embedding is one product over all rows. */
+static mm_status load_patch_rows(mmi_vision *v, const mmi_gguf *g)
+{
+    const char *path = mmi_gguf_path(g);
+    mmi_weights *w = &v->weights;
+    mmi_patch_grid *pg = &v->grid;
+    int D = v->enc.n_embd, hd = D / v->enc.n_head, P, M;
+    if (hd % 4)
+        return mmi_fail(MM_ERR_FORMAT, "%s: vision head size %d is not a multiple of 4 (2-D "
+                        "rotary embedding)", path, hd);
+    MMI_TRY(read_dim(g, "clip.vision", "patch_size", 1 << 10, &P));
+    MMI_TRY(mmi_weights_dim_or(g, "clip.vision.spatial_merge_size", 2, 16, &M));
+    int min_px, max_px;
+    MMI_TRY(mmi_weights_dim_or(g, "clip.vision.image_min_pixels", 56 * 56, 1 << 30, &min_px));
+    MMI_TRY(mmi_weights_dim_or(g, "clip.vision.image_max_pixels", 28 * 28 * 1280, 1 << 30,
+                               &max_px));
+    if (min_px > max_px)
+        return mmi_fail(MM_ERR_FORMAT, "%s: clip.vision.image_min_pixels %d > image_max_pixels "
+                        "%d", path, min_px, max_px);
+    *pg = (mmi_patch_grid){P, M, 2, min_px, max_px};
+    v->patch.patch_size = P;
+    v->patch.n_embd = D;
+    v->image_size = v->preprocess.image_size;
+    v->enc.rope_base = 10000.0f; /* HF's VisionRotaryEmbedding theta */
+
+    const uint64_t ne[4] = {(uint64_t)P, (uint64_t)P, 3, (uint64_t)D};
+    const float *frame[2];
+    MMI_TRY(mmi_weights_get(w, 1, &frame[0], 4, ne, "v.patch_embd.weight"));
+    MMI_TRY(mmi_weights_get(w, 1, &frame[1], 4, ne, "v.patch_embd.weight.1"));
+    MMI_TRY(mmi_weights_vector(w, 0, &v->patch.bias, D, "v.patch_embd.bias"));
+    size_t plane = (size_t)P * P, row = 3 * 2 * plane;
+    v->rows_kernel = mmi_array((size_t)D, row * sizeof(float));
+    if (!v->rows_kernel)
+        return mmi_fail(MM_ERR_NOMEM, "%s: out of memory for the patch kernel", path);
+    for (size_t d = 0; d < (size_t)D; d++)
+        for (size_t c = 0; c < 3; c++)
+            for (size_t t = 0; t < 2; t++)
+                memcpy(v->rows_kernel + d * row + (c * 2 + t) * plane,
+                       frame[t] + (d * 3 + c) * plane, plane * sizeof(float));
+    v->rows_embd = (mmi_matrix){v->rows_kernel, (int)row, D, MMI_TENSOR_F32};
+    MMI_TRY(mmi_weights_vector(w, 1, &v->post_ln_w, D, "v.post_ln.weight"));
+    MMI_TRY(mmi_weights_vector(w, 0, &v->post_ln_b, D, "v.post_ln.bias"));
+    v->n_feature_layers = 1;
+    v->feature_layers[0] = v->enc.n_layer;
+    return mmi_connector_load(&v->connector, g, w, D * M * M);
+}
+
 static mm_status load_vision(mmi_vision *v, const mmi_gguf *g)
 {
     const char *path = mmi_gguf_path(g);
@@ -221,6 +289,11 @@ static mm_status load_vision(mmi_vision *v, const mmi_gguf *g)
     MMI_TRY(mmi_encoder_load(&v->enc, g, w, "clip.vision", "v"));
     MMI_TRY(mmi_tower_act(g, "clip.vision", &v->enc.act));
     int D = v->enc.n_embd;
+    const char *projector = "";
+    if (mmi_gguf_has(g, "clip.projector_type"))
+        MMI_TRY(mmi_gguf_get_string(g, "clip.projector_type", &projector, NULL));
+    if (strcmp(projector, "qwen2vl_merger") == 0)
+        return load_patch_rows(v, g);
 
     int P;
     MMI_TRY(read_dim(g, "clip.vision", "image_size", MMI_MAX_DIM, &v->image_size));
@@ -300,6 +373,7 @@ void mmi_vision_free(mmi_vision *v)
         return;
     mmi_encoder_free(&v->enc);
     mmi_connector_free(&v->connector);
+    mmi_free(v->rows_kernel);
     mmi_weights_free(&v->weights);
     mmi_free(v);
 }
@@ -357,8 +431,18 @@ static mm_status run_tower(const mmi_vision *v, const float *chw, int n_views, i
             return MM_OK;
         if (mmi_cancelled(cancel))
             return mmi_fail(MM_ERR_CANCELLED, "image encoding cancelled at block %d", l);
-        mmi_encoder_block(&v->enc, l, x, n_all, n_views, scratch);
+        mmi_encoder_block(&v->enc, l, x, n_all, n_views, NULL, scratch);
     }
+}
+
+/* The paths that run whole square views: a patch-row tower (Qwen2-VL) has no such input. */
+static mm_status check_takes_views(const mmi_vision *v)
+{
+    if (v->grid.merge)
+        return mmi_fail(MM_ERR_UNSUPPORTED, "this vision tower (qwen2vl_merger) takes an image "
+                        "at its own resolution as patch rows, not normalized pixels: encode the "
+                        "image itself");
+    return MM_OK;
 }
 
 static mm_status alloc_state(size_t n_floats, float **out)
@@ -375,6 +459,7 @@ mm_status mmi_vision_hidden_states(const mmi_vision *v, const float *chw, int wi
                                    const atomic_int *cancel)
 {
     int n;
+    MMI_TRY(check_takes_views(v));
     MMI_TRY(mmi_vision_tower_tokens(v, width, height, &n));
     for (int j = 0; j < n_layers; j++)
         if (layers[j] < 0 || layers[j] > v->enc.n_layer)
@@ -454,6 +539,8 @@ mm_status mmi_vision_output_shape(const mmi_vision *v, int width, int height, in
 {
     int n;
     MMI_TRY(mmi_vision_tower_tokens(v, width, height, &n));
+    if (v->grid.merge) /* a merge window's patches become one token */
+        n /= v->grid.merge * v->grid.merge;
     *n_tokens = mmi_connector_n_tokens(&v->connector, n - v->drop_class);
     *n_embd = mmi_connector_n_embd(&v->connector);
     return MM_OK;
@@ -463,6 +550,7 @@ mm_status mmi_vision_encode_views(const mmi_vision *v, const float *chw, int n_v
                                   int height, float *out, const atomic_int *cancel)
 {
     int n, D = v->enc.n_embd, k = v->n_feature_layers;
+    MMI_TRY(check_takes_views(v));
     MMI_TRY(mmi_vision_tower_tokens(v, width, height, &n));
     if (n_views < 1)
         return mmi_fail(MM_ERR_ARG, "%d views to encode", n_views);
@@ -508,4 +596,78 @@ mm_status mmi_vision_encode(const mmi_vision *v, const float *chw, int width, in
                             float *out, const atomic_int *cancel)
 {
     return mmi_vision_encode_views(v, chw, 1, width, height, out, cancel);
+}
+
+/* ---- Qwen2-VL: patch rows ---- */
+
+static mm_status check_patch_grid(const mmi_vision *v, const int grid[3], int *n)
+{
+    int M = v->grid.merge;
+    if (!M)
+        return mmi_fail(MM_ERR_STATE, "this vision tower takes whole images, not patch rows");
+    if (grid[0] < 1 || grid[1] < M || grid[2] < M || grid[1] % M || grid[2] % M ||
+        (int64_t)grid[0] * grid[1] * grid[2] > MAX_TOKENS)
+        return mmi_fail(MM_ERR_ARG, "patch grid %d x %d x %d: each side a multiple of %d, at "
+                        "most %d patches", grid[0], grid[1], grid[2], M, MAX_TOKENS);
+    *n = grid[0] * grid[1] * grid[2];
+    return MM_OK;
+}
+
+void mmi_vision_patch_positions(const mmi_vision *v, const int grid[3], int32_t *pos)
+{
+    int M = v->grid.merge;
+    for (int f = 0; f < grid[0]; f++)
+        for (int wy = 0; wy < grid[1]; wy += M)
+            for (int wx = 0; wx < grid[2]; wx += M)
+                for (int y = wy; y < wy + M; y++)
+                    for (int x = wx; x < wx + M; x++, pos += 2) {
+                        pos[0] = y;
+                        pos[1] = x;
+                    }
+}
+
+mm_status mmi_vision_patch_rows_hidden(const mmi_vision *v, const float *rows, const int grid[3],
+                                       float *x, const atomic_int *cancel)
+{
+    int n;
+    MMI_TRY(check_patch_grid(v, grid, &n));
+    int per_frame = grid[1] * grid[2];
+    size_t scratch_floats = mmi_encoder_scratch_floats(&v->enc, n, grid[0]);
+    float *scratch = mmi_array(scratch_floats, sizeof(float));
+    int32_t *pos = mmi_array((size_t)n, 2 * sizeof(int32_t));
+    if (!scratch || !pos) {
+        mmi_free(scratch);
+        mmi_free(pos);
+        return mmi_fail(MM_ERR_NOMEM, "out of memory for the run state of %d patches", n);
+    }
+    mmi_vision_patch_positions(v, grid, pos);
+    mmi_linear(x, rows, n, &v->rows_embd, v->patch.bias);
+    mm_status st = MM_OK;
+    for (int l = 0; l < v->enc.n_layer && st == MM_OK; l++) {
+        if (mmi_cancelled(cancel))
+            st = mmi_fail(MM_ERR_CANCELLED, "image encoding cancelled at block %d", l);
+        else
+            mmi_encoder_block(&v->enc, l, x, n, n / per_frame, pos, scratch);
+    }
+    mmi_free(scratch);
+    mmi_free(pos);
+    return st;
+}
+
+mm_status mmi_vision_encode_patch_rows(const mmi_vision *v, const float *rows, const int grid[3],
+                                       float *out, const atomic_int *cancel)
+{
+    int n, MM = v->grid.merge * v->grid.merge;
+    MMI_TRY(check_patch_grid(v, grid, &n));
+    float *state;
+    MMI_TRY(alloc_state((size_t)n * v->enc.n_embd +
+                        mmi_connector_scratch_floats(&v->connector, n / MM), &state));
+    mm_status st = mmi_vision_patch_rows_hidden(v, rows, grid, state, cancel);
+    if (st == MM_OK) {
+        /* ln_q per patch; a window's M² consecutive rows are then one row of the merger */
+        mmi_vision_post_ln(v, state, n);
+        mmi_connector_run(&v->connector, state, n / MM, out, state + (size_t)n * v->enc.n_embd);
+    }
+    mmi_free(state);
+    return st;
 }

@@ -35,6 +35,7 @@ typedef struct {
     float eps;
     mmi_act act;
     int causal;
+    float rope_base;   /* > 0: 2-D RoPE on Q and K at each token's (row, column) (Qwen2-VL) */
     mmi_block *blocks;
 } mmi_encoder;
 
@@ -46,9 +47,14 @@ mm_status mmi_encoder_load(mmi_encoder *enc, const mmi_gguf *g, mmi_weights *w,
 void mmi_encoder_free(mmi_encoder *enc);
 size_t mmi_encoder_scratch_floats(const mmi_encoder *enc, int n_tokens, int n_seq);
 /* Block `layer` in place on x[n][D], n_seq sequences of n / n_seq tokens one after another:
- * attention within each, every matrix product over all n rows. */
+ * attention within each, every matrix product over all n rows. pos[n][2]: each token's (row,
+ * column) when enc->rope_base is set, else NULL. */
 void mmi_encoder_block(const mmi_encoder *enc, int layer, float *x, int n, int n_seq,
-                       float *scratch);
+                       const int32_t *pos, float *scratch);
+/* One sequence of n rows whose queries all attend to its first n_keys rows only (n_keys <= n):
+ * the key padding mask of Whisper-style encoders, whose rows past n_keys are padding. */
+void mmi_encoder_block_keys(const mmi_encoder *enc, int layer, float *x, int n, int n_keys,
+                            float *scratch);
 /* The activation a vision or text tower uses: `<key_prefix>.hidden_act`, else llama.cpp's
  * clip.use_silu / clip.use_gelu switches, else quick-GELU. */
 mm_status mmi_tower_act(const mmi_gguf *g, const char *key_prefix, mmi_act *out);
@@ -80,6 +86,11 @@ struct mmi_vision {
     mmi_connector connector;
     const float *image_newline;         /* [connector width] LLaVA-1.6 (spatial_unpad): ends
                                            every row of tile features; NULL otherwise */
+    /* Qwen2-VL (clip.projector_type qwen2vl_merger, §1e): patch rows in, 2-D RoPE in the
+     * blocks, post_ln (the merger's ln_q), then the connector on 2x2 patches side by side */
+    mmi_patch_grid grid;                /* merge 0 for the towers of fixed input size */
+    mmi_matrix rows_embd;               /* [3·T·P·P -> D]: the Conv3d kernel on a patch row */
+    float *rows_kernel;                 /* its data: the file's per-frame kernels interleaved */
     mmi_weights weights;                /* owns converted tensors */
 };
 
@@ -118,6 +129,18 @@ mm_status mmi_vision_encode(const mmi_vision *v, const float *chw, int width, in
  * out[n_views][n_tokens][n_embd], view by view. */
 mm_status mmi_vision_encode_views(const mmi_vision *v, const float *chw, int n_views, int width,
                                   int height, float *out, const atomic_int *cancel);
+
+/* Qwen2-VL: pos[t·h·w][2], the (row, column) of each patch row of grid (t, h, w) in
+ * merge-window order, the same for every frame (what the 2-D RoPE turns by). */
+void mmi_vision_patch_positions(const mmi_vision *v, const int grid[3], int32_t *pos);
+/* Qwen2-VL: the last block's output x[t·h·w][D] for patch rows[t·h·w][3·T·P·P] in
+ * merge-window order (mmi_preprocess_patch_rows) of grid (t, h, w) patches; each frame's
+ * patches attend to each other. MM_ERR_ARG for a grid the tower cannot take. */
+mm_status mmi_vision_patch_rows_hidden(const mmi_vision *v, const float *rows, const int grid[3],
+                                       float *x, const atomic_int *cancel);
+/* The image embeddings out[t·h·w / merge²][n_embd]: the merger on those states. */
+mm_status mmi_vision_encode_patch_rows(const mmi_vision *v, const float *rows, const int grid[3],
+                                       float *out, const atomic_int *cancel);
 
 /* Preprocess an image as the file says (one view of the whole image) into views. */
 mm_status mmi_vision_preprocess(const mmi_vision *v, const mm_image *image, mmi_views *views);

@@ -3,7 +3,8 @@
 
 One tiny file per model kind of docs/model-format.md (llama with a SentencePiece vocabulary,
 llama with a byte-level vocabulary and every tensor type, opt, a LLaVA mmproj, a CLIP dual
-encoder with its tokenizer, SigLIP, a BLIP-2 mmproj, a perceiver resampler) and one file with
+encoder with its tokenizer, SigLIP, a BLIP-2 mmproj, a perceiver resampler, a Qwen2-Audio
+mmproj) and one file with
 every metadata type, so that mutations start from inputs every loader accepts. Widths are a
 few units, so each file is a few KiB and a fuzzer's mutations land in headers, keys and shapes
 rather than in weights.
@@ -309,6 +310,29 @@ def perceiver(path):
     w.write()
 
 
+def qwen2a_mmproj(path):
+    """llama.cpp's qwen2a layout: Whisper convs, positions, blocks (no k bias), mm.a.fc."""
+    M, D, F, T, E = 4, 8, 12, 4, 8
+    w = writer(path, "clip")
+    w.add("clip.has_audio_encoder", True)
+    w.add("clip.projector_type", "qwen2a")
+    for k, v in (("num_mel_bins", M), ("embedding_length", D), ("feed_forward_length", F),
+                 ("block_count", 1), ("attention.head_count", 2), ("projection_dim", E)):
+        w.add("clip.audio." + k, v)
+    w.add("clip.audio.attention.layer_norm_epsilon", 1e-5, type="f32")
+    tensor(w, "a.conv1d.1.weight", [3, M, D])
+    tensor(w, "a.conv1d.1.bias", [D])
+    tensor(w, "a.conv1d.2.weight", [3, D, D])
+    tensor(w, "a.conv1d.2.bias", [D])
+    tensor(w, "a.position_embd.weight", [D, T])
+    blocks(w, "a", 1, D, F)
+    tensor(w, "a.post_ln.weight", [D], center=1)
+    tensor(w, "a.post_ln.bias", [D])
+    tensor(w, "mm.a.fc.weight", [D, E])
+    tensor(w, "mm.a.fc.bias", [E])
+    w.write()
+
+
 def every_type(path):
     w = GGUFWriter(path, arch="test")
     for i, t in enumerate(("u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64")):
@@ -361,6 +385,7 @@ def main():
     siglip(p("siglip.gguf"))
     blip2_mmproj(p("mmproj_blip2.gguf"))
     perceiver(p("perceiver.gguf"))
+    qwen2a_mmproj(p("mmproj_qwen2a.gguf"))
     every_type(p("every_type.gguf"))
     quant_blocks(p("quant_blocks.gguf"))
 

@@ -16,15 +16,19 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "audio.h"
 #include "chatjson.h"
 #include "clip.h"
 #include "connector.h"
 #include "decoder.h"
+#include "resample.h"
 #include "gguf.h"
 #include "image.h"
+#include "mel.h"
 #include "mm.h"
 #include "preprocess.h"
 #include "tokenizer.h"
+#include "tower_audio.h"
 #include "tower_points.h"
 #include "unicode.h"
 #include "vit.h"
@@ -301,6 +305,16 @@ static int fuzz_gguf(const uint8_t *data, size_t size)
         mmi_clip_text_free(ct);
     } else {
         fuzz_check_failure(st, "mmi_clip_text_load");
+    }
+    /* The audio tower is loaded, not run: its run state follows the file's n_mels x frames,
+     * which a small file can make large, as an image tower's follows its image size. */
+    mmi_audio_tower *at;
+    if ((st = mmi_audio_tower_load(g, &at)) == MM_OK) {
+        FUZZ_CHECK(at->n_out > 0 && at->n_ctx > 0 && at->mel.n_frames == 2 * at->n_ctx,
+                   "audio tower of %d rows out, %d positions", at->n_out, at->n_ctx);
+        mmi_audio_tower_free(at);
+    } else {
+        fuzz_check_failure(st, "mmi_audio_tower_load");
     }
     mmi_decoder *d;
     if ((st = mmi_decoder_load(g, &d)) == MM_OK) {
@@ -664,6 +678,55 @@ static int fuzz_chatjson(const uint8_t *data, size_t size)
     return 0;
 }
 
+/* ---- audio: WAV reading, resampling to 16 kHz and the first chunk of log-mel features ---- */
+
+static int fuzz_audio(const uint8_t *data, size_t size)
+{
+    /* 60 s at most: that also bounds the resampled clip to 960000 samples. */
+    mm_options *options;
+    if (mm_options_create(&options) != MM_OK)
+        return 0;
+    mm_options_set_int(options, MM_OPT_AUDIO_MAX_SECONDS, 60);
+    mm_audio *audio;
+    mm_status st = mm_audio_load_memory(data, size, options, &audio);
+    mm_options_free(options);
+    if (st != MM_OK) {
+        fuzz_check_failure(st, "mm_audio_load_memory");
+        FUZZ_CHECK(audio == NULL, "failed read returned a clip");
+        return 0;
+    }
+    size_t n = mm_audio_n_samples(audio);
+    int rate = mm_audio_sample_rate(audio);
+    const float *x = mm_audio_samples(audio);
+    FUZZ_CHECK(n > 0 && rate > 0 && (double)n <= 60.0 * rate, "%zu samples at %d Hz", n, rate);
+    for (size_t i = 0; i < n; i++)
+        FUZZ_CHECK(isfinite(x[i]), "sample %zu is %g", i, x[i]);
+    float *y;
+    size_t n_y;
+    st = mmi_resample_audio(x, n, rate, MMI_MEL_RATE, &y, &n_y);
+    if (st == MM_OK) {
+        mmi_mel mel;
+        if (mmi_mel_init(&mel, 16, 100) == MM_OK) {
+            float *scratch = mmi_array(mmi_mel_scratch_floats(&mel), sizeof(float));
+            float *out = mmi_array(16 * 100, sizeof(float));
+            if (scratch && out) {
+                int frames = mmi_log_mel(&mel, y, n_y, out, scratch);
+                FUZZ_CHECK(frames >= 1 && frames <= 100, "%d frames", frames);
+                for (int i = 0; i < 16 * 100; i++)
+                    FUZZ_CHECK(isfinite(out[i]), "feature %d is %g", i, out[i]);
+            }
+            mmi_free(scratch);
+            mmi_free(out);
+            mmi_mel_free(&mel);
+        }
+        mmi_free(y);
+    } else {
+        fuzz_check_failure(st, "mmi_resample_audio");
+    }
+    mm_audio_free(audio);
+    return 0;
+}
+
 static const struct {
     const char *name; /* the folder under tests/fuzz/corpus and tests/fuzz/regressions */
     int (*run)(const uint8_t *data, size_t size);
@@ -673,6 +736,7 @@ static const struct {
     {"points", fuzz_points},
     {"tokenizer", fuzz_tokenizer},
     {"chatjson", fuzz_chatjson},
+    {"audio", fuzz_audio},
 };
 
 /* Run target t on one input, with the rules that hold for every target. */

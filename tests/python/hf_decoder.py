@@ -44,10 +44,15 @@ def rmsnorm(x, w, eps):
     return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * w
 
 
-def rope(x, pos, theta, n_rot):
-    """x [T][H][hd]; rotate-half RoPE on the first n_rot dims."""
+def rope(x, pos, theta, n_rot, sections=None):
+    """x [T][H][hd]; rotate-half RoPE on the first n_rot dims. pos [T], or with M-RoPE
+    sections (Qwen2-VL) pos [3][T]: frequency i takes its angle from the row of its section."""
     inv = theta ** (-torch.arange(0, n_rot, 2, dtype=torch.float64) / n_rot)
-    ang = pos[:, None].double() * inv[None, :]
+    if sections is None:
+        ang = pos[:, None].double() * inv[None, :]
+    else:
+        row = torch.repeat_interleave(torch.arange(len(sections)), torch.tensor(sections))
+        ang = pos[row].T.double() * inv[None, :]
     cos = torch.cat([ang.cos(), ang.cos()], -1)[:, None, :]
     sin = torch.cat([ang.sin(), ang.sin()], -1)[:, None, :]
     r, rest = x[..., :n_rot], x[..., n_rot:]
@@ -87,17 +92,22 @@ def linear(x, w, b=None):
     return y + b if b is not None else y
 
 
-def forward(cfg, W, ids):
-    """hidden_states [L+1][T][E] (HF convention: the last is after the final norm), logits."""
+def forward(cfg, W, ids, x=None, pos=None):
+    """hidden_states [L+1][T][E] (HF convention: the last is after the final norm), logits.
+    x: the input rows [T][E] when not the ids' embeddings (an image's rows in them); pos: the
+    positions, [3][T] with M-RoPE (config rope_scaling.mrope_section), else 0 .. T-1."""
     E, H, Hkv, hd, n_rot = dims(cfg)
     eps, theta = cfg["rms_norm_eps"], cfg.get("rope_theta", 10000.0)
     window = cfg.get("sliding_window") if cfg["model_type"] == "mistral" else None
+    sections = (cfg.get("rope_scaling") or {}).get("mrope_section")
     T = len(ids)
-    pos = torch.arange(T)
-    visible = pos[None, :] <= pos[:, None]
+    order = torch.arange(T)
+    pos = order if pos is None else pos
+    visible = order[None, :] <= order[:, None]
     if window is not None:
-        visible &= pos[None, :] > pos[:, None] - window
-    x = W["model.embed_tokens.weight"][torch.tensor(ids)]
+        visible &= order[None, :] > order[:, None] - window
+    if x is None:
+        x = W["model.embed_tokens.weight"][torch.tensor(ids)]
     hidden = [x]
     for i in range(cfg["num_hidden_layers"]):
         lw = layer_weights(cfg, W, i)
@@ -105,7 +115,7 @@ def forward(cfg, W, ids):
         q = linear(h, lw["q"], lw["bq"]).view(T, H, hd)
         k = linear(h, lw["k"], lw["bk"]).view(T, Hkv, hd)
         v = linear(h, lw["v"], lw["bv"]).view(T, Hkv, hd)
-        q, k = rope(q, pos, theta, n_rot), rope(k, pos, theta, n_rot)
+        q, k = rope(q, pos, theta, n_rot, sections), rope(k, pos, theta, n_rot, sections)
         k = k.repeat_interleave(H // Hkv, 1)
         v = v.repeat_interleave(H // Hkv, 1)
         s = torch.einsum("qhd,khd->hqk", q, k) / math.sqrt(hd)
@@ -234,12 +244,17 @@ def write_variant(kind, seed, parent):
     return out
 
 
-def check(case_dir):
-    """Compare the reference with a case's HF outputs; returns the number of failures."""
+def load_case(case_dir):
+    """A case's config, weights, io tensors and prompt ids."""
     cfg, W = load_case_model(case_dir)
     io = read_safetensors(os.path.join(case_dir, "io.safetensors"))
     io = io[0] if isinstance(io, tuple) else io
-    ids = [int(i) for i in io["input_ids"][0]]
+    return cfg, W, io, [int(i) for i in io["input_ids"][0]]
+
+
+def check(case_dir):
+    """Compare the reference with a case's HF outputs; returns the number of failures."""
+    cfg, W, io, ids = load_case(case_dir)
     hidden, logits = forward(cfg, W, ids)
     tokens, steps = greedy(cfg, W, ids, io["generated"].shape[1])
     failures = 0

@@ -1,6 +1,6 @@
-"""libmm for Python: run multimodal language models (image + text -> text) and CLIP through the
-libmm C library with ctypes. No compiled extension: the package finds the shared library
-($MM_LIBRARY_PATH, else one beside the package, the source tree's lib/libmm.so.1, or the
+"""libmm for Python: run multimodal language models (image, audio + text -> text) and CLIP
+through the libmm C library with ctypes. No compiled extension: the package finds the shared
+library ($MM_LIBRARY_PATH, else one beside the package, the source tree's lib/libmm.so.1, or the
 system's) and refuses to load one whose ABI version differs from the one it was written for.
 
     import libmm
@@ -13,6 +13,7 @@ system's) and refuses to load one whose ABI version differs from the one it was 
         print(piece, end="", flush=True)
 """
 from ._native import ABI_VERSION, LibraryNotFound, MMError, Status, lib as _lib
+from .audio import Audio, resampling_available
 from .image import Embeddings, Image
 from .log import logger, set_log_level
 from .model import Model
@@ -20,9 +21,9 @@ from .options import Options, ProgressStage
 from .points import Points
 from .session import Session, StopReason
 
-__all__ = ["ABI_VERSION", "Embeddings", "Image", "LibraryNotFound", "MMError", "Model",
+__all__ = ["ABI_VERSION", "Audio", "Embeddings", "Image", "LibraryNotFound", "MMError", "Model",
            "Options", "Points", "ProgressStage", "Session", "Status", "StopReason", "logger",
-           "set_log_level", "version", "version_number"]
+           "resampling_available", "set_log_level", "version", "version_number"]
 
 
 def version():

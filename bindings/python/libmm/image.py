@@ -39,10 +39,8 @@ class Image(_native.Handle):
     @classmethod
     def from_bytes(cls, data, options=None):
         """From the bytes of a PNG or JPEG file (any bytes-like object)."""
-        view = memoryview(data).cast("B")
-        buf = (ctypes.c_ubyte * len(view)).from_buffer_copy(view) if len(view) else None
-        opts = as_options(options)
-        return cls(_native.make_handle("mm_image_load_memory", buf, len(view), opts))
+        buf, n = byte_buffer(data)
+        return cls(_native.make_handle("mm_image_load_memory", buf, n, as_options(options)))
 
     @classmethod
     def from_pixels(cls, pixels, width=None, height=None, format="RGB", stride=None):
@@ -109,6 +107,12 @@ class Image(_native.Handle):
 
     def __repr__(self):
         return "Image(%dx%d)" % self.size if self._handle else "Image(closed)"
+
+
+def byte_buffer(data):
+    """A C copy of any bytes-like object (None when empty) and its length."""
+    view = memoryview(data).cast("B")
+    return (ctypes.c_ubyte * len(view)).from_buffer_copy(view) if len(view) else None, len(view)
 
 
 def float_buffer(values, expected=None, what="values"):

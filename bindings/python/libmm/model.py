@@ -5,6 +5,7 @@ import operator
 
 from . import _native
 from ._native import MMError, byref, call, encode_path
+from .audio import Media
 from .image import Embeddings, Image, float_buffer, floats_out, planar_pixels
 from .options import as_options
 
@@ -94,6 +95,22 @@ class Model(_native.Handle):
             return Embeddings(_native.make_handle("mm_image_encode", self, image, opts))
         ptr, w, h, keep = planar_pixels(image, width, height)
         return Embeddings(_native.make_handle("mm_image_encode_pixels", self, ptr, w, h, opts))
+
+    # ---- any media (any thread) ----
+
+    def n_tokens(self, item):
+        """Positions an Image or Audio takes in a message, known without encoding it."""
+        n = _native.c_size_t()
+        with Media(item) as m:
+            _native.call("mm_media_n_tokens", self, m, _native.byref(n))
+        return n.value
+
+    def encode_audio(self, audio, options=None):
+        """The embeddings (an Embeddings) an Audio clip takes in a message: resampled to the
+        encoder's rate, encoded chunk by chunk, projected into the language model's space."""
+        with Media(audio) as m:
+            return Embeddings(_native.make_handle("mm_media_encode", self, m,
+                                                  as_options(options)))
 
     # ---- CLIP (any thread) ----
 

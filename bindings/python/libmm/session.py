@@ -4,6 +4,7 @@ import json
 
 from . import _native
 from ._native import MMError, byref, call
+from .audio import Audio, Media
 from .image import Embeddings, Image, float_buffer
 from .options import Options, as_options
 
@@ -50,23 +51,30 @@ class Session(_native.Handle):
 
     def add_message(self, role, text, images=()):
         """Append a chat message ("system", "user" or "assistant") in the session's template;
-        a user message ends with the answer prompt, so generate() answers it. images: Image
-        objects (encoded by the session, after it knows the message fits; cancel() reaches the
-        encoding) or Embeddings from Model.encode_image, placed at the "<image>" markers of the
-        text, or at its start (each followed by a newline) when it has none."""
+        a user message ends with the answer prompt, so generate() answers it. images: Image and
+        Audio objects (encoded by the session, after it knows the message fits; cancel() reaches
+        the encoding) or Embeddings from Model.encode_image / encode_audio, placed at the
+        "<image>" / "<audio>" / "<media>" markers of the text, or at its start (each followed by
+        a newline) when it has none."""
         data = text.encode("utf-8")
         if not images:
             call("mm_session_add_message", self, role.encode(), data, len(data))
             return
-        images = list(images)
-        if all(isinstance(im, Image) for im in images):
-            name = "mm_session_add_message_images"
-        else:  # some are encoded already: encode the rest the same way
-            name = "mm_session_add_message_embeddings"
-            images = [im if isinstance(im, Embeddings) else self.model.encode_image(im)
-                      for im in images]
-        handles = (ctypes.c_void_p * len(images))(*[im._as_parameter_.value for im in images])
-        call(name, self, role.encode(), data, len(data), handles, len(images))
+        items = list(images)
+        if all(isinstance(im, (Image, Audio)) for im in items):
+            media = [Media(im) for im in items]
+            handles = (ctypes.c_void_p * len(media))(*[m._as_parameter_.value for m in media])
+            call("mm_session_add_message_media", self, role.encode(), data, len(data), handles,
+                 len(media))
+            for m in media:
+                m.close()
+            return
+        # some are encoded already: encode the rest the same way
+        items = [im if isinstance(im, Embeddings) else self.model.encode_audio(im)
+                 if isinstance(im, Audio) else self.model.encode_image(im) for im in items]
+        handles = (ctypes.c_void_p * len(items))(*[im._as_parameter_.value for im in items])
+        call("mm_session_add_message_embeddings", self, role.encode(), data, len(data),
+             handles, len(items))
 
     def add_messages(self, messages, options=None):
         """Append a conversation in the OpenAI or Anthropic chat shape: a list of
