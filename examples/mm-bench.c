@@ -26,6 +26,15 @@
  *                    (bytes of every matrix a token reads ÷ bandwidth) against the measured time;
  *   peak RSS         against the bytes of the weights plus the KV cache.
  *
+ * Every GEMM stage is also set against what the CPU could do: the best shape of the stage timed
+ * in a child process with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (OpenBLAS then picks the
+ * kernel for this CPU; the environment here forces Haswell), named with its OpenBLAS core. The
+ * report starts with the CPU's extensions (cpuid) and the core in use. Each stage is warmed up
+ * (one untimed short call) right before each timed run: the limit measurements between runs
+ * leave the threads asleep. Decode is timed twice: from an empty context (after one token)
+ * and after the prompt. The peak RSS is also given less what the bench itself holds before
+ * and besides the library (its buffers), as "the library alone".
+ *
  * The program drives libmm through its public API only. It is linked statically so that it can
  * also see the BLAS calls the library makes (the linker wraps cblas_sgemm and cblas_sgemv, see
  * the Makefile) and read tensor sizes with the library's GGUF reader.
@@ -37,6 +46,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#  include <cpuid.h>
+#endif
 
 #include "args.h"
 #include "gguf.h"
@@ -335,6 +348,63 @@ static file_facts read_facts(const char *path)
     return f;
 }
 
+/* ---- what the CPU could do ---- */
+
+/* The extensions that decide the kernels (cpuid leaf 1 and leaf 7). */
+static void print_cpu_flags(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    int f16c = 0, avx2 = 0, avx512f = 0, vnni = 0, bf16 = 0, fma = 0;
+    if (__get_cpuid(1, &a, &b, &c, &d))
+        f16c = !!(c & bit_F16C), fma = !!(c & bit_FMA);
+    if (__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        avx2 = !!(b & bit_AVX2), avx512f = !!(b & bit_AVX512F), vnni = !!(c & (1u << 11));
+    if (__get_cpuid_count(7, 1, &a, &b, &c, &d))
+        bf16 = !!(a & (1u << 5));
+    printf("cpu: avx2 %s, fma %s, f16c %s, avx512f %s, avx512_vnni %s, avx512_bf16 %s; libmm "
+           "vector level %d (0 portable, 1 AVX2, 2 AVX-512)\n", avx2 ? "yes" : "no",
+           fma ? "yes" : "no", f16c ? "yes" : "no", avx512f ? "yes" : "no", vnni ? "yes" : "no",
+           bf16 ? "yes" : "no", mmi_vec_simd_limit(MMI_VEC_AVX512));
+#else
+    printf("cpu: not x86; libmm vector level %d\n", mmi_vec_simd_limit(MMI_VEC_AVX512));
+#endif
+}
+
+#define PROBE_ENV "MM_BENCH_SGEMM_PROBE"
+
+/* In the child: time the one shape given in PROBE_ENV and print "core GFLOP/s". */
+static int sgemm_probe(const char *spec)
+{
+    gemm_shape g = {0};
+    int threads;
+    if (sscanf(spec, "%d %d %d %d %d %d %d %d %d", &g.ta, &g.tb, &g.m, &g.n, &g.k, &g.lda,
+               &g.ldb, &g.ldc, &threads) != 9)
+        return 2;
+    openblas_set_num_threads(threads);
+    double rate = sgemm_rate(&g);
+    printf("%s %.3f\n", openblas_get_corename(), rate);
+    return 0;
+}
+
+/* The same shape in a child process with the OPENBLAS_* settings unset; 0 when that fails. */
+static double sgemm_rate_unforced(const gemm_shape *g, int threads, char core[32])
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "
+             PROBE_ENV "='%d %d %d %d %d %d %d %d %d' /proc/%ld/exe", g->ta, g->tb, g->m, g->n,
+             g->k, g->lda, g->ldb, g->ldc, threads, (long)getpid());
+    FILE *f = popen(cmd, "r");
+    double rate = 0;
+    strcpy(core, "?");
+    if (f) {
+        if (fscanf(f, "%31s %lf", core, &rate) != 2)
+            rate = 0;
+        pclose(f);
+    }
+    return rate;
+}
+
 /* ---- stages ---- */
 
 /* One stage over the timed runs, with the limits measured right after each run, so that every
@@ -376,7 +446,7 @@ static void measure_sgemm(stage *s, int r)
     }
 }
 
-static void report_gemm(const stage *s, const char *name, int runs)
+static void report_gemm(const stage *s, const char *name, int runs, int threads)
 {
     const blas_tally *b = &s->last;
     if (b->gemm_calls == 0)
@@ -411,20 +481,53 @@ static void report_gemm(const stage *s, const char *name, int runs)
            b->shapes[best_i].k, best,
            100 * b->gemm_flops / (stage_median(s->in_blas, runs) * 1e9) / best,
            100 * b->gemm_flops / (stage_median(s->seconds, runs) * 1e9) / best);
-    printf("  GEMM parts  %3.0f %% of that rate (%.0f %% of the stage's time is in sgemm)\n",
+    int heaviest = 0;
+    for (int i = 1; i < b->n_shapes; i++)
+        if (b->shapes[i].flops > b->shapes[heaviest].flops)
+            heaviest = i;
+    const gemm_shape *h = &b->shapes[heaviest];
+    char core[32];
+    double unforced = sgemm_rate_unforced(h, threads, core);
+    if (unforced > 0)
+        printf("  (its heaviest shape, %dx%dx%d, in a child process with OPENBLAS_CORETYPE and "
+               "OPENBLAS_L2_SIZE unset: core %s, %.1f GFLOP/s; the stage's GEMMs end to end are "
+               "%.0f %% of that)\n", h->m, h->n, h->k, core, unforced,
+               100 * b->gemm_flops / (stage_median(s->seconds, runs) * 1e9) / unforced);
+    printf("  GEMM parts  %3.0f %% of the rate of its shapes alone (%.0f %% of the stage's time is in sgemm)\n",
            100 * ratio_median(s->ideal, s->in_blas, runs),
            100 * ratio_median(s->in_blas, s->seconds, runs));
-    printf("  end to end  %3.0f %% of that rate\n", 100 * ratio_median(s->ideal, s->seconds, runs));
+    printf("  end to end  %3.0f %% of the rate of its shapes alone (core %s)\n",
+           100 * ratio_median(s->ideal, s->seconds, runs), openblas_get_corename());
 }
 
 typedef struct {
-    const char *vision, *audio, *text;
+    const char *vision, *audio, *text, *precision;
     int threads, runs, n_prompt, n_gen;
 } bench_args;
 
+/* Decode against the time streaming its weights once per token takes at each bandwidth, both
+ * measured on all the bench's threads right after each run. */
+static void report_decode(const stage *d, const char *name, int context, const file_facts *ft,
+                          const bench_args *a)
+{
+    double t = stage_median(d->seconds, a->runs);
+    printf("%-11s %8.2f tokens/s after %d token%s (%.2f ms per token; %ld GEMV + %ld GEMM calls "
+           "per token)\n", name, 1 / t, context, context > 1 ? "s" : "", t * 1e3,
+           d->last.gemv_calls / (a->n_gen - 1), d->last.gemm_calls / (a->n_gen - 1));
+    printf("  weights read per token %.1f MiB -> %.1f GB/s; %.0f %% of the triad bound (%.1f "
+           "GB/s, %d threads: %.2f ms), %.0f %% of the read-only bound (%.1f GB/s: %.2f ms)\n",
+           ft->token_bytes / 1048576, ft->token_bytes / t * 1e-9,
+           100 * ratio_median(d->bound, d->seconds, a->runs),
+           ft->token_bytes / stage_median(d->bound, a->runs) * 1e-9, a->threads,
+           stage_median(d->bound, a->runs) * 1e3,
+           100 * ratio_median(d->read_bound, d->seconds, a->runs),
+           ft->token_bytes / stage_median(d->read_bound, a->runs) * 1e-9,
+           stage_median(d->read_bound, a->runs) * 1e3);
+}
+
 static bench_args parse_args(int argc, char **argv)
 {
-    const char *vision = NULL, *audio = NULL, *text = NULL;
+    const char *vision = NULL, *audio = NULL, *text = NULL, *precision = NULL;
     long long threads = 1, runs = 3, n_prompt = 512, n_gen = 128;
     const arg_spec specs[] = {
         {"--vision", "FILE", ARG_TEXT, &vision, (mm_opt)0, 0, 0,
@@ -440,6 +543,8 @@ static bench_args parse_args(int argc, char **argv)
         {"--prompt", "N", ARG_INT, &n_prompt, (mm_opt)0, 1, 1 << 20,
          "prefill tokens (default 512)"},
         {"--gen", "N", ARG_INT, &n_gen, (mm_opt)0, 2, 1 << 20, "decoded tokens (default 128)"},
+        {"--precision", "P", ARG_TEXT, &precision, (mm_opt)0, 0, 0,
+         "MM_OPT_MATMUL_PRECISION: f32 (default) or bf16"},
     };
     arg_parser parser = {"mm-bench", "[--vision FILE | --audio FILE] [--text FILE] [options]",
                          "Time each stage against the BLAS rate and memory bandwidth limits "
@@ -452,7 +557,8 @@ static bench_args parse_args(int argc, char **argv)
         rc = args_refuse(&parser, "--audio", "goes with --text, not with --vision");
     if (rc >= 0)
         exit(rc);
-    bench_args a = {vision, audio, text, (int)threads, (int)runs, (int)n_prompt, (int)n_gen};
+    bench_args a = {vision, audio, text, precision, (int)threads, (int)runs, (int)n_prompt,
+                    (int)n_gen};
     return a;
 }
 
@@ -484,6 +590,10 @@ static void run_vision(workload *w, const mm_options *opts, stage *full, stage *
 {
     blas_tally counted = {0};
     mm_embeddings *e;
+    if (r >= 0) { /* warm-up: the limits measured since the last run left the threads asleep */
+        check(mm_image_encode(w->model, w->image, opts, &e), "encode");
+        mm_embeddings_free(e);
+    }
     tally = &counted;
     double t0 = now();
     if (w->n_views > 1) { /* the views as the library batches them */
@@ -553,41 +663,64 @@ static void run_audio(workload *w, const mm_options *opts, stage *encode, double
     features[r] = t3 - t2;
 }
 
-/* Prefill of the prompt into a fresh conversation, then greedy tokens: the first comes from
- * the prompt's logits, each later one evaluates one position. */
-static void run_text(workload *w, const bench_args *a, stage *prefill, stage *decode, int r)
+/* n_gen greedy tokens: the first comes from the logits already there, the later ones each
+ * evaluate one position and are timed; seconds per token. */
+static double time_decode(workload *w, const bench_args *a, blas_tally *counted)
 {
+    int32_t tok;
+    const char *piece;
+    size_t len;
+    check(mm_session_next(w->session, &tok, &piece, &len), "decode");
+    tally = counted;
+    double t0 = now();
+    for (int i = 1; i < a->n_gen; i++)
+        check(mm_session_next(w->session, &tok, &piece, &len), "decode");
+    double t1 = now();
+    tally = NULL;
+    return (t1 - t0) / (a->n_gen - 1);
+}
+
+/* Decode from an empty context (one token in it), then the prefill of the prompt into a fresh
+ * conversation and greedy tokens after it. A short prefill warms the threads up first. */
+static void run_text(workload *w, const bench_args *a, stage *prefill, stage *decode,
+                     stage *decode_empty, int r)
+{
+    blas_tally counted = {0}, counted_dec = {0}, counted_empty = {0};
+    int n_warm = a->n_prompt < 16 ? a->n_prompt : 16;
     mm_session_reset(w->session);
-    blas_tally counted = {0}, counted_dec = {0};
+    check(mm_session_add_tokens(w->session, w->prompt, (size_t)n_warm), "warm-up");
+    mm_session_reset(w->session);
+    check(mm_session_add_tokens(w->session, w->prompt, 1), "first token");
+    double t_empty = time_decode(w, a, &counted_empty);
+    mm_session_reset(w->session);
+    check(mm_session_add_tokens(w->session, w->prompt, (size_t)n_warm), "warm-up");
+    mm_session_reset(w->session);
     tally = &counted;
     double t0 = now();
     check(mm_session_add_tokens(w->session, w->prompt, (size_t)a->n_prompt), "prefill");
     double t1 = now();
     tally = NULL;
-    int32_t tok;
-    const char *piece;
-    size_t len;
-    check(mm_session_next(w->session, &tok, &piece, &len), "decode");
-    tally = &counted_dec;
-    double t2 = now();
-    for (int i = 1; i < a->n_gen; i++)
-        check(mm_session_next(w->session, &tok, &piece, &len), "decode");
-    double t3 = now();
-    tally = NULL;
+    double t_dec = time_decode(w, a, &counted_dec);
     if (r < 0) {
         prefill->blas = counted;
         decode->blas = counted_dec;
+        decode_empty->blas = counted_empty;
         return;
     }
     prefill->last = counted;
     prefill->seconds[r] = t1 - t0;
     prefill->in_blas[r] = counted.gemm_seconds;
     decode->last = counted_dec;
-    decode->seconds[r] = (t3 - t2) / (a->n_gen - 1);
+    decode->seconds[r] = t_dec;
+    decode_empty->last = counted_empty;
+    decode_empty->seconds[r] = t_empty;
 }
 
 int main(int argc, char **argv)
 {
+    const char *probe = getenv(PROBE_ENV);
+    if (probe)
+        return sgemm_probe(probe);
     bench_args a = parse_args(argc, argv);
     file_facts fv = {0}, ft = {0};
     const char *media_file = a.vision ? a.vision : a.audio;
@@ -605,12 +738,15 @@ int main(int argc, char **argv)
     int n_ctx = a.n_prompt + a.n_gen + 1;
     check(mm_options_set_int(opts, MM_OPT_N_CTX, n_ctx), "n_ctx");
     check(mm_options_set_int(opts, MM_OPT_MAX_TOKENS, a.n_gen), "max_tokens");
+    if (a.precision)
+        check(mm_options_set_string(opts, MM_OPT_MATMUL_PRECISION, a.precision), "precision");
 
-    printf("libmm %s bench: %d thread%s, %d runs (median) after a warm-up; OpenBLAS core %s\n",
-           mm_version_string(), a.threads, a.threads > 1 ? "s" : "", a.runs,
-           openblas_get_corename());
+    printf("libmm %s bench: %d thread%s, %d runs (median) after a warm-up; OpenBLAS core %s; "
+           "matmul precision %s\n", mm_version_string(), a.threads, a.threads > 1 ? "s" : "",
+           a.runs, openblas_get_corename(), a.precision ? a.precision : "f32");
     printf("files: %s %s, text %s\n", a.audio ? "audio" : "vision", base_name(media_file),
            base_name(a.text));
+    print_cpu_flags();
 
     /* Loading: the first load warms the page cache; the next ones are timed. */
     reset_peak_rss();
@@ -635,6 +771,7 @@ int main(int argc, char **argv)
         w.image_size = (int)fv.image_size;
         check(mm_image_token_count(w.model, W, H, opts, &w.n_positions, &w.n_views), "count");
         check(mmi_exec_init(&w.exec, a.threads), "threads");
+        check(mmi_exec_set_precision(&w.exec, a.precision), "precision");
         size_t n_px = (size_t)3 * w.image_size * w.image_size * w.n_views;
         w.chw = malloc(n_px * sizeof *w.chw);
         if (!w.chw)
@@ -667,7 +804,9 @@ int main(int argc, char **argv)
         }
     }
 
-    static stage full, encode, audio, prefill, decode;
+    double bench_bytes = (a.vision ? sizeof rgb + 3.0 * w.image_size * w.image_size * w.n_views *
+                          sizeof *w.chw : 0) + (a.text ? a.n_prompt * sizeof *w.prompt : 0);
+    static stage full, encode, audio, prefill, decode, decode_empty;
     double rss = 0, features[MAX_RUNS];
     for (int r = -1; r < a.runs; r++) {
         if (a.vision)
@@ -675,7 +814,7 @@ int main(int argc, char **argv)
         if (a.audio)
             run_audio(&w, opts, &audio, features, r);
         if (a.text)
-            run_text(&w, &a, &prefill, &decode, r);
+            run_text(&w, &a, &prefill, &decode, &decode_empty, r);
         if (r < 0)
             continue;
         if (r == 0) /* every run allocates alike: the peak is reached by now */
@@ -685,8 +824,8 @@ int main(int argc, char **argv)
         measure_sgemm(&prefill, r);
         if (a.text) {
             bandwidth bw = memory_bandwidth(a.threads);
-            decode.bound[r] = ft.token_bytes / (bw.triad * 1e9);
-            decode.read_bound[r] = ft.token_bytes / (bw.read * 1e9);
+            decode.bound[r] = decode_empty.bound[r] = ft.token_bytes / (bw.triad * 1e9);
+            decode.read_bound[r] = decode_empty.read_bound[r] = ft.token_bytes / (bw.read * 1e9);
         }
     }
     double kv = 2.0 * ft.n_layer * n_ctx * ft.kv_width * sizeof(float);
@@ -696,11 +835,15 @@ int main(int argc, char **argv)
     printf("peak RSS    %8.1f MiB = %.3f x (weights %.1f MiB + KV cache %.1f MiB); %.1f MiB "
            "before loading\n", rss / 1048576, rss / (weights + kv), weights / 1048576,
            kv / 1048576, rss0 / 1048576);
+    double own = rss - rss0 - bench_bytes;
+    printf("  the library alone (peak less the RSS before loading and the bench's %.1f MiB of "
+           "buffers) %.1f MiB = %.3f x (weights + KV)\n", bench_bytes / 1048576, own / 1048576,
+           own / (weights + kv));
     if (a.vision) {
         printf("vision      %8.1f ms preprocess + encode of a %dx%d picture (encode alone %.1f "
                "ms)\n", stage_median(full.seconds, a.runs) * 1e3, W, H,
                stage_median(encode.seconds, a.runs) * 1e3);
-        report_gemm(&encode, "encode", a.runs);
+        report_gemm(&encode, "encode", a.runs, a.threads);
         if (w.n_views > 1) {
             double t_full = stage_median(full.seconds, a.runs);
             double t_enc = stage_median(encode.seconds, a.runs);
@@ -716,27 +859,15 @@ int main(int argc, char **argv)
         printf("audio       %8.1f ms features + encode of 30 s (features alone %.1f ms: %.1f %% "
                "of it)\n", t_all * 1e3, stage_median(features, a.runs) * 1e3,
                100 * ratio_median(features, audio.seconds, a.runs));
-        report_gemm(&audio, "audio", a.runs);
+        report_gemm(&audio, "audio", a.runs, a.threads);
     }
     if (a.text) {
         double t_pre = stage_median(prefill.seconds, a.runs);
-        double t_dec = stage_median(decode.seconds, a.runs);
         printf("prefill     %8.1f tokens/s (%d tokens in %.1f ms)\n", a.n_prompt / t_pre,
                a.n_prompt, t_pre * 1e3);
-        report_gemm(&prefill, "prefill", a.runs);
-        printf("decode      %8.2f tokens/s (%.2f ms per token; %ld GEMV + %ld GEMM calls per "
-               "token)\n", 1 / t_dec, t_dec * 1e3, decode.last.gemv_calls / (a.n_gen - 1),
-               decode.last.gemm_calls / (a.n_gen - 1));
-        printf("  weights read per token %.1f MiB -> %.1f GB/s; at triad bandwidth (%.1f GB/s) "
-               "%.2f ms: %.0f %% of that bound\n", ft.token_bytes / 1048576,
-               ft.token_bytes / t_dec * 1e-9,
-               ft.token_bytes / stage_median(decode.bound, a.runs) * 1e-9,
-               stage_median(decode.bound, a.runs) * 1e3,
-               100 * ratio_median(decode.bound, decode.seconds, a.runs));
-        printf("  at read-only bandwidth (%.1f GB/s) %.2f ms: %.0f %% of that bound\n",
-               ft.token_bytes / stage_median(decode.read_bound, a.runs) * 1e-9,
-               stage_median(decode.read_bound, a.runs) * 1e3,
-               100 * ratio_median(decode.read_bound, decode.seconds, a.runs));
+        report_gemm(&prefill, "prefill", a.runs, a.threads);
+        report_decode(&decode, "decode", a.n_prompt, &ft, &a);
+        report_decode(&decode_empty, "decode", 1, &ft, &a);
     }
 
     /* | files | threads | load ms | peak RSS / (weights + KV) | image ms | encode GEMM % |

@@ -112,12 +112,19 @@ typedef enum mm_opt_type {
  * size; "high" is the model's tiling (LLaVA-1.6: a grid of tiles chosen from the file's
  * pinpoints plus an overview) when the model has one; "auto" is high when the model tiles,
  * else low. mm_image_token_count says what an image costs at each level.
+ * Matrix precision (MM_OPT_MATMUL_PRECISION, read where threads are started: sessions, image
+ * encoding): "bf16" multiplies batches of rows (prompts, image patches) in bf16 with f32 sums,
+ * where the processor has AVX512_BF16 (elsewhere, and for quantized weights, in f32); about 3
+ * significant digits per product instead of 7 (docs/performance.md gives the measured effect).
+ * Single tokens are decoded alike in both. Any other value is MM_ERR_ARG from the call that
+ * reads it.
  * Threads: MM_OPT_N_THREADS sizes libmm's own threads; the matrix products run on OpenBLAS's
  * threads, which libmm leaves as the host set them (OPENBLAS_NUM_THREADS, or
  * openblas_set_num_threads): give both the same count (docs/performance.md). */
 typedef enum mm_opt {
     MM_OPT_N_THREADS       = 100, /* int, libmm's own compute threads; default 0 = one per CPU */
     MM_OPT_USE_MMAP        = 101, /* int 0/1, map model files instead of reading them; default 1 */
+    MM_OPT_MATMUL_PRECISION = 102, /* string: "f32" (default) or "bf16" (below) */
     MM_OPT_N_CTX           = 200, /* int, context length in tokens; default 0 = model's trained */
     MM_OPT_MAX_TOKENS      = 201, /* int, tokens one generate call may produce; default 256 */
     MM_OPT_SEED            = 202, /* int, sampler seed; default 0 */

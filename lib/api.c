@@ -384,6 +384,12 @@ typedef struct {
 static mm_status compute_begin(compute *c, const mm_options *options)
 {
     MMI_TRY(mmi_exec_init(&c->exec, (int)mmi_opt_int(options, MM_OPT_N_THREADS)));
+    mm_status st = mmi_exec_set_precision(&c->exec, mmi_opt_string(options,
+                                                                   MM_OPT_MATMUL_PRECISION));
+    if (st != MM_OK) {
+        mmi_exec_free(&c->exec);
+        return st;
+    }
     c->previous = mmi_exec_bind(&c->exec);
     return MM_OK;
 }

@@ -154,6 +154,9 @@ mm_status mmi_session_create(mm_model *model, const mm_options *options, mm_sess
     if (st == MM_OK)
         st = mmi_exec_init(&s->exec, (int)mmi_opt_int(options, MM_OPT_N_THREADS));
     if (st == MM_OK)
+        st = mmi_exec_set_precision(&s->exec,
+                                    mmi_opt_string(options, MM_OPT_MATMUL_PRECISION));
+    if (st == MM_OK)
         st = mmi_sampler_init(&s->sampler, c->n_vocab);
     if (st == MM_OK && s->tok)
         st = mmi_detok_stream_init(&s->detok, s->tok, 0);

@@ -8,6 +8,7 @@
  * read from the case's io.safetensors; outputs are written under the case's tensor names, with
  * the names of the inputs used listed in the file's __metadata__ ("inputs"). One function per
  * model class: add yours to `classes` below. Sizes and settings come from the files only. */
+#include <dlfcn.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,6 +19,8 @@
 #include "decoder.h"
 #include "mm.h"
 #include "model.h"
+#include "ops.h"
+#include "sbgemm_by_sgemm.h"
 #include "resampler.h"
 #include "safetensors.h"
 #include "tower_audio.h"
@@ -80,6 +83,12 @@ static void *xmalloc(size_t n)
         die("out of memory (%zu bytes)", n);
     return p;
 }
+
+/* MM_PARITY_PRECISION=bf16 (hf_parity_bf16): every computation with MM_OPT_MATMUL_PRECISION
+ * set so; NULL otherwise. */
+static mm_options *compute_options;
+
+
 
 /* Record a float output of the given shape (copied). */
 static void put_f32(dump *d, const char *name, const float *data, int ndim, ...)
@@ -239,7 +248,8 @@ static void put_encoded(dump *d, const char *name, const float *px, int B, int H
     size_t n_tokens = 0, n_embd = 0;
     for (int b = 0; b < B; b++) {
         mm_embeddings *e;
-        check(mm_image_encode_pixels(d->model, px + (size_t)b * 3 * H * W, W, H, NULL, &e),
+        check(mm_image_encode_pixels(d->model, px + (size_t)b * 3 * H * W, W, H,
+                                     compute_options, &e),
               "mm_image_encode_pixels");
         n_tokens = mm_embeddings_n_tokens(e);
         n_embd = mm_embeddings_n_embd(e);
@@ -273,6 +283,8 @@ static void check_token_counts(dump *d)
             mm_options *o;
             check(mm_options_create(&o), "options");
             check(mm_options_set_string(o, MM_OPT_IMAGE_DETAIL, details[j]), "detail");
+            if (compute_options)
+                check(mm_options_set_string(o, MM_OPT_MATMUL_PRECISION, "bf16"), "precision");
             size_t count;
             int views;
             check(mm_image_token_count(d->model, w, h, o, &count, &views), "token count");
@@ -396,6 +408,8 @@ static void put_language_model(dump *d, const int32_t *ids, int T, int32_t image
     check(mm_options_create(&o), "options");
     check(mm_options_set_int(o, MM_OPT_N_CTX, T + G), "n_ctx");
     check(mm_options_set_int(o, MM_OPT_MAX_TOKENS, G), "max_tokens");
+    if (compute_options)
+        check(mm_options_set_string(o, MM_OPT_MATMUL_PRECISION, "bf16"), "precision");
     mm_session *s;
     check(mm_session_create(d->model, o, &s), "mm_session_create");
     mm_options_free(o);
@@ -631,7 +645,7 @@ static void dump_llava_next(dump *d)
     put_f32(d, "tile_features", tiles, 3, (int64_t)N, (int64_t)per_view, (int64_t)E);
 
     mm_embeddings *e;
-    check(mm_image_encode(d->model, image, NULL, &e), "mm_image_encode");
+    check(mm_image_encode(d->model, image, compute_options, &e), "mm_image_encode");
     size_t rows = mm_embeddings_n_tokens(e);
     if (rows != count)
         die("mm_image_encode made %zu rows, mm_image_token_count said %zu", rows, count);
@@ -1001,6 +1015,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "parity_dump: model class %s not implemented\n", argv[1]);
         return NOT_IMPLEMENTED;
     }
+    /* bf16: public calls get the option, internal ones (the prefill pass) a bound bf16 exec. */
+    const char *precision = getenv("MM_PARITY_PRECISION");
+    static mmi_exec exec;
+    if (precision) {
+        if (!dlsym(RTLD_DEFAULT, "cblas_sbgemm"))
+            mmi_ops_sbgemm_hook(sbgemm_by_sgemm);
+        check(mm_options_create(&compute_options), "options");
+        check(mm_options_set_string(compute_options, MM_OPT_MATMUL_PRECISION, precision),
+              "precision");
+        check(mmi_exec_init(&exec, 2), "threads");
+        check(mmi_exec_set_precision(&exec, precision), "precision");
+        if (!exec.bf16)
+            die("matmul precision %s does not take effect here", precision);
+        mmi_exec_bind(&exec);
+    }
     static dump d;
     d.gguf_dir = argv[2];
     snprintf(d.case_dir, sizeof d.case_dir, "%s", argv[3]);
@@ -1017,5 +1046,10 @@ int main(int argc, char **argv)
         free(d.out[i].data);
     st_free(&d.io);
     mm_model_free(d.model);
+    if (precision) {
+        mmi_exec_bind(NULL);
+        mmi_exec_free(&exec);
+        mm_options_free(compute_options);
+    }
     return 0;
 }

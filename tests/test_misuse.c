@@ -689,6 +689,12 @@ static void m_mm_image_encode(void)
     EXPECT(mm_image_encode(llava, image, o, &e), MM_ERR_ARG);
     ck_assert_ptr_null(e);
     mm_options_free(o);
+    o = new_options();
+    ck_assert_ok(mm_options_set_string(o, MM_OPT_MATMUL_PRECISION, "F32 "));
+    e = SENTINEL;
+    EXPECT(mm_image_encode(llava, image, o, &e), MM_ERR_ARG);
+    ck_assert_ptr_null(e);
+    mm_options_free(o);
 }
 
 static void m_mm_image_token_count(void)
@@ -951,6 +957,15 @@ static void m_mm_session_create(void)
     s = SENTINEL;
     EXPECT(mm_session_create(llava, o, &s), MM_ERR_ARG);
     ck_assert_ptr_null(s);
+    mm_options_free(o);
+    o = new_options();
+    ck_assert_ok(mm_options_set_string(o, MM_OPT_MATMUL_PRECISION, "fp8"));
+    s = SENTINEL;
+    EXPECT(mm_session_create(llava, o, &s), MM_ERR_ARG);
+    ck_assert_ptr_null(s);
+    ck_assert_ok(mm_options_set_string(o, MM_OPT_MATMUL_PRECISION, "bf16"));
+    ck_assert_ok(mm_session_create(llava, o, &s)); /* f32 where the CPU has no bf16 products */
+    mm_session_free(s);
     mm_options_free(o);
 }
 

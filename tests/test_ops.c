@@ -8,6 +8,7 @@
 
 #include "ops.h"
 #include "pool.h"
+#include "sbgemm_by_sgemm.h"
 #include "testutil.h"
 #include "vec.h"
 
@@ -376,6 +377,16 @@ static float hp_input(int r, int i)
     return (float)((r * 5 + i) % 9 - 4) / 8.0f;
 }
 
+static int sbgemm_calls;
+
+static void counted_sbgemm(int order, int ta, int tb, int m, int n, int k, float alpha,
+                           const uint16_t *a, int lda, const uint16_t *b, int ldb, float beta,
+                           float *c, int ldc)
+{
+    sbgemm_calls++;
+    sbgemm_by_sgemm(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
 START_TEST(linear_half_precision)
 {
     /* f32, f16 and bf16 copies of one matrix give the same, exact products: one row by dot
@@ -425,6 +436,46 @@ START_TEST(linear_half_precision)
         for (int i = 0; i < 8; i++)
             ck_assert_float_eq(row[i], hp_weight(77, i));
     }
+    /* Products of one input as one job (f16 and bf16, one row) or one by one (with f32): the
+     * same exact values, bound and unbound. */
+    float y2[3][HP_OUT];
+    for (int bind = 0; bind < 2; bind++) {
+        const mmi_exec *previous = mmi_exec_bind(bind ? &exec : NULL);
+        const mmi_product each[3] = {{y2[0], &m[1], bias}, {y2[1], &m[2], NULL},
+                                     {y2[2], &m[0], bias}};
+        for (int count = 2; count <= 3; count++) {
+            memset(y2, 0, sizeof y2);
+            mmi_linear_each(x, 1, each, count);
+            ck_all_near(y2[0], want, HP_OUT, 0);
+            for (int o = 0; o < HP_OUT; o++)
+                ck_assert_float_eq(y2[1][o], (float)(want[o] - bias[o]));
+            if (count == 3)
+                ck_all_near(y2[2], want, HP_OUT, 0);
+        }
+        mmi_exec_bind(previous);
+    }
+    /* bf16 products (MM_OPT_MATMUL_PRECISION): the values are exact in bf16, so the results are
+     * exact too, from f32 weights (converted per block), f16 (converted) and bf16 (read where
+     * they lie), each in blocks of 32, 32 and 16 rows; through the contract's stand-in, which
+     * counts the calls, on any processor. */
+    ck_assert_int_eq(mmi_exec_set_precision(&exec, "f64"), MM_ERR_ARG);
+    mmi_ops_sbgemm_hook(counted_sbgemm);
+    ck_assert_ok(mmi_exec_set_precision(&exec, "bf16"));
+    ck_assert_int_eq(exec.bf16, 1);
+    for (int t = 0; t < 3; t++) {
+        const mmi_exec *previous = mmi_exec_bind(&exec);
+        sbgemm_calls = 0;
+        mmi_linear(y, x, HP_N, &m[t], bias);
+        ck_assert_int_eq(sbgemm_calls, 3);
+        mmi_linear(y + HP_OUT, x, 1, &m[t], NULL); /* one row: not a product of rows */
+        ck_assert_int_eq(sbgemm_calls, 3);
+        mmi_linear(y, x, HP_N, &m[t], bias);
+        mmi_exec_bind(previous);
+        ck_all_near(y, want, HP_N * HP_OUT, 0);
+    }
+    mmi_ops_sbgemm_hook(NULL);
+    ck_assert_ok(mmi_exec_set_precision(&exec, "f32"));
+    ck_assert_int_eq(exec.bf16, 0);
     mmi_exec_free(&exec);
     free(w32);
     free(w16);
@@ -653,12 +704,54 @@ static void check_vector_kernels(void)
     }
 }
 
-START_TEST(vector_kernels_both_paths)
+/* The weight-streaming kernels of one level against the portable ones on rows long enough for
+ * every loop of the wide variants (4096 + 45 values): the sums differ only by float rounding in
+ * another order, bounded by n * 2^-24 * sum |w x| (here 4141 * 6e-8 < 2.5e-4 of the magnitude). */
+static void check_against_portable(int level)
 {
-    mmi_vec_allow_simd(0);
-    check_vector_kernels();
-    mmi_vec_allow_simd(1);
-    check_vector_kernels();
+    enum { N = 4141, STRIDE = 4160 };
+    static float x[N], w[4 * STRIDE], got[2][6][4]; /* [portable, level][kernel][row] */
+    static uint16_t h[4 * STRIDE], bf[4 * STRIDE];
+    unsigned seed = 29;
+    for (int i = 0; i < N; i++)
+        x[i] = noise(&seed);
+    for (int i = 0; i < 4 * STRIDE; i++) {
+        w[i] = noise(&seed);
+        h[i] = mmi_f32_to_f16(w[i]);
+        bf[i] = mmi_f32_to_bf16(w[i]);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        int want = pass ? level : MMI_VEC_PORTABLE;
+        ck_assert_int_eq(mmi_vec_simd_limit(want), want);
+        mmi_vec_dot4(w, STRIDE, x, N, got[pass][0]);
+        mmi_vec_dot4_f16(h, STRIDE, x, N, got[pass][1]);
+        mmi_vec_dot4_bf16(bf, STRIDE, x, N, got[pass][2]);
+        for (int r = 0; r < 4; r++) {
+            got[pass][3][r] = mmi_vec_dot(w + r * STRIDE, x, N);
+            got[pass][4][r] = mmi_vec_dot_f16(h + r * STRIDE, x, N);
+            got[pass][5][r] = mmi_vec_dot_bf16(bf + r * STRIDE, x, N);
+        }
+    }
+    for (int r = 0; r < 4; r++) {
+        double mag = 0;
+        for (int i = 0; i < N; i++)
+            mag += fabs((double)x[i] * w[r * STRIDE + i]);
+        for (int k = 0; k < 6; k++)
+            ck_assert_msg(fabs(got[1][k][r] - got[0][k][r]) <= 2.5e-4 * mag,
+                          "level %d kernel %d row %d: %.9g, portable %.9g", level, k, r,
+                          (double)got[1][k][r], (double)got[0][k][r]);
+    }
+}
+
+START_TEST(vector_kernels_every_path)
+{
+    int available = mmi_vec_simd_limit(MMI_VEC_AVX512);
+    for (int level = MMI_VEC_PORTABLE; level <= available; level++) {
+        ck_assert_int_eq(mmi_vec_simd_limit(level), level);
+        check_vector_kernels();
+        check_against_portable(level);
+    }
+    mmi_vec_simd_limit(MMI_VEC_AVX512);
 }
 END_TEST
 
@@ -679,7 +772,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, attention_strided_fused_rows);
     tcase_add_test(tc, attention_in_blocks_and_by_rows);
     tcase_add_test(tc, linear_half_precision);
-    tcase_add_test(tc, vector_kernels_both_paths);
+    tcase_add_test(tc, vector_kernels_every_path);
     suite_add_tcase(s, tc);
     TCase *threads = tcase_create("threads");
     tcase_add_test(threads, pool_runs_every_item_once);

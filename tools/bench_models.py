@@ -27,8 +27,9 @@ converters write them:
                values.
 
 Weights are N(0, 0.02) (HF's initialisation), norms 1, biases 0: activations stay in the normal
-float range, so no denormals distort the timing. No tokenizer is written: the benchmark feeds
-token ids.
+float range, so no denormals distort the timing. The decoders carry the LLaMA SentencePiece
+vocabulary of tests/vectors/tokenizer/ggml-vocab-llama-spm.gguf (32000 tokens, the same size), so
+that llama.cpp loads the same files (tools/bench-peer.sh); mm-bench itself feeds token ids.
 """
 
 import os
@@ -37,7 +38,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gguf import GGUFWriter  # noqa: E402
+from gguf import GGUFReader, GGUFWriter  # noqa: E402
 
 VISION = {
     # name: image size, patch, width, FFN, blocks, heads, feature layer, projector width
@@ -57,6 +58,8 @@ BLOCKS = {"q8_0": (32, 34, [0]), "q4_0": (32, 18, [0]), "q4_k": (256, 144, [0, 2
 FILE_TYPES = {"f32": 0, "f16": 1, "q8_0": 7, "q4_0": 2, "q4_k_m": 15}
 
 rng = np.random.default_rng(1234)
+VOCAB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "vectors",
+                     "tokenizer", "ggml-vocab-llama-spm.gguf")
 
 
 def normal(*shape):
@@ -204,6 +207,10 @@ def write_llama(path, spec, dtype):
     w.add("llama.attention.layer_norm_rms_epsilon", 1e-5)
     w.add("llama.rope.freq_base", 10000.0)
     w.add("llama.rope.dimension_count", hd)
+    vocab = GGUFReader(VOCAB)
+    for key, value in vocab.kv.items():
+        if key.startswith("tokenizer."):
+            w.add(key, value, type=vocab.types[key])
     matrix("token_embd.weight", c["vocab"], E)
     for i in range(c["layers"]):
         p = "blk.%d." % i
@@ -226,11 +233,10 @@ def spec_of(name):
         return "libmm bench %s %s" % (name, VISION[name])
     if name == "whisper-base":
         return "libmm bench %s %s" % (name, WHISPER_BASE)
-    return "libmm bench %s %s" % (name, sorted(LLAMA.items()))
+    return "libmm bench %s %s + llama-spm vocabulary" % (name, sorted(LLAMA.items()))
 
 
 def existing_spec(path):
-    from gguf import GGUFReader
     try:
         return GGUFReader(path).kv.get("general.description")
     except (OSError, ValueError):

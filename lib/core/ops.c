@@ -9,7 +9,9 @@
 #include "ops.h"
 
 #include <cblas.h>
+#include <dlfcn.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -39,6 +41,42 @@ void mmi_exec_free(mmi_exec *e)
     mmi_pool_free(e->pool);
     mmi_free(e->scratch);
     *e = (mmi_exec){0};
+}
+
+/* OpenBLAS's bf16 GEMM, looked up at run time: builds without BUILD_BFLOAT16 (Debian's 0.3.21
+ * among them) have none, and then bf16 precision stays f32. */
+static _Atomic(mmi_sbgemm_fn) sbgemm_hook;
+
+static mmi_sbgemm_fn sbgemm(void)
+{
+    static _Atomic(mmi_sbgemm_fn) found;
+    static atomic_int looked;
+    mmi_sbgemm_fn hook = atomic_load(&sbgemm_hook);
+    if (hook)
+        return hook;
+    if (!atomic_load(&looked)) {
+        void *symbol = dlsym(RTLD_DEFAULT, "cblas_sbgemm");
+        mmi_sbgemm_fn fn;
+        memcpy(&fn, &symbol, sizeof fn); /* ISO C has no object-to-function pointer cast */
+        atomic_store(&found, fn);
+        atomic_store(&looked, 1);
+    }
+    return atomic_load(&found);
+}
+
+void mmi_ops_sbgemm_hook(mmi_sbgemm_fn fn)
+{
+    atomic_store(&sbgemm_hook, fn);
+}
+
+mm_status mmi_exec_set_precision(mmi_exec *e, const char *precision)
+{
+    if (precision && strcmp(precision, "f32") != 0 && strcmp(precision, "bf16") != 0)
+        return mmi_fail(MM_ERR_ARG, "matmul_precision \"%s\" is not \"f32\" or \"bf16\"",
+                        precision);
+    e->bf16 = precision && strcmp(precision, "bf16") == 0 && sbgemm() &&
+              (atomic_load(&sbgemm_hook) || mmi_vec_has_bf16_products());
+    return MM_OK;
 }
 
 const mmi_exec *mmi_exec_bind(const mmi_exec *e)
@@ -271,6 +309,71 @@ static void linear_quantized(float *y, const float *x, int n, const mmi_matrix *
             mmi_add(y + i * n_out, bias, n_out);
 }
 
+/* ---- bf16 products ---- */
+
+typedef struct {
+    const void *src;
+    uint16_t *dst;
+    size_t width;
+    mmi_tensor_type type;
+} bf16_job;
+
+static void to_bf16_range(void *ctx, size_t begin, size_t end)
+{
+    const bf16_job *j = ctx;
+    size_t from = begin * j->width, n = (end - begin) * j->width;
+    if (j->type == MMI_TENSOR_F16)
+        mmi_vec_f16_to_bf16((const uint16_t *)j->src + from, j->dst + from, n);
+    else
+        mmi_vec_f32_to_bf16((const float *)j->src + from, j->dst + from, n);
+}
+
+/* rows x width values of an f32 or f16 matrix to bf16, on the pool. */
+static void rows_to_bf16(const void *src, mmi_tensor_type type, size_t rows, size_t width,
+                         uint16_t *dst)
+{
+    bf16_job j = {src, dst, width, type};
+    parallel_for(rows, grain_rows(width), to_bf16_range, &j);
+}
+
+/* y (n rows) = beta y + x Wᵀ with cblas_sbgemm: the activations in batches of rows and the
+ * weights in blocks of rows, each converted to bf16 into one half of the scratch (bf16 weights
+ * are used where they lie). false when a row does not fit the scratch: the caller goes on in f32. */
+static int linear_bf16(float *y, const float *x, int n, const mmi_matrix *w, float beta)
+{
+    size_t n_in = (size_t)w->n_in, n_out = (size_t)w->n_out;
+    size_t half = MMI_EXEC_SCRATCH; /* uint16 values in each half of the scratch */
+    size_t x_rows = half / n_in, w_rows = half / n_in;
+    if (w_rows < 16 || (w->type != MMI_TENSOR_F32 && w->type != MMI_TENSOR_F16 &&
+                        w->type != MMI_TENSOR_BF16))
+        return 0; /* quantized types: converted to f32 blocks */
+    uint16_t *xb = (uint16_t *)bound->scratch, *wb = xb + half;
+    for (size_t i0 = 0; i0 < (size_t)n; i0 += x_rows) {
+        size_t rows_x = (size_t)n - i0 < x_rows ? (size_t)n - i0 : x_rows;
+        rows_to_bf16(x + i0 * n_in, MMI_TENSOR_F32, rows_x, n_in, xb);
+        for (size_t o = 0; o < n_out; o += w_rows) {
+            size_t rows = n_out - o < w_rows ? n_out - o : w_rows;
+            const uint16_t *block = wb;
+            if (w->type == MMI_TENSOR_BF16)
+                block = (const uint16_t *)row_data(w, o);
+            else
+                rows_to_bf16(row_data(w, o), w->type, rows, n_in, wb);
+            blas_begins();
+            sbgemm()(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows_x, (int)rows, (int)n_in,
+                     1.0f, xb, (int)n_in, block, (int)n_in, beta, y + i0 * n_out + o, (int)n_out);
+        }
+    }
+    return 1;
+}
+
+/* The dot kernel's case of mmi_linear: one row, or no scratch to convert blocks in. */
+static int takes_dot_path(const mmi_matrix *w, int n)
+{
+    int block_rows = (int)(MMI_EXEC_SCRATCH / (size_t)w->n_in);
+    return (w->type == MMI_TENSOR_F16 || w->type == MMI_TENSOR_BF16) &&
+           (n == 1 || !bound || block_rows < 16);
+}
+
 void mmi_linear(float *y, const float *x, int n, const mmi_matrix *w, const float *bias)
 {
     if (n <= 0)
@@ -285,8 +388,7 @@ void mmi_linear(float *y, const float *x, int n, const mmi_matrix *w, const floa
         linear_quantized(y, x, n, w, bias);
         return;
     }
-    int half = w->type != MMI_TENSOR_F32;
-    if (half && (n == 1 || !bound || block_rows < 16)) {
+    if (takes_dot_path(w, n)) {
         parallel_for((size_t)n_out, grain_rows((size_t)n * n_in), dot_range, &j);
         return;
     }
@@ -297,7 +399,9 @@ void mmi_linear(float *y, const float *x, int n, const mmi_matrix *w, const floa
             memcpy(y + (size_t)i * n_out, bias, (size_t)n_out * sizeof(float));
         beta = 1.0f;
     }
-    if (!half) {
+    if (n > 1 && bound && bound->bf16 && linear_bf16(y, x, n, w, beta))
+        return;
+    if (w->type == MMI_TENSOR_F32) {
         blas_begins();
         if (n == 1)
             cblas_sgemv(CblasRowMajor, CblasNoTrans, n_out, n_in, 1.0f, w->data, n_in, x, 1,
@@ -315,6 +419,47 @@ void mmi_linear(float *y, const float *x, int n, const mmi_matrix *w, const floa
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, n_in, 1.0f, x, n_in,
                     j.block, n_in, beta, y + j.first, n_out);
     }
+}
+
+/* The products of mmi_linear_each, their rows end to end. */
+#define MAX_PRODUCTS 4
+
+typedef struct {
+    linear_job part[MAX_PRODUCTS];
+    size_t first[MAX_PRODUCTS + 1]; /* part i holds rows [first[i], first[i + 1]) */
+    int count;
+} each_job;
+
+static void each_range(void *ctx, size_t begin, size_t end)
+{
+    const each_job *j = ctx;
+    for (int i = 0; i < j->count && begin < end; i++) {
+        if (begin >= j->first[i + 1])
+            continue;
+        size_t stop = end < j->first[i + 1] ? end : j->first[i + 1];
+        dot_range((void *)&j->part[i], begin - j->first[i], stop - j->first[i]);
+        begin = stop;
+    }
+}
+
+void mmi_linear_each(const float *x, int n, const mmi_product *p, int count)
+{
+    /* Parts of whole groups of 8 rows: chunks start at multiples of 8, so each part's rows go
+     * in the same groups of four whatever the chunking (results independent of threads). */
+    int fuse = n > 0 && count <= MAX_PRODUCTS;
+    for (int i = 0; fuse && i < count; i++)
+        fuse = takes_dot_path(p[i].w, n) && p[i].w->n_out % 8 == 0 && p[i].w->n_in == p[0].w->n_in;
+    if (!fuse) {
+        for (int i = 0; i < count; i++)
+            mmi_linear(p[i].y, x, n, p[i].w, p[i].bias);
+        return;
+    }
+    each_job j = {.count = count};
+    for (int i = 0; i < count; i++) {
+        j.part[i] = (linear_job){p[i].y, x, n, p[i].w, p[i].bias, NULL, 0};
+        j.first[i + 1] = j.first[i] + (size_t)p[i].w->n_out;
+    }
+    parallel_for(j.first[count], grain_rows((size_t)n * p[0].w->n_in), each_range, &j);
 }
 
 /* ---- norms ---- */
@@ -620,47 +765,59 @@ static void block_softmax_range(void *ctx, size_t begin, size_t end)
     }
 }
 
-/* Heads [begin, end) of a single query row (a decoded token) by single-row products, keys in
- * chunks with a running softmax: scores of a chunk, then the earlier sum rescaled to the new
- * maximum. Needs no scratch, so the heads can run in parallel. */
+/* A single query row (a decoded token) by single-row products, keys in chunks with a running
+ * softmax: scores of a chunk, then the earlier sum rescaled to the new maximum. The work items
+ * are batches of up to GROUP_BATCH heads that share one KV head (GQA): each chunk of keys and
+ * values is read from memory once for the batch and from the cache for its other heads. Needs
+ * no scratch, so the batches can run in parallel. */
 #define KEY_CHUNK 256
+#define GROUP_BATCH 8
 
 static void one_row_range(void *ctx, size_t begin, size_t end)
 {
     const attention_job *j = ctx;
-    size_t hd = (size_t)j->head_dim;
-    float scores[KEY_CHUNK];
-    for (size_t h = begin; h < end; h++) {
-        const float *qh = j->q + h * hd;
-        const float *kh = j->k + h / (size_t)j->group * hd;
-        const float *vh = j->v + h / (size_t)j->group * hd;
-        float *oh = j->out + h * hd;
-        float max = -INFINITY, sum = 0.0f;
-        memset(oh, 0, hd * sizeof(float));
+    size_t hd = (size_t)j->head_dim, group = (size_t)j->group;
+    size_t batches = (group + GROUP_BATCH - 1) / GROUP_BATCH; /* per KV head */
+    float scores[KEY_CHUNK], max[GROUP_BATCH], sum[GROUP_BATCH];
+    for (size_t item = begin; item < end; item++) {
+        size_t kv_head = item / batches, h0 = kv_head * group + item % batches * GROUP_BATCH;
+        size_t n_heads = (kv_head + 1) * group - h0 < GROUP_BATCH ? (kv_head + 1) * group - h0
+                                                                  : GROUP_BATCH;
+        const float *kh = j->k + kv_head * hd, *vh = j->v + kv_head * hd;
+        for (size_t b = 0; b < n_heads; b++) {
+            max[b] = -INFINITY, sum[b] = 0.0f;
+            memset(j->out + (h0 + b) * hd, 0, hd * sizeof(float));
+        }
         int first = j->window && j->n_kv > j->window ? j->n_kv - j->window : 0;
         for (int t0 = first; t0 < j->n_kv; t0 += KEY_CHUNK) {
             int n = j->n_kv - t0 < KEY_CHUNK ? j->n_kv - t0 : KEY_CHUNK;
-            int t = 0;
-            for (; t + 4 <= n; t += 4) {
-                mmi_vec_dot4(kh + (size_t)(t0 + t) * j->kv_stride, (size_t)j->kv_stride, qh, hd,
-                             scores + t);
-                for (int r = 0; r < 4; r++)
-                    scores[t + r] *= j->scale;
+            for (size_t b = 0; b < n_heads; b++) {
+                const float *qh = j->q + (h0 + b) * hd;
+                float *oh = j->out + (h0 + b) * hd;
+                int t = 0;
+                for (; t + 4 <= n; t += 4) {
+                    mmi_vec_dot4(kh + (size_t)(t0 + t) * j->kv_stride, (size_t)j->kv_stride, qh,
+                                 hd, scores + t);
+                    for (int r = 0; r < 4; r++)
+                        scores[t + r] *= j->scale;
+                }
+                for (; t < n; t++)
+                    scores[t] = j->scale *
+                                mmi_vec_dot(kh + (size_t)(t0 + t) * j->kv_stride, qh, hd);
+                float chunk_max = mmi_vec_max(scores, (size_t)n);
+                if (chunk_max > max[b]) {
+                    float rescale = expf(max[b] - chunk_max);
+                    mmi_vec_scale(oh, hd, rescale);
+                    sum[b] *= rescale;
+                    max[b] = chunk_max;
+                }
+                sum[b] += mmi_vec_exp_sum(scores, (size_t)n, max[b]);
+                for (int t = 0; t < n; t++)
+                    mmi_vec_axpy(oh, scores[t], vh + (size_t)(t0 + t) * j->kv_stride, hd);
             }
-            for (; t < n; t++)
-                scores[t] = j->scale * mmi_vec_dot(kh + (size_t)(t0 + t) * j->kv_stride, qh, hd);
-            float chunk_max = mmi_vec_max(scores, (size_t)n);
-            if (chunk_max > max) {
-                float rescale = expf(max - chunk_max);
-                mmi_vec_scale(oh, hd, rescale);
-                sum *= rescale;
-                max = chunk_max;
-            }
-            sum += mmi_vec_exp_sum(scores, (size_t)n, max);
-            for (int t = 0; t < n; t++)
-                mmi_vec_axpy(oh, scores[t], vh + (size_t)(t0 + t) * j->kv_stride, hd);
         }
-        mmi_vec_scale(oh, hd, 1.0f / sum);
+        for (size_t b = 0; b < n_heads; b++)
+            mmi_vec_scale(j->out + (h0 + b) * hd, hd, 1.0f / sum[b]);
     }
 }
 
@@ -707,7 +864,8 @@ static void attend(float *out, int out_stride, const float *q, int q_stride, con
                        head_dim, 1.0f / sqrtf((float)head_dim), scratch, causal, 0, 0,
                        causal ? window : 0};
     if (n_q == 1) {
-        parallel_for((size_t)n_head, 2, one_row_range, &j);
+        size_t batches = (size_t)(j.group + GROUP_BATCH - 1) / GROUP_BATCH;
+        parallel_for((size_t)n_kv_head * batches, 1, one_row_range, &j);
         return;
     }
     int n_blocks = (n_q + QUERY_BLOCK - 1) / QUERY_BLOCK;

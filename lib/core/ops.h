@@ -19,6 +19,7 @@
 typedef struct {
     mmi_pool *pool;
     float *scratch;
+    int bf16; /* products of several rows in bf16 (cblas_sbgemm), f32 accumulation */
 } mmi_exec;
 
 #define MMI_EXEC_SCRATCH ((size_t)1 << 21) /* 8 MiB: a block of rows of the widest matrix */
@@ -26,6 +27,16 @@ typedef struct {
 /* A pool of n_threads (0 = one per CPU) and the scratch; MM_ERR_NOMEM. */
 mm_status mmi_exec_init(mmi_exec *e, int n_threads);
 void mmi_exec_free(mmi_exec *e);
+/* MM_OPT_MATMUL_PRECISION: "f32" (NULL: the default) or "bf16", which takes effect where the
+ * processor multiplies bf16 (AVX512_BF16; elsewhere the products stay f32). MM_ERR_ARG for
+ * another value. */
+mm_status mmi_exec_set_precision(mmi_exec *e, const char *precision);
+/* cblas_sbgemm's signature (OpenBLAS: enum values as int, bf16 as uint16_t). */
+typedef void (*mmi_sbgemm_fn)(int order, int trans_a, int trans_b, int m, int n, int k,
+                              float alpha, const uint16_t *a, int lda, const uint16_t *b, int ldb,
+                              float beta, float *c, int ldc);
+/* Test hook: run bf16 products through fn (NULL: OpenBLAS's, if it has one), on any processor. */
+void mmi_ops_sbgemm_hook(mmi_sbgemm_fn fn);
 /* Bind e (or NULL) to the calling thread; returns the binding it replaces, to restore. */
 const mmi_exec *mmi_exec_bind(const mmi_exec *e);
 
@@ -54,6 +65,16 @@ void mmi_matrix_row(const mmi_matrix *w, int r, float *out);
  * time for cblas_sgemm as F16. */
 #define MMI_QUANT_DOT_ROWS 4
 void mmi_linear(float *y, const float *x, int n, const mmi_matrix *w, const float *bias);
+
+/* Several products of one input (a block's q, k, v; gate and up): as mmi_linear each, but
+ * where all take the dot kernel (f16/bf16 weights, one row) their rows are one job on the pool,
+ * so the threads stream from one matrix into the next without meeting in between. */
+typedef struct {
+    float *y;
+    const mmi_matrix *w;
+    const float *bias;
+} mmi_product;
+void mmi_linear_each(const float *x, int n, const mmi_product *p, int count);
 /* C[m][n] = alpha · A[m][k] · B[n][k]ᵀ + beta · C, with leading dimensions lda, ldb, ldc. */
 void mmi_gemm_nt(int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                  int ldb, float beta, float *c, int ldc);

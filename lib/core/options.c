@@ -35,6 +35,7 @@ static const opt_spec opt_specs[] = {
     {MM_OPT_IMAGE_MAX_TOTAL_PIXELS, "image_max_total_pixels", MM_OPT_TYPE_INT, 1,
      1099511627776.0, 128 << 20},
     {MM_OPT_IMAGE_DETAIL, "image_detail", MM_OPT_TYPE_STRING, 0, 0, 0},
+    {MM_OPT_MATMUL_PRECISION, "matmul_precision", MM_OPT_TYPE_STRING, 0, 0, 0},
     {MM_OPT_AUDIO_MAX_SECONDS, "audio_max_seconds", MM_OPT_TYPE_INT, 1, 86400, 600},
     {MM_OPT_POINTS_MAX_COUNT, "points_max_count", MM_OPT_TYPE_INT, 1, 1 << 30, 1 << 22},
 };

@@ -1,6 +1,7 @@
-/* Vectorised loops (see vec.h): portable C, and AVX2/FMA/F16C variants for x86 chosen at run
- * time. Each public function tries the AVX2 variant on the multiple-of-8 head and finishes the
- * tail (or everything, elsewhere) in plain C. */
+/* Vectorised loops (see vec.h): portable C, AVX2/FMA/F16C variants for x86, and AVX-512
+ * variants of the weight-streaming kernels (dot products, conversions), chosen at run time.
+ * Each public function runs the widest variant allowed on the head it covers (a multiple of 8
+ * or 16 values) and finishes the tail (or everything, elsewhere) in plain C. */
 #include "vec.h"
 
 #include <math.h>
@@ -13,6 +14,7 @@
 #  include <cpuid.h>
 #  include <immintrin.h>
 #  define AVX2 __attribute__((target("avx2,fma,f16c")))
+#  define AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
 #endif
 
 /* ---- portable C ---- */
@@ -74,27 +76,38 @@ static float dot_bf16_c(const uint16_t *w, const float *x, size_t n)
 
 /* ---- AVX2 ---- */
 
-static atomic_int simd_allowed = 1; /* test hook */
+static atomic_int simd_limit = MMI_VEC_AVX512; /* test hook */
 
 #ifdef HAVE_AVX2_VARIANTS
-static int have_avx2(void)
+/* The widest level this processor (and OS, which must save the wider registers: GCC's and
+ * clang's checks include XGETBV) runs, found once. */
+static int cpu_level(void)
 {
-    static atomic_int state; /* 0: not yet known, 1: no, 2: yes */
+    static atomic_int state; /* 0: not yet known, else level + 1 */
     int s = atomic_load_explicit(&state, memory_order_relaxed);
     if (!s) {
         __builtin_cpu_init();
         /* F16C by CPUID: clang before 16 does not know __builtin_cpu_supports("f16c"). */
         unsigned eax, ebx, ecx, edx;
         int f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
-        s = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c ? 2 : 1;
+        int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+        int level = !avx2 ? MMI_VEC_PORTABLE
+                    : __builtin_cpu_supports("avx512f") ? MMI_VEC_AVX512 : MMI_VEC_AVX2;
+        s = level + 1;
         atomic_store_explicit(&state, s, memory_order_relaxed);
     }
-    return s == 2;
+    return s - 1;
+}
+
+static int level_in_use(void)
+{
+    int limit = atomic_load_explicit(&simd_limit, memory_order_relaxed), cpu = cpu_level();
+    return limit < cpu ? limit : cpu;
 }
 
 static int use_avx2(void)
 {
-    return atomic_load_explicit(&simd_allowed, memory_order_relaxed) && have_avx2();
+    return level_in_use() >= MMI_VEC_AVX2;
 }
 
 AVX2 static inline float hsum8(__m256 v)
@@ -260,16 +273,17 @@ DOT4_AVX2(dot4_avx2, float, load_f32)
 DOT4_AVX2(dot4_f16_avx2, uint16_t, load_f16)
 DOT4_AVX2(dot4_bf16_avx2, uint16_t, load_bf16)
 
-#define TO_F32_AVX2(name, load)                                                              \
-    AVX2 static size_t name(const uint16_t *src, float *dst, size_t n)                       \
+/* Conversions to f32, `lanes` values per register (AVX2 and AVX-512 alike). */
+#define TO_F32(name, target, lanes, store, load)                                             \
+    target static size_t name(const uint16_t *src, float *dst, size_t n)                     \
     {                                                                                         \
         size_t i = 0;                                                                         \
-        for (; i + 8 <= n; i += 8)                                                            \
-            _mm256_storeu_ps(dst + i, load(src + i));                                         \
+        for (; i + lanes <= n; i += lanes)                                                    \
+            store(dst + i, load(src + i));                                                    \
         return i;                                                                             \
     }
-TO_F32_AVX2(f16_to_f32_avx2, load_f16)
-TO_F32_AVX2(bf16_to_f32_avx2, load_bf16)
+TO_F32(f16_to_f32_avx2, AVX2, 8, _mm256_storeu_ps, load_f16)
+TO_F32(bf16_to_f32_avx2, AVX2, 8, _mm256_storeu_ps, load_bf16)
 
 AVX2 static size_t axpy_avx2(float *y, float a, const float *x, size_t n)
 {
@@ -280,6 +294,87 @@ AVX2 static size_t axpy_avx2(float *y, float a, const float *x, size_t n)
                                                 _mm256_loadu_ps(y + i)));
     return i;
 }
+
+/* ---- AVX-512 ---- */
+
+/* Sixteen values per register: the weight-streaming loops need half the instructions of the
+ * AVX2 ones per byte, which leaves the load ports to the memory streams. */
+AVX512 static inline __m512 load16_f32(const float *w)
+{
+    return _mm512_loadu_ps(w);
+}
+
+AVX512 static inline __m512 load16_f16(const uint16_t *w)
+{
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)w));
+}
+
+AVX512 static inline __m512 load16_bf16(const uint16_t *w)
+{
+    __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)w));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+}
+
+#define DOT_AVX512(name, type, load)                                                         \
+    AVX512 static size_t name(const type *w, const float *x, size_t n, float *sum)           \
+    {                                                                                         \
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;                           \
+        size_t i = 0;                                                                         \
+        for (; i + 64 <= n; i += 64) {                                                        \
+            s0 = _mm512_fmadd_ps(load(w + i), _mm512_loadu_ps(x + i), s0);                    \
+            s1 = _mm512_fmadd_ps(load(w + i + 16), _mm512_loadu_ps(x + i + 16), s1);          \
+            s2 = _mm512_fmadd_ps(load(w + i + 32), _mm512_loadu_ps(x + i + 32), s2);          \
+            s3 = _mm512_fmadd_ps(load(w + i + 48), _mm512_loadu_ps(x + i + 48), s3);          \
+        }                                                                                     \
+        for (; i + 16 <= n; i += 16)                                                          \
+            s0 = _mm512_fmadd_ps(load(w + i), _mm512_loadu_ps(x + i), s0);                    \
+        *sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1),                      \
+                                                  _mm512_add_ps(s2, s3)));                    \
+        return i;                                                                             \
+    }
+DOT_AVX512(dot_avx512, float, load16_f32)
+DOT_AVX512(dot_f16_avx512, uint16_t, load16_f16)
+DOT_AVX512(dot_bf16_avx512, uint16_t, load16_bf16)
+
+/* Four rows, 32 values of each per step: eight loads of weights in flight. */
+#define DOT4_AVX512(name, type, load)                                                        \
+    AVX512 static size_t name(const type *w, size_t stride, const float *x, size_t n,        \
+                              float out[4])                                                  \
+    {                                                                                         \
+        const type *w1 = w + stride, *w2 = w + 2 * stride, *w3 = w + 3 * stride;              \
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                           \
+        __m512 b0 = a0, b1 = a0, b2 = a0, b3 = a0;                                            \
+        size_t i = 0;                                                                         \
+        for (; i + 32 <= n; i += 32) {                                                        \
+            __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);             \
+            a0 = _mm512_fmadd_ps(load(w + i), x0, a0);                                        \
+            a1 = _mm512_fmadd_ps(load(w1 + i), x0, a1);                                       \
+            a2 = _mm512_fmadd_ps(load(w2 + i), x0, a2);                                       \
+            a3 = _mm512_fmadd_ps(load(w3 + i), x0, a3);                                       \
+            b0 = _mm512_fmadd_ps(load(w + i + 16), x1, b0);                                   \
+            b1 = _mm512_fmadd_ps(load(w1 + i + 16), x1, b1);                                  \
+            b2 = _mm512_fmadd_ps(load(w2 + i + 16), x1, b2);                                  \
+            b3 = _mm512_fmadd_ps(load(w3 + i + 16), x1, b3);                                  \
+        }                                                                                     \
+        for (; i + 16 <= n; i += 16) {                                                        \
+            __m512 x0 = _mm512_loadu_ps(x + i);                                               \
+            a0 = _mm512_fmadd_ps(load(w + i), x0, a0);                                        \
+            a1 = _mm512_fmadd_ps(load(w1 + i), x0, a1);                                       \
+            a2 = _mm512_fmadd_ps(load(w2 + i), x0, a2);                                       \
+            a3 = _mm512_fmadd_ps(load(w3 + i), x0, a3);                                       \
+        }                                                                                     \
+        out[0] = _mm512_reduce_add_ps(_mm512_add_ps(a0, b0));                                 \
+        out[1] = _mm512_reduce_add_ps(_mm512_add_ps(a1, b1));                                 \
+        out[2] = _mm512_reduce_add_ps(_mm512_add_ps(a2, b2));                                 \
+        out[3] = _mm512_reduce_add_ps(_mm512_add_ps(a3, b3));                                 \
+        return i;                                                                             \
+    }
+DOT4_AVX512(dot4_avx512, float, load16_f32)
+DOT4_AVX512(dot4_f16_avx512, uint16_t, load16_f16)
+DOT4_AVX512(dot4_bf16_avx512, uint16_t, load16_bf16)
+
+TO_F32(f16_to_f32_avx512, AVX512, 16, _mm512_storeu_ps, load16_f16)
+TO_F32(bf16_to_f32_avx512, AVX512, 16, _mm512_storeu_ps, load16_bf16)
 #endif /* HAVE_AVX2_VARIANTS */
 
 /* ---- dispatch ---- */
@@ -287,26 +382,80 @@ AVX2 static size_t axpy_avx2(float *y, float a, const float *x, size_t n)
 int mmi_cpu_has_avx2(void)
 {
 #ifdef HAVE_AVX2_VARIANTS
-    return have_avx2();
+    return cpu_level() >= MMI_VEC_AVX2;
 #else
     return 0;
 #endif
 }
 
-int mmi_vec_allow_simd(int allow)
+/* The weight-streaming kernels of one level; each returns how many values it covered. */
+typedef struct {
+    size_t (*dot)(const float *w, const float *x, size_t n, float *sum);
+    size_t (*dot_f16)(const uint16_t *w, const float *x, size_t n, float *sum);
+    size_t (*dot_bf16)(const uint16_t *w, const float *x, size_t n, float *sum);
+    size_t (*dot4)(const float *w, size_t stride, const float *x, size_t n, float out[4]);
+    size_t (*dot4_f16)(const uint16_t *w, size_t stride, const float *x, size_t n, float out[4]);
+    size_t (*dot4_bf16)(const uint16_t *w, size_t stride, const float *x, size_t n,
+                        float out[4]);
+    size_t (*f16_to_f32)(const uint16_t *src, float *dst, size_t n);
+    size_t (*bf16_to_f32)(const uint16_t *src, float *dst, size_t n);
+} stream_kernels;
+
+static size_t none_dot(const float *w, const float *x, size_t n, float *sum)
 {
-    atomic_store(&simd_allowed, allow);
-#ifdef HAVE_AVX2_VARIANTS
-    return have_avx2();
-#else
+    (void)w, (void)x, (void)n, (void)sum;
     return 0;
+}
+static size_t none_dot_half(const uint16_t *w, const float *x, size_t n, float *sum)
+{
+    (void)w, (void)x, (void)n, (void)sum;
+    return 0;
+}
+static size_t none_dot4(const float *w, size_t stride, const float *x, size_t n, float out[4])
+{
+    (void)w, (void)stride, (void)x, (void)n, (void)out;
+    return 0;
+}
+static size_t none_dot4_half(const uint16_t *w, size_t stride, const float *x, size_t n,
+                             float out[4])
+{
+    (void)w, (void)stride, (void)x, (void)n, (void)out;
+    return 0;
+}
+static size_t none_to_f32(const uint16_t *src, float *dst, size_t n)
+{
+    (void)src, (void)dst, (void)n;
+    return 0;
+}
+
+static const stream_kernels stream_table[] = {
+    [MMI_VEC_PORTABLE] = {none_dot, none_dot_half, none_dot_half, none_dot4, none_dot4_half,
+                          none_dot4_half, none_to_f32, none_to_f32},
+#ifdef HAVE_AVX2_VARIANTS
+    [MMI_VEC_AVX2] = {dot_avx2, dot_f16_avx2, dot_bf16_avx2, dot4_avx2, dot4_f16_avx2,
+                      dot4_bf16_avx2, f16_to_f32_avx2, bf16_to_f32_avx2},
+    [MMI_VEC_AVX512] = {dot_avx512, dot_f16_avx512, dot_bf16_avx512, dot4_avx512,
+                        dot4_f16_avx512, dot4_bf16_avx512, f16_to_f32_avx512,
+                        bf16_to_f32_avx512},
+#endif
+};
+
+int mmi_vec_simd_limit(int level)
+{
+    atomic_store(&simd_limit, level);
+#ifdef HAVE_AVX2_VARIANTS
+    return level_in_use();
+#else
+    return MMI_VEC_PORTABLE;
 #endif
 }
 
 #ifdef HAVE_AVX2_VARIANTS
 #  define SIMD(call) (use_avx2() ? (call) : 0)
+#  define STREAM (&stream_table[level_in_use()])
 #else
 #  define SIMD(call) ((size_t)0)
+#  define STREAM (&stream_table[MMI_VEC_PORTABLE])
 #endif
 
 void mmi_vec_x_sigmoid(float *x, size_t n, float a, float b)
@@ -344,46 +493,74 @@ void mmi_vec_scale(float *x, size_t n, float s)
 float mmi_vec_dot(const float *w, const float *x, size_t n)
 {
     float head = 0.0f;
-    size_t i = SIMD(dot_avx2(w, x, n, &head));
+    size_t i = STREAM->dot(w, x, n, &head);
     return head + dot_c(w + i, x + i, n - i);
 }
 
 float mmi_vec_dot_f16(const uint16_t *w, const float *x, size_t n)
 {
     float head = 0.0f;
-    size_t i = SIMD(dot_f16_avx2(w, x, n, &head));
+    size_t i = STREAM->dot_f16(w, x, n, &head);
     return head + dot_f16_c(w + i, x + i, n - i);
 }
 
 float mmi_vec_dot_bf16(const uint16_t *w, const float *x, size_t n)
 {
     float head = 0.0f;
-    size_t i = SIMD(dot_bf16_avx2(w, x, n, &head));
+    size_t i = STREAM->dot_bf16(w, x, n, &head);
     return head + dot_bf16_c(w + i, x + i, n - i);
 }
 
-#define DOT4(name, type, avx2, tail)                                                         \
+#define DOT4(name, type, kernel, tail)                                                       \
     void name(const type *w, size_t stride, const float *x, size_t n, float out[4])          \
     {                                                                                         \
         float head[4] = {0, 0, 0, 0};                                                         \
-        size_t i = SIMD(avx2(w, stride, x, n, head));                                         \
+        size_t i = STREAM->kernel(w, stride, x, n, head);                                     \
         for (int r = 0; r < 4; r++)                                                           \
             out[r] = head[r] + tail(w + r * stride + i, x + i, n - i);                        \
     }
-DOT4(mmi_vec_dot4, float, dot4_avx2, dot_c)
-DOT4(mmi_vec_dot4_f16, uint16_t, dot4_f16_avx2, dot_f16_c)
-DOT4(mmi_vec_dot4_bf16, uint16_t, dot4_bf16_avx2, dot_bf16_c)
+DOT4(mmi_vec_dot4, float, dot4, dot_c)
+DOT4(mmi_vec_dot4_f16, uint16_t, dot4_f16, dot_f16_c)
+DOT4(mmi_vec_dot4_bf16, uint16_t, dot4_bf16, dot_bf16_c)
 
 void mmi_vec_f16_to_f32(const uint16_t *src, float *dst, size_t n)
 {
-    for (size_t i = SIMD(f16_to_f32_avx2(src, dst, n)); i < n; i++)
+    for (size_t i = STREAM->f16_to_f32(src, dst, n); i < n; i++)
         dst[i] = mmi_f16_to_f32(src[i]);
 }
 
 void mmi_vec_bf16_to_f32(const uint16_t *src, float *dst, size_t n)
 {
-    for (size_t i = SIMD(bf16_to_f32_avx2(src, dst, n)); i < n; i++)
+    for (size_t i = STREAM->bf16_to_f32(src, dst, n); i < n; i++)
         dst[i] = mmi_bf16_to_f32(src[i]);
+}
+
+void mmi_vec_f32_to_bf16(const float *src, uint16_t *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = mmi_f32_to_bf16(src[i]);
+}
+
+/* Through f32 in blocks on the stack: every f16 value is exact in f32. */
+void mmi_vec_f16_to_bf16(const uint16_t *src, uint16_t *dst, size_t n)
+{
+    float block[256];
+    for (size_t i = 0; i < n; i += 256) {
+        size_t len = n - i < 256 ? n - i : 256;
+        mmi_vec_f16_to_f32(src + i, block, len);
+        mmi_vec_f32_to_bf16(block, dst + i, len);
+    }
+}
+
+int mmi_vec_has_bf16_products(void)
+{
+#ifdef HAVE_AVX2_VARIANTS
+    unsigned eax, ebx, ecx, edx;
+    return cpu_level() >= MMI_VEC_AVX512 && __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) &&
+           (eax & (1u << 5));
+#else
+    return 0;
+#endif
 }
 
 void mmi_vec_axpy(float *y, float a, const float *x, size_t n)

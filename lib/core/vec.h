@@ -1,7 +1,8 @@
 /* Loops over float arrays that the compiler cannot vectorise by itself (exp, half-precision
- * loads), written once in plain C and once with AVX2/FMA/F16C intrinsics; the AVX2 versions are
- * chosen at run time when the processor has those extensions. Both give the same results to
- * within a few float ulps (the AVX2 exp is a degree-6 polynomial, relative error < 2e-7).
+ * loads), written once in plain C and once with AVX2/FMA/F16C intrinsics, the dot products and
+ * conversions also with AVX-512; the widest variant the processor has is chosen at run time.
+ * All give the same results to within float rounding of the sums (they add in different orders;
+ * the AVX2 exp is a degree-6 polynomial, relative error < 2e-7).
  * No allocation, no threads: ops.c splits the work. */
 #ifndef MMI_VEC_H
 #define MMI_VEC_H
@@ -32,14 +33,21 @@ void mmi_vec_dot4_bf16(const uint16_t *w, size_t stride, const float *x, size_t 
                        float out[4]);
 void mmi_vec_f16_to_f32(const uint16_t *src, float *dst, size_t n);
 void mmi_vec_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
+/* To bf16, rounding to nearest even (NaN stays NaN), as mmi_f32_to_bf16. */
+void mmi_vec_f32_to_bf16(const float *src, uint16_t *dst, size_t n);
+void mmi_vec_f16_to_bf16(const uint16_t *src, uint16_t *dst, size_t n);
+/* Whether the processor multiplies bf16 itself (AVX512_BF16): where bf16 products pay. */
+int mmi_vec_has_bf16_products(void);
 /* y[i] += a * x[i] */
 void mmi_vec_axpy(float *y, float a, const float *x, size_t n);
 
 /* Whether the processor has AVX2, FMA and F16C, what the x86 kernels need (0 elsewhere). */
 int mmi_cpu_has_avx2(void);
 
-/* Test hook: allow = 0 sends every function down the portable path, 1 (the default) lets them
- * use the processor's extensions. Returns 1 when there are AVX2 variants to use here. */
-int mmi_vec_allow_simd(int allow);
+/* Instruction-set levels of the variants. */
+enum { MMI_VEC_PORTABLE, MMI_VEC_AVX2, MMI_VEC_AVX512 };
+/* Test and benchmark hook: the functions use no variant above `level` (the default allows
+ * MMI_VEC_AVX512); returns the level they now use, the lesser of `level` and the processor's. */
+int mmi_vec_simd_limit(int level);
 
 #endif

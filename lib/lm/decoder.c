@@ -412,9 +412,8 @@ static void run_layer(const mmi_decoder *d, mmi_decoder_state *s, int il, int pa
         norm(c, s->xn, s->x, n, l->attn_norm, l->attn_norm_b);
         h = s->xn;
     }
-    mmi_linear(s->q, h, n, &l->wq, l->bq);
-    mmi_linear(k, h, n, &l->wk, l->bk);
-    mmi_linear(v, h, n, &l->wv, l->bv);
+    const mmi_product qkv[3] = {{s->q, &l->wq, l->bq}, {k, &l->wk, l->bk}, {v, &l->wv, l->bv}};
+    mmi_linear_each(h, n, qkv, 3);
     if (c->family->pos != MMI_POS_LEARNED) {
         int neox = c->family->pos != MMI_ROPE_NORM;
         int n_sections = c->family->pos == MMI_ROPE_MULTI ? 3 : 0;
@@ -438,12 +437,14 @@ static void run_layer(const mmi_decoder *d, mmi_decoder_state *s, int il, int pa
         norm(c, s->xn, s->x, n, l->ffn_norm, l->ffn_norm_b);
         h = s->xn;
     }
-    mmi_linear(s->up, h, n, &l->ffn_up, l->b_up);
     if (c->family->gated_ffn) {
-        mmi_linear(s->gate, h, n, &l->ffn_gate, l->b_gate);
+        const mmi_product gate_up[2] = {{s->gate, &l->ffn_gate, l->b_gate},
+                                        {s->up, &l->ffn_up, l->b_up}};
+        mmi_linear_each(h, n, gate_up, 2);
         mmi_swiglu(s->gate, s->up, (size_t)n * c->n_ff);
         mmi_linear(s->xn, s->gate, n, &l->ffn_down, l->b_down);
     } else {
+        mmi_linear(s->up, h, n, &l->ffn_up, l->b_up);
         mmi_activate(c->ffn_act, s->up, (size_t)n * c->n_ff);
         mmi_linear(s->xn, s->up, n, &l->ffn_down, l->b_down);
     }
