@@ -172,7 +172,7 @@ build-tsan/test_%: tests/test_%.c tests/testutil.h tests/tiny_llama.h $(TSAN_OBJ
 # libFuzzer targets of tests/fuzz/targets.h, built with clang into tests/fuzz/build/ (library
 # objects instrumented for coverage there too); run them with tests/fuzz/run.sh.
 FUZZ_CC      ?= clang
-FUZZ_TARGETS := gguf image tokenizer chatjson audio video
+FUZZ_TARGETS := gguf image tokenizer chatjson audio video points
 FUZZ_CFLAGS  := -std=c11 $(WARN) -g -O1 -D_GNU_SOURCE -Iinclude $(LIB_INC) $(DEP_CFLAGS) \
                 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_OBJ     := $(patsubst lib/%.c,tests/fuzz/build/%.o,$(LIB_SRC))

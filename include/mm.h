@@ -106,7 +106,8 @@ typedef enum mm_opt_type {
     MM_OPT_TYPE_STRING = 3
 } mm_opt_type;
 
-/* Keys. 100s: loading and threads; 200s: sessions and generation; 300s: images; 400s: audio; 500s: video.
+/* Keys. 100s: loading and threads; 200s: sessions and generation; 300s: images; 400s: audio;
+ * 500s: video; 600s: points.
  * Image detail (MM_OPT_IMAGE_DETAIL): "low" is one view of the whole image at the tower's
  * size; "high" is the model's tiling (LLaVA-1.6: a grid of tiles chosen from the file's
  * pinpoints plus an overview) when the model has one; "auto" is high when the model tiles,
@@ -142,7 +143,8 @@ typedef enum mm_opt {
     MM_OPT_VIDEO_FRAMES    = 500, /* int, frames sampled uniformly from a clip; default 8 */
     MM_OPT_VIDEO_INTERVAL  = 501, /* float seconds, one frame every S (0 = use VIDEO_FRAMES) */
     MM_OPT_VIDEO_MAX_FRAMES= 502, /* int, most frames a clip may give; default 64 */
-    MM_OPT_VIDEO_MAX_SECONDS = 503 /* int, longest clip read from a file; default 3600 */
+    MM_OPT_VIDEO_MAX_SECONDS = 503, /* int, longest clip read from a file; default 3600 */
+    MM_OPT_POINTS_MAX_COUNT = 600 /* int, most points read from a PLY file; default 4 Mi */
 } mm_opt;
 
 /* Budgets: what one call may cost is bounded before the work starts, never found out after.
@@ -156,6 +158,9 @@ typedef enum mm_opt {
  *  - Audio (per clip read from WAV): MM_OPT_AUDIO_MAX_SECONDS (default 600) against the length
  *    in the file's header, before sample memory is allocated; a clip's rows are planned from
  *    its length before it is resampled or encoded.
+ *  - Point clouds (per PLY file): MM_OPT_POINTS_MAX_COUNT (default 4 Mi) against the vertex
+ *    count in the header, and every declared count against the bytes present, before point
+ *    memory is allocated.
  *  - Context (MM_OPT_N_CTX): every mm_session_add_* call counts its positions before any work;
  *    text that cannot fit is refused from its length before it is tokenized (no token stands
  *    for more bytes than the longest entry of the vocabulary).
@@ -404,6 +409,49 @@ MM_API const mm_image *mm_video_frame(const mm_video *video, size_t i);
 MM_API double mm_video_frame_time(const mm_video *video, size_t i);
 /* Release a clip. Accepts NULL. */
 MM_API void mm_video_free(mm_video *video);
+
+/* ---- section: point clouds (points.c) ---- */
+
+/* A point cloud: n points of float x, y, z, with optional colours (R, G, B in [0, 1]) and
+ * normals. Immutable once created: any number of threads may read it at once. Free with
+ * mm_points_free(). */
+typedef struct mm_points mm_points;
+
+/* Read a PLY file: ASCII, binary_little_endian or binary_big_endian 1.0. The points are the
+ * "vertex" element's x, y, z (any PLY number type), with red, green, blue (uchar scaled by
+ * 1/255, ushort by 1/65535, float or double taken as they are and required in [0, 1]) and
+ * nx, ny, nz when all three of a group are present; other properties, lists and elements
+ * before the vertex element are skipped by their declared types, and what follows it is not
+ * read. Reads MM_OPT_POINTS_MAX_COUNT from options (NULL for defaults): more points fail with
+ * MM_ERR_LIMIT before point memory is allocated.
+ * Errors: MM_ERR_ARG (NULL path or out), MM_ERR_IO (cannot open or read), MM_ERR_FORMAT (not
+ * PLY, a malformed header, data cut short, a count the data cannot hold, no vertex element or
+ * no points, a coordinate that is not a finite float, a colour outside [0, 1]; the message
+ * names the problem), MM_ERR_LIMIT, MM_ERR_NOMEM. Any thread. */
+MM_API mm_status mm_points_load_file(const char *path, const mm_options *options,
+                                     mm_points **out);
+
+/* Same as mm_points_load_file(), from `size` bytes at `data` (the caller keeps ownership). */
+MM_API mm_status mm_points_load_memory(const void *data, size_t size, const mm_options *options,
+                                       mm_points **out);
+
+/* Copy caller arrays: n_points rows of x, y, z in `xyz`, and when `rgb` is not NULL as many
+ * rows of R, G, B in [0, 1]. Errors: MM_ERR_ARG (NULL xyz or out, n_points 0, a coordinate
+ * that is not a finite number, a colour outside [0, 1]), MM_ERR_NOMEM. No count limit is
+ * applied. Any thread. */
+MM_API mm_status mm_points_from_arrays(const float *xyz, const float *rgb, size_t n_points,
+                                       mm_points **out);
+
+/* Number of points; 0 for NULL. Any thread. */
+MM_API size_t mm_points_count(const mm_points *points);
+/* The rows of 3 floats (x y z; R G B; nx ny nz), owned by the cloud and valid until
+ * mm_points_free(); NULL for NULL, and colours or normals NULL when the cloud has none. */
+MM_API const float *mm_points_xyz(const mm_points *points);
+MM_API const float *mm_points_rgb(const mm_points *points);
+MM_API const float *mm_points_normals(const mm_points *points);
+
+/* Release a point cloud. Accepts NULL. */
+MM_API void mm_points_free(mm_points *points);
 
 /* ---- section: media (media.c) ---- */
 

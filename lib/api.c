@@ -17,6 +17,7 @@
 #include "model.h"
 #include "options.h"
 #include "ops.h"
+#include "points.h"
 #include "session.h"
 #include "status.h"
 #include "tokenizer.h"
@@ -202,6 +203,65 @@ const uint8_t *mm_image_pixels(const mm_image *image)
 void mm_image_free(mm_image *image)
 {
     mmi_image_free(image);
+}
+
+/* ---- point clouds ---- */
+
+mm_status mm_points_load_file(const char *path, const mm_options *options, mm_points **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_points_load_file: out is NULL");
+    *out = NULL;
+    if (!path)
+        return mmi_fail(MM_ERR_ARG, "mm_points_load_file: path is NULL");
+    return mmi_points_load_file(path, options, out);
+}
+
+mm_status mm_points_load_memory(const void *data, size_t size, const mm_options *options,
+                                mm_points **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_points_load_memory: out is NULL");
+    *out = NULL;
+    if (!data)
+        return mmi_fail(MM_ERR_ARG, "mm_points_load_memory: data is NULL");
+    return mmi_points_parse_ply(data, size, "<memory>", options, out);
+}
+
+mm_status mm_points_from_arrays(const float *xyz, const float *rgb, size_t n_points,
+                                mm_points **out)
+{
+    if (!out)
+        return mmi_fail(MM_ERR_ARG, "mm_points_from_arrays: out is NULL");
+    *out = NULL;
+    if (!xyz)
+        return mmi_fail(MM_ERR_ARG, "mm_points_from_arrays: xyz is NULL");
+    return mmi_points_from_arrays(xyz, rgb, n_points, out);
+}
+
+size_t mm_points_count(const mm_points *points)
+{
+    return points ? points->n_points : 0;
+}
+
+const float *mm_points_xyz(const mm_points *points)
+{
+    return points ? points->xyz : NULL;
+}
+
+const float *mm_points_rgb(const mm_points *points)
+{
+    return points ? points->rgb : NULL;
+}
+
+const float *mm_points_normals(const mm_points *points)
+{
+    return points ? points->normals : NULL;
+}
+
+void mm_points_free(mm_points *points)
+{
+    mmi_points_free(points);
 }
 
 /* ---- audio ---- */

@@ -479,6 +479,70 @@ static void m_mm_image_free(void)
     mm_image_free(NULL);
 }
 
+/* ---- point clouds ---- */
+
+static void m_mm_points_load_file(void)
+{
+    mm_points *p = SENTINEL;
+    EXPECT(mm_points_load_file(NULL, NULL, &p), MM_ERR_ARG);
+    ck_assert_ptr_null(p);
+    EXPECT(mm_points_load_file("tests/data/images/grey1.png", NULL, NULL), MM_ERR_ARG);
+    EXPECT(mm_points_load_file("tests/no-such-cloud.ply", NULL, &p), MM_ERR_IO);
+    EXPECT(mm_points_load_file("tests", NULL, &p), MM_ERR_IO);
+    EXPECT(mm_points_load_file(CLIP_FILE, NULL, &p), MM_ERR_FORMAT);
+    ck_assert_ptr_null(p);
+}
+
+static void m_mm_points_load_memory(void)
+{
+    static const char head[] = "ply\nformat ascii 1.0\n";
+    mm_points *p = SENTINEL;
+    EXPECT(mm_points_load_memory(NULL, 10, NULL, &p), MM_ERR_ARG);
+    ck_assert_ptr_null(p);
+    EXPECT(mm_points_load_memory(head, sizeof head - 1, NULL, NULL), MM_ERR_ARG);
+    EXPECT(mm_points_load_memory(head, 0, NULL, &p), MM_ERR_FORMAT);
+    EXPECT(mm_points_load_memory(head, sizeof head - 1, NULL, &p), MM_ERR_FORMAT);
+    ck_assert_ptr_null(p);
+}
+
+static void m_mm_points_from_arrays(void)
+{
+    const float xyz[3] = {0, 1, 2}, rgb[3] = {2, 0, 0};
+    mm_points *p = SENTINEL;
+    EXPECT(mm_points_from_arrays(NULL, NULL, 1, &p), MM_ERR_ARG);
+    ck_assert_ptr_null(p);
+    EXPECT(mm_points_from_arrays(xyz, NULL, 1, NULL), MM_ERR_ARG);
+    EXPECT(mm_points_from_arrays(xyz, NULL, 0, &p), MM_ERR_ARG);
+    EXPECT(mm_points_from_arrays(xyz, rgb, 1, &p), MM_ERR_ARG);
+    EXPECT(mm_points_from_arrays(xyz, NULL, SIZE_MAX, &p), MM_ERR_ARG);
+    ck_assert_ptr_null(p);
+}
+
+static void m_mm_points_count(void)
+{
+    ck_assert_uint_eq(mm_points_count(NULL), 0);
+}
+
+static void m_mm_points_xyz(void)
+{
+    ck_assert_ptr_null(mm_points_xyz(NULL));
+}
+
+static void m_mm_points_rgb(void)
+{
+    ck_assert_ptr_null(mm_points_rgb(NULL));
+}
+
+static void m_mm_points_normals(void)
+{
+    ck_assert_ptr_null(mm_points_normals(NULL));
+}
+
+static void m_mm_points_free(void)
+{
+    mm_points_free(NULL);
+}
+
 /* ---- audio ---- */
 
 static void m_mm_audio_load_file(void)
@@ -1379,6 +1443,9 @@ static const struct {
     CASE(mm_model_tensor_info), CASE(mm_model_memory),
     CASE(mm_image_load_file), CASE(mm_image_load_memory), CASE(mm_image_from_pixels),
     CASE(mm_image_width), CASE(mm_image_height), CASE(mm_image_pixels), CASE(mm_image_free),
+    CASE(mm_points_load_file), CASE(mm_points_load_memory), CASE(mm_points_from_arrays),
+    CASE(mm_points_count), CASE(mm_points_xyz), CASE(mm_points_rgb), CASE(mm_points_normals),
+    CASE(mm_points_free),
     CASE(mm_audio_load_file), CASE(mm_audio_load_memory), CASE(mm_audio_from_samples),
     CASE(mm_audio_sample_rate), CASE(mm_audio_n_samples), CASE(mm_audio_samples),
     CASE(mm_audio_free), CASE(mm_audio_resampling_available),

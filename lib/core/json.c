@@ -412,46 +412,62 @@ mm_status mmi_json_int(const mmi_json_value *v, int64_t min, int64_t max, const 
     return MM_OK;
 }
 
-mm_status mmi_json_double(const mmi_json_value *v, const char *where, double *out)
+double mmi_decimal_parse(const char *s, size_t len, size_t *used)
 {
-    if (!v || v->type != MMI_JSON_NUMBER)
-        return not_a_number(v, where, "a number");
     /* Digits as a decimal mantissa and a power of ten; the digits past 17 only move the
      * exponent (they cannot change a double's nearest value by more than an ulp). */
-    const char *p = v->str;
-    int negative = *p == '-';
-    p += negative;
+    size_t i = 0;
+    int negative = i < len && s[i] == '-';
+    i += i < len && (s[i] == '-' || s[i] == '+');
     double mantissa = 0;
     long exponent = 0;
-    int digits = 0;
-    for (; *p >= '0' && *p <= '9'; p++) {
+    int digits = 0, seen = 0;
+    for (; i < len && s[i] >= '0' && s[i] <= '9'; i++, seen++) {
         if (digits < 17) {
-            mantissa = mantissa * 10 + (*p - '0');
+            mantissa = mantissa * 10 + (s[i] - '0');
             digits += mantissa > 0;
         } else
             exponent++;
     }
-    if (*p == '.')
-        for (p++; *p >= '0' && *p <= '9'; p++)
+    if (i < len && s[i] == '.')
+        for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++, seen++)
             if (digits < 17) {
-                mantissa = mantissa * 10 + (*p - '0');
+                mantissa = mantissa * 10 + (s[i] - '0');
                 digits += mantissa > 0;
                 exponent--;
             }
-    if (*p == 'e' || *p == 'E') {
-        p++;
-        int exp_negative = *p == '-';
-        p += *p == '-' || *p == '+';
-        long e = 0;
-        for (; *p >= '0' && *p <= '9'; p++)
-            if (e < 100000)
-                e = e * 10 + (*p - '0');
-        exponent += exp_negative ? -e : e;
+    if (!seen) {
+        if (used)
+            *used = 0;
+        return 0;
     }
+    if (i + 1 < len && (s[i] == 'e' || s[i] == 'E')) {
+        size_t j = i + 1;
+        int exp_negative = s[j] == '-';
+        j += s[j] == '-' || s[j] == '+';
+        if (j < len && s[j] >= '0' && s[j] <= '9') {
+            long e = 0;
+            for (; j < len && s[j] >= '0' && s[j] <= '9'; j++)
+                if (e < 100000)
+                    e = e * 10 + (s[j] - '0');
+            exponent += exp_negative ? -e : e;
+            i = j;
+        }
+    }
+    if (used)
+        *used = i;
     double value = mantissa == 0 ? 0 : mantissa * pow(10, (double)exponent);
+    return negative ? -value : value;
+}
+
+mm_status mmi_json_double(const mmi_json_value *v, const char *where, double *out)
+{
+    if (!v || v->type != MMI_JSON_NUMBER)
+        return not_a_number(v, where, "a number");
+    double value = mmi_decimal_parse(v->str, v->len, NULL);
     if (!isfinite(value))
         return not_a_number(v, where, "a number within the range of a double");
-    *out = negative ? -value : value;
+    *out = value;
     return MM_OK;
 }
 

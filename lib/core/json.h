@@ -71,6 +71,10 @@ const char *mmi_json_type_name(mmi_json_type type);
 mm_status mmi_json_int(const mmi_json_value *v, int64_t min, int64_t max, const char *where,
                        int64_t *out);
 mm_status mmi_json_double(const mmi_json_value *v, const char *where, double *out);
+/* The decimal number at s[0..len) ([+-]digits[.digits][(e|E)[+-]digits], digits on at least
+ * one side of the point), converted without the C locale; *used (may be NULL) receives the
+ * characters read, 0 when none form a number. Out of a double's range gives +-inf. */
+double mmi_decimal_parse(const char *s, size_t len, size_t *used);
 
 /* ---- writing ----
  * Appends to a growing buffer. The first failure (out of memory) sticks: later calls do

@@ -41,6 +41,7 @@ static const opt_spec opt_specs[] = {
     {MM_OPT_VIDEO_INTERVAL, "video_interval", MM_OPT_TYPE_FLOAT, 0, 86400, 0},
     {MM_OPT_VIDEO_MAX_FRAMES, "video_max_frames", MM_OPT_TYPE_INT, 1, 4096, 64},
     {MM_OPT_VIDEO_MAX_SECONDS, "video_max_seconds", MM_OPT_TYPE_INT, 1, 86400 * 7, 3600},
+    {MM_OPT_POINTS_MAX_COUNT, "points_max_count", MM_OPT_TYPE_INT, 1, 1 << 30, 1 << 22},
 };
 
 typedef struct {

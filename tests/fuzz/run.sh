@@ -1,7 +1,7 @@
 #!/bin/sh
 # Fuzz one target (or `all`, one after another) for SECONDS each:
 #   tests/fuzz/run.sh TARGET|all SECONDS
-# Targets: gguf image tokenizer chatjson audio video (tests/fuzz/targets.h). Builds them with
+# Targets: gguf image tokenizer chatjson audio video points (tests/fuzz/targets.h). Builds them with
 # `make fuzz` (clang, libFuzzer, ASan+UBSan). Each run starts from the committed seeds
 # (tests/fuzz/corpus/TARGET) and a working corpus kept between runs in
 # $MM_FUZZ_WORK/TARGET (default /tmp/mm-fuzz); crashing inputs land in
@@ -10,9 +10,9 @@
 # After a fix, copy each crasher into tests/fuzz/regressions/TARGET/: the test suite replays it.
 set -e
 cd "$(dirname "$0")/../.."
-[ $# -eq 2 ] || { echo "usage: $0 gguf|image|tokenizer|chatjson|audio|video|all SECONDS" >&2; exit 2; }
+[ $# -eq 2 ] || { echo "usage: $0 gguf|image|tokenizer|chatjson|audio|video|points|all SECONDS" >&2; exit 2; }
 targets=$1
-[ "$targets" = all ] && targets="gguf image tokenizer chatjson audio video"
+[ "$targets" = all ] && targets="gguf image tokenizer chatjson audio video points"
 seconds=$2
 work=${MM_FUZZ_WORK:-/tmp/mm-fuzz}
 export MM_VECTORS_DIR="${MM_VECTORS_DIR:-$(pwd)/tests/vectors}"

@@ -29,6 +29,7 @@
 #include "preprocess.h"
 #include "tokenizer.h"
 #include "tower_audio.h"
+#include "tower_points.h"
 #include "unicode.h"
 #include "vit.h"
 
@@ -372,6 +373,61 @@ static int fuzz_image(const uint8_t *data, size_t size)
         mmi_views_free(&views);
     }
     mm_image_free(image);
+    return 0;
+}
+
+/* ---- point clouds: the PLY reader ---- */
+
+static int fuzz_points(const uint8_t *data, size_t size)
+{
+    /* A small count limit keeps each run fast and exercises the limit check too. */
+    mm_options *options;
+    if (mm_options_create(&options) != MM_OK)
+        return 0;
+    mm_options_set_int(options, MM_OPT_POINTS_MAX_COUNT, 4096);
+    mm_points *points;
+    mm_status st = mm_points_load_memory(data, size, options, &points);
+    mm_options_free(options);
+    if (st != MM_OK) {
+        fuzz_check_failure(st, "mm_points_load_memory");
+        FUZZ_CHECK(points == NULL, "failed read returned a point cloud");
+        return 0;
+    }
+    size_t n = mm_points_count(points);
+    FUZZ_CHECK(n > 0 && n <= 4096, "read %zu points", n);
+    const float *rows[3] = {mm_points_xyz(points), mm_points_rgb(points),
+                            mm_points_normals(points)};
+    FUZZ_CHECK(rows[0] != NULL, "no coordinates");
+    for (int r = 0; r < 3; r++) {
+        if (!rows[r])
+            continue;
+        fuzz_touch(rows[r], n * 3 * sizeof(float));
+        for (size_t i = 0; i < n * 3; i++)
+            FUZZ_CHECK(isfinite(rows[r][i]) && (r != 1 || (rows[r][i] >= 0 && rows[r][i] <= 1)),
+                       "row kind %d value %zu is %g", r, i, (double)rows[r][i]);
+    }
+    /* The point encoder's sampling steps on whatever was accepted: the normalised cloud lies in
+     * the unit sphere, and every index they give is a point of it. */
+    float *unit = malloc(n * 3 * sizeof(float)), *scratch = malloc(n * sizeof(float));
+    int32_t idx[8];
+    FUZZ_CHECK(unit && scratch, "test allocation");
+    mmi_points_normalise(rows[0], n, unit);
+    for (size_t i = 0; i < n; i++)
+        FUZZ_CHECK(unit[3 * i] * unit[3 * i] + unit[3 * i + 1] * unit[3 * i + 1] +
+                   unit[3 * i + 2] * unit[3 * i + 2] <= 1.0001f, "point %zu outside the unit "
+                   "sphere after normalising", i);
+    int m = n < 8 ? (int)n : 8;
+    mmi_points_fps(unit, n, m, size, idx, scratch);
+    for (int i = 0; i < m; i++)
+        FUZZ_CHECK(idx[i] >= 0 && (size_t)idx[i] < n, "sample %d is index %d of %zu", i,
+                   (int)idx[i], n);
+    mmi_points_knn(unit, n, unit + 3 * (size_t)idx[m - 1], m, idx, scratch);
+    for (int i = 0; i < m; i++)
+        FUZZ_CHECK(idx[i] >= 0 && (size_t)idx[i] < n, "neighbour %d is index %d of %zu", i,
+                   (int)idx[i], n);
+    free(unit);
+    free(scratch);
+    mm_points_free(points);
     return 0;
 }
 
@@ -760,6 +816,7 @@ static const struct {
 } fuzz_targets[] = {
     {"gguf", fuzz_gguf},
     {"image", fuzz_image},
+    {"points", fuzz_points},
     {"tokenizer", fuzz_tokenizer},
     {"chatjson", fuzz_chatjson},
     {"audio", fuzz_audio},

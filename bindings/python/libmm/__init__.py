@@ -19,11 +19,12 @@ from .image import Embeddings, Image
 from .log import logger, set_log_level
 from .model import Model
 from .options import Options, ProgressStage
+from .points import Points
 from .session import Session, StopReason
 
 __all__ = ["ABI_VERSION", "Audio", "Embeddings", "Image", "LibraryNotFound", "MMError", "Model",
-           "Options", "ProgressStage", "Session", "Status", "StopReason", "Video", "logger",
-           "resampling_available", "set_log_level", "version", "version_number",
+           "Options", "Points", "ProgressStage", "Session", "Status", "StopReason", "Video",
+           "logger", "resampling_available", "set_log_level", "version", "version_number",
            "video_files_available"]
 
 

@@ -169,6 +169,15 @@ PROTOTYPES = {
     "mm_media_free": (None, [c_void_p]),
     "mm_media_n_tokens": (status_t, [c_void_p, c_void_p, POINTER(c_size_t)]),
     "mm_media_encode": (status_t, [c_void_p, c_void_p, c_void_p, POINTER(c_void_p)]),
+    # point clouds
+    "mm_points_load_file": (status_t, [c_char_p, c_void_p, POINTER(c_void_p)]),
+    "mm_points_load_memory": (status_t, [c_void_p, c_size_t, c_void_p, POINTER(c_void_p)]),
+    "mm_points_from_arrays": (status_t, [c_void_p, c_void_p, c_size_t, POINTER(c_void_p)]),
+    "mm_points_count": (c_size_t, [c_void_p]),
+    "mm_points_xyz": (c_void_p, [c_void_p]),
+    "mm_points_rgb": (c_void_p, [c_void_p]),
+    "mm_points_normals": (c_void_p, [c_void_p]),
+    "mm_points_free": (None, [c_void_p]),
     # vision encoding and CLIP
     "mm_image_encode": (status_t, [c_void_p, c_void_p, c_void_p, POINTER(c_void_p)]),
     "mm_image_encode_pixels": (status_t, [c_void_p, c_void_p, c_int, c_int, c_void_p,
